@@ -1,0 +1,227 @@
+// Package schemas defines Sluice's streams: the fields an event of each stream
+// carries, which field is its partition key, and the ClickHouse table it lands
+// in. Stream definitions are YAML files; the built-in ones live next to this
+// file and are compiled into the binary.
+package schemas
+
+import (
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+//go:embed *.yaml
+var builtin embed.FS
+
+// FieldType is the type of one field of an event.
+type FieldType string
+
+// The field types a schema may use.
+const (
+	// TypeString is a JSON string.
+	TypeString FieldType = "string"
+	// TypeEnum is a JSON string from a fixed list (Field.Values).
+	TypeEnum FieldType = "enum"
+	// TypeTimestamp is an RFC 3339 string or Unix epoch milliseconds.
+	TypeTimestamp FieldType = "timestamp"
+	// TypeNumberMap is a JSON object of name -> number.
+	TypeNumberMap FieldType = "map(number)"
+	// TypeStringMap is a JSON object of name -> string.
+	TypeStringMap FieldType = "map(string)"
+)
+
+// Names of the fields every stream has besides its own.
+const (
+	// FieldEventID is the idempotency key of an event.
+	FieldEventID = "event_id"
+	// FieldReceivedAt is when Sluice accepted the event.
+	FieldReceivedAt = "received_at"
+)
+
+// MaxEventIDLength bounds event_id, in bytes.
+const MaxEventIDLength = 128
+
+// Field is one field of a stream's events.
+type Field struct {
+	Name     string    `yaml:"name"`
+	Type     FieldType `yaml:"type"`
+	Required bool      `yaml:"required"`
+	// MaxLength bounds a string, in bytes; for maps, each key and string value.
+	MaxLength int `yaml:"max_length"`
+	// Values lists what an enum accepts.
+	Values []string `yaml:"values"`
+	// MaxEntries bounds the number of entries of a map.
+	MaxEntries int `yaml:"max_entries"`
+}
+
+// Stream is a named event type.
+type Stream struct {
+	Name         string   `yaml:"name"`
+	Description  string   `yaml:"description"`
+	PartitionKey string   `yaml:"partition_key"`
+	Table        string   `yaml:"table"`
+	OrderBy      []string `yaml:"order_by"`
+	Fields       []Field  `yaml:"fields"`
+
+	byName map[string]*Field
+}
+
+// Field returns the named field, or nil.
+func (s *Stream) Field(name string) *Field { return s.byName[name] }
+
+var identRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
+
+// check validates a parsed definition and builds its lookup table.
+func (s *Stream) check() error {
+	if !identRE.MatchString(s.Name) {
+		return fmt.Errorf("name %q: must match %s", s.Name, identRE)
+	}
+	if s.Table == "" {
+		s.Table = s.Name
+	}
+	if !identRE.MatchString(s.Table) {
+		return fmt.Errorf("table %q: must match %s", s.Table, identRE)
+	}
+	if len(s.Fields) == 0 {
+		return errors.New("fields: none defined")
+	}
+	s.byName = make(map[string]*Field, len(s.Fields))
+	for i := range s.Fields {
+		f := &s.Fields[i]
+		if !identRE.MatchString(f.Name) {
+			return fmt.Errorf("fields[%d].name %q: must match %s", i, f.Name, identRE)
+		}
+		if f.Name == FieldEventID || f.Name == FieldReceivedAt || strings.HasPrefix(f.Name, "kafka_") {
+			return fmt.Errorf("fields[%d].name %q: reserved", i, f.Name)
+		}
+		if _, dup := s.byName[f.Name]; dup {
+			return fmt.Errorf("fields[%d].name %q: defined twice", i, f.Name)
+		}
+		switch f.Type {
+		case TypeString, TypeTimestamp, TypeNumberMap, TypeStringMap:
+		case TypeEnum:
+			if len(f.Values) == 0 {
+				return fmt.Errorf("fields[%d] %s: enum without values", i, f.Name)
+			}
+		default:
+			return fmt.Errorf("fields[%d] %s: unknown type %q", i, f.Name, f.Type)
+		}
+		s.byName[f.Name] = f
+	}
+	for _, f := range s.Fields {
+		// Generated column names (ts_ms, tags.name) must not collide.
+		if f.Type == TypeTimestamp {
+			if _, clash := s.byName[f.Name+"_ms"]; clash {
+				return fmt.Errorf("field %s_ms: clashes with the millisecond column of %s", f.Name, f.Name)
+			}
+		}
+	}
+	pk := s.byName[s.PartitionKey]
+	if pk == nil {
+		return fmt.Errorf("partition_key %q: no such field", s.PartitionKey)
+	}
+	if pk.Type != TypeString || !pk.Required {
+		return fmt.Errorf("partition_key %q: must be a required string field", s.PartitionKey)
+	}
+	for _, o := range s.OrderBy {
+		f := s.byName[o]
+		if f == nil {
+			return fmt.Errorf("order_by %q: no such field", o)
+		}
+		if f.Type == TypeNumberMap || f.Type == TypeStringMap {
+			return fmt.Errorf("order_by %q: maps cannot be sort keys", o)
+		}
+	}
+	return nil
+}
+
+// Registry holds the streams Sluice knows, by name.
+type Registry struct {
+	streams map[string]*Stream
+}
+
+// Builtin returns the streams that ship with Sluice.
+func Builtin() (*Registry, error) {
+	r, err := load(builtin)
+	if err != nil {
+		return nil, fmt.Errorf("built-in schemas: %w", err)
+	}
+	return r, nil
+}
+
+// LoadDir reads every *.yaml file in dir as a stream definition.
+func LoadDir(dir string) (*Registry, error) {
+	r, err := load(os.DirFS(dir))
+	if err != nil {
+		return nil, fmt.Errorf("schemas in %s: %w", dir, err)
+	}
+	return r, nil
+}
+
+func load(fsys fs.FS) (*Registry, error) {
+	names, err := fs.Glob(fsys, "*.yaml")
+	if err != nil {
+		return nil, err
+	}
+	if len(names) == 0 {
+		return nil, errors.New("no *.yaml stream definitions")
+	}
+	r := &Registry{streams: make(map[string]*Stream)}
+	tables := map[string]string{}
+	for _, name := range names {
+		b, err := fs.ReadFile(fsys, name)
+		if err != nil {
+			return nil, err
+		}
+		var s Stream
+		dec := yaml.NewDecoder(strings.NewReader(string(b)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&s); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		if err := s.check(); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		if want := strings.TrimSuffix(filepath.Base(name), ".yaml"); want != s.Name {
+			return nil, fmt.Errorf("%s: stream name %q differs from the file name", name, s.Name)
+		}
+		if other, ok := tables[s.Table]; ok {
+			return nil, fmt.Errorf("%s: table %q already used by stream %s", name, s.Table, other)
+		}
+		tables[s.Table] = s.Name
+		r.streams[s.Name] = &s
+	}
+	return r, nil
+}
+
+// Stream returns the named stream, or nil if there is none.
+func (r *Registry) Stream(name string) *Stream { return r.streams[name] }
+
+// Streams returns every stream, sorted by name.
+func (r *Registry) Streams() []*Stream {
+	out := make([]*Stream, 0, len(r.streams))
+	for _, s := range r.streams {
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Names returns the stream names, sorted.
+func (r *Registry) Names() []string {
+	out := make([]string, 0, len(r.streams))
+	for n := range r.streams {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
