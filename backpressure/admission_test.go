@@ -1,0 +1,157 @@
+package backpressure
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestAdmissionAcquire(t *testing.T) {
+	tests := []struct {
+		name     string
+		capacity int64
+		held     int64 // taken before the call under test
+		n        int64
+		// releaseAfter frees the held units this long into the wait; 0 never.
+		releaseAfter time.Duration
+		cancelAfter  time.Duration
+		wantErr      error
+		wantMinWait  time.Duration
+		wantMaxWait  time.Duration
+	}{
+		{name: "fits", capacity: 10, n: 10, wantMaxWait: 50 * time.Millisecond},
+		{name: "zero units", capacity: 10, held: 10, n: 0, wantMaxWait: 50 * time.Millisecond},
+		{name: "larger than capacity fails at once", capacity: 10, n: 11, wantErr: ErrTooLarge, wantMaxWait: 50 * time.Millisecond},
+		{name: "full then busy after max wait", capacity: 10, held: 5, n: 6, wantErr: ErrBusy,
+			wantMinWait: 80 * time.Millisecond, wantMaxWait: 2 * time.Second},
+		{name: "full then released in time", capacity: 10, held: 10, n: 10, releaseAfter: 20 * time.Millisecond,
+			wantMinWait: 15 * time.Millisecond, wantMaxWait: 90 * time.Millisecond},
+		{name: "caller gives up", capacity: 10, held: 10, n: 1, cancelAfter: 10 * time.Millisecond,
+			wantErr: context.Canceled, wantMaxWait: 90 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := NewAdmission(AdmissionConfig{Capacity: tt.capacity, MaxWait: 100 * time.Millisecond})
+			if err := a.Acquire(context.Background(), tt.held); err != nil {
+				t.Fatalf("setup acquire: %v", err)
+			}
+			if tt.releaseAfter > 0 {
+				timer := time.AfterFunc(tt.releaseAfter, func() { a.Release(tt.held) })
+				defer timer.Stop()
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if tt.cancelAfter > 0 {
+				timer := time.AfterFunc(tt.cancelAfter, cancel)
+				defer timer.Stop()
+			}
+			start := time.Now()
+			err := a.Acquire(ctx, tt.n)
+			waited := time.Since(start)
+			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil) != (err == nil) {
+				t.Fatalf("Acquire(%d) = %v, want %v", tt.n, err, tt.wantErr)
+			}
+			if waited < tt.wantMinWait || waited > tt.wantMaxWait {
+				t.Errorf("waited %s, want between %s and %s", waited, tt.wantMinWait, tt.wantMaxWait)
+			}
+			wantHeld := tt.held
+			if tt.releaseAfter > 0 {
+				wantHeld = 0
+			}
+			if err == nil {
+				wantHeld += tt.n
+			}
+			if got := a.InFlight(); got != wantHeld {
+				t.Errorf("InFlight = %d, want %d", got, wantHeld)
+			}
+		})
+	}
+}
+
+// A large waiter at the front must not be overtaken by small ones, and when
+// it gives up the small ones behind it must be served.
+func TestAdmissionFIFO(t *testing.T) {
+	a := NewAdmission(AdmissionConfig{Capacity: 10, MaxWait: 60 * time.Millisecond})
+	if err := a.Acquire(context.Background(), 5); err != nil {
+		t.Fatal(err)
+	}
+	bigErr := make(chan error, 1)
+	go func() { bigErr <- a.Acquire(context.Background(), 10) }()
+	waitFor(t, func() bool { a.mu.Lock(); defer a.mu.Unlock(); return a.waiters.Len() == 1 })
+
+	// 5 units are free, but the big waiter came first.
+	smallErr := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		smallErr <- a.Acquire(ctx, 3)
+	}()
+	if err := <-bigErr; !errors.Is(err, ErrBusy) {
+		t.Fatalf("big waiter: %v, want ErrBusy", err)
+	}
+	if err := <-smallErr; err != nil {
+		t.Fatalf("small waiter after the big one gave up: %v", err)
+	}
+	if got := a.InFlight(); got != 8 {
+		t.Errorf("InFlight = %d, want 8", got)
+	}
+}
+
+func TestAdmissionOverRelease(t *testing.T) {
+	a := NewAdmission(AdmissionConfig{Capacity: 1})
+	defer func() {
+		if recover() == nil {
+			t.Error("releasing more than acquired did not panic")
+		}
+	}()
+	a.Release(1)
+}
+
+// Under contention the bound holds and every unit comes back.
+func TestAdmissionConcurrent(t *testing.T) {
+	const capacity = 50
+	a := NewAdmission(AdmissionConfig{Capacity: capacity, MaxWait: 5 * time.Millisecond})
+	var inUse, peak atomic.Int64
+	var wg sync.WaitGroup
+	for g := range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				n := int64(1 + (g+i)%capacity)
+				if err := a.Acquire(context.Background(), n); err != nil {
+					if !errors.Is(err, ErrBusy) {
+						t.Errorf("Acquire: %v", err)
+					}
+					continue
+				}
+				cur := inUse.Add(n)
+				for p := peak.Load(); cur > p && !peak.CompareAndSwap(p, cur); p = peak.Load() {
+				}
+				inUse.Add(-n)
+				a.Release(n)
+			}
+		}()
+	}
+	wg.Wait()
+	if p := peak.Load(); p > capacity {
+		t.Errorf("peak in use %d exceeds capacity %d", p, capacity)
+	}
+	if got := a.InFlight(); got != 0 {
+		t.Errorf("InFlight after all released = %d", got)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -1,0 +1,117 @@
+// Package devstack runs the embedded servers of `sluice dev`: a
+// Kafka-protocol broker (kfake) that keeps its data on disk, and a NATS
+// server with JetStream. Production runs real Kafka and NATS instead.
+package devstack
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// Kafka is an embedded single-broker Kafka-protocol cluster.
+type Kafka struct {
+	cluster *kfake.Cluster
+	addr    string
+}
+
+// StartKafka starts a broker listening on addr (host:port) with its log and
+// committed offsets under dataDir, so both survive a restart. With
+// syncWrites every produced batch is fsynced before it is acknowledged, so an
+// acknowledged event survives even a machine crash, at some cost in speed.
+func StartKafka(addr, dataDir string, syncWrites bool, log *slog.Logger) (*Kafka, error) {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("kafka address %q: %w", addr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("kafka address %q: bad port", addr)
+	}
+	opts := []kfake.Opt{
+		kfake.Ports(port),
+		kfake.DataDir(filepath.Join(dataDir, "kafka")),
+		kfake.ClusterID("sluice-dev"),
+		// kfake binds 127.0.0.1 itself; honour the host the user asked for.
+		kfake.ListenFn(func(network, _ string) (net.Listener, error) {
+			return net.Listen(network, net.JoinHostPort(host, portStr))
+		}),
+		kfake.GroupMinSessionTimeout(time.Second),
+		kfake.WithLogger(kfakeLogger{log.With("component", "kafka")}),
+	}
+	if syncWrites {
+		opts = append(opts, kfake.SyncWrites())
+	}
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("start embedded kafka on %s: %w", addr, err)
+	}
+	return &Kafka{cluster: c, addr: c.ListenAddrs()[0]}, nil
+}
+
+// Addr returns the broker's address.
+func (k *Kafka) Addr() string { return k.addr }
+
+// Close persists the broker's state and stops it.
+func (k *Kafka) Close() { k.cluster.Close() }
+
+type kfakeLogger struct{ log *slog.Logger }
+
+func (l kfakeLogger) Logf(level kfake.LogLevel, msg string, args ...any) {
+	switch level {
+	case kfake.LogLevelError:
+		l.log.Error(fmt.Sprintf(msg, args...))
+	case kfake.LogLevelWarn:
+		l.log.Warn(fmt.Sprintf(msg, args...))
+	}
+}
+
+// NATS is an embedded NATS server with JetStream.
+type NATS struct {
+	srv *natsserver.Server
+}
+
+// StartNATS starts a server on addr with JetStream storage under dataDir.
+func StartNATS(addr, dataDir string) (*NATS, error) {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("nats address %q: %w", addr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("nats address %q: bad port", addr)
+	}
+	srv, err := natsserver.NewServer(&natsserver.Options{
+		ServerName: "sluice-dev",
+		Host:       host,
+		Port:       port,
+		JetStream:  true,
+		StoreDir:   filepath.Join(dataDir, "nats"),
+		NoSigs:     true,
+		NoLog:      true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start embedded nats on %s: %w", addr, err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		srv.Shutdown()
+		return nil, fmt.Errorf("embedded nats on %s: not ready after 10s", addr)
+	}
+	return &NATS{srv: srv}, nil
+}
+
+// URL returns the client URL of the server.
+func (n *NATS) URL() string { return n.srv.ClientURL() }
+
+// Close shuts the server down.
+func (n *NATS) Close() {
+	n.srv.Shutdown()
+	n.srv.WaitForShutdown()
+}

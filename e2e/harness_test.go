@@ -1,0 +1,336 @@
+// Package e2e holds the end-to-end tests: real ClickHouse (started by
+// scripts/clickhouse.sh), the embedded Kafka-protocol broker, embedded NATS,
+// and Sluice itself, in process or as the built binary.
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/sluicehq/sluice/devstack"
+	"github.com/sluicehq/sluice/pipeline"
+	"github.com/sluicehq/sluice/sinks/clickhouse"
+)
+
+// clickhouseAddr is where the tests expect ClickHouse; `make test` starts it.
+func clickhouseAddr() string {
+	if a := os.Getenv("SLUICE_TEST_CLICKHOUSE_ADDR"); a != "" {
+		return a
+	}
+	return "127.0.0.1:9000"
+}
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// sluiceBin returns the sluice binary: $SLUICE_BIN (set by `make test`) or
+// one built for this test run.
+func sluiceBin(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("SLUICE_BIN"); p != "" {
+		return p
+	}
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "sluice-e2e-bin")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "sluice")
+		out, err := exec.Command("go", "build", "-race", "-o", binPath, "../cmd/sluice").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func randomSuffix() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// testDB is a ClickHouse database of one test, dropped when it ends.
+type testDB struct {
+	Name string
+	conn driver.Conn
+}
+
+func newTestDB(t *testing.T) *testDB {
+	t.Helper()
+	conn, err := ch.Open(&ch.Options{Addr: []string{clickhouseAddr()}, Auth: ch.Auth{Database: "default", Username: "default"}})
+	if err == nil {
+		err = conn.Ping(context.Background())
+	}
+	if err != nil {
+		t.Fatalf("ClickHouse at %s: %v (run scripts/clickhouse.sh start, or make test)", clickhouseAddr(), err)
+	}
+	db := &testDB{Name: "sluice_e2e_" + randomSuffix(), conn: conn}
+	t.Cleanup(func() {
+		if os.Getenv("SLUICE_KEEP_DB") == "" {
+			_ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db.Name)
+		}
+		conn.Close()
+	})
+	return db
+}
+
+func (db *testDB) options() clickhouse.Options {
+	return clickhouse.Options{Addr: clickhouseAddr(), Database: db.Name, Username: "default"}
+}
+
+// counts returns count() and uniqExact(event_id) of a table.
+func (db *testDB) counts(t *testing.T, table string) (rows, distinct uint64) {
+	t.Helper()
+	row := db.conn.QueryRow(context.Background(), fmt.Sprintf("SELECT count(), uniqExact(event_id) FROM %s.%s", db.Name, table))
+	if err := row.Scan(&rows, &distinct); err != nil {
+		t.Fatalf("count %s: %v", table, err)
+	}
+	return rows, distinct
+}
+
+// waitRows waits until every table holds at least want[table] rows and no
+// more rows arrive for a moment, then returns the counts.
+func (db *testDB) waitRows(t *testing.T, want map[string]uint64, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		done := true
+		for table, n := range want {
+			if rows, _ := db.counts(t, table); rows < n {
+				done = false
+			}
+		}
+		if done {
+			// Give a straggling duplicate the chance to show up.
+			time.Sleep(2 * time.Second)
+			return
+		}
+		if time.Now().After(deadline) {
+			for table, n := range want {
+				rows, distinct := db.counts(t, table)
+				t.Logf("%s: %d rows, %d distinct, want %d", table, rows, distinct, n)
+			}
+			t.Fatalf("rows did not arrive within %s", timeout)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// stack is an in-process `sluice dev`: embedded broker and NATS plus the
+// pipeline.
+type stack struct {
+	KafkaAddr string
+	NATSURL   string
+	HTTPURL   string
+	cancel    context.CancelFunc
+	done      chan error
+	kafka     *devstack.Kafka
+	nats      *devstack.NATS
+}
+
+func startStack(t *testing.T, db *testDB, tweak func(*pipeline.Config)) *stack {
+	t.Helper()
+	dir := t.TempDir()
+	k, err := devstack.StartKafka(freeAddr(t), dir, false, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := devstack.StartNATS("127.0.0.1:-1", dir)
+	if err != nil {
+		k.Close()
+		t.Fatal(err)
+	}
+	httpAddr := freeAddr(t)
+	cfg := pipeline.Config{
+		Role:           pipeline.RoleAll,
+		HTTPAddr:       httpAddr,
+		KafkaBrokers:   []string{k.Addr()},
+		NATSURL:        n.URL(),
+		ClickHouse:     db.options(),
+		Partitions:     4,
+		Workers:        4,
+		BatchLinger:    100 * time.Millisecond,
+		SessionTimeout: 6 * time.Second,
+		Logger:         testLogger(t),
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &stack{KafkaAddr: k.Addr(), NATSURL: n.URL(), HTTPURL: "http://" + httpAddr, cancel: cancel, done: make(chan error, 1), kafka: k, nats: n}
+	go func() { s.done <- pipeline.Run(ctx, cfg) }()
+	t.Cleanup(s.stop)
+	waitReady(t, s.HTTPURL, s.done)
+	return s
+}
+
+func (s *stack) stop() {
+	if s.cancel == nil {
+		return
+	}
+	s.cancel()
+	s.cancel = nil
+	<-s.done
+	s.nats.Close()
+	s.kafka.Close()
+}
+
+// waitReady polls /readyz until it answers 200.
+func waitReady(t *testing.T, url string, exited <-chan error) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-exited:
+			t.Fatalf("sluice exited before it was ready: %v", err)
+		default:
+		}
+		resp, err := http.Get(url + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("%s/readyz not ready within 60s", url)
+}
+
+// proc is a sluice process started from the binary.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+	log  string
+}
+
+// startProc runs the sluice binary with args; its output goes to a log file
+// shown when the test fails.
+func startProc(t *testing.T, name string, args ...string) *proc {
+	t.Helper()
+	logPath := filepath.Join(t.TempDir(), name+".log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(sluiceBin(t), args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, done: make(chan struct{}), log: logPath}
+	go func() {
+		p.err = cmd.Wait()
+		f.Close()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			t.Logf("--- %s log (%s), last lines:\n%s", name, logPath, tail(logPath, 40))
+		}
+	})
+	return p
+}
+
+func (p *proc) signal(sig syscall.Signal) { _ = p.cmd.Process.Signal(sig) }
+
+// wait waits for the process to exit, at most timeout.
+func (p *proc) wait(t *testing.T, timeout time.Duration) error {
+	t.Helper()
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(timeout):
+		t.Fatalf("process %d did not exit within %s", p.cmd.Process.Pid, timeout)
+		return nil
+	}
+}
+
+func (p *proc) kill() {
+	select {
+	case <-p.done:
+	default:
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+func (p *proc) exited() <-chan error {
+	ch := make(chan error, 1)
+	go func() { <-p.done; ch <- p.err }()
+	return ch
+}
+
+func tail(path string, n int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return err.Error()
+	}
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if len(lines) > n {
+			lines = lines[1:]
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// testLogger returns a logger writing to a file that outlives the test (so
+// goroutines that log late cannot fail it); its tail is shown on failure.
+func testLogger(t *testing.T) *slog.Logger {
+	t.Helper()
+	f, err := os.CreateTemp("", "sluice-e2e-*.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("--- pipeline log (%s), last lines:\n%s", f.Name(), tail(f.Name(), 60))
+		} else {
+			defer os.Remove(f.Name())
+		}
+	})
+	return slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}

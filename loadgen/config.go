@@ -1,0 +1,198 @@
+// Package loadgen simulates a fleet of IoT devices and log-producing services
+// posting events to Sluice's HTTP collector. It drives demos and benchmarks,
+// and is the producer in exactly-once tests, so it accounts for every event it
+// sends: each one ends up acknowledged, rejected, or reported as
+// unacknowledged, and retries always resend the same event_ids.
+package loadgen
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"regexp"
+	"time"
+)
+
+// Config describes one load-generation run. The zero value of a field means
+// its default, except where noted.
+type Config struct {
+	// URL is the collector's base URL; events go to
+	// {URL}/v1/streams/{stream}/events. Default http://127.0.0.1:8080.
+	URL string
+	// Token, when set, is sent as "Authorization: Bearer <Token>".
+	Token string
+	// Rate caps new events per second across all clients; 0 means as fast
+	// as the collector acknowledges. Retries do not count against it.
+	Rate float64
+	// Concurrency is the number of concurrent HTTP clients, each with at
+	// most one request in flight. Default 8.
+	Concurrency int
+	// BatchSize is the number of events per request. Default 100.
+	BatchSize int
+	// Duration bounds the time spent generating new events; 0 means until
+	// ctx is cancelled (or MaxEvents is reached).
+	Duration time.Duration
+	// MaxEvents stops generating after this many events in total; 0 means
+	// no limit. With it the set of event_ids a run produces is exact.
+	MaxEvents int64
+	// Devices is the number of simulated IoT devices. Default 1000.
+	Devices int
+	// Services is the number of simulated services. Default 20.
+	Services int
+	// Mix is the fraction of events that go to iot_telemetry, the rest to
+	// app_logs. It is applied per request, deterministically. Unlike the
+	// other fields it has no default: 0 sends app_logs only (the command's
+	// default is DefaultMix).
+	Mix float64
+	// RunID prefixes every event_id: <RunID>-<stream>-<seq>. Default: a
+	// random 12-hex-digit id.
+	RunID string
+	// ReportInterval is how often a progress line is written to out.
+	// Default 1s; negative disables progress lines.
+	ReportInterval time.Duration
+	// AckLog, when set, receives one line "<stream>\t<event_id>\n" for every
+	// event the collector acknowledged. Writes are serialized and buffered.
+	AckLog io.Writer
+	// Grace bounds how long requests in flight at shutdown may keep
+	// retrying. Default 30s; negative means no grace at all.
+	Grace time.Duration
+	// Abort, when closed, ends the grace period at once.
+	Abort <-chan struct{}
+	// Timeout bounds a single HTTP attempt; a timed-out attempt is retried.
+	// Default 10s.
+	Timeout time.Duration
+	// MinBackoff and MaxBackoff bound the exponential backoff between
+	// retries when the collector gives no Retry-After. Defaults 100ms, 5s.
+	MinBackoff, MaxBackoff time.Duration
+	// Gzip compresses request bodies (Content-Encoding: gzip).
+	Gzip bool
+	// NDJSON sends newline-delimited JSON instead of a JSON array.
+	NDJSON bool
+	// HTTPClient overrides the HTTP client, e.g. for TLS settings.
+	HTTPClient *http.Client
+	// Logger receives warnings such as error response bodies. Default
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// Defaults for Config fields left at zero.
+const (
+	// DefaultURL is where `sluice dev` listens.
+	DefaultURL = "http://127.0.0.1:8080"
+	// DefaultConcurrency is the default number of HTTP clients.
+	DefaultConcurrency = 8
+	// DefaultBatchSize is the default number of events per request.
+	DefaultBatchSize = 100
+	// DefaultDevices is the default size of the device fleet.
+	DefaultDevices = 1000
+	// DefaultServices is the default number of log-producing services.
+	DefaultServices = 20
+	// DefaultMix is the command's default share of iot_telemetry events;
+	// Config.Mix itself has no default.
+	DefaultMix = 0.5
+	// DefaultReportInterval is the default time between progress lines.
+	DefaultReportInterval = time.Second
+	// DefaultGrace is the default time in-flight requests get at shutdown.
+	DefaultGrace = 30 * time.Second
+	// DefaultTimeout is the default bound on one HTTP attempt. The collector
+	// answers only after Kafka acknowledged, which can take a while under load.
+	DefaultTimeout = 10 * time.Second
+	// DefaultMinBackoff is the default first wait before a retry.
+	DefaultMinBackoff = 100 * time.Millisecond
+	// DefaultMaxBackoff is the default longest wait between retries.
+	DefaultMaxBackoff = 5 * time.Second
+)
+
+// runIDRE keeps run ids free of characters that would need escaping in JSON
+// or quoting in SQL, and short enough that event_ids stay under 128 bytes.
+var runIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$`)
+
+// withDefaults fills in defaults and checks the result.
+func (c Config) withDefaults() (Config, error) {
+	if c.URL == "" {
+		c.URL = DefaultURL
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = DefaultBatchSize
+	}
+	if c.Devices == 0 {
+		c.Devices = DefaultDevices
+	}
+	if c.Services == 0 {
+		c.Services = DefaultServices
+	}
+	if c.RunID == "" {
+		c.RunID = newRunID()
+	}
+	if c.ReportInterval == 0 {
+		c.ReportInterval = DefaultReportInterval
+	}
+	if c.Grace == 0 {
+		c.Grace = DefaultGrace
+	} else if c.Grace < 0 {
+		c.Grace = 0
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.MinBackoff == 0 {
+		c.MinBackoff = DefaultMinBackoff
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = max(DefaultMaxBackoff, c.MinBackoff)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if u, err := url.Parse(c.URL); err != nil {
+		bad("url %q: %w", c.URL, err)
+	} else if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("url %q: want http(s)://host[:port]", c.URL)
+	}
+	if c.Rate < 0 {
+		bad("rate %g: must be >= 0", c.Rate)
+	}
+	if c.Concurrency < 1 {
+		bad("concurrency %d: must be >= 1", c.Concurrency)
+	}
+	if c.BatchSize < 1 {
+		bad("batch size %d: must be >= 1", c.BatchSize)
+	}
+	if c.Duration < 0 {
+		bad("duration %s: must be >= 0", c.Duration)
+	}
+	if c.MaxEvents < 0 {
+		bad("events %d: must be >= 0", c.MaxEvents)
+	}
+	if c.Devices < 1 {
+		bad("devices %d: must be >= 1", c.Devices)
+	}
+	if c.Services < 1 {
+		bad("services %d: must be >= 1", c.Services)
+	}
+	if c.Mix < 0 || c.Mix > 1 {
+		bad("mix %g: must be between 0 and 1", c.Mix)
+	}
+	if !runIDRE.MatchString(c.RunID) {
+		bad("run id %q: must match %s", c.RunID, runIDRE)
+	}
+	if c.Timeout < 0 {
+		bad("timeout %s: must be > 0", c.Timeout)
+	}
+	if c.MinBackoff < 0 || c.MaxBackoff < c.MinBackoff {
+		bad("backoff %s..%s: want 0 <= min <= max", c.MinBackoff, c.MaxBackoff)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return c, fmt.Errorf("loadgen config: %w", err)
+	}
+	return c, nil
+}

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The demo: `sluice dev` under simulated load from `sluice loadgen`, then a
+# summary of what landed in ClickHouse. DURATION (e.g. 30s) stops it by itself;
+# without it, it runs until Ctrl-C. Run through `make demo`, which builds the
+# binary and starts ClickHouse first.
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN="$ROOT/bin/sluice"
+DIR="$ROOT/.local/demo"
+DB=${DEMO_DATABASE:-sluice_demo}
+RATE=${RATE:-20000}
+DURATION=${DURATION:-}
+HTTP_ADDR=127.0.0.1:${DEMO_HTTP_PORT:-8080}
+export PATH="$PATH:/usr/sbin:/usr/local/sbin"
+
+say() { echo "demo: $*" >&2; }
+ch() { clickhouse-client --host 127.0.0.1 --port 9000 --database "$DB" "$@"; }
+
+# A fresh broker and database each run, so the summary shows this run only.
+rm -rf "$DIR"
+mkdir -p "$DIR"
+clickhouse-client --host 127.0.0.1 --port 9000 -q "DROP DATABASE IF EXISTS $DB"
+
+say "starting sluice dev (log: $DIR/sluice.log)"
+"$BIN" dev --data-dir "$DIR/data" --http-addr "$HTTP_ADDR" \
+	--kafka-addr 127.0.0.1:${DEMO_KAFKA_PORT:-9092} --nats-addr 127.0.0.1:${DEMO_NATS_PORT:-4222} \
+	--clickhouse-database "$DB" >"$DIR/sluice.log" 2>&1 &
+SLUICE=$!
+stop_sluice() {
+	if kill -0 "$SLUICE" 2>/dev/null; then
+		say "stopping sluice dev (it drains and commits first)"
+		kill -TERM "$SLUICE"
+		wait "$SLUICE"
+	fi
+}
+trap stop_sluice EXIT
+
+for i in $(seq 1 60); do
+	if curl -fsS "http://$HTTP_ADDR/readyz" >/dev/null 2>&1; then break; fi
+	if ! kill -0 "$SLUICE" 2>/dev/null; then say "sluice dev exited:"; tail -20 "$DIR/sluice.log" >&2; exit 1; fi
+	sleep 0.5
+done
+curl -fsS "http://$HTTP_ADDR/readyz" >/dev/null || { say "sluice dev not ready after 30s"; tail -20 "$DIR/sluice.log" >&2; exit 1; }
+
+if [ -n "$DURATION" ]; then
+	say "load for $DURATION at $RATE events/s"
+else
+	say "load at $RATE events/s until Ctrl-C"
+fi
+# Ctrl-C reaches loadgen and sluice dev (same process group); both stop
+# gracefully, and this script goes on to the summary.
+trap 'say "interrupted: finishing"' INT
+"$BIN" loadgen --url "http://$HTTP_ADDR" --rate "$RATE" --concurrency 16 --batch-size 100 \
+	${DURATION:+--duration "$DURATION"} --json >"$DIR/loadgen.json"
+LOADGEN_STATUS=$?
+trap - INT
+stop_sluice
+trap - EXIT
+
+echo
+echo "=== What landed in ClickHouse (database $DB) ==="
+ch -q "SELECT 'iot_telemetry' AS table, count() AS rows, uniqExact(event_id) AS distinct_events FROM iot_telemetry
+       UNION ALL SELECT 'app_logs', count(), uniqExact(event_id) FROM app_logs FORMAT PrettyCompact"
+echo "Five busiest devices:"
+ch -q "SELECT device_id, count() AS events,
+              round(avgIf(metrics.value[indexOf(metrics.name, 'temperature')], has(metrics.name, 'temperature')), 2) AS avg_temperature
+       FROM iot_telemetry
+       GROUP BY device_id ORDER BY events DESC, device_id LIMIT 5 FORMAT PrettyCompact"
+echo "Errors per service:"
+ch -q "SELECT service, countIf(level = 'error') AS errors, countIf(level = 'fatal') AS fatals, count() AS lines
+       FROM app_logs GROUP BY service ORDER BY errors DESC, service LIMIT 20 FORMAT PrettyCompact"
+echo "Load generator (events acknowledged, ack latency):"
+cat "$DIR/loadgen.json"
+exit $LOADGEN_STATUS

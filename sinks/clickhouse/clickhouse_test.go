@@ -1,0 +1,767 @@
+package clickhouse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
+
+	"github.com/sluicehq/sluice/schemas"
+)
+
+// These tests run against a real ClickHouse, by default the one
+// scripts/clickhouse.sh starts; SLUICE_CLICKHOUSE_ADDR points them elsewhere
+// (the compose stack's current LTS, for instance).
+
+func testAddr() string {
+	if a := os.Getenv("SLUICE_CLICKHOUSE_ADDR"); a != "" {
+		return a
+	}
+	return DefaultAddr
+}
+
+// openTest opens a Sink on a database of its own, dropped when the test ends.
+func openTest(t testing.TB) *Sink {
+	t.Helper()
+	if os.Getenv("SLUICE_SKIP_CLICKHOUSE") == "1" {
+		t.Skip("SLUICE_SKIP_CLICKHOUSE=1")
+	}
+	db := fmt.Sprintf("sluice_test_%016x", rand.Uint64())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := Open(ctx, Options{Addr: testAddr(), Database: db, DialTimeout: 3 * time.Second, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatalf("ClickHouse is not reachable at %s: %v\n"+
+			"Start it with scripts/clickhouse.sh (or set SLUICE_CLICKHOUSE_ADDR, or SLUICE_SKIP_CLICKHOUSE=1 to skip these tests).", testAddr(), err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := s.conn.Exec(ctx, "DROP DATABASE IF EXISTS "+quote(db)); err != nil {
+			t.Errorf("drop test database %s: %v", db, err)
+		}
+		s.Close()
+	})
+	return s
+}
+
+func builtin(t testing.TB, name string) *schemas.Stream {
+	t.Helper()
+	r, err := schemas.Builtin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := r.Stream(name)
+	if st == nil {
+		t.Fatalf("no built-in stream %s", name)
+	}
+	return st
+}
+
+func ensure(t testing.TB, s *Sink, streams ...*schemas.Stream) {
+	t.Helper()
+	if err := s.EnsureTables(context.Background(), streams); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCreateTableSQL(t *testing.T) {
+	s := &Sink{db: "sluice"}
+	got := s.CreateTableSQL(builtin(t, "iot_telemetry"))
+	want := "CREATE TABLE IF NOT EXISTS `sluice`.`iot_telemetry` (\n" +
+		"    `event_id` String,\n" +
+		"    `device_id` String,\n" +
+		"    `ts` DateTime,\n" +
+		"    `ts_ms` UInt16,\n" +
+		"    `metrics` Nested(name String, value Float64),\n" +
+		"    `tags` Nested(name String, value String),\n" +
+		"    `received_at` DateTime,\n" +
+		"    `received_at_ms` UInt16,\n" +
+		"    `kafka_partition` Int32,\n" +
+		"    `kafka_offset` Int64\n" +
+		")\n" +
+		"ENGINE = MergeTree()\n" +
+		"PARTITION BY `kafka_partition`\n" +
+		"ORDER BY (`device_id`, `ts`)"
+	if got != want {
+		t.Errorf("CreateTableSQL:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestEnsureTables(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	for _, name := range []string{"iot_telemetry", "app_logs"} {
+		t.Run(name, func(t *testing.T) {
+			st := builtin(t, name)
+			for range 2 { // idempotent
+				ensure(t, s, st)
+			}
+			rows, err := s.conn.Query(ctx, "SELECT name, type FROM system.columns WHERE database = ? AND table = ?", s.db, st.Table)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rows.Close()
+			var got []column
+			for rows.Next() {
+				var c column
+				if err := rows.Scan(&c.name, &c.typ); err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, c)
+			}
+			if want := columns(st); !reflect.DeepEqual(got, want) {
+				t.Errorf("columns:\n%v\nwant:\n%v", got, want)
+			}
+			var pk, sk string
+			if err := s.conn.QueryRow(ctx, "SELECT partition_key, sorting_key FROM system.tables WHERE database = ? AND name = ?", s.db, st.Table).Scan(&pk, &sk); err != nil {
+				t.Fatal(err)
+			}
+			if want := strings.Join(st.OrderBy, ", "); pk != colKafkaPartition || sk != want {
+				t.Errorf("partition key %q, sorting key %q; want %q, %q", pk, sk, colKafkaPartition, want)
+			}
+		})
+	}
+}
+
+func TestEnsureTablesEvolves(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	st := builtin(t, "app_logs")
+
+	// An older schema without host and attrs wrote rows already.
+	old := *st
+	old.Fields = nil
+	for _, f := range st.Fields {
+		if f.Name != "host" && f.Name != "attrs" {
+			old.Fields = append(old.Fields, f)
+		}
+	}
+	ensure(t, s, &old)
+	t0 := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	ev := schemas.Event{ID: "old-1", Key: "checkout", ReceivedAt: t0, Fields: map[string]any{
+		"ts": t0, "service": "checkout", "level": "info", "message": "m",
+	}}
+	if err := s.Insert(ctx, &old, 0, []Row{{Offset: 1, Event: ev}}); err != nil {
+		t.Fatal(err)
+	}
+
+	ensure(t, s, st)
+	var host string
+	var attrs []string
+	if err := s.conn.QueryRow(ctx, "SELECT host, `attrs.name` FROM "+s.table(st)).Scan(&host, &attrs); err != nil {
+		t.Fatal(err)
+	}
+	if host != "" || len(attrs) != 0 {
+		t.Errorf("old row: host %q, attrs.name %q; want defaults", host, attrs)
+	}
+	ev.ID, ev.Fields["host"], ev.Fields["attrs"] = "new-1", "web-3", map[string]string{"k": "v"}
+	if err := s.Insert(ctx, st, 0, []Row{{Offset: 2, Event: ev}}); err != nil {
+		t.Fatal(err)
+	}
+
+	// A column whose type differs cannot be fixed by Sluice.
+	mistyped := *st
+	mistyped.Table = "mistyped"
+	ddl := strings.Replace(s.CreateTableSQL(&mistyped), "`message` String", "`message` UInt64", 1)
+	if err := s.conn.Exec(ctx, ddl); err != nil {
+		t.Fatal(err)
+	}
+	err := s.EnsureTables(ctx, []*schemas.Stream{&mistyped})
+	if err == nil || !strings.Contains(err.Error(), "column message is UInt64, the schema needs String") {
+		t.Errorf("EnsureTables with a mistyped column: %v", err)
+	}
+
+	// Nor can a table that is not partitioned by Kafka partition.
+	other := *st
+	other.Table = "logs_by_month"
+	if err := s.conn.Exec(ctx, "CREATE TABLE "+s.table(&other)+" (event_id String, ts DateTime) ENGINE = MergeTree() PARTITION BY toYYYYMM(ts) ORDER BY ts"); err != nil {
+		t.Fatal(err)
+	}
+	err = s.EnsureTables(ctx, []*schemas.Stream{&other})
+	if err == nil || !strings.Contains(err.Error(), "inserts are not atomic") {
+		t.Errorf("EnsureTables with a table partitioned by month: %v", err)
+	}
+}
+
+// selectAll reads every column of the table in table order, DateTimes as
+// Unix seconds, ordered by kafka_offset.
+func selectAll(t *testing.T, s *Sink, st *schemas.Stream) []map[string]any {
+	t.Helper()
+	cols := columns(st)
+	exprs := make([]string, len(cols))
+	for i, c := range cols {
+		exprs[i] = quote(c.name)
+		if c.typ == "DateTime" {
+			exprs[i] = "toUnixTimestamp(" + quote(c.name) + ")"
+		}
+	}
+	rows, err := s.conn.Query(context.Background(), "SELECT "+strings.Join(exprs, ", ")+" FROM "+s.table(st)+" ORDER BY kafka_offset")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []map[string]any
+	for rows.Next() {
+		dest := make([]any, len(cols))
+		for i, c := range cols {
+			switch c.typ {
+			case "String":
+				dest[i] = new(string)
+			case "DateTime":
+				dest[i] = new(uint32)
+			case "UInt16":
+				dest[i] = new(uint16)
+			case "Int32":
+				dest[i] = new(int32)
+			case "Int64":
+				dest[i] = new(int64)
+			case "Array(String)":
+				dest[i] = new([]string)
+			case "Array(Float64)":
+				dest[i] = new([]float64)
+			default:
+				t.Fatalf("column %s: unexpected type %s", c.name, c.typ)
+			}
+		}
+		if err := rows.Scan(dest...); err != nil {
+			t.Fatal(err)
+		}
+		row := make(map[string]any, len(cols))
+		for i, c := range cols {
+			row[c.name] = reflect.ValueOf(dest[i]).Elem().Interface()
+		}
+		out = append(out, row)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestInsertReadsBack(t *testing.T) {
+	ts := time.Date(2026, 11, 24, 10, 0, 0, 123e6, time.UTC)
+	recv := time.Date(2026, 11, 24, 10, 0, 1, 7e6, time.UTC)
+	kolkata := time.FixedZone("IST", 5*3600+1800)
+	tests := []struct {
+		stream string
+		event  schemas.Event
+		want   map[string]any
+	}{
+		{"iot_telemetry", schemas.Event{ID: "e1", Key: "sensor-1", ReceivedAt: recv, Fields: map[string]any{
+			"device_id": "sensor-1", "ts": ts,
+			"metrics": map[string]float64{"temperature": 21.5, "humidity": 40.2, "co2": -1e-3},
+			"tags":    map[string]string{"site": "plant-a", "floor": "2"},
+		}}, map[string]any{
+			"event_id": "e1", "device_id": "sensor-1", "ts": uint32(ts.Unix()), "ts_ms": uint16(123),
+			"metrics.name": []string{"co2", "humidity", "temperature"}, "metrics.value": []float64{-1e-3, 40.2, 21.5},
+			"tags.name": []string{"floor", "site"}, "tags.value": []string{"2", "plant-a"},
+			"received_at": uint32(recv.Unix()), "received_at_ms": uint16(7),
+		}},
+		{"iot_telemetry", schemas.Event{ID: "e2-no-tags", Key: "sensor-2", ReceivedAt: recv, Fields: map[string]any{
+			// Not UTC: the instant must survive, not the wall clock.
+			"device_id": "sensor-2", "ts": ts.In(kolkata), "metrics": map[string]float64{"v": 1},
+		}}, map[string]any{
+			"event_id": "e2-no-tags", "device_id": "sensor-2", "ts": uint32(ts.Unix()), "ts_ms": uint16(123),
+			"metrics.name": []string{"v"}, "metrics.value": []float64{1},
+			"tags.name": []string{}, "tags.value": []string{},
+			"received_at": uint32(recv.Unix()), "received_at_ms": uint16(7),
+		}},
+		{"app_logs", schemas.Event{ID: "l1", Key: "checkout", ReceivedAt: recv, Fields: map[string]any{
+			"ts": ts, "service": "checkout", "level": "error", "message": "payment declined\n\"quoted\" ünïcode",
+			"host": "web-3", "trace_id": "abc123", "attrs": map[string]string{"order": "A-17", "amount": ""},
+		}}, map[string]any{
+			"event_id": "l1", "ts": uint32(ts.Unix()), "ts_ms": uint16(123), "service": "checkout", "level": "error",
+			"message": "payment declined\n\"quoted\" ünïcode", "host": "web-3", "trace_id": "abc123",
+			"attrs.name": []string{"amount", "order"}, "attrs.value": []string{"", "A-17"},
+			"received_at": uint32(recv.Unix()), "received_at_ms": uint16(7),
+		}},
+		{"app_logs", schemas.Event{ID: "l2-minimal", Key: "checkout", ReceivedAt: ts, Fields: map[string]any{
+			"ts": time.UnixMilli(999), "service": "checkout", "level": "info", "message": "",
+		}}, map[string]any{
+			"event_id": "l2-minimal", "ts": uint32(0), "ts_ms": uint16(999), "service": "checkout", "level": "info",
+			"message": "", "host": "", "trace_id": "", "attrs.name": []string{}, "attrs.value": []string{},
+			"received_at": uint32(ts.Unix()), "received_at_ms": uint16(123),
+		}},
+	}
+
+	s := openTest(t)
+	for _, stream := range []string{"iot_telemetry", "app_logs"} {
+		t.Run(stream, func(t *testing.T) {
+			st := builtin(t, stream)
+			ensure(t, s, st)
+			const partition = 3
+			var rows []Row
+			var want []map[string]any
+			for _, tt := range tests {
+				if tt.stream != stream {
+					continue
+				}
+				off := int64(100 + len(rows))
+				rows = append(rows, Row{Offset: off, Event: tt.event})
+				w := map[string]any{"kafka_partition": int32(partition), "kafka_offset": off}
+				for k, v := range tt.want {
+					w[k] = v
+				}
+				want = append(want, w)
+			}
+			if err := s.Insert(context.Background(), st, partition, rows); err != nil {
+				t.Fatal(err)
+			}
+			got := selectAll(t, s, st)
+			if len(got) != len(want) {
+				t.Fatalf("read %d rows, want %d", len(got), len(want))
+			}
+			for i := range want {
+				for _, c := range columns(st) {
+					if !reflect.DeepEqual(got[i][c.name], want[i][c.name]) {
+						t.Errorf("row %d (%s) column %s = %#v, want %#v", i, want[i]["event_id"], c.name, got[i][c.name], want[i][c.name])
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestDateTimeNotShifted reads a DateTime back as the driver hands it out,
+// besides as Unix seconds: neither way may the server's or the client's time
+// zone move the instant.
+func TestDateTimeNotShifted(t *testing.T) {
+	s := openTest(t)
+	st := builtin(t, "iot_telemetry")
+	ensure(t, s, st)
+	ts := time.Date(2026, 3, 29, 1, 30, 0, 0, time.UTC) // a DST change in Europe
+	ev := schemas.Event{ID: "tz", Key: "d", ReceivedAt: ts, Fields: map[string]any{
+		"device_id": "d", "ts": ts, "metrics": map[string]float64{"x": 1},
+	}}
+	if err := s.Insert(context.Background(), st, 0, []Row{{Offset: 0, Event: ev}}); err != nil {
+		t.Fatal(err)
+	}
+	var got time.Time
+	var unix uint32
+	var text string
+	if err := s.conn.QueryRow(context.Background(), "SELECT ts, toUnixTimestamp(ts), toString(ts, 'UTC') FROM "+s.table(st)).Scan(&got, &unix, &text); err != nil {
+		t.Fatal(err)
+	}
+	if !got.Equal(ts) || int64(unix) != ts.Unix() || text != "2026-03-29 01:30:00" {
+		t.Errorf("read back %v, %d, %q; want %v, %d, %q", got, unix, text, ts, ts.Unix(), "2026-03-29 01:30:00")
+	}
+}
+
+func iotRows(first int64, n int, recv time.Time) []Row {
+	rows := make([]Row, n)
+	for i := range rows {
+		id := fmt.Sprintf("ev-%d", first+int64(i))
+		rows[i] = Row{Offset: first + int64(i), Event: schemas.Event{ID: id, Key: "d", ReceivedAt: recv, Fields: map[string]any{
+			"device_id": "d", "ts": recv, "metrics": map[string]float64{"x": float64(i)},
+		}}}
+	}
+	return rows
+}
+
+func TestMaxOffset(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	st := builtin(t, "iot_telemetry")
+	ensure(t, s, st)
+	recv := time.Now().UTC()
+
+	type check struct {
+		partition int32
+		offset    int64
+		ok        bool
+	}
+	steps := []struct {
+		name   string
+		insert map[int32][]Row
+		checks []check
+	}{
+		{"empty table", nil, []check{{0, 0, false}, {1, 0, false}}},
+		{"one partition", map[int32][]Row{0: iotRows(0, 3, recv)}, []check{{0, 2, true}, {1, 0, false}}},
+		{"another partition", map[int32][]Row{1: iotRows(10, 2, recv)}, []check{{0, 2, true}, {1, 11, true}}},
+		// 18.16's max() of no rows is 0 too: only count() tells offset 0 apart.
+		{"offset zero", map[int32][]Row{2: iotRows(0, 1, recv)}, []check{{2, 0, true}, {3, 0, false}}},
+		{"later batch", map[int32][]Row{0: iotRows(3, 5, recv)}, []check{{0, 7, true}, {1, 11, true}}},
+	}
+	for _, step := range steps {
+		for p, rows := range step.insert {
+			if err := s.Insert(ctx, st, p, rows); err != nil {
+				t.Fatalf("%s: %v", step.name, err)
+			}
+		}
+		for _, c := range step.checks {
+			off, ok, err := s.MaxOffset(ctx, st, c.partition)
+			if err != nil {
+				t.Fatalf("%s: %v", step.name, err)
+			}
+			if off != c.offset || ok != c.ok {
+				t.Errorf("%s: MaxOffset(partition %d) = %d, %v; want %d, %v", step.name, c.partition, off, ok, c.offset, c.ok)
+			}
+		}
+	}
+
+	// Each insert of one Kafka partition made exactly one part, in the
+	// MergeTree partition of that Kafka partition.
+	rows, err := s.conn.Query(ctx, "SELECT partition, count() FROM system.parts WHERE database = ? AND table = ? GROUP BY partition ORDER BY partition", s.db, st.Table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	got := map[string]uint64{}
+	for rows.Next() {
+		var p string
+		var n uint64
+		if err := rows.Scan(&p, &n); err != nil {
+			t.Fatal(err)
+		}
+		got[p] = n
+	}
+	// Merges may have combined partition 0's two parts since.
+	if got["1"] != 1 || got["2"] != 1 || got["0"] < 1 || got["0"] > 2 || len(got) != 3 {
+		t.Errorf("parts per partition: %v; want 0: 1 or 2, 1: 1, 2: 1", got)
+	}
+}
+
+func TestRecentEventIDs(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	st := builtin(t, "iot_telemetry")
+	ensure(t, s, st)
+
+	t0 := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	at := func(first int64, ids []string, recv ...time.Time) []Row {
+		rows := iotRows(first, len(ids), t0)
+		for i := range rows {
+			rows[i].Event.ID = ids[i]
+			rows[i].Event.ReceivedAt = recv[i]
+		}
+		return rows
+	}
+	p0 := at(0, []string{"old", "edge-before", "edge-at", "edge-after", "new"},
+		t0.Add(-20*time.Minute),
+		t0.Add(-5*time.Minute+199*time.Millisecond),
+		t0.Add(-5*time.Minute+200*time.Millisecond),
+		t0.Add(-5*time.Minute+201*time.Millisecond),
+		t0)
+	p1 := at(0, []string{"other-partition"}, t0)
+	if err := s.Insert(ctx, st, 0, p0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Insert(ctx, st, 1, p1); err != nil {
+		t.Fatal(err)
+	}
+
+	since := t0.Add(-5*time.Minute + 200*time.Millisecond)
+	tests := []struct {
+		name      string
+		partition int32
+		since     time.Time
+		limit     int
+		want      []string
+	}{
+		{"window, to the millisecond", 0, since, 100, []string{"edge-at", "edge-after", "new"}},
+		{"limit keeps the most recent", 0, since, 2, []string{"edge-after", "new"}},
+		{"no limit", 0, time.Time{}, 0, []string{"old", "edge-before", "edge-at", "edge-after", "new"}},
+		{"other partition", 1, since, 100, []string{"other-partition"}},
+		{"empty partition", 2, since, 100, nil},
+		{"future", 0, t0.Add(time.Second), 100, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := s.RecentEventIDs(ctx, st, tt.partition, tt.since, tt.limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("RecentEventIDs = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestInsertRejectsBadRows(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	st := builtin(t, "iot_telemetry")
+	ensure(t, s, st)
+	good := iotRows(0, 2, time.Now())
+
+	tests := []struct {
+		name      string
+		rows      func() []Row
+		permanent bool
+	}{
+		{"offsets out of order", func() []Row { return []Row{good[1], good[0]} }, false},
+		{"no event_id", func() []Row {
+			r := iotRows(0, 1, time.Now())
+			r[0].Event.ID = ""
+			return r
+		}, true},
+		{"field of the wrong type", func() []Row {
+			r := iotRows(0, 1, time.Now())
+			r[0].Event.Fields["ts"] = "2026-11-24T10:00:00Z"
+			return r
+		}, true},
+		{"received_at unset", func() []Row {
+			r := iotRows(0, 1, time.Now())
+			r[0].Event.ReceivedAt = time.Time{}
+			return r
+		}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := s.Insert(ctx, st, 0, tt.rows())
+			if err == nil {
+				t.Fatal("Insert succeeded")
+			}
+			if IsPermanent(err) != tt.permanent {
+				t.Errorf("IsPermanent(%v) = %v, want %v", err, !tt.permanent, tt.permanent)
+			}
+		})
+	}
+	if err := s.Insert(ctx, st, 0, nil); err != nil {
+		t.Errorf("Insert of no rows: %v", err)
+	}
+	if _, ok, _ := s.MaxOffset(ctx, st, 0); ok {
+		t.Error("a rejected insert stored rows")
+	}
+}
+
+// TestIsPermanentRealErrors provokes errors with a real server and checks how
+// they are classified.
+func TestIsPermanentRealErrors(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	st := builtin(t, "iot_telemetry")
+	if err := s.conn.Exec(ctx, "CREATE DATABASE "+quote(s.db)); err != nil {
+		t.Fatal(err)
+	}
+	rows := iotRows(0, 3, time.Now())
+
+	// createAs creates st's table from its DDL with one edit applied, as an
+	// operator or an older version might have left it.
+	createAs := func(t *testing.T, table, from, to string) *schemas.Stream {
+		t.Helper()
+		alt := *st
+		alt.Table = table
+		ddl := s.CreateTableSQL(&alt)
+		if !strings.Contains(ddl, from) {
+			t.Fatalf("%q not in DDL %s", from, ddl)
+		}
+		if err := s.conn.Exec(ctx, strings.Replace(ddl, from, to, 1)); err != nil {
+			t.Fatal(err)
+		}
+		return &alt
+	}
+
+	permanent := []struct {
+		name, from, to string
+		want           string
+	}{
+		// The driver refuses to convert before anything is sent.
+		{"string into a number column", "`device_id` String", "`device_id` UInt64", "converting []string to UInt64 is unsupported"},
+		{"string too long for the column", "`event_id` String", "`event_id` FixedString(3)", "exceeds FixedString(3) capacity"},
+		{"value not in an enum", "`device_id` String", "`device_id` Enum8('sensor-1' = 1)", "unknown element"},
+		// The server refuses the INSERT.
+		{"column missing from the table", "    `tags` Nested(name String, value String),\n", "", "code: 16"},
+	}
+	for i, tt := range permanent {
+		t.Run(tt.name, func(t *testing.T) {
+			alt := createAs(t, fmt.Sprintf("drifted_%d", i), tt.from, tt.to)
+			err := s.Insert(ctx, alt, 0, rows)
+			if err == nil {
+				t.Fatal("Insert succeeded")
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not mention %q", err, tt.want)
+			}
+			if !IsPermanent(err) {
+				t.Errorf("IsPermanent(%v) = false", err)
+			}
+		})
+	}
+
+	t.Run("server rejects the block", func(t *testing.T) {
+		ensure(t, s, st)
+		// Nested arrays of different lengths: only the server checks that.
+		batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.table(st)+" (event_id, `tags.name`, `tags.value`)")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := batch.Append("x", []string{"a", "b"}, []string{"only-one"}); err != nil {
+			t.Fatal(err)
+		}
+		err = batch.Send()
+		var exc *ch.Exception
+		if !errors.As(err, &exc) || exc.Code != 190 {
+			t.Fatalf("Send = %v, want exception 190 (SIZES_OF_ARRAYS_DOESNT_MATCH)", err)
+		}
+		if !IsPermanent(fmt.Errorf("wrapped: %w", err)) {
+			t.Errorf("IsPermanent(%v) = false", err)
+		}
+	})
+
+	t.Run("table missing", func(t *testing.T) {
+		gone := *st
+		gone.Table = "never_created"
+		err := s.Insert(ctx, &gone, 0, rows)
+		if err == nil {
+			t.Fatal("Insert succeeded")
+		}
+		// An operator or EnsureTables can fix it: the rows must wait.
+		if IsPermanent(err) {
+			t.Errorf("IsPermanent(%v) = true", err)
+		}
+	})
+
+	t.Run("context cancelled", func(t *testing.T) {
+		ensure(t, s, st)
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		err := s.Insert(cctx, st, 0, rows)
+		if err == nil {
+			t.Fatal("Insert succeeded")
+		}
+		if IsPermanent(err) {
+			t.Errorf("IsPermanent(%v) = true", err)
+		}
+	})
+}
+
+func TestIsPermanentUnreachable(t *testing.T) {
+	if os.Getenv("SLUICE_SKIP_CLICKHOUSE") == "1" {
+		t.Skip("SLUICE_SKIP_CLICKHOUSE=1")
+	}
+	ctx := context.Background()
+
+	t.Run("closed port", func(t *testing.T) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		_, err = Open(ctx, Options{Addr: addr, DialTimeout: time.Second})
+		if err == nil {
+			t.Fatal("Open succeeded on a closed port")
+		}
+		if IsPermanent(err) {
+			t.Errorf("IsPermanent(%v) = true", err)
+		}
+	})
+
+	t.Run("server goes away", func(t *testing.T) {
+		s := openTest(t) // for the database and its cleanup
+		st := builtin(t, "iot_telemetry")
+		ensure(t, s, st)
+		p := startProxy(t, testAddr())
+		via, err := Open(ctx, Options{Addr: p.addr, Database: s.db, DialTimeout: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer via.Close()
+		if err := via.Insert(ctx, st, 0, iotRows(0, 1, time.Now())); err != nil {
+			t.Fatal(err)
+		}
+		p.stop()
+		err = via.Insert(ctx, st, 0, iotRows(1, 1, time.Now()))
+		if err == nil {
+			t.Fatal("Insert succeeded with the server gone")
+		}
+		if IsPermanent(err) {
+			t.Errorf("IsPermanent(%v) = true", err)
+		}
+		t.Logf("transient: %v", err)
+		if _, _, err := via.MaxOffset(ctx, st, 0); err == nil {
+			t.Error("MaxOffset succeeded with the server gone")
+		}
+	})
+}
+
+func TestIsPermanentClassifies(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"nil", nil, false},
+		{"type mismatch", &ch.Exception{Code: 53}, true},
+		{"cannot parse datetime, wrapped", fmt.Errorf("insert: %w", &ch.Exception{Code: 41}), true},
+		{"too many parts", &ch.Exception{Code: 252}, false},
+		{"memory limit", &ch.Exception{Code: 241}, false},
+		{"network error", &ch.Exception{Code: 210}, false},
+		{"read-only table", &ch.Exception{Code: 242}, false},
+		{"unknown table", &ch.Exception{Code: 60}, false},
+		{"invalid batch", fmt.Errorf("x: %w", ch.ErrBatchInvalid), true},
+		{"acquire timeout", ch.ErrAcquireConnTimeout, false},
+		{"deadline", context.DeadlineExceeded, false},
+		{"eof", io.ErrUnexpectedEOF, false},
+		{"invalid row", &invalidRowError{problem: "x"}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := IsPermanent(tt.err); got != tt.want {
+				t.Errorf("IsPermanent(%v) = %v, want %v", tt.err, got, tt.want)
+			}
+		})
+	}
+}
+
+// proxy forwards TCP connections to ClickHouse until stopped, to take the
+// server away from a connected Sink.
+type proxy struct {
+	addr string
+	l    net.Listener
+	mu   sync.Mutex
+	conn []net.Conn
+}
+
+func startProxy(t *testing.T, target string) *proxy {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{addr: l.Addr().String(), l: l}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conn = append(p.conn, c, up)
+			p.mu.Unlock()
+			go func() { io.Copy(up, c); up.Close() }()
+			go func() { io.Copy(c, up); c.Close() }()
+		}
+	}()
+	t.Cleanup(p.stop)
+	return p
+}
+
+func (p *proxy) stop() {
+	p.l.Close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conn {
+		c.Close()
+	}
+	p.conn = nil
+}

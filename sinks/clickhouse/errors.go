@@ -1,0 +1,67 @@
+package clickhouse
+
+import (
+	"errors"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
+	chcol "github.com/ClickHouse/clickhouse-go/v2/lib/column"
+)
+
+// permanentCodes are the ClickHouse error codes by which the server rejects
+// the inserted data itself, or the data does not fit the table's columns.
+// Sending the same rows again would fail the same way. Codes for a server
+// that is down, overloaded, out of memory or disk, read-only, or missing
+// the table are left out: those pass, or need an operator, and the rows
+// must wait rather than be dead-lettered.
+var permanentCodes = map[int32]string{
+	6:   "CANNOT_PARSE_TEXT",
+	8:   "THERE_IS_NO_COLUMN",
+	10:  "NOT_FOUND_COLUMN_IN_BLOCK",
+	16:  "NO_SUCH_COLUMN_IN_TABLE",
+	20:  "NUMBER_OF_COLUMNS_DOESNT_MATCH",
+	26:  "CANNOT_PARSE_QUOTED_STRING",
+	27:  "CANNOT_PARSE_INPUT_ASSERTION_FAILED",
+	38:  "CANNOT_PARSE_DATE",
+	41:  "CANNOT_PARSE_DATETIME",
+	43:  "ILLEGAL_TYPE_OF_ARGUMENT",
+	44:  "ILLEGAL_COLUMN",
+	53:  "TYPE_MISMATCH",
+	69:  "ARGUMENT_OUT_OF_BOUND",
+	70:  "CANNOT_CONVERT_TYPE",
+	72:  "CANNOT_PARSE_NUMBER",
+	117: "INCORRECT_DATA",
+	128: "TOO_LARGE_ARRAY_SIZE",
+	131: "TOO_LARGE_STRING_SIZE",
+	190: "SIZES_OF_ARRAYS_DOESNT_MATCH",
+	321: "VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE",
+	395: "FUNCTION_THROW_IF_VALUE_IS_NON_ZERO",
+	469: "VIOLATED_CONSTRAINT",
+}
+
+// IsPermanent reports whether an Insert error is the data's fault: the
+// server rejected a value, or a value does not convert to its column's type
+// (the driver checks this before sending), or an event is malformed. Such
+// rows belong in the dead-letter topic. Everything else (unreachable or
+// overloaded server, timeouts, cancelled contexts, unknown errors) is
+// transient, to be retried until it passes, since losing events is worse
+// than waiting.
+func IsPermanent(err error) bool {
+	if err == nil {
+		return false
+	}
+	var exc *ch.Exception
+	if errors.As(err, &exc) {
+		_, ok := permanentCodes[exc.Code]
+		return ok
+	}
+	var (
+		invalid   *invalidRowError
+		convert   *conversionError
+		converter *chcol.ColumnConverterError
+		colErr    *chcol.Error
+		typeErr   *chcol.UnsupportedColumnTypeError
+	)
+	return errors.As(err, &invalid) || errors.As(err, &convert) || errors.As(err, &converter) ||
+		errors.As(err, &colErr) || errors.As(err, &typeErr) ||
+		errors.Is(err, ch.ErrBatchInvalid)
+}
