@@ -1,0 +1,128 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/sluicehq/sluice/pipeline"
+)
+
+func newRunCmd() *cobra.Command {
+	var (
+		configFile string
+		role       string
+		brokers    []string
+		natsURL    string
+		topicPfx   string
+		replicas   int
+		groupID    string
+		p          pipelineFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the pipeline against external Kafka, NATS and ClickHouse",
+		Long: `run is the production form of Sluice: the collectors, the workers, or both
+(--role), against external Kafka, NATS and ClickHouse.
+
+Settings come from, in order of precedence: the command line, SLUICE_<FLAG>
+environment variables, the --config file, the defaults. The config file is
+YAML whose keys are the flag names:
+
+  role: all
+  http-addr: 0.0.0.0:8080
+  kafka-brokers: [kafka-1:9092, kafka-2:9092]
+  nats-url: nats://nats:4222
+  clickhouse-addr: clickhouse:9000
+  clickhouse-database: sluice
+
+Run collectors and workers as separate processes to scale them on their own:
+each worker process joins the consumer group and takes a share of the
+partitions; collectors are stateless behind a load balancer.`,
+		Example: `  sluice run --config /etc/sluice/sluice.yaml
+  sluice run --role ingest --kafka-brokers kafka:9092 --http-addr 0.0.0.0:8080
+  SLUICE_ROLE=work SLUICE_KAFKA_BROKERS=kafka:9092 sluice run`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if configFile != "" {
+				if err := applyConfigFile(cmd.Flags(), configFile); err != nil {
+					return err
+				}
+			}
+			r, err := pipeline.ParseRole(role)
+			if err != nil {
+				return fmt.Errorf("--role: %w", err)
+			}
+			if len(brokers) == 0 {
+				return fmt.Errorf("--kafka-brokers: required")
+			}
+			cfg, err := p.config()
+			if err != nil {
+				return err
+			}
+			cfg.Role = r
+			cfg.KafkaBrokers = brokers
+			cfg.NATSURL = natsURL
+			cfg.TopicPrefix = topicPfx
+			cfg.ReplicationFactor = replicas
+			cfg.GroupID = groupID
+			cfg.Logger = slog.Default()
+			return pipeline.Run(cmd.Context(), cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&configFile, "config", "", "YAML file of settings, keyed by flag name")
+	f.StringVar(&role, "role", "all", "what this process runs: ingest (collectors), work (workers) or all")
+	f.StringSliceVar(&brokers, "kafka-brokers", []string{"127.0.0.1:9092"}, "Kafka bootstrap brokers, host:port,...")
+	f.StringVar(&natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URL (empty: do not publish to NATS)")
+	f.StringVar(&topicPfx, "topic-prefix", "sluice.", "prefix of stream topics (<prefix><stream>), the DLQ (<prefix>dlq) and NATS subjects")
+	f.IntVar(&replicas, "replication-factor", 1, "replication factor of topics Sluice creates")
+	f.StringVar(&groupID, "group-id", "sluice-workers", "Kafka consumer group of the workers")
+	p.register(cmd)
+	return cmd
+}
+
+// applyConfigFile sets every flag that neither the command line nor the
+// environment set from the YAML file at path.
+func applyConfigFile(flags *pflag.FlagSet, path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	var settings map[string]any
+	if err := yaml.Unmarshal(b, &settings); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	for key, v := range settings {
+		f := flags.Lookup(key)
+		if f == nil || key == "config" {
+			return fmt.Errorf("config %s: unknown setting %q (settings are the flags of `sluice run --help`)", path, key)
+		}
+		if f.Changed {
+			continue
+		}
+		var s string
+		switch x := v.(type) {
+		case []any:
+			parts := make([]string, len(x))
+			for i, e := range x {
+				parts[i] = fmt.Sprint(e)
+			}
+			s = strings.Join(parts, ",")
+		case nil:
+			s = ""
+		default:
+			s = fmt.Sprint(x)
+		}
+		if err := f.Value.Set(s); err != nil {
+			return fmt.Errorf("config %s: %s: %w", path, key, err)
+		}
+		f.Changed = true
+	}
+	return nil
+}
