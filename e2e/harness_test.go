@@ -87,19 +87,22 @@ func randomSuffix() string {
 // testDB is a ClickHouse database of one test, dropped when it ends.
 type testDB struct {
 	Name string
+	Addr string
 	conn driver.Conn
 }
 
-func newTestDB(t *testing.T) *testDB {
+func newTestDB(t *testing.T) *testDB { return newTestDBAt(t, clickhouseAddr()) }
+
+func newTestDBAt(t *testing.T, addr string) *testDB {
 	t.Helper()
-	conn, err := ch.Open(&ch.Options{Addr: []string{clickhouseAddr()}, Auth: ch.Auth{Database: "default", Username: "default"}})
+	conn, err := ch.Open(&ch.Options{Addr: []string{addr}, Auth: ch.Auth{Database: "default", Username: "default"}})
 	if err == nil {
 		err = conn.Ping(context.Background())
 	}
 	if err != nil {
-		t.Fatalf("ClickHouse at %s: %v (run scripts/clickhouse.sh start, or make test)", clickhouseAddr(), err)
+		t.Fatalf("ClickHouse at %s: %v (run scripts/clickhouse.sh start, or make test)", addr, err)
 	}
-	db := &testDB{Name: "sluice_e2e_" + randomSuffix(), conn: conn}
+	db := &testDB{Name: "sluice_e2e_" + randomSuffix(), Addr: addr, conn: conn}
 	t.Cleanup(func() {
 		if os.Getenv("SLUICE_KEEP_DB") == "" {
 			_ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db.Name)
@@ -110,17 +113,24 @@ func newTestDB(t *testing.T) *testDB {
 }
 
 func (db *testDB) options() clickhouse.Options {
-	return clickhouse.Options{Addr: clickhouseAddr(), Database: db.Name, Username: "default"}
+	return clickhouse.Options{Addr: db.Addr, Database: db.Name, Username: "default"}
 }
 
 // counts returns count() and uniqExact(event_id) of a table.
 func (db *testDB) counts(t *testing.T, table string) (rows, distinct uint64) {
 	t.Helper()
-	row := db.conn.QueryRow(context.Background(), fmt.Sprintf("SELECT count(), uniqExact(event_id) FROM %s.%s", db.Name, table))
-	if err := row.Scan(&rows, &distinct); err != nil {
-		t.Fatalf("count %s: %v", table, err)
+	// A few attempts: the connection pool may hold a connection to a
+	// ClickHouse that a test restarted.
+	var err error
+	for range 5 {
+		row := db.conn.QueryRow(context.Background(), fmt.Sprintf("SELECT count(), uniqExact(event_id) FROM %s.%s", db.Name, table))
+		if err = row.Scan(&rows, &distinct); err == nil {
+			return rows, distinct
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
-	return rows, distinct
+	t.Fatalf("count %s: %v", table, err)
+	return 0, 0
 }
 
 // waitRows waits until every table holds at least want[table] rows and no
@@ -234,10 +244,12 @@ func waitReady(t *testing.T, url string, exited <-chan error) {
 
 // proc is a sluice process started from the binary.
 type proc struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
-	log  string
+	// httpAddr is where the process serves HTTP, when known.
+	httpAddr string
+	cmd      *exec.Cmd
+	done     chan struct{}
+	err      error
+	log      string
 }
 
 // startProc runs the sluice binary with args; its output goes to a log file

@@ -7,7 +7,10 @@
 #   scripts/clickhouse.sh stop      stop the server this script started
 #   scripts/clickhouse.sh status    say whether a server answers, and whose it is
 #
-# Environment: CLICKHOUSE_WAIT (seconds to wait for start-up, default 60).
+# Environment: CLICKHOUSE_WAIT (seconds to wait for start-up, default 60);
+# CLICKHOUSE_DIR, CLICKHOUSE_TCP_PORT and CLICKHOUSE_HTTP_PORT run a second,
+# private server (tests that stop ClickHouse on purpose use one, so as not to
+# pull the shared server from under other tests).
 #
 # The server runs detached (own session, output in .local/clickhouse/log/) so
 # that a CI step or `make` piping this script's output does not hang waiting
@@ -18,13 +21,13 @@ set -euo pipefail
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-DIR="$ROOT/.local/clickhouse"
+DIR=${CLICKHOUSE_DIR:-"$ROOT/.local/clickhouse"}
 LOG_DIR="$DIR/log"
 PID_FILE="$DIR/clickhouse-server.pid"
 CONFIG="$DIR/config.xml"
 HOST=127.0.0.1
-TCP_PORT=9000
-HTTP_PORT=8123
+TCP_PORT=${CLICKHOUSE_TCP_PORT:-9000}
+HTTP_PORT=${CLICKHOUSE_HTTP_PORT:-8123}
 WAIT=${CLICKHOUSE_WAIT:-60}
 
 say() { echo "clickhouse.sh: $*"; }

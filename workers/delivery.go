@@ -280,13 +280,32 @@ func (d *Delivery) insert(ctx context.Context, st *schemas.Stream, partition int
 	ok = make([]bool, len(rows))
 	rejected = make(map[int]string)
 	retry := d.cfg.Retry
-	retry.IsPermanent = d.cfg.IsPermanent
+	retry.IsPermanent = func(err error) bool {
+		return errors.Is(err, errPanic) || (d.cfg.IsPermanent != nil && d.cfg.IsPermanent(err))
+	}
 	var write func(lo, hi int) error
 	write = func(lo, hi int) error {
 		if lo >= hi {
 			return nil
 		}
+		attempt := 0
 		err := backpressure.Retry(ctx, d.log, fmt.Sprintf("insert %d rows into %s/%d", hi-lo, st.Name, partition), retry, func(ctx context.Context) error {
+			attempt++
+			if attempt > 1 {
+				// The failed attempt may have been stored after all (the
+				// connection broke after ClickHouse wrote the part). An
+				// insert is one part, all or nothing, and a partition's
+				// inserts go in offset order, so ClickHouse holding this
+				// insert's first offset means it holds all of it.
+				stored, ok, err := d.cfg.Rows.MaxOffset(ctx, st, partition)
+				if err != nil {
+					return err
+				}
+				if ok && stored >= rows[lo].Offset {
+					d.log.Info("insert found stored after a failed attempt", "stream", st.Name, "partition", partition, "first", rows[lo].Offset, "stored_up_to", stored)
+					return nil
+				}
+			}
 			return d.safeInsert(ctx, st, partition, rows[lo:hi])
 		})
 		if err == nil {

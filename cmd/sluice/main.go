@@ -23,7 +23,14 @@ func main() {
 	go func() { <-ctx.Done(); stop() }()
 
 	err := newRootCmd().ExecuteContext(ctx)
+	interrupted := ctx.Err() != nil
 	stop()
+	if err != nil && interrupted && errors.Is(err, context.Canceled) {
+		// Stopped by a signal while still starting up: that is what the
+		// operator asked for, not a failure.
+		slog.Info("interrupted", "during", err.Error())
+		err = nil
+	}
 	if err != nil {
 		var exit exitError
 		if errors.As(err, &exit) {
