@@ -7,7 +7,7 @@ BIN      := bin/sluice
 DURATION ?=
 RATE     ?= 20000
 
-.PHONY: all build test demo clickhouse clickhouse-stop vet clean
+.PHONY: all build test soak demo clickhouse clickhouse-stop vet clean
 
 all: build
 
@@ -28,6 +28,11 @@ vet:
 # embedded NATS, with the race detector.
 test: clickhouse vet build
 	SLUICE_BIN=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 20m ./...
+
+# The kill tests, longer: SLUICE_CHAOS_KILLS kills per test.
+SLUICE_CHAOS_KILLS ?= 30
+soak: clickhouse build
+	SLUICE_BIN=$(CURDIR)/$(BIN) SLUICE_CHAOS_KILLS=$(SLUICE_CHAOS_KILLS) $(GO) test -count=1 -timeout 60m -run 'TestChaos' -v ./e2e/
 
 demo: clickhouse build
 	DURATION=$(DURATION) RATE=$(RATE) scripts/demo.sh
