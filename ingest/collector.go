@@ -24,8 +24,10 @@ import (
 
 // Defaults for CollectorConfig.
 const (
-	DefaultMaxBodyBytes      = 8 << 20
-	DefaultMaxEvents         = 100_000
+	DefaultMaxBodyBytes = 8 << 20
+	DefaultMaxEvents    = 100_000
+	// DefaultMaxParsing bounds request bodies parsed at once.
+	DefaultMaxParsing        = 32
 	DefaultMaxReportedErrors = 100
 	DefaultMaxEventBytes     = 1_000_000
 	DefaultProduceTimeout    = 10 * time.Second
@@ -62,6 +64,12 @@ type CollectorConfig struct {
 	Tokens []string
 	// Admission bounds events in flight; nil means a default one.
 	Admission *backpressure.Admission
+	// MaxParsing bounds the request bodies read and parsed at once
+	// (default 32). Event admission applies only once a body is parsed, so
+	// without this bound many large bodies arriving together could take
+	// memory without limit; with it, the peak is about MaxParsing times
+	// twice MaxBodyBytes.
+	MaxParsing int
 	// Breaker guards Kafka; nil means a default one named "kafka".
 	Breaker *backpressure.Breaker
 	// ProduceTimeout bounds how long a request waits for Kafka's ack.
@@ -93,6 +101,7 @@ type Collector struct {
 	maxEventBytes     int
 	tokens            [][sha256.Size]byte
 	admission         *backpressure.Admission
+	parsing           *backpressure.Admission
 	breaker           *backpressure.Breaker
 	produceTimeout    time.Duration
 	ready             func(context.Context) error
@@ -143,6 +152,9 @@ func NewCollector(cfg CollectorConfig) (*Collector, error) {
 	if cfg.Admission == nil {
 		cfg.Admission = backpressure.NewAdmission(backpressure.AdmissionConfig{})
 	}
+	if cfg.MaxParsing <= 0 {
+		cfg.MaxParsing = DefaultMaxParsing
+	}
 	if cfg.Breaker == nil {
 		cfg.Breaker = backpressure.NewBreaker(backpressure.BreakerConfig{Name: "kafka", Logger: log})
 	}
@@ -160,6 +172,7 @@ func NewCollector(cfg CollectorConfig) (*Collector, error) {
 		maxReportedErrors: cfg.MaxReportedErrors,
 		maxEventBytes:     cfg.MaxEventBytes,
 		admission:         cfg.Admission,
+		parsing:           backpressure.NewAdmission(backpressure.AdmissionConfig{Capacity: int64(cfg.MaxParsing)}),
 		breaker:           cfg.Breaker,
 		produceTimeout:    cfg.ProduceTimeout,
 		ready:             cfg.Ready,
@@ -253,6 +266,20 @@ func (c *Collector) handleEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if err := c.parsing.Acquire(r.Context(), 1); err != nil {
+		setRetryAfter(w, c.parsing.RetryAfter())
+		c.fail(w, label, http.StatusTooManyRequests, "too many requests being parsed at once; retry later")
+		return
+	}
+	parsed := false
+	releaseParsing := func() {
+		if !parsed {
+			parsed = true
+			c.parsing.Release(1)
+		}
+	}
+	defer releaseParsing()
+
 	body, rerr := c.openBody(w, r)
 	if rerr == nil {
 		// Millisecond precision: what Encode writes and what the record's
@@ -264,6 +291,9 @@ func (c *Collector) handleEvents(w http.ResponseWriter, r *http.Request) {
 			rerr = b.readJSON(body)
 		}
 		if rerr == nil {
+			// The body is parsed and encoded: the slot goes to the next
+			// request while this one waits for Kafka.
+			releaseParsing()
 			c.produce(w, r, label, b)
 			return
 		}

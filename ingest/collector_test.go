@@ -585,3 +585,48 @@ func TestCollectorWhitespaceFlood(t *testing.T) {
 		})
 	}
 }
+
+// Bodies being parsed are bounded: a request over the bound gets 429, and a
+// request waiting for Kafka no longer holds a parsing slot.
+func TestCollectorParsingBound(t *testing.T) {
+	fp := &fakeProducer{block: make(chan struct{})}
+	c := newTestCollector(t, fp, func(cfg *CollectorConfig) { cfg.MaxParsing = 1 })
+	post := func(body io.Reader) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		c.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v1/streams/iot_telemetry/events", body))
+		return rec
+	}
+	pr, pw := io.Pipe()
+	slow := make(chan *httptest.ResponseRecorder)
+	go func() { slow <- post(pr) }()
+	if _, err := io.WriteString(pw, "["+goodIoT); err != nil { // the slow body is being read
+		t.Fatal(err)
+	}
+	if rec := post(strings.NewReader(goodIoT2)); rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") == "" {
+		t.Fatalf("while a body is parsed: %d Retry-After %q, want 429 with Retry-After; %s", rec.Code, rec.Header().Get("Retry-After"), rec.Body)
+	}
+	io.WriteString(pw, "]")
+	pw.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for fp.callCount() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("slow request never reached the producer")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// The slow request now waits for Kafka; its slot is free.
+	third := make(chan *httptest.ResponseRecorder)
+	go func() { third <- post(strings.NewReader(goodIoT2)) }()
+	for fp.callCount() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("a request waiting for Kafka still holds the parsing slot")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(fp.block)
+	for _, ch := range []chan *httptest.ResponseRecorder{slow, third} {
+		if rec := <-ch; rec.Code != http.StatusAccepted {
+			t.Errorf("got %d %s, want 202", rec.Code, rec.Body)
+		}
+	}
+}
