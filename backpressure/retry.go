@@ -26,6 +26,13 @@ var DefaultRetry = RetryPolicy{Initial: 100 * time.Millisecond, Max: 5 * time.Se
 // what Kafka holds. Each failure is logged with what, so an operator sees
 // why the pipeline waits.
 func Retry(ctx context.Context, log *slog.Logger, what string, p RetryPolicy, op func(context.Context) error) error {
+	// A zero policy would retry in a tight loop; fall back to the default.
+	if p.Initial <= 0 {
+		p.Initial = DefaultRetry.Initial
+	}
+	if p.Max < p.Initial {
+		p.Max = max(p.Initial, DefaultRetry.Max)
+	}
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval = p.Initial
 	b.MaxInterval = p.Max

@@ -1,8 +1,6 @@
 package schemas
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -29,10 +27,13 @@ type Event struct {
 
 // FieldError says what is wrong with one field of an event.
 type FieldError struct {
-	Field   string
+	// Field names the field, or the unknown key.
+	Field string
+	// Problem says what is wrong, for the producer to read.
 	Problem string
 }
 
+// Error reads "field: problem", as the collector reports it.
 func (e FieldError) Error() string { return e.Field + ": " + e.Problem }
 
 // Timestamps must fit ClickHouse's DateTime, which ends in February 2106.
@@ -51,29 +52,40 @@ func (s *Stream) Validate(obj map[string]any) (Event, []FieldError) {
 	return s.validate(obj, false)
 }
 
+// validate is Validate, or with envelope set, the check of what Encode wrote:
+// then event_id and received_at are required instead of optional and
+// forbidden.
 func (s *Stream) validate(obj map[string]any, envelope bool) (Event, []FieldError) {
 	var errs []FieldError
 	bad := func(field, problem string) { errs = append(errs, FieldError{field, problem}) }
 	ev := Event{Fields: make(map[string]any, len(s.Fields))}
+	known := 0 // keys of obj that are not unknown fields
 
-	if v, ok := obj[FieldEventID]; ok && v != nil {
-		switch id, isStr := v.(string); {
-		case !isStr:
-			bad(FieldEventID, "must be a string")
-		case id == "":
-			bad(FieldEventID, "must not be empty")
-		case len(id) > MaxEventIDLength:
-			bad(FieldEventID, fmt.Sprintf("longer than %d bytes", MaxEventIDLength))
-		default:
+	v, ok := obj[FieldEventID]
+	if ok {
+		known++
+	}
+	switch id, isStr := v.(string); {
+	case v == nil:
+		if envelope {
+			bad(FieldEventID, "required")
+		}
+	case !isStr:
+		bad(FieldEventID, "must be a string, got "+jsonKind(v))
+	default:
+		if problem := checkEventID(id); problem != "" {
+			bad(FieldEventID, problem)
+		} else {
 			ev.ID = id
 		}
-	} else if envelope {
-		bad(FieldEventID, "required")
 	}
 
 	for i := range s.Fields {
 		f := &s.Fields[i]
 		v, ok := obj[f.Name]
+		if ok {
+			known++
+		}
 		if !ok || v == nil {
 			if f.Required {
 				bad(f.Name, "required")
@@ -89,6 +101,7 @@ func (s *Stream) validate(obj map[string]any, envelope bool) (Event, []FieldErro
 	}
 
 	if v, ok := obj[FieldReceivedAt]; ok {
+		known++
 		if !envelope {
 			bad(FieldReceivedAt, "set by Sluice, not by producers")
 		} else if t, problem := parseTime(v); problem != "" {
@@ -100,15 +113,24 @@ func (s *Stream) validate(obj map[string]any, envelope bool) (Event, []FieldErro
 		bad(FieldReceivedAt, "required")
 	}
 
-	var unknown []string
-	for k := range obj {
-		if k != FieldEventID && k != FieldReceivedAt && s.byName[k] == nil {
-			unknown = append(unknown, k)
+	// Looking for unknown keys costs a map lookup per key; counting the
+	// known ones above makes the common case, none, free.
+	if known < len(obj) {
+		var unknown []string
+		for k := range obj {
+			if k != FieldEventID && k != FieldReceivedAt && s.byName[k] == nil {
+				unknown = append(unknown, k)
+			}
 		}
-	}
-	slices.Sort(unknown)
-	for _, k := range unknown {
-		bad(k, "unknown field")
+		slices.Sort(unknown)
+		for _, k := range unknown {
+			// The name is the producer's: bound what it adds to the answer,
+			// and show an empty one rather than an error starting with ":".
+			if k == "" {
+				k = `""`
+			}
+			bad(truncate(k, 64), "unknown field")
+		}
 	}
 
 	if len(errs) > 0 {
@@ -118,31 +140,31 @@ func (s *Stream) validate(obj map[string]any, envelope bool) (Event, []FieldErro
 	return ev, nil
 }
 
+// checkEventID says what is wrong with a producer's event_id, if anything.
+func checkEventID(id string) string {
+	if id == "" {
+		return "must not be empty"
+	}
+	if len(id) > MaxEventIDLength {
+		return fmt.Sprintf("longer than %d bytes", MaxEventIDLength)
+	}
+	return ""
+}
+
 // normalize checks one present, non-null value and returns its normal form,
 // or a problem.
 func (f *Field) normalize(v any) (any, string) {
 	switch f.Type {
-	case TypeString:
+	case TypeString, TypeEnum:
 		s, ok := v.(string)
 		if !ok {
 			return nil, "must be a string, got " + jsonKind(v)
 		}
-		if s == "" && f.Required {
-			return nil, "must not be empty"
+		if problem := f.checkString(s); problem != "" {
+			return nil, problem
 		}
-		if f.MaxLength > 0 && len(s) > f.MaxLength {
-			return nil, fmt.Sprintf("longer than %d bytes", f.MaxLength)
-		}
-		return s, ""
-	case TypeEnum:
-		s, ok := v.(string)
-		if !ok {
-			return nil, "must be a string, got " + jsonKind(v)
-		}
-		if !slices.Contains(f.Values, s) {
-			return nil, fmt.Sprintf("%q is not one of %s", truncate(s, 32), strings.Join(f.Values, ", "))
-		}
-		return s, ""
+		// v already holds s: returning it saves boxing s again.
+		return v, ""
 	case TypeTimestamp:
 		t, problem := parseTime(v)
 		if problem != "" {
@@ -158,15 +180,11 @@ func (f *Field) normalize(v any) (any, string) {
 			return nil, problem
 		}
 		out := make(map[string]float64, len(m))
-		for _, k := range sortedKeys(m) {
-			if problem := f.checkKey(k); problem != "" {
-				return nil, problem
+		for k, x := range m {
+			if problem := f.numberEntry(k, x); problem != "" {
+				return nil, firstProblem(m, f.numberEntry)
 			}
-			n, ok := m[k].(float64)
-			if !ok {
-				return nil, fmt.Sprintf("%s: must be a number, got %s", truncate(k, 64), jsonKind(m[k]))
-			}
-			out[k] = n
+			out[k] = x.(float64)
 		}
 		return out, ""
 	case TypeStringMap:
@@ -178,22 +196,74 @@ func (f *Field) normalize(v any) (any, string) {
 			return nil, problem
 		}
 		out := make(map[string]string, len(m))
-		for _, k := range sortedKeys(m) {
-			if problem := f.checkKey(k); problem != "" {
-				return nil, problem
+		for k, x := range m {
+			if problem := f.stringEntry(k, x); problem != "" {
+				return nil, firstProblem(m, f.stringEntry)
 			}
-			s, ok := m[k].(string)
-			if !ok {
-				return nil, fmt.Sprintf("%s: must be a string, got %s", truncate(k, 64), jsonKind(m[k]))
-			}
-			if f.MaxLength > 0 && len(s) > f.MaxLength {
-				return nil, fmt.Sprintf("%s: longer than %d bytes", truncate(k, 64), f.MaxLength)
-			}
-			out[k] = s
+			out[k] = x.(string)
 		}
 		return out, ""
 	}
 	return nil, "unsupported field type " + string(f.Type)
+}
+
+// firstProblem reports the problem of the first bad entry in key order.
+// Map iteration order is random; sorting only once something is wrong keeps
+// valid events free of the cost and still gives an event the same answer
+// every time.
+func firstProblem(m map[string]any, check func(string, any) string) string {
+	for _, k := range sortedKeys(m) {
+		if problem := check(k, m[k]); problem != "" {
+			return problem
+		}
+	}
+	return ""
+}
+
+// checkString says what is wrong with the value of a string or enum field.
+func (f *Field) checkString(s string) string {
+	if f.Type == TypeEnum {
+		if !slices.Contains(f.Values, s) {
+			return fmt.Sprintf("%q is not one of %s", truncate(s, 32), strings.Join(f.Values, ", "))
+		}
+		return ""
+	}
+	if s == "" && f.Required {
+		return "must not be empty"
+	}
+	if f.MaxLength > 0 && len(s) > f.MaxLength {
+		return fmt.Sprintf("longer than %d bytes", f.MaxLength)
+	}
+	return ""
+}
+
+func (f *Field) numberEntry(k string, v any) string {
+	if problem := f.checkKey(k); problem != "" {
+		return problem
+	}
+	if _, ok := v.(float64); !ok {
+		return fmt.Sprintf("%s: must be a number, got %s", truncate(k, 64), jsonKind(v))
+	}
+	return ""
+}
+
+func (f *Field) stringEntry(k string, v any) string {
+	if problem := f.checkKey(k); problem != "" {
+		return problem
+	}
+	s, ok := v.(string)
+	if !ok {
+		return fmt.Sprintf("%s: must be a string, got %s", truncate(k, 64), jsonKind(v))
+	}
+	return f.checkMapString(k, s)
+}
+
+// checkMapString says what is wrong with the string value of entry k.
+func (f *Field) checkMapString(k, s string) string {
+	if f.MaxLength > 0 && len(s) > f.MaxLength {
+		return fmt.Sprintf("%s: longer than %d bytes", truncate(k, 64), f.MaxLength)
+	}
+	return ""
 }
 
 func (f *Field) checkMapSize(n int) string {
@@ -220,73 +290,73 @@ func (f *Field) checkKey(k string) string {
 	return ""
 }
 
+const notTime = "not RFC 3339 or epoch ms"
+
 // parseTime accepts RFC 3339 (as a string) or Unix epoch milliseconds (as a
 // number or a string of digits).
 func parseTime(v any) (time.Time, string) {
-	const notTime = "not RFC 3339 or epoch ms"
-	var t time.Time
 	switch x := v.(type) {
 	case string:
-		if ms, err := strconv.ParseInt(x, 10, 64); err == nil {
-			t = time.UnixMilli(ms)
-			break
-		}
-		var err error
-		if t, err = time.Parse(time.RFC3339Nano, x); err != nil {
-			return time.Time{}, notTime
-		}
+		return parseTimeString(x)
 	case float64:
-		if x != math.Trunc(x) || math.Abs(x) > 1<<53 {
-			return time.Time{}, notTime
+		return parseTimeNumber(x)
+	}
+	return time.Time{}, notTime
+}
+
+func parseTimeString(x string) (time.Time, string) {
+	// The check first spares RFC 3339 strings ParseInt's error, which
+	// allocates twice.
+	if looksInteger(x) {
+		if ms, err := strconv.ParseInt(x, 10, 64); err == nil {
+			return inRange(time.UnixMilli(ms))
 		}
-		t = time.UnixMilli(int64(x))
-	default:
+	}
+	t, err := time.Parse(time.RFC3339Nano, x)
+	if err != nil {
 		return time.Time{}, notTime
 	}
+	return inRange(t)
+}
+
+func parseTimeNumber(x float64) (time.Time, string) {
+	if x != math.Trunc(x) {
+		return time.Time{}, notTime
+	}
+	// Beyond 2^53 a float64 holds no exact count of milliseconds, and the
+	// conversion to int64 could overflow; it is far outside the range anyway.
+	if math.Abs(x) > 1<<53 {
+		return time.Time{}, outOfRange
+	}
+	return inRange(time.UnixMilli(int64(x)))
+}
+
+// looksInteger reports whether strconv.ParseInt(x, 10, 64) could succeed.
+func looksInteger(x string) bool {
+	if x != "" && (x[0] == '-' || x[0] == '+') {
+		x = x[1:]
+	}
+	if x == "" {
+		return false
+	}
+	for i := 0; i < len(x); i++ {
+		if x[i] < '0' || x[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+const outOfRange = "out of range (1970 to 2105)"
+
+// inRange normalizes t to UTC milliseconds and checks it against the range
+// ClickHouse can store.
+func inRange(t time.Time) (time.Time, string) {
 	t = t.UTC().Truncate(time.Millisecond)
 	if t.Before(minTime) || t.After(maxTime) {
-		return time.Time{}, "out of range (1970 to 2105)"
+		return time.Time{}, outOfRange
 	}
 	return t, ""
-}
-
-// Encode renders an event as Sluice writes it to Kafka and publishes it to
-// NATS: one JSON object with the stream's fields at the top level, event_id,
-// and received_at.
-func (s *Stream) Encode(ev Event) ([]byte, error) {
-	obj := make(map[string]any, len(ev.Fields)+2)
-	for k, v := range ev.Fields {
-		if t, ok := v.(time.Time); ok {
-			v = t.UTC().Format(TimeLayout)
-		}
-		obj[k] = v
-	}
-	obj[FieldEventID] = ev.ID
-	obj[FieldReceivedAt] = ev.ReceivedAt.UTC().Format(TimeLayout)
-	b, err := json.Marshal(obj)
-	if err != nil {
-		return nil, fmt.Errorf("encode %s event %s: %w", s.Name, ev.ID, err)
-	}
-	return b, nil
-}
-
-// Decode parses and re-validates an event as Encode wrote it. Anything that
-// fails here did not come from Sluice's collectors, or the schema changed
-// incompatibly since.
-func (s *Stream) Decode(b []byte) (Event, error) {
-	var obj map[string]any
-	if err := json.Unmarshal(b, &obj); err != nil {
-		return Event{}, fmt.Errorf("not a JSON object: %w", err)
-	}
-	ev, errs := s.validate(obj, true)
-	if len(errs) > 0 {
-		all := make([]error, len(errs))
-		for i, e := range errs {
-			all[i] = e
-		}
-		return Event{}, errors.Join(all...)
-	}
-	return ev, nil
 }
 
 func jsonKind(v any) string {

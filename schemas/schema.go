@@ -8,6 +8,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -52,9 +53,13 @@ const MaxEventIDLength = 128
 
 // Field is one field of a stream's events.
 type Field struct {
-	Name     string    `yaml:"name"`
-	Type     FieldType `yaml:"type"`
-	Required bool      `yaml:"required"`
+	// Name is the field's JSON name and ClickHouse column.
+	Name string `yaml:"name"`
+	// Type says which JSON values the field takes.
+	Type FieldType `yaml:"type"`
+	// Required fields must be present and not null; a required string must
+	// not be empty, and a required map must have an entry.
+	Required bool `yaml:"required"`
 	// MaxLength bounds a string, in bytes; for maps, each key and string value.
 	MaxLength int `yaml:"max_length"`
 	// Values lists what an enum accepts.
@@ -65,12 +70,21 @@ type Field struct {
 
 // Stream is a named event type.
 type Stream struct {
-	Name         string   `yaml:"name"`
-	Description  string   `yaml:"description"`
-	PartitionKey string   `yaml:"partition_key"`
-	Table        string   `yaml:"table"`
-	OrderBy      []string `yaml:"order_by"`
-	Fields       []Field  `yaml:"fields"`
+	// Name is the stream's name in URLs and topics; it is also the name of
+	// its definition file, without .yaml.
+	Name string `yaml:"name"`
+	// Description is for people.
+	Description string `yaml:"description"`
+	// PartitionKey names the required string field that keys Kafka records,
+	// so that the events of one device or service stay in order.
+	PartitionKey string `yaml:"partition_key"`
+	// Table is the ClickHouse table; empty means Name.
+	Table string `yaml:"table"`
+	// OrderBy lists the fields of the table's sort key.
+	OrderBy []string `yaml:"order_by"`
+	// Fields are the stream's own fields, in the order errors and the
+	// encoded JSON list them.
+	Fields []Field `yaml:"fields"`
 
 	byName map[string]*Field
 }
@@ -186,6 +200,10 @@ func load(fsys fs.FS) (*Registry, error) {
 		dec := yaml.NewDecoder(strings.NewReader(string(b)))
 		dec.KnownFields(true)
 		if err := dec.Decode(&s); err != nil {
+			if errors.Is(err, io.EOF) {
+				// The decoder's bare "EOF" reads like a read error.
+				err = errors.New("no stream definition in the file")
+			}
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 		if err := s.check(); err != nil {

@@ -1,0 +1,428 @@
+package schemas
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+)
+
+var recv0 = time.Date(2026, 11, 24, 10, 0, 1, 456e6, time.UTC)
+
+// awkward strings: everything appendString escapes or passes through.
+var awkward = []string{
+	"",
+	"plain",
+	`quote " backslash \ slash /`,
+	"newline\n tab\t cr\r bs\b ff\f nul\x00 unit\x1f del\x7f",
+	"<script>&amp;</script>",
+	"é ü ß 日本語 🚀",
+	"line sep\u2028 para sep\u2029",
+	"bad utf-8 \xff\xfe and cut \xe6\x97",
+	"\xc0\x80 overlong, \xed\xa0\x80 surrogate",
+	"replacement \ufffd itself",
+}
+
+// awkward numbers: both notations, the cut-offs between them, extremes.
+var awkwardNumbers = []float64{
+	0, math.Copysign(0, -1), 1, -1, 21.5, 0.1, 1.0 / 3, 100, 1e6, 123456789.123,
+	1e-6, 9.99999e-7, 1e-7, 1.5e-7, 1e20, 1e21, 999999999999999900000, 1.2345e25, -1e-300,
+	math.MaxFloat64, math.SmallestNonzeroFloat64, -math.MaxFloat64, 1 << 53, 1<<53 + 2,
+}
+
+func TestAppendStringMatchesEncodingJSON(t *testing.T) {
+	for _, s := range awkward {
+		var want bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(s); err != nil {
+			t.Fatal(err)
+		}
+		if got := appendString(nil, s); string(got) != strings.TrimSuffix(want.String(), "\n") {
+			t.Errorf("appendString(%q) = %s, want %s", s, got, want.String())
+		}
+	}
+}
+
+func TestAppendFloatMatchesEncodingJSON(t *testing.T) {
+	for _, f := range awkwardNumbers {
+		want, err := json.Marshal(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, ok := appendFloat(nil, f); !ok || string(got) != string(want) {
+			t.Errorf("appendFloat(%g) = %s, want %s", f, got, want)
+		}
+	}
+	for _, f := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
+		if _, ok := appendFloat(nil, f); ok {
+			t.Errorf("appendFloat(%g) accepted", f)
+		}
+	}
+}
+
+func TestAppendTimeMatchesFormat(t *testing.T) {
+	times := []time.Time{
+		{},
+		time.Unix(0, 0),
+		ts0,
+		ts0.Add(999999 * time.Nanosecond), // truncated, like the layout
+		time.Date(2105, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Date(2026, 11, 24, 12, 0, 0, 7e6, time.FixedZone("CEST", 2*3600)),
+		time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Now(),
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 1000 {
+		times = append(times, time.Unix(0, r.Int64N(1<<62)).In(time.FixedZone("", 60*(r.IntN(1500)-750))))
+	}
+	for _, tm := range times {
+		want := `"` + tm.UTC().Format(TimeLayout) + `"`
+		if got := string(appendTime(nil, tm)); got != want {
+			t.Errorf("appendTime(%s) = %s, want %s", tm, got, want)
+		}
+	}
+}
+
+// codecEvents are valid events of both built-in streams with awkward
+// contents, as the collector completes them.
+func codecEvents(tb testing.TB) []struct {
+	stream *Stream
+	event  Event
+} {
+	tb.Helper()
+	iot, logs := builtinStream(tb, "iot_telemetry"), builtinStream(tb, "app_logs")
+	var out []struct {
+		stream *Stream
+		event  Event
+	}
+	add := func(st *Stream, ev Event) {
+		out = append(out, struct {
+			stream *Stream
+			event  Event
+		}{st, ev})
+	}
+	metrics := map[string]float64{}
+	for i, f := range awkwardNumbers {
+		metrics[string(rune('a'+i))] = f
+	}
+	for i, s := range awkward {
+		if !utf8.ValidString(s) {
+			continue // Decode returns U+FFFD; TestEncodeInvalidUTF8 covers it
+		}
+		add(iot, Event{ID: "id " + s, Key: "dev" + s, ReceivedAt: recv0, Fields: map[string]any{
+			"device_id": "dev" + s,
+			"ts":        ts0.Add(time.Duration(i) * time.Hour),
+			"metrics":   map[string]float64{"k" + s: float64(i)},
+			"tags":      map[string]string{"t" + s: s, "z": s + s},
+		}})
+		add(logs, Event{ID: "e" + s, Key: "svc" + s, ReceivedAt: recv0, Fields: map[string]any{
+			"ts":       ts0,
+			"service":  "svc" + s,
+			"level":    "warn",
+			"message":  "m" + s,
+			"host":     s,
+			"trace_id": "t",
+			"attrs":    map[string]string{"a" + s: s},
+		}})
+	}
+	add(iot, Event{ID: "all numbers", Key: "d", ReceivedAt: recv0, Fields: map[string]any{
+		"device_id": "d", "ts": ts0, "metrics": metrics}})
+	add(iot, Event{ID: "empty tags", Key: "d", ReceivedAt: recv0, Fields: map[string]any{
+		"device_id": "d", "ts": ts0, "metrics": map[string]float64{"x": 1}, "tags": map[string]string{}}})
+	add(logs, Event{ID: "only required", Key: "s", ReceivedAt: time.Unix(0, 0).UTC(), Fields: map[string]any{
+		"ts": time.Date(2105, 12, 31, 23, 59, 59, 999e6, time.UTC), "service": "s", "level": "fatal", "message": "x"}})
+	return out
+}
+
+func TestEncodeDecodeRoundTrip(t *testing.T) {
+	for _, c := range codecEvents(t) {
+		b, err := c.stream.Encode(c.event)
+		if err != nil {
+			t.Fatalf("Encode(%+v): %v", c.event, err)
+		}
+		got, err := c.stream.Decode(b)
+		if err != nil {
+			t.Fatalf("Decode(%s): %v", b, err)
+		}
+		if !reflect.DeepEqual(got, c.event) {
+			t.Errorf("round trip of %s:\n got %#v\nwant %#v", b, got, c.event)
+		}
+		if again, _ := c.stream.Encode(got); !bytes.Equal(again, b) {
+			t.Errorf("encoding is not deterministic:\n%s\n%s", b, again)
+		}
+		if slow, err := c.stream.decodeGeneric(b); err != nil || !reflect.DeepEqual(slow, got) {
+			t.Errorf("decodeGeneric(%s) = %#v, %v; Decode gave %#v", b, slow, err, got)
+		}
+	}
+}
+
+// TestEncodeMatchesGeneric checks the hand-written encoder against the
+// reflective one it replaced: the same JSON value, only members in
+// another order and <, >, & unescaped.
+func TestEncodeMatchesGeneric(t *testing.T) {
+	for _, c := range codecEvents(t) {
+		assertSameJSON(t, c.stream, c.event)
+	}
+}
+
+func assertSameJSON(t *testing.T, st *Stream, ev Event) {
+	t.Helper()
+	fast, err := st.Encode(ev)
+	if err != nil {
+		t.Fatalf("Encode: %v", err)
+	}
+	slow, err := st.encodeGeneric(ev)
+	if err != nil {
+		t.Fatalf("encodeGeneric: %v", err)
+	}
+	var a, b any
+	if err := json.Unmarshal(fast, &a); err != nil {
+		t.Fatalf("Encode wrote invalid JSON %s: %v", fast, err)
+	}
+	if err := json.Unmarshal(slow, &b); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(a, b) {
+		t.Errorf("Encode and encodeGeneric differ:\n%s\n%s", fast, slow)
+	}
+}
+
+func TestEncodeLayout(t *testing.T) {
+	st := builtinStream(t, "app_logs")
+	ev := Event{ID: "e-1", Key: "checkout", ReceivedAt: recv0.Add(789 * time.Microsecond), Fields: map[string]any{
+		"attrs":   map[string]string{"user": "u-9", "order": "A-17", "": "empty name sorts first"},
+		"message": "<b>declined</b> & \"retried\"",
+		"level":   "error",
+		"service": "checkout",
+		"ts":      ts0.In(time.FixedZone("CET", 3600)),
+	}}
+	want := `{"event_id":"e-1","ts":"2026-11-24T10:00:00.123Z","service":"checkout","level":"error",` +
+		`"message":"<b>declined</b> & \"retried\"","attrs":{"":"empty name sorts first","order":"A-17","user":"u-9"},` +
+		`"received_at":"2026-11-24T10:00:01.456Z"}`
+	got, err := st.Encode(ev)
+	if err != nil || string(got) != want {
+		t.Errorf("Encode:\n got %s, %v\nwant %s", got, err, want)
+	}
+}
+
+func TestEncodeInvalidUTF8(t *testing.T) {
+	st := builtinStream(t, "app_logs")
+	ev := Event{ID: "e\xff", Key: "s", ReceivedAt: recv0, Fields: map[string]any{
+		"ts": ts0, "service": "s", "level": "info", "message": "a\xffb\xe6\x97c",
+	}}
+	b, err := st.Encode(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := st.Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != "e\ufffd" || got.Fields["message"] != "a\ufffdb\ufffd\ufffdc" {
+		t.Errorf("got ID %q, message %q: want each bad byte as U+FFFD", got.ID, got.Fields["message"])
+	}
+	assertSameJSON(t, st, ev)
+}
+
+// Events that Validate does not produce still encode as before.
+func TestEncodeUnusualEvents(t *testing.T) {
+	st := builtinStream(t, "iot_telemetry")
+	base := func() map[string]any {
+		return map[string]any{"device_id": "d", "ts": ts0, "metrics": map[string]float64{"t": 1}}
+	}
+	tests := []struct {
+		name    string
+		edit    func(map[string]any)
+		wantErr string
+	}{
+		{"field outside the schema", func(f map[string]any) { f["extra"] = []int{1, 2} }, ""},
+		{"event_id among the fields", func(f map[string]any) { f["event_id"] = "shadowed" }, ""},
+		{"untyped map", func(f map[string]any) { f["tags"] = map[string]any{"a": "b"} }, ""},
+		{"null", func(f map[string]any) { f["tags"] = nil }, ""},
+		{"NaN", func(f map[string]any) { f["metrics"] = map[string]float64{"t": math.NaN()} },
+			"encode iot_telemetry event e: json: unsupported value: NaN"},
+		{"infinity", func(f map[string]any) { f["metrics"] = map[string]float64{"t": math.Inf(-1)} },
+			"encode iot_telemetry event e: json: unsupported value: -Inf"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ev := Event{ID: "e", Key: "d", ReceivedAt: recv0, Fields: base()}
+			tt.edit(ev.Fields)
+			got, err := st.Encode(ev)
+			if tt.wantErr != "" {
+				if err == nil || err.Error() != tt.wantErr {
+					t.Errorf("err = %v, want %s", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, _ := st.encodeGeneric(ev)
+			if !bytes.Equal(got, want) {
+				t.Errorf("got %s, want the generic encoding %s", got, want)
+			}
+		})
+	}
+}
+
+// TestEncodeRandomEvents is a property test: random events of both streams,
+// with random strings (including invalid UTF-8) and numbers of any bit
+// pattern, encode to the same JSON value as the reflective encoder, and
+// decode to what decoding that encoder's output gives.
+func TestEncodeRandomEvents(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 11))
+	pieces := []string{"a", "Z", "0", " ", `"`, `\`, "/", "\n", "\x01", "\x1f", "<", "&", "é", "日", "🚀",
+		"\u2028", "\u2029", "\ufffd", "\xff", "\xe6\x97", "\xed\xa0\x80"}
+	str := func(min int) string {
+		var sb strings.Builder
+		for range min + r.IntN(12) {
+			sb.WriteString(pieces[r.IntN(len(pieces))])
+		}
+		return sb.String()
+	}
+	num := func() float64 {
+		for {
+			var f float64
+			switch r.IntN(3) {
+			case 0:
+				f = math.Float64frombits(r.Uint64())
+			case 1:
+				f = float64(r.IntN(2000)-1000) / 8
+			default:
+				f = r.NormFloat64() * math.Pow(10, float64(r.IntN(60)-30))
+			}
+			if !math.IsNaN(f) && !math.IsInf(f, 0) {
+				return f
+			}
+		}
+	}
+	when := func() time.Time { return time.UnixMilli(r.Int64N(4291747199999)).UTC() }
+	iot, logs := builtinStream(t, "iot_telemetry"), builtinStream(t, "app_logs")
+	for i := range 3000 {
+		st, ev := iot, Event{ID: str(1), ReceivedAt: when(), Fields: map[string]any{}}
+		if i%2 == 0 {
+			ev.Key = str(1)
+			m := map[string]float64{}
+			for range 1 + r.IntN(6) {
+				m[str(1)] = num()
+			}
+			ev.Fields = map[string]any{"device_id": ev.Key, "ts": when(), "metrics": m}
+			if r.IntN(2) == 0 {
+				tags := map[string]string{}
+				for range r.IntN(4) {
+					tags[str(1)] = str(0)
+				}
+				ev.Fields["tags"] = tags
+			}
+		} else {
+			st, ev.Key = logs, str(1)
+			ev.Fields = map[string]any{"ts": when(), "service": ev.Key, "level": "debug", "message": str(1)}
+			if r.IntN(2) == 0 {
+				ev.Fields["host"] = str(0)
+			}
+		}
+		assertSameJSON(t, st, ev)
+		fast, _ := st.Encode(ev)
+		slow, _ := st.encodeGeneric(ev)
+		got, err := st.Decode(fast)
+		want, err2 := st.decodeGeneric(slow)
+		if err != nil || err2 != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("Decode(%s) = %#v, %v\nwant %#v, %v", fast, got, err, want, err2)
+		}
+		if t.Failed() {
+			t.FailNow()
+		}
+	}
+}
+
+func TestDecodeErrors(t *testing.T) {
+	st := builtinStream(t, "iot_telemetry")
+	const good = `{"event_id":"e","device_id":"d","ts":"2026-11-24T10:00:00.123Z","metrics":{"t":1},` +
+		`"received_at":"2026-11-24T10:00:01.456Z"}`
+	tests := []struct {
+		name, in, want string
+	}{
+		{"not JSON", `{"event_id"`, "not a JSON object: unexpected end of JSON input"},
+		{"not an object", `[1]`, "not a JSON object: json: cannot unmarshal array into Go value of type map[string]interface {}"},
+		{"trailing data", good + `x`, "not a JSON object: invalid character 'x' after top-level value"},
+		{"no event_id", strings.Replace(good, `"event_id":"e",`, "", 1), "event_id: required"},
+		{"null event_id", strings.Replace(good, `"e"`, "null", 1), "event_id: required"},
+		{"no received_at", strings.Replace(good, `,"received_at":"2026-11-24T10:00:01.456Z"`, "", 1), "received_at: required"},
+		{"bad received_at", strings.Replace(good, `"2026-11-24T10:00:01.456Z"`, `"soon"`, 1), "received_at: not RFC 3339 or epoch ms"},
+		{"schema changed", strings.Replace(good, `"metrics":{"t":1}`, `"metrics":{"t":"1"},"color":1`, 1),
+			"metrics: t: must be a number, got string\ncolor: unknown field"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := st.Decode([]byte(tt.in))
+			if err == nil || err.Error() != tt.want {
+				t.Errorf("err = %v, want %s", err, tt.want)
+			}
+		})
+	}
+	if _, err := st.Decode([]byte(good)); err != nil {
+		t.Errorf("good event: %v", err)
+	}
+}
+
+// TestDecodeFastDefers lists JSON that decodeFast leaves to decodeGeneric;
+// each gives the same result either way. FuzzDecode checks the general rule.
+func TestDecodeFastDefers(t *testing.T) {
+	st := builtinStream(t, "iot_telemetry")
+	const pre = `{"event_id":"e","received_at":"2026-11-24T10:00:01.456Z","ts":1795946400123,"device_id":"d",`
+	tests := []struct {
+		name, in string
+		fast     bool // whether decodeFast handles it
+	}{
+		{"Encode's output", pre + `"metrics":{"t":1}}`, true},
+		{"white space everywhere", " \t\n{ \"event_id\" : \"e\" , \"received_at\":1795946400124,\r\n\"ts\":\"1795946400123\"," +
+			"\"device_id\":\"d\",\"metrics\" : { \"t\" : -1.5e+3 , \"u\":0 } }\n", true},
+		{"escapes", pre + `"metrics":{"a\"\\\/\b\f\n\r\t\u00e9\u2028":1}}`, true},
+		{"surrogate pair", pre + `"metrics":{"\ud83d\ude80":1}}`, false},
+		{"lone surrogate", pre + `"metrics":{"\ud83d":1}}`, false},
+		{"escaped name", `{"event_\u0069d":"e","received_at":1,"ts":1,"device_id":"d","metrics":{"t":1}}`, false},
+		{"duplicate field", pre + `"metrics":{"t":1},"device_id":"x"}`, false},
+		{"duplicate metric", pre + `"metrics":{"t":1,"t":2}}`, false},
+		{"duplicate event_id", pre + `"metrics":{"t":1},"event_id":"f"}`, false},
+		{"null tags", pre + `"metrics":{"t":1},"tags":null}`, false},
+		{"invalid UTF-8", pre + "\"metrics\":{\"\xff\":1}}", false},
+		{"control character", pre + "\"metrics\":{\"\n\":1}}", false},
+		{"number grammar: leading zero", pre + `"metrics":{"t":01}}`, false},
+		{"number grammar: plus", pre + `"metrics":{"t":+1}}`, false},
+		{"number grammar: bare dot", pre + `"metrics":{"t":1.}}`, false},
+		{"number grammar: hex", pre + `"metrics":{"t":0x10}}`, false},
+		{"number grammar: Inf", pre + `"metrics":{"t":Infinity}}`, false},
+		{"number out of range", pre + `"metrics":{"t":1e999}}`, false},
+		{"bad hex escape", pre + `"metrics":{"\u00g0":1}}`, false},
+		{"trailing comma", pre + `"metrics":{"t":1},}`, false},
+		{"trailing data", pre + `"metrics":{"t":1}} {}`, false},
+		{"missing required", `{"event_id":"e","received_at":1,"ts":1,"device_id":"d"}`, false},
+		{"invalid field", pre + `"metrics":{}}`, false},
+		{"unknown field", pre + `"metrics":{"t":1},"x":1}`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fast, ok := st.decodeFast([]byte(tt.in))
+			if ok != tt.fast {
+				t.Errorf("decodeFast handled it: %v, want %v", ok, tt.fast)
+			}
+			slow, err := st.decodeGeneric([]byte(tt.in))
+			if ok && (err != nil || !reflect.DeepEqual(fast, slow)) {
+				t.Errorf("decodeFast = %#v\ndecodeGeneric = %#v, %v", fast, slow, err)
+			}
+			got, gotErr := st.Decode([]byte(tt.in))
+			if !reflect.DeepEqual(got, slow) || (gotErr == nil) != (err == nil) {
+				t.Errorf("Decode = %#v, %v\nwant %#v, %v", got, gotErr, slow, err)
+			}
+		})
+	}
+}

@@ -1,0 +1,406 @@
+package schemas
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// Decode parses and re-validates an event as Encode wrote it. Anything that
+// fails here did not come from Sluice's collectors, or the schema changed
+// incompatibly since.
+func (s *Stream) Decode(b []byte) (Event, error) {
+	// The workers decode every message they consume. json.Unmarshal builds a
+	// map[string]any that validate then copies into typed maps, at some 60
+	// allocations an event; decodeFast parses straight into the Event.
+	if ev, ok := s.decodeFast(b); ok {
+		return ev, nil
+	}
+	return s.decodeGeneric(b)
+}
+
+// decodeGeneric is Decode for any input: it decides what is wrong, and says
+// so with Validate's messages.
+func (s *Stream) decodeGeneric(b []byte) (Event, error) {
+	var obj map[string]any
+	if err := json.Unmarshal(b, &obj); err != nil {
+		return Event{}, fmt.Errorf("not a JSON object: %w", err)
+	}
+	ev, errs := s.validate(obj, true)
+	if len(errs) > 0 {
+		all := make([]error, len(errs))
+		for i, e := range errs {
+			all[i] = e
+		}
+		return Event{}, errors.Join(all...)
+	}
+	return ev, nil
+}
+
+// decodeFast decodes a valid event in the JSON that Encode writes, with the
+// checks validate makes, into the same Event that decodeGeneric returns. It
+// gives up, reporting false, at anything else: malformed JSON, an invalid
+// field, but also valid JSON that Encode never writes (null, duplicate
+// names, escaped top-level names, surrogate escapes, invalid UTF-8, whose
+// handling in encoding/json it would otherwise have to mirror). Giving up is
+// always safe, as decodeGeneric then decides; accepting is only right when
+// decodeGeneric would accept too, with the same result, which FuzzDecode
+// checks.
+func (s *Stream) decodeFast(b []byte) (ev Event, ok bool) {
+	if s.byName == nil {
+		return Event{}, false
+	}
+	p := parser{b: b}
+	if !p.consume('{') {
+		return Event{}, false
+	}
+	ev.Fields = make(map[string]any, len(s.Fields))
+	var haveID, haveReceived bool
+	for first := true; ; first = false {
+		if !first && !p.consume(',') {
+			break
+		}
+		name, ok := p.name()
+		if !ok || !p.consume(':') {
+			return Event{}, false
+		}
+		switch {
+		case string(name) == FieldEventID:
+			id, ok := p.str()
+			if haveID || !ok || checkEventID(id) != "" {
+				return Event{}, false
+			}
+			ev.ID, haveID = id, true
+		case string(name) == FieldReceivedAt:
+			t, ok := p.time()
+			if haveReceived || !ok {
+				return Event{}, false
+			}
+			ev.ReceivedAt, haveReceived = t, true
+		default:
+			f := s.byName[string(name)]
+			if f == nil {
+				return Event{}, false
+			}
+			if _, dup := ev.Fields[f.Name]; dup {
+				return Event{}, false
+			}
+			v, ok := p.value(f)
+			if !ok {
+				return Event{}, false
+			}
+			ev.Fields[f.Name] = v
+		}
+	}
+	if !p.consume('}') || !p.end() || !haveID || !haveReceived {
+		return Event{}, false
+	}
+	for i := range s.Fields {
+		if _, ok := ev.Fields[s.Fields[i].Name]; !ok && s.Fields[i].Required {
+			return Event{}, false
+		}
+	}
+	ev.Key, ok = ev.Fields[s.PartitionKey].(string)
+	return ev, ok
+}
+
+// parser reads JSON from b at i, for decodeFast. Each method skips the
+// white space before what it reads, and reports false when that is not
+// there or not in the form decodeFast accepts.
+type parser struct {
+	b []byte
+	i int
+}
+
+func (p *parser) skipSpace() {
+	for p.i < len(p.b) {
+		switch p.b[p.i] {
+		case ' ', '\t', '\n', '\r':
+			p.i++
+		default:
+			return
+		}
+	}
+}
+
+func (p *parser) consume(c byte) bool {
+	p.skipSpace()
+	if p.i < len(p.b) && p.b[p.i] == c {
+		p.i++
+		return true
+	}
+	return false
+}
+
+func (p *parser) peek() byte {
+	p.skipSpace()
+	if p.i < len(p.b) {
+		return p.b[p.i]
+	}
+	return 0
+}
+
+func (p *parser) end() bool {
+	p.skipSpace()
+	return p.i == len(p.b)
+}
+
+// name reads a string without escapes and returns its bytes in place: top-
+// level names are plain identifiers, and looking them up with string(name)
+// does not allocate.
+func (p *parser) name() ([]byte, bool) {
+	if !p.consume('"') {
+		return nil, false
+	}
+	start := p.i
+	for i := start; i < len(p.b); i++ {
+		switch c := p.b[i]; {
+		case c == '"':
+			p.i = i + 1
+			return p.b[start:i], true
+		case c == '\\' || c < 0x20:
+			return nil, false
+		}
+	}
+	return nil, false
+}
+
+// str reads a string.
+func (p *parser) str() (string, bool) {
+	if !p.consume('"') {
+		return "", false
+	}
+	start, ascii := p.i, true
+	for i := start; i < len(p.b); i++ {
+		switch c := p.b[i]; {
+		case c == '"':
+			raw := p.b[start:i]
+			if !ascii && !utf8.Valid(raw) {
+				return "", false
+			}
+			p.i = i + 1
+			return string(raw), true
+		case c == '\\':
+			return p.unescape(start, i)
+		case c < 0x20:
+			return "", false
+		case c >= utf8.RuneSelf:
+			ascii = false
+		}
+	}
+	return "", false
+}
+
+// unescape reads the rest of a string that starts at start and has its
+// first backslash at i.
+func (p *parser) unescape(start, i int) (string, bool) {
+	out := make([]byte, 0, i-start+16)
+	out = append(out, p.b[start:i]...)
+	for i < len(p.b) {
+		c := p.b[i]
+		switch {
+		case c == '"':
+			// Escapes produce whole runes, so the raw bytes between them
+			// are valid exactly when the result is.
+			if !utf8.Valid(out) {
+				return "", false
+			}
+			p.i = i + 1
+			return string(out), true
+		case c < 0x20:
+			return "", false
+		case c != '\\':
+			out = append(out, c)
+			i++
+			continue
+		}
+		if i+1 >= len(p.b) {
+			return "", false
+		}
+		switch e := p.b[i+1]; e {
+		case '"', '\\', '/':
+			out = append(out, e)
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'u':
+			if i+6 > len(p.b) {
+				return "", false
+			}
+			r, ok := hex4(p.b[i+2 : i+6])
+			if !ok || utf16.IsSurrogate(r) {
+				return "", false
+			}
+			out = utf8.AppendRune(out, r)
+			i += 6
+			continue
+		default:
+			return "", false
+		}
+		i += 2
+	}
+	return "", false
+}
+
+// hex4 decodes the four hex digits of a \u escape.
+func hex4(b []byte) (rune, bool) {
+	var r rune
+	for _, c := range b {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c -= 'a' - 10
+		case 'A' <= c && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
+}
+
+// number reads a number as encoding/json reads one into an any: checked
+// against JSON's grammar, which is stricter than strconv's, then parsed as
+// a float64.
+func (p *parser) number() (float64, bool) {
+	p.skipSpace()
+	b, i := p.b, p.i
+	digits := func() bool {
+		n := i
+		for i < len(b) && '0' <= b[i] && b[i] <= '9' {
+			i++
+		}
+		return i > n
+	}
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	if i < len(b) && b[i] == '0' {
+		i++
+	} else if !digits() {
+		return 0, false
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if !digits() {
+			return 0, false
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if !digits() {
+			return 0, false
+		}
+	}
+	f, err := strconv.ParseFloat(string(b[p.i:i]), 64)
+	if err != nil {
+		return 0, false
+	}
+	p.i = i
+	return f, true
+}
+
+// time reads a timestamp, a string or a number.
+func (p *parser) time() (time.Time, bool) {
+	var (
+		t       time.Time
+		problem string
+	)
+	if p.peek() == '"' {
+		s, ok := p.str()
+		if !ok {
+			return time.Time{}, false
+		}
+		t, problem = parseTimeString(s)
+	} else {
+		x, ok := p.number()
+		if !ok {
+			return time.Time{}, false
+		}
+		t, problem = parseTimeNumber(x)
+	}
+	return t, problem == ""
+}
+
+// value reads the value of field f and checks it as normalize does.
+func (p *parser) value(f *Field) (any, bool) {
+	switch f.Type {
+	case TypeString, TypeEnum:
+		s, ok := p.str()
+		if !ok || f.checkString(s) != "" {
+			return nil, false
+		}
+		return s, true
+	case TypeTimestamp:
+		t, ok := p.time()
+		if !ok {
+			return nil, false
+		}
+		return t, true
+	case TypeNumberMap:
+		m := make(map[string]float64, 8)
+		ok := p.object(f, func(k string) bool {
+			x, ok := p.number()
+			n := len(m)
+			m[k] = x
+			return ok && len(m) > n
+		})
+		if !ok || f.checkMapSize(len(m)) != "" {
+			return nil, false
+		}
+		return m, true
+	case TypeStringMap:
+		m := make(map[string]string, 8)
+		ok := p.object(f, func(k string) bool {
+			s, ok := p.str()
+			n := len(m)
+			m[k] = s
+			return ok && len(m) > n && f.checkMapString(k, s) == ""
+		})
+		if !ok || f.checkMapSize(len(m)) != "" {
+			return nil, false
+		}
+		return m, true
+	}
+	return nil, false
+}
+
+// object reads the entries of a map field: for each name, checked as
+// normalize checks it, entry reads and stores the value. Entries must give
+// up on a duplicate name, where encoding/json would keep the last value.
+func (p *parser) object(f *Field, entry func(name string) bool) bool {
+	if !p.consume('{') {
+		return false
+	}
+	if p.consume('}') {
+		return true
+	}
+	for {
+		k, ok := p.str()
+		if !ok || f.checkKey(k) != "" || !p.consume(':') || !entry(k) {
+			return false
+		}
+		if p.consume('}') {
+			return true
+		}
+		if !p.consume(',') {
+			return false
+		}
+	}
+}

@@ -1,0 +1,258 @@
+package schemas
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// Encode renders an event as Sluice writes it to Kafka and publishes it to
+// NATS: one JSON object with event_id first, then the stream's fields in
+// schema order, then received_at; map entries are sorted by name, so that
+// one event always encodes to the same bytes.
+//
+// Strings are escaped as encoding/json escapes them, invalid UTF-8 included
+// (each bad byte becomes U+FFFD), except that <, > and & are written as they
+// are: the output is JSON for machines, never embedded in HTML by Sluice,
+// and log messages stay readable and short. Numbers are formatted exactly as
+// encoding/json formats float64.
+func (s *Stream) Encode(ev Event) ([]byte, error) {
+	// The collector spent a third of its CPU in json.Marshal of a map
+	// (reflection, boxing, sorting all keys); the schema already says what
+	// the object holds and in which order.
+	if b, ok := s.appendEvent(make([]byte, 0, encodedSizeHint(ev)), ev); ok {
+		return b, nil
+	}
+	return s.encodeGeneric(ev)
+}
+
+// encodeGeneric is the reflective encoder, for the events appendEvent does
+// not handle: values of types Validate never produces, fields the stream
+// does not define, or numbers that JSON cannot represent (for which it
+// returns encoding/json's error).
+func (s *Stream) encodeGeneric(ev Event) ([]byte, error) {
+	obj := make(map[string]any, len(ev.Fields)+2)
+	for k, v := range ev.Fields {
+		if t, ok := v.(time.Time); ok {
+			v = t.UTC().Format(TimeLayout)
+		}
+		obj[k] = v
+	}
+	obj[FieldEventID] = ev.ID
+	obj[FieldReceivedAt] = ev.ReceivedAt.UTC().Format(TimeLayout)
+	b, err := json.Marshal(obj)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s event %s: %w", s.Name, ev.ID, err)
+	}
+	return b, nil
+}
+
+// encodedSizeHint estimates the encoded size of ev so that Encode allocates
+// once in the common case; a low guess costs one more allocation.
+func encodedSizeHint(ev Event) int {
+	n := len(`{"event_id":"","received_at":"2006-01-02T15:04:05.000Z"}`) + len(ev.ID)
+	for k, v := range ev.Fields {
+		n += len(k) + 4 // "k":
+		switch x := v.(type) {
+		case string:
+			n += len(x) + 3
+		case time.Time:
+			n += len(TimeLayout) + 3
+		case map[string]float64:
+			n += 3 + 32*len(x)
+		case map[string]string:
+			n += 3 + 40*len(x)
+		}
+	}
+	return n
+}
+
+// appendEvent appends the JSON of ev to b. It reports false, leaving the
+// work to encodeGeneric, for anything but what Validate and Decode produce.
+func (s *Stream) appendEvent(b []byte, ev Event) ([]byte, bool) {
+	b = append(b, `{"event_id":`...)
+	b = appendString(b, ev.ID)
+	found := 0
+	for i := range s.Fields {
+		name := s.Fields[i].Name
+		v, ok := ev.Fields[name]
+		if !ok {
+			continue
+		}
+		found++
+		b = append(b, ',')
+		b = appendString(b, name)
+		b = append(b, ':')
+		switch x := v.(type) {
+		case string:
+			b = appendString(b, x)
+		case time.Time:
+			b = appendTime(b, x)
+		case map[string]float64:
+			if b, ok = appendNumberMap(b, x); !ok {
+				return nil, false
+			}
+		case map[string]string:
+			b = appendStringMap(b, x)
+		default:
+			return nil, false
+		}
+	}
+	if found != len(ev.Fields) {
+		return nil, false
+	}
+	b = append(b, `,"received_at":`...)
+	b = appendTime(b, ev.ReceivedAt)
+	return append(b, '}'), true
+}
+
+func appendNumberMap(b []byte, m map[string]float64) ([]byte, bool) {
+	var buf [16]string
+	b = append(b, '{')
+	for i, k := range sortedKeysInto(buf[:0], m) {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, k)
+		b = append(b, ':')
+		var ok bool
+		if b, ok = appendFloat(b, m[k]); !ok {
+			return nil, false
+		}
+	}
+	return append(b, '}'), true
+}
+
+func appendStringMap(b []byte, m map[string]string) []byte {
+	var buf [16]string
+	b = append(b, '{')
+	for i, k := range sortedKeysInto(buf[:0], m) {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, k)
+		b = append(b, ':')
+		b = appendString(b, m[k])
+	}
+	return append(b, '}')
+}
+
+// sortedKeysInto is sortedKeys with storage from the caller: a buffer on
+// the caller's stack holds the keys of a typical map without an allocation.
+func sortedKeysInto[V any](keys []string, m map[string]V) []string {
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// appendFloat formats f as encoding/json formats a float64: like ES6's
+// Number.prototype.toString, the shortest representation that parses back
+// to f, in plain notation from 1e-6 up to 1e21 and in exponent notation
+// without a padded exponent outside. JSON has no NaN or infinities, so it
+// reports false for them.
+func appendFloat(b []byte, f float64) ([]byte, bool) {
+	if math.IsInf(f, 0) || math.IsNaN(f) {
+		return nil, false
+	}
+	format := byte('f')
+	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, f, format, -1, 64)
+	if format == 'e' {
+		// 1e-07 -> 1e-7
+		n := len(b)
+		if n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b, true
+}
+
+// appendTime appends t as a JSON string in TimeLayout. It is what
+// t.UTC().AppendFormat(b, TimeLayout) writes, quoted, without parsing the
+// layout each time; years that need other than four digits go through
+// AppendFormat.
+func appendTime(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		b = append(b, '"')
+		b = t.AppendFormat(b, TimeLayout)
+		return append(b, '"')
+	}
+	hour, minute, sec := t.Clock()
+	ms := t.Nanosecond() / 1e6 // truncated, as the layout's .000 does
+	b = append(b, '"',
+		byte('0'+year/1000), byte('0'+year/100%10), byte('0'+year/10%10), byte('0'+year%10), '-',
+		byte('0'+month/10), byte('0'+month%10), '-',
+		byte('0'+day/10), byte('0'+day%10), 'T',
+		byte('0'+hour/10), byte('0'+hour%10), ':',
+		byte('0'+minute/10), byte('0'+minute%10), ':',
+		byte('0'+sec/10), byte('0'+sec%10), '.',
+		byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10), 'Z', '"')
+	return b
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a JSON string, escaped as encoding/json escapes
+// with SetEscapeHTML(false): quote, backslash and control characters,
+// U+2028 and U+2029 (which JavaScript does not allow raw in strings), and
+// each byte of invalid UTF-8 replaced with \ufffd.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}

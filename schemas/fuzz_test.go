@@ -1,0 +1,138 @@
+package schemas
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// fuzzSeeds are events as producers send them, valid and not, for both
+// streams.
+var fuzzSeeds = []string{
+	benchTelemetry,
+	benchLog,
+	`{"device_id":"d","ts":1795946400123,"metrics":{"t":1},"tags":{"site":"a"}}`,
+	`{"device_id":"d","ts":"1795946400123","metrics":{"t":-0.0,"u":1e-7}}`,
+	`{"device_id":"","ts":"2026-11-24T12:00:00.5+02:00","metrics":{"":"x"},"tags":{"a":1},"x":null}`,
+	`{"event_id":null,"ts":"2026-11-24T10:00:00Z","service":"s","level":"loud","message":"a\"b\\c\n\u2028<&>"}`,
+	`{"event_id":"e","received_at":"2026-11-24T10:00:00Z","ts":1e300,"metrics":[],"tags":"x"}`,
+	`{"ts":-1,"service":7,"level":null,"message":{},"host":true,"attrs":{"k":["v"]}}`,
+	`{}`,
+}
+
+// FuzzValidate feeds arbitrary JSON objects to Validate of both built-in
+// streams. Validate must not panic and must give the same answer every
+// time; what it accepts must encode to what encodeGeneric writes and
+// decode back to the same event.
+func FuzzValidate(f *testing.F) {
+	for _, s := range fuzzSeeds {
+		f.Add([]byte(s))
+	}
+	streams := []*Stream{builtinStream(f, "iot_telemetry"), builtinStream(f, "app_logs")}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var o map[string]any
+		if json.Unmarshal(data, &o) != nil || o == nil {
+			return
+		}
+		for _, st := range streams {
+			ev, errs := st.Validate(o)
+			ev2, errs2 := st.Validate(o)
+			if !reflect.DeepEqual(errs, errs2) || !reflect.DeepEqual(ev, ev2) {
+				t.Fatalf("%s: two answers for one event:\n%v\n%v", st.Name, errs, errs2)
+			}
+			for _, e := range errs {
+				if e.Field == "" || e.Problem == "" {
+					t.Fatalf("%s: incomplete error %#v", st.Name, e)
+				}
+			}
+			if errs != nil {
+				continue
+			}
+			if ev.ID == "" {
+				ev.ID = "assigned"
+			}
+			ev.ReceivedAt = recv0
+			b, err := st.Encode(ev)
+			if err != nil {
+				t.Fatalf("%s: Encode: %v", st.Name, err)
+			}
+			assertSameJSON(t, st, ev)
+			got, err := st.Decode(b)
+			if err != nil {
+				t.Fatalf("%s: Decode(%s): %v", st.Name, b, err)
+			}
+			if !reflect.DeepEqual(got, ev) {
+				t.Fatalf("%s: round trip of %s:\n got %#v\nwant %#v", st.Name, b, got, ev)
+			}
+		}
+	})
+}
+
+// FuzzDecode feeds arbitrary bytes to Decode. Whatever decodeFast accepts,
+// decodeGeneric (json.Unmarshal and validate) must accept with the same
+// result, and Decode must not panic.
+func FuzzDecode(f *testing.F) {
+	streams := []*Stream{builtinStream(f, "iot_telemetry"), builtinStream(f, "app_logs")}
+	for _, s := range fuzzSeeds {
+		var o map[string]any
+		if err := json.Unmarshal([]byte(s), &o); err != nil {
+			f.Fatal(err)
+		}
+		o["event_id"], o["received_at"] = "e", "2026-11-24T10:00:01.456Z"
+		b, _ := json.Marshal(o)
+		f.Add(b)
+		f.Add([]byte(strings.ReplaceAll(string(b), ",", " ,\n ")))
+	}
+	for _, st := range streams {
+		_, _, _, b := benchInput(f, st.Name, map[string]string{"iot_telemetry": benchTelemetry, "app_logs": benchLog}[st.Name])
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, st := range streams {
+			fast, ok := st.decodeFast(data)
+			slow, err := st.decodeGeneric(data)
+			if ok && err != nil {
+				t.Fatalf("%s: decodeFast accepted what decodeGeneric rejects (%v): %q", st.Name, err, data)
+			}
+			if ok && !reflect.DeepEqual(fast, slow) {
+				t.Fatalf("%s: decodeFast = %#v\ndecodeGeneric = %#v\nfor %q", st.Name, fast, slow, data)
+			}
+			got, gotErr := st.Decode(data)
+			if (gotErr == nil) != (err == nil) || !reflect.DeepEqual(got, slow) {
+				t.Fatalf("%s: Decode = %#v, %v; want %#v, %v", st.Name, got, gotErr, slow, err)
+			}
+		}
+	})
+}
+
+// FuzzEncodeScalars compares appendString and appendFloat byte for byte
+// with encoding/json (without HTML escaping, which Encode leaves out).
+func FuzzEncodeScalars(f *testing.F) {
+	for i, s := range awkward {
+		f.Add(s, awkwardNumbers[i%len(awkwardNumbers)])
+	}
+	f.Fuzz(func(t *testing.T, s string, x float64) {
+		var want bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(s); err != nil {
+			t.Fatal(err)
+		}
+		if got := appendString(nil, s); !bytes.Equal(got, bytes.TrimSuffix(want.Bytes(), []byte("\n"))) {
+			t.Fatalf("appendString(%q) = %s, want %s", s, got, want.Bytes())
+		}
+		got, ok := appendFloat(nil, x)
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			if ok {
+				t.Fatalf("appendFloat(%v) accepted", x)
+			}
+			return
+		}
+		if wantF, _ := json.Marshal(x); !ok || !bytes.Equal(got, wantF) {
+			t.Fatalf("appendFloat(%v) = %s, want %s", x, got, wantF)
+		}
+	})
+}

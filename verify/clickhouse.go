@@ -1,0 +1,175 @@
+package verify
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/sluicehq/sluice/sinks/clickhouse"
+)
+
+// chReader reads what the workers wrote. It only runs SELECTs, so verify
+// may use a read-only ClickHouse user.
+type chReader struct {
+	conn driver.Conn
+	db   string
+	addr string
+}
+
+func openClickHouse(ctx context.Context, o clickhouse.Options) (*chReader, error) {
+	if o.Addr == "" {
+		o.Addr = clickhouse.DefaultAddr
+	}
+	if o.Database == "" {
+		o.Database = clickhouse.DefaultDatabase
+	}
+	if o.Username == "" {
+		o.Username = clickhouse.DefaultUsername
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = clickhouse.DefaultDialTimeout
+	}
+	conn, err := ch.Open(&ch.Options{
+		Protocol: ch.Native,
+		Addr:     []string{o.Addr},
+		// The database is named in every statement rather than here, so
+		// that a missing one reads as empty tables instead of failing the
+		// handshake.
+		Auth:        ch.Auth{Username: o.Username, Password: o.Password},
+		DialTimeout: o.DialTimeout,
+		// A partition scan sends one block per 65k rows; a slow server
+		// under load must not be cut off by the driver's default.
+		ReadTimeout: 10 * time.Minute,
+		Compression: &ch.Compression{Method: ch.CompressionLZ4},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: open %s: %w", o.Addr, err)
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, o.DialTimeout)
+	defer cancel()
+	if err := conn.Ping(pingCtx); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("clickhouse: ping %s: %w", o.Addr, err)
+	}
+	return &chReader{conn: conn, db: o.Database, addr: o.Addr}, nil
+}
+
+func (c *chReader) Close() error { return c.conn.Close() }
+
+func quote(ident string) string { return "`" + strings.ReplaceAll(ident, "`", "\\`") + "`" }
+
+func (c *chReader) table(name string) string { return quote(c.db) + "." + quote(name) }
+
+// tableExists reports whether the stream's table exists; a missing
+// database means a missing table.
+func (c *chReader) tableExists(ctx context.Context, table string) (bool, error) {
+	var n uint64
+	err := c.conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = ? AND name = ?", c.db, table).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("clickhouse: look up table %s.%s: %w", c.db, table, err)
+	}
+	return n > 0, nil
+}
+
+// partitions lists the Kafka partitions the table holds rows of. The
+// tables are partitioned by kafka_partition, so the active parts name them
+// without reading any data.
+func (c *chReader) partitions(ctx context.Context, table string) ([]int32, error) {
+	rows, err := c.conn.Query(ctx, "SELECT DISTINCT partition FROM system.parts WHERE database = ? AND table = ? AND active", c.db, table)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: partitions of %s.%s: %w", c.db, table, err)
+	}
+	defer rows.Close()
+	var out []int32
+	for rows.Next() {
+		var p string
+		if err := rows.Scan(&p); err != nil {
+			return nil, fmt.Errorf("clickhouse: partitions of %s.%s: %w", c.db, table, err)
+		}
+		n, err := strconv.ParseInt(strings.Trim(p, "'"), 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("clickhouse: %s.%s has partition %q: not partitioned by kafka_partition", c.db, table, p)
+		}
+		out = append(out, int32(n))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("clickhouse: partitions of %s.%s: %w", c.db, table, err)
+	}
+	return out, nil
+}
+
+// countRows counts a partition's rows below offset hw and at or above it.
+func (c *chReader) countRows(ctx context.Context, table string, partition int32, hw int64) (below, above uint64, err error) {
+	q := fmt.Sprintf("SELECT countIf(kafka_offset < ?), countIf(kafka_offset >= ?) FROM %s WHERE kafka_partition = ?", c.table(table))
+	if err := c.conn.QueryRow(ctx, q, hw, hw, partition).Scan(&below, &above); err != nil {
+		return 0, 0, fmt.Errorf("clickhouse: count rows of %s.%s partition %d: %w", c.db, table, partition, err)
+	}
+	return below, above, nil
+}
+
+// noUpperBound scans a partition whole.
+const noUpperBound = math.MaxInt64
+
+// scan calls fn with the event_id and offset of every row of the partition
+// with lo <= kafka_offset < hi, in no particular order.
+func (c *chReader) scan(ctx context.Context, table string, partition int32, lo, hi int64, fn func(id string, off int64)) error {
+	q := fmt.Sprintf("SELECT event_id, kafka_offset FROM %s WHERE kafka_partition = ? AND kafka_offset >= ? AND kafka_offset < ?", c.table(table))
+	rows, err := c.conn.Query(ctx, q, partition, lo, hi)
+	if err != nil {
+		return fmt.Errorf("clickhouse: scan %s.%s partition %d: %w", c.db, table, partition, err)
+	}
+	defer rows.Close()
+	var (
+		id  string
+		off int64
+	)
+	for rows.Next() {
+		if err := rows.Scan(&id, &off); err != nil {
+			return fmt.Errorf("clickhouse: scan %s.%s partition %d: %w", c.db, table, partition, err)
+		}
+		fn(id, off)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("clickhouse: scan %s.%s partition %d: %w", c.db, table, partition, err)
+	}
+	return nil
+}
+
+// offsetsOf returns the offsets of the rows of each of ids in the
+// partition below hi, sorted, for the examples of a report.
+func (c *chReader) offsetsOf(ctx context.Context, table string, partition int32, hi int64, ids []string) (map[string][]int64, error) {
+	out := make(map[string][]int64, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	marks := strings.TrimSuffix(strings.Repeat("?, ", len(ids)), ", ")
+	q := fmt.Sprintf("SELECT event_id, arraySort(groupArray(kafka_offset)) FROM %s WHERE kafka_partition = ? AND kafka_offset < ? AND event_id IN (%s) GROUP BY event_id",
+		c.table(table), marks)
+	args := []any{partition, hi}
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	rows, err := c.conn.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: offsets of example rows in %s.%s partition %d: %w", c.db, table, partition, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var offs []int64
+		if err := rows.Scan(&id, &offs); err != nil {
+			return nil, fmt.Errorf("clickhouse: offsets of example rows in %s.%s partition %d: %w", c.db, table, partition, err)
+		}
+		out[id] = offs
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("clickhouse: offsets of example rows in %s.%s partition %d: %w", c.db, table, partition, err)
+	}
+	return out, nil
+}
