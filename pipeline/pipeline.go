@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"time"
 
@@ -72,6 +73,9 @@ type Config struct {
 	NATSPrefix string
 
 	ClickHouse clickhouse.Options
+
+	// Pprof serves Go's profiler at /debug/pprof/.
+	Pprof bool
 
 	// SchemasDir, when set, replaces the built-in stream definitions.
 	SchemasDir string
@@ -188,6 +192,12 @@ func Run(ctx context.Context, cfg Config) error {
 		})
 	}
 
+	if cfg.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		cancel()

@@ -54,6 +54,15 @@ trap 'say "interrupted: finishing"' INT
 	${DURATION:+--duration "$DURATION"} --json >"$DIR/loadgen.json"
 LOADGEN_STATUS=$?
 trap - INT
+if kill -0 "$SLUICE" 2>/dev/null; then
+	say "reconciling Kafka with ClickHouse (sluice verify)"
+	"$BIN" verify --kafka-brokers 127.0.0.1:${DEMO_KAFKA_PORT:-9092} --clickhouse-database "$DB" --wait 60s >"$DIR/verify.txt" 2>"$DIR/verify.log"
+	VERIFY_STATUS=$?
+else
+	VERIFY_STATUS=1
+	echo "sluice dev is not running: nothing to verify" >"$DIR/verify.txt"
+fi
+PEAK_RSS=$(awk '/VmHWM/ {printf "%.0f MiB", $2/1024}' "/proc/$SLUICE/status" 2>/dev/null)
 stop_sluice
 trap - EXIT
 
@@ -71,4 +80,7 @@ ch -q "SELECT service, countIf(level = 'error') AS errors, countIf(level = 'fata
        FROM app_logs GROUP BY service ORDER BY errors DESC, service LIMIT 20 FORMAT PrettyCompact"
 echo "Load generator (events acknowledged, ack latency):"
 cat "$DIR/loadgen.json"
-exit $LOADGEN_STATUS
+echo "Peak memory of sluice dev (embedded Kafka and NATS included): ${PEAK_RSS:-unknown}"
+echo "Kafka vs ClickHouse (sluice verify):"
+cat "$DIR/verify.txt"
+[ "$LOADGEN_STATUS" -eq 0 ] && [ "$VERIFY_STATUS" -eq 0 ]

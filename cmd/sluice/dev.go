@@ -96,6 +96,7 @@ type pipelineFlags struct {
 	sessionTimeout time.Duration
 	dedupeWindow   time.Duration
 	dedupeMaxIDs   int
+	pprof          bool
 }
 
 func (p *pipelineFlags) register(cmd *cobra.Command) {
@@ -115,6 +116,7 @@ func (p *pipelineFlags) register(cmd *cobra.Command) {
 	f.DurationVar(&p.sessionTimeout, "session-timeout", 10*time.Second, "how long the consumer group waits for a silent worker before reassigning its partitions")
 	f.DurationVar(&p.dedupeWindow, "dedupe-window", 10*time.Minute, "how long a retried event_id is recognised as a duplicate")
 	f.IntVar(&p.dedupeMaxIDs, "dedupe-max-ids", 4_000_000, "bound on event_ids remembered for deduplication (about 50 bytes each)")
+	f.BoolVar(&p.pprof, "pprof", false, "serve Go's profiler at /debug/pprof/ on --http-addr (for diagnosing CPU and memory)")
 }
 
 func (p *pipelineFlags) config() (pipeline.Config, error) {
@@ -130,6 +132,7 @@ func (p *pipelineFlags) config() (pipeline.Config, error) {
 		DedupeWindow:   p.dedupeWindow,
 		DedupeMaxIDs:   p.dedupeMaxIDs,
 		SchemasDir:     p.schemasDir,
+		Pprof:          p.pprof,
 		ClickHouse: clickhouse.Options{
 			Addr:     p.chAddr,
 			Database: p.chDatabase,
