@@ -276,7 +276,8 @@ func startProc(t *testing.T, name string, args ...string) *proc {
 	t.Cleanup(func() {
 		p.kill()
 		if t.Failed() {
-			t.Logf("--- %s log (%s), last lines:\n%s", name, logPath, tail(logPath, 40))
+			kept := keepLog(t, name, logPath)
+			t.Logf("--- %s log (whole log kept in %s), last lines:\n%s", name, kept, tail(logPath, 40))
 		}
 	})
 	return p
@@ -345,4 +346,22 @@ func testLogger(t *testing.T) *slog.Logger {
 		}
 	})
 	return slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// keepLog copies a failed test's process log out of its temporary directory,
+// which is removed when the test ends, so the whole log can be read.
+func keepLog(t *testing.T, name, path string) string {
+	dir := filepath.Join(os.TempDir(), "sluice-e2e-logs", strings.ReplaceAll(t.Name(), "/", "_"))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return path
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return path
+	}
+	dst := filepath.Join(dir, name+".log")
+	if err := os.WriteFile(dst, b, 0o644); err != nil {
+		return path
+	}
+	return dst
 }

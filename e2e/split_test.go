@@ -86,7 +86,7 @@ func (s *splitStack) common() []string {
 	return []string{"run", "--kafka-brokers", s.kafkaAddr, "--nats-url", s.natsURL,
 		"--clickhouse-addr", s.chAddr, "--clickhouse-database", s.db.Name,
 		"--partitions", strconv.Itoa(s.partitions), "--batch-linger", "100ms", "--batch-max-events", "2000",
-		"--session-timeout", sessionTimeout, "--log-level", "info"}
+		"--session-timeout", sessionTimeout, "--rebalance-timeout", "8s", "--log-level", "info"}
 }
 
 func (s *splitStack) startIngest() {
@@ -147,7 +147,7 @@ func (s *splitStack) landExactlyOnce(t *testing.T, load *loadRun) {
 	for stream, ids := range acked {
 		want[stream] = uint64(len(ids))
 	}
-	s.db.waitRows(t, want, 120*time.Second)
+	s.db.waitRows(t, want, 180*time.Second)
 	checkExactlyOnce(t, s.db, acked)
 	s.checkJetStream(t, acked)
 	s.verify(t)

@@ -84,7 +84,10 @@ type Config struct {
 	BatchMaxEvents int
 	BatchLinger    time.Duration
 	SessionTimeout time.Duration
-	DedupeWindow   time.Duration
+	// RebalanceTimeout bounds how long the group waits for members to
+	// rejoin; in-flight deliveries of revoked partitions get two thirds of it.
+	RebalanceTimeout time.Duration
+	DedupeWindow     time.Duration
 	// DedupeMaxIDs bounds the event_ids remembered across all partitions.
 	DedupeMaxIDs int
 
@@ -286,15 +289,17 @@ func startWork(ctx context.Context, cfg Config, streams *schemas.Registry, byTop
 		return nil, nil, err
 	}
 	consumer, err := workers.NewConsumer(workers.Config{
-		Brokers:        cfg.KafkaBrokers,
-		GroupID:        cfg.GroupID,
-		Topics:         byTopic,
-		Workers:        cfg.Workers,
-		BatchMaxEvents: cfg.BatchMaxEvents,
-		BatchLinger:    cfg.BatchLinger,
-		SessionTimeout: cfg.SessionTimeout,
-		Logger:         log,
-		Registerer:     reg,
+		Brokers:          cfg.KafkaBrokers,
+		GroupID:          cfg.GroupID,
+		Topics:           byTopic,
+		Workers:          cfg.Workers,
+		BatchMaxEvents:   cfg.BatchMaxEvents,
+		BatchLinger:      cfg.BatchLinger,
+		SessionTimeout:   cfg.SessionTimeout,
+		RebalanceTimeout: cfg.RebalanceTimeout,
+		DrainTimeout:     cfg.RebalanceTimeout * 2 / 3,
+		Logger:           log,
+		Registerer:       reg,
 	}, delivery)
 	if err != nil {
 		return nil, nil, err

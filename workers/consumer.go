@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/sluicehq/sluice/schemas"
 )
@@ -31,8 +32,14 @@ type Config struct {
 	// QueueDepth bounds the batches waiting for a worker (default 2*Workers).
 	QueueDepth int
 	// MaxInFlight bounds the batches of one partition queued or in work
-	// (default 4); it keeps one busy partition from filling the queue.
+	// (default 2: one delivering while the next is decoded); it keeps one
+	// busy partition from filling the queue.
 	MaxInFlight int
+	// MaxInFlightBytes bounds the message bytes of all batches queued or in
+	// work, across partitions (default 64 MiB). Decoded events take a few
+	// times their encoded size, so this is what bounds the workers' memory
+	// whatever the number of partitions.
+	MaxInFlightBytes int64
 
 	// BatchMaxEvents, BatchMaxBytes and BatchLinger close a batch at this
 	// many events (default 10,000), this many value bytes (default 8 MiB), or
@@ -72,7 +79,10 @@ func (c *Config) setDefaults() {
 	}
 	def(&c.Workers, 8)
 	def(&c.QueueDepth, 2*c.Workers)
-	def(&c.MaxInFlight, 4)
+	def(&c.MaxInFlight, 2)
+	if c.MaxInFlightBytes <= 0 {
+		c.MaxInFlightBytes = 64 << 20
+	}
 	def(&c.BatchMaxEvents, 10_000)
 	def(&c.BatchMaxBytes, 8<<20)
 	defDur(&c.BatchLinger, 250*time.Millisecond)
@@ -99,6 +109,8 @@ type Consumer struct {
 	handler Handler
 	log     *slog.Logger
 	metrics *consumerMetrics
+	// budget holds MaxInFlightBytes; a batch takes its bytes from it.
+	budget *semaphore.Weighted
 }
 
 // NewConsumer returns a consumer that hands batches to h.
@@ -113,7 +125,8 @@ func NewConsumer(cfg Config, h Handler) (*Consumer, error) {
 	if cfg.DrainTimeout >= cfg.RebalanceTimeout {
 		return nil, fmt.Errorf("workers: drain timeout %s must be below the rebalance timeout %s", cfg.DrainTimeout, cfg.RebalanceTimeout)
 	}
-	return &Consumer{cfg: cfg, handler: h, log: cfg.Logger.With("component", "workers"), metrics: newConsumerMetrics(cfg.Registerer)}, nil
+	return &Consumer{cfg: cfg, handler: h, log: cfg.Logger.With("component", "workers"),
+		metrics: newConsumerMetrics(cfg.Registerer), budget: semaphore.NewWeighted(cfg.MaxInFlightBytes)}, nil
 }
 
 // Run consumes until ctx ends, then lets in-flight deliveries finish (up to
@@ -193,9 +206,8 @@ func (c *Consumer) runGeneration(genCtx context.Context, gen *kafka.Generation, 
 	defer cancelDeliver()
 
 	trackers := make(map[string]*Tracker)
-	var inflight sync.WaitGroup
 	var lanes sync.WaitGroup
-	opened := make([]func(), 0)
+	var opened []func()
 	opener, _ := c.handler.(PartitionOpener)
 
 	for topic, assigned := range gen.Assignments {
@@ -215,7 +227,7 @@ func (c *Consumer) runGeneration(genCtx context.Context, gen *kafka.Generation, 
 			}
 			tr.Start(part, a.Offset)
 			l := &lane{c: c, pool: pool, topic: topic, stream: st, partition: part, start: a.Offset,
-				tracker: tr, inflight: &inflight, stop: genCtx, deliverCtx: deliverCtx}
+				tracker: tr, stop: genCtx, deliverCtx: deliverCtx}
 			lanes.Go(l.run)
 		}
 	}
@@ -231,9 +243,8 @@ func (c *Consumer) runGeneration(genCtx context.Context, gen *kafka.Generation, 
 		}
 	}
 
-	lanes.Wait()
 	drained := make(chan struct{})
-	go func() { inflight.Wait(); close(drained) }()
+	go func() { lanes.Wait(); close(drained) }()
 	select {
 	case <-drained:
 	case <-time.After(c.cfg.DrainTimeout):
@@ -278,9 +289,10 @@ func (c *Consumer) commit(gen *kafka.Generation, trackers map[string]*Tracker) {
 	c.metrics.commits.Inc()
 }
 
-// lane reads one partition, cuts batches, and submits them to the pool in
-// offset order, chaining each to its predecessor so the pool delivers them in
-// that order.
+// lane reads one partition, cuts batches, has the pool decode them, and
+// delivers them in offset order. Three goroutines work for a lane: the
+// fetcher (owns msgs), the batcher (run itself; owns ordered), and the
+// deliverer, the only one that calls Deliver for the partition.
 type lane struct {
 	c          *Consumer
 	pool       *Pool
@@ -289,7 +301,6 @@ type lane struct {
 	partition  int32
 	start      int64
 	tracker    *Tracker
-	inflight   *sync.WaitGroup
 	stop       context.Context
 	deliverCtx context.Context
 }
@@ -297,13 +308,15 @@ type lane struct {
 func (l *lane) run() {
 	cfg := l.c.cfg
 	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:         cfg.Brokers,
-		Topic:           l.topic,
-		Partition:       int(l.partition),
-		MinBytes:        1,
-		MaxBytes:        16 << 20,
+		Brokers:   cfg.Brokers,
+		Topic:     l.topic,
+		Partition: int(l.partition),
+		MinBytes:  1,
+		// Small fetches keep a lane's read-ahead, which is outside the byte
+		// budget, to a few MiB per partition.
+		MaxBytes:        2 << 20,
 		MaxWait:         200 * time.Millisecond,
-		QueueCapacity:   1000,
+		QueueCapacity:   256,
 		ReadLagInterval: -1,
 		ErrorLogger:     kafka.LoggerFunc(func(f string, a ...any) { l.c.log.Debug(fmt.Sprintf(f, a...), "source", "kafka-go") }),
 	})
@@ -313,8 +326,7 @@ func (l *lane) run() {
 		return
 	}
 
-	// The fetch goroutine owns msgs and closes it when it stops.
-	msgs := make(chan kafka.Message, 1024)
+	msgs := make(chan kafka.Message, 256)
 	go func() {
 		defer close(msgs)
 		for {
@@ -333,8 +345,23 @@ func (l *lane) run() {
 		}
 	}()
 
-	slots := make(chan struct{}, cfg.MaxInFlight)
-	var prev *job
+	// ordered holds the lane's jobs in offset order; its capacity is what
+	// bounds the partition's batches in flight.
+	ordered := make(chan *job, cfg.MaxInFlight-1)
+	delivered := make(chan struct{})
+	go func() {
+		defer close(delivered)
+		l.deliver(ordered)
+	}()
+	l.batch(msgs, ordered)
+	close(ordered)
+	<-delivered
+}
+
+// batch cuts msgs into batches by count, bytes and time, and hands each to
+// the pool and, in order, to the deliverer.
+func (l *lane) batch(msgs <-chan kafka.Message, ordered chan<- *job) {
+	cfg := l.c.cfg
 	var cur *Batch
 	linger := time.NewTimer(time.Hour)
 	linger.Stop()
@@ -347,26 +374,21 @@ func (l *lane) run() {
 		b := cur
 		cur = nil
 		linger.Stop()
-		select {
-		case slots <- struct{}{}:
-		case <-l.stop.Done():
+		if err := l.c.budget.Acquire(l.stop, l.weight(b)); err != nil {
 			return false
 		}
-		l.inflight.Add(1)
-		j := &job{batch: b, stop: l.stop, deliverCtx: l.deliverCtx, prev: prev, done: make(chan struct{})}
-		j.finish = func(ok bool) {
-			if ok {
-				l.tracker.Done(b.Partition, b.First(), b.Last())
-				l.c.metrics.delivered.WithLabelValues(b.Stream.Name).Add(float64(len(b.Messages)))
-			}
-			<-slots
-			l.inflight.Done()
+		j := &job{batch: b, stop: l.stop, prepared: make(chan struct{})}
+		select {
+		case ordered <- j:
+		case <-l.stop.Done():
+			l.c.budget.Release(l.weight(b))
+			return false
 		}
 		if err := l.pool.submit(j); err != nil {
-			l.pool.complete(j, false)
+			// The deliverer sees stop and abandons it.
+			close(j.prepared)
 			return false
 		}
-		prev = j
 		return true
 	}
 
@@ -397,6 +419,43 @@ func (l *lane) run() {
 	}
 }
 
+// weight is what a batch takes from the byte budget: its size, capped so
+// that one batch larger than the whole budget still gets through alone.
+func (l *lane) weight(b *Batch) int64 {
+	return min(int64(b.Bytes)+1, l.c.cfg.MaxInFlightBytes)
+}
+
+// deliver delivers the lane's jobs one at a time, in order. Once the
+// partition is revoked, jobs not yet started are abandoned; a delivery
+// already running finishes (bounded by deliverCtx), because abandoning an
+// INSERT half way would leave it unknown whether ClickHouse stored it while
+// the next owner already reads.
+func (l *lane) deliver(ordered <-chan *job) {
+	abandoned := false
+	for j := range ordered {
+		b := j.batch
+		if !abandoned {
+			select {
+			case <-j.prepared:
+			case <-l.stop.Done():
+			}
+			abandoned = l.stop.Err() != nil
+		}
+		if !abandoned {
+			start := time.Now()
+			if err := l.c.handler.Deliver(l.deliverCtx, b); err != nil {
+				abandoned = true
+				l.c.log.Warn("delivery abandoned", "topic", l.topic, "partition", l.partition, "first", b.First(), "err", err)
+			} else {
+				l.tracker.Done(b.Partition, b.First(), b.Last())
+				l.c.metrics.delivered.WithLabelValues(b.Stream.Name).Add(float64(len(b.Messages)))
+				l.c.metrics.deliverSeconds.WithLabelValues(b.Stream.Name).Observe(time.Since(start).Seconds())
+			}
+		}
+		l.c.budget.Release(l.weight(b))
+	}
+}
+
 type consumerMetrics struct {
 	queued         prometheus.Gauge
 	delivered      *prometheus.CounterVec
@@ -413,7 +472,7 @@ func newConsumerMetrics(reg prometheus.Registerer) *consumerMetrics {
 			Name: "sluice_worker_messages_done_total", Help: "Kafka messages fully handled (written, deduplicated or dead-lettered).",
 		}, []string{"stream"}),
 		deliverSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "sluice_worker_batch_seconds", Help: "Time from a worker taking a batch to its delivery.",
+			Name: "sluice_worker_batch_seconds", Help: "Time to deliver one batch to the sinks.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
 		}, []string{"stream"}),
 		commits: prometheus.NewCounter(prometheus.CounterOpts{

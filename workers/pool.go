@@ -46,9 +46,9 @@ func (b *Batch) First() int64 { return b.Messages[0].Offset }
 // Last returns the batch's last offset.
 func (b *Batch) Last() int64 { return b.Messages[len(b.Messages)-1].Offset }
 
-// Handler does the work on batches. The pool calls Prepare for many batches
-// at once, including several of one partition, and Deliver for one
-// partition's batches one at a time, in offset order: work that needs no
+// Handler does the work on batches. Prepare runs in the pool, for many
+// batches at once, including several of one partition; Deliver runs in the
+// partition's lane, one batch at a time, in offset order. Work that needs no
 // order (decoding) goes in Prepare, writes to sinks in Deliver.
 type Handler interface {
 	// Prepare fills b.Decoded.
@@ -60,22 +60,19 @@ type Handler interface {
 	Deliver(ctx context.Context, b *Batch) error
 }
 
-// job is a batch in the pool with what orders it after its predecessor.
+// job is a batch on its way through the pool and its lane.
 type job struct {
 	batch *Batch
-	// stop ends the job before it starts delivering (the partition was
-	// revoked); deliverCtx bounds delivery once started.
-	stop       context.Context
-	deliverCtx context.Context
-	prev       *job // the same partition's previous job, or nil
-	done       chan struct{}
-	ok         bool // written before done is closed
-	finish     func(ok bool)
+	// stop ends the job before it is prepared (the partition was revoked).
+	stop context.Context
+	// prepared is closed by the pool once Prepare has run or was skipped.
+	prepared chan struct{}
 }
 
-// Pool runs a fixed number of workers fed through one bounded queue. A full
-// queue blocks Submit, which blocks the partition reader that called it:
-// that is how a slow sink slows down consumption instead of piling up memory.
+// Pool is a fixed number of workers fed through one bounded queue. They
+// decode batches: the CPU-heavy part of delivery, which needs no order.
+// A full queue blocks the lane that submits, which stops reading its
+// partition: a slow pool slows consumption instead of piling up memory.
 type Pool struct {
 	handler Handler
 	jobs    chan *job
@@ -95,7 +92,8 @@ func NewPool(n, depth int, h Handler, m *consumerMetrics) *Pool {
 }
 
 // Run starts the workers and returns when ctx ends and every worker has
-// returned. Jobs still queued then are abandoned.
+// returned. Jobs still queued then are marked prepared without work, so that
+// no lane waits for them.
 func (p *Pool) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	for range p.workers {
@@ -111,18 +109,17 @@ func (p *Pool) Run(ctx context.Context) {
 		})
 	}
 	wg.Wait()
-	// Nobody sends once Run's caller stops the lanes, but jobs may remain.
 	for {
 		select {
 		case j := <-p.jobs:
-			p.complete(j, false)
+			close(j.prepared)
 		default:
 			return
 		}
 	}
 }
 
-// submit queues a job, waiting for room until stop ends.
+// submit queues a job, waiting for room until its stop context ends.
 func (p *Pool) submit(j *job) error {
 	select {
 	case p.jobs <- j:
@@ -139,40 +136,15 @@ func (p *Pool) run(j *job) {
 	if p.metrics != nil {
 		p.metrics.queued.Dec()
 	}
+	defer close(j.prepared)
 	if j.stop.Err() != nil {
-		p.complete(j, false)
-		return
+		return // the lane abandons it; decoding would be wasted
 	}
-	start := time.Now()
 	p.prepare(j.batch)
-	if j.prev != nil {
-		select {
-		case <-j.prev.done:
-			if !j.prev.ok {
-				p.complete(j, false)
-				return
-			}
-		case <-j.stop.Done():
-			p.complete(j, false)
-			return
-		}
-	}
-	// A revocation after this point lets the delivery finish (bounded by
-	// deliverCtx), because abandoning an INSERT half way leaves it unknown
-	// whether ClickHouse stored it while the next owner already reads.
-	if j.stop.Err() != nil {
-		p.complete(j, false)
-		return
-	}
-	err := p.handler.Deliver(j.deliverCtx, j.batch)
-	if p.metrics != nil {
-		p.metrics.deliverSeconds.WithLabelValues(j.batch.Stream.Name).Observe(time.Since(start).Seconds())
-	}
-	p.complete(j, err == nil)
 }
 
-// prepare runs Handler.Prepare, turning a panic into a per-batch decode
-// failure of every message, so one bad batch cannot take the process down.
+// prepare runs Handler.Prepare, turning a panic into a decode failure of
+// every message of the batch, so one bad batch cannot take the process down.
 func (p *Pool) prepare(b *Batch) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -184,12 +156,4 @@ func (p *Pool) prepare(b *Batch) {
 		}
 	}()
 	p.handler.Prepare(b)
-}
-
-func (p *Pool) complete(j *job, ok bool) {
-	j.ok = ok
-	close(j.done)
-	if j.finish != nil {
-		j.finish(ok)
-	}
 }

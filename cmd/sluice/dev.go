@@ -94,6 +94,7 @@ type pipelineFlags struct {
 	batchMax       int
 	batchLinger    time.Duration
 	sessionTimeout time.Duration
+	rebalance      time.Duration
 	dedupeWindow   time.Duration
 	dedupeMaxIDs   int
 	pprof          bool
@@ -114,6 +115,7 @@ func (p *pipelineFlags) register(cmd *cobra.Command) {
 	f.IntVar(&p.batchMax, "batch-max-events", 10_000, "largest batch (one ClickHouse INSERT) in events")
 	f.DurationVar(&p.batchLinger, "batch-linger", 250*time.Millisecond, "longest a batch waits to fill before it is delivered")
 	f.DurationVar(&p.sessionTimeout, "session-timeout", 10*time.Second, "how long the consumer group waits for a silent worker before reassigning its partitions")
+	f.DurationVar(&p.rebalance, "rebalance-timeout", 30*time.Second, "how long the consumer group waits for workers to rejoin in a rebalance; a revoked partition's in-flight delivery gets two thirds of it to finish")
 	f.DurationVar(&p.dedupeWindow, "dedupe-window", 10*time.Minute, "how long a retried event_id is recognised as a duplicate")
 	f.IntVar(&p.dedupeMaxIDs, "dedupe-max-ids", 4_000_000, "bound on event_ids remembered for deduplication (about 50 bytes each)")
 	f.BoolVar(&p.pprof, "pprof", false, "serve Go's profiler at /debug/pprof/ on --http-addr (for diagnosing CPU and memory)")
@@ -121,18 +123,19 @@ func (p *pipelineFlags) register(cmd *cobra.Command) {
 
 func (p *pipelineFlags) config() (pipeline.Config, error) {
 	return pipeline.Config{
-		HTTPAddr:       p.httpAddr,
-		Tokens:         p.tokens,
-		MaxBodyBytes:   p.maxBody,
-		Partitions:     p.partitions,
-		Workers:        p.workers,
-		BatchMaxEvents: p.batchMax,
-		BatchLinger:    p.batchLinger,
-		SessionTimeout: p.sessionTimeout,
-		DedupeWindow:   p.dedupeWindow,
-		DedupeMaxIDs:   p.dedupeMaxIDs,
-		SchemasDir:     p.schemasDir,
-		Pprof:          p.pprof,
+		HTTPAddr:         p.httpAddr,
+		Tokens:           p.tokens,
+		MaxBodyBytes:     p.maxBody,
+		Partitions:       p.partitions,
+		Workers:          p.workers,
+		BatchMaxEvents:   p.batchMax,
+		BatchLinger:      p.batchLinger,
+		SessionTimeout:   p.sessionTimeout,
+		RebalanceTimeout: p.rebalance,
+		DedupeWindow:     p.dedupeWindow,
+		DedupeMaxIDs:     p.dedupeMaxIDs,
+		SchemasDir:       p.schemasDir,
+		Pprof:            p.pprof,
 		ClickHouse: clickhouse.Options{
 			Addr:     p.chAddr,
 			Database: p.chDatabase,
