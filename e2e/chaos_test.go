@@ -52,6 +52,10 @@ func TestChaosKillWorker(t *testing.T) {
 
 	kills := chaosKills()
 	for i := range kills {
+		// The embedded broker never expires a member killed between its
+		// JoinGroup and SyncGroup (real Kafka does), so each worker is
+		// killed only once it has joined; from then on, at a random moment.
+		waitMetric(t, s, "sluice_worker_generations_total", 1)
 		time.Sleep(randomPause(r, time.Second, 4*time.Second))
 		w.kill()
 		t.Logf("kill %d/%d: worker SIGKILLed", i+1, kills)
@@ -70,7 +74,9 @@ func TestChaosTwoWorkersOneKilled(t *testing.T) {
 	s := newSplitStack(t, newTestDB(t))
 	s.startIngest()
 	victim := s.startWorker()
+	waitMetric(t, s, "sluice_worker_generations_total", 1)
 	s.startWorker()
+	waitMetric(t, s, "sluice_worker_generations_total", 1)
 	load := startLoad(t, s.ingestURL, 2000)
 
 	// Long enough for the group to settle with both members holding
@@ -210,6 +216,7 @@ func TestResendAcknowledgedAddsNothing(t *testing.T) {
 
 	// A resend after a restart: the new worker rebuilds the window from
 	// ClickHouse.
+	waitMetric(t, s, "sluice_worker_generations_total", 1)
 	w.kill()
 	s.startWorker()
 	post()

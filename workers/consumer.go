@@ -232,6 +232,14 @@ func (c *Consumer) runGeneration(genCtx context.Context, gen *kafka.Generation, 
 		}
 	}
 
+	nassigned := 0
+	for _, a := range gen.Assignments {
+		nassigned += len(a)
+	}
+	c.metrics.generations.Inc()
+	c.metrics.assigned.Set(float64(nassigned))
+	defer c.metrics.assigned.Set(0)
+
 	ticker := time.NewTicker(c.cfg.CommitInterval)
 	defer ticker.Stop()
 	for done := false; !done; {
@@ -457,6 +465,8 @@ func (l *lane) deliver(ordered <-chan *job) {
 }
 
 type consumerMetrics struct {
+	generations    prometheus.Counter
+	assigned       prometheus.Gauge
 	queued         prometheus.Gauge
 	delivered      *prometheus.CounterVec
 	deliverSeconds *prometheus.HistogramVec
@@ -465,6 +475,12 @@ type consumerMetrics struct {
 
 func newConsumerMetrics(reg prometheus.Registerer) *consumerMetrics {
 	m := &consumerMetrics{
+		generations: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_worker_generations_total", Help: "Consumer group generations this worker took part in (each rebalance starts one).",
+		}),
+		assigned: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sluice_worker_assigned_partitions", Help: "Partitions this worker owns in the current generation.",
+		}),
 		queued: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sluice_worker_queue_batches", Help: "Batches waiting for a worker.",
 		}),
@@ -480,7 +496,7 @@ func newConsumerMetrics(reg prometheus.Registerer) *consumerMetrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.queued, m.delivered, m.deliverSeconds, m.commits)
+		reg.MustRegister(m.generations, m.assigned, m.queued, m.delivered, m.deliverSeconds, m.commits)
 	}
 	return m
 }
