@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/sluicehq/sluice/sinks/clickhouse"
@@ -23,39 +22,12 @@ type chReader struct {
 }
 
 func openClickHouse(ctx context.Context, o clickhouse.Options) (*chReader, error) {
-	if o.Addr == "" {
-		o.Addr = clickhouse.DefaultAddr
-	}
-	if o.Database == "" {
-		o.Database = clickhouse.DefaultDatabase
-	}
-	if o.Username == "" {
-		o.Username = clickhouse.DefaultUsername
-	}
-	if o.DialTimeout <= 0 {
-		o.DialTimeout = clickhouse.DefaultDialTimeout
-	}
-	conn, err := ch.Open(&ch.Options{
-		Protocol: ch.Native,
-		Addr:     []string{o.Addr},
-		// The database is named in every statement rather than here, so
-		// that a missing one reads as empty tables instead of failing the
-		// handshake.
-		Auth:        ch.Auth{Username: o.Username, Password: o.Password},
-		DialTimeout: o.DialTimeout,
-		// A partition scan sends one block per 65k rows; a slow server
-		// under load must not be cut off by the driver's default.
-		ReadTimeout: 10 * time.Minute,
-		Compression: &ch.Compression{Method: ch.CompressionLZ4},
-	})
+	// A partition scan sends one block per 65k rows; a slow server under
+	// load must not be cut off by the driver's default.
+	o.ReadTimeout = 10 * time.Minute
+	conn, o, err := clickhouse.Dial(ctx, o)
 	if err != nil {
-		return nil, fmt.Errorf("clickhouse: open %s: %w", o.Addr, err)
-	}
-	pingCtx, cancel := context.WithTimeout(ctx, o.DialTimeout)
-	defer cancel()
-	if err := conn.Ping(pingCtx); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("clickhouse: ping %s: %w", o.Addr, err)
+		return nil, err
 	}
 	return &chReader{conn: conn, db: o.Database, addr: o.Addr}, nil
 }

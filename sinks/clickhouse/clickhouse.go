@@ -44,6 +44,9 @@ type Options struct {
 	Password string
 	// DialTimeout bounds connecting, including the handshake.
 	DialTimeout time.Duration
+	// ReadTimeout bounds waiting for one block of a reply (the driver's
+	// default when zero); long scans on a loaded server need more.
+	ReadTimeout time.Duration
 	// Logger receives what EnsureTables changes; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -62,44 +65,9 @@ var dbNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
 // Open connects to ClickHouse, checks that it answers, and reads its version.
 // The database need not exist yet: EnsureTables creates it.
 func Open(ctx context.Context, o Options) (*Sink, error) {
-	if o.Addr == "" {
-		o.Addr = DefaultAddr
-	}
-	if o.Database == "" {
-		o.Database = DefaultDatabase
-	}
-	if o.Username == "" {
-		o.Username = DefaultUsername
-	}
-	if o.DialTimeout <= 0 {
-		o.DialTimeout = DefaultDialTimeout
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
-	if !dbNameRE.MatchString(o.Database) {
-		return nil, fmt.Errorf("clickhouse: database name %q: must match %s", o.Database, dbNameRE)
-	}
-	conn, err := ch.Open(&ch.Options{
-		Protocol: ch.Native,
-		Addr:     []string{o.Addr},
-		// The driver's database is left at the server's default: naming
-		// ours would fail the handshake until EnsureTables has created it.
-		// Every statement names the database instead.
-		Auth:        ch.Auth{Username: o.Username, Password: o.Password},
-		DialTimeout: o.DialTimeout,
-		// Events compress well; LZ4 costs little CPU and saves bandwidth to
-		// a remote server.
-		Compression: &ch.Compression{Method: ch.CompressionLZ4},
-	})
+	conn, o, err := Dial(ctx, o)
 	if err != nil {
-		return nil, fmt.Errorf("clickhouse: open %s: %w", o.Addr, err)
-	}
-	pingCtx, cancel := context.WithTimeout(ctx, o.DialTimeout)
-	defer cancel()
-	if err := conn.Ping(pingCtx); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("clickhouse: ping %s: %w", o.Addr, err)
+		return nil, err
 	}
 	v, err := conn.ServerVersion()
 	if err != nil {
@@ -128,3 +96,49 @@ func (s *Sink) ServerVersion() string { return s.version }
 
 // Database returns the database that holds the tables.
 func (s *Sink) Database() string { return s.db }
+
+// Dial opens a pooled native-protocol connection with o's defaults applied
+// and checks that the server answers. The connection's database is the
+// server's default: Sluice names its database in every statement, so that a
+// missing one does not fail the handshake. It returns o with the defaults
+// filled in.
+func Dial(ctx context.Context, o Options) (driver.Conn, Options, error) {
+	if o.Addr == "" {
+		o.Addr = DefaultAddr
+	}
+	if o.Database == "" {
+		o.Database = DefaultDatabase
+	}
+	if o.Username == "" {
+		o.Username = DefaultUsername
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = DefaultDialTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if !dbNameRE.MatchString(o.Database) {
+		return nil, o, fmt.Errorf("clickhouse: database name %q: must match %s", o.Database, dbNameRE)
+	}
+	conn, err := ch.Open(&ch.Options{
+		Protocol:    ch.Native,
+		Addr:        []string{o.Addr},
+		Auth:        ch.Auth{Username: o.Username, Password: o.Password},
+		DialTimeout: o.DialTimeout,
+		ReadTimeout: o.ReadTimeout,
+		// Events compress well; LZ4 costs little CPU and saves bandwidth to
+		// a remote server.
+		Compression: &ch.Compression{Method: ch.CompressionLZ4},
+	})
+	if err != nil {
+		return nil, o, fmt.Errorf("clickhouse: open %s: %w", o.Addr, err)
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, o.DialTimeout)
+	defer cancel()
+	if err := conn.Ping(pingCtx); err != nil {
+		conn.Close()
+		return nil, o, fmt.Errorf("clickhouse: ping %s: %w", o.Addr, err)
+	}
+	return conn, o, nil
+}
