@@ -21,6 +21,15 @@ rm -rf "$DIR"
 mkdir -p "$DIR"
 clickhouse-client --host 127.0.0.1 --port 9000 -q "DROP DATABASE IF EXISTS $DB"
 
+# A Sluice (or anything) already on the demo's ports would answer in its
+# place; refuse rather than report on someone else's pipeline.
+for addr in "$HTTP_ADDR" 127.0.0.1:${DEMO_KAFKA_PORT:-9092} 127.0.0.1:${DEMO_NATS_PORT:-4222}; do
+	if (exec 3<>"/dev/tcp/${addr%:*}/${addr##*:}") 2>/dev/null; then
+		say "something already listens on $addr; stop it, or choose other ports with DEMO_HTTP_PORT, DEMO_KAFKA_PORT, DEMO_NATS_PORT"
+		exit 1
+	fi
+done
+
 say "starting sluice dev (log: $DIR/sluice.log)"
 "$BIN" dev --data-dir "$DIR/data" --http-addr "$HTTP_ADDR" \
 	--kafka-addr 127.0.0.1:${DEMO_KAFKA_PORT:-9092} --nats-addr 127.0.0.1:${DEMO_NATS_PORT:-4222} \
