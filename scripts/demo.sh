@@ -31,7 +31,9 @@ for addr in "$HTTP_ADDR" 127.0.0.1:${DEMO_KAFKA_PORT:-9092} 127.0.0.1:${DEMO_NAT
 done
 
 say "starting sluice dev (log: $DIR/sluice.log)"
-"$BIN" dev --data-dir "$DIR/data" --http-addr "$HTTP_ADDR" \
+# Its own session: Ctrl-C goes to the load generator only, and sluice dev
+# keeps running until the script has verified and stops it with SIGTERM.
+setsid "$BIN" dev --data-dir "$DIR/data" --http-addr "$HTTP_ADDR" \
 	--kafka-addr 127.0.0.1:${DEMO_KAFKA_PORT:-9092} --nats-addr 127.0.0.1:${DEMO_NATS_PORT:-4222} \
 	--clickhouse-database "$DB" >"$DIR/sluice.log" 2>&1 &
 SLUICE=$!
@@ -56,8 +58,8 @@ if [ -n "$DURATION" ]; then
 else
 	say "load at $RATE events/s until Ctrl-C"
 fi
-# Ctrl-C reaches loadgen and sluice dev (same process group); both stop
-# gracefully, and this script goes on to the summary.
+# Ctrl-C reaches loadgen, which stops gracefully; this script goes on to
+# the verification and the summary.
 trap 'say "interrupted: finishing"' INT
 "$BIN" loadgen --url "http://$HTTP_ADDR" --rate "$RATE" --concurrency 16 --batch-size 100 \
 	${DURATION:+--duration "$DURATION"} --json >"$DIR/loadgen.json"
