@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"testing"
@@ -139,6 +140,7 @@ func newTestDelivery(t *testing.T, rows *fakeRows, dlq *fakeDLQ, pub *fakePub) *
 		Rows: rows, DLQ: dlq, Publisher: pub,
 		IsPermanent: func(err error) bool { return errors.Is(err, errRejected) },
 		Retry:       backpressure.RetryPolicy{Initial: time.Millisecond, Max: 2 * time.Millisecond},
+		Logger:      slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatal(err)
