@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -334,11 +335,16 @@ func (l *lane) run() {
 		return
 	}
 
+	lag := l.c.metrics.lag.WithLabelValues(l.stream.Name, strconv.Itoa(int(l.partition)))
+	defer l.c.metrics.lag.DeleteLabelValues(l.stream.Name, strconv.Itoa(int(l.partition)))
 	msgs := make(chan kafka.Message, 256)
 	go func() {
 		defer close(msgs)
 		for {
 			m, err := r.FetchMessage(l.stop)
+			if err == nil {
+				lag.Set(float64(max(0, m.HighWaterMark-m.Offset-1)))
+			}
 			if err != nil {
 				if l.stop.Err() == nil {
 					l.c.log.Error("fetch", "topic", l.topic, "partition", l.partition, "err", err)
@@ -465,6 +471,7 @@ func (l *lane) deliver(ordered <-chan *job) {
 }
 
 type consumerMetrics struct {
+	lag            *prometheus.GaugeVec
 	generations    prometheus.Counter
 	assigned       prometheus.Gauge
 	queued         prometheus.Gauge
@@ -475,6 +482,9 @@ type consumerMetrics struct {
 
 func newConsumerMetrics(reg prometheus.Registerer) *consumerMetrics {
 	m := &consumerMetrics{
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sluice_worker_lag_messages", Help: "Messages of the partition not yet read by this worker, as of the last fetch.",
+		}, []string{"stream", "partition"}),
 		generations: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_worker_generations_total", Help: "Consumer group generations this worker took part in (each rebalance starts one).",
 		}),
@@ -496,7 +506,7 @@ func newConsumerMetrics(reg prometheus.Registerer) *consumerMetrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.generations, m.assigned, m.queued, m.delivered, m.deliverSeconds, m.commits)
+		reg.MustRegister(m.lag, m.generations, m.assigned, m.queued, m.delivered, m.deliverSeconds, m.commits)
 	}
 	return m
 }

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestSettingsPrecedence checks that a setting comes from the command line,
+// else the environment, else the config file, else the default.
+func TestSettingsPrecedence(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		file    string
+		want    string // --http-addr
+		wantErr string
+	}{
+		{name: "default", want: "127.0.0.1:8080"},
+		{name: "file", file: "http-addr: 0.0.0.0:1\n", want: "0.0.0.0:1"},
+		{name: "env beats file", file: "http-addr: 0.0.0.0:1\n", env: map[string]string{"SLUICE_HTTP_ADDR": "0.0.0.0:2"}, want: "0.0.0.0:2"},
+		{name: "flag beats env and file", args: []string{"--http-addr", "0.0.0.0:3"}, file: "http-addr: 0.0.0.0:1\n",
+			env: map[string]string{"SLUICE_HTTP_ADDR": "0.0.0.0:2"}, want: "0.0.0.0:3"},
+		{name: "list in file", file: "kafka-brokers: [a:1, b:2]\n", want: "127.0.0.1:8080"},
+		{name: "unknown key", file: "htp-addr: x\n", wantErr: `unknown setting "htp-addr"`},
+		{name: "bad value", file: "partitions: many\n", wantErr: "partitions"},
+		{name: "bad env value", env: map[string]string{"SLUICE_PARTITIONS": "many"}, wantErr: "SLUICE_PARTITIONS"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			args := append([]string{"run", "--role", "nonsense"}, tt.args...)
+			if tt.file != "" {
+				path := filepath.Join(t.TempDir(), "sluice.yaml")
+				if err := os.WriteFile(path, []byte(tt.file), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				args = append(args, "--config", path)
+			}
+			root := newRootCmd()
+			var got string
+			// Stop right after settings are resolved: the invalid role
+			// makes run fail before it connects to anything.
+			root.SetArgs(args)
+			cmd, _, _ := root.Find(args)
+			err := root.Execute()
+			if f := cmd.Flags().Lookup("http-addr"); f != nil {
+				got = f.Value.String()
+			}
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), "--role") {
+				t.Fatalf("error %v, want only the --role error", err)
+			}
+			if got != tt.want {
+				t.Errorf("--http-addr = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
