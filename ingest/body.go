@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/sluicehq/sluice/schemas"
@@ -140,7 +139,7 @@ func (c *Collector) openBody(w http.ResponseWriter, r *http.Request) (io.Reader,
 		return fullReader{&maxReader{r: tagReader{r: zr, what: "invalid gzip body"}, n: limit}}, nil
 	default:
 		return nil, &requestError{http.StatusUnsupportedMediaType,
-			fmt.Sprintf("unsupported Content-Encoding %q: use gzip or none", truncate(enc, 32))}
+			fmt.Sprintf("unsupported Content-Encoding %q: use gzip or none", schemas.Truncate(enc, 32))}
 	}
 }
 
@@ -237,7 +236,7 @@ func (b *batch) reject(problem string) *requestError {
 func (b *batch) add(v any) *requestError {
 	obj, ok := v.(map[string]any)
 	if !ok {
-		return b.reject("not a JSON object (got " + jsonKind(v) + ")")
+		return b.reject("not a JSON object (got " + schemas.JSONKind(v) + ")")
 	}
 	i, rerr := b.count()
 	if rerr != nil {
@@ -449,33 +448,4 @@ func jsonProblem(err error, offsetBase int64) string {
 // not say which field held it.
 func typeErrorProblem(te *json.UnmarshalTypeError) string {
 	return fmt.Sprintf("invalid JSON: %s out of range", te.Value)
-}
-
-func jsonKind(v any) string {
-	switch v.(type) {
-	case nil:
-		return "null"
-	case bool:
-		return "boolean"
-	case float64:
-		return "number"
-	case string:
-		return "string"
-	case []any:
-		return "array"
-	case map[string]any:
-		return "object"
-	}
-	return fmt.Sprintf("%T", v)
-}
-
-// truncate shortens s to at most n bytes without splitting a UTF-8 sequence.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
 }

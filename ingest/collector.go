@@ -254,7 +254,7 @@ func (c *Collector) handleEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	if st == nil {
 		c.reply(w, label, http.StatusNotFound, ErrorResponse{
-			Error:   fmt.Sprintf("unknown stream %q", truncate(name, 64)),
+			Error:   fmt.Sprintf("unknown stream %q", schemas.Truncate(name, 64)),
 			Streams: c.registry.Names(),
 		})
 		return

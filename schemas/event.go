@@ -71,7 +71,7 @@ func (s *Stream) validate(obj map[string]any, envelope bool) (Event, []FieldErro
 			bad(FieldEventID, "required")
 		}
 	case !isStr:
-		bad(FieldEventID, "must be a string, got "+jsonKind(v))
+		bad(FieldEventID, "must be a string, got "+JSONKind(v))
 	default:
 		if problem := checkEventID(id); problem != "" {
 			bad(FieldEventID, problem)
@@ -129,7 +129,7 @@ func (s *Stream) validate(obj map[string]any, envelope bool) (Event, []FieldErro
 			if k == "" {
 				k = `""`
 			}
-			bad(truncate(k, 64), "unknown field")
+			bad(Truncate(k, 64), "unknown field")
 		}
 	}
 
@@ -158,7 +158,7 @@ func (f *Field) normalize(v any) (any, string) {
 	case TypeString, TypeEnum:
 		s, ok := v.(string)
 		if !ok {
-			return nil, "must be a string, got " + jsonKind(v)
+			return nil, "must be a string, got " + JSONKind(v)
 		}
 		if problem := f.checkString(s); problem != "" {
 			return nil, problem
@@ -174,7 +174,7 @@ func (f *Field) normalize(v any) (any, string) {
 	case TypeNumberMap:
 		m, ok := v.(map[string]any)
 		if !ok {
-			return nil, "must be an object of name -> number, got " + jsonKind(v)
+			return nil, "must be an object of name -> number, got " + JSONKind(v)
 		}
 		if problem := f.checkMapSize(len(m)); problem != "" {
 			return nil, problem
@@ -190,7 +190,7 @@ func (f *Field) normalize(v any) (any, string) {
 	case TypeStringMap:
 		m, ok := v.(map[string]any)
 		if !ok {
-			return nil, "must be an object of name -> string, got " + jsonKind(v)
+			return nil, "must be an object of name -> string, got " + JSONKind(v)
 		}
 		if problem := f.checkMapSize(len(m)); problem != "" {
 			return nil, problem
@@ -224,7 +224,7 @@ func firstProblem(m map[string]any, check func(string, any) string) string {
 func (f *Field) checkString(s string) string {
 	if f.Type == TypeEnum {
 		if !slices.Contains(f.Values, s) {
-			return fmt.Sprintf("%q is not one of %s", truncate(s, 32), strings.Join(f.Values, ", "))
+			return fmt.Sprintf("%q is not one of %s", Truncate(s, 32), strings.Join(f.Values, ", "))
 		}
 		return ""
 	}
@@ -242,7 +242,7 @@ func (f *Field) numberEntry(k string, v any) string {
 		return problem
 	}
 	if _, ok := v.(float64); !ok {
-		return fmt.Sprintf("%s: must be a number, got %s", truncate(k, 64), jsonKind(v))
+		return fmt.Sprintf("%s: must be a number, got %s", Truncate(k, 64), JSONKind(v))
 	}
 	return ""
 }
@@ -253,7 +253,7 @@ func (f *Field) stringEntry(k string, v any) string {
 	}
 	s, ok := v.(string)
 	if !ok {
-		return fmt.Sprintf("%s: must be a string, got %s", truncate(k, 64), jsonKind(v))
+		return fmt.Sprintf("%s: must be a string, got %s", Truncate(k, 64), JSONKind(v))
 	}
 	return f.checkMapString(k, s)
 }
@@ -261,7 +261,7 @@ func (f *Field) stringEntry(k string, v any) string {
 // checkMapString says what is wrong with the string value of entry k.
 func (f *Field) checkMapString(k, s string) string {
 	if f.MaxLength > 0 && len(s) > f.MaxLength {
-		return fmt.Sprintf("%s: longer than %d bytes", truncate(k, 64), f.MaxLength)
+		return fmt.Sprintf("%s: longer than %d bytes", Truncate(k, 64), f.MaxLength)
 	}
 	return ""
 }
@@ -285,7 +285,7 @@ func (f *Field) checkKey(k string) string {
 		limit = 256
 	}
 	if len(k) > limit {
-		return fmt.Sprintf("name %q longer than %d bytes", truncate(k, 32), limit)
+		return fmt.Sprintf("name %q longer than %d bytes", Truncate(k, 32), limit)
 	}
 	return ""
 }
@@ -359,7 +359,9 @@ func inRange(t time.Time) (time.Time, string) {
 	return t, ""
 }
 
-func jsonKind(v any) string {
+// JSONKind names the kind of a value decoded from JSON into an empty
+// interface ("string", "number", "object", ...), for error messages.
+func JSONKind(v any) string {
 	switch v.(type) {
 	case string:
 		return "string"
@@ -377,7 +379,10 @@ func jsonKind(v any) string {
 	return fmt.Sprintf("%T", v)
 }
 
-func truncate(s string, n int) string {
+// Truncate shortens s to at most n bytes, without splitting a UTF-8
+// sequence, marking the cut with "…": input quoted in an error message must
+// not make the message as large as the input.
+func Truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
