@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/sluicehq/sluice/kafkatopic"
 )
 
 // Message is one record to write to Kafka.
@@ -195,32 +197,8 @@ func (p *KafkaProducer) Produce(ctx context.Context, msgs []Message) error {
 // notices a broker that went away; the second uses the producer's cached
 // metadata, which is what Produce relies on.
 func (p *KafkaProducer) Ping(ctx context.Context, topics ...string) error {
-	var dialErr error
-	reached := false
-	for _, addr := range p.brokers {
-		conn, err := p.dialer.DialContext(ctx, "tcp", addr)
-		if err != nil {
-			dialErr = errors.Join(dialErr, err)
-			continue
-		}
-		// A broker that accepts connections but never answers must not
-		// hang the probe.
-		deadline, ok := ctx.Deadline()
-		if !ok {
-			deadline = time.Now().Add(p.dialer.Timeout)
-		}
-		_ = conn.SetDeadline(deadline)
-		_, err = conn.Brokers()
-		_ = conn.Close()
-		if err != nil {
-			dialErr = errors.Join(dialErr, fmt.Errorf("metadata from %s: %w", addr, err))
-			continue
-		}
-		reached = true
-		break
-	}
-	if !reached {
-		return fmt.Errorf("kafka: no broker reachable: %w", dialErr)
+	if err := kafkatopic.Ping(ctx, p.dialer, p.brokers); err != nil {
+		return err
 	}
 	if len(topics) == 0 {
 		return nil

@@ -1,4 +1,5 @@
-// Package kafkatopic names Sluice's Kafka topics and creates them.
+// Package kafkatopic names Sluice's Kafka topics, creates them, and checks
+// that the brokers answer.
 package kafkatopic
 
 import (
@@ -64,4 +65,30 @@ func Ensure(ctx context.Context, brokers []string, topics []string, spec Spec) e
 		return fmt.Errorf("kafka: create topics %v: %w", topics, err)
 	}
 	return nil
+}
+
+// Ping reports whether any of brokers accepts a connection and answers a
+// metadata request. A broker that accepts connections but never answers is
+// cut off at ctx's deadline, or after the dialer's timeout when ctx has none.
+func Ping(ctx context.Context, dialer *kafka.Dialer, brokers []string) error {
+	var errs error
+	for _, addr := range brokers {
+		conn, err := dialer.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			errs = errors.Join(errs, err)
+			continue
+		}
+		deadline, ok := ctx.Deadline()
+		if !ok {
+			deadline = time.Now().Add(dialer.Timeout)
+		}
+		_ = conn.SetDeadline(deadline)
+		_, err = conn.Brokers()
+		_ = conn.Close()
+		if err == nil {
+			return nil
+		}
+		errs = errors.Join(errs, fmt.Errorf("metadata from %s: %w", addr, err))
+	}
+	return fmt.Errorf("kafka: no broker reachable: %w", errs)
 }

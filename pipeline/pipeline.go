@@ -177,7 +177,12 @@ func Run(ctx context.Context, cfg Config) error {
 		ingestStop = stop
 	} else {
 		// Schemas are loaded by now; readiness is Kafka answering.
-		mountOps(mux, reg, func(ctx context.Context) error { return pingKafka(ctx, cfg.KafkaBrokers) })
+		dialer := &kafka.Dialer{Timeout: 2 * time.Second}
+		mountOps(mux, reg, func(ctx context.Context) error {
+			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			return kafkatopic.Ping(ctx, dialer, cfg.KafkaBrokers)
+		})
 	}
 
 	var workerDone chan struct{}
@@ -345,24 +350,4 @@ func waitFor(ctx context.Context, log *slog.Logger, what string, op func(context
 		case <-time.After(time.Duration(min(attempt, 5)) * time.Second):
 		}
 	}
-}
-
-// pingKafka reports whether any broker accepts a connection and answers a
-// metadata request, within a short time.
-func pingKafka(ctx context.Context, brokers []string) error {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	var errs []error
-	for _, b := range brokers {
-		conn, err := (&kafka.Dialer{}).DialContext(ctx, "tcp", b)
-		if err == nil {
-			_, err = conn.Brokers()
-			conn.Close()
-		}
-		if err == nil {
-			return nil
-		}
-		errs = append(errs, err)
-	}
-	return fmt.Errorf("no Kafka broker answers: %w", errors.Join(errs...))
 }
