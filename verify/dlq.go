@@ -7,6 +7,8 @@ import (
 	"io"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/sluicehq/sluice/eventkey"
 )
 
 // dlqRecord is the part of a dead letter (workers/deadletter.go) that tells
@@ -33,7 +35,7 @@ type dlqIndex struct {
 	reader   *kafkaReader
 	topic    string
 	streams  map[string]bool
-	hash     hasher
+	hash     eventkey.Hasher
 	progress io.Writer
 
 	next    map[int]int64 // next offset to read, per DLQ partition
@@ -45,7 +47,7 @@ type dlqIndex struct {
 	letters, malformed int64
 }
 
-func newDLQIndex(r *kafkaReader, topic string, streams []string, h hasher, progress io.Writer) *dlqIndex {
+func newDLQIndex(r *kafkaReader, topic string, streams []string, h eventkey.Hasher, progress io.Writer) *dlqIndex {
 	d := &dlqIndex{
 		reader: r, topic: topic, streams: map[string]bool{}, hash: h, progress: progress,
 		next: map[int]int64{}, ids: map[string]map[key]struct{}{}, offsets: map[dlqOffset]struct{}{},
@@ -110,7 +112,7 @@ func (d *dlqIndex) add(value []byte) {
 		return
 	}
 	if id, ok := ev.EventID.(string); ok && id != "" {
-		d.ids[rec.Stream][d.hash.sum(id)] = struct{}{}
+		d.ids[rec.Stream][d.hash.Sum(id)] = struct{}{}
 	}
 }
 

@@ -2,27 +2,14 @@ package verify
 
 import (
 	"fmt"
-	"hash/maphash"
+
+	"github.com/sluicehq/sluice/eventkey"
 )
 
-// key is a 128-bit hash standing in for an event_id. A partition of ten
-// million events then costs about 25 bytes per event in a Go map instead of
-// the string and its header, and at 128 bits the odds of two event_ids of
-// one partition colliding (n²/2¹²⁹) are nil for any real topic.
-type key [2]uint64
-
-// hasher turns event_ids into keys. Its seeds are random per Run: the keys
-// never leave the process, and random seeds leave nobody a way to craft
-// colliding event_ids.
-type hasher struct {
-	a, b maphash.Seed
-}
-
-func newHasher() hasher { return hasher{a: maphash.MakeSeed(), b: maphash.MakeSeed()} }
-
-func (h hasher) sum(id string) key {
-	return key{maphash.String(h.a, id), maphash.String(h.b, id)}
-}
+// key stands in for an event_id in verify's sets: see package eventkey.
+// A partition of ten million events then costs about 25 bytes per event in
+// a Go map instead of the string and its header.
+type key = eventkey.Key
 
 // The value kept for each event_id of a partition packs two numbers into
 // one word, which keeps a map slot at 24 bytes instead of 32: the event's
@@ -103,5 +90,3 @@ func (s *keySet) each(fn func(k key, off int64, rows uint64)) {
 		fn(k, s.first+int64(v&relOffsetMask), v>>relOffsetBits)
 	}
 }
-
-func (s *keySet) len() int { return len(s.m) }

@@ -43,6 +43,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/sluicehq/sluice/eventkey"
 	"github.com/sluicehq/sluice/kafkatopic"
 	"github.com/sluicehq/sluice/schemas"
 	"github.com/sluicehq/sluice/sinks/clickhouse"
@@ -149,7 +150,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
-	h := newHasher()
+	h := eventkey.NewHasher()
 	v := &verifier{
 		cfg: cfg, kafka: kr, ch: chr, hash: h, progress: progress,
 		log: cfg.Logger.With("component", "verify"),
@@ -197,7 +198,7 @@ type verifier struct {
 	cfg      Config
 	kafka    *kafkaReader
 	ch       *chReader
-	hash     hasher
+	hash     eventkey.Hasher
 	dlq      *dlqIndex
 	progress io.Writer
 	log      *slog.Logger
@@ -320,7 +321,7 @@ func (v *verifier) verifyPartition(ctx context.Context, ss *streamState, pm part
 				ph.add(4096)
 			}
 			c.ClickHouseRows++
-			k := v.hash.sum(id)
+			k := v.hash.Sum(id)
 			if rows, ok := ks.addRow(k); ok {
 				if rows >= 2 {
 					c.ExtraRows++
@@ -523,7 +524,7 @@ func (v *verifier) decode(st *schemas.Stream, m kafka.Message) (d decoded) {
 		d.err = err
 		return d
 	}
-	d.key = v.hash.sum(ev.ID)
+	d.key = v.hash.Sum(ev.ID)
 	return d
 }
 
@@ -539,7 +540,7 @@ func (v *verifier) rowExamples(ctx context.Context, ss *streamState, ps *partSta
 	}
 	example := func(id string) Example {
 		e := Example{Partition: ps.rep.Partition, EventID: id, ClickHouseOffsets: offs[id]}
-		if off, _, ok := ks.get(v.hash.sum(id)); ok {
+		if off, _, ok := ks.get(v.hash.Sum(id)); ok {
 			e.KafkaOffset = &off
 		}
 		return e
@@ -622,7 +623,7 @@ func (v *verifier) recheck(ctx context.Context, ss *streamState, ps *partState) 
 	// of which is what missing holds: rows below lo need not be read again.
 	found := map[key]int64{}
 	err := v.ch.scan(ctx, ss.st.Table, p, lo, ps.marks.hw, func(id string, _ int64) {
-		k := v.hash.sum(id)
+		k := v.hash.Sum(id)
 		if _, ok := ps.missing[k]; ok {
 			found[k]++
 		}

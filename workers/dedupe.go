@@ -1,24 +1,18 @@
 package workers
 
 import (
-	"hash/maphash"
 	"time"
+
+	"github.com/sluicehq/sluice/eventkey"
 )
 
-// Two independent 64-bit hashes make a 128-bit key: a collision would make
-// Sluice drop a distinct event as a duplicate, so 64 bits over millions of
-// entries is too thin, while storing whole event_ids (up to 128 bytes) costs
-// too much memory.
-var seedA, seedB = maphash.MakeSeed(), maphash.MakeSeed()
-
-type idKey [2]uint64
-
-func keyOf(id string) idKey {
-	return idKey{maphash.String(seedA, id), maphash.String(seedB, id)}
-}
+// ids turns event_ids into the keys the dedupe windows hold. One hasher per
+// process: the windows are rebuilt from ClickHouse after a restart, never
+// carried over.
+var idHasher = eventkey.NewHasher()
 
 type windowEntry struct {
-	key idKey
+	key eventkey.Key
 	at  int64 // unix ms when remembered
 }
 
@@ -33,7 +27,7 @@ type windowEntry struct {
 type dedupeWindow struct {
 	span  time.Duration
 	max   int
-	seen  map[idKey]struct{}
+	seen  map[eventkey.Key]struct{}
 	queue []windowEntry // insertion order; queue[head:] is live
 	head  int
 	// evictedYoung counts ids dropped for room before span elapsed.
@@ -44,19 +38,19 @@ func newDedupeWindow(span time.Duration, max int) *dedupeWindow {
 	if max <= 0 {
 		max = 1
 	}
-	return &dedupeWindow{span: span, max: max, seen: make(map[idKey]struct{})}
+	return &dedupeWindow{span: span, max: max, seen: make(map[eventkey.Key]struct{})}
 }
 
-// Contains reports whether id was remembered and not yet forgotten.
-func (w *dedupeWindow) Contains(id string, now time.Time) bool {
+// Contains reports whether the event_id with key k was remembered and not
+// yet forgotten.
+func (w *dedupeWindow) Contains(k eventkey.Key, now time.Time) bool {
 	w.expire(now)
-	_, ok := w.seen[keyOf(id)]
+	_, ok := w.seen[k]
 	return ok
 }
 
-// Add remembers id as delivered at now.
-func (w *dedupeWindow) Add(id string, now time.Time) {
-	k := keyOf(id)
+// Add remembers the event_id with key k as delivered at now.
+func (w *dedupeWindow) Add(k eventkey.Key, now time.Time) {
 	if _, ok := w.seen[k]; ok {
 		return
 	}

@@ -46,10 +46,10 @@ func TestDedupeWindow(t *testing.T) {
 			for i, s := range tt.steps {
 				now := t0.Add(s.at)
 				if s.add != "" {
-					w.Add(s.add, now)
+					w.Add(idHasher.Sum(s.add), now)
 					continue
 				}
-				if got := w.Contains(s.check, now); got != s.want {
+				if got := w.Contains(idHasher.Sum(s.check), now); got != s.want {
 					t.Fatalf("step %d: Contains(%q) = %v, want %v", i, s.check, got, s.want)
 				}
 			}
@@ -61,7 +61,7 @@ func TestDedupeWindowStaysBounded(t *testing.T) {
 	w := newDedupeWindow(time.Hour, 1000)
 	now := time.Now()
 	for i := range 100_000 {
-		w.Add(fmt.Sprintf("id-%d", i), now)
+		w.Add(idHasher.Sum(fmt.Sprintf("id-%d", i)), now)
 	}
 	if w.Len() != 1000 {
 		t.Fatalf("Len = %d, want 1000", w.Len())
@@ -69,7 +69,7 @@ func TestDedupeWindowStaysBounded(t *testing.T) {
 	if cap(w.queue) > 10_000 {
 		t.Fatalf("queue capacity grew to %d; the dead front is not reclaimed", cap(w.queue))
 	}
-	if !w.Contains("id-99999", now) || w.Contains("id-0", now) {
+	if !w.Contains(idHasher.Sum("id-99999"), now) || w.Contains(idHasher.Sum("id-0"), now) {
 		t.Fatal("window kept the wrong ids")
 	}
 }

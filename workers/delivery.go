@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/backpressure"
+	"github.com/sluicehq/sluice/eventkey"
 	"github.com/sluicehq/sluice/schemas"
 	"github.com/sluicehq/sluice/sinks/clickhouse"
 	natssink "github.com/sluicehq/sluice/sinks/nats"
@@ -137,7 +138,7 @@ func (d *Delivery) OpenPartition(ctx context.Context, st *schemas.Stream, partit
 			return err
 		}
 		for _, id := range ids {
-			state.window.Add(id, now)
+			state.window.Add(idHasher.Sum(id), now)
 		}
 		return nil
 	})
@@ -191,10 +192,11 @@ func (d *Delivery) Deliver(ctx context.Context, b *Batch) error {
 
 	var (
 		rows    []clickhouse.Row
-		rowIdx  []int // message index of each row
+		keys    []eventkey.Key // of each row's event_id
+		rowIdx  []int          // message index of each row
 		publish = make([]bool, len(b.Messages))
 		dead    []DeadLetter
-		inBatch = make(map[idKey]struct{}, len(b.Messages))
+		inBatch = make(map[eventkey.Key]struct{}, len(b.Messages))
 		dups    int
 	)
 	for i, m := range b.Messages {
@@ -207,13 +209,14 @@ func (d *Delivery) Deliver(ctx context.Context, b *Batch) error {
 			// publishing it: publish again, do not insert again.
 			publish[i] = true
 		default:
-			k := keyOf(dec.Event.ID)
-			if _, seen := inBatch[k]; seen || ps.window.Contains(dec.Event.ID, now) {
+			k := idHasher.Sum(dec.Event.ID)
+			if _, seen := inBatch[k]; seen || ps.window.Contains(k, now) {
 				dups++
 				continue
 			}
 			inBatch[k] = struct{}{}
 			rows = append(rows, clickhouse.Row{Offset: m.Offset, Event: dec.Event})
+			keys = append(keys, k)
 			rowIdx = append(rowIdx, i)
 		}
 	}
@@ -221,34 +224,27 @@ func (d *Delivery) Deliver(ctx context.Context, b *Batch) error {
 	if err := d.deadLetter(ctx, dead); err != nil {
 		return err
 	}
-	ok, rejected, err := d.insert(ctx, st, b.Partition, rows)
+	rejected, err := d.insert(ctx, st, b.Partition, rows)
 	if err != nil {
 		return err
 	}
-	for i, good := range ok {
-		if good {
-			publish[rowIdx[i]] = true
-		}
-	}
-	rejectedLetters := make([]DeadLetter, 0, len(rejected))
+	var rejectedLetters []DeadLetter
 	for i, reason := range rejected {
-		m := b.Messages[rowIdx[i]]
-		rejectedLetters = append(rejectedLetters, deadLetter(b, m, "rejected by ClickHouse: "+reason))
+		if reason != "" {
+			m := b.Messages[rowIdx[i]]
+			rejectedLetters = append(rejectedLetters, deadLetter(b, m, "rejected by ClickHouse: "+reason))
+			continue
+		}
+		publish[rowIdx[i]] = true
+		ps.window.Add(keys[i], now)
+		ps.stored = max(ps.stored, rows[i].Offset)
 	}
 	if err := d.deadLetter(ctx, rejectedLetters); err != nil {
 		return err
 	}
-	for i, good := range ok {
-		if good {
-			ps.window.Add(rows[i].Event.ID, now)
-			if rows[i].Offset > ps.stored {
-				ps.stored = rows[i].Offset
-			}
-		}
-	}
 	d.metrics.duplicates.WithLabelValues(st.Name).Add(float64(dups))
-	d.metrics.inserted.WithLabelValues(st.Name).Add(float64(len(rows) - len(rejected)))
-	d.metrics.deadLettered.WithLabelValues(st.Name).Add(float64(len(dead) + len(rejected)))
+	d.metrics.inserted.WithLabelValues(st.Name).Add(float64(len(rows) - len(rejectedLetters)))
+	d.metrics.deadLettered.WithLabelValues(st.Name).Add(float64(len(dead) + len(rejectedLetters)))
 	d.metrics.windowEvicted.WithLabelValues(st.Name).Add(float64(ps.window.evictedYoung))
 	ps.window.evictedYoung = 0
 
@@ -275,10 +271,10 @@ func (d *Delivery) Deliver(ctx context.Context, b *Batch) error {
 // insert writes rows, isolating rows ClickHouse rejects for their content by
 // halving the failing range until single rows remain. Ranges are written in
 // offset order, so ClickHouse's highest offset still marks a prefix that is
-// done. It returns which rows were written and why the others were rejected.
-func (d *Delivery) insert(ctx context.Context, st *schemas.Stream, partition int32, rows []clickhouse.Row) (ok []bool, rejected map[int]string, err error) {
-	ok = make([]bool, len(rows))
-	rejected = make(map[int]string)
+// done. It returns, per row, why ClickHouse rejected it, or "" when the row
+// was written.
+func (d *Delivery) insert(ctx context.Context, st *schemas.Stream, partition int32, rows []clickhouse.Row) (rejected []string, err error) {
+	rejected = make([]string, len(rows))
 	retry := d.cfg.Retry
 	retry.IsPermanent = func(err error) bool {
 		return errors.Is(err, errPanic) || (d.cfg.IsPermanent != nil && d.cfg.IsPermanent(err))
@@ -309,9 +305,6 @@ func (d *Delivery) insert(ctx context.Context, st *schemas.Stream, partition int
 			return d.safeInsert(ctx, st, partition, rows[lo:hi])
 		})
 		if err == nil {
-			for i := lo; i < hi; i++ {
-				ok[i] = true
-			}
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -328,7 +321,7 @@ func (d *Delivery) insert(ctx context.Context, st *schemas.Stream, partition int
 		}
 		return write(mid, hi)
 	}
-	return ok, rejected, write(0, len(rows))
+	return rejected, write(0, len(rows))
 }
 
 // errPanic marks an insert that panicked: the data made the driver fail, so
