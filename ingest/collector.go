@@ -271,13 +271,7 @@ func (c *Collector) handleEvents(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, label, http.StatusTooManyRequests, "too many requests being parsed at once; retry later")
 		return
 	}
-	parsed := false
-	releaseParsing := func() {
-		if !parsed {
-			parsed = true
-			c.parsing.Release(1)
-		}
-	}
+	releaseParsing := sync.OnceFunc(func() { c.parsing.Release(1) })
 	defer releaseParsing()
 
 	body, rerr := c.openBody(w, r)

@@ -15,7 +15,7 @@ import (
 
 // startIngest mounts the HTTP collector on mux. The returned func closes the
 // Kafka producer once the HTTP server has finished its requests.
-func startIngest(_ context.Context, cfg Config, streams *schemas.Registry, reg *prometheus.Registry, mux *http.ServeMux) (func(context.Context) error, error) {
+func startIngest(cfg Config, streams *schemas.Registry, reg *prometheus.Registry, mux *http.ServeMux) (func(context.Context) error, error) {
 	producer, err := ingest.NewKafkaProducer(ingest.KafkaConfig{Brokers: cfg.KafkaBrokers, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err

@@ -170,7 +170,7 @@ func Run(ctx context.Context, cfg Config) error {
 	mux := http.NewServeMux()
 	var ingestStop func(context.Context) error
 	if cfg.Role.ingests() {
-		stop, err := startIngest(ctx, cfg, streams, reg, mux)
+		stop, err := startIngest(cfg, streams, reg, mux)
 		if err != nil {
 			return err
 		}
@@ -185,15 +185,12 @@ func Run(ctx context.Context, cfg Config) error {
 		})
 	}
 
-	var workerDone chan struct{}
 	if cfg.Role.works() {
 		consumer, closeSinks, err := startWork(ctx, cfg, streams, byTopic, reg)
 		if err != nil {
 			return err
 		}
-		workerDone = make(chan struct{})
 		wg.Go(func() {
-			defer close(workerDone)
 			defer closeSinks()
 			if err := consumer.Run(ctx); err != nil {
 				fail(err)
