@@ -15,12 +15,17 @@ type RetryPolicy struct {
 	// IsPermanent classifies errors that retrying cannot fix. Nil means every
 	// error is transient.
 	IsPermanent func(error) bool
+	// MaxAttempts, when above zero, gives up after that many attempts and
+	// returns the last error. Zero retries for as long as ctx lasts, which
+	// is what sinks want; start-up steps want a clear exit instead.
+	MaxAttempts uint
 }
 
 // DefaultRetry waits 100 ms at first and at most 5 s between attempts.
 var DefaultRetry = RetryPolicy{Initial: 100 * time.Millisecond, Max: 5 * time.Second}
 
-// Retry runs op until it succeeds, fails permanently, or ctx ends. Transient
+// Retry runs op until it succeeds, fails permanently, runs out of
+// p.MaxAttempts, or ctx ends. Transient
 // failures are retried without an attempt limit: a sink that is down must
 // stall its partition (and, through bounded queues, the consumer), never drop
 // what Kafka holds. Each failure is logged with what, so an operator sees
@@ -47,6 +52,7 @@ func Retry(ctx context.Context, log *slog.Logger, what string, p RetryPolicy, op
 	},
 		backoff.WithBackOff(b),
 		backoff.WithMaxElapsedTime(0),
+		backoff.WithMaxTries(p.MaxAttempts),
 		backoff.WithNotify(func(err error, next time.Duration) {
 			if log != nil {
 				log.Warn("retrying", "what", what, "attempt", attempt, "wait", next, "err", err)

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/sluicehq/sluice/backpressure"
 	"github.com/sluicehq/sluice/kafkatopic"
 	"github.com/sluicehq/sluice/schemas"
 	"github.com/sluicehq/sluice/sinks/clickhouse"
@@ -327,24 +328,17 @@ func startWork(ctx context.Context, cfg Config, streams *schemas.Registry, byTop
 // waitFor retries a start-up step until it works or ctx ends, saying what it
 // waits for: dependencies in a compose stack come up in any order.
 func waitFor(ctx context.Context, log *slog.Logger, what string, op func(context.Context) error) error {
-	for attempt := 1; ; attempt++ {
-		attemptCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		err := op(attemptCtx)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("%s: %w", what, err)
-		}
-		if attempt == 30 {
-			return fmt.Errorf("%s: giving up after %d attempts: %w", what, attempt, err)
-		}
-		log.Warn("waiting", "for", what, "attempt", attempt, "err", err)
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s: %w", what, ctx.Err())
-		case <-time.After(time.Duration(min(attempt, 5)) * time.Second):
-		}
+	err := backpressure.Retry(ctx, log, what, startupRetry, func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		return op(ctx)
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
 	}
+	return nil
 }
+
+// startupRetry gives a dependency about two minutes to come up; then the
+// process exits with the reason, for its supervisor to restart it.
+var startupRetry = backpressure.RetryPolicy{Initial: time.Second, Max: 5 * time.Second, MaxAttempts: 30}
