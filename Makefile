@@ -7,7 +7,7 @@ BIN      := bin/sluice
 DURATION ?=
 RATE     ?= 20000
 
-.PHONY: all build test soak demo clickhouse clickhouse-stop vet clean
+.PHONY: all build test soak demo clickhouse clickhouse-stop peers vet clean
 
 all: build
 
@@ -16,6 +16,9 @@ build:
 
 clickhouse:
 	scripts/clickhouse.sh start
+
+peers:
+	scripts/peers.sh
 
 clickhouse-stop:
 	scripts/clickhouse.sh stop
@@ -26,7 +29,7 @@ vet:
 
 # The whole suite, against the real ClickHouse, embedded Kafka broker and
 # embedded NATS, with the race detector.
-test: clickhouse vet build
+test: clickhouse peers vet build
 	SLUICE_BIN=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 20m ./...
 
 # The kill tests, longer: SLUICE_CHAOS_KILLS kills per test.

@@ -18,64 +18,39 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sluicehq/sluice/backpressure"
-	"github.com/sluicehq/sluice/kafkatopic"
 	"github.com/sluicehq/sluice/schemas"
 )
 
 // Defaults for CollectorConfig.
 const (
 	DefaultMaxBodyBytes = 8 << 20
-	DefaultMaxEvents    = 100_000
 	// DefaultMaxParsing bounds request bodies parsed at once.
-	DefaultMaxParsing        = 32
-	DefaultMaxReportedErrors = 100
-	DefaultMaxEventBytes     = 1_000_000
-	DefaultProduceTimeout    = 10 * time.Second
-	DefaultReadyTimeout      = 2 * time.Second
+	DefaultMaxParsing   = 32
+	DefaultReadyTimeout = 2 * time.Second
 )
 
 // readyCacheTTL keeps /readyz from turning every probe (or every stranger
 // polling it) into a Kafka round trip.
 const readyCacheTTL = time.Second
 
-// CollectorConfig configures a Collector. Registry and Producer are
-// required; zero values of the rest take the defaults.
+// CollectorConfig configures a Collector. Gate is required; zero values of
+// the rest take the defaults.
 type CollectorConfig struct {
-	// Registry holds the streams events may be posted to.
-	Registry *schemas.Registry
-	// Producer writes accepted events to Kafka.
-	Producer Producer
-	// TopicPrefix prefixes stream names to make topic names; empty means
-	// kafkatopic.DefaultPrefix.
-	TopicPrefix string
+	// Gate validates the events and writes them to Kafka.
+	Gate *Gate
 	// MaxBodyBytes bounds the body both as sent and after decompression.
 	MaxBodyBytes int64
-	// MaxEvents bounds the events (valid or not) in one request.
-	MaxEvents int
-	// MaxReportedErrors caps the per-event errors listed in one answer.
-	MaxReportedErrors int
-	// MaxEventBytes bounds one encoded event (key plus value). Keep it at
-	// most the producer's batch size in bytes and the broker's
-	// message.max.bytes, so that one oversized event is rejected alone
-	// instead of failing its whole request in Kafka.
-	MaxEventBytes int
 	// Tokens, when not empty, are the bearer tokens allowed to post events.
 	// /healthz, /readyz and /metrics stay open, for probes and scrapers.
 	Tokens []string
-	// Admission bounds events in flight; nil means a default one.
-	Admission *backpressure.Admission
 	// MaxParsing bounds the request bodies read and parsed at once
 	// (default 32). Event admission applies only once a body is parsed, so
 	// without this bound many large bodies arriving together could take
 	// memory without limit; with it, the peak is about MaxParsing times
 	// twice MaxBodyBytes.
 	MaxParsing int
-	// Breaker guards Kafka; nil means a default one named "kafka".
-	Breaker *backpressure.Breaker
-	// ProduceTimeout bounds how long a request waits for Kafka's ack.
-	ProduceTimeout time.Duration
 	// Ready reports whether Kafka is usable, for /readyz. When nil and the
-	// Producer is a Pinger, it pings with the topics of all streams.
+	// gate's Producer is a Pinger, it pings with the topics of all streams.
 	Ready func(context.Context) error
 	// ReadyTimeout bounds one readiness check.
 	ReadyTimeout time.Duration
@@ -91,24 +66,18 @@ type CollectorConfig struct {
 
 // Collector is the HTTP collector, an http.Handler serving
 // POST /v1/streams/{stream}/events, GET /healthz, GET /readyz and GET /metrics.
+// It is one source of the Gate.
 type Collector struct {
-	registry          *schemas.Registry
-	producer          Producer
-	topics            map[string]string // stream name -> topic
-	maxBodyBytes      int64
-	maxEvents         int
-	maxReportedErrors int
-	maxEventBytes     int
-	tokens            [][sha256.Size]byte
-	admission         *backpressure.Admission
-	parsing           *backpressure.Admission
-	breaker           *backpressure.Breaker
-	produceTimeout    time.Duration
-	ready             func(context.Context) error
-	readyTimeout      time.Duration
-	log               *slog.Logger
-	metrics           *metrics
-	mux               *http.ServeMux
+	gate         *Gate
+	registry     *schemas.Registry
+	maxBodyBytes int64
+	tokens       [][sha256.Size]byte
+	parsing      *backpressure.Admission
+	ready        func(context.Context) error
+	readyTimeout time.Duration
+	log          *slog.Logger
+	metrics      *metrics
+	mux          *http.ServeMux
 
 	readyMu   sync.Mutex
 	readyAt   time.Time
@@ -118,29 +87,11 @@ type Collector struct {
 
 // NewCollector builds a Collector and registers its metrics.
 func NewCollector(cfg CollectorConfig) (*Collector, error) {
-	if cfg.Registry == nil {
-		return nil, errors.New("ingest: no stream registry")
-	}
-	if cfg.Producer == nil {
-		return nil, errors.New("ingest: no producer")
-	}
-	if cfg.TopicPrefix == "" {
-		cfg.TopicPrefix = kafkatopic.DefaultPrefix
+	if cfg.Gate == nil {
+		return nil, errors.New("ingest: no gate")
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
-	}
-	if cfg.MaxEvents <= 0 {
-		cfg.MaxEvents = DefaultMaxEvents
-	}
-	if cfg.MaxReportedErrors <= 0 {
-		cfg.MaxReportedErrors = DefaultMaxReportedErrors
-	}
-	if cfg.MaxEventBytes <= 0 {
-		cfg.MaxEventBytes = DefaultMaxEventBytes
-	}
-	if cfg.ProduceTimeout <= 0 {
-		cfg.ProduceTimeout = DefaultProduceTimeout
 	}
 	if cfg.ReadyTimeout <= 0 {
 		cfg.ReadyTimeout = DefaultReadyTimeout
@@ -149,44 +100,26 @@ func NewCollector(cfg CollectorConfig) (*Collector, error) {
 		cfg.Logger = slog.Default()
 	}
 	log := cfg.Logger.With("component", "http-collector")
-	if cfg.Admission == nil {
-		cfg.Admission = backpressure.NewAdmission(backpressure.AdmissionConfig{})
-	}
 	if cfg.MaxParsing <= 0 {
 		cfg.MaxParsing = DefaultMaxParsing
 	}
-	if cfg.Breaker == nil {
-		cfg.Breaker = backpressure.NewBreaker(backpressure.BreakerConfig{Name: "kafka", Logger: log})
-	}
-	if cfg.Admission.Capacity() < int64(cfg.MaxEvents) {
+	if cfg.Gate.AdmissionCapacity() < int64(cfg.Gate.MaxEvents()) {
 		log.Warn("admission capacity below the per-request event limit: larger requests get 413",
-			"capacity", cfg.Admission.Capacity(), "max_events", cfg.MaxEvents)
+			"capacity", cfg.Gate.AdmissionCapacity(), "max_events", cfg.Gate.MaxEvents())
 	}
 
 	c := &Collector{
-		registry:          cfg.Registry,
-		producer:          cfg.Producer,
-		topics:            make(map[string]string),
-		maxBodyBytes:      cfg.MaxBodyBytes,
-		maxEvents:         cfg.MaxEvents,
-		maxReportedErrors: cfg.MaxReportedErrors,
-		maxEventBytes:     cfg.MaxEventBytes,
-		admission:         cfg.Admission,
-		parsing:           backpressure.NewAdmission(backpressure.AdmissionConfig{Capacity: int64(cfg.MaxParsing)}),
-		breaker:           cfg.Breaker,
-		produceTimeout:    cfg.ProduceTimeout,
-		ready:             cfg.Ready,
-		readyTimeout:      cfg.ReadyTimeout,
-		log:               log,
-	}
-	topics := make([]string, 0, len(cfg.Registry.Names()))
-	for _, name := range cfg.Registry.Names() {
-		t := kafkatopic.Name(cfg.TopicPrefix, name)
-		c.topics[name] = t
-		topics = append(topics, t)
+		gate:         cfg.Gate,
+		registry:     cfg.Gate.Registry(),
+		maxBodyBytes: cfg.MaxBodyBytes,
+		parsing:      backpressure.NewAdmission(backpressure.AdmissionConfig{Capacity: int64(cfg.MaxParsing)}),
+		ready:        cfg.Ready,
+		readyTimeout: cfg.ReadyTimeout,
+		log:          log,
 	}
 	if c.ready == nil {
-		if p, ok := cfg.Producer.(Pinger); ok {
+		if p, ok := cfg.Gate.Producer().(Pinger); ok {
+			topics := cfg.Gate.Topics()
 			c.ready = func(ctx context.Context) error { return p.Ping(ctx, topics...) }
 		}
 	}
@@ -211,7 +144,7 @@ func NewCollector(cfg CollectorConfig) (*Collector, error) {
 		}
 		gat = g
 	}
-	m, err := newMetrics(reg, c.admission, c.breaker)
+	m, err := newMetrics(reg)
 	if err != nil {
 		return nil, err
 	}
@@ -261,8 +194,8 @@ func (c *Collector) handleEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	// An open breaker answers before the body is read: the point is to
 	// spend nothing on requests that cannot be acknowledged.
-	if c.breaker.State() == backpressure.Open {
-		c.unavailable(w, label, "kafka unavailable (circuit open)")
+	if c.gate.Open() {
+		c.refused(w, label, 0, &Refused{Err: ErrCircuitOpen, RetryAfter: c.gate.breaker.RetryAfter()})
 		return
 	}
 
@@ -274,85 +207,68 @@ func (c *Collector) handleEvents(w http.ResponseWriter, r *http.Request) {
 	releaseParsing := sync.OnceFunc(func() { c.parsing.Release(1) })
 	defer releaseParsing()
 
+	b, err := c.gate.Begin(name, Origin{Source: "http"})
+	if err != nil {
+		c.fail(w, label, http.StatusInternalServerError, err.Error())
+		return
+	}
 	body, rerr := c.openBody(w, r)
 	if rerr == nil {
-		// Millisecond precision: what Encode writes and what the record's
-		// timestamp holds must be the same instant.
-		b := c.newBatch(st, time.Now().UTC().Truncate(time.Millisecond))
+		var err error
 		if isNDJSON(r.Header.Get("Content-Type")) {
-			rerr = b.readNDJSON(body)
+			err = b.ReadNDJSON(body, int(c.maxBodyBytes)+64)
 		} else {
-			rerr = b.readJSON(body)
+			err = b.ReadJSON(body)
 		}
-		if rerr == nil {
+		if err == nil {
 			// The body is parsed and encoded: the slot goes to the next
 			// request while this one waits for Kafka.
 			releaseParsing()
-			c.produce(w, r, label, b)
+			c.commit(w, r, label, b)
 			return
 		}
+		rerr = c.readFailure(err)
 	}
 	c.fail(w, label, rerr.status, rerr.msg)
 }
 
-// produce sends a parsed batch to Kafka and answers.
-func (c *Collector) produce(w http.ResponseWriter, r *http.Request, stream string, b *batch) {
-	resp := b.resp
-	resp.Accepted = len(b.msgs)
-	c.metrics.events.WithLabelValues(stream, "rejected").Add(float64(resp.Rejected))
+// commit sends a parsed batch to Kafka and answers.
+func (c *Collector) commit(w http.ResponseWriter, r *http.Request, stream string, b *Batch) {
+	resp := b.Report()
 	if resp.Accepted == 0 {
+		_ = b.Commit(r.Context()) // counts the rejected events; produces nothing
 		c.reply(w, stream, http.StatusBadRequest, resp)
 		return
 	}
-	refused := c.metrics.events.WithLabelValues(stream, "refused")
-
-	n := int64(len(b.msgs))
-	if err := c.admission.Acquire(r.Context(), n); err != nil {
-		refused.Add(float64(n))
-		switch {
-		case errors.Is(err, backpressure.ErrTooLarge):
-			c.fail(w, stream, http.StatusRequestEntityTooLarge, fmt.Sprintf(
-				"%d valid events in one request, but at most %d can be in flight: split it", n, c.admission.Capacity()))
-		case errors.Is(err, backpressure.ErrBusy):
-			c.log.Debug("admission refused", "stream", stream, "events", n)
-			setRetryAfter(w, c.admission.RetryAfter())
-			c.fail(w, stream, http.StatusTooManyRequests, "too many events in flight: retry later")
-		default: // the client went away
-			c.unavailable(w, stream, "request cancelled")
-		}
+	if err := b.Commit(r.Context()); err != nil {
+		c.refused(w, stream, resp.Accepted, err)
 		return
 	}
-	defer c.admission.Release(n)
-
-	ctx, cancel := context.WithTimeout(r.Context(), c.produceTimeout)
-	defer cancel()
-	start := time.Now()
-	err := c.breaker.Do(ctx, func(ctx context.Context) error { return c.producer.Produce(ctx, b.msgs) })
-	result := "ok"
-	if err != nil {
-		result = "error"
-	}
-	c.metrics.produce.WithLabelValues(stream, result).Observe(time.Since(start).Seconds())
-	if err != nil {
-		refused.Add(float64(n))
-		if errors.Is(err, backpressure.ErrOpen) {
-			c.unavailable(w, stream, "kafka unavailable (circuit open)")
-			return
-		}
-		if r.Context().Err() == nil {
-			c.log.Warn("produce failed", "stream", stream, "events", n, "err", err)
-		}
-		c.unavailable(w, stream, "kafka did not acknowledge the events")
-		return
-	}
-	c.metrics.events.WithLabelValues(stream, "accepted").Add(float64(n))
 	c.reply(w, stream, http.StatusAccepted, resp)
+}
+
+// refused answers a batch of n valid events that the gate did not take.
+func (c *Collector) refused(w http.ResponseWriter, stream string, n int, err error) {
+	switch {
+	case errors.Is(err, ErrBatchTooLarge):
+		c.fail(w, stream, http.StatusRequestEntityTooLarge, fmt.Sprintf(
+			"%d valid events in one request, but at most %d can be in flight: split it", n, c.gate.AdmissionCapacity()))
+	case errors.Is(err, ErrOverloaded):
+		setRetryAfter(w, RetryAfter(err))
+		c.fail(w, stream, http.StatusTooManyRequests, "too many events in flight: retry later")
+	case errors.Is(err, ErrCircuitOpen):
+		c.unavailable(w, stream, RetryAfter(err), "kafka unavailable (circuit open)")
+	case errors.Is(err, ErrUnavailable):
+		c.unavailable(w, stream, RetryAfter(err), "kafka did not acknowledge the events")
+	default: // the client went away
+		c.unavailable(w, stream, RetryAfter(err), "request cancelled")
+	}
 }
 
 // unavailable answers 503. Nothing of the request counts as acknowledged,
 // and the message says so because producers decide on it whether to retry.
-func (c *Collector) unavailable(w http.ResponseWriter, stream, why string) {
-	setRetryAfter(w, c.breaker.RetryAfter())
+func (c *Collector) unavailable(w http.ResponseWriter, stream string, after time.Duration, why string) {
+	setRetryAfter(w, after)
 	c.fail(w, stream, http.StatusServiceUnavailable,
 		why+": nothing in this request was accepted; retrying with the same event_ids is safe")
 }
@@ -438,4 +354,32 @@ func setRetryAfter(w http.ResponseWriter, d time.Duration) {
 		secs = 1
 	}
 	w.Header().Set("Retry-After", strconv.Itoa(secs))
+}
+
+// metrics are the HTTP collector's own; the events themselves are counted
+// by the gate.
+type metrics struct {
+	// requests counts event posts by stream and HTTP status. The stream
+	// label is empty for names that are not known streams.
+	requests *prometheus.CounterVec
+	inflight prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "sluice", Subsystem: "ingest", Name: "requests_total",
+			Help: "Event posts answered by the HTTP collector, by stream and HTTP status code.",
+		}, []string{"stream", "code"}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "sluice", Subsystem: "ingest", Name: "inflight_requests",
+			Help: "Event posts being handled by the HTTP collector.",
+		}),
+	}
+	for _, col := range []prometheus.Collector{m.requests, m.inflight} {
+		if err := reg.Register(col); err != nil {
+			return nil, fmt.Errorf("ingest: register metrics: %w", err)
+		}
+	}
+	return m, nil
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sluicehq/sluice/backpressure"
 	"github.com/sluicehq/sluice/schemas"
 )
@@ -75,13 +76,28 @@ func registry(t testing.TB) *schemas.Registry {
 	return reg
 }
 
-func newTestCollector(t testing.TB, p Producer, mod func(*CollectorConfig)) *Collector {
+// testConfig is a gate's and an HTTP collector's settings together, so that
+// a test can change either.
+type testConfig struct {
+	GateConfig
+	http CollectorConfig
+}
+
+func newTestCollector(t testing.TB, p Producer, mod func(*testConfig)) *Collector {
 	t.Helper()
-	cfg := CollectorConfig{Registry: registry(t), Producer: p, Logger: quietLogger()}
+	cfg := testConfig{GateConfig: GateConfig{Registry: registry(t), Producer: p, Logger: quietLogger()}}
+	cfg.http.Logger = quietLogger()
 	if mod != nil {
 		mod(&cfg)
 	}
-	c, err := NewCollector(cfg)
+	reg := prometheus.NewRegistry()
+	cfg.GateConfig.Registerer = reg
+	g, err := NewGate(cfg.GateConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.http.Gate, cfg.http.Registerer = g, reg
+	c, err := NewCollector(cfg.http)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +154,7 @@ func TestCollectorEvents(t *testing.T) {
 		stream  string
 		headers map[string]string
 		body    string
-		mod     func(*CollectorConfig)
+		mod     func(*testConfig)
 		want    want
 	}{
 		{name: "one object", stream: "iot_telemetry", body: goodIoT,
@@ -229,48 +245,48 @@ func TestCollectorEvents(t *testing.T) {
 		{name: "unsupported encoding", stream: "iot_telemetry", headers: map[string]string{"Content-Encoding": "br"}, body: goodIoT,
 			want: want{status: 415, errorMsg: `unsupported Content-Encoding "br"`}},
 		{name: "body over the limit", stream: "iot_telemetry", body: "[" + goodIoT + "," + goodIoT2 + "]",
-			mod:  func(c *CollectorConfig) { c.MaxBodyBytes = 100 },
+			mod:  func(c *testConfig) { c.http.MaxBodyBytes = 100 },
 			want: want{status: 413, errorMsg: "body larger than 100 bytes"}},
 		{name: "body over the limit without length", stream: "iot_telemetry",
 			headers: map[string]string{"X-Test-Chunked": "1"}, body: "[" + goodIoT + "," + goodIoT2 + "]",
-			mod:  func(c *CollectorConfig) { c.MaxBodyBytes = 100 },
+			mod:  func(c *testConfig) { c.http.MaxBodyBytes = 100 },
 			want: want{status: 413, errorMsg: "body larger than 100 bytes"}},
 		{name: "body exactly at the limit", stream: "iot_telemetry", body: goodIoT,
-			mod:  func(c *CollectorConfig) { c.MaxBodyBytes = int64(len(goodIoT)) },
+			mod:  func(c *testConfig) { c.http.MaxBodyBytes = int64(len(goodIoT)) },
 			want: want{status: 202, accepted: 1, errors: []IndexError{}, produced: 1}},
 		{name: "too many events", stream: "iot_telemetry", body: "[" + goodIoT + "," + goodIoT + "," + goodIoT + "]",
-			mod:  func(c *CollectorConfig) { c.MaxEvents = 2 },
+			mod:  func(c *testConfig) { c.MaxEvents = 2 },
 			want: want{status: 413, errorMsg: "more than 2 events in one request"}},
 		{name: "error list is capped", stream: "iot_telemetry", body: `[1,2,3,4,5]`,
-			mod: func(c *CollectorConfig) { c.MaxReportedErrors = 2 },
+			mod: func(c *testConfig) { c.MaxReportedErrors = 2 },
 			want: want{status: 400, rejected: 5, omitted: 3, errors: []IndexError{
 				{0, "not a JSON object (got number)"}, {1, "not a JSON object (got number)"}}}},
 		{name: "oversized event", stream: "iot_telemetry", body: goodIoT,
-			mod:  func(c *CollectorConfig) { c.MaxEventBytes = 50 },
+			mod:  func(c *testConfig) { c.MaxEventBytes = 50 },
 			want: want{status: 400, rejected: 1, errors: []IndexError{{0, "event: 186 bytes encoded, over the 50-byte limit"}}}},
 		{name: "more events than admission capacity", stream: "iot_telemetry", body: "[" + goodIoT + "," + goodIoT2 + "]",
-			mod: func(c *CollectorConfig) {
+			mod: func(c *testConfig) {
 				c.Admission = backpressure.NewAdmission(backpressure.AdmissionConfig{Capacity: 1})
 			},
 			want: want{status: 413, errorMsg: "2 valid events in one request, but at most 1 can be in flight"}},
 		{name: "unknown stream", stream: "nope", body: goodIoT,
 			want: want{status: 404, errorMsg: `unknown stream "nope"`}},
 		{name: "token missing", stream: "iot_telemetry", body: goodIoT,
-			mod:  func(c *CollectorConfig) { c.Tokens = []string{"s3cret"} },
+			mod:  func(c *testConfig) { c.http.Tokens = []string{"s3cret"} },
 			want: want{status: 401, errorMsg: "missing or invalid bearer token"}},
 		{name: "token wrong", stream: "iot_telemetry", body: goodIoT,
 			headers: map[string]string{"Authorization": "Bearer s3cre"},
-			mod:     func(c *CollectorConfig) { c.Tokens = []string{"s3cret"} },
+			mod:     func(c *testConfig) { c.http.Tokens = []string{"s3cret"} },
 			want:    want{status: 401, errorMsg: "missing or invalid bearer token"}},
 		{name: "token for unknown stream still 401", stream: "nope", body: goodIoT,
-			mod:  func(c *CollectorConfig) { c.Tokens = []string{"s3cret"} },
+			mod:  func(c *testConfig) { c.http.Tokens = []string{"s3cret"} },
 			want: want{status: 401, errorMsg: "missing or invalid bearer token"}},
 		{name: "token right", stream: "iot_telemetry", body: goodIoT,
 			headers: map[string]string{"Authorization": "bearer other"},
-			mod:     func(c *CollectorConfig) { c.Tokens = []string{"s3cret", "other"} },
+			mod:     func(c *testConfig) { c.http.Tokens = []string{"s3cret", "other"} },
 			want:    want{status: 202, accepted: 1, errors: []IndexError{}, produced: 1}},
 		{name: "kafka fails", stream: "iot_telemetry", body: goodIoT,
-			mod:  func(c *CollectorConfig) { c.Producer = &fakeProducer{err: errors.New("broker gone")} },
+			mod:  func(c *testConfig) { c.Producer = &fakeProducer{err: errors.New("broker gone")} },
 			want: want{status: 503, errorMsg: "kafka did not acknowledge the events: nothing in this request was accepted"}},
 	}
 	for _, tt := range tests {
@@ -358,7 +374,7 @@ func checkBatchResponse(t *testing.T, body []byte, accepted, rejected, omitted i
 // received_at.
 func TestCollectorMessages(t *testing.T) {
 	fp := &fakeProducer{}
-	c := newTestCollector(t, fp, func(cfg *CollectorConfig) { cfg.TopicPrefix = "test." })
+	c := newTestCollector(t, fp, func(cfg *testConfig) { cfg.TopicPrefix = "test." })
 	body := `[{"event_id":"mine-1","device_id":"sensor-9","ts":1795514400123,"metrics":{"t":1.5}},` + goodIoT + "]"
 	before := time.Now().UTC().Truncate(time.Millisecond)
 	rec := httptest.NewRecorder()
@@ -397,7 +413,7 @@ func TestCollectorMessages(t *testing.T) {
 
 func TestCollectorAdmissionBusy(t *testing.T) {
 	fp := &fakeProducer{block: make(chan struct{})}
-	c := newTestCollector(t, fp, func(cfg *CollectorConfig) {
+	c := newTestCollector(t, fp, func(cfg *testConfig) {
 		cfg.Admission = backpressure.NewAdmission(backpressure.AdmissionConfig{
 			Capacity: 2, MaxWait: 20 * time.Millisecond, RetryAfter: 3 * time.Second})
 	})
@@ -433,7 +449,7 @@ func TestCollectorAdmissionBusy(t *testing.T) {
 // refused without reaching the producer.
 func TestCollectorBreakerOpens(t *testing.T) {
 	fp := &fakeProducer{err: errors.New("broker gone")}
-	c := newTestCollector(t, fp, func(cfg *CollectorConfig) {
+	c := newTestCollector(t, fp, func(cfg *testConfig) {
 		cfg.Breaker = backpressure.NewBreaker(backpressure.BreakerConfig{Failures: 3, OpenTimeout: time.Minute, Logger: quietLogger()})
 	})
 	for i := range 5 {
@@ -449,7 +465,7 @@ func TestCollectorBreakerOpens(t *testing.T) {
 	if n := fp.callCount(); n != 3 {
 		t.Errorf("producer called %d times, want 3", n)
 	}
-	if ra := c.breaker.RetryAfter(); ra < 50*time.Second {
+	if ra := c.gate.breaker.RetryAfter(); ra < 50*time.Second {
 		t.Errorf("RetryAfter = %s, want about a minute", ra)
 	}
 }
@@ -475,7 +491,7 @@ func TestCollectorProbes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := newTestCollector(t, &fakeProducer{}, func(cfg *CollectorConfig) { cfg.Ready = tt.ready })
+			c := newTestCollector(t, &fakeProducer{}, func(cfg *testConfig) { cfg.http.Ready = tt.ready })
 			method := tt.method
 			if method == "" {
 				method = http.MethodGet
@@ -498,12 +514,12 @@ func TestCollectorMetrics(t *testing.T) {
 	rec := httptest.NewRecorder()
 	c.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	for _, want := range []string{
-		`sluice_ingest_events_total{result="accepted",stream="iot_telemetry"} 1`,
-		`sluice_ingest_events_total{result="rejected",stream="iot_telemetry"} 2`,
+		`sluice_ingest_events_total{result="accepted",source="http",stream="iot_telemetry"} 1`,
+		`sluice_ingest_events_total{result="rejected",source="http",stream="iot_telemetry"} 2`,
 		`sluice_ingest_requests_total{code="202",stream="iot_telemetry"} 1`,
 		`sluice_ingest_requests_total{code="400",stream="iot_telemetry"} 1`,
 		`sluice_ingest_requests_total{code="404",stream=""} 1`,
-		`sluice_ingest_produce_duration_seconds_count{result="ok",stream="iot_telemetry"} 1`,
+		`sluice_ingest_produce_duration_seconds_count{result="ok",source="http",stream="iot_telemetry"} 1`,
 		`sluice_ingest_inflight_requests 0`,
 		`sluice_ingest_inflight_events 0`,
 	} {
@@ -515,18 +531,26 @@ func TestCollectorMetrics(t *testing.T) {
 
 func TestNewCollectorConfigErrors(t *testing.T) {
 	reg := registry(t)
+	gate, err := NewGate(GateConfig{Registry: reg, Producer: &fakeProducer{}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
-		cfg  CollectorConfig
+		new  func() error
 		want string
 	}{
-		{name: "no registry", cfg: CollectorConfig{Producer: &fakeProducer{}}, want: "no stream registry"},
-		{name: "no producer", cfg: CollectorConfig{Registry: reg}, want: "no producer"},
-		{name: "empty token", cfg: CollectorConfig{Registry: reg, Producer: &fakeProducer{}, Tokens: []string{"a", ""}}, want: "token 1 is empty"},
+		{name: "no registry", new: func() error { _, err := NewGate(GateConfig{Producer: &fakeProducer{}}); return err }, want: "no stream registry"},
+		{name: "no producer", new: func() error { _, err := NewGate(GateConfig{Registry: reg}); return err }, want: "no producer"},
+		{name: "no gate", new: func() error { _, err := NewCollector(CollectorConfig{}); return err }, want: "no gate"},
+		{name: "empty token", new: func() error {
+			_, err := NewCollector(CollectorConfig{Gate: gate, Tokens: []string{"a", ""}})
+			return err
+		}, want: "token 1 is empty"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := NewCollector(tt.cfg)
+			err := tt.new()
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("err = %v, want %q", err, tt.want)
 			}
@@ -590,7 +614,7 @@ func TestCollectorWhitespaceFlood(t *testing.T) {
 // request waiting for Kafka no longer holds a parsing slot.
 func TestCollectorParsingBound(t *testing.T) {
 	fp := &fakeProducer{block: make(chan struct{})}
-	c := newTestCollector(t, fp, func(cfg *CollectorConfig) { cfg.MaxParsing = 1 })
+	c := newTestCollector(t, fp, func(cfg *testConfig) { cfg.http.MaxParsing = 1 })
 	post := func(body io.Reader) *httptest.ResponseRecorder {
 		rec := httptest.NewRecorder()
 		c.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v1/streams/iot_telemetry/events", body))

@@ -267,7 +267,7 @@ func TestKafkaDown(t *testing.T) {
 	cluster := startKafka(t)
 	p := newTestKafkaProducer(t, cluster.ListenAddrs())
 	br := backpressure.NewBreaker(backpressure.BreakerConfig{Name: "kafka", Failures: 2, OpenTimeout: time.Minute, Logger: quietLogger()})
-	c := newTestCollector(t, p, func(cfg *CollectorConfig) {
+	c := newTestCollector(t, p, func(cfg *testConfig) {
 		cfg.Breaker = br
 		cfg.ProduceTimeout = 5 * time.Second
 	})

@@ -4,42 +4,39 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sluicehq/sluice/backpressure"
 )
 
-type metrics struct {
-	// events counts events by stream and result: accepted (acknowledged by
-	// Kafka), rejected (invalid), refused (valid, but shed or not acknowledged).
-	events *prometheus.CounterVec
-	// requests counts event posts by stream and HTTP status. The stream
-	// label is empty for names that are not known streams.
-	requests *prometheus.CounterVec
-	produce  *prometheus.HistogramVec
-	inflight prometheus.Gauge
+// gateMetrics are the gate's, labelled by source, so that every collector
+// gets the same figures: events by result, produce latency, retries.
+type gateMetrics struct {
+	// events counts events by source, stream and result: accepted
+	// (acknowledged by Kafka), rejected (invalid), refused (valid, but shed
+	// or not acknowledged), dead_lettered (written to the dead-letter topic).
+	events  *prometheus.CounterVec
+	produce *prometheus.HistogramVec
+	retries *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer, adm *backpressure.Admission, br *backpressure.Breaker) (*metrics, error) {
-	m := &metrics{
+func newGateMetrics(reg prometheus.Registerer, adm *backpressure.Admission, br *backpressure.Breaker) (*gateMetrics, error) {
+	m := &gateMetrics{
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "sluice", Subsystem: "ingest", Name: "events_total",
-			Help: "Events posted to the HTTP collector, by stream and result (accepted, rejected, refused).",
-		}, []string{"stream", "result"}),
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "sluice", Subsystem: "ingest", Name: "requests_total",
-			Help: "Event posts answered, by stream and HTTP status code.",
-		}, []string{"stream", "code"}),
+			Help: "Events received by the collectors, by source, stream and result (accepted, rejected, refused, dead_lettered).",
+		}, []string{"source", "stream", "result"}),
 		produce: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "sluice", Subsystem: "ingest", Name: "produce_duration_seconds",
-			Help:    "Time from handing a request's events to Kafka until all were acknowledged or it failed.",
+			Help:    "Time from handing a batch's events to Kafka until all were acknowledged or it failed: the acknowledgement latency a producer sees.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
-		}, []string{"stream", "result"}),
-		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: "sluice", Subsystem: "ingest", Name: "inflight_requests",
-			Help: "Event posts being handled.",
-		}),
+		}, []string{"source", "stream", "result"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "sluice", Subsystem: "ingest", Name: "commit_retries_total",
+			Help: "Commits refused (load or Kafka) and retried by sources that hold acknowledgements instead of shedding, by source.",
+		}, []string{"source"}),
 	}
 	collectors := []prometheus.Collector{
-		m.events, m.requests, m.produce, m.inflight,
+		m.events, m.produce, m.retries,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "sluice", Subsystem: "ingest", Name: "inflight_events",
 			Help: "Events admitted and waiting for Kafka's acknowledgement.",

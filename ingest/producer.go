@@ -19,6 +19,14 @@ type Message struct {
 	Value []byte
 	// Time is the record timestamp; Sluice uses the time it received the event.
 	Time time.Time
+	// Headers are record headers (dead letters carry their origin there).
+	Headers []Header
+}
+
+// Header is one Kafka record header.
+type Header struct {
+	Key   string
+	Value []byte
 }
 
 // Producer writes messages to Kafka. Produce returns nil only after Kafka
@@ -173,6 +181,9 @@ func (p *KafkaProducer) Produce(ctx context.Context, msgs []Message) error {
 	kmsgs := make([]kafka.Message, len(msgs))
 	for i, m := range msgs {
 		kmsgs[i] = kafka.Message{Topic: m.Topic, Key: m.Key, Value: m.Value, Time: m.Time}
+		for _, h := range m.Headers {
+			kmsgs[i].Headers = append(kmsgs[i].Headers, kafka.Header{Key: h.Key, Value: h.Value})
+		}
 	}
 	err := p.w.WriteMessages(ctx, kmsgs...)
 	if err == nil {

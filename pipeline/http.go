@@ -13,30 +13,39 @@ import (
 	"github.com/sluicehq/sluice/schemas"
 )
 
-// startIngest mounts the HTTP collector on mux. The returned func closes the
-// Kafka producer once the HTTP server has finished its requests.
-func startIngest(cfg Config, streams *schemas.Registry, reg *prometheus.Registry, mux *http.ServeMux) (func(context.Context) error, error) {
+// startIngest builds the gate and mounts the HTTP collector on mux. The
+// returned func closes the Kafka producer once every source has stopped.
+func startIngest(cfg Config, streams *schemas.Registry, reg *prometheus.Registry, mux *http.ServeMux) (*ingest.Gate, func(context.Context) error, error) {
 	producer, err := ingest.NewKafkaProducer(ingest.KafkaConfig{Brokers: cfg.KafkaBrokers, Logger: cfg.Logger})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	gate, err := ingest.NewGate(ingest.GateConfig{
+		Registry:    streams,
+		Producer:    producer,
+		TopicPrefix: cfg.TopicPrefix,
+		Admission:   backpressure.NewAdmission(backpressure.AdmissionConfig{Capacity: cfg.MaxInFlightEvents}),
+		Logger:      cfg.Logger,
+		Registerer:  reg,
+	})
+	if err != nil {
+		producer.Close()
+		return nil, nil, err
 	}
 	collector, err := ingest.NewCollector(ingest.CollectorConfig{
-		Registry:     streams,
-		Producer:     producer,
-		TopicPrefix:  cfg.TopicPrefix,
+		Gate:         gate,
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		Tokens:       cfg.Tokens,
-		Admission:    backpressure.NewAdmission(backpressure.AdmissionConfig{Capacity: cfg.MaxInFlightEvents}),
 		Logger:       cfg.Logger,
 		Registerer:   reg,
 		Gatherer:     reg,
 	})
 	if err != nil {
 		producer.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	mux.Handle("/", collector)
-	return func(context.Context) error { return producer.Close() }, nil
+	return gate, func(context.Context) error { return producer.Close() }, nil
 }
 
 // mountOps serves /healthz, /readyz and /metrics for a process without the

@@ -21,6 +21,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/backpressure"
+	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/kafkatopic"
 	"github.com/sluicehq/sluice/schemas"
 	"github.com/sluicehq/sluice/sinks/clickhouse"
@@ -76,6 +77,10 @@ type Config struct {
 
 	ClickHouse clickhouse.Options
 
+	// Sources are the collectors besides HTTP (MQTT, syslog, RELP), built
+	// on the process's gate when the role ingests.
+	Sources []SourceFactory
+
 	// Pprof serves Go's profiler at /debug/pprof/.
 	Pprof bool
 
@@ -122,6 +127,10 @@ func (c *Config) setDefaults() {
 		c.Logger = slog.Default()
 	}
 }
+
+// SourceFactory builds a collector on the process's gate, registering its
+// metrics with reg. The pipeline runs it and stops it on shutdown.
+type SourceFactory func(gate *ingest.Gate, reg prometheus.Registerer, log *slog.Logger) (ingest.Source, error)
 
 // Run runs the configured roles until ctx ends, then shuts down in order:
 // the collector stops taking requests and finishes those in flight (their
@@ -170,12 +179,32 @@ func Run(ctx context.Context, cfg Config) error {
 
 	mux := http.NewServeMux()
 	var ingestStop func(context.Context) error
+	// Sources other than HTTP run under their own context, ended at
+	// shutdown while the workers still run.
+	srcCtx, stopSources := context.WithCancel(ctx)
+	defer stopSources()
+	var srcWG sync.WaitGroup
 	if cfg.Role.ingests() {
-		stop, err := startIngest(cfg, streams, reg, mux)
+		gate, stop, err := startIngest(cfg, streams, reg, mux)
 		if err != nil {
 			return err
 		}
 		ingestStop = stop
+		for _, newSource := range cfg.Sources {
+			src, err := newSource(gate, reg, log)
+			if err != nil {
+				stopSources()
+				srcWG.Wait()
+				_ = stop(ctx)
+				return err
+			}
+			srcWG.Go(func() {
+				if err := src.Run(srcCtx); err != nil && srcCtx.Err() == nil {
+					fail(fmt.Errorf("%s: %w", src.Name(), err))
+					cancel()
+				}
+			})
+		}
 	} else {
 		// Schemas are loaded by now; readiness is Kafka answering.
 		dialer := &kafka.Dialer{Timeout: 2 * time.Second}
@@ -225,9 +254,11 @@ func Run(ctx context.Context, cfg Config) error {
 	log.Info("shutting down")
 	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancelShutdown()
+	stopSources()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		log.Warn("http shutdown", "err", err)
 	}
+	srcWG.Wait()
 	if ingestStop != nil {
 		if err := ingestStop(shutdownCtx); err != nil {
 			log.Warn("collector shutdown", "err", err)

@@ -8,18 +8,9 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/sluicehq/sluice/deadletter"
 	"github.com/sluicehq/sluice/eventkey"
 )
-
-// dlqRecord is the part of a dead letter (workers/deadletter.go) that tells
-// which event it stands for.
-type dlqRecord struct {
-	Stream    string          `json:"stream"`
-	Topic     string          `json:"topic"`
-	Partition int32           `json:"partition"`
-	Offset    int64           `json:"offset"`
-	Event     json.RawMessage `json:"event"`
-}
 
 // dlqOffset is where a dead-lettered message was in its stream's topic.
 type dlqOffset struct {
@@ -93,12 +84,14 @@ func (d *dlqIndex) catchUp(ctx context.Context) error {
 
 func (d *dlqIndex) add(value []byte) {
 	d.letters++
-	var rec dlqRecord
-	if err := json.Unmarshal(value, &rec); err != nil || rec.Stream == "" || rec.Topic == "" {
+	rec, err := deadletter.Decode(value)
+	if err != nil {
 		d.malformed++
 		return
 	}
-	if !d.streams[rec.Stream] {
+	if !rec.FromKafka() || !d.streams[rec.Stream] {
+		// A collector's letter stands for input that never reached a
+		// stream's topic: it excuses nothing there.
 		return
 	}
 	d.offsets[dlqOffset{rec.Topic, rec.Partition, rec.Offset}] = struct{}{}

@@ -2,25 +2,17 @@ package workers
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/sluicehq/sluice/deadletter"
 )
 
-// DeadLetter is an event that cannot be delivered, with where it came from
-// and why.
-type DeadLetter struct {
-	Stream    string
-	Topic     string
-	Partition int32
-	Offset    int64
-	Key       []byte
-	Value     []byte
-	Reason    string
-}
+// DeadLetter is an event that cannot be delivered, with where it came
+// from and why.
+type DeadLetter = deadletter.Letter
 
 // DeadLetterWriter stores dead letters durably.
 type DeadLetterWriter interface {
@@ -44,40 +36,16 @@ func NewKafkaDLQ(brokers []string, topic string) *KafkaDLQ {
 	}}
 }
 
-// dlqRecord is the JSON value of a dead letter: the reason and origin next to
-// the original event, so an operator can replay it after fixing the cause.
-type dlqRecord struct {
-	Stream    string          `json:"stream"`
-	Topic     string          `json:"topic"`
-	Partition int32           `json:"partition"`
-	Offset    int64           `json:"offset"`
-	Reason    string          `json:"reason"`
-	FailedAt  string          `json:"failed_at"`
-	Event     json.RawMessage `json:"event,omitempty"`
-	// RawEvent carries a value that is not valid JSON, as a string.
-	RawEvent string `json:"raw_event,omitempty"`
-}
-
 // WriteDeadLetters writes letters and returns once Kafka acknowledged all.
 func (q *KafkaDLQ) WriteDeadLetters(ctx context.Context, letters []DeadLetter) error {
 	msgs := make([]kafka.Message, len(letters))
-	now := time.Now().UTC().Format(time.RFC3339Nano)
+	now := time.Now()
 	for i, l := range letters {
-		rec := dlqRecord{Stream: l.Stream, Topic: l.Topic, Partition: l.Partition, Offset: l.Offset, Reason: l.Reason, FailedAt: now}
-		if json.Valid(l.Value) {
-			rec.Event = l.Value
-		} else {
-			rec.RawEvent = string(l.Value)
-		}
-		v, err := json.Marshal(rec)
+		v, hs, err := deadletter.Encode(l, now)
 		if err != nil {
-			return fmt.Errorf("dlq: encode: %w", err)
+			return err
 		}
-		msgs[i] = kafka.Message{Key: l.Key, Value: v, Headers: []kafka.Header{
-			{Key: "sluice-stream", Value: []byte(l.Stream)},
-			{Key: "sluice-partition", Value: []byte(strconv.Itoa(int(l.Partition)))},
-			{Key: "sluice-offset", Value: []byte(strconv.FormatInt(l.Offset, 10))},
-		}}
+		msgs[i] = kafka.Message{Key: l.Key, Value: v, Headers: kafkaHeaders(hs)}
 	}
 	if err := q.w.WriteMessages(ctx, msgs...); err != nil {
 		return fmt.Errorf("dlq: write %d letters: %w", len(letters), err)
@@ -87,3 +55,11 @@ func (q *KafkaDLQ) WriteDeadLetters(ctx context.Context, letters []DeadLetter) e
 
 // Close flushes and closes the writer.
 func (q *KafkaDLQ) Close() error { return q.w.Close() }
+
+func kafkaHeaders(hs []deadletter.Header) []kafka.Header {
+	out := make([]kafka.Header, len(hs))
+	for i, h := range hs {
+		out[i] = kafka.Header{Key: h.Key, Value: h.Value}
+	}
+	return out
+}

@@ -1,0 +1,426 @@
+package ingest
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/sluicehq/sluice/schemas"
+)
+
+// IndexError is one problem with one event of a batch. Index counts the
+// events of the input from 0: the elements of a JSON array, the top-level
+// values of a JSON body, or the non-blank lines of an NDJSON body.
+type IndexError struct {
+	Index int    `json:"index"`
+	Error string `json:"error"`
+}
+
+// Response is what became of a batch's events; it is also the body of the
+// HTTP collector's 202 and 400 answers.
+type Response struct {
+	Accepted int `json:"accepted"`
+	Rejected int `json:"rejected"`
+	// Errors lists problems, one per field, in input order; never null. It
+	// is capped (GateConfig.MaxReportedErrors) so that a large bad input
+	// does not produce a large answer.
+	Errors []IndexError `json:"errors"`
+	// ErrorsOmitted counts the problems left out of Errors by the cap.
+	ErrorsOmitted int `json:"errors_omitted,omitempty"`
+}
+
+// ErrTooManyEvents is returned while reading a batch with more events than
+// GateConfig.MaxEvents.
+var ErrTooManyEvents = errors.New("too many events in one batch")
+
+// Batch collects the events of one input (an HTTP body, an MQTT message,
+// syslog lines) for one stream. Each event is validated and encoded as soon
+// as it is added, so decoded maps, several times larger than their JSON, do
+// not pile up. A Batch is used by one goroutine; Commit sends it.
+type Batch struct {
+	g      *Gate
+	stream *schemas.Stream
+	topic  string
+	origin Origin
+	now    time.Time
+
+	next int // index of the next event
+	msgs []Message
+	dead []Message // dead letters, produced with msgs
+	resp Response
+}
+
+// Stream returns the name of the batch's stream.
+func (b *Batch) Stream() string { return b.stream.Name }
+
+// Report returns what became of the events so far, with Accepted set to
+// the events that Commit would produce.
+func (b *Batch) Report() Response {
+	r := b.resp
+	r.Accepted = len(b.msgs)
+	return r
+}
+
+// Len is the number of events in the batch, valid or not.
+func (b *Batch) Len() int { return b.next }
+
+// Pending is the number of messages Commit would produce: accepted events
+// and dead letters.
+func (b *Batch) Pending() int { return len(b.msgs) + len(b.dead) }
+
+// count claims the next index, failing once the batch has too many events.
+func (b *Batch) count() (int, error) {
+	if b.next >= b.g.maxEvents {
+		return 0, fmt.Errorf("%w: more than %d", ErrTooManyEvents, b.g.maxEvents)
+	}
+	i := b.next
+	b.next++
+	return i, nil
+}
+
+func (b *Batch) report(index int, problem string) {
+	if len(b.resp.Errors) < b.g.maxReportedErrors {
+		b.resp.Errors = append(b.resp.Errors, IndexError{Index: index, Error: problem})
+	} else {
+		b.resp.ErrorsOmitted++
+	}
+}
+
+// Reject counts the next event as rejected for problem, dead-lettering raw
+// when the origin asks for it. Sources call it for input they cannot even
+// decode into an event (a syslog line that does not parse, say).
+func (b *Batch) Reject(raw []byte, problem string) error {
+	i, err := b.count()
+	if err != nil {
+		return err
+	}
+	b.resp.Rejected++
+	b.report(i, problem)
+	if b.origin.DeadLetter {
+		b.deadLetter(raw, problem)
+	}
+	return nil
+}
+
+// Add validates, completes and encodes one decoded JSON value (what
+// encoding/json decodes into an any). An invalid event is reported, and
+// dead-lettered if the origin asks for it; the error is only for a batch
+// that is full.
+func (b *Batch) Add(v any) error { return b.AddWithID(v, "") }
+
+// AddWithID is Add with the event_id to give the event if it has none; an
+// empty id falls back to the origin's Identity or a random one.
+func (b *Batch) AddWithID(v any, id string) error {
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return b.Reject(marshalRaw(v), "not a JSON object (got "+schemas.JSONKind(v)+")")
+	}
+	i, err := b.count()
+	if err != nil {
+		return err
+	}
+	for k, fill := range b.origin.Fields {
+		if _, set := obj[k]; !set {
+			obj[k] = fill
+		}
+	}
+	ev, ferrs := b.stream.Validate(obj)
+	if len(ferrs) > 0 {
+		b.resp.Rejected++
+		problems := make([]string, len(ferrs))
+		for j, fe := range ferrs {
+			problems[j] = fe.Error()
+			b.report(i, problems[j])
+		}
+		if b.origin.DeadLetter {
+			b.deadLetter(marshalRaw(obj), strings.Join(problems, "; "))
+		}
+		return nil
+	}
+	if ev.ID == "" {
+		ev.ID = id
+	}
+	if ev.ID == "" && b.origin.Identity != nil {
+		ev.ID = DeriveID(b.origin.Identity, indexBytes(i))
+	}
+	if ev.ID == "" {
+		// v7: time-ordered, so IDs Sluice assigns sort by arrival.
+		u, err := uuid.NewV7()
+		if err != nil {
+			b.rejectValid(i, obj, "event_id: cannot assign one: "+err.Error())
+			return nil
+		}
+		ev.ID = u.String()
+	}
+	ev.ReceivedAt = b.now
+	val, err := b.stream.Encode(ev)
+	if err != nil {
+		b.rejectValid(i, obj, "event: "+err.Error())
+		return nil
+	}
+	if size := len(ev.Key) + len(val); size > b.g.maxEventBytes {
+		b.rejectValid(i, obj, fmt.Sprintf("event: %d bytes encoded, over the %d-byte limit", size, b.g.maxEventBytes))
+		return nil
+	}
+	b.msgs = append(b.msgs, Message{Topic: b.topic, Key: []byte(ev.Key), Value: val, Time: b.now})
+	return nil
+}
+
+// rejectValid rejects event i, already counted, for one problem.
+func (b *Batch) rejectValid(i int, obj map[string]any, problem string) {
+	b.resp.Rejected++
+	b.report(i, problem)
+	if b.origin.DeadLetter {
+		b.deadLetter(marshalRaw(obj), problem)
+	}
+}
+
+// malformed fails the whole input: after a syntax error the rest of a JSON
+// document cannot be read reliably, and accepting the part before it would
+// leave the producer guessing which events made it. The broken value counts
+// as one more rejected event, and nothing before it is accepted; the raw
+// input is dead-lettered whole when the origin asks for it.
+func (b *Batch) malformed(problem string) {
+	b.resp.Rejected += len(b.msgs) + 1
+	b.msgs = nil
+	b.dead = nil
+	b.report(b.next, problem)
+	b.next++
+	if b.origin.DeadLetter {
+		b.deadLetter(b.origin.Raw, problem)
+	}
+}
+
+// DeriveID returns the deterministic event_id of an event known by parts
+// (for MQTT the topic, the payload and the event's index in it; for syslog
+// the raw line): a name-based UUID (version 5), so that the same input
+// resent after a crash gets the same id and the workers count it once.
+func DeriveID(parts ...[]byte) string {
+	h := sha256.New()
+	var n [8]byte
+	for _, p := range parts {
+		// Length prefixes keep ("ab","c") apart from ("a","bc").
+		binary.BigEndian.PutUint64(n[:], uint64(len(p)))
+		h.Write(n[:])
+		h.Write(p)
+	}
+	return uuid.NewSHA1(idSpace, h.Sum(nil)).String()
+}
+
+// idSpace is the UUID namespace of derived event_ids.
+var idSpace = uuid.MustParse("5a1c3e6e-0d1b-4c8e-9a57-2f7c1d0b5e11")
+
+func indexBytes(i int) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(i))
+	return b[:]
+}
+
+// marshalRaw gives back JSON for a decoded value, to dead-letter it.
+func marshalRaw(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return []byte(fmt.Sprint(v))
+	}
+	return b
+}
+
+// ReadError marks an error from the reader a batch reads, as opposed to a
+// problem with the JSON in it: json.Decoder and bufio.Scanner pass reader
+// errors through unchanged, so tagging them is how the two are told apart.
+type ReadError struct {
+	What string
+	Err  error
+}
+
+func (e *ReadError) Error() string { return e.What + ": " + e.Err.Error() }
+func (e *ReadError) Unwrap() error { return e.Err }
+
+// ErrInputTooLarge is returned when the input, or one NDJSON line of it,
+// passes its size limit.
+var ErrInputTooLarge = errors.New("input too large")
+
+// isReadFailure reports whether err ends the input for a reason that is not
+// the JSON in it.
+func isReadFailure(err error) bool {
+	var re *ReadError
+	return errors.As(err, &re) || errors.Is(err, ErrInputTooLarge) || errors.Is(err, bufio.ErrTooLong)
+}
+
+// ReadJSON adds a single object, an array of objects, or a sequence of
+// top-level values from r. It returns an error only for what ends the
+// input as a whole: ErrTooManyEvents, or a failure of r (a *ReadError,
+// ErrInputTooLarge); JSON problems are reported per event.
+func (b *Batch) ReadJSON(r io.Reader) error {
+	br := bufio.NewReaderSize(r, 64<<10)
+	first, skipped, err := peekNonSpace(br)
+	if err == io.EOF {
+		b.report(0, "empty body: expected a JSON object, an array of objects, or NDJSON")
+		return nil
+	}
+	if err != nil {
+		return b.jsonFailure(err, skipped)
+	}
+	dec := json.NewDecoder(br)
+	if first != '[' {
+		return b.readValues(dec, skipped)
+	}
+	if _, err := dec.Token(); err != nil { // the '['
+		return b.jsonFailure(err, skipped)
+	}
+	for dec.More() {
+		if done, err := b.decodeOne(dec, skipped); done {
+			return err
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the ']', or why it is missing
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return b.jsonFailure(err, skipped)
+	}
+	if b.next == 0 {
+		b.report(0, "empty array: no events")
+		return nil
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		if err == nil {
+			err = errors.New("unexpected data after the top-level array")
+		}
+		return b.jsonFailure(err, skipped)
+	}
+	return nil
+}
+
+// readValues adds top-level values until the input ends.
+func (b *Batch) readValues(dec *json.Decoder, skipped int64) error {
+	for {
+		done, err := b.decodeOne(dec, skipped)
+		if done {
+			return err
+		}
+	}
+}
+
+// decodeOne decodes and adds one value. done reports whether to stop.
+func (b *Batch) decodeOne(dec *json.Decoder, skipped int64) (done bool, err error) {
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		if err == io.EOF {
+			return true, nil
+		}
+		// A type error (a number out of float64 range) leaves the decoder
+		// in step, so only that event is rejected; anything else ends.
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			if err := b.Reject(nil, typeErrorProblem(te)); err != nil {
+				return true, err
+			}
+			return false, nil
+		}
+		return true, b.jsonFailure(err, skipped)
+	}
+	if err := b.Add(v); err != nil {
+		return true, err
+	}
+	return false, nil
+}
+
+// jsonFailure ends reading: a read failure is returned, a JSON error makes
+// the input malformed.
+func (b *Batch) jsonFailure(err error, skipped int64) error {
+	if isReadFailure(err) {
+		return err
+	}
+	b.malformed(jsonProblem(err, skipped))
+	return nil
+}
+
+// ReadNDJSON adds one JSON object per line of r; lines longer than maxLine
+// bytes end the input with ErrInputTooLarge. Lines are independent, so a
+// malformed line rejects only itself. Blank lines are skipped and take no
+// index.
+func (b *Batch) ReadNDJSON(r io.Reader, maxLine int) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, min(64<<10, maxLine)), maxLine)
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		var v any
+		if err := json.Unmarshal(line, &v); err != nil {
+			var te *json.UnmarshalTypeError
+			problem := jsonProblem(err, 0)
+			if errors.As(err, &te) {
+				problem = typeErrorProblem(te)
+			}
+			if err := b.Reject(line, problem); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := b.Add(v); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return fmt.Errorf("%w: a line over %d bytes", ErrInputTooLarge, maxLine)
+		}
+		if isReadFailure(err) {
+			return err
+		}
+		return &ReadError{What: "reading body", Err: err}
+	}
+	if b.next == 0 {
+		b.report(0, "empty body: no NDJSON lines")
+	}
+	return nil
+}
+
+// peekNonSpace consumes leading JSON whitespace and returns the next byte
+// without consuming it, and how many bytes it skipped.
+func peekNonSpace(br *bufio.Reader) (byte, int64, error) {
+	var skipped int64
+	for {
+		c, err := br.ReadByte()
+		if err != nil {
+			return 0, skipped, err
+		}
+		switch c {
+		case ' ', '\t', '\r', '\n':
+			skipped++
+			continue
+		}
+		_ = br.UnreadByte()
+		return c, skipped, nil
+	}
+}
+
+func jsonProblem(err error, offsetBase int64) string {
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &se) && se.Error() != "unexpected end of JSON input":
+		return fmt.Sprintf("invalid JSON near byte %d: %s", offsetBase+se.Offset, se.Error())
+	case errors.As(err, &se), errors.Is(err, io.ErrUnexpectedEOF):
+		return "invalid JSON: unexpected end of input"
+	}
+	return "invalid JSON: " + strings.TrimPrefix(err.Error(), "json: ")
+}
+
+// typeErrorProblem describes the one type error decoding into an empty
+// interface can produce: a number too large for float64. The decoder does
+// not say which field held it.
+func typeErrorProblem(te *json.UnmarshalTypeError) string {
+	return fmt.Sprintf("invalid JSON: %s out of range", schemas.Truncate(te.Value, 40))
+}

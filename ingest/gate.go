@@ -1,0 +1,371 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/backpressure"
+	"github.com/sluicehq/sluice/deadletter"
+	"github.com/sluicehq/sluice/kafkatopic"
+	"github.com/sluicehq/sluice/schemas"
+)
+
+// Defaults for GateConfig.
+const (
+	DefaultMaxEvents         = 100_000
+	DefaultMaxReportedErrors = 20
+	DefaultMaxEventBytes     = 1_000_000
+	DefaultProduceTimeout    = 10 * time.Second
+)
+
+// GateConfig configures a Gate. Registry and Producer are required; zero
+// values of the rest take the defaults.
+type GateConfig struct {
+	// Registry holds the streams events may be sent to.
+	Registry *schemas.Registry
+	// Producer writes accepted events and dead letters to Kafka.
+	Producer Producer
+	// TopicPrefix prefixes stream names to make topic names, and names the
+	// dead-letter topic; empty means kafkatopic.DefaultPrefix.
+	TopicPrefix string
+	// MaxEvents bounds the events (valid or not) in one batch.
+	MaxEvents int
+	// MaxReportedErrors caps the per-event errors a batch lists.
+	MaxReportedErrors int
+	// MaxEventBytes bounds one encoded event (key plus value). Keep it at
+	// most the producer's batch size in bytes and the broker's
+	// message.max.bytes, so that one oversized event is rejected alone
+	// instead of failing its whole batch in Kafka.
+	MaxEventBytes int
+	// Admission bounds events in flight across all sources; nil means a
+	// default one.
+	Admission *backpressure.Admission
+	// Breaker guards Kafka; nil means a default one named "kafka".
+	Breaker *backpressure.Breaker
+	// ProduceTimeout bounds how long a commit waits for Kafka's ack.
+	ProduceTimeout time.Duration
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the gate's metrics; nil means none are exported.
+	Registerer prometheus.Registerer
+}
+
+// Gate is the one way from a collector to Kafka. Every source (HTTP, MQTT,
+// syslog, RELP) hands it decoded events in batches; the gate validates them
+// against their stream's schema, stamps event_id and received_at, encodes
+// them, admits them against the in-flight bound, produces them with
+// acks=all and returns once Kafka holds every one. A source knows nothing of
+// Kafka: it acknowledges its producer when Commit returns nil and pushes back
+// (429, withheld acks, paused reads) when Commit is refused.
+//
+// A Gate is safe for concurrent use; each Batch belongs to one goroutine.
+type Gate struct {
+	registry          *schemas.Registry
+	producer          Producer
+	topics            map[string]string // stream name -> topic
+	dlqTopic          string
+	maxEvents         int
+	maxReportedErrors int
+	maxEventBytes     int
+	admission         *backpressure.Admission
+	breaker           *backpressure.Breaker
+	produceTimeout    time.Duration
+	log               *slog.Logger
+	metrics           *gateMetrics
+}
+
+// NewGate builds a Gate and registers its metrics.
+func NewGate(cfg GateConfig) (*Gate, error) {
+	if cfg.Registry == nil {
+		return nil, errors.New("ingest: no stream registry")
+	}
+	if cfg.Producer == nil {
+		return nil, errors.New("ingest: no producer")
+	}
+	if cfg.TopicPrefix == "" {
+		cfg.TopicPrefix = kafkatopic.DefaultPrefix
+	}
+	if cfg.MaxEvents <= 0 {
+		cfg.MaxEvents = DefaultMaxEvents
+	}
+	if cfg.MaxReportedErrors <= 0 {
+		cfg.MaxReportedErrors = DefaultMaxReportedErrors
+	}
+	if cfg.MaxEventBytes <= 0 {
+		cfg.MaxEventBytes = DefaultMaxEventBytes
+	}
+	if cfg.ProduceTimeout <= 0 {
+		cfg.ProduceTimeout = DefaultProduceTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	log := cfg.Logger.With("component", "ingest-gate")
+	if cfg.Admission == nil {
+		cfg.Admission = backpressure.NewAdmission(backpressure.AdmissionConfig{})
+	}
+	if cfg.Breaker == nil {
+		cfg.Breaker = backpressure.NewBreaker(backpressure.BreakerConfig{Name: "kafka", Logger: log})
+	}
+	if cfg.Registerer == nil {
+		cfg.Registerer = prometheus.NewRegistry()
+	}
+	g := &Gate{
+		registry:          cfg.Registry,
+		producer:          cfg.Producer,
+		topics:            make(map[string]string),
+		dlqTopic:          kafkatopic.DLQ(cfg.TopicPrefix),
+		maxEvents:         cfg.MaxEvents,
+		maxReportedErrors: cfg.MaxReportedErrors,
+		maxEventBytes:     cfg.MaxEventBytes,
+		admission:         cfg.Admission,
+		breaker:           cfg.Breaker,
+		produceTimeout:    cfg.ProduceTimeout,
+		log:               log,
+	}
+	for _, name := range cfg.Registry.Names() {
+		g.topics[name] = kafkatopic.Name(cfg.TopicPrefix, name)
+	}
+	m, err := newGateMetrics(cfg.Registerer, g.admission, g.breaker)
+	if err != nil {
+		return nil, err
+	}
+	g.metrics = m
+	return g, nil
+}
+
+// Registry returns the streams the gate accepts.
+func (g *Gate) Registry() *schemas.Registry { return g.registry }
+
+// Topics returns the Kafka topics of all streams, for readiness checks.
+func (g *Gate) Topics() []string {
+	out := make([]string, 0, len(g.topics))
+	for _, name := range g.registry.Names() {
+		out = append(out, g.topics[name])
+	}
+	return out
+}
+
+// Producer returns the producer the gate writes with, for readiness checks
+// that need to reach Kafka (see Pinger).
+func (g *Gate) Producer() Producer { return g.producer }
+
+// Open reports whether the Kafka breaker is open, so that a source can
+// refuse work before reading it.
+func (g *Gate) Open() bool { return g.breaker.State() == backpressure.Open }
+
+// MaxEvents is the most events one batch may hold.
+func (g *Gate) MaxEvents() int { return g.maxEvents }
+
+// AdmissionCapacity is the most events that may wait for Kafka at once.
+func (g *Gate) AdmissionCapacity() int64 { return g.admission.Capacity() }
+
+// Origin describes where a batch comes from and how the gate treats what it
+// cannot accept.
+type Origin struct {
+	// Source names the collector: http, mqtt, syslog, relp. It labels the
+	// metrics and dead letters.
+	Source string
+	// Detail says where within the source: the MQTT topic, the syslog
+	// peer. It goes into dead letters.
+	Detail string
+	// Fields fill fields that an event does not set (MQTT topic
+	// placeholders such as devices/{device_id}/telemetry).
+	Fields map[string]string
+	// Identity, when set, derives the event_id of every event that has
+	// none from Identity and the event's index in the batch, so that a
+	// resend of the same input gets the same ids (see DeriveID). When nil,
+	// such events get a random, time-ordered UUIDv7.
+	Identity []byte
+	// DeadLetter sends what cannot be accepted to the dead-letter topic, in
+	// the same commit as the accepted events, with the reason and Detail.
+	// Sources whose producer cannot be told (MQTT, syslog) set it; HTTP
+	// answers the errors instead.
+	DeadLetter bool
+	// Raw is the payload as received, dead-lettered whole when it cannot be
+	// parsed at all.
+	Raw []byte
+}
+
+// ErrUnknownStream is returned by Begin for a stream no schema defines.
+var ErrUnknownStream = errors.New("unknown stream")
+
+// Begin starts a batch of events for stream, received now.
+func (g *Gate) Begin(stream string, o Origin) (*Batch, error) {
+	st := g.registry.Stream(stream)
+	if st == nil {
+		return nil, fmt.Errorf("%w %q", ErrUnknownStream, schemas.Truncate(stream, 64))
+	}
+	// Millisecond precision: what Encode writes and what the record's
+	// timestamp holds must be the same instant.
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	return &Batch{
+		g:      g,
+		stream: st,
+		topic:  g.topics[st.Name],
+		origin: o,
+		now:    now,
+		resp:   Response{Errors: []IndexError{}},
+	}, nil
+}
+
+// Refusal errors from Commit. Nothing of a refused batch counts as
+// acknowledged; sending it again with the same event_ids is safe.
+var (
+	// ErrOverloaded: as many events wait for Kafka as the gate allows.
+	// Shed (HTTP 429) or wait RetryAfter and try again.
+	ErrOverloaded = errors.New("too many events in flight")
+	// ErrUnavailable: Kafka did not acknowledge the events, or its breaker
+	// is open (HTTP 503).
+	ErrUnavailable = errors.New("kafka unavailable")
+	// ErrCircuitOpen is ErrUnavailable without trying: Kafka failed often
+	// enough lately that the breaker refuses at once.
+	ErrCircuitOpen = fmt.Errorf("%w (circuit open)", ErrUnavailable)
+	// ErrBatchTooLarge: the batch alone holds more events than the whole
+	// admission capacity; waiting cannot help (HTTP 413).
+	ErrBatchTooLarge = errors.New("more events in one batch than can be in flight")
+)
+
+// Refused is Commit's error when the gate did not take a batch: Err is one
+// of the refusal errors above or the context's error, RetryAfter is how
+// long the producer should wait.
+type Refused struct {
+	Err        error
+	RetryAfter time.Duration
+	// Cause is the underlying failure, for logs (never sent to producers).
+	Cause error
+}
+
+func (r *Refused) Error() string {
+	if r.Cause != nil {
+		return r.Err.Error() + ": " + r.Cause.Error()
+	}
+	return r.Err.Error()
+}
+
+func (r *Refused) Unwrap() error { return r.Err }
+
+// RetryAfter returns how long to wait before sending a refused batch again;
+// a second for errors that do not say.
+func RetryAfter(err error) time.Duration {
+	var r *Refused
+	if errors.As(err, &r) && r.RetryAfter > 0 {
+		return r.RetryAfter
+	}
+	return time.Second
+}
+
+// Commit produces the batch's accepted events and dead letters and returns
+// nil once Kafka has acknowledged all of them with acks=all. Any error
+// means nothing of the batch is acknowledged (some messages may still have
+// been written; the workers deduplicate by event_id). A batch with nothing
+// to produce commits at once.
+func (b *Batch) Commit(ctx context.Context) error {
+	g := b.g
+	src, stream := b.origin.Source, b.stream.Name
+	accepted, lettered := len(b.msgs), len(b.dead)
+	g.metrics.events.WithLabelValues(src, stream, "rejected").Add(float64(b.resp.Rejected))
+	if accepted+lettered == 0 {
+		return nil
+	}
+	refuse := func(err, cause error, after time.Duration) error {
+		g.metrics.events.WithLabelValues(src, stream, "refused").Add(float64(accepted))
+		return &Refused{Err: err, RetryAfter: after, Cause: cause}
+	}
+	if g.Open() {
+		return refuse(ErrCircuitOpen, nil, g.breaker.RetryAfter())
+	}
+	n := int64(accepted + lettered)
+	if err := g.admission.Acquire(ctx, n); err != nil {
+		switch {
+		case errors.Is(err, backpressure.ErrTooLarge):
+			return refuse(ErrBatchTooLarge, fmt.Errorf("%d events, capacity %d", n, g.admission.Capacity()), 0)
+		case errors.Is(err, backpressure.ErrBusy):
+			return refuse(ErrOverloaded, nil, g.admission.RetryAfter())
+		default:
+			return refuse(err, nil, 0)
+		}
+	}
+	defer g.admission.Release(n)
+
+	msgs := b.msgs
+	if lettered > 0 {
+		msgs = append(msgs[:len(msgs):len(msgs)], b.dead...)
+	}
+	ctx, cancel := context.WithTimeout(ctx, g.produceTimeout)
+	defer cancel()
+	start := time.Now()
+	err := g.breaker.Do(ctx, func(ctx context.Context) error { return g.producer.Produce(ctx, msgs) })
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	g.metrics.produce.WithLabelValues(src, stream, result).Observe(time.Since(start).Seconds())
+	if err != nil {
+		if ctx.Err() == nil && !errors.Is(err, backpressure.ErrOpen) {
+			g.log.Warn("produce failed", "source", src, "stream", stream, "events", n, "err", err)
+		}
+		if errors.Is(err, backpressure.ErrOpen) {
+			return refuse(ErrCircuitOpen, nil, g.breaker.RetryAfter())
+		}
+		return refuse(ErrUnavailable, err, g.breaker.RetryAfter())
+	}
+	g.metrics.events.WithLabelValues(src, stream, "accepted").Add(float64(accepted))
+	g.metrics.events.WithLabelValues(src, stream, "dead_lettered").Add(float64(lettered))
+	return nil
+}
+
+// CommitWait commits like Commit but, where Commit is refused for load or
+// an unavailable Kafka, waits and tries again until it succeeds or ctx
+// ends. It is how sources without a way to say "later" (MQTT, syslog, RELP)
+// push back: they hold the acknowledgement and stop reading meanwhile.
+func (b *Batch) CommitWait(ctx context.Context) error {
+	wait := 50 * time.Millisecond
+	for {
+		err := b.Commit(ctx)
+		if err == nil || ctx.Err() != nil || errors.Is(err, ErrBatchTooLarge) {
+			return err
+		}
+		b.g.metrics.retries.WithLabelValues(b.origin.Source).Inc()
+		d := min(RetryAfter(err), wait)
+		wait = min(2*wait, 2*time.Second)
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// deadLetter adds a dead letter for value to the batch.
+func (b *Batch) deadLetter(value []byte, reason string) {
+	l := deadletter.Letter{
+		Stream: b.stream.Name, Source: b.origin.Source, Origin: b.origin.Detail,
+		Value: value, Reason: reason,
+	}
+	v, hs, err := deadletter.Encode(l, b.now)
+	if err != nil {
+		b.g.log.Error("cannot encode a dead letter", "source", b.origin.Source, "err", err)
+		return
+	}
+	if len(v) > b.g.maxEventBytes {
+		// Keep the reason: the value is what makes a letter too large.
+		l.Value = []byte(schemas.Truncate(string(value), b.g.maxEventBytes/2))
+		l.Reason = reason + fmt.Sprintf(" (input truncated from %d bytes)", len(value))
+		if v, hs, err = deadletter.Encode(l, b.now); err != nil {
+			return
+		}
+	}
+	headers := make([]Header, len(hs))
+	for i, h := range hs {
+		headers[i] = Header{Key: h.Key, Value: h.Value}
+	}
+	b.dead = append(b.dead, Message{Topic: b.g.dlqTopic, Value: v, Time: b.now, Headers: headers})
+}
