@@ -13,7 +13,6 @@ import (
 	"github.com/sluicehq/sluice/schemas"
 )
 
-
 // requestError fails a whole request with an HTTP status.
 type requestError struct {
 	status int
@@ -142,4 +141,3 @@ func isNDJSON(contentType string) bool {
 	}
 	return false
 }
-
