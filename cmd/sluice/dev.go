@@ -75,7 +75,7 @@ same --data-dir carries on where it stopped, losing and duplicating nothing.`,
 	f.StringVar(&kafkaAddr, "kafka-addr", "127.0.0.1:9092", "address of the embedded Kafka-protocol broker")
 	f.StringVar(&natsAddr, "nats-addr", "127.0.0.1:4222", "address of the embedded NATS server")
 	f.BoolVar(&syncWrites, "kafka-sync-writes", false, "fsync every produced batch before acknowledging it. Off (Kafka's own default), an acknowledged event survives a crash or kill of sluice but not a power loss; on, it survives that too, at about a third of the throughput")
-	p.register(cmd)
+	p.register(cmd, true)
 	return cmd
 }
 
@@ -98,10 +98,16 @@ type pipelineFlags struct {
 	dedupeWindow   time.Duration
 	dedupeMaxIDs   int
 	pprof          bool
+	collectors     collectorFlags
+	dev            bool
 }
 
-func (p *pipelineFlags) register(cmd *cobra.Command) {
+// register adds the flags to cmd; dev says whether cmd is `sluice dev`,
+// whose collectors default to on.
+func (p *pipelineFlags) register(cmd *cobra.Command, dev bool) {
 	f := cmd.Flags()
+	p.dev = dev
+	p.collectors.register(f, dev)
 	f.StringVar(&p.httpAddr, "http-addr", "127.0.0.1:8080", "address of the HTTP collector, /metrics, /healthz and /readyz")
 	f.StringVar(&p.chAddr, "clickhouse-addr", "127.0.0.1:9000", "ClickHouse native-protocol address")
 	f.StringVar(&p.chDatabase, "clickhouse-database", "sluice", "ClickHouse database for the stream tables (created if missing)")
@@ -122,7 +128,12 @@ func (p *pipelineFlags) register(cmd *cobra.Command) {
 }
 
 func (p *pipelineFlags) config() (pipeline.Config, error) {
+	sources, err := p.collectors.sources(p.dev)
+	if err != nil {
+		return pipeline.Config{}, err
+	}
 	return pipeline.Config{
+		Sources:          sources,
 		HTTPAddr:         p.httpAddr,
 		Tokens:           p.tokens,
 		MaxBodyBytes:     p.maxBody,

@@ -83,7 +83,7 @@ partitions; collectors are stateless behind a load balancer.`,
 	f.StringVar(&topicPfx, "topic-prefix", "sluice.", "prefix of stream topics (<prefix><stream>), the DLQ (<prefix>dlq) and NATS subjects")
 	f.IntVar(&replicas, "replication-factor", 1, "replication factor of topics Sluice creates")
 	f.StringVar(&groupID, "group-id", "sluice-workers", "Kafka consumer group of the workers")
-	p.register(cmd)
+	p.register(cmd, false)
 	return cmd
 }
 
