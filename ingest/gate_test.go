@@ -1,0 +1,174 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/backpressure"
+	"github.com/sluicehq/sluice/deadletter"
+	"github.com/sluicehq/sluice/kafkatopic"
+)
+
+func newTestGate(t *testing.T, p Producer, mod func(*GateConfig)) *Gate {
+	t.Helper()
+	cfg := GateConfig{Registry: registry(t), Producer: p, Logger: quietLogger()}
+	if mod != nil {
+		mod(&cfg)
+	}
+	g, err := NewGate(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+func TestGateDeadLettersInTheSameCommit(t *testing.T) {
+	fp := &fakeProducer{}
+	g := newTestGate(t, fp, nil)
+	b, err := g.Begin("iot_telemetry", Origin{
+		Source: "mqtt", Detail: "devices/d-7/telemetry", DeadLetter: true,
+		Fields: map[string]string{"device_id": "d-7"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := `{"ts":"2026-11-24T10:00:00Z","metrics":{"t":1}} {"ts":"yesterday","metrics":{"t":1}}`
+	if err := b.ReadJSON(strings.NewReader(payload)); err != nil {
+		t.Fatal(err)
+	}
+	if r := b.Report(); r.Accepted != 1 || r.Rejected != 1 {
+		t.Fatalf("report %+v, want 1 accepted, 1 rejected", r)
+	}
+	if err := b.Commit(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	msgs := fp.produced()
+	if len(msgs) != 2 || fp.callCount() != 1 {
+		t.Fatalf("%d messages in %d produce calls, want the event and its dead letter in one", len(msgs), fp.callCount())
+	}
+	if string(msgs[0].Key) != "d-7" {
+		t.Errorf("key %q: the device id should come from the topic", msgs[0].Key)
+	}
+	if msgs[1].Topic != kafkatopic.DLQ(kafkatopic.DefaultPrefix) {
+		t.Fatalf("second message went to %s, want the dead-letter topic", msgs[1].Topic)
+	}
+	rec, err := deadletter.Decode(msgs[1].Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Source != "mqtt" || rec.Origin != "devices/d-7/telemetry" || !strings.Contains(rec.Reason, "ts:") || rec.FromKafka() {
+		t.Errorf("dead letter %+v: want source mqtt, the topic, the ts problem", rec)
+	}
+}
+
+func TestGateMalformedPayloadIsDeadLetteredWhole(t *testing.T) {
+	fp := &fakeProducer{}
+	g := newTestGate(t, fp, nil)
+	raw := []byte(`[{"device_id":"a","ts":1,"metrics":{"x":1}}, {"broken`)
+	b, _ := g.Begin("iot_telemetry", Origin{Source: "mqtt", DeadLetter: true, Raw: raw})
+	if err := b.ReadJSON(strings.NewReader(string(raw))); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	msgs := fp.produced()
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages, want only the dead letter of the whole payload", len(msgs))
+	}
+	rec, err := deadletter.Decode(msgs[0].Value)
+	if err != nil || rec.RawEvent != string(raw) {
+		t.Errorf("dead letter %+v (%v), want the raw payload", rec, err)
+	}
+}
+
+func TestGateDerivedIDsAreStable(t *testing.T) {
+	ids := func() []string {
+		fp := &fakeProducer{}
+		g := newTestGate(t, fp, nil)
+		b, _ := g.Begin("iot_telemetry", Origin{Source: "mqtt", Identity: []byte("topic+payload digest")})
+		_ = b.ReadJSON(strings.NewReader(`[{"device_id":"a","ts":1,"metrics":{"x":1}},{"device_id":"a","ts":1,"metrics":{"x":1}},{"event_id":"own","device_id":"a","ts":1,"metrics":{"x":1}}]`))
+		if err := b.Commit(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, m := range fp.produced() {
+			ev, err := g.registry.Stream("iot_telemetry").Decode(m.Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, ev.ID)
+		}
+		return out
+	}
+	first, again := ids(), ids()
+	if strings.Join(first, ",") != strings.Join(again, ",") {
+		t.Errorf("derived ids differ on a resend: %v then %v", first, again)
+	}
+	if first[0] == first[1] {
+		t.Errorf("two events at different indexes got one id %s", first[0])
+	}
+	if first[2] != "own" {
+		t.Errorf("an event's own event_id was replaced by %s", first[2])
+	}
+}
+
+func TestGateRefusals(t *testing.T) {
+	t.Run("overloaded", func(t *testing.T) {
+		block := make(chan struct{})
+		defer close(block)
+		fp := &fakeProducer{block: block}
+		g := newTestGate(t, fp, func(c *GateConfig) {
+			c.Admission = backpressure.NewAdmission(backpressure.AdmissionConfig{Capacity: 1, MaxWait: time.Millisecond, RetryAfter: 3 * time.Second})
+		})
+		first, _ := g.Begin("app_logs", Origin{Source: "test"})
+		_ = first.Add(map[string]any{"ts": "2026-11-24T10:00:00Z", "service": "a", "level": "info", "message": "m"})
+		go func() { _ = first.Commit(context.Background()) }()
+		for g.admission.InFlight() == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		second, _ := g.Begin("app_logs", Origin{Source: "test"})
+		_ = second.Add(map[string]any{"ts": "2026-11-24T10:00:00Z", "service": "a", "level": "info", "message": "m"})
+		err := second.Commit(context.Background())
+		if !errors.Is(err, ErrOverloaded) || RetryAfter(err) != 3*time.Second {
+			t.Fatalf("err %v, retry after %v: want ErrOverloaded after 3s", err, RetryAfter(err))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		if err := second.CommitWait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("CommitWait = %v, want it to wait until ctx ends", err)
+		}
+	})
+	t.Run("kafka down, then back", func(t *testing.T) {
+		fp := &fakeProducer{err: errors.New("broker gone")}
+		g := newTestGate(t, fp, nil)
+		b, _ := g.Begin("app_logs", Origin{Source: "test"})
+		_ = b.Add(map[string]any{"ts": "2026-11-24T10:00:00Z", "service": "a", "level": "info", "message": "m"})
+		if err := b.Commit(context.Background()); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("err %v, want ErrUnavailable", err)
+		}
+		go func() {
+			time.Sleep(200 * time.Millisecond)
+			fp.mu.Lock()
+			fp.err = nil
+			fp.mu.Unlock()
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := b.CommitWait(ctx); err != nil {
+			t.Fatalf("CommitWait = %v, want success once Kafka is back", err)
+		}
+		if len(fp.produced()) != 1 {
+			t.Errorf("%d messages produced, want 1", len(fp.produced()))
+		}
+	})
+	t.Run("unknown stream", func(t *testing.T) {
+		g := newTestGate(t, &fakeProducer{}, nil)
+		if _, err := g.Begin("nope", Origin{}); !errors.Is(err, ErrUnknownStream) {
+			t.Errorf("err %v, want ErrUnknownStream", err)
+		}
+	})
+}
