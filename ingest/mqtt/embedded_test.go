@@ -165,7 +165,9 @@ func TestEmbeddedPubackWaitsForKafka(t *testing.T) {
 	held, release := holdProduce(k)
 	t.Cleanup(release)
 	acked := make(chan error, 1)
-	go func() { acked <- publish(context.Background(), c, "devices/d1/telemetry", `{"ts":"2026-11-24T10:00:00Z","metrics":{"t":2}}`) }()
+	go func() {
+		acked <- publish(context.Background(), c, "devices/d1/telemetry", `{"ts":"2026-11-24T10:00:00Z","metrics":{"t":2}}`)
+	}()
 	select {
 	case <-held:
 	case err := <-acked:
@@ -206,7 +208,9 @@ func TestEmbeddedShutdownDoesNotAcknowledge(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	acked := make(chan error, 1)
-	go func() { acked <- publish(ctx, c, "devices/d2/telemetry", `{"ts":"2026-11-24T10:00:00Z","metrics":{"t":2}}`) }()
+	go func() {
+		acked <- publish(ctx, c, "devices/d2/telemetry", `{"ts":"2026-11-24T10:00:00Z","metrics":{"t":2}}`)
+	}()
 	<-held
 	stop()
 	select {
