@@ -1,38 +1,19 @@
-// Package ingest is Sluice's HTTP collector: it receives events, validates
-// them against their stream's schema, writes the valid ones to the stream's
-// Kafka topic keyed by the partition key, and answers only after Kafka has
-// acknowledged every one of them with acks=all.
+// Package ingest is the one gate between Sluice's collectors and Kafka.
 //
-// # Bodies
+// A collector (a source: HTTP in ingest/httpapi, MQTT in ingest/mqtt,
+// syslog in ingest/syslog, RELP in ingest/relp) receives input in its own
+// protocol and hands it to the Gate in batches:
 //
-// POST /v1/streams/{stream}/events takes, with Content-Encoding gzip or none:
+//	b, err := gate.Begin("iot_telemetry", ingest.Origin{Source: "mqtt", Detail: topic, DeadLetter: true})
+//	err = b.ReadJSON(payload)      // or b.Add(v), b.AddWithID(v, id), b.Reject(raw, why)
+//	err = b.Commit(ctx)            // HTTP: refuse with 429/503 on error
+//	err = b.CommitWait(ctx)        // MQTT, syslog, RELP: hold the ack and wait
 //
-//   - with Content-Type application/x-ndjson (or application/ndjson,
-//     application/jsonl): one JSON object per line. Blank lines are skipped
-//     and do not count; the index of an event is its position among the
-//     non-blank lines. A malformed line rejects only that line.
-//   - otherwise: one JSON object, a JSON array of objects, or several
-//     top-level objects one after the other. The index of an event is its
-//     position in the array, or among the top-level values. An element that
-//     is not an object is rejected with "not a JSON object". A syntax error
-//     makes the whole body malformed: nothing in it is accepted, and the
-//     answer is 400 with the error at the index of the broken value, because
-//     a JSON document cannot be read reliably past a syntax error.
-//
-// The body limit applies to the body as sent and again after decompression.
-//
-// # Answers
-//
-// 202 and 400 carry {"accepted":N,"rejected":M,"errors":[{"index":i,"error":"field: problem"}]},
-// one error per problem field, capped with "errors_omitted" counting the
-// rest. 202 means at least one event was accepted and acknowledged by Kafka;
-// 400 means none was valid. Other failures carry {"error":"..."}: 401, 404
-// (with "streams"), 405, 413 (body, events per request, or more events than
-// the admission capacity), 415 (Content-Encoding), and 429 or 503 with
-// Retry-After, after which nothing of the request counts as acknowledged.
-//
-// A request that fails after reaching Kafka may still have been partly
-// written. Retrying it with the same event_ids is safe because the workers
-// deduplicate by event_id; events posted without one get a new UUIDv7 on
-// every attempt, so only producers that set event_id get that guarantee.
+// The gate validates each event against its stream's schema, stamps
+// event_id (the producer's, a derived one, or a random UUIDv7) and
+// received_at, encodes it, admits the batch against the in-flight bound, and
+// produces it with acks=all, dead letters included. Commit returns nil only
+// when Kafka holds every message of the batch: that is when a source may
+// acknowledge its producer. A source knows nothing of Kafka, and the gate
+// knows nothing of protocols.
 package ingest

@@ -155,9 +155,15 @@ func (g *Gate) Topics() []string {
 // that need to reach Kafka (see Pinger).
 func (g *Gate) Producer() Producer { return g.producer }
 
-// Open reports whether the Kafka breaker is open, so that a source can
-// refuse work before reading it.
-func (g *Gate) Open() bool { return g.breaker.State() == backpressure.Open }
+// Available returns nil, or the *Refused (ErrCircuitOpen) that a Commit
+// would return now because Kafka failed often enough lately that the
+// breaker is open: a source can refuse work before reading it.
+func (g *Gate) Available() error {
+	if g.breaker.State() == backpressure.Open {
+		return &Refused{Err: ErrCircuitOpen, RetryAfter: g.breaker.RetryAfter()}
+	}
+	return nil
+}
 
 // MaxEvents is the most events one batch may hold.
 func (g *Gate) MaxEvents() int { return g.maxEvents }
@@ -277,7 +283,7 @@ func (b *Batch) Commit(ctx context.Context) error {
 		g.metrics.events.WithLabelValues(src, stream, "refused").Add(float64(accepted))
 		return &Refused{Err: err, RetryAfter: after, Cause: cause}
 	}
-	if g.Open() {
+	if g.Available() != nil {
 		return refuse(ErrCircuitOpen, nil, g.breaker.RetryAfter())
 	}
 	n := int64(accepted + lettered)

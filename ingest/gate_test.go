@@ -1,4 +1,4 @@
-package ingest
+package ingest_test
 
 import (
 	"context"
@@ -9,16 +9,18 @@ import (
 
 	"github.com/sluicehq/sluice/backpressure"
 	"github.com/sluicehq/sluice/deadletter"
+	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/kafkatopic"
 )
 
-func newTestGate(t *testing.T, p Producer, mod func(*GateConfig)) *Gate {
+func newTestGate(t *testing.T, p ingest.Producer, mod func(*ingest.GateConfig)) *ingest.Gate {
 	t.Helper()
-	cfg := GateConfig{Registry: registry(t), Producer: p, Logger: quietLogger()}
+	cfg := ingest.GateConfig{Registry: testkit.Registry(t), Producer: p, Logger: testkit.QuietLogger()}
 	if mod != nil {
 		mod(&cfg)
 	}
-	g, err := NewGate(cfg)
+	g, err := ingest.NewGate(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,9 +28,9 @@ func newTestGate(t *testing.T, p Producer, mod func(*GateConfig)) *Gate {
 }
 
 func TestGateDeadLettersInTheSameCommit(t *testing.T) {
-	fp := &fakeProducer{}
+	fp := &testkit.FakeProducer{}
 	g := newTestGate(t, fp, nil)
-	b, err := g.Begin("iot_telemetry", Origin{
+	b, err := g.Begin("iot_telemetry", ingest.Origin{
 		Source: "mqtt", Detail: "devices/d-7/telemetry", DeadLetter: true,
 		Fields: map[string]string{"device_id": "d-7"},
 	})
@@ -45,9 +47,9 @@ func TestGateDeadLettersInTheSameCommit(t *testing.T) {
 	if err := b.Commit(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	msgs := fp.produced()
-	if len(msgs) != 2 || fp.callCount() != 1 {
-		t.Fatalf("%d messages in %d produce calls, want the event and its dead letter in one", len(msgs), fp.callCount())
+	msgs := fp.Produced()
+	if len(msgs) != 2 || fp.Calls() != 1 {
+		t.Fatalf("%d messages in %d produce calls, want the event and its dead letter in one", len(msgs), fp.Calls())
 	}
 	if string(msgs[0].Key) != "d-7" {
 		t.Errorf("key %q: the device id should come from the topic", msgs[0].Key)
@@ -65,17 +67,17 @@ func TestGateDeadLettersInTheSameCommit(t *testing.T) {
 }
 
 func TestGateMalformedPayloadIsDeadLetteredWhole(t *testing.T) {
-	fp := &fakeProducer{}
+	fp := &testkit.FakeProducer{}
 	g := newTestGate(t, fp, nil)
 	raw := []byte(`[{"device_id":"a","ts":1,"metrics":{"x":1}}, {"broken`)
-	b, _ := g.Begin("iot_telemetry", Origin{Source: "mqtt", DeadLetter: true, Raw: raw})
+	b, _ := g.Begin("iot_telemetry", ingest.Origin{Source: "mqtt", DeadLetter: true, Raw: raw})
 	if err := b.ReadJSON(strings.NewReader(string(raw))); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Commit(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	msgs := fp.produced()
+	msgs := fp.Produced()
 	if len(msgs) != 1 {
 		t.Fatalf("%d messages, want only the dead letter of the whole payload", len(msgs))
 	}
@@ -87,16 +89,16 @@ func TestGateMalformedPayloadIsDeadLetteredWhole(t *testing.T) {
 
 func TestGateDerivedIDsAreStable(t *testing.T) {
 	ids := func() []string {
-		fp := &fakeProducer{}
+		fp := &testkit.FakeProducer{}
 		g := newTestGate(t, fp, nil)
-		b, _ := g.Begin("iot_telemetry", Origin{Source: "mqtt", Identity: []byte("topic+payload digest")})
+		b, _ := g.Begin("iot_telemetry", ingest.Origin{Source: "mqtt", Identity: []byte("topic+payload digest")})
 		_ = b.ReadJSON(strings.NewReader(`[{"device_id":"a","ts":1,"metrics":{"x":1}},{"device_id":"a","ts":1,"metrics":{"x":1}},{"event_id":"own","device_id":"a","ts":1,"metrics":{"x":1}}]`))
 		if err := b.Commit(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		var out []string
-		for _, m := range fp.produced() {
-			ev, err := g.registry.Stream("iot_telemetry").Decode(m.Value)
+		for _, m := range fp.Produced() {
+			ev, err := g.Registry().Stream("iot_telemetry").Decode(m.Value)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -120,21 +122,20 @@ func TestGateRefusals(t *testing.T) {
 	t.Run("overloaded", func(t *testing.T) {
 		block := make(chan struct{})
 		defer close(block)
-		fp := &fakeProducer{block: block}
-		g := newTestGate(t, fp, func(c *GateConfig) {
-			c.Admission = backpressure.NewAdmission(backpressure.AdmissionConfig{Capacity: 1, MaxWait: time.Millisecond, RetryAfter: 3 * time.Second})
-		})
-		first, _ := g.Begin("app_logs", Origin{Source: "test"})
+		fp := &testkit.FakeProducer{Block: block}
+		adm := backpressure.NewAdmission(backpressure.AdmissionConfig{Capacity: 1, MaxWait: time.Millisecond, RetryAfter: 3 * time.Second})
+		g := newTestGate(t, fp, func(c *ingest.GateConfig) { c.Admission = adm })
+		first, _ := g.Begin("app_logs", ingest.Origin{Source: "test"})
 		_ = first.Add(map[string]any{"ts": "2026-11-24T10:00:00Z", "service": "a", "level": "info", "message": "m"})
 		go func() { _ = first.Commit(context.Background()) }()
-		for g.admission.InFlight() == 0 {
+		for adm.InFlight() == 0 {
 			time.Sleep(time.Millisecond)
 		}
-		second, _ := g.Begin("app_logs", Origin{Source: "test"})
+		second, _ := g.Begin("app_logs", ingest.Origin{Source: "test"})
 		_ = second.Add(map[string]any{"ts": "2026-11-24T10:00:00Z", "service": "a", "level": "info", "message": "m"})
 		err := second.Commit(context.Background())
-		if !errors.Is(err, ErrOverloaded) || RetryAfter(err) != 3*time.Second {
-			t.Fatalf("err %v, retry after %v: want ErrOverloaded after 3s", err, RetryAfter(err))
+		if !errors.Is(err, ingest.ErrOverloaded) || ingest.RetryAfter(err) != 3*time.Second {
+			t.Fatalf("err %v, retry after %v: want ingest.ErrOverloaded after 3s", err, ingest.RetryAfter(err))
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancel()
@@ -143,32 +144,36 @@ func TestGateRefusals(t *testing.T) {
 		}
 	})
 	t.Run("kafka down, then back", func(t *testing.T) {
-		fp := &fakeProducer{err: errors.New("broker gone")}
+		fp := failing(errors.New("broker gone"))
 		g := newTestGate(t, fp, nil)
-		b, _ := g.Begin("app_logs", Origin{Source: "test"})
+		b, _ := g.Begin("app_logs", ingest.Origin{Source: "test"})
 		_ = b.Add(map[string]any{"ts": "2026-11-24T10:00:00Z", "service": "a", "level": "info", "message": "m"})
-		if err := b.Commit(context.Background()); !errors.Is(err, ErrUnavailable) {
-			t.Fatalf("err %v, want ErrUnavailable", err)
+		if err := b.Commit(context.Background()); !errors.Is(err, ingest.ErrUnavailable) {
+			t.Fatalf("err %v, want ingest.ErrUnavailable", err)
 		}
 		go func() {
 			time.Sleep(200 * time.Millisecond)
-			fp.mu.Lock()
-			fp.err = nil
-			fp.mu.Unlock()
+			fp.SetErr(nil)
 		}()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := b.CommitWait(ctx); err != nil {
 			t.Fatalf("CommitWait = %v, want success once Kafka is back", err)
 		}
-		if len(fp.produced()) != 1 {
-			t.Errorf("%d messages produced, want 1", len(fp.produced()))
+		if len(fp.Produced()) != 1 {
+			t.Errorf("%d messages produced, want 1", len(fp.Produced()))
 		}
 	})
 	t.Run("unknown stream", func(t *testing.T) {
-		g := newTestGate(t, &fakeProducer{}, nil)
-		if _, err := g.Begin("nope", Origin{}); !errors.Is(err, ErrUnknownStream) {
-			t.Errorf("err %v, want ErrUnknownStream", err)
+		g := newTestGate(t, &testkit.FakeProducer{}, nil)
+		if _, err := g.Begin("nope", ingest.Origin{}); !errors.Is(err, ingest.ErrUnknownStream) {
+			t.Errorf("err %v, want ingest.ErrUnknownStream", err)
 		}
 	})
+}
+
+func failing(err error) *testkit.FakeProducer {
+	p := &testkit.FakeProducer{}
+	p.SetErr(err)
+	return p
 }

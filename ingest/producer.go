@@ -236,6 +236,10 @@ func (p *KafkaProducer) Ping(ctx context.Context, topics ...string) error {
 	return nil
 }
 
+// Stats returns the writer's counters since the last call (kafka-go resets
+// them on every read): produce requests, messages, bytes, errors.
+func (p *KafkaProducer) Stats() kafka.WriterStats { return p.w.Stats() }
+
 // Close flushes pending batches, waits for them, and releases connections.
 // Produce must not be called after Close.
 func (p *KafkaProducer) Close() error {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sluicehq/sluice/backpressure"
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/ingest/httpapi"
 	"github.com/sluicehq/sluice/schemas"
 )
 
@@ -32,7 +33,7 @@ func startIngest(cfg Config, streams *schemas.Registry, reg *prometheus.Registry
 		producer.Close()
 		return nil, nil, err
 	}
-	collector, err := ingest.NewCollector(ingest.CollectorConfig{
+	collector, err := httpapi.NewCollector(httpapi.CollectorConfig{
 		Gate:         gate,
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		Tokens:       cfg.Tokens,

@@ -60,6 +60,21 @@ func StartKafka(t testing.TB) *Kafka {
 	return &Kafka{Cluster: c, Brokers: c.ListenAddrs()}
 }
 
+// NewKafkaProducer returns a producer to brokers, closed when t ends.
+func NewKafkaProducer(t testing.TB, brokers []string) *ingest.KafkaProducer {
+	t.Helper()
+	p, err := ingest.NewKafkaProducer(ingest.KafkaConfig{Brokers: brokers, Logger: QuietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := p.Close(); err != nil {
+			t.Errorf("close producer: %v", err)
+		}
+	})
+	return p
+}
+
 // GateOption changes the gate config NewGate builds.
 type GateOption func(*ingest.GateConfig)
 
@@ -67,11 +82,7 @@ type GateOption func(*ingest.GateConfig)
 // (nil: a private registry). The producer is closed when t ends.
 func NewGate(t testing.TB, k *Kafka, reg prometheus.Registerer, opts ...GateOption) *ingest.Gate {
 	t.Helper()
-	p, err := ingest.NewKafkaProducer(ingest.KafkaConfig{Brokers: k.Brokers, Logger: QuietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Close() })
+	p := NewKafkaProducer(t, k.Brokers)
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}

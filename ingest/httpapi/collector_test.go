@@ -1,4 +1,4 @@
-package ingest
+package httpapi
 
 import (
 	"bytes"
@@ -8,91 +8,43 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sluicehq/sluice/backpressure"
-	"github.com/sluicehq/sluice/schemas"
+	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/internal/testkit"
 )
 
-// fakeProducer records what it is given and fails when err is set.
-type fakeProducer struct {
-	mu    sync.Mutex
-	err   error
-	calls int
-	msgs  []Message
-	// block, when set, holds Produce until it is closed or ctx ends.
-	block chan struct{}
-}
-
-func (f *fakeProducer) Produce(ctx context.Context, msgs []Message) error {
-	f.mu.Lock()
-	f.calls++
-	block, err := f.block, f.err
-	f.mu.Unlock()
-	if block != nil {
-		select {
-		case <-block:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	if err != nil {
-		return err
-	}
-	f.mu.Lock()
-	f.msgs = append(f.msgs, msgs...)
-	f.mu.Unlock()
-	return nil
-}
-
-func (f *fakeProducer) produced() []Message {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]Message(nil), f.msgs...)
-}
-
-func (f *fakeProducer) callCount() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.calls
-}
-
-func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
-
-func registry(t testing.TB) *schemas.Registry {
-	t.Helper()
-	reg, err := schemas.Builtin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return reg
+// failingProducer fails every Produce with err.
+func failingProducer(err error) *testkit.FakeProducer {
+	p := &testkit.FakeProducer{}
+	p.SetErr(err)
+	return p
 }
 
 // testConfig is a gate's and an HTTP collector's settings together, so that
 // a test can change either.
 type testConfig struct {
-	GateConfig
+	ingest.GateConfig
 	http CollectorConfig
 }
 
-func newTestCollector(t testing.TB, p Producer, mod func(*testConfig)) *Collector {
+func newTestCollector(t testing.TB, p ingest.Producer, mod func(*testConfig)) *Collector {
 	t.Helper()
-	cfg := testConfig{GateConfig: GateConfig{Registry: registry(t), Producer: p, Logger: quietLogger()}}
-	cfg.http.Logger = quietLogger()
+	cfg := testConfig{GateConfig: ingest.GateConfig{Registry: testkit.Registry(t), Producer: p, Logger: testkit.QuietLogger()}}
+	cfg.http.Logger = testkit.QuietLogger()
 	if mod != nil {
 		mod(&cfg)
 	}
 	reg := prometheus.NewRegistry()
 	cfg.GateConfig.Registerer = reg
-	g, err := NewGate(cfg.GateConfig)
+	g, err := ingest.NewGate(cfg.GateConfig)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +96,7 @@ func TestCollectorEvents(t *testing.T) {
 		status   int
 		accepted int
 		rejected int
-		errors   []IndexError // exact list, when not nil
+		errors   []indexError // exact list, when not nil
 		omitted  int
 		errorMsg string // substring of ErrorResponse.Error for non-batch answers
 		produced int
@@ -158,82 +110,82 @@ func TestCollectorEvents(t *testing.T) {
 		want    want
 	}{
 		{name: "one object", stream: "iot_telemetry", body: goodIoT,
-			want: want{status: 202, accepted: 1, errors: []IndexError{}, produced: 1}},
+			want: want{status: 202, accepted: 1, errors: []indexError{}, produced: 1}},
 		{name: "array of objects", stream: "iot_telemetry", body: "[" + goodIoT + "," + goodIoT2 + "]",
-			want: want{status: 202, accepted: 2, errors: []IndexError{}, produced: 2}},
+			want: want{status: 202, accepted: 2, errors: []indexError{}, produced: 2}},
 		{name: "app_logs object", stream: "app_logs", body: goodLog,
-			want: want{status: 202, accepted: 1, errors: []IndexError{}, produced: 1}},
+			want: want{status: 202, accepted: 1, errors: []indexError{}, produced: 1}},
 		{name: "concatenated objects", stream: "iot_telemetry", body: goodIoT + "\n" + goodIoT2 + "\n",
-			want: want{status: 202, accepted: 2, errors: []IndexError{}, produced: 2}},
+			want: want{status: 202, accepted: 2, errors: []indexError{}, produced: 2}},
 		{name: "mixed array reports the bad one by index", stream: "iot_telemetry",
 			body: "[" + goodIoT + `,{"ts":"2026-11-24T10:00:00Z","metrics":{"t":1}},` + goodIoT2 + "]",
 			want: want{status: 202, accepted: 2, rejected: 1,
-				errors: []IndexError{{1, "device_id: required"}}, produced: 2}},
+				errors: []indexError{{1, "device_id: required"}}, produced: 2}},
 		{name: "missing required field", stream: "iot_telemetry", body: `{"ts":"2026-11-24T10:00:00Z","metrics":{"t":1}}`,
-			want: want{status: 400, rejected: 1, errors: []IndexError{{0, "device_id: required"}}}},
+			want: want{status: 400, rejected: 1, errors: []indexError{{0, "device_id: required"}}}},
 		{name: "wrong type", stream: "iot_telemetry", body: `{"device_id":42,"ts":"2026-11-24T10:00:00Z","metrics":{"t":1}}`,
-			want: want{status: 400, rejected: 1, errors: []IndexError{{0, "device_id: must be a string, got number"}}}},
+			want: want{status: 400, rejected: 1, errors: []indexError{{0, "device_id: must be a string, got number"}}}},
 		{name: "bad ts", stream: "iot_telemetry", body: `{"device_id":"d","ts":"yesterday","metrics":{"t":1}}`,
-			want: want{status: 400, rejected: 1, errors: []IndexError{{0, "ts: not RFC 3339 or epoch ms"}}}},
+			want: want{status: 400, rejected: 1, errors: []indexError{{0, "ts: not RFC 3339 or epoch ms"}}}},
 		{name: "several problems in one event", stream: "iot_telemetry", body: `{"ts":"yesterday","metrics":{}}`,
-			want: want{status: 400, rejected: 1, errors: []IndexError{
+			want: want{status: 400, rejected: 1, errors: []indexError{
 				{0, "device_id: required"}, {0, "ts: not RFC 3339 or epoch ms"}, {0, "metrics: must have at least one entry"}}}},
 		{name: "bad log level", stream: "app_logs",
 			body: `{"ts":"2026-11-24T10:00:00Z","service":"s","level":"verbose","message":"m"}`,
-			want: want{status: 400, rejected: 1, errors: []IndexError{
+			want: want{status: 400, rejected: 1, errors: []indexError{
 				{0, `level: "verbose" is not one of trace, debug, info, warn, error, fatal`}}}},
 		{name: "received_at from a producer", stream: "iot_telemetry",
 			body: `{"device_id":"d","ts":"2026-11-24T10:00:00Z","metrics":{"t":1},"received_at":"2026-11-24T10:00:00Z"}`,
-			want: want{status: 400, rejected: 1, errors: []IndexError{{0, "received_at: set by Sluice, not by producers"}}}},
+			want: want{status: 400, rejected: 1, errors: []indexError{{0, "received_at: set by Sluice, not by producers"}}}},
 		{name: "number out of range", stream: "iot_telemetry",
 			body: "[" + goodIoT + `,{"device_id":"d","ts":"2026-11-24T10:00:00Z","metrics":{"t":1e400}}]`,
-			want: want{status: 202, accepted: 1, rejected: 1, errors: []IndexError{{1, "invalid JSON: number 1e400 out of range"}}, produced: 1}},
+			want: want{status: 202, accepted: 1, rejected: 1, errors: []indexError{{1, "invalid JSON: number 1e400 out of range"}}, produced: 1}},
 		{name: "malformed JSON object", stream: "iot_telemetry", body: `{"device_id" "x"}`,
-			want: want{status: 400, rejected: 1, errors: []IndexError{
+			want: want{status: 400, rejected: 1, errors: []indexError{
 				{0, `invalid JSON near byte 14: invalid character '"' after object key`}}}},
 		{name: "truncated JSON", stream: "iot_telemetry", body: `{"device_id":`,
-			want: want{status: 400, rejected: 1, errors: []IndexError{{0, "invalid JSON: unexpected end of input"}}}},
+			want: want{status: 400, rejected: 1, errors: []indexError{{0, "invalid JSON: unexpected end of input"}}}},
 		{name: "malformed array rejects the whole body", stream: "iot_telemetry",
 			body: "[" + goodIoT + "," + goodIoT2 + " {",
-			want: want{status: 400, rejected: 3, errors: []IndexError{
+			want: want{status: 400, rejected: 3, errors: []indexError{
 				{2, fmt.Sprintf("invalid JSON near byte %d: expected comma after array element", len(goodIoT+goodIoT2)+3)}}}},
 		{name: "unterminated array", stream: "iot_telemetry", body: "[" + goodIoT,
-			want: want{status: 400, rejected: 2, errors: []IndexError{{1, "invalid JSON: unexpected end of input"}}}},
+			want: want{status: 400, rejected: 2, errors: []indexError{{1, "invalid JSON: unexpected end of input"}}}},
 		{name: "data after the array", stream: "iot_telemetry", body: "[" + goodIoT + "] x",
-			want: want{status: 400, rejected: 2, errors: []IndexError{
+			want: want{status: 400, rejected: 2, errors: []indexError{
 				{1, "invalid JSON near byte 88: invalid character 'x' looking for beginning of value"}}}},
 		{name: "array with a non-object", stream: "iot_telemetry", body: "[" + goodIoT + `, 7, "s", null, []]`,
-			want: want{status: 202, accepted: 1, rejected: 4, errors: []IndexError{
+			want: want{status: 202, accepted: 1, rejected: 4, errors: []indexError{
 				{1, "not a JSON object (got number)"}, {2, "not a JSON object (got string)"},
 				{3, "not a JSON object (got null)"}, {4, "not a JSON object (got array)"}}, produced: 1}},
 		{name: "top-level scalar", stream: "iot_telemetry", body: `42`,
-			want: want{status: 400, rejected: 1, errors: []IndexError{{0, "not a JSON object (got number)"}}}},
+			want: want{status: 400, rejected: 1, errors: []indexError{{0, "not a JSON object (got number)"}}}},
 		{name: "empty body", stream: "iot_telemetry", body: "",
-			want: want{status: 400, errors: []IndexError{{0, "empty body: expected a JSON object, an array of objects, or NDJSON"}}}},
+			want: want{status: 400, errors: []indexError{{0, "empty body: expected a JSON object, an array of objects, or NDJSON"}}}},
 		{name: "empty array", stream: "iot_telemetry", body: " [ ] ",
-			want: want{status: 400, errors: []IndexError{{0, "empty array: no events"}}}},
+			want: want{status: 400, errors: []indexError{{0, "empty array: no events"}}}},
 		{name: "NDJSON mixed good and bad lines", stream: "iot_telemetry",
 			headers: map[string]string{"Content-Type": "application/x-ndjson"},
 			body:    goodIoT + "\n\n" + `{"device_id":"d","ts":"x","metrics":{"t":1}}` + "\r\n   \n" + `{"device_id":` + "\n" + `[1]` + "\n" + goodIoT2,
-			want: want{status: 202, accepted: 2, rejected: 3, errors: []IndexError{
+			want: want{status: 202, accepted: 2, rejected: 3, errors: []indexError{
 				{1, "ts: not RFC 3339 or epoch ms"},
 				{2, "invalid JSON: unexpected end of input"},
 				{3, "not a JSON object (got array)"}}, produced: 2}},
 		{name: "NDJSON with charset and syntax error", stream: "iot_telemetry",
 			headers: map[string]string{"Content-Type": "application/x-ndjson; charset=utf-8"},
 			body:    `{"device_id" 1}` + "\n" + goodIoT,
-			want: want{status: 202, accepted: 1, rejected: 1, errors: []IndexError{
+			want: want{status: 202, accepted: 1, rejected: 1, errors: []indexError{
 				{0, "invalid JSON near byte 14: invalid character '1' after object key"}}, produced: 1}},
 		{name: "NDJSON all blank", stream: "iot_telemetry",
 			headers: map[string]string{"Content-Type": "application/x-ndjson"}, body: "\n\n  \n",
-			want: want{status: 400, errors: []IndexError{{0, "empty body: no NDJSON lines"}}}},
+			want: want{status: 400, errors: []indexError{{0, "empty body: no NDJSON lines"}}}},
 		{name: "gzip body", stream: "iot_telemetry", headers: map[string]string{"Content-Encoding": "gzip"},
 			body: gz(t, "["+goodIoT+","+goodIoT2+"]"),
-			want: want{status: 202, accepted: 2, errors: []IndexError{}, produced: 2}},
+			want: want{status: 202, accepted: 2, errors: []indexError{}, produced: 2}},
 		{name: "gzip NDJSON", stream: "iot_telemetry",
 			headers: map[string]string{"Content-Encoding": "gzip", "Content-Type": "application/x-ndjson"},
 			body:    gz(t, goodIoT+"\n"+goodIoT2+"\n"),
-			want:    want{status: 202, accepted: 2, errors: []IndexError{}, produced: 2}},
+			want:    want{status: 202, accepted: 2, errors: []indexError{}, produced: 2}},
 		{name: "not gzip", stream: "iot_telemetry", headers: map[string]string{"Content-Encoding": "gzip"}, body: goodIoT,
 			want: want{status: 400, errorMsg: "invalid gzip body: gzip: invalid header"}},
 		{name: "truncated gzip", stream: "iot_telemetry", headers: map[string]string{"Content-Encoding": "gzip"},
@@ -253,17 +205,17 @@ func TestCollectorEvents(t *testing.T) {
 			want: want{status: 413, errorMsg: "body larger than 100 bytes"}},
 		{name: "body exactly at the limit", stream: "iot_telemetry", body: goodIoT,
 			mod:  func(c *testConfig) { c.http.MaxBodyBytes = int64(len(goodIoT)) },
-			want: want{status: 202, accepted: 1, errors: []IndexError{}, produced: 1}},
+			want: want{status: 202, accepted: 1, errors: []indexError{}, produced: 1}},
 		{name: "too many events", stream: "iot_telemetry", body: "[" + goodIoT + "," + goodIoT + "," + goodIoT + "]",
 			mod:  func(c *testConfig) { c.MaxEvents = 2 },
 			want: want{status: 413, errorMsg: "more than 2 events in one request"}},
 		{name: "error list is capped", stream: "iot_telemetry", body: `[1,2,3,4,5]`,
 			mod: func(c *testConfig) { c.MaxReportedErrors = 2 },
-			want: want{status: 400, rejected: 5, omitted: 3, errors: []IndexError{
+			want: want{status: 400, rejected: 5, omitted: 3, errors: []indexError{
 				{0, "not a JSON object (got number)"}, {1, "not a JSON object (got number)"}}}},
 		{name: "oversized event", stream: "iot_telemetry", body: goodIoT,
 			mod:  func(c *testConfig) { c.MaxEventBytes = 50 },
-			want: want{status: 400, rejected: 1, errors: []IndexError{{0, "event: 186 bytes encoded, over the 50-byte limit"}}}},
+			want: want{status: 400, rejected: 1, errors: []indexError{{0, "event: 186 bytes encoded, over the 50-byte limit"}}}},
 		{name: "more events than admission capacity", stream: "iot_telemetry", body: "[" + goodIoT + "," + goodIoT2 + "]",
 			mod: func(c *testConfig) {
 				c.Admission = backpressure.NewAdmission(backpressure.AdmissionConfig{Capacity: 1})
@@ -284,14 +236,14 @@ func TestCollectorEvents(t *testing.T) {
 		{name: "token right", stream: "iot_telemetry", body: goodIoT,
 			headers: map[string]string{"Authorization": "bearer other"},
 			mod:     func(c *testConfig) { c.http.Tokens = []string{"s3cret", "other"} },
-			want:    want{status: 202, accepted: 1, errors: []IndexError{}, produced: 1}},
+			want:    want{status: 202, accepted: 1, errors: []indexError{}, produced: 1}},
 		{name: "kafka fails", stream: "iot_telemetry", body: goodIoT,
-			mod:  func(c *testConfig) { c.Producer = &fakeProducer{err: errors.New("broker gone")} },
+			mod:  func(c *testConfig) { c.Producer = failingProducer(errors.New("broker gone")) },
 			want: want{status: 503, errorMsg: "kafka did not acknowledge the events: nothing in this request was accepted"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fp := &fakeProducer{}
+			fp := &testkit.FakeProducer{}
 			c := newTestCollector(t, fp, tt.mod)
 			var body io.Reader = strings.NewReader(tt.body)
 			if tt.headers["X-Test-Chunked"] != "" {
@@ -324,7 +276,7 @@ func TestCollectorEvents(t *testing.T) {
 					t.Errorf("error = %q, want it to contain %q", er.Error, tt.want.errorMsg)
 				}
 			}
-			if got := len(fp.produced()); got != tt.want.produced {
+			if got := len(fp.Produced()); got != tt.want.produced {
 				t.Errorf("produced %d messages, want %d", got, tt.want.produced)
 			}
 			switch tt.want.status {
@@ -347,7 +299,13 @@ func TestCollectorEvents(t *testing.T) {
 	}
 }
 
-func checkBatchResponse(t *testing.T, body []byte, accepted, rejected, omitted int, wantErrs []IndexError) {
+// indexError is ingest.IndexError in the tables, written {index, "error"}.
+type indexError struct {
+	Index int
+	Error string
+}
+
+func checkBatchResponse(t *testing.T, body []byte, accepted, rejected, omitted int, wantErrs []indexError) {
 	t.Helper()
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(body, &raw); err != nil {
@@ -356,7 +314,7 @@ func checkBatchResponse(t *testing.T, body []byte, accepted, rejected, omitted i
 	if string(raw["errors"]) == "null" || raw["errors"] == nil {
 		t.Errorf("errors is %s, want an array", raw["errors"])
 	}
-	var resp Response
+	var resp ingest.Response
 	if err := json.Unmarshal(body, &resp); err != nil {
 		t.Fatal(err)
 	}
@@ -373,7 +331,7 @@ func checkBatchResponse(t *testing.T, body []byte, accepted, rejected, omitted i
 // partition key, the producer's event_id or an assigned UUIDv7, and
 // received_at.
 func TestCollectorMessages(t *testing.T) {
-	fp := &fakeProducer{}
+	fp := &testkit.FakeProducer{}
 	c := newTestCollector(t, fp, func(cfg *testConfig) { cfg.TopicPrefix = "test." })
 	body := `[{"event_id":"mine-1","device_id":"sensor-9","ts":1795514400123,"metrics":{"t":1.5}},` + goodIoT + "]"
 	before := time.Now().UTC().Truncate(time.Millisecond)
@@ -382,11 +340,11 @@ func TestCollectorMessages(t *testing.T) {
 	if rec.Code != 202 {
 		t.Fatalf("status %d: %s", rec.Code, rec.Body)
 	}
-	msgs := fp.produced()
+	msgs := fp.Produced()
 	if len(msgs) != 2 {
 		t.Fatalf("%d messages", len(msgs))
 	}
-	st := registry(t).Stream("iot_telemetry")
+	st := testkit.Registry(t).Stream("iot_telemetry")
 	for i, want := range []struct{ key, id string }{{"sensor-9", "mine-1"}, {"sensor-1", ""}} {
 		m := msgs[i]
 		if m.Topic != "test.iot_telemetry" || string(m.Key) != want.key {
@@ -412,7 +370,7 @@ func TestCollectorMessages(t *testing.T) {
 }
 
 func TestCollectorAdmissionBusy(t *testing.T) {
-	fp := &fakeProducer{block: make(chan struct{})}
+	fp := &testkit.FakeProducer{Block: make(chan struct{})}
 	c := newTestCollector(t, fp, func(cfg *testConfig) {
 		cfg.Admission = backpressure.NewAdmission(backpressure.AdmissionConfig{
 			Capacity: 2, MaxWait: 20 * time.Millisecond, RetryAfter: 3 * time.Second})
@@ -426,7 +384,7 @@ func TestCollectorAdmissionBusy(t *testing.T) {
 	first := make(chan *httptest.ResponseRecorder)
 	go func() { first <- post() }()
 	deadline := time.Now().Add(5 * time.Second)
-	for fp.callCount() == 0 {
+	for fp.Calls() == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("first request never reached the producer")
 		}
@@ -436,7 +394,7 @@ func TestCollectorAdmissionBusy(t *testing.T) {
 	if rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") != "3" {
 		t.Errorf("second request: %d Retry-After %q, want 429 and 3; %s", rec.Code, rec.Header().Get("Retry-After"), rec.Body)
 	}
-	close(fp.block)
+	close(fp.Block)
 	if rec := <-first; rec.Code != http.StatusAccepted {
 		t.Errorf("first request: %d %s", rec.Code, rec.Body)
 	}
@@ -448,10 +406,9 @@ func TestCollectorAdmissionBusy(t *testing.T) {
 // When Kafka keeps failing the breaker opens, and from then on requests are
 // refused without reaching the producer.
 func TestCollectorBreakerOpens(t *testing.T) {
-	fp := &fakeProducer{err: errors.New("broker gone")}
-	c := newTestCollector(t, fp, func(cfg *testConfig) {
-		cfg.Breaker = backpressure.NewBreaker(backpressure.BreakerConfig{Failures: 3, OpenTimeout: time.Minute, Logger: quietLogger()})
-	})
+	fp := failingProducer(errors.New("broker gone"))
+	br := backpressure.NewBreaker(backpressure.BreakerConfig{Failures: 3, OpenTimeout: time.Minute, Logger: testkit.QuietLogger()})
+	c := newTestCollector(t, fp, func(cfg *testConfig) { cfg.Breaker = br })
 	for i := range 5 {
 		rec := httptest.NewRecorder()
 		c.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v1/streams/iot_telemetry/events", strings.NewReader(goodIoT)))
@@ -462,10 +419,10 @@ func TestCollectorBreakerOpens(t *testing.T) {
 			t.Errorf("request %d: %s", i, rec.Body)
 		}
 	}
-	if n := fp.callCount(); n != 3 {
+	if n := fp.Calls(); n != 3 {
 		t.Errorf("producer called %d times, want 3", n)
 	}
-	if ra := c.gate.breaker.RetryAfter(); ra < 50*time.Second {
+	if ra := br.RetryAfter(); ra < 50*time.Second {
 		t.Errorf("RetryAfter = %s, want about a minute", ra)
 	}
 }
@@ -491,7 +448,7 @@ func TestCollectorProbes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := newTestCollector(t, &fakeProducer{}, func(cfg *testConfig) { cfg.http.Ready = tt.ready })
+			c := newTestCollector(t, &testkit.FakeProducer{}, func(cfg *testConfig) { cfg.http.Ready = tt.ready })
 			method := tt.method
 			if method == "" {
 				method = http.MethodGet
@@ -506,7 +463,7 @@ func TestCollectorProbes(t *testing.T) {
 }
 
 func TestCollectorMetrics(t *testing.T) {
-	c := newTestCollector(t, &fakeProducer{}, nil)
+	c := newTestCollector(t, &testkit.FakeProducer{}, nil)
 	for _, body := range []string{"[" + goodIoT + ",1]", "{"} {
 		c.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/v1/streams/iot_telemetry/events", strings.NewReader(body)))
 	}
@@ -530,8 +487,8 @@ func TestCollectorMetrics(t *testing.T) {
 }
 
 func TestNewCollectorConfigErrors(t *testing.T) {
-	reg := registry(t)
-	gate, err := NewGate(GateConfig{Registry: reg, Producer: &fakeProducer{}})
+	reg := testkit.Registry(t)
+	gate, err := ingest.NewGate(ingest.GateConfig{Registry: reg, Producer: &testkit.FakeProducer{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -540,8 +497,11 @@ func TestNewCollectorConfigErrors(t *testing.T) {
 		new  func() error
 		want string
 	}{
-		{name: "no registry", new: func() error { _, err := NewGate(GateConfig{Producer: &fakeProducer{}}); return err }, want: "no stream registry"},
-		{name: "no producer", new: func() error { _, err := NewGate(GateConfig{Registry: reg}); return err }, want: "no producer"},
+		{name: "no registry", new: func() error {
+			_, err := ingest.NewGate(ingest.GateConfig{Producer: &testkit.FakeProducer{}})
+			return err
+		}, want: "no stream registry"},
+		{name: "no producer", new: func() error { _, err := ingest.NewGate(ingest.GateConfig{Registry: reg}); return err }, want: "no producer"},
 		{name: "no gate", new: func() error { _, err := NewCollector(CollectorConfig{}); return err }, want: "no gate"},
 		{name: "empty token", new: func() error {
 			_, err := NewCollector(CollectorConfig{Gate: gate, Tokens: []string{"a", ""}})
@@ -588,7 +548,7 @@ func TestCollectorWhitespaceFlood(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := newTestCollector(t, &fakeProducer{}, nil)
+			c := newTestCollector(t, &testkit.FakeProducer{}, nil)
 			body := tt.body
 			if len(body) > DefaultMaxBodyBytes {
 				body = body[len(body)-DefaultMaxBodyBytes:]
@@ -613,7 +573,7 @@ func TestCollectorWhitespaceFlood(t *testing.T) {
 // Bodies being parsed are bounded: a request over the bound gets 429, and a
 // request waiting for Kafka no longer holds a parsing slot.
 func TestCollectorParsingBound(t *testing.T) {
-	fp := &fakeProducer{block: make(chan struct{})}
+	fp := &testkit.FakeProducer{Block: make(chan struct{})}
 	c := newTestCollector(t, fp, func(cfg *testConfig) { cfg.http.MaxParsing = 1 })
 	post := func(body io.Reader) *httptest.ResponseRecorder {
 		rec := httptest.NewRecorder()
@@ -632,7 +592,7 @@ func TestCollectorParsingBound(t *testing.T) {
 	io.WriteString(pw, "]")
 	pw.Close()
 	deadline := time.Now().Add(5 * time.Second)
-	for fp.callCount() == 0 {
+	for fp.Calls() == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("slow request never reached the producer")
 		}
@@ -641,13 +601,13 @@ func TestCollectorParsingBound(t *testing.T) {
 	// The slow request now waits for Kafka; its slot is free.
 	third := make(chan *httptest.ResponseRecorder)
 	go func() { third <- post(strings.NewReader(goodIoT2)) }()
-	for fp.callCount() < 2 {
+	for fp.Calls() < 2 {
 		if time.Now().After(deadline) {
 			t.Fatal("a request waiting for Kafka still holds the parsing slot")
 		}
 		time.Sleep(time.Millisecond)
 	}
-	close(fp.block)
+	close(fp.Block)
 	for _, ch := range []chan *httptest.ResponseRecorder{slow, third} {
 		if rec := <-ch; rec.Code != http.StatusAccepted {
 			t.Errorf("got %d %s, want 202", rec.Code, rec.Body)

@@ -1,4 +1,4 @@
-package ingest
+package httpapi
 
 import (
 	"bufio"
@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/schemas"
 )
 
@@ -27,15 +28,15 @@ type tagReader struct {
 func (t tagReader) Read(p []byte) (int, error) {
 	n, err := t.r.Read(p)
 	if err != nil && err != io.EOF {
-		var re *ReadError
-		if !errors.As(err, &re) && !errors.Is(err, ErrInputTooLarge) {
-			err = &ReadError{What: t.what, Err: err}
+		var re *ingest.ReadError
+		if !errors.As(err, &re) && !errors.Is(err, ingest.ErrInputTooLarge) {
+			err = &ingest.ReadError{What: t.what, Err: err}
 		}
 	}
 	return n, err
 }
 
-// maxReader fails with ErrInputTooLarge when more than n bytes are read, unlike
+// maxReader fails with ingest.ErrInputTooLarge when more than n bytes are read, unlike
 // io.LimitReader which would silently truncate. It is what stops a gzip bomb:
 // only the compressed size is bounded by http.MaxBytesReader.
 type maxReader struct {
@@ -49,7 +50,7 @@ func (m *maxReader) Read(p []byte) (int, error) {
 		var one [1]byte
 		k, err := m.r.Read(one[:])
 		if k > 0 {
-			return 0, ErrInputTooLarge
+			return 0, ingest.ErrInputTooLarge
 		}
 		return 0, err
 	}
@@ -92,7 +93,7 @@ func (c *Collector) openBody(w http.ResponseWriter, r *http.Request) (io.Reader,
 	case "gzip", "x-gzip":
 		zr, err := gzip.NewReader(body)
 		if err != nil {
-			if isReadFailure(err) {
+			if re := (*ingest.ReadError)(nil); errors.As(err, &re) {
 				return nil, c.readFailure(err)
 			}
 			return nil, &requestError{http.StatusBadRequest, "invalid gzip body: " + err.Error()}
@@ -112,14 +113,14 @@ func (c *Collector) tooLarge() *requestError {
 // readFailure maps an error that ended reading a body to a request error.
 func (c *Collector) readFailure(err error) *requestError {
 	var mbe *http.MaxBytesError
-	if errors.Is(err, ErrInputTooLarge) || errors.As(err, &mbe) || errors.Is(err, bufio.ErrTooLong) {
+	if errors.Is(err, ingest.ErrInputTooLarge) || errors.As(err, &mbe) || errors.Is(err, bufio.ErrTooLong) {
 		return c.tooLarge()
 	}
-	if errors.Is(err, ErrTooManyEvents) {
+	if errors.Is(err, ingest.ErrTooManyEvents) {
 		return &requestError{http.StatusRequestEntityTooLarge,
 			fmt.Sprintf("more than %d events in one request: split it", c.gate.MaxEvents())}
 	}
-	var re *ReadError
+	var re *ingest.ReadError
 	if errors.As(err, &re) {
 		return &requestError{http.StatusBadRequest, re.Error()}
 	}

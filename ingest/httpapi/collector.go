@@ -1,4 +1,4 @@
-package ingest
+package httpapi
 
 import (
 	"context"
@@ -18,8 +18,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sluicehq/sluice/backpressure"
+	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/schemas"
 )
+
+// Source is the gate's label for events posted over HTTP.
+const Source = "http"
 
 // Defaults for CollectorConfig.
 const (
@@ -37,7 +41,7 @@ const readyCacheTTL = time.Second
 // the rest take the defaults.
 type CollectorConfig struct {
 	// Gate validates the events and writes them to Kafka.
-	Gate *Gate
+	Gate *ingest.Gate
 	// MaxBodyBytes bounds the body both as sent and after decompression.
 	MaxBodyBytes int64
 	// Tokens, when not empty, are the bearer tokens allowed to post events.
@@ -50,7 +54,7 @@ type CollectorConfig struct {
 	// twice MaxBodyBytes.
 	MaxParsing int
 	// Ready reports whether Kafka is usable, for /readyz. When nil and the
-	// gate's Producer is a Pinger, it pings with the topics of all streams.
+	// gate's Producer is an ingest.Pinger, it pings with the topics of all streams.
 	Ready func(context.Context) error
 	// ReadyTimeout bounds one readiness check.
 	ReadyTimeout time.Duration
@@ -66,9 +70,9 @@ type CollectorConfig struct {
 
 // Collector is the HTTP collector, an http.Handler serving
 // POST /v1/streams/{stream}/events, GET /healthz, GET /readyz and GET /metrics.
-// It is one source of the Gate.
+// It is one source of the ingest gate.
 type Collector struct {
-	gate         *Gate
+	gate         *ingest.Gate
 	registry     *schemas.Registry
 	maxBodyBytes int64
 	tokens       [][sha256.Size]byte
@@ -88,7 +92,7 @@ type Collector struct {
 // NewCollector builds a Collector and registers its metrics.
 func NewCollector(cfg CollectorConfig) (*Collector, error) {
 	if cfg.Gate == nil {
-		return nil, errors.New("ingest: no gate")
+		return nil, errors.New("http collector: no gate")
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
@@ -118,14 +122,14 @@ func NewCollector(cfg CollectorConfig) (*Collector, error) {
 		log:          log,
 	}
 	if c.ready == nil {
-		if p, ok := cfg.Gate.Producer().(Pinger); ok {
+		if p, ok := cfg.Gate.Producer().(ingest.Pinger); ok {
 			topics := cfg.Gate.Topics()
 			c.ready = func(ctx context.Context) error { return p.Ping(ctx, topics...) }
 		}
 	}
 	for i, tok := range cfg.Tokens {
 		if tok == "" {
-			return nil, fmt.Errorf("ingest: token %d is empty", i)
+			return nil, fmt.Errorf("http collector: token %d is empty", i)
 		}
 		// Comparing fixed-size digests keeps the comparison constant-time
 		// in the token's length as well as its content.
@@ -140,7 +144,7 @@ func NewCollector(cfg CollectorConfig) (*Collector, error) {
 	if gat == nil {
 		g, ok := reg.(prometheus.Gatherer)
 		if !ok {
-			return nil, errors.New("ingest: Registerer is not a Gatherer; set Gatherer for /metrics")
+			return nil, errors.New("http collector: Registerer is not a Gatherer; set Gatherer for /metrics")
 		}
 		gat = g
 	}
@@ -194,8 +198,8 @@ func (c *Collector) handleEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	// An open breaker answers before the body is read: the point is to
 	// spend nothing on requests that cannot be acknowledged.
-	if c.gate.Open() {
-		c.refused(w, label, 0, &Refused{Err: ErrCircuitOpen, RetryAfter: c.gate.breaker.RetryAfter()})
+	if err := c.gate.Available(); err != nil {
+		c.refused(w, label, 0, err)
 		return
 	}
 
@@ -207,7 +211,7 @@ func (c *Collector) handleEvents(w http.ResponseWriter, r *http.Request) {
 	releaseParsing := sync.OnceFunc(func() { c.parsing.Release(1) })
 	defer releaseParsing()
 
-	b, err := c.gate.Begin(name, Origin{Source: "http"})
+	b, err := c.gate.Begin(name, ingest.Origin{Source: Source})
 	if err != nil {
 		c.fail(w, label, http.StatusInternalServerError, err.Error())
 		return
@@ -233,7 +237,7 @@ func (c *Collector) handleEvents(w http.ResponseWriter, r *http.Request) {
 }
 
 // commit sends a parsed batch to Kafka and answers.
-func (c *Collector) commit(w http.ResponseWriter, r *http.Request, stream string, b *Batch) {
+func (c *Collector) commit(w http.ResponseWriter, r *http.Request, stream string, b *ingest.Batch) {
 	resp := b.Report()
 	if resp.Accepted == 0 {
 		_ = b.Commit(r.Context()) // counts the rejected events; produces nothing
@@ -250,18 +254,18 @@ func (c *Collector) commit(w http.ResponseWriter, r *http.Request, stream string
 // refused answers a batch of n valid events that the gate did not take.
 func (c *Collector) refused(w http.ResponseWriter, stream string, n int, err error) {
 	switch {
-	case errors.Is(err, ErrBatchTooLarge):
+	case errors.Is(err, ingest.ErrBatchTooLarge):
 		c.fail(w, stream, http.StatusRequestEntityTooLarge, fmt.Sprintf(
 			"%d valid events in one request, but at most %d can be in flight: split it", n, c.gate.AdmissionCapacity()))
-	case errors.Is(err, ErrOverloaded):
-		setRetryAfter(w, RetryAfter(err))
+	case errors.Is(err, ingest.ErrOverloaded):
+		setRetryAfter(w, ingest.RetryAfter(err))
 		c.fail(w, stream, http.StatusTooManyRequests, "too many events in flight: retry later")
-	case errors.Is(err, ErrCircuitOpen):
-		c.unavailable(w, stream, RetryAfter(err), "kafka unavailable (circuit open)")
-	case errors.Is(err, ErrUnavailable):
-		c.unavailable(w, stream, RetryAfter(err), "kafka did not acknowledge the events")
+	case errors.Is(err, ingest.ErrCircuitOpen):
+		c.unavailable(w, stream, ingest.RetryAfter(err), "kafka unavailable (circuit open)")
+	case errors.Is(err, ingest.ErrUnavailable):
+		c.unavailable(w, stream, ingest.RetryAfter(err), "kafka did not acknowledge the events")
 	default: // the client went away
-		c.unavailable(w, stream, RetryAfter(err), "request cancelled")
+		c.unavailable(w, stream, ingest.RetryAfter(err), "request cancelled")
 	}
 }
 
@@ -378,7 +382,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, col := range []prometheus.Collector{m.requests, m.inflight} {
 		if err := reg.Register(col); err != nil {
-			return nil, fmt.Errorf("ingest: register metrics: %w", err)
+			return nil, fmt.Errorf("http collector: register metrics: %w", err)
 		}
 	}
 	return m, nil
