@@ -23,6 +23,7 @@ import (
 	"github.com/sluicehq/sluice/backpressure"
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/kafkatopic"
+	"github.com/sluicehq/sluice/ops"
 	"github.com/sluicehq/sluice/schemas"
 	"github.com/sluicehq/sluice/sinks/clickhouse"
 	natssink "github.com/sluicehq/sluice/sinks/nats"
@@ -179,17 +180,26 @@ func Run(ctx context.Context, cfg Config) error {
 
 	mux := http.NewServeMux()
 	var ingestStop func(context.Context) error
+	// Readiness: schemas are loaded (an empty directory loads none), and
+	// Kafka answers as each role needs it.
+	checks := []ops.Check{{Name: "schemas", Ready: func(context.Context) error {
+		if len(streams.Names()) == 0 {
+			return errors.New("no stream schemas loaded")
+		}
+		return nil
+	}}}
 	// Sources other than HTTP run under their own context, ended at
 	// shutdown while the workers still run.
 	srcCtx, stopSources := context.WithCancel(ctx)
 	defer stopSources()
 	var srcWG sync.WaitGroup
 	if cfg.Role.ingests() {
-		gate, stop, err := startIngest(cfg, streams, reg, mux)
+		gate, stop, kafkaReady, err := startIngest(cfg, streams, reg, mux)
 		if err != nil {
 			return err
 		}
 		ingestStop = stop
+		checks = append(checks, kafkaReady)
 		for _, newSource := range cfg.Sources {
 			src, err := newSource(gate, reg, log)
 			if err != nil {
@@ -208,12 +218,11 @@ func Run(ctx context.Context, cfg Config) error {
 	} else {
 		// Schemas are loaded by now; readiness is Kafka answering.
 		dialer := &kafka.Dialer{Timeout: 2 * time.Second}
-		mountOps(mux, reg, func(ctx context.Context) error {
-			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			defer cancel()
+		checks = append(checks, ops.Check{Name: "kafka", Ready: func(ctx context.Context) error {
 			return kafkatopic.Ping(ctx, dialer, cfg.KafkaBrokers)
-		})
+		}})
 	}
+	ops.New(ops.Config{Checks: checks, Gatherer: reg, Detail: map[string]any{"role": cfg.Role, "streams": streams.Names()}}).Register(mux)
 
 	if cfg.Role.works() {
 		consumer, closeSinks, err := startWork(ctx, cfg, streams, byTopic, reg)

@@ -1,10 +1,8 @@
 package httpapi
 
 import (
-	"context"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,9 +14,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sluicehq/sluice/backpressure"
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/ops"
 	"github.com/sluicehq/sluice/schemas"
 )
 
@@ -29,13 +27,8 @@ const Source = "http"
 const (
 	DefaultMaxBodyBytes = 8 << 20
 	// DefaultMaxParsing bounds request bodies parsed at once.
-	DefaultMaxParsing   = 32
-	DefaultReadyTimeout = 2 * time.Second
+	DefaultMaxParsing = 32
 )
-
-// readyCacheTTL keeps /readyz from turning every probe (or every stranger
-// polling it) into a Kafka round trip.
-const readyCacheTTL = time.Second
 
 // CollectorConfig configures a Collector. Gate is required; zero values of
 // the rest take the defaults.
@@ -45,7 +38,6 @@ type CollectorConfig struct {
 	// MaxBodyBytes bounds the body both as sent and after decompression.
 	MaxBodyBytes int64
 	// Tokens, when not empty, are the bearer tokens allowed to post events.
-	// /healthz, /readyz and /metrics stay open, for probes and scrapers.
 	Tokens []string
 	// MaxParsing bounds the request bodies read and parsed at once
 	// (default 32). Event admission applies only once a body is parsed, so
@@ -53,23 +45,16 @@ type CollectorConfig struct {
 	// memory without limit; with it, the peak is about MaxParsing times
 	// twice MaxBodyBytes.
 	MaxParsing int
-	// Ready reports whether Kafka is usable, for /readyz. When nil and the
-	// gate's Producer is an ingest.Pinger, it pings with the topics of all streams.
-	Ready func(context.Context) error
-	// ReadyTimeout bounds one readiness check.
-	ReadyTimeout time.Duration
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
-	// Registerer receives the collector's metrics; Gatherer is served on
-	// /metrics. When Gatherer is nil and Registerer is also a Gatherer (a
-	// *prometheus.Registry), that is used; when both are nil, a private
-	// registry is.
+	// Registerer receives the collector's metrics; nil means a private
+	// registry.
 	Registerer prometheus.Registerer
-	Gatherer   prometheus.Gatherer
 }
 
 // Collector is the HTTP collector, an http.Handler serving
-// POST /v1/streams/{stream}/events, GET /healthz, GET /readyz and GET /metrics.
+// POST /v1/streams/{stream}/events (package ops serves the probes and
+// metrics beside it).
 // It is one source of the ingest gate.
 type Collector struct {
 	gate         *ingest.Gate
@@ -77,16 +62,9 @@ type Collector struct {
 	maxBodyBytes int64
 	tokens       [][sha256.Size]byte
 	parsing      *backpressure.Admission
-	ready        func(context.Context) error
-	readyTimeout time.Duration
 	log          *slog.Logger
 	metrics      *metrics
 	mux          *http.ServeMux
-
-	readyMu   sync.Mutex
-	readyAt   time.Time
-	readyErr  error
-	readyInit bool
 }
 
 // NewCollector builds a Collector and registers its metrics.
@@ -96,9 +74,6 @@ func NewCollector(cfg CollectorConfig) (*Collector, error) {
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
-	}
-	if cfg.ReadyTimeout <= 0 {
-		cfg.ReadyTimeout = DefaultReadyTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -117,15 +92,7 @@ func NewCollector(cfg CollectorConfig) (*Collector, error) {
 		registry:     cfg.Gate.Registry(),
 		maxBodyBytes: cfg.MaxBodyBytes,
 		parsing:      backpressure.NewAdmission(backpressure.AdmissionConfig{Capacity: int64(cfg.MaxParsing)}),
-		ready:        cfg.Ready,
-		readyTimeout: cfg.ReadyTimeout,
 		log:          log,
-	}
-	if c.ready == nil {
-		if p, ok := cfg.Gate.Producer().(ingest.Pinger); ok {
-			topics := cfg.Gate.Topics()
-			c.ready = func(ctx context.Context) error { return p.Ping(ctx, topics...) }
-		}
 	}
 	for i, tok := range cfg.Tokens {
 		if tok == "" {
@@ -136,17 +103,9 @@ func NewCollector(cfg CollectorConfig) (*Collector, error) {
 		c.tokens = append(c.tokens, sha256.Sum256([]byte(tok)))
 	}
 
-	reg, gat := cfg.Registerer, cfg.Gatherer
-	if reg == nil && gat == nil {
-		r := prometheus.NewRegistry()
-		reg, gat = r, r
-	}
-	if gat == nil {
-		g, ok := reg.(prometheus.Gatherer)
-		if !ok {
-			return nil, errors.New("http collector: Registerer is not a Gatherer; set Gatherer for /metrics")
-		}
-		gat = g
+	reg := cfg.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
 	}
 	m, err := newMetrics(reg)
 	if err != nil {
@@ -156,9 +115,6 @@ func NewCollector(cfg CollectorConfig) (*Collector, error) {
 
 	c.mux = http.NewServeMux()
 	c.mux.HandleFunc("POST /v1/streams/{stream}/events", c.handleEvents)
-	c.mux.HandleFunc("GET /healthz", c.handleHealth)
-	c.mux.HandleFunc("GET /readyz", c.handleReady)
-	c.mux.Handle("GET /metrics", promhttp.HandlerFor(gat, promhttp.HandlerOpts{}))
 	return c, nil
 }
 
@@ -293,63 +249,13 @@ func (c *Collector) authorized(r *http.Request) bool {
 	return match == 1
 }
 
-func (c *Collector) handleHealth(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-}
-
-func (c *Collector) handleReady(w http.ResponseWriter, r *http.Request) {
-	if len(c.registry.Names()) == 0 {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": "no stream schemas loaded"})
-		return
-	}
-	if err := c.checkReady(r.Context()); err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "streams": c.registry.Names()})
-}
-
-func (c *Collector) checkReady(ctx context.Context) error {
-	if c.ready == nil {
-		return nil
-	}
-	c.readyMu.Lock()
-	defer c.readyMu.Unlock()
-	if c.readyInit && time.Since(c.readyAt) < readyCacheTTL {
-		return c.readyErr
-	}
-	cctx, cancel := context.WithTimeout(ctx, c.readyTimeout)
-	defer cancel()
-	err := c.ready(cctx)
-	if ctx.Err() != nil {
-		// The prober hung up; its cancellation says nothing about Kafka.
-		return err
-	}
-	c.readyInit, c.readyAt, c.readyErr = true, time.Now(), err
-	return err
-}
-
 func (c *Collector) fail(w http.ResponseWriter, stream string, status int, msg string) {
 	c.reply(w, stream, status, ErrorResponse{Error: msg})
 }
 
 func (c *Collector) reply(w http.ResponseWriter, stream string, status int, body any) {
 	c.metrics.requests.WithLabelValues(stream, strconv.Itoa(status)).Inc()
-	writeJSON(w, status, body)
-}
-
-func writeJSON(w http.ResponseWriter, status int, body any) {
-	b, err := json.Marshal(body)
-	if err != nil {
-		// Only our own response types get here; they always marshal.
-		http.Error(w, `{"error":"internal error"}`, http.StatusInternalServerError)
-		return
-	}
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
+	ops.WriteJSON(w, status, body)
 }
 
 func setRetryAfter(w http.ResponseWriter, d time.Duration) {

@@ -13,10 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 	"github.com/sluicehq/sluice/backpressure"
 	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/kafkatopic"
+	"github.com/sluicehq/sluice/ops"
 )
 
 type postedEvent struct {
@@ -182,11 +184,20 @@ func TestKafkaDown(t *testing.T) {
 	cluster := testkit.StartKafka(t).Cluster
 	p := testkit.NewKafkaProducer(t, cluster.ListenAddrs())
 	br := backpressure.NewBreaker(backpressure.BreakerConfig{Name: "kafka", Failures: 2, OpenTimeout: time.Minute, Logger: testkit.QuietLogger()})
+	reg := prometheus.NewRegistry()
 	c := newTestCollector(t, p, func(cfg *testConfig) {
 		cfg.Breaker = br
 		cfg.ProduceTimeout = 5 * time.Second
+		cfg.reg = reg
 	})
-	srv := httptest.NewServer(c)
+	// As the pipeline mounts it: the collector, and ops with the
+	// producer's view of Kafka as readiness.
+	mux := http.NewServeMux()
+	mux.Handle("/", c)
+	ops.New(ops.Config{Gatherer: reg, Checks: []ops.Check{{Name: "kafka", Ready: func(ctx context.Context) error {
+		return p.Ping(ctx, "sluice.iot_telemetry")
+	}}}}).Register(mux)
+	srv := httptest.NewServer(mux)
 	defer srv.Close()
 
 	post := func() (*http.Response, string, time.Duration) {
@@ -237,7 +248,7 @@ func TestKafkaDown(t *testing.T) {
 	if took > 200*time.Millisecond {
 		t.Errorf("open breaker answered after %s, want at once", took)
 	}
-	time.Sleep(readyCacheTTL)
+	time.Sleep(ops.DefaultCacheTTL)
 	if code, body := get("/readyz"); code != 503 || !strings.Contains(body, "no broker reachable") {
 		t.Errorf("readyz with kafka down: %d %s", code, body)
 	}
