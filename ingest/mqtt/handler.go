@@ -118,7 +118,20 @@ func (h *Handler) Handle(ctx context.Context, topic string, payload []byte) erro
 			return fmt.Errorf("mqtt: %w", err)
 		}
 	}
-	if err := b.CommitWait(ctx); err != nil {
+	err = b.CommitWait(ctx)
+	if errors.Is(err, ingest.ErrBatchTooLarge) {
+		// More events than may ever be in flight at once: waiting cannot
+		// help, and holding the message would block the session for good.
+		// Dead-letter it whole (one record) instead.
+		if b, err = h.gate.Begin(stream, o); err != nil {
+			return fmt.Errorf("mqtt: %w", err)
+		}
+		if err := b.Reject(payload, "payload: "+ingest.ErrBatchTooLarge.Error()); err != nil {
+			return fmt.Errorf("mqtt: %w", err)
+		}
+		err = b.CommitWait(ctx)
+	}
+	if err != nil {
 		return fmt.Errorf("mqtt: message on %s not acknowledged: %w", topic, err)
 	}
 	h.metrics.ackLatency.Observe(time.Since(start).Seconds())
