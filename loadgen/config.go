@@ -1,5 +1,6 @@
 // Package loadgen simulates a fleet of IoT devices and log-producing services
-// posting events to Sluice's HTTP collector. It drives demos and benchmarks,
+// sending events to Sluice's collectors: over HTTP (the default), MQTT or
+// syslog (see Config.Protocol). It drives demos and benchmarks,
 // and is the producer in exactly-once tests, so it accounts for every event it
 // sends: each one ends up acknowledged, rejected, or reported as
 // unacknowledged, and retries always resend the same event_ids.
@@ -10,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -19,6 +21,17 @@ import (
 // Config describes one load-generation run. The zero value of a field means
 // its default, except where noted.
 type Config struct {
+	// Protocol is how events travel: ProtocolHTTP (the default),
+	// ProtocolMQTT or ProtocolSyslog. What counts as acknowledged depends
+	// on it: a 2xx answer, a PUBACK, or for syslog, which has no
+	// acknowledgement, the write to the socket.
+	Protocol string
+	// MQTTBroker is the broker MQTT devices publish to, tcp://host:port.
+	// Default DefaultMQTTBroker.
+	MQTTBroker string
+	// SyslogAddr is the host:port of the syslog TCP listener. Default
+	// DefaultSyslogAddr.
+	SyslogAddr string
 	// URL is the collector's base URL; events go to
 	// {URL}/v1/streams/{stream}/events. Default http://127.0.0.1:8080.
 	URL string
@@ -27,10 +40,12 @@ type Config struct {
 	// Rate caps new events per second across all clients; 0 means as fast
 	// as the collector acknowledges. Retries do not count against it.
 	Rate float64
-	// Concurrency is the number of concurrent HTTP clients, each with at
-	// most one request in flight. Default 8.
+	// Concurrency is the number of concurrent HTTP clients (MQTT devices'
+	// connections, syslog connections), each with at most one request
+	// (publish, batch of lines) in flight. Default 8.
 	Concurrency int
-	// BatchSize is the number of events per request. Default 100.
+	// BatchSize is the number of events per request (MQTT message, write
+	// of syslog lines). Default 100.
 	BatchSize int
 	// Duration bounds the time spent generating new events; 0 means until
 	// ctx is cancelled (or MaxEvents is reached).
@@ -45,7 +60,8 @@ type Config struct {
 	// Mix is the fraction of events that go to iot_telemetry, the rest to
 	// app_logs. It is applied per request, deterministically. Unlike the
 	// other fields it has no default: 0 sends app_logs only (the command's
-	// default is DefaultMix).
+	// default is DefaultMix). Syslog carries app_logs only, so with
+	// ProtocolSyslog it is taken as 0.
 	Mix float64
 	// RunID prefixes every event_id: <RunID>-<stream>-<seq>. Default: a
 	// random 12-hex-digit id.
@@ -55,6 +71,8 @@ type Config struct {
 	ReportInterval time.Duration
 	// AckLog, when set, receives one line "<stream>\t<event_id>\n" for every
 	// event the collector acknowledged. Writes are serialized and buffered.
+	// Not with ProtocolSyslog: syslog lines carry no event_id (Sluice
+	// derives one from the line), so the ids would match nothing.
 	AckLog io.Writer
 	// Grace bounds how long requests in flight at shutdown may keep
 	// retrying. Default 30s; negative means no grace at all.
@@ -78,8 +96,24 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// Protocols loadgen speaks (Config.Protocol).
+const (
+	// ProtocolHTTP posts JSON arrays to the HTTP collector.
+	ProtocolHTTP = "http"
+	// ProtocolMQTT publishes with QoS 1 as devices and services would:
+	// to devices/<device_id>/telemetry and services/<service>/logs.
+	ProtocolMQTT = "mqtt"
+	// ProtocolSyslog writes RFC 5424 lines with RFC 6587 octet counting
+	// over TCP; app_logs only.
+	ProtocolSyslog = "syslog"
+)
+
 // Defaults for Config fields left at zero.
 const (
+	// DefaultMQTTBroker is where `sluice dev` embeds its MQTT broker.
+	DefaultMQTTBroker = "tcp://127.0.0.1:1883"
+	// DefaultSyslogAddr is where `sluice dev` listens for syslog over TCP.
+	DefaultSyslogAddr = "127.0.0.1:5514"
 	// DefaultURL is where `sluice dev` listens.
 	DefaultURL = "http://127.0.0.1:8080"
 	// DefaultConcurrency is the default number of HTTP clients.
@@ -106,12 +140,35 @@ const (
 	DefaultMaxBackoff = 5 * time.Second
 )
 
+// target is where events go, for logs.
+func (c Config) target() string {
+	switch c.Protocol {
+	case ProtocolMQTT:
+		return c.MQTTBroker
+	case ProtocolSyslog:
+		return c.SyslogAddr
+	}
+	return c.URL
+}
+
 // runIDRE keeps run ids free of characters that would need escaping in JSON
 // or quoting in SQL, and short enough that event_ids stay under 128 bytes.
 var runIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$`)
 
 // withDefaults fills in defaults and checks the result.
 func (c Config) withDefaults() (Config, error) {
+	if c.Protocol == "" {
+		c.Protocol = ProtocolHTTP
+	}
+	if c.MQTTBroker == "" {
+		c.MQTTBroker = DefaultMQTTBroker
+	}
+	if c.SyslogAddr == "" {
+		c.SyslogAddr = DefaultSyslogAddr
+	}
+	if c.Protocol == ProtocolSyslog {
+		c.Mix = 0
+	}
 	if c.URL == "" {
 		c.URL = DefaultURL
 	}
@@ -153,6 +210,22 @@ func (c Config) withDefaults() (Config, error) {
 
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	switch c.Protocol {
+	case ProtocolHTTP:
+	case ProtocolMQTT:
+		if _, err := mqttHostPort(c.MQTTBroker); err != nil {
+			bad("%w", err)
+		}
+	case ProtocolSyslog:
+		if _, _, err := net.SplitHostPort(c.SyslogAddr); err != nil {
+			bad("syslog address %q: want host:port: %w", c.SyslogAddr, err)
+		}
+		if c.AckLog != nil {
+			bad("ack log: not with syslog, whose lines carry no event_id")
+		}
+	default:
+		bad("protocol %q: want %s, %s or %s", c.Protocol, ProtocolHTTP, ProtocolMQTT, ProtocolSyslog)
+	}
 	if u, err := url.Parse(c.URL); err != nil {
 		bad("url %q: %w", c.URL, err)
 	} else if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

@@ -97,6 +97,8 @@ type runner struct {
 	nextBatch uint64
 	allocated int64
 	nextSeq   [2]int64
+	workers   atomic.Int64 // numbers workers, for MQTT client ids
+	topics    [2][]string  // MQTT: each device's and service's topic
 
 	st stats
 }
@@ -161,6 +163,9 @@ func newRunner(cfg Config) *runner {
 func (r *runner) run(ctx context.Context, out io.Writer) (Summary, error) {
 	r.start = time.Now()
 	r.gen = newGenerator(r.cfg.RunID, r.cfg.Devices, r.cfg.Services, r.start)
+	if r.cfg.Protocol == ProtocolMQTT {
+		r.topics = mqttTopics(r.gen)
+	}
 
 	var cancelDur context.CancelFunc = func() {}
 	genCtx := ctx
@@ -175,7 +180,7 @@ func (r *runner) run(ctx context.Context, out io.Writer) (Summary, error) {
 	r.reqCtx, r.stopReqs = context.WithCancel(context.WithoutCancel(ctx))
 	defer r.stopReqs()
 
-	r.log.Info("loadgen starting", "run_id", r.cfg.RunID, "url", r.cfg.URL,
+	r.log.Info("loadgen starting", "run_id", r.cfg.RunID, "protocol", r.cfg.Protocol, "target", r.cfg.target(),
 		"rate", r.cfg.Rate, "concurrency", r.cfg.Concurrency, "batch_size", r.cfg.BatchSize,
 		"duration", r.cfg.Duration, "events", r.cfg.MaxEvents)
 
@@ -271,27 +276,51 @@ func (r *runner) alloc() (batch, bool) {
 	return b, true
 }
 
-// worker is one HTTP client: it builds a batch, delivers it (retrying as
-// long as it takes), and only then builds the next.
-func (r *runner) worker() {
+// next waits for the rate limiter and reserves the next batch; false means
+// generation is over.
+func (r *runner) next() (batch, bool) {
+	if r.genCtx.Err() != nil {
+		return batch{}, false
+	}
+	if r.lim != nil {
+		if err := r.lim.WaitN(r.genCtx, r.cfg.BatchSize); err != nil {
+			return batch{}, false // stopping, or the wait would outlast Duration
+		}
+	}
+	b, ok := r.alloc()
+	if !ok {
+		r.stopGen(errors.New("event limit reached"))
+	}
+	return b, ok
+}
+
+// newWorker returns a worker's buffers, its RNG seeded per batch.
+func newWorker() *worker {
 	w := &worker{pcg: mrand.NewPCG(0, 0)}
 	w.rng = mrand.New(w.pcg)
+	return w
+}
+
+// worker is one client: it builds a batch, delivers it (retrying as long
+// as it takes), and only then builds the next. HTTP is done here; MQTT
+// and syslog in mqtt.go and syslog.go.
+func (r *runner) worker() {
+	switch r.cfg.Protocol {
+	case ProtocolMQTT:
+		r.mqttWorker()
+		return
+	case ProtocolSyslog:
+		r.syslogWorker()
+		return
+	}
+	w := newWorker()
 	if r.cfg.Gzip {
 		w.gz, _ = gzip.NewWriterLevel(io.Discard, gzip.BestSpeed) // level is valid
 	}
 	seed := fnvString(r.cfg.RunID)
 	for {
-		if r.genCtx.Err() != nil {
-			return
-		}
-		if r.lim != nil {
-			if err := r.lim.WaitN(r.genCtx, r.cfg.BatchSize); err != nil {
-				return // stopping, or the wait would outlast Duration
-			}
-		}
-		b, ok := r.alloc()
+		b, ok := r.next()
 		if !ok {
-			r.stopGen(errors.New("event limit reached"))
 			return
 		}
 		w.pcg.Seed(seed, b.index)
@@ -305,7 +334,7 @@ func (r *runner) worker() {
 			body = w.zbuf.Bytes()
 		}
 		r.st.sent[b.stream].Add(int64(b.n))
-		r.deliver(w, b, body)
+		r.deliver(w, b, func() (outcome, time.Duration) { return r.attempt(w, b, body) })
 	}
 }
 
@@ -319,6 +348,7 @@ type worker struct {
 	resp     bytes.Buffer
 	rejected []bool
 	line     []byte
+	frame    []byte // syslog: one message before its length prefix
 }
 
 // outcome is what one attempt led to.
@@ -330,16 +360,16 @@ const (
 	aborted                // the run is over
 )
 
-// deliver sends body until the collector gives a final answer or the run's
-// requests are cut off. Every attempt carries the same bytes, hence the same
-// event_ids, which is what makes retrying safe.
-func (r *runner) deliver(w *worker, b batch, body []byte) {
+// deliver makes attempts until the collector gives a final answer or the
+// run's requests are cut off. Every attempt carries the same bytes, hence
+// the same event_ids, which is what makes retrying safe.
+func (r *runner) deliver(w *worker, b batch, try func() (outcome, time.Duration)) {
 	backoff := r.cfg.MinBackoff
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			r.st.retries.Add(1)
 		}
-		res, retryAfter := r.attempt(w, b, body)
+		res, retryAfter := try()
 		switch res {
 		case done:
 			return

@@ -26,15 +26,33 @@ func newLoadgenCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "loadgen",
-		Short: "Simulate IoT devices and log-producing services posting events to a collector",
-		Long: `loadgen posts realistic iot_telemetry and app_logs events to a Sluice HTTP
-collector (POST {url}/v1/streams/{stream}/events) at a set rate and concurrency,
-and prints the achieved rate, acknowledgement latency and errors every interval.
+		Short: "Simulate IoT devices and log-producing services sending events to a collector",
+		Long: `loadgen sends realistic iot_telemetry and app_logs events to a Sluice
+collector at a set rate and concurrency, and prints the achieved rate,
+acknowledgement latency and errors every interval. --protocol chooses how:
+
+  http    POST {url}/v1/streams/{stream}/events, a JSON array per request;
+          acknowledged = a 2xx answer.
+  mqtt    each connection is a device publishing with QoS 1 (MQTT 5) to
+          --mqtt-broker: devices/<device_id>/telemetry and
+          services/<service>/logs, one message per batch (an object, or an
+          array with --batch-size > 1) from one device or service, whose id
+          the topic carries; acknowledged = its PUBACK arrived.
+  syslog  RFC 5424 lines with RFC 6587 octet counting over TCP to
+          --syslog-addr, app_logs only (--mix is ignored): APP-NAME = service,
+          severity = level (trace is sent as debug), event_id, trace_id and
+          attrs in structured data [loadgen@32473 ...]. Syslog has no
+          acknowledgement: "acknowledged" only means written to the socket,
+          so latencies are write times and a Sluice crash can lose lines that
+          loadgen counted. Sluice derives event_ids from the lines, so
+          --ack-log is refused.
 
 Every event carries a unique, deterministic event_id <run-id>-<stream>-<seq>,
 with seq counting from 1 per stream. Requests answered 429, 503 (or other 5xx),
 or lost to a timeout or connection error are retried with the same body, hence
-the same event_ids, honouring Retry-After, until acknowledged. On Ctrl-C or when
+the same event_ids, honouring Retry-After, until acknowledged. MQTT publishes
+that get no PUBACK within --timeout, and syslog writes that fail, are retried
+the same way over a new connection. On Ctrl-C or when
 --duration is over, loadgen stops generating and gives requests in flight up to
 --grace to finish; a second Ctrl-C abandons them.
 
@@ -44,7 +62,9 @@ file as "<stream>\t<event_id>", to compare what was acknowledged with what
 landed in ClickHouse.`,
 		Example: `  sluice loadgen --rate 5000 --duration 1m
   sluice loadgen --rate 0 --concurrency 32 --batch-size 500 --duration 30s --json
-  sluice loadgen --events 100000 --run-id eo1 --ack-log acks.tsv`,
+  sluice loadgen --events 100000 --run-id eo1 --ack-log acks.tsv
+  sluice loadgen --protocol mqtt --rate 0 --concurrency 16 --batch-size 10 --duration 30s
+  sluice loadgen --protocol syslog --syslog-addr 127.0.0.1:5514 --rate 2000`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cmd.SilenceUsage = true
@@ -83,11 +103,14 @@ landed in ClickHouse.`,
 	}
 
 	f := cmd.Flags()
-	f.StringVar(&cfg.URL, "url", loadgen.DefaultURL, "base URL of the Sluice HTTP collector")
+	f.StringVar(&cfg.Protocol, "protocol", loadgen.ProtocolHTTP, "how to send events: http, mqtt or syslog (see above)")
+	f.StringVar(&cfg.URL, "url", loadgen.DefaultURL, "base URL of the Sluice HTTP collector (--protocol http)")
+	f.StringVar(&cfg.MQTTBroker, "mqtt-broker", loadgen.DefaultMQTTBroker, "MQTT broker to publish to, tcp://host:port (--protocol mqtt)")
+	f.StringVar(&cfg.SyslogAddr, "syslog-addr", loadgen.DefaultSyslogAddr, "syslog TCP listener, host:port (--protocol syslog)")
 	f.StringVar(&cfg.Token, "token", "", "bearer token sent in the Authorization header, if the collector requires one")
 	f.Float64Var(&cfg.Rate, "rate", 1000, "new events per second across all clients; 0 = as fast as the collector acknowledges (retries are not counted)")
-	f.IntVar(&cfg.Concurrency, "concurrency", loadgen.DefaultConcurrency, "number of concurrent HTTP clients, each with one request in flight")
-	f.IntVar(&cfg.BatchSize, "batch-size", loadgen.DefaultBatchSize, "events per request")
+	f.IntVar(&cfg.Concurrency, "concurrency", loadgen.DefaultConcurrency, "number of concurrent clients (HTTP clients, MQTT device connections, syslog connections), each with one request in flight")
+	f.IntVar(&cfg.BatchSize, "batch-size", loadgen.DefaultBatchSize, "events per request (HTTP request, MQTT message, syslog write)")
 	f.DurationVar(&cfg.Duration, "duration", 0, "how long to generate events; 0 = until Ctrl-C (or --events)")
 	f.Int64Var(&maxEvent, "events", 0, "stop after generating this many events in total; 0 = no limit")
 	f.IntVar(&cfg.Devices, "devices", loadgen.DefaultDevices, "number of simulated IoT devices (sensor-0001, sensor-0002, ...)")
@@ -97,7 +120,7 @@ landed in ClickHouse.`,
 	f.DurationVar(&cfg.ReportInterval, "report-interval", loadgen.DefaultReportInterval, "how often to print a progress line to stderr; negative = never")
 	f.StringVar(&ackLog, "ack-log", "", "append every acknowledged event to this file as \"<stream>\\t<event_id>\" lines")
 	f.DurationVar(&cfg.Grace, "grace", loadgen.DefaultGrace, "on shutdown, how long requests in flight may keep retrying before they are abandoned")
-	f.DurationVar(&cfg.Timeout, "timeout", loadgen.DefaultTimeout, "timeout of one HTTP attempt; timed-out attempts are retried")
+	f.DurationVar(&cfg.Timeout, "timeout", loadgen.DefaultTimeout, "timeout of one attempt (HTTP request, wait for a PUBACK, syslog write); timed-out attempts are retried")
 	f.BoolVar(&cfg.Gzip, "gzip", false, "gzip request bodies")
 	f.BoolVar(&cfg.NDJSON, "ndjson", false, "send NDJSON instead of a JSON array")
 	f.BoolVar(&jsonOut, "json", false, "print the final summary as JSON on stdout")
