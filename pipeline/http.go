@@ -2,9 +2,12 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/sluicehq/sluice/backpressure"
 	"github.com/sluicehq/sluice/ingest"
@@ -13,15 +16,25 @@ import (
 	"github.com/sluicehq/sluice/schemas"
 )
 
-// startIngest builds the gate and mounts the HTTP collector on mux. The
-// returned func closes the Kafka producer once every source has stopped;
-// the check is the collectors' readiness: Kafka answers and knows every
-// stream's topic, as the producer sees it.
-func startIngest(cfg Config, streams *schemas.Registry, reg *prometheus.Registry, mux *http.ServeMux) (*ingest.Gate, func(context.Context) error, ops.Check, error) {
+// ingestPart is the collectors' side of a process: the gate, the HTTP
+// collector (mounted on the process's mux), and the other sources.
+type ingestPart struct {
+	producer *ingest.KafkaProducer
+	sources  []ingest.Source
+	// ready is the collectors' readiness: Kafka answers and knows every
+	// stream's topic, as the producer sees it.
+	ready ops.Check
+	log   *slog.Logger
+}
+
+// startIngest builds the gate, mounts the HTTP collector on mux and builds
+// the configured sources.
+func startIngest(cfg Config, streams *schemas.Registry, reg *prometheus.Registry, mux *http.ServeMux) (*ingestPart, error) {
 	producer, err := ingest.NewKafkaProducer(ingest.KafkaConfig{Brokers: cfg.KafkaBrokers, Logger: cfg.Logger})
 	if err != nil {
-		return nil, nil, ops.Check{}, err
+		return nil, err
 	}
+	p := &ingestPart{producer: producer, log: cfg.Logger}
 	gate, err := ingest.NewGate(ingest.GateConfig{
 		Registry:    streams,
 		Producer:    producer,
@@ -31,8 +44,8 @@ func startIngest(cfg Config, streams *schemas.Registry, reg *prometheus.Registry
 		Registerer:  reg,
 	})
 	if err != nil {
-		producer.Close()
-		return nil, nil, ops.Check{}, err
+		p.close(cfg.Logger)
+		return nil, err
 	}
 	collector, err := httpapi.NewCollector(httpapi.CollectorConfig{
 		Gate:         gate,
@@ -42,11 +55,42 @@ func startIngest(cfg Config, streams *schemas.Registry, reg *prometheus.Registry
 		Registerer:   reg,
 	})
 	if err != nil {
-		producer.Close()
-		return nil, nil, ops.Check{}, err
+		p.close(cfg.Logger)
+		return nil, err
 	}
 	mux.Handle("/", collector)
+	for _, newSource := range cfg.Sources {
+		src, err := newSource(gate, reg, cfg.Logger)
+		if err != nil {
+			p.close(cfg.Logger)
+			return nil, err
+		}
+		p.sources = append(p.sources, src)
+	}
 	topics := gate.Topics()
-	check := ops.Check{Name: "kafka", Ready: func(ctx context.Context) error { return producer.Ping(ctx, topics...) }}
-	return gate, func(context.Context) error { return producer.Close() }, check, nil
+	p.ready = ops.Check{Name: "kafka", Ready: func(ctx context.Context) error { return producer.Ping(ctx, topics...) }}
+	return p, nil
+}
+
+// run runs the sources until ctx ends and each has stopped; the first that
+// fails stops the others and the process.
+func (p *ingestPart) run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	for _, src := range p.sources {
+		p.log.Info("collector starting", "source", src.Name())
+		g.Go(func() error {
+			if err := src.Run(gctx); err != nil && gctx.Err() == nil {
+				return fmt.Errorf("%s collector: %w", src.Name(), err)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// close flushes and closes the Kafka producer, once nothing produces.
+func (p *ingestPart) close(log *slog.Logger) {
+	if err := p.producer.Close(); err != nil {
+		log.Warn("close kafka producer", "err", err)
+	}
 }

@@ -13,12 +13,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/segmentio/kafka-go"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/sluicehq/sluice/backpressure"
 	"github.com/sluicehq/sluice/ingest"
@@ -133,10 +133,12 @@ func (c *Config) setDefaults() {
 // metrics with reg. The pipeline runs it and stops it on shutdown.
 type SourceFactory func(gate *ingest.Gate, reg prometheus.Registerer, log *slog.Logger) (ingest.Source, error)
 
-// Run runs the configured roles until ctx ends, then shuts down in order:
-// the collector stops taking requests and finishes those in flight (their
-// events are acknowledged by Kafka or refused), then the workers drain and
-// commit, then connections close.
+// Run runs the configured roles until ctx ends, then shuts down: the
+// collectors stop taking input and finish what is in flight (acknowledged
+// by Kafka or refused), the workers drain and commit, then connections
+// close. The parts run as actors: one that fails stops the others and the
+// process, because half a pipeline that looks alive is worse than a clear
+// exit that an operator's supervisor restarts.
 func Run(ctx context.Context, cfg Config) error {
 	cfg.setDefaults()
 	log := cfg.Logger
@@ -148,7 +150,89 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	log.Info("schemas loaded", "streams", streams.Names())
+	byTopic, err := ensureTopics(ctx, cfg, streams)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
+	}
 
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(ctx)
+	mux := http.NewServeMux()
+	checks := []ops.Check{schemasLoaded(streams)}
+	var in *ingestPart
+	stop := func(err error) error {
+		cancel()
+		_ = g.Wait()
+		ln.Close()
+		if in != nil {
+			in.close(log)
+		}
+		return err
+	}
+	if cfg.Role.ingests() {
+		if in, err = startIngest(cfg, streams, reg, mux); err != nil {
+			return stop(err)
+		}
+		checks = append(checks, in.ready)
+		g.Go(func() error { return in.run(gctx) })
+	} else {
+		checks = append(checks, kafkaReachable(cfg.KafkaBrokers))
+	}
+	ops.New(ops.Config{Checks: checks, Gatherer: reg, Detail: map[string]any{"role": cfg.Role, "streams": streams.Names()}}).Register(mux)
+	if cfg.Role.works() {
+		consumer, closeSinks, err := startWork(ctx, cfg, streams, byTopic, reg)
+		if err != nil {
+			return stop(err)
+		}
+		g.Go(func() error {
+			defer closeSinks()
+			return consumer.Run(gctx)
+		})
+	}
+	if cfg.Pprof {
+		mountPprof(mux)
+	}
+	serveHTTP(gctx, g, ln, mux, log, cfg.Role)
+	err = g.Wait()
+	if in != nil {
+		// Last: HTTP requests and sources in flight used the producer.
+		in.close(log)
+	}
+	log.Info("stopped")
+	return err
+}
+
+// serveHTTP runs the HTTP server as two actors: one serves, one shuts it
+// down gracefully (requests in flight finish) when ctx ends.
+func serveHTTP(ctx context.Context, g *errgroup.Group, ln net.Listener, h http.Handler, log *slog.Logger, role Role) {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	log.Info("http listening", "addr", ln.Addr().String(), "role", role)
+	g.Go(func() error {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		log.Info("shutting down")
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(shutdownCtx); err != nil {
+			log.Warn("http shutdown", "err", err)
+		}
+		return nil
+	})
+}
+
+// ensureTopics creates the streams' topics and the dead-letter topic where
+// missing, and returns the streams by topic.
+func ensureTopics(ctx context.Context, cfg Config, streams *schemas.Registry) (map[string]*schemas.Stream, error) {
 	topics := make([]string, 0)
 	byTopic := make(map[string]*schemas.Stream)
 	for _, st := range streams.Streams() {
@@ -157,125 +241,35 @@ func Run(ctx context.Context, cfg Config) error {
 		byTopic[t] = st
 	}
 	topics = append(topics, kafkatopic.DLQ(cfg.TopicPrefix))
-	if err := waitFor(ctx, log, "create Kafka topics", func(ctx context.Context) error {
+	err := waitFor(ctx, cfg.Logger, "create Kafka topics", func(ctx context.Context) error {
 		return kafkatopic.Ensure(ctx, cfg.KafkaBrokers, topics, kafkatopic.Spec{Partitions: cfg.Partitions, ReplicationFactor: cfg.ReplicationFactor})
-	}); err != nil {
-		return err
-	}
+	})
+	return byTopic, err
+}
 
-	var (
-		wg      sync.WaitGroup
-		errMu   sync.Mutex
-		runErrs []error
-	)
-	fail := func(err error) {
-		errMu.Lock()
-		runErrs = append(runErrs, err)
-		errMu.Unlock()
-	}
-	// A part that fails stops the whole process: half a pipeline that looks
-	// alive is worse than a clear exit an operator's supervisor restarts.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-
-	mux := http.NewServeMux()
-	var ingestStop func(context.Context) error
-	// Readiness: schemas are loaded (an empty directory loads none), and
-	// Kafka answers as each role needs it.
-	checks := []ops.Check{{Name: "schemas", Ready: func(context.Context) error {
+// schemasLoaded fails readiness when a schema directory held no streams.
+func schemasLoaded(streams *schemas.Registry) ops.Check {
+	return ops.Check{Name: "schemas", Ready: func(context.Context) error {
 		if len(streams.Names()) == 0 {
 			return errors.New("no stream schemas loaded")
 		}
 		return nil
-	}}}
-	// Sources other than HTTP run under their own context, ended at
-	// shutdown while the workers still run.
-	srcCtx, stopSources := context.WithCancel(ctx)
-	defer stopSources()
-	var srcWG sync.WaitGroup
-	if cfg.Role.ingests() {
-		gate, stop, kafkaReady, err := startIngest(cfg, streams, reg, mux)
-		if err != nil {
-			return err
-		}
-		ingestStop = stop
-		checks = append(checks, kafkaReady)
-		for _, newSource := range cfg.Sources {
-			src, err := newSource(gate, reg, log)
-			if err != nil {
-				stopSources()
-				srcWG.Wait()
-				_ = stop(ctx)
-				return err
-			}
-			srcWG.Go(func() {
-				if err := src.Run(srcCtx); err != nil && srcCtx.Err() == nil {
-					fail(fmt.Errorf("%s: %w", src.Name(), err))
-					cancel()
-				}
-			})
-		}
-	} else {
-		// Schemas are loaded by now; readiness is Kafka answering.
-		dialer := &kafka.Dialer{Timeout: 2 * time.Second}
-		checks = append(checks, ops.Check{Name: "kafka", Ready: func(ctx context.Context) error {
-			return kafkatopic.Ping(ctx, dialer, cfg.KafkaBrokers)
-		}})
-	}
-	ops.New(ops.Config{Checks: checks, Gatherer: reg, Detail: map[string]any{"role": cfg.Role, "streams": streams.Names()}}).Register(mux)
+	}}
+}
 
-	if cfg.Role.works() {
-		consumer, closeSinks, err := startWork(ctx, cfg, streams, byTopic, reg)
-		if err != nil {
-			return err
-		}
-		wg.Go(func() {
-			defer closeSinks()
-			if err := consumer.Run(ctx); err != nil {
-				fail(err)
-				cancel()
-			}
-		})
-	}
+// kafkaReachable is the work role's readiness: a broker answers.
+func kafkaReachable(brokers []string) ops.Check {
+	dialer := &kafka.Dialer{Timeout: 2 * time.Second}
+	return ops.Check{Name: "kafka", Ready: func(ctx context.Context) error {
+		return kafkatopic.Ping(ctx, dialer, brokers)
+	}}
+}
 
-	if cfg.Pprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	}
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		cancel()
-		wg.Wait()
-		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
-	log.Info("http listening", "addr", ln.Addr().String(), "role", cfg.Role)
-	wg.Go(func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			fail(fmt.Errorf("http server: %w", err))
-			cancel()
-		}
-	})
-
-	<-ctx.Done()
-	log.Info("shutting down")
-	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancelShutdown()
-	stopSources()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		log.Warn("http shutdown", "err", err)
-	}
-	srcWG.Wait()
-	if ingestStop != nil {
-		if err := ingestStop(shutdownCtx); err != nil {
-			log.Warn("collector shutdown", "err", err)
-		}
-	}
-	wg.Wait()
-	log.Info("stopped")
-	return errors.Join(runErrs...)
+func mountPprof(mux *http.ServeMux) {
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 }
 
 func loadSchemas(dir string) (*schemas.Registry, error) {
