@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
-# The demo: `sluice dev` under simulated load from `sluice loadgen`, then a
-# summary of what landed in ClickHouse. DURATION (e.g. 30s) stops it by itself;
-# without it, it runs until Ctrl-C. Run through `make demo`, which builds the
-# binary and starts ClickHouse first.
+# The demo: `sluice dev` under simulated load from two `sluice loadgen`s at
+# once, HTTP clients and MQTT devices (publishing to sluice dev's embedded
+# broker), then a summary per source of what was acknowledged, accepted and
+# landed in ClickHouse. DURATION (e.g. 30s) stops it by itself; without it, it
+# runs until Ctrl-C. RATE is the total; MQTT_RATE (default half of it) goes
+# over MQTT. Run through `make demo`, which builds the binary and starts
+# ClickHouse first.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN="$ROOT/bin/sluice"
 DIR="$ROOT/.local/demo"
 DB=${DEMO_DATABASE:-sluice_demo}
 RATE=${RATE:-20000}
+MQTT_RATE=${MQTT_RATE:-$((RATE / 2))}
+HTTP_RATE=$((RATE - MQTT_RATE))
 DURATION=${DURATION:-}
 HTTP_ADDR=127.0.0.1:${DEMO_HTTP_PORT:-8080}
+MQTT_ADDR=127.0.0.1:${DEMO_MQTT_PORT:-1883}
+# Each loadgen's run id prefixes its event_ids, which is how ClickHouse rows
+# are told apart by source below.
+RUN=demo$(date +%s)
 export PATH="$PATH:/usr/sbin:/usr/local/sbin"
 
 say() { echo "demo: $*" >&2; }
@@ -23,17 +32,33 @@ clickhouse-client --host 127.0.0.1 --port 9000 -q "DROP DATABASE IF EXISTS $DB"
 
 # A Sluice (or anything) already on the demo's ports would answer in its
 # place; refuse rather than report on someone else's pipeline.
-for addr in "$HTTP_ADDR" 127.0.0.1:${DEMO_KAFKA_PORT:-9092} 127.0.0.1:${DEMO_NATS_PORT:-4222}; do
+for addr in "$HTTP_ADDR" "$MQTT_ADDR" 127.0.0.1:${DEMO_KAFKA_PORT:-9092} 127.0.0.1:${DEMO_NATS_PORT:-4222}; do
 	if (exec 3<>"/dev/tcp/${addr%:*}/${addr##*:}") 2>/dev/null; then
-		say "something already listens on $addr; stop it, or choose other ports with DEMO_HTTP_PORT, DEMO_KAFKA_PORT, DEMO_NATS_PORT"
+		say "something already listens on $addr; stop it, or choose other ports with DEMO_HTTP_PORT, DEMO_MQTT_PORT, DEMO_KAFKA_PORT, DEMO_NATS_PORT"
 		exit 1
 	fi
 done
 
+# per_source prints one row per source and stream. A loadgen's run id
+# prefixes its event_ids, so ClickHouse rows are counted by prefix.
+per_source() {
+	printf '%-6s %-14s %12s %12s %12s %12s\n' source stream loadgen_acked sluice_accepted ch_rows ch_distinct
+	for src in http mqtt; do
+		for stream in iot_telemetry app_logs; do
+			acked=$(jq -r ".acked.$stream // 0" "$DIR/loadgen-$src.json" 2>/dev/null)
+			accepted=$(awk -v src="$src" -v st="$stream" '
+				/^sluice_ingest_events_total\{/ && index($0, "source=\"" src "\"") && index($0, "stream=\"" st "\"") && index($0, "result=\"accepted\"") { n += $NF }
+				END { printf "%d", n }' "$DIR/metrics.txt")
+			rows=$(ch -q "SELECT count(), uniqExact(event_id) FROM $stream WHERE startsWith(event_id, '$RUN-$src-')" 2>/dev/null | tr '\t' ' ')
+			printf '%-6s %-14s %12s %12s %12s %12s\n' "$src" "$stream" "${acked:-?}" "$accepted" ${rows:-? ?}
+		done
+	done
+}
+
 say "starting sluice dev (log: $DIR/sluice.log)"
 # Its own session: Ctrl-C goes to the load generator only, and sluice dev
 # keeps running until the script has verified and stops it with SIGTERM.
-setsid "$BIN" dev --data-dir "$DIR/data" --http-addr "$HTTP_ADDR" \
+setsid "$BIN" dev --data-dir "$DIR/data" --http-addr "$HTTP_ADDR" --mqtt-addr "$MQTT_ADDR" \
 	--kafka-addr 127.0.0.1:${DEMO_KAFKA_PORT:-9092} --nats-addr 127.0.0.1:${DEMO_NATS_PORT:-4222} \
 	--clickhouse-database "$DB" >"$DIR/sluice.log" 2>&1 &
 SLUICE=$!
@@ -54,17 +79,33 @@ done
 curl -fsS "http://$HTTP_ADDR/readyz" >/dev/null || { say "sluice dev not ready after 30s"; tail -20 "$DIR/sluice.log" >&2; exit 1; }
 
 if [ -n "$DURATION" ]; then
-	say "load for $DURATION at $RATE events/s"
+	say "load for $DURATION: $HTTP_RATE events/s over HTTP, $MQTT_RATE over MQTT"
 else
-	say "load at $RATE events/s until Ctrl-C"
+	say "load until Ctrl-C: $HTTP_RATE events/s over HTTP, $MQTT_RATE over MQTT"
 fi
-# Ctrl-C reaches loadgen, which stops gracefully; this script goes on to
-# the verification and the summary.
-trap 'say "interrupted: finishing"' INT
-"$BIN" loadgen --url "http://$HTTP_ADDR" --rate "$RATE" --concurrency 16 --batch-size 100 \
-	${DURATION:+--duration "$DURATION"} --json >"$DIR/loadgen.json"
+# The MQTT devices run in the background, where a non-interactive shell
+# ignores Ctrl-C: the trap passes it on as SIGTERM (loadgen stops
+# gracefully on either), and this script goes on to the verification and
+# the summary.
+"$BIN" loadgen --protocol mqtt --mqtt-broker "tcp://$MQTT_ADDR" --run-id "$RUN-mqtt" --rate "$MQTT_RATE" \
+	--concurrency 64 --batch-size 20 \
+	${DURATION:+--duration "$DURATION"} --json >"$DIR/loadgen-mqtt.json" 2>"$DIR/loadgen-mqtt.log" &
+MQTT_LOADGEN=$!
+trap 'say "interrupted: finishing"; kill -TERM "$MQTT_LOADGEN" 2>/dev/null' INT
+"$BIN" loadgen --url "http://$HTTP_ADDR" --run-id "$RUN-http" --rate "$HTTP_RATE" --concurrency 16 --batch-size 100 \
+	${DURATION:+--duration "$DURATION"} --json >"$DIR/loadgen-http.json"
 LOADGEN_STATUS=$?
+wait "$MQTT_LOADGEN"
+MQTT_STATUS=$?
+# A Ctrl-C during the wait interrupts it: wait again for the real status.
+while kill -0 "$MQTT_LOADGEN" 2>/dev/null; do
+	wait "$MQTT_LOADGEN"
+	MQTT_STATUS=$?
+done
+[ "$MQTT_STATUS" -eq 0 ] || { LOADGEN_STATUS=$MQTT_STATUS; say "MQTT loadgen failed (log: $DIR/loadgen-mqtt.log):"; tail -5 "$DIR/loadgen-mqtt.log" >&2; }
 trap - INT
+# What the collectors accepted, per source and stream, before sluice stops.
+curl -fsS "http://$HTTP_ADDR/metrics" >"$DIR/metrics.txt" 2>/dev/null || : >"$DIR/metrics.txt"
 if kill -0 "$SLUICE" 2>/dev/null; then
 	say "reconciling Kafka with ClickHouse (sluice verify)"
 	"$BIN" verify --kafka-brokers 127.0.0.1:${DEMO_KAFKA_PORT:-9092} --clickhouse-database "$DB" --wait 60s >"$DIR/verify.txt" 2>"$DIR/verify.log"
@@ -89,8 +130,12 @@ ch -q "SELECT device_id, count() AS events,
 echo "Errors per service:"
 ch -q "SELECT service, countIf(level = 'error') AS errors, countIf(level = 'fatal') AS fatals, count() AS lines
        FROM app_logs GROUP BY service ORDER BY errors DESC, service LIMIT 20 FORMAT PrettyCompact"
-echo "Load generator (events acknowledged, ack latency):"
-cat "$DIR/loadgen.json"
+echo "Per source: acknowledged to loadgen, accepted by sluice dev (/metrics), landed in ClickHouse:"
+per_source
+for src in http mqtt; do
+	echo "Load generator over $src (events acknowledged, ack latency):"
+	jq -c '{events_per_second: (.events_per_second|floor), acked, unacked, latency}' "$DIR/loadgen-$src.json" 2>/dev/null || cat "$DIR/loadgen-$src.json"
+done
 echo "Peak memory of sluice dev (embedded Kafka and NATS included): ${PEAK_RSS:-unknown}"
 echo "Kafka vs ClickHouse (sluice verify):"
 cat "$DIR/verify.txt"
