@@ -1,0 +1,224 @@
+// Package relp is Sluice's RELP collector: a server for the Reliable Event
+// Logging Protocol as rsyslog's omrelp (librelp) speaks it. Each syslog
+// frame is answered "rsp 200 OK" only after Kafka acknowledged its event
+// (or, for a line that cannot be parsed, its dead letter), so a sender
+// keeps and resends what a crashed Sluice never answered.
+package relp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/ingest"
+)
+
+// ParseFunc turns one syslog line into an app_logs event (package
+// ingest/syslog's ToEvent); now is the receive time, used when the line
+// has no timestamp.
+type ParseFunc func(line []byte, now time.Time) (map[string]any, error)
+
+// Defaults for Config.
+const (
+	DefaultMaxConnections  = 100
+	DefaultMaxPendingBytes = 512 << 10
+	DefaultMaxBatch        = 512
+	DefaultLinger          = time.Millisecond
+	DefaultFrameTimeout    = 30 * time.Second
+	DefaultWriteTimeout    = 30 * time.Second
+	DefaultShutdownGrace   = 5 * time.Second
+	DefaultStream          = "app_logs"
+)
+
+// Config configures a Server. Addr, Gate and Parse are required; zero
+// values of the rest take the defaults.
+type Config struct {
+	// Addr is the TCP address to listen on, host:port.
+	Addr string
+	// Gate takes the events to Kafka.
+	Gate *ingest.Gate
+	// Parse maps a syslog line onto an event of Stream.
+	Parse ParseFunc
+	// Stream receives the events; default app_logs.
+	Stream string
+	// RandomIDs gives events random event_ids instead of ones derived from
+	// the raw line (--syslog-derive-ids=false): a frame resent after a
+	// crash is then counted twice.
+	RandomIDs bool
+	// MaxFrameBytes is the largest DATALEN taken; a bigger one closes the
+	// connection. Default 128 KiB, librelp's own.
+	MaxFrameBytes int
+	// MaxConnections caps the connections open at once; more are closed
+	// as soon as they are accepted.
+	MaxConnections int
+	// MaxPendingBytes bounds the frame data one connection holds read but
+	// not yet answered; reading pauses beyond it. With MaxConnections and
+	// MaxFrameBytes it bounds the server's memory: about MaxConnections x
+	// (MaxPendingBytes + MaxFrameBytes).
+	MaxPendingBytes int
+	// MaxBatch is the most frames committed to Kafka together. omrelp
+	// sends up to its window (128 by default) before it waits.
+	MaxBatch int
+	// Linger is how long a batch waits for more frames once the ones
+	// already read are taken.
+	Linger time.Duration
+	// FrameTimeout closes a connection that started a frame and did not
+	// finish it within this time. Between frames a connection may stay
+	// idle as long as it likes: omrelp keeps its session open.
+	FrameTimeout time.Duration
+	// WriteTimeout closes a connection that does not take answers.
+	WriteTimeout time.Duration
+	// ShutdownGrace is how long, once Run's context ends, commits in flight
+	// may still finish so that their frames are answered; frames not
+	// answered by then are resent by the sender.
+	ShutdownGrace time.Duration
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the metrics; nil means none are exported.
+	Registerer prometheus.Registerer
+}
+
+// Server is the RELP collector, an ingest.Source. New binds the listener;
+// Run serves until its context ends. Run owns every goroutine of the
+// server: one accepting connections, and per connection one that reads
+// frames and one that commits and answers them; all end before Run
+// returns.
+type Server struct {
+	cfg      Config
+	ln       net.Listener
+	log      *slog.Logger
+	m        *metrics
+	maxBatch int
+	slots    chan struct{} // one per open connection
+}
+
+// New validates cfg, registers the metrics and listens on cfg.Addr, so that
+// a taken port fails at start-up. The listener is closed by Run.
+func New(cfg Config) (*Server, error) {
+	if cfg.Gate == nil || cfg.Parse == nil {
+		return nil, errors.New("relp: Gate and Parse are required")
+	}
+	setDefaults(&cfg)
+	if cfg.Gate.Registry().Stream(cfg.Stream) == nil {
+		return nil, fmt.Errorf("relp: unknown stream %q", cfg.Stream)
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("relp: listen on %s: %w", cfg.Addr, err)
+	}
+	// A commit larger than the gate's admission capacity could never be
+	// admitted; the gate refuses it for good.
+	maxBatch := min(cfg.MaxBatch, cfg.Gate.MaxEvents(), int(min(cfg.Gate.AdmissionCapacity(), 1<<30)))
+	return &Server{
+		cfg: cfg, ln: ln, m: m, maxBatch: max(maxBatch, 1),
+		log:   cfg.Logger.With("component", "relp"),
+		slots: make(chan struct{}, cfg.MaxConnections),
+	}, nil
+}
+
+func setDefaults(cfg *Config) {
+	if cfg.Stream == "" {
+		cfg.Stream = DefaultStream
+	}
+	if cfg.MaxFrameBytes <= 0 {
+		cfg.MaxFrameBytes = DefaultMaxFrameBytes
+	}
+	if cfg.MaxConnections <= 0 {
+		cfg.MaxConnections = DefaultMaxConnections
+	}
+	if cfg.MaxPendingBytes <= 0 {
+		cfg.MaxPendingBytes = DefaultMaxPendingBytes
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = DefaultMaxBatch
+	}
+	if cfg.Linger < 0 {
+		cfg.Linger = 0
+	} else if cfg.Linger == 0 {
+		cfg.Linger = DefaultLinger
+	}
+	if cfg.FrameTimeout <= 0 {
+		cfg.FrameTimeout = DefaultFrameTimeout
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	if cfg.ShutdownGrace <= 0 {
+		cfg.ShutdownGrace = DefaultShutdownGrace
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Registerer == nil {
+		cfg.Registerer = prometheus.NewRegistry()
+	}
+}
+
+// Name implements ingest.Source.
+func (s *Server) Name() string { return "relp" }
+
+// Addr is the address the server listens on (with the port chosen when
+// Config.Addr asked for port 0).
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Run accepts connections until ctx ends, then stops accepting, lets
+// commits in flight finish for up to ShutdownGrace, answers them, tells
+// each sender "serverclose" and returns once every connection is closed.
+func (s *Server) Run(ctx context.Context) error {
+	s.log.Info("relp listening", "addr", s.ln.Addr().String(), "max_connections", s.cfg.MaxConnections, "max_frame_bytes", s.cfg.MaxFrameBytes)
+	commitCtx, stopCommits := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopCommits()
+	stopGrace := context.AfterFunc(ctx, func() {
+		time.AfterFunc(s.cfg.ShutdownGrace, stopCommits)
+		_ = s.ln.Close()
+	})
+	defer stopGrace()
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	var backoff time.Duration
+	for {
+		conn, err := s.ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && !errors.Is(err, net.ErrClosed) {
+				// Out of file descriptors and the like: wait, as
+				// net/http does, rather than spin or give up.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("relp accept failed; retrying", "err", err, "in", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			_ = s.ln.Close()
+			return fmt.Errorf("relp: accept: %w", err)
+		}
+		backoff = 0
+		select {
+		case s.slots <- struct{}{}:
+		default:
+			s.m.refused.Inc()
+			s.log.Warn("relp connection refused: too many open", "peer", conn.RemoteAddr().String(), "max_connections", s.cfg.MaxConnections)
+			_ = conn.Close()
+			continue
+		}
+		wg.Go(func() {
+			defer func() { <-s.slots }()
+			s.m.conns.Inc()
+			defer s.m.conns.Dec()
+			newSession(s, conn).serve(ctx, commitCtx)
+		})
+	}
+}

@@ -1,0 +1,426 @@
+package relp_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/ingest/relp"
+	"github.com/sluicehq/sluice/ingest/syslog"
+	"github.com/sluicehq/sluice/internal/testkit"
+)
+
+type testServer struct {
+	*relp.Server
+	reg  *prometheus.Registry
+	stop func()
+}
+
+func startServer(t testing.TB, g *ingest.Gate, tweak func(*relp.Config)) *testServer {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	cfg := relp.Config{Addr: "127.0.0.1:0", Gate: g, Parse: syslog.ToEvent, Logger: testkit.FileLogger(t, "relp.log"), Registerer: reg}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	s, err := relp.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Errorf("Run did not return within 30s of its context ending")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return &testServer{Server: s, reg: reg, stop: stop}
+}
+
+func (s *testServer) addr() string { return s.Addr().String() }
+
+// metric is the value of a counter or gauge without labels (summed over
+// labels when it has some).
+func (s *testServer) metric(t testing.TB, name string) float64 {
+	t.Helper()
+	mfs, err := s.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return sum
+}
+
+// line is the i-th test message, RFC 5424, severity i%8, facility local0.
+func line(i int) string {
+	return fmt.Sprintf("<%d>1 2026-11-30T10:00:00.%03dZ web-%d checkout %d m%d - payment %05d", 16*8+i%8, i%1000, i%3, 1000+i, i%5, i)
+}
+
+var levels = []string{"fatal", "fatal", "fatal", "error", "warn", "info", "info", "debug"}
+
+// expectAnswers reads n answers and checks they are rsp 200 for
+// transaction numbers from, from+1, ... in that order.
+func expectAnswers(t testing.TB, c *testkit.RELPClient, from, n int) {
+	t.Helper()
+	_ = c.Conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	defer func() { _ = c.Conn.SetReadDeadline(time.Time{}) }()
+	for i := range n {
+		f, err := c.ReadFrame()
+		if err != nil {
+			t.Fatalf("answer %d of %d: %v", i+1, n, err)
+		}
+		if f.Txnr != from+i || f.Cmd != "rsp" || f.Data != "200 OK" {
+			t.Fatalf("answer %d: %+v, want rsp 200 OK for txnr %d", i+1, f, from+i)
+		}
+	}
+}
+
+// sendLines queues one syslog frame per line and sends them at once,
+// pipelined; it returns the first transaction number used.
+func sendLines(t testing.TB, c *testkit.RELPClient, lines []string) int {
+	t.Helper()
+	first := c.Txnr() + 1
+	for _, l := range lines {
+		if err := c.Queue("syslog", []byte(l)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return first
+}
+
+// appLogs returns the app_logs events in Kafka by message.
+func appLogs(t testing.TB, k *testkit.Kafka) (byMessage map[string]map[string]any, total int) {
+	t.Helper()
+	byMessage = map[string]map[string]any{}
+	msgs := k.ReadTopic(t, testkit.StreamTopic("app_logs"))
+	for _, m := range msgs {
+		var ev map[string]any
+		if err := json.Unmarshal(m.Value, &ev); err != nil {
+			t.Fatalf("event %q: %v", m.Value, err)
+		}
+		byMessage[fmt.Sprint(ev["message"])] = ev
+	}
+	return byMessage, len(msgs)
+}
+
+func TestAnswersInOrderAfterKafka(t *testing.T) {
+	k := testkit.StartKafka(t)
+	s := startServer(t, testkit.NewGate(t, k, nil), nil)
+	c := testkit.OpenRELP(t, s.addr())
+
+	const n = 300
+	lines := make([]string, n)
+	for i := range lines {
+		lines[i] = line(i)
+	}
+	lines[17] = "no PRI at all"
+	lines[200] = "<999>1 broken"
+	first := sendLines(t, c, lines)
+	expectAnswers(t, c, first, n)
+
+	events, total := appLogs(t, k)
+	if total != n-2 {
+		t.Fatalf("%d events in Kafka, want %d", total, n-2)
+	}
+	for i, l := range lines {
+		if i == 17 || i == 200 {
+			continue
+		}
+		ev := events[fmt.Sprintf("payment %05d", i)]
+		if ev == nil {
+			t.Fatalf("line %d missing from Kafka", i)
+		}
+		want := map[string]any{"service": "checkout", "host": fmt.Sprintf("web-%d", i%3), "level": levels[i%8], "event_id": ingest.DeriveID([]byte(l))}
+		for f, v := range want {
+			if ev[f] != v {
+				t.Errorf("line %d: %s = %v, want %v (event %v)", i, f, ev[f], v, ev)
+			}
+		}
+		if attrs, _ := ev["attrs"].(map[string]any); attrs["procid"] != fmt.Sprint(1000+i) || attrs["facility"] != "local0" {
+			t.Errorf("line %d: attrs %v", i, ev["attrs"])
+		}
+	}
+	dead := k.DeadLetters(t)
+	if len(dead) != 2 {
+		t.Fatalf("%d dead letters, want 2: %+v", len(dead), dead)
+	}
+	for _, d := range dead {
+		if d.Source != "relp" || d.Reason == "" || (d.RawEvent != lines[17] && d.RawEvent != lines[200]) {
+			t.Errorf("dead letter %+v", d)
+		}
+	}
+	if got := s.metric(t, "sluice_relp_parse_failures_total"); got != 2 {
+		t.Errorf("parse failures %v, want 2", got)
+	}
+}
+
+// heldProducer holds every Produce until released, as a Kafka that does
+// not acknowledge would.
+type heldProducer struct {
+	ingest.Producer
+	release chan struct{}
+	calls   chan struct{}
+}
+
+func (p *heldProducer) Produce(ctx context.Context, msgs []ingest.Message) error {
+	select {
+	case p.calls <- struct{}{}:
+	default:
+	}
+	select {
+	case <-p.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return p.Producer.Produce(ctx, msgs)
+}
+
+// TestNoAnswerUntilKafkaAcks: while Kafka holds its acknowledgement, no rsp
+// goes out, whatever the wait; once Kafka acknowledges, every frame is
+// answered, in order.
+func TestNoAnswerUntilKafkaAcks(t *testing.T) {
+	k := testkit.StartKafka(t)
+	held := &heldProducer{release: make(chan struct{}), calls: make(chan struct{}, 1)}
+	g := testkit.NewGate(t, k, nil, func(cfg *ingest.GateConfig) {
+		held.Producer = cfg.Producer
+		cfg.Producer = held
+		cfg.ProduceTimeout = time.Minute
+	})
+	s := startServer(t, g, nil)
+	c := testkit.OpenRELP(t, s.addr())
+	lines := []string{line(1), line(2), "unparseable", line(3)}
+	first := sendLines(t, c, lines)
+
+	select {
+	case <-held.calls:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the frames never reached the producer")
+	}
+	_ = c.Conn.SetReadDeadline(time.Now().Add(1500 * time.Millisecond))
+	if f, err := c.ReadFrame(); err == nil {
+		t.Fatalf("answered %+v before Kafka acknowledged", f)
+	} else if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+		t.Fatalf("connection failed while Kafka held its ack: %v", err)
+	}
+	if got := s.metric(t, "sluice_relp_frames_answered_total"); got != 0 {
+		t.Fatalf("%v frames counted answered before Kafka acknowledged", got)
+	}
+	close(held.release)
+	expectAnswers(t, c, first, len(lines))
+	if _, total := appLogs(t, k); total != 3 {
+		t.Fatalf("%d events in Kafka, want 3", total)
+	}
+	if d := k.DeadLetters(t); len(d) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(d))
+	}
+}
+
+// TestKafkaDownNoAnswer closes the broker: frames stay unanswered (never a
+// non-200 answer), and the connection stays up waiting.
+func TestKafkaDownNoAnswer(t *testing.T) {
+	k := testkit.StartKafka(t)
+	g := testkit.NewGate(t, k, nil, func(cfg *ingest.GateConfig) { cfg.ProduceTimeout = time.Second })
+	s := startServer(t, g, func(cfg *relp.Config) { cfg.ShutdownGrace = 100 * time.Millisecond })
+	c := testkit.OpenRELP(t, s.addr())
+	k.Cluster.Close()
+	sendLines(t, c, []string{line(1), line(2)})
+	_ = c.Conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	f, err := c.ReadFrame()
+	if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+		t.Fatalf("with Kafka down got %+v, %v; want no answer at all", f, err)
+	}
+	if got := s.metric(t, "sluice_relp_frames_received_total"); got != 2 {
+		t.Fatalf("%v frames received, want 2", got)
+	}
+}
+
+// expectClosed checks that the server closes c without answering anything
+// more.
+func expectClosed(t *testing.T, c *testkit.RELPClient, within time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	_ = c.Conn.SetReadDeadline(start.Add(within))
+	f, err := c.ReadFrame()
+	if err == nil {
+		t.Fatalf("got %+v, want the connection closed", f)
+	}
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("connection still open after %s", within)
+	}
+	if !errors.Is(err, io.EOF) && !strings.Contains(err.Error(), "reset") {
+		t.Fatalf("read: %v, want EOF", err)
+	}
+	return time.Since(start)
+}
+
+// TestBadFramesCloseConnection: each malformed input closes its connection
+// with nothing answered for it, while another connection keeps flowing.
+func TestBadFramesCloseConnection(t *testing.T) {
+	k := testkit.StartKafka(t)
+	s := startServer(t, testkit.NewGate(t, k, nil), func(cfg *relp.Config) { cfg.MaxFrameBytes = 1000 })
+	steady := testkit.OpenRELP(t, s.addr())
+	bad := []struct {
+		name, in string
+		open     bool
+	}{
+		{"datalen mismatch", "2 syslog 50 " + line(1) + "\n3 syslog 5 abcde\n", true},
+		{"datalen 2^40", "2 syslog 1099511627776 x\n", true},
+		{"datalen over the maximum", fmt.Sprintf("2 syslog 1001 %s\n", strings.Repeat("x", 1001)), true},
+		{"binary garbage", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\xff\xfe", false},
+		{"garbage after open", "\x00\x01\x02\x03\n", true},
+		{"txnr out of sequence", "5 syslog 3 abc\n", true},
+		{"syslog before open", "1 syslog 3 abc\n", false},
+	}
+	for i, b := range bad {
+		t.Run(b.name, func(t *testing.T) {
+			var c *testkit.RELPClient
+			if b.open {
+				c = testkit.OpenRELP(t, s.addr())
+			} else {
+				var err error
+				if c, err = testkit.DialRELP(s.addr()); err != nil {
+					t.Fatal(err)
+				}
+				defer c.Conn.Close()
+			}
+			if _, err := c.Conn.Write([]byte(b.in)); err != nil {
+				t.Fatal(err)
+			}
+			expectClosed(t, c, 5*time.Second)
+			first := sendLines(t, steady, []string{line(i)})
+			expectAnswers(t, steady, first, 1)
+		})
+	}
+	if _, total := appLogs(t, k); total != len(bad) {
+		t.Fatalf("%d events in Kafka, want %d (only the steady connection's)", total, len(bad))
+	}
+	if got := s.metric(t, "sluice_relp_connection_errors_total"); got != float64(len(bad)) {
+		t.Errorf("%v connection errors counted, want %d", got, len(bad))
+	}
+}
+
+// TestStalledHalfFrame: a connection that stops inside a frame is closed
+// after the frame timeout; an idle one between frames is not, and others
+// keep flowing meanwhile.
+func TestStalledHalfFrame(t *testing.T) {
+	k := testkit.StartKafka(t)
+	const timeout = 500 * time.Millisecond
+	s := startServer(t, testkit.NewGate(t, k, nil), func(cfg *relp.Config) { cfg.FrameTimeout = timeout })
+	idle := testkit.OpenRELP(t, s.addr())
+	steady := testkit.OpenRELP(t, s.addr())
+	stalled := testkit.OpenRELP(t, s.addr())
+	if _, err := stalled.Conn.Write([]byte("2 syslog 100 <13>1 - - half")); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	flowed := make(chan int)
+	go func() {
+		n := 0
+		defer func() { flowed <- n }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			first := sendLines(t, steady, []string{line(n)})
+			expectAnswers(t, steady, first, 1)
+			n++
+		}
+	}()
+	took := expectClosed(t, stalled, 10*time.Second)
+	close(stop)
+	n := <-flowed
+	if took < timeout-100*time.Millisecond {
+		t.Errorf("closed after %s, before the %s timeout", took, timeout)
+	}
+	if n == 0 {
+		t.Error("no frame flowed on another connection while one stalled")
+	}
+	time.Sleep(timeout)
+	first := sendLines(t, idle, []string{line(9999)})
+	expectAnswers(t, idle, first, 1)
+	if got := s.metric(t, "sluice_relp_connection_errors_total"); got != 1 {
+		t.Errorf("%v connection errors, want 1 (stalled)", got)
+	}
+}
+
+func TestMaxConnections(t *testing.T) {
+	k := testkit.StartKafka(t)
+	s := startServer(t, testkit.NewGate(t, k, nil), func(cfg *relp.Config) { cfg.MaxConnections = 2 })
+	a := testkit.OpenRELP(t, s.addr())
+	testkit.OpenRELP(t, s.addr())
+	extra, err := testkit.DialRELP(s.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Conn.Close()
+	expectClosed(t, extra, 5*time.Second)
+	first := sendLines(t, a, []string{line(1)})
+	expectAnswers(t, a, first, 1)
+	if got := s.metric(t, "sluice_relp_connections_refused_total"); got != 1 {
+		t.Errorf("%v refused, want 1", got)
+	}
+	// A closed session frees its slot.
+	if err := a.Queue("close", nil); err != nil {
+		t.Fatal(err)
+	}
+	_ = a.Flush()
+	if f, err := a.ReadFrame(); err != nil || f.Cmd != "rsp" || f.Data != "" {
+		t.Fatalf("close answered %+v, %v", f, err)
+	}
+	expectClosed(t, a, 5*time.Second)
+	deadline := time.Now().Add(5 * time.Second)
+	for s.metric(t, "sluice_relp_connections") != 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	testkit.OpenRELP(t, s.addr())
+}
+
+// TestShutdownSendsServerClose: when Run's context ends, an open session
+// is told serverclose and Run returns.
+func TestShutdownSendsServerClose(t *testing.T) {
+	k := testkit.StartKafka(t)
+	s := startServer(t, testkit.NewGate(t, k, nil), nil)
+	c := testkit.OpenRELP(t, s.addr())
+	first := sendLines(t, c, []string{line(1)})
+	expectAnswers(t, c, first, 1)
+	s.stop()
+	_ = c.Conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if f, err := c.ReadFrame(); err != nil || f.Cmd != "serverclose" || f.Txnr != 0 {
+		t.Fatalf("got %+v, %v; want 0 serverclose", f, err)
+	}
+	expectClosed(t, c, 5*time.Second)
+}

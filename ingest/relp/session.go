@@ -1,0 +1,410 @@
+package relp
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/sluicehq/sluice/ingest"
+)
+
+// Commands of the protocol.
+const (
+	cmdOpen        = "open"
+	cmdSyslog      = "syslog"
+	cmdClose       = "close"
+	cmdRsp         = "rsp"
+	cmdServerClose = "serverclose"
+)
+
+// frameOverhead is what a frame costs against MaxPendingBytes beyond its
+// data, so that frames without data are bounded too.
+const frameOverhead = 64
+
+var (
+	okAnswer = []byte("200 OK")
+	// offers is the answer to "open": the protocol version librelp speaks,
+	// who we are, and the one command we take.
+	offers = []byte("200 OK\nrelp_version=0\nrelp_software=sluice,1,https://github.com/sluicehq/sluice\ncommands=syslog")
+
+	errSessionDone = errors.New("session ended")
+	errProtocol    = errors.New("relp: protocol error")
+	errTxnr        = errors.New("relp: transaction number out of sequence")
+)
+
+// received is a frame and when it was read.
+type received struct {
+	f  Frame
+	at time.Time
+}
+
+// session is one RELP connection. Its serve method owns it and one reader
+// goroutine: the reader parses frames and hands them over on frames; serve
+// groups them, commits each group to Kafka and answers it. The reader
+// stops when serve closes done, closes the budget and expires the read
+// deadline, which it does on its way out.
+type session struct {
+	s      *Server
+	conn   net.Conn
+	br     *bufio.Reader
+	log    *slog.Logger
+	peer   string
+	frames chan received
+	done   chan struct{}
+	budget *budget
+	rd     readDeadline
+
+	readErr error // why the reader stopped; read after frames is closed
+	open    bool
+	out     []byte
+}
+
+func newSession(s *Server, conn net.Conn) *session {
+	peer := conn.RemoteAddr().String()
+	return &session{
+		s: s, conn: conn, peer: peer,
+		br:     bufio.NewReaderSize(conn, 64<<10),
+		log:    s.log.With("peer", peer),
+		frames: make(chan received, s.maxBatch),
+		done:   make(chan struct{}),
+		budget: newBudget(s.cfg.MaxPendingBytes),
+		rd:     readDeadline{conn: conn},
+	}
+}
+
+// serve runs the session until the peer closes it, it fails, or ctx ends.
+// Commits use commitCtx, which outlives ctx by the shutdown grace.
+func (c *session) serve(ctx, commitCtx context.Context) {
+	c.log.Info("relp connection opened")
+	var reader sync.WaitGroup
+	reader.Go(func() {
+		c.readErr = c.readLoop()
+		close(c.frames)
+	})
+	err := c.process(ctx, commitCtx)
+	close(c.done)
+	c.budget.close()
+	c.rd.stop()
+	_ = c.conn.Close()
+	reader.Wait()
+	c.logEnd(ctx, err)
+}
+
+// process takes frames from the reader and answers them until the session
+// ends; nil means it ended in order (close, serverclose, peer gone).
+func (c *session) process(ctx, commitCtx context.Context) error {
+	for {
+		if ctx.Err() != nil {
+			c.serverClose()
+			return nil
+		}
+		var first received
+		select {
+		case <-ctx.Done():
+			c.serverClose()
+			return nil
+		case r, ok := <-c.frames:
+			if !ok {
+				return c.readErr
+			}
+			first = r
+		}
+		closed, err := c.handle(commitCtx, c.collect(first))
+		if err != nil || closed {
+			return err
+		}
+	}
+}
+
+// collect groups first with the syslog frames read after it: those already
+// read, then those arriving within Linger, up to MaxBatch. Any other
+// command ends the group, so that answers keep the frames' order.
+func (c *session) collect(first received) []received {
+	group := []received{first}
+	if first.f.Cmd != cmdSyslog {
+		return group
+	}
+	var timer <-chan time.Time
+	if c.s.cfg.Linger > 0 {
+		t := time.NewTimer(c.s.cfg.Linger)
+		defer t.Stop()
+		timer = t.C
+	}
+	for len(group) < c.s.maxBatch {
+		var r received
+		var ok bool
+		select {
+		case r, ok = <-c.frames:
+		default:
+			if timer == nil {
+				return group
+			}
+			select {
+			case r, ok = <-c.frames:
+			case <-timer:
+				return group
+			}
+		}
+		if !ok {
+			return group
+		}
+		group = append(group, r)
+		if r.f.Cmd != cmdSyslog {
+			return group
+		}
+	}
+	return group
+}
+
+// handle commits the group's syslog frames, then answers them in order,
+// and the command that may end the group. closed reports that the peer
+// closed the session.
+func (c *session) handle(ctx context.Context, group []received) (closed bool, err error) {
+	syslogs, last := group, group[len(group)-1]
+	if last.f.Cmd != cmdSyslog {
+		syslogs = group[:len(group)-1]
+	}
+	if len(syslogs) > 0 {
+		if !c.open {
+			return false, fmt.Errorf("%w: syslog before open", errProtocol)
+		}
+		if err := c.commit(ctx, syslogs); err != nil {
+			return false, err
+		}
+		for _, r := range syslogs {
+			c.out = AppendFrame(c.out, r.f.Txnr, cmdRsp, okAnswer)
+		}
+	}
+	if last.f.Cmd != cmdSyslog {
+		if closed, err = c.command(last.f); err != nil {
+			return false, err
+		}
+	}
+	if err := c.flush(); err != nil {
+		return false, err
+	}
+	now := time.Now()
+	for _, r := range group {
+		c.budget.release(len(r.f.Data) + frameOverhead)
+	}
+	for _, r := range syslogs {
+		c.s.m.latency.Observe(now.Sub(r.at).Seconds())
+	}
+	c.s.m.answered.Add(float64(len(syslogs)))
+	return closed, nil
+}
+
+// command answers a frame other than syslog.
+func (c *session) command(f Frame) (closed bool, err error) {
+	switch f.Cmd {
+	case cmdOpen:
+		if c.open {
+			c.out = AppendFrame(c.out, f.Txnr, cmdRsp, []byte("200 connection already open - ignored"))
+			return false, nil
+		}
+		c.open = true
+		c.out = AppendFrame(c.out, f.Txnr, cmdRsp, offers)
+	case cmdClose:
+		c.out = AppendFrame(c.out, f.Txnr, cmdRsp, nil)
+		return true, nil
+	default:
+		if !c.open {
+			return false, fmt.Errorf("%w: %q before open", errProtocol, f.Cmd)
+		}
+		c.out = AppendFrame(c.out, f.Txnr, cmdRsp, []byte("500 command not supported"))
+	}
+	return false, nil
+}
+
+// commit hands the frames' lines to the gate and waits until Kafka holds
+// them all: events, and dead letters for lines that do not parse or
+// validate. Under overload or with Kafka down it waits (CommitWait), and
+// meanwhile nothing is answered and, once the budget is spent, nothing
+// read.
+func (c *session) commit(ctx context.Context, frames []received) error {
+	b, err := c.s.cfg.Gate.Begin(c.s.cfg.Stream, ingest.Origin{Source: "relp", Detail: "relp " + c.peer, DeadLetter: true})
+	if err != nil {
+		return fmt.Errorf("relp: begin batch: %w", err)
+	}
+	now := time.Now()
+	for _, r := range frames {
+		if err := c.add(b, r.f.Data, now); err != nil {
+			return fmt.Errorf("relp: add frame %d: %w", r.f.Txnr, err)
+		}
+	}
+	if err := b.CommitWait(ctx); err != nil {
+		return fmt.Errorf("relp: commit %d frames: %w", len(frames), err)
+	}
+	return nil
+}
+
+func (c *session) add(b *ingest.Batch, line []byte, now time.Time) error {
+	ev, err := c.s.cfg.Parse(line, now)
+	if err != nil {
+		c.s.m.parseFailures.Inc()
+		return b.Reject(line, err.Error())
+	}
+	id := ""
+	if !c.s.cfg.RandomIDs {
+		// The raw line is the event's identity: omrelp resends the same
+		// bytes after a reconnect, under a new transaction number.
+		id = ingest.DeriveID(line)
+	}
+	return b.AddWithID(ev, id)
+}
+
+func (c *session) flush() error {
+	if len(c.out) == 0 {
+		return nil
+	}
+	_ = c.conn.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
+	_, err := c.conn.Write(c.out)
+	c.out = c.out[:0]
+	if err != nil {
+		return fmt.Errorf("relp: write answers: %w", err)
+	}
+	return nil
+}
+
+// serverClose tells the peer that the server ends the session; librelp
+// then reconnects and resends what was not answered.
+func (c *session) serverClose() {
+	c.out = AppendFrame(c.out[:0], 0, cmdServerClose, nil)
+	_ = c.flush()
+}
+
+// readLoop reads frames until the connection fails or ends. Between frames
+// it waits without a deadline; once a frame has begun, the rest of it must
+// arrive within FrameTimeout.
+func (c *session) readLoop() error {
+	expect := 1
+	for {
+		c.rd.set(time.Time{})
+		if _, err := c.br.Peek(1); err != nil {
+			return err
+		}
+		c.rd.set(time.Now().Add(c.s.cfg.FrameTimeout))
+		f, err := ReadFrame(c.br, c.s.cfg.MaxFrameBytes)
+		if err != nil {
+			return err
+		}
+		if f.Txnr != 0 { // 0 is for hints, outside the sequence
+			if f.Txnr != expect {
+				return fmt.Errorf("%w: got %d, want %d", errTxnr, f.Txnr, expect)
+			}
+			expect = nextTxnr(expect)
+		}
+		if f.Cmd == cmdSyslog {
+			c.s.m.received.Inc()
+		}
+		if !c.budget.acquire(len(f.Data) + frameOverhead) {
+			return errSessionDone
+		}
+		select {
+		case c.frames <- received{f: f, at: time.Now()}:
+		case <-c.done:
+			return errSessionDone
+		}
+	}
+}
+
+// logEnd logs why the session ended and counts the peer's faults.
+func (c *session) logEnd(ctx context.Context, err error) {
+	var ne net.Error
+	switch {
+	case err == nil, errors.Is(err, io.EOF), errors.Is(err, errSessionDone), ctx.Err() != nil:
+		c.log.Info("relp connection closed", "err", err)
+	case errors.Is(err, ErrFrameTooLarge):
+		c.s.m.protocolErrors.WithLabelValues("frame_too_large").Inc()
+		c.log.Error("relp connection closed: frame too large", "err", err, "max_frame_bytes", c.s.cfg.MaxFrameBytes)
+	case errors.Is(err, ErrInvalidFrame):
+		c.s.m.protocolErrors.WithLabelValues("invalid_frame").Inc()
+		c.log.Warn("relp connection closed: invalid frame", "err", err)
+	case errors.As(err, &ne) && ne.Timeout():
+		c.s.m.protocolErrors.WithLabelValues("stalled").Inc()
+		c.log.Warn("relp connection closed: frame not completed in time", "frame_timeout", c.s.cfg.FrameTimeout)
+	case errors.Is(err, errTxnr):
+		c.s.m.protocolErrors.WithLabelValues("txnr").Inc()
+		c.log.Warn("relp connection closed", "err", err)
+	case errors.Is(err, errProtocol):
+		c.s.m.protocolErrors.WithLabelValues("protocol").Inc()
+		c.log.Warn("relp connection closed", "err", err)
+	default:
+		c.log.Warn("relp connection closed", "err", err)
+	}
+}
+
+// readDeadline sets the connection's read deadline until stop, after
+// which the deadline stays in the past: a reader that sets a deadline just
+// after the session stopped must not undo the stop.
+type readDeadline struct {
+	mu      sync.Mutex
+	stopped bool
+	conn    net.Conn
+}
+
+func (d *readDeadline) set(t time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.stopped {
+		_ = d.conn.SetReadDeadline(t)
+	}
+}
+
+func (d *readDeadline) stop() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.stopped = true
+	_ = d.conn.SetReadDeadline(time.Unix(1, 0))
+}
+
+// budget bounds the bytes a session holds read but not answered. A frame
+// is always let in when nothing is held, so one frame up to the maximum
+// size passes whatever the limit.
+type budget struct {
+	mu     sync.Mutex
+	cond   *sync.Cond
+	used   int
+	limit  int
+	closed bool
+}
+
+func newBudget(limit int) *budget {
+	b := &budget{limit: limit}
+	b.cond = sync.NewCond(&b.mu)
+	return b
+}
+
+// acquire waits until n fits; false means the budget was closed.
+func (b *budget) acquire(n int) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for !b.closed && b.used > 0 && b.used+n > b.limit {
+		b.cond.Wait()
+	}
+	if b.closed {
+		return false
+	}
+	b.used += n
+	return true
+}
+
+func (b *budget) release(n int) {
+	b.mu.Lock()
+	b.used -= n
+	b.mu.Unlock()
+	b.cond.Broadcast()
+}
+
+func (b *budget) close() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	b.cond.Broadcast()
+}
