@@ -424,3 +424,73 @@ func TestShutdownSendsServerClose(t *testing.T) {
 	}
 	expectClosed(t, c, 5*time.Second)
 }
+
+// TestEventIDs: a line resent (here: sent twice) keeps its derived
+// event_id; with RandomIDs (--syslog-derive-ids=false) each copy gets its
+// own.
+func TestEventIDs(t *testing.T) {
+	for _, random := range []bool{false, true} {
+		t.Run(fmt.Sprintf("random=%v", random), func(t *testing.T) {
+			k := testkit.StartKafka(t)
+			s := startServer(t, testkit.NewGate(t, k, nil), func(cfg *relp.Config) { cfg.RandomIDs = random })
+			c := testkit.OpenRELP(t, s.addr())
+			first := sendLines(t, c, []string{line(7), line(7)})
+			expectAnswers(t, c, first, 2)
+			ids := map[string]bool{}
+			for _, m := range k.ReadTopic(t, testkit.StreamTopic("app_logs")) {
+				var ev map[string]any
+				if err := json.Unmarshal(m.Value, &ev); err != nil {
+					t.Fatal(err)
+				}
+				ids[fmt.Sprint(ev["event_id"])] = true
+			}
+			want := map[bool]int{false: 1, true: 2}[random]
+			if len(ids) != want {
+				t.Fatalf("%d distinct event_ids for a line sent twice, want %d: %v", len(ids), want, ids)
+			}
+			if !random && !ids[ingest.DeriveID([]byte(line(7)))] {
+				t.Fatalf("event_id %v is not derived from the raw line", ids)
+			}
+		})
+	}
+}
+
+// TestStopsReadingWhileKafkaHolds: while Kafka does not acknowledge, the
+// server reads no more than MaxPendingBytes ahead, so the sender's frames
+// wait in TCP buffers and then in the sender; once Kafka acknowledges,
+// all are answered in order.
+func TestStopsReadingWhileKafkaHolds(t *testing.T) {
+	k := testkit.StartKafka(t)
+	held := &heldProducer{release: make(chan struct{}), calls: make(chan struct{}, 1)}
+	g := testkit.NewGate(t, k, nil, func(cfg *ingest.GateConfig) {
+		held.Producer = cfg.Producer
+		cfg.Producer = held
+		cfg.ProduceTimeout = time.Minute
+	})
+	s := startServer(t, g, func(cfg *relp.Config) { cfg.MaxPendingBytes = 4 << 10 })
+	c := testkit.OpenRELP(t, s.addr())
+	const n = 1000
+	lines := make([]string, n)
+	for i := range lines {
+		lines[i] = line(i)
+	}
+	first := c.Txnr() + 1
+	for _, l := range lines {
+		if err := c.Queue("syslog", []byte(l)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flushed := make(chan error, 1)
+	go func() { flushed <- c.Flush() }() // may block in write: the point
+	<-held.calls
+	time.Sleep(time.Second)
+	// About 4 KiB of ~120-byte frames, plus the one being read.
+	if got := s.metric(t, "sluice_relp_frames_received_total"); got > 60 {
+		t.Fatalf("%v frames read while Kafka held its acknowledgement; the budget allows about 40", got)
+	}
+	close(held.release)
+	expectAnswers(t, c, first, n)
+	if err := <-flushed; err != nil {
+		t.Fatal(err)
+	}
+}
