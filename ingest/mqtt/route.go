@@ -72,34 +72,37 @@ func (r Route) Fields() []string {
 }
 
 // Match reports whether topic matches the route and, if it does, the
-// values of its placeholders (nil when it has none).
+// values of its placeholders (nil when it has none). It walks the topic
+// without splitting it: it runs for every message and every route.
 func (r Route) Match(topic string) (map[string]string, bool) {
 	if strings.HasPrefix(topic, "$") && r.levels[0] != topic[:strings.IndexByte(topic+"/", '/')] {
 		// Wildcards at the first level do not match $SYS and other
 		// server topics (MQTT 5, 4.7.2).
 		return nil, false
 	}
-	tl := strings.Split(topic, "/")
 	var fields map[string]string
-	for i, l := range r.levels {
+	rest, more := topic, true
+	for _, l := range r.levels {
 		if l == "#" {
 			return fields, true // also matches the parent level: a/# matches a
 		}
-		if i >= len(tl) {
+		if !more {
 			return nil, false
 		}
+		var level string
+		level, rest, more = strings.Cut(rest, "/")
 		switch field, ok := placeholder(l); {
 		case ok:
 			if fields == nil {
 				fields = make(map[string]string, 2)
 			}
-			fields[field] = tl[i]
+			fields[field] = level
 		case l == "+":
-		case l != tl[i]:
+		case l != level:
 			return nil, false
 		}
 	}
-	return fields, len(tl) == len(r.levels)
+	return fields, !more
 }
 
 func placeholder(level string) (string, bool) {

@@ -82,9 +82,9 @@ type SubscriberConfig struct {
 // Maximum fills up and the broker stops sending: backpressure without
 // buffering.
 //
-// Goroutines: Run owns all of them (the connection manager, the acker, one
-// per message being handled and the subscribe calls) and has stopped every
-// one when it returns.
+// Goroutines: Run owns all of them (the connection manager, the acker,
+// MaxInflight workers that call the Handler, and the subscribe calls) and
+// has stopped every one when it returns.
 type Subscriber struct {
 	cfg     SubscriberConfig
 	broker  *url.URL
@@ -94,6 +94,8 @@ type Subscriber struct {
 	// order holds the messages being handled in the order received; the
 	// acker acknowledges them in that order.
 	order chan *job
+	// work hands received messages to the workers.
+	work chan *job
 	// mu guards stopping and the wg.Add of message goroutines, so that no
 	// message starts once shutdown has begun waiting for them.
 	mu       sync.Mutex

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/eclipse/paho.golang/autopaho"
@@ -23,6 +24,7 @@ import (
 // cannot be handled for a reason other than shutdown.
 func (s *Subscriber) Run(ctx context.Context) error {
 	s.order = make(chan *job, s.cfg.MaxInflight)
+	s.work = make(chan *job, s.cfg.MaxInflight)
 	s.stopped = make(chan struct{})
 	s.fatal = make(chan error, 1)
 	handleCtx, cancelHandle := context.WithCancel(context.WithoutCancel(ctx))
@@ -42,6 +44,10 @@ func (s *Subscriber) Run(ctx context.Context) error {
 		defer close(ackerDone)
 		s.ack()
 	}()
+	var workers sync.WaitGroup
+	for range s.cfg.MaxInflight {
+		workers.Go(s.handle)
+	}
 	s.log.Info("mqtt subscriber started", "filters", s.Filters(), "max_inflight", s.cfg.MaxInflight,
 		"session_expiry", s.cfg.SessionExpiry)
 
@@ -51,7 +57,10 @@ func (s *Subscriber) Run(ctx context.Context) error {
 	case runErr = <-s.fatal:
 	}
 	s.shutdown(cancelHandle)
-	close(s.order) // no sender is left: shutdown waited for every one
+	// No sender is left: shutdown waited for every message received.
+	close(s.work)
+	close(s.order)
+	workers.Wait()
 	<-ackerDone
 	// paho sends acknowledged messages' PUBACKs on its own timer: give it
 	// a few ticks before the connection closes.
@@ -92,10 +101,14 @@ func (s *Subscriber) shutdown(cancelHandle context.CancelFunc) {
 	}
 }
 
+// errStopping marks a message received while the subscriber stops: it is
+// left unacknowledged for the broker to redeliver.
+var errStopping = errors.New("mqtt subscriber stopping")
+
 // receive is paho's callback for every PUBLISH. It runs on paho's single
-// reading goroutine, so it only queues the message and starts its handling;
-// it blocks (and so stops reading) while MaxInflight messages are queued,
-// which a broker honouring the Receive Maximum never causes.
+// reading goroutine, so it only queues the message for the acker and a
+// worker; it blocks (and so stops reading) while MaxInflight messages are
+// queued, which a broker honouring the Receive Maximum never causes.
 func (s *Subscriber) receive(pr paho.PublishReceived) (bool, error) {
 	s.mu.Lock()
 	if s.stopping {
@@ -103,7 +116,7 @@ func (s *Subscriber) receive(pr paho.PublishReceived) (bool, error) {
 		s.mu.Unlock()
 		return true, nil
 	}
-	s.msgs.Add(1)
+	s.msgs.Add(1) // done by the worker, or below if none takes it
 	s.mu.Unlock()
 	j := &job{client: pr.Client, pub: pr.Packet, done: make(chan struct{})}
 	select {
@@ -112,12 +125,26 @@ func (s *Subscriber) receive(pr paho.PublishReceived) (bool, error) {
 		s.msgs.Done()
 		return true, nil
 	}
-	go func() {
-		defer s.msgs.Done()
-		defer close(j.done)
-		j.err = s.cfg.Handler.Handle(s.handleCtx, j.pub.Topic, j.pub.Payload)
-	}()
+	select {
+	case s.work <- j:
+	case <-s.stopped:
+		j.err = errStopping
+		close(j.done)
+		s.msgs.Done()
+	}
 	return true, nil
+}
+
+// handle is one of MaxInflight workers: long-lived, so that their stacks,
+// grown by JSON decoding, are not grown again for every message. Each
+// message waits in Handle for Kafka, so as many workers as messages may be
+// in flight keep the producer's batches full.
+func (s *Subscriber) handle() {
+	for j := range s.work {
+		j.err = s.cfg.Handler.Handle(s.handleCtx, j.pub.Topic, j.pub.Payload)
+		close(j.done)
+		s.msgs.Done()
+	}
 }
 
 // ack acknowledges handled messages in the order they were received, until

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/pflag"
+
+	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/ingest/mqtt"
+	"github.com/sluicehq/sluice/pipeline"
+)
+
+func init() {
+	sourceFlagKinds = append(sourceFlagKinds, func() sourceFlags { return &mqttFlags{} })
+}
+
+// mqttFlags are the MQTT collector's flags: a subscriber to an external
+// broker (--mqtt-broker, both commands) and, in `sluice dev`, the embedded
+// broker (--mqtt-addr).
+type mqttFlags struct {
+	broker        string
+	addr          string // dev only
+	routes        []string
+	clientID      string
+	sessionExpiry time.Duration
+	shareGroup    string
+	maxInflight   int
+	username      string
+	passwordFile  string
+	password      string
+	tlsCA         string
+	tlsCert       string
+	tlsKey        string
+	deriveIDs     bool
+}
+
+func (m *mqttFlags) register(f *pflag.FlagSet, dev bool) {
+	f.StringVar(&m.broker, "mqtt-broker", "", "MQTT broker to subscribe to, tcp://host:1883 or ssl://host:8883 (MQTT 5; empty: no subscriber). Devices may publish to it with MQTT 3.1.1")
+	if dev {
+		f.StringVar(&m.addr, "mqtt-addr", "127.0.0.1:1883", "address of the embedded MQTT broker that devices publish to (empty: none); a device's PUBACK waits until its events are in Kafka")
+	}
+	f.StringArrayVar(&m.routes, "mqtt-route", nil, "FILTER=STREAM: messages on topics matching FILTER go to STREAM; a level {field} matches like + and fills that field when the payload lacks it (repeatable; default "+strings.Join(mqtt.DefaultRoutes, " and ")+")")
+	f.StringVar(&m.clientID, "mqtt-client-id", mqtt.DefaultClientID(), "MQTT client id of the subscriber's persistent session; keep it fixed across restarts (give each collector of a share group its own)")
+	f.DurationVar(&m.sessionExpiry, "mqtt-session-expiry", mqtt.DefaultSessionExpiry, "how long the broker keeps the session, and queues messages for it, while the subscriber is away (non-zero)")
+	f.StringVar(&m.shareGroup, "mqtt-share-group", mqtt.DefaultShareGroup, "subscribe as $share/GROUP/FILTER so that several collectors split the messages (empty: a plain subscription)")
+	f.IntVar(&m.maxInflight, "mqtt-max-inflight", mqtt.DefaultMaxInflight, "most MQTT messages held unacknowledged (waiting for Kafka); the subscriber's MQTT 5 Receive Maximum, so the broker sends no more")
+	f.StringVar(&m.username, "mqtt-username", "", "user name for the MQTT broker")
+	f.StringVar(&m.passwordFile, "mqtt-password-file", "", "file holding the MQTT broker password")
+	f.StringVar(&m.password, "mqtt-password", "", "MQTT broker password (visible in ps: prefer --mqtt-password-file)")
+	f.StringVar(&m.tlsCA, "mqtt-tls-ca", "", "PEM CA bundle to verify an ssl:// broker (default: the system roots)")
+	f.StringVar(&m.tlsCert, "mqtt-tls-cert", "", "PEM client certificate for an ssl:// broker (with --mqtt-tls-key)")
+	f.StringVar(&m.tlsKey, "mqtt-tls-key", "", "PEM private key of --mqtt-tls-cert")
+	f.BoolVar(&m.deriveIDs, "mqtt-derive-ids", true, "give events without event_id one derived from the topic, the payload and the event's index, so that a message the broker redelivers counts once (two byte-identical messages on one topic within the dedupe window also count once); false: random ids")
+}
+
+func (m *mqttFlags) sources(dev bool) ([]pipeline.SourceFactory, error) {
+	routes, err := mqtt.ParseRoutes(m.routes)
+	if err != nil {
+		return nil, fmt.Errorf("--mqtt-route: %w", err)
+	}
+	embedded := dev && m.addr != ""
+	if m.broker == "" && !embedded {
+		return nil, nil
+	}
+	if m.maxInflight <= 0 {
+		return nil, errors.New("--mqtt-max-inflight must be positive")
+	}
+	hs := &sharedHandler{cfg: mqtt.HandlerConfig{Routes: routes, DeriveIDs: m.deriveIDs}}
+	var out []pipeline.SourceFactory
+	if embedded {
+		out = append(out, func(gate *ingest.Gate, reg prometheus.Registerer, log *slog.Logger) (ingest.Source, error) {
+			h, err := hs.get(gate, reg, log)
+			if err != nil {
+				return nil, err
+			}
+			return mqtt.NewEmbedded(mqtt.EmbeddedConfig{Addr: m.addr, Handler: h, MaxInflight: m.maxInflight, Logger: log, Registerer: reg})
+		})
+	}
+	if m.broker != "" {
+		cfg, err := m.subscriberConfig()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, func(gate *ingest.Gate, reg prometheus.Registerer, log *slog.Logger) (ingest.Source, error) {
+			h, err := hs.get(gate, reg, log)
+			if err != nil {
+				return nil, err
+			}
+			cfg.Handler, cfg.Logger, cfg.Registerer = h, log, reg
+			return mqtt.NewSubscriber(cfg)
+		})
+	}
+	return out, nil
+}
+
+// subscriberConfig checks the subscriber's flags and reads its secrets.
+func (m *mqttFlags) subscriberConfig() (mqtt.SubscriberConfig, error) {
+	u, err := mqtt.ParseBroker(m.broker)
+	if err != nil {
+		return mqtt.SubscriberConfig{}, fmt.Errorf("--mqtt-broker: %w", err)
+	}
+	if m.sessionExpiry <= 0 {
+		return mqtt.SubscriberConfig{}, errors.New("--mqtt-session-expiry must be more than zero: a session that ends on disconnect loses the messages sent while Sluice is away")
+	}
+	if m.clientID == "" {
+		return mqtt.SubscriberConfig{}, errors.New("--mqtt-client-id must not be empty: the persistent session is found by it")
+	}
+	cfg := mqtt.SubscriberConfig{
+		Broker: m.broker, ClientID: m.clientID, SessionExpiry: m.sessionExpiry,
+		ShareGroup: m.shareGroup, MaxInflight: m.maxInflight, Username: m.username,
+	}
+	pw, err := m.readPassword()
+	if err != nil {
+		return mqtt.SubscriberConfig{}, err
+	}
+	cfg.Password = pw
+	if mqtt.IsTLS(u) {
+		if cfg.TLS, err = mqtt.TLSConfig(m.tlsCA, m.tlsCert, m.tlsKey); err != nil {
+			return mqtt.SubscriberConfig{}, err
+		}
+	} else if m.tlsCA != "" || m.tlsCert != "" || m.tlsKey != "" {
+		return mqtt.SubscriberConfig{}, fmt.Errorf("--mqtt-tls-* given but --mqtt-broker %s is not ssl://", redacted(u))
+	}
+	return cfg, nil
+}
+
+// readPassword returns the broker password from --mqtt-password-file, or
+// from --mqtt-password with a warning (it shows in ps).
+func (m *mqttFlags) readPassword() ([]byte, error) {
+	switch {
+	case m.passwordFile != "" && m.password != "":
+		return nil, errors.New("give --mqtt-password-file or --mqtt-password, not both")
+	case m.passwordFile != "":
+		b, err := os.ReadFile(m.passwordFile)
+		if err != nil {
+			return nil, fmt.Errorf("--mqtt-password-file: %w", err)
+		}
+		pw := strings.TrimRight(string(b), "\r\n")
+		if pw == "" {
+			return nil, fmt.Errorf("--mqtt-password-file %s is empty", m.passwordFile)
+		}
+		return []byte(pw), nil
+	case m.password != "":
+		slog.Warn("the MQTT password was given as a flag value, which other users can see in ps: use --mqtt-password-file")
+		return []byte(m.password), nil
+	}
+	return nil, nil
+}
+
+func redacted(u *url.URL) string { return u.Redacted() }
+
+// sharedHandler builds one mqtt.Handler per process, the first time a
+// source asks for it, so that the embedded broker and the subscriber share
+// it and its metrics are registered once.
+type sharedHandler struct {
+	cfg mqtt.HandlerConfig
+	mu  sync.Mutex
+	h   *mqtt.Handler
+}
+
+func (s *sharedHandler) get(gate *ingest.Gate, reg prometheus.Registerer, log *slog.Logger) (*mqtt.Handler, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.h != nil {
+		return s.h, nil
+	}
+	cfg := s.cfg
+	cfg.Gate, cfg.Registerer, cfg.Logger = gate, reg, log
+	h, err := mqtt.NewHandler(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.h = h
+	return h, nil
+}

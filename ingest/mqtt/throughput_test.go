@@ -1,0 +1,233 @@
+package mqtt
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/sluicehq/sluice/internal/testkit"
+)
+
+// TestThroughput measures the MQTT collector as deployed: the sluice binary
+// (`sluice run --role ingest --mqtt-broker`, from $SLUICE_BIN) between
+// Debian's mosquitto, fed by four `mosquitto_pub -q 1 -l` devices, and an
+// embedded Kafka run by the test, all on this machine. It reports messages/s
+// and events/s into Kafka (acks=all) and the collector's peak RSS. It runs
+// only with SLUICE_MQTT_BENCH=1:
+//
+//	go build -o /tmp/sluice ./cmd/sluice
+//	SLUICE_MQTT_BENCH=1 SLUICE_BIN=/tmp/sluice go test ./ingest/mqtt -run Throughput -v
+//
+// SLUICE_MQTT_BENCH_MESSAGES sets the messages per run (default 200,000);
+// SLUICE_MQTT_BENCH_ARGS adds flags to the collector's command line;
+// SLUICE_MQTT_BENCH_PROFILE=FILE saves a 10 s CPU profile of the collector
+// taken mid-run.
+func TestThroughput(t *testing.T) {
+	if os.Getenv("SLUICE_MQTT_BENCH") == "" {
+		t.Skip("a benchmark: set SLUICE_MQTT_BENCH=1 (and SLUICE_BIN)")
+	}
+	bin := os.Getenv("SLUICE_BIN")
+	if bin == "" {
+		t.Fatal("set SLUICE_BIN to a sluice binary (go build -o /tmp/sluice ./cmd/sluice)")
+	}
+	total := 200_000
+	if s := os.Getenv("SLUICE_MQTT_BENCH_MESSAGES"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total = n
+	}
+	for _, perMessage := range []int{1, 10} {
+		t.Run(fmt.Sprintf("events_per_message=%d", perMessage), func(t *testing.T) {
+			msgs := total
+			if perMessage > 1 {
+				msgs = total / 4
+			}
+			benchOnce(t, bin, msgs, perMessage)
+		})
+	}
+}
+
+func benchOnce(t *testing.T, bin string, msgs, perMessage int) {
+	k := testkit.StartKafka(t)
+	m := testkit.StartMosquitto(t, "")
+	httpAddr := testkit.FreeAddr(t)
+	logPath := filepath.Join(t.TempDir(), "sluice.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(bin, "run", "--role", "ingest", "--kafka-brokers", k.Brokers[0], "--http-addr", httpAddr,
+		"--mqtt-broker", m.URL, "--mqtt-client-id", "sluice-bench", "--pprof", "--log-level", "warn")
+	cmd.Args = append(cmd.Args, strings.Fields(os.Getenv("SLUICE_MQTT_BENCH_ARGS"))...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	waitHTTP(t, "http://"+httpAddr+"/readyz")
+	time.Sleep(time.Second) // subscribed
+
+	const publishers = 4
+	events := msgs * perMessage
+	var wg sync.WaitGroup
+	start := time.Now()
+	for p := range publishers {
+		pub := m.PublishCmd(t, fmt.Sprintf("devices/bench-%d/telemetry", p), "")
+		in, err := pub.Cmd().StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pub.Cmd().Start(); err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() {
+			writeLines(in, p, msgs/publishers, perMessage)
+			_ = pub.Cmd().Wait()
+		})
+	}
+	if os.Getenv("SLUICE_MQTT_BENCH_METRICS") != "" {
+		wg.Go(func() { time.Sleep(3 * time.Second); t.Log(scrape(t, "http://"+httpAddr+"/metrics")) })
+	}
+	if p := os.Getenv("SLUICE_MQTT_BENCH_PROFILE"); p != "" {
+		wg.Go(func() { saveProfile(t, "http://"+httpAddr, p) })
+	}
+	want := int64(msgs / publishers * publishers * perMessage)
+	var first time.Time
+	var got int64
+	for deadline := time.Now().Add(5 * time.Minute); got < want && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		got = topicSize(t, k, testkit.StreamTopic("iot_telemetry"))
+		if got > 0 && first.IsZero() {
+			first = time.Now()
+		}
+	}
+	elapsed := time.Since(start)
+	wg.Wait()
+	if got < want {
+		t.Fatalf("%d of %d events in Kafka after 5 minutes", got, want)
+	}
+	secs := elapsed.Seconds()
+	t.Logf("%d messages x %d events, 4 publishers: %.1f s from the first publish; %.0f messages/s, %.0f events/s into Kafka; collector peak RSS %s",
+		msgs, perMessage, secs, float64(msgs)/secs, float64(events)/secs, peakRSS(cmd.Process.Pid))
+}
+
+// writeLines writes n payloads of perMessage events (NDJSON is not
+// possible on one mosquitto_pub -l line, so several events are a JSON
+// array) and closes w.
+func writeLines(w io.WriteCloser, publisher, n, perMessage int) {
+	defer w.Close()
+	bw := bufio.NewWriterSize(w, 1<<16)
+	for i := range n {
+		if perMessage > 1 {
+			bw.WriteByte('[')
+		}
+		for e := range perMessage {
+			if e > 0 {
+				bw.WriteByte(',')
+			}
+			fmt.Fprintf(bw, `{"ts":"2026-11-24T10:00:00.123Z","metrics":{"temperature":%d.5,"humidity":%d},"tags":{"site":"plant-%d"}}`, i, e, publisher)
+		}
+		if perMessage > 1 {
+			bw.WriteByte(']')
+		}
+		bw.WriteByte('\n')
+	}
+	_ = bw.Flush()
+}
+
+// topicSize sums the end offsets of a topic's partitions.
+func topicSize(t *testing.T, k *testkit.Kafka, topic string) int64 {
+	var sum int64
+	for p := range testkit.Partitions {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		c, err := kafka.DialLeader(ctx, "tcp", k.Brokers[0], topic, p)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		last, err := c.ReadLastOffset()
+		c.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum += last
+	}
+	return sum
+}
+
+func waitHTTP(t *testing.T, url string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+	}
+	t.Fatalf("%s not ready in 30 s", url)
+}
+
+func saveProfile(t *testing.T, base, path string) {
+	time.Sleep(time.Second)
+	resp, err := http.Get(base + "/debug/pprof/profile?seconds=10")
+	if err != nil {
+		t.Errorf("profile: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Errorf("profile: %v", err)
+		return
+	}
+	defer f.Close()
+	_, _ = io.Copy(f, resp.Body)
+}
+
+// peakRSS reads VmHWM (the peak resident set) of a running process.
+func peakRSS(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return "unknown"
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
+}
+
+// scrape returns the collector's sluice_mqtt and produce metrics.
+func scrape(t *testing.T, url string) string {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	var out []string
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		l := sc.Text()
+		if (strings.HasPrefix(l, "sluice_mqtt") || strings.Contains(l, "produce")) && !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
