@@ -15,6 +15,7 @@ const (
 	DefaultReadTimeout     = 60 * time.Second
 	DefaultIdleTimeout     = 10 * time.Minute
 	DefaultMaxBatchLines   = 1000
+	DefaultMaxBatchBytes   = 1 << 20
 	DefaultBatchLinger     = 2 * time.Millisecond
 	DefaultUDPQueueLines   = 10_000
 	DefaultUDPQueueBytes   = 16 << 20
@@ -46,10 +47,13 @@ type Config struct {
 	// for this long, so that idle connections do not hold the connection
 	// slots forever. Senders such as rsyslog reconnect on their next line.
 	IdleTimeout time.Duration
-	// MaxBatchLines bounds the lines one connection hands to the gate in
-	// one commit; BatchLinger is how long a connection whose sender paused
-	// waits for more lines before it commits what it has.
+	// MaxBatchLines and MaxBatchBytes (of messages) bound what one
+	// connection hands to the gate in one commit; BatchLinger is how long a
+	// connection whose sender paused waits for more lines before it
+	// commits what it has. A connection holds at most two batches: one
+	// committing, one being read.
 	MaxBatchLines int
+	MaxBatchBytes int
 	BatchLinger   time.Duration
 	// UDPQueueLines and UDPQueueBytes bound the datagrams received and not
 	// yet committed; beyond either, datagrams are dropped and counted.
@@ -82,6 +86,7 @@ func (c *Config) setDefaults() error {
 	def(&c.MaxMessageBytes, DefaultMaxMessageBytes)
 	def(&c.MaxConnections, DefaultMaxConnections)
 	def(&c.MaxBatchLines, DefaultMaxBatchLines)
+	def(&c.MaxBatchBytes, DefaultMaxBatchBytes)
 	def(&c.UDPQueueLines, DefaultUDPQueueLines)
 	def(&c.UDPQueueBytes, DefaultUDPQueueBytes)
 	defDur(&c.ReadTimeout, DefaultReadTimeout)

@@ -99,9 +99,11 @@ func (c *Collector) closeConns() {
 }
 
 // tcpConn is one connection's reader. It is owned by the goroutine that
-// serveTCP starts for it, which reads frames, batches them and commits;
-// while it commits it does not read, so a sender outrunning Kafka fills
-// its TCP window and blocks.
+// serveTCP starts for it, which reads frames into a batch and hands full
+// batches to the connection's committer goroutine, which it starts and
+// waits for. The hand-off is unbuffered: at most one batch commits while
+// the next is read, and while both are busy reading stops, so a sender
+// outrunning Kafka fills its TCP window and blocks.
 type tcpConn struct {
 	c    *Collector
 	conn net.Conn
@@ -112,14 +114,28 @@ type tcpConn struct {
 
 	batch   *ingest.Batch // nil between commits
 	started time.Time     // when batch began
+	bytes   int           // of the messages in batch
+	out     chan *ingest.Batch
 }
 
 // serve reads until the peer closes, a bound is hit or the collector
 // shuts down, then commits what it holds. ctx bounds the commits.
 func (t *tcpConn) serve(ctx context.Context) {
-	defer t.flush(ctx)
+	t.out = make(chan *ingest.Batch)
+	committed := make(chan struct{})
+	go func() {
+		defer close(committed)
+		for b := range t.out {
+			t.c.commit(ctx, b, "tcp")
+		}
+	}()
+	defer func() {
+		t.flush()
+		close(t.out)
+		<-committed
+	}()
 	for {
-		if err := t.await(ctx); err != nil {
+		if err := t.await(); err != nil {
 			t.end(err)
 			return
 		}
@@ -132,8 +148,8 @@ func (t *tcpConn) serve(ctx context.Context) {
 			t.c.log.Error("syslog batch", "peer", t.peer, "err", err)
 			return
 		}
-		if t.batch.Len() >= t.c.cfg.MaxBatchLines {
-			t.flush(ctx)
+		if t.batch.Len() >= t.c.cfg.MaxBatchLines || t.bytes >= t.c.cfg.MaxBatchBytes {
+			t.flush()
 		}
 	}
 }
@@ -141,11 +157,17 @@ func (t *tcpConn) serve(ctx context.Context) {
 // await returns once the next frame has begun to arrive. While the sender
 // pauses it commits the pending lines after BatchLinger, and it gives up
 // on a connection idle for IdleTimeout.
-func (t *tcpConn) await(ctx context.Context) error {
+func (t *tcpConn) await() error {
 	for t.fr.br.Buffered() == 0 {
 		pending := t.batch != nil
 		if pending {
+			// Never a deadline already past: Go would then not even look
+			// for data waiting in the socket, and a busy sender's batch
+			// would be committed every time the buffer runs dry.
 			t.dr.fixed = t.started.Add(t.c.cfg.BatchLinger)
+			if soon := time.Now().Add(50 * time.Microsecond); t.dr.fixed.Before(soon) {
+				t.dr.fixed = soon
+			}
 		} else {
 			t.dr.fixed = time.Now().Add(t.c.cfg.IdleTimeout)
 		}
@@ -155,7 +177,7 @@ func (t *tcpConn) await(ctx context.Context) error {
 		case err == nil:
 			return nil
 		case errors.Is(err, os.ErrDeadlineExceeded) && pending:
-			t.flush(ctx)
+			t.flush()
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			return errIdle
 		default:
@@ -172,8 +194,9 @@ func (t *tcpConn) handle(fr frame) error {
 		if err != nil {
 			return err
 		}
-		t.batch, t.started = b, time.Now()
+		t.batch, t.started, t.bytes = b, time.Now(), 0
 	}
+	t.bytes += len(fr.msg)
 	if fr.truncated {
 		t.tm.lines.Inc()
 		t.tm.bytes.Add(float64(fr.size))
@@ -183,9 +206,11 @@ func (t *tcpConn) handle(fr frame) error {
 	return t.c.add(t.batch, fr.msg, t.started, t.tm, "")
 }
 
-func (t *tcpConn) flush(ctx context.Context) {
+// flush hands the batch to the committer, waiting while it commits the
+// previous one.
+func (t *tcpConn) flush() {
 	if t.batch != nil {
-		t.c.commit(ctx, t.batch, "tcp")
+		t.out <- t.batch
 		t.batch = nil
 	}
 }
