@@ -140,6 +140,49 @@ const (
 	DefaultMaxBackoff = 5 * time.Second
 )
 
+// protocolDefaults fills in the protocol and its target.
+func (c Config) protocolDefaults() Config {
+	if c.Protocol == "" {
+		c.Protocol = ProtocolHTTP
+	}
+	if c.MQTTBroker == "" {
+		c.MQTTBroker = DefaultMQTTBroker
+	}
+	if c.SyslogAddr == "" {
+		c.SyslogAddr = DefaultSyslogAddr
+	}
+	if c.Protocol == ProtocolSyslog {
+		c.Mix = 0 // syslog carries app_logs only
+	}
+	return c
+}
+
+// checkProtocol says what is wrong with the protocol and its target.
+func (c Config) checkProtocol() error {
+	switch c.Protocol {
+	case ProtocolHTTP:
+		if u, err := url.Parse(c.URL); err != nil {
+			return fmt.Errorf("url %q: %w", c.URL, err)
+		} else if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("url %q: want http(s)://host[:port]", c.URL)
+		}
+	case ProtocolMQTT:
+		if _, err := mqttHostPort(c.MQTTBroker); err != nil {
+			return err
+		}
+	case ProtocolSyslog:
+		if _, _, err := net.SplitHostPort(c.SyslogAddr); err != nil {
+			return fmt.Errorf("syslog address %q: want host:port: %w", c.SyslogAddr, err)
+		}
+		if c.AckLog != nil {
+			return errors.New("ack log: not with syslog, whose lines carry no event_id")
+		}
+	default:
+		return fmt.Errorf("protocol %q: want %s, %s or %s", c.Protocol, ProtocolHTTP, ProtocolMQTT, ProtocolSyslog)
+	}
+	return nil
+}
+
 // target is where events go, for logs.
 func (c Config) target() string {
 	switch c.Protocol {
@@ -157,18 +200,7 @@ var runIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$`)
 
 // withDefaults fills in defaults and checks the result.
 func (c Config) withDefaults() (Config, error) {
-	if c.Protocol == "" {
-		c.Protocol = ProtocolHTTP
-	}
-	if c.MQTTBroker == "" {
-		c.MQTTBroker = DefaultMQTTBroker
-	}
-	if c.SyslogAddr == "" {
-		c.SyslogAddr = DefaultSyslogAddr
-	}
-	if c.Protocol == ProtocolSyslog {
-		c.Mix = 0
-	}
+	c = c.protocolDefaults()
 	if c.URL == "" {
 		c.URL = DefaultURL
 	}
@@ -210,27 +242,7 @@ func (c Config) withDefaults() (Config, error) {
 
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	switch c.Protocol {
-	case ProtocolHTTP:
-	case ProtocolMQTT:
-		if _, err := mqttHostPort(c.MQTTBroker); err != nil {
-			bad("%w", err)
-		}
-	case ProtocolSyslog:
-		if _, _, err := net.SplitHostPort(c.SyslogAddr); err != nil {
-			bad("syslog address %q: want host:port: %w", c.SyslogAddr, err)
-		}
-		if c.AckLog != nil {
-			bad("ack log: not with syslog, whose lines carry no event_id")
-		}
-	default:
-		bad("protocol %q: want %s, %s or %s", c.Protocol, ProtocolHTTP, ProtocolMQTT, ProtocolSyslog)
-	}
-	if u, err := url.Parse(c.URL); err != nil {
-		bad("url %q: %w", c.URL, err)
-	} else if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		bad("url %q: want http(s)://host[:port]", c.URL)
-	}
+	errs = append(errs, c.checkProtocol()) // errors.Join drops a nil
 	if c.Rate < 0 {
 		bad("rate %g: must be >= 0", c.Rate)
 	}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kmsg"
+
 	"github.com/sluicehq/sluice/ingest/mqtt"
 	"github.com/sluicehq/sluice/internal/testkit"
 )
@@ -146,6 +148,57 @@ func TestMQTTMessage(t *testing.T) {
 		}
 		if !strings.HasPrefix(topic, map[int]string{iotIdx: "devices/sensor-", logsIdx: "services/"}[b.stream]) {
 			t.Errorf("topic %q", topic)
+		}
+	}
+}
+
+// A publish whose PUBACK does not come within the timeout is retried over a
+// new connection with the same event_ids, until acknowledged.
+func TestMQTTRetriesUnacknowledgedPublishes(t *testing.T) {
+	k, broker := startBroker(t)
+	// Kafka holds the produce requests of the first second, so the first
+	// publishes time out while their events wait.
+	release := make(chan struct{})
+	k.Cluster.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		k.Cluster.KeepControl()
+		<-release
+		return nil, nil, false
+	})
+	timer := time.AfterFunc(time.Second, func() { close(release) })
+	t.Cleanup(func() { timer.Stop() })
+	cfg := Config{Protocol: ProtocolMQTT, MQTTBroker: broker, MaxEvents: 200, BatchSize: 10, Concurrency: 2,
+		Mix: 0.5, RunID: "mq2", Timeout: 300 * time.Millisecond, MinBackoff: 50 * time.Millisecond,
+		ReportInterval: -1, Logger: testkit.QuietLogger()}
+	sum, err := Run(t.Context(), cfg, nil)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if sum.AckedTotal != 200 || sum.Retries == 0 || sum.ErrorsByCause["timeout"] == 0 {
+		t.Fatalf("summary %+v: want 200 acknowledged after timed-out publishes were retried", sum)
+	}
+	for _, st := range Streams {
+		checkKafkaIDs(t, k, st, "mq2", sum.Sent[st])
+	}
+}
+
+// checkKafkaIDs checks that stream's topic holds at least the events seq
+// 1..n of run: a retried publish may have put some there twice, which
+// dedupe by event_id downstream absorbs.
+func checkKafkaIDs(t *testing.T, k *testkit.Kafka, stream, run string, n int64) {
+	t.Helper()
+	seen := map[string]bool{}
+	for _, m := range k.ReadTopic(t, testkit.StreamTopic(stream)) {
+		var ev struct {
+			EventID string `json:"event_id"`
+		}
+		if err := json.Unmarshal(m.Value, &ev); err != nil {
+			t.Fatal(err)
+		}
+		seen[ev.EventID] = true
+	}
+	for seq := int64(1); seq <= n; seq++ {
+		if id := EventID(run, stream, seq); !seen[id] {
+			t.Errorf("%s: %s not in Kafka", stream, id)
 		}
 	}
 }
