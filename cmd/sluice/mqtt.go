@@ -89,6 +89,11 @@ func (m *mqttFlags) sources(dev bool) ([]pipeline.SourceFactory, error) {
 		if err != nil {
 			return nil, err
 		}
+		if u, _ := url.Parse(m.broker); embedded && u.Host == m.addr {
+			// The embedded broker hands routed publishes to the handler
+			// itself; subscribing to it as well would take each twice.
+			return nil, fmt.Errorf("--mqtt-broker %s is the embedded broker (--mqtt-addr): leave --mqtt-broker empty in dev, the embedded broker already feeds the pipeline", m.broker)
+		}
 		out = append(out, func(gate *ingest.Gate, reg prometheus.Registerer, log *slog.Logger) (ingest.Source, error) {
 			h, err := hs.get(gate, reg, log)
 			if err != nil {
