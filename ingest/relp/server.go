@@ -176,16 +176,19 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 // each sender "serverclose" and returns once every connection is closed.
 func (s *Server) Run(ctx context.Context) error {
 	s.log.Info("relp listening", "addr", s.ln.Addr().String(), "max_connections", s.cfg.MaxConnections, "max_frame_bytes", s.cfg.MaxFrameBytes)
+	// Sessions end with ctx, and Run ends it too on its way out, so that
+	// an accept failure returns without waiting for the caller's shutdown.
+	// Commits in flight then get ShutdownGrace to finish.
+	var wg sync.WaitGroup
 	commitCtx, stopCommits := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopCommits()
-	stopGrace := context.AfterFunc(ctx, func() {
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	context.AfterFunc(ctx, func() {
 		time.AfterFunc(s.cfg.ShutdownGrace, stopCommits)
 		_ = s.ln.Close()
 	})
-	defer stopGrace()
-
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	var backoff time.Duration
 	for {
 		conn, err := s.ln.Accept()
