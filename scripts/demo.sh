@@ -83,18 +83,28 @@ if [ -n "$DURATION" ]; then
 else
 	say "load until Ctrl-C: $HTTP_RATE events/s over HTTP, $MQTT_RATE over MQTT"
 fi
-# The MQTT devices run in the background, where a non-interactive shell
-# ignores Ctrl-C: the trap passes it on as SIGTERM (loadgen stops
-# gracefully on either), and this script goes on to the verification and
-# the summary.
-"$BIN" loadgen --protocol mqtt --mqtt-broker "tcp://$MQTT_ADDR" --run-id "$RUN-mqtt" --rate "$MQTT_RATE" \
+# Ctrl-C reaches the HTTP loadgen in the foreground. The MQTT devices run
+# in a session of their own and get each Ctrl-C exactly once, as SIGTERM
+# from here (loadgen stops gracefully on the first, abandons what is in
+# flight on the second): bash runs no INT trap while a foreground child
+# that handles SIGINT runs, so the first is sent when the HTTP loadgen
+# returns, and the trap sends the next. Then this script goes on to the
+# verification and the summary.
+setsid "$BIN" loadgen --protocol mqtt --mqtt-broker "tcp://$MQTT_ADDR" --run-id "$RUN-mqtt" --rate "$MQTT_RATE" \
 	--concurrency 64 --batch-size 20 \
 	${DURATION:+--duration "$DURATION"} --json >"$DIR/loadgen-mqtt.json" 2>"$DIR/loadgen-mqtt.log" &
 MQTT_LOADGEN=$!
-trap 'say "interrupted: finishing"; kill -TERM "$MQTT_LOADGEN" 2>/dev/null' INT
+MQTT_TERMS=0
+stop_mqtt_loadgen() { MQTT_TERMS=$((MQTT_TERMS + 1)); kill -TERM "$MQTT_LOADGEN" 2>/dev/null; }
+trap 'say "interrupted: finishing"; stop_mqtt_loadgen' INT
 "$BIN" loadgen --url "http://$HTTP_ADDR" --run-id "$RUN-http" --rate "$HTTP_RATE" --concurrency 16 --batch-size 100 \
 	${DURATION:+--duration "$DURATION"} --json >"$DIR/loadgen-http.json"
 LOADGEN_STATUS=$?
+# Without DURATION the HTTP loadgen ends on Ctrl-C (or on an error): the
+# MQTT devices stop with it.
+if [ "$MQTT_TERMS" -eq 0 ] && { [ -z "$DURATION" ] || [ "$LOADGEN_STATUS" -ne 0 ]; }; then
+	stop_mqtt_loadgen
+fi
 wait "$MQTT_LOADGEN"
 MQTT_STATUS=$?
 # A Ctrl-C during the wait interrupts it: wait again for the real status.
@@ -105,7 +115,7 @@ done
 [ "$MQTT_STATUS" -eq 0 ] || { LOADGEN_STATUS=$MQTT_STATUS; say "MQTT loadgen failed (log: $DIR/loadgen-mqtt.log):"; tail -5 "$DIR/loadgen-mqtt.log" >&2; }
 trap - INT
 # What the collectors accepted, per source and stream, before sluice stops.
-curl -fsS "http://$HTTP_ADDR/metrics" >"$DIR/metrics.txt" 2>/dev/null || : >"$DIR/metrics.txt"
+curl -fsS --max-time 10 "http://$HTTP_ADDR/metrics" >"$DIR/metrics.txt" 2>"$DIR/metrics.err" || say "cannot read http://$HTTP_ADDR/metrics: $(cat "$DIR/metrics.err")"
 if kill -0 "$SLUICE" 2>/dev/null; then
 	say "reconciling Kafka with ClickHouse (sluice verify)"
 	"$BIN" verify --kafka-brokers 127.0.0.1:${DEMO_KAFKA_PORT:-9092} --clickhouse-database "$DB" --wait 60s >"$DIR/verify.txt" 2>"$DIR/verify.log"
