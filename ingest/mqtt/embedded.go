@@ -132,11 +132,9 @@ func (e *Embedded) Run(ctx context.Context) error {
 	if !e.runOnce.CompareAndSwap(false, true) {
 		return errors.New("mqtt embedded broker: Run called twice")
 	}
-	// Handle gets a context of its own, ended with ctx: a publish that
-	// waits for Kafka at shutdown is then refused instead of acknowledged.
-	hctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	e.hook.ctx = hctx
+	// Handle waits with ctx: a publish still waiting for Kafka when ctx
+	// ends is then refused instead of acknowledged.
+	e.hook.ctx = ctx
 
 	srv := mochi.New(&mochi.Options{Logger: e.log, InlineClient: false})
 	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
@@ -160,7 +158,6 @@ func (e *Embedded) Run(ctx context.Context) error {
 	e.log.Info("embedded MQTT broker listening", "addr", addr, "max_inflight", e.cfg.MaxInflight)
 
 	<-ctx.Done()
-	cancel()
 	e.hook.close()
 	_ = srv.Close() // always nil; disconnects every device
 	e.hook.wait()
