@@ -32,6 +32,12 @@ type Collector struct {
 	tcp     net.Listener
 	udp     net.PacketConn
 
+	// slots holds a token per TCP batch being read or committed (see
+	// Config.MaxBufferBytes); stopping is closed when Run's context ends,
+	// releasing readers that wait for one.
+	slots    chan struct{}
+	stopping chan struct{}
+
 	mu    sync.Mutex
 	conns map[net.Conn]struct{} // open TCP connections, closed on shutdown
 }
@@ -54,7 +60,9 @@ func New(gate *ingest.Gate, cfg Config) (*Collector, error) {
 		return nil, err
 	}
 	c := &Collector{gate: gate, cfg: cfg, log: cfg.Logger.With("component", "syslog"), metrics: m,
-		conns: make(map[net.Conn]struct{})}
+		slots:    make(chan struct{}, max(2, cfg.MaxBufferBytes/cfg.MaxBatchBytes)),
+		stopping: make(chan struct{}),
+		conns:    make(map[net.Conn]struct{})}
 	if cfg.TCPAddr != "" {
 		if c.tcp, err = net.Listen("tcp", cfg.TCPAddr); err != nil {
 			return nil, fmt.Errorf("syslog: listen on TCP %s: %w", cfg.TCPAddr, err)
@@ -115,6 +123,7 @@ func (c *Collector) Run(ctx context.Context) error {
 		wg.Go(func() { c.serveUDP(ctx, commitCtx) })
 	}
 	<-ctx.Done()
+	close(c.stopping)
 	if c.tcp != nil {
 		_ = c.tcp.Close()
 		c.closeConns()

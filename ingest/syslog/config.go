@@ -16,6 +16,7 @@ const (
 	DefaultIdleTimeout     = 10 * time.Minute
 	DefaultMaxBatchLines   = 1000
 	DefaultMaxBatchBytes   = 1 << 20
+	DefaultMaxBufferBytes  = 64 << 20
 	DefaultBatchLinger     = 2 * time.Millisecond
 	DefaultUDPQueueLines   = 10_000
 	DefaultUDPQueueBytes   = 16 << 20
@@ -54,7 +55,13 @@ type Config struct {
 	// committing, one being read.
 	MaxBatchLines int
 	MaxBatchBytes int
-	BatchLinger   time.Duration
+	// MaxBufferBytes bounds the TCP batches held at once across all
+	// connections, in units of MaxBatchBytes (at least two batches): a
+	// connection that would begin a batch beyond it stops reading until
+	// another commits. With it the collector's memory does not grow with
+	// the number of busy connections.
+	MaxBufferBytes int
+	BatchLinger    time.Duration
 	// UDPQueueLines and UDPQueueBytes bound the datagrams received and not
 	// yet committed; beyond either, datagrams are dropped and counted.
 	UDPQueueLines int
@@ -87,6 +94,7 @@ func (c *Config) setDefaults() error {
 	def(&c.MaxConnections, DefaultMaxConnections)
 	def(&c.MaxBatchLines, DefaultMaxBatchLines)
 	def(&c.MaxBatchBytes, DefaultMaxBatchBytes)
+	def(&c.MaxBufferBytes, DefaultMaxBufferBytes)
 	def(&c.UDPQueueLines, DefaultUDPQueueLines)
 	def(&c.UDPQueueBytes, DefaultUDPQueueBytes)
 	defDur(&c.ReadTimeout, DefaultReadTimeout)

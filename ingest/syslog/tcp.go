@@ -18,8 +18,12 @@ import (
 // connections hold 16 MiB.
 const readBufSize = 16 << 10
 
-// errIdle ends a connection that sent nothing for Config.IdleTimeout.
-var errIdle = errors.New("idle")
+// errIdle ends a connection that sent nothing for Config.IdleTimeout;
+// errShutdown one that waited for a batch slot when the collector stopped.
+var (
+	errIdle     = errors.New("idle")
+	errShutdown = errors.New("shutting down")
+)
 
 // serveTCP accepts connections until the listener is closed, each served
 // by its own goroutine in wg.
@@ -127,6 +131,7 @@ func (t *tcpConn) serve(ctx context.Context) {
 		defer close(committed)
 		for b := range t.out {
 			t.c.commit(ctx, b, "tcp")
+			<-t.c.slots
 		}
 	}()
 	defer func() {
@@ -145,7 +150,9 @@ func (t *tcpConn) serve(ctx context.Context) {
 			return
 		}
 		if err := t.handle(fr); err != nil {
-			t.c.log.Error("syslog batch", "peer", t.peer, "err", err)
+			if !errors.Is(err, errShutdown) {
+				t.c.log.Error("syslog batch", "peer", t.peer, "err", err)
+			}
 			return
 		}
 		if t.batch.Len() >= t.c.cfg.MaxBatchLines || t.bytes >= t.c.cfg.MaxBatchBytes {
@@ -190,8 +197,17 @@ func (t *tcpConn) await() error {
 // handle adds one frame to the batch, beginning one if needed.
 func (t *tcpConn) handle(fr frame) error {
 	if t.batch == nil {
+		select {
+		case t.c.slots <- struct{}{}:
+		case <-t.c.stopping:
+			// The frame is dropped, as are those the sender has in
+			// flight on a connection that is about to be closed.
+			t.c.metrics.dropped.WithLabelValues("tcp", "shutdown").Inc()
+			return errShutdown
+		}
 		b, err := t.c.begin(t.peer)
 		if err != nil {
+			<-t.c.slots
 			return err
 		}
 		t.batch, t.started, t.bytes = b, time.Now(), 0
