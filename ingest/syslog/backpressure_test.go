@@ -145,3 +145,32 @@ func TestShutdownCommitsWhatWasRead(t *testing.T) {
 		t.Fatal("still accepting after Run returned")
 	}
 }
+
+// TestTCPBufferBudget: however many connections are busy, the batches
+// held at once stay within MaxBufferBytes while Kafka does not answer.
+func TestTCPBufferBudget(t *testing.T) {
+	fp := &testkit.FakeProducer{}
+	// Batches of at most 10 lines, 4 of them at once.
+	r := startRig(t, Config{MaxBatchLines: 10, MaxBatchBytes: 1000, MaxBufferBytes: 4000}, blockedProducer(fp))
+	const conns, perConn = 20, 50
+	for c := range conns {
+		conn := r.dial(t)
+		go func() {
+			for i := range perConn {
+				if _, err := fmt.Fprintf(conn, "<14>1 - h app - - - conn %d line %d\n", c, i); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	// Every connection reads its first line, then waits for a slot; the
+	// four that got one fill their batch and hand it on.
+	time.Sleep(time.Second)
+	if read := counter(r.c.metrics.lines, "tcp"); read > 4*10+conns {
+		t.Fatalf("%v lines read while Kafka blocked, with room for 4 batches of 10", read)
+	}
+	close(fp.Block)
+	testkit.Eventually(t, 30*time.Second, "every line produced", func() bool {
+		return len(fp.Produced()) == conns*perConn
+	})
+}

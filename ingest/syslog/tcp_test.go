@@ -207,6 +207,7 @@ func TestTCPIdleAndCap(t *testing.T) {
 // sender, and the process holds them within bounded memory.
 func TestTCPManyIdleConnections(t *testing.T) {
 	r := startRig(t, Config{MaxConnections: 4096})
+	before := peakRSS()
 	for range 2000 {
 		r.dial(t)
 	}
@@ -222,6 +223,8 @@ func TestTCPManyIdleConnections(t *testing.T) {
 	if evs := r.logs(t, 100); len(evs) != 100 {
 		t.Fatalf("%d events", len(evs))
 	}
+	// The whole test process: broker, gate and 2,000 client sockets too.
+	t.Logf("peak RSS %d MiB before the connections, %d MiB after", before>>20, peakRSS()>>20)
 }
 
 // assertClosedByServer fails unless the server closes conn within d.
