@@ -158,10 +158,15 @@ func from5424(line []byte, now time.Time) (map[string]any, error) {
 	if !ok || msg == nil || msg.Severity == nil {
 		return nil, fmt.Errorf("%w: RFC 5424: no message", ErrUnparsable)
 	}
-	ev := baseEvent(&msg.Base, now)
+	n := 0
 	if msg.StructuredData != nil {
-		attrs := ev["attrs"].(map[string]any)
-		addStructuredData(attrs, *msg.StructuredData)
+		for _, params := range *msg.StructuredData {
+			n += len(params)
+		}
+	}
+	ev := baseEvent(&msg.Base, now, min(n, maxAttrs))
+	if n > 0 {
+		addStructuredData(ev["attrs"].(map[string]any), *msg.StructuredData)
 	}
 	return ev, nil
 }
@@ -183,7 +188,7 @@ func from3164(line, rest []byte, pri uint8, now time.Time) (map[string]any, erro
 		t := fixYear(*msg.Timestamp, now)
 		msg.Timestamp = &t
 	}
-	return baseEvent(&msg.Base, now), nil
+	return baseEvent(&msg.Base, now, 0), nil
 }
 
 // fixYear places a yearless RFC 3164 stamp in the year that makes it at
@@ -199,7 +204,7 @@ func fixYear(t, now time.Time) time.Time {
 }
 
 // baseEvent maps the fields RFC 5424 and RFC 3164 share.
-func baseEvent(m *gosyslog.Base, now time.Time) map[string]any {
+func baseEvent(m *gosyslog.Base, now time.Time, sdParams int) map[string]any {
 	// Sized for every field: a map that grows costs more than the parse.
 	ev := make(map[string]any, 6)
 	ev["service"] = UnknownService
@@ -218,7 +223,7 @@ func baseEvent(m *gosyslog.Base, now time.Time) map[string]any {
 			ev["message"] = cut(text, maxMessage)
 		}
 	}
-	attrs := make(map[string]any, 4)
+	attrs := make(map[string]any, 3+sdParams)
 	if m.ProcID != nil {
 		attrs["procid"] = cut(*m.ProcID, maxAttrText)
 	}
@@ -232,11 +237,27 @@ func baseEvent(m *gosyslog.Base, now time.Time) map[string]any {
 	return ev
 }
 
-// addStructuredData adds "<sd-id>.<param>" attributes, in name order, up
-// to the schema's bound on entries.
+// addStructuredData adds "<sd-id>.<param>" attributes up to the schema's
+// bound on entries; when there are more, the first in name order are kept,
+// so that a resend maps the same way.
 func addStructuredData(attrs map[string]any, sd map[string]map[string]string) {
+	n := 0
+	for _, params := range sd {
+		n += len(params)
+	}
+	if len(attrs)+n <= maxAttrs {
+		// The common case: everything fits, and order does not matter.
+		for id, params := range sd {
+			for p, v := range params {
+				if k := id + "." + p; attrs[k] == nil {
+					attrs[k] = cut(v, maxAttrText)
+				}
+			}
+		}
+		return
+	}
 	type kv struct{ k, v string }
-	all := make([]kv, 0, 8)
+	all := make([]kv, 0, n)
 	for id, params := range sd {
 		for p, v := range params {
 			all = append(all, kv{id + "." + p, v})
