@@ -184,11 +184,28 @@ func from3164(line, rest []byte, pri uint8, now time.Time) (map[string]any, erro
 		msg.ComputeFromPriority(pri)
 		msg.Message = &text
 	}
+	fixColonlessTag(msg)
 	if msg.Timestamp != nil && msg.Timestamp.Year() == 0 {
 		t := fixYear(*msg.Timestamp, now)
 		msg.Timestamp = &t
 	}
 	return baseEvent(&msg.Base, now, 0), nil
+}
+
+// fixColonlessTag mends what the best-effort parser makes of "tag[pid] msg"
+// without the colon, which is how rsyslog forwards (RSYSLOG_ForwardFormat) a
+// message that came in as RFC 5424: it keeps the procid but leaves "pid] "
+// at the start of the message.
+func fixColonlessTag(msg *rfc3164.SyslogMessage) {
+	if msg.ProcID == nil || msg.Message == nil {
+		return
+	}
+	rest, ok := strings.CutPrefix(*msg.Message, *msg.ProcID+"]")
+	if !ok {
+		return
+	}
+	rest = strings.TrimPrefix(rest, " ")
+	msg.Message = &rest
 }
 
 // fixYear places a yearless RFC 3164 stamp in the year that makes it at

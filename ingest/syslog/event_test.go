@@ -59,6 +59,14 @@ func TestToEvent(t *testing.T) {
 				"ts": "2026-11-30T14:00:00.123Z", "attrs": map[string]any{"facility": "user", "procid": "123"}},
 		},
 		{
+			// rsyslog forwarding an RFC 5424 input: its syslogtag has no
+			// colon, so the tag ends at "]" and a space.
+			"RSYSLOG_ForwardFormat of a 5424 input (tag without colon)",
+			`<128>2026-11-30T14:00:00.123456+00:00 web-0 checkout[1000] payment 00000`,
+			map[string]any{"service": "checkout", "level": "fatal", "host": "web-0", "message": "payment 00000",
+				"ts": "2026-11-30T14:00:00.123Z", "attrs": map[string]any{"facility": "local0", "procid": "1000"}},
+		},
+		{
 			"3164 without header: the text is the message",
 			`<14>disk full on /var`,
 			map[string]any{"service": "unknown", "level": "info", "message": "disk full on /var", "ts": nowTS,
