@@ -67,7 +67,10 @@ func TestDevSIGTERMRestart(t *testing.T) {
 	args := []string{"dev", "--data-dir", dataDir, "--http-addr", httpAddr,
 		"--kafka-addr", freeAddr(t), "--nats-addr", freeAddr(t),
 		"--clickhouse-addr", clickhouseAddr(), "--clickhouse-database", db.Name,
-		"--partitions", "4", "--batch-linger", "100ms"}
+		"--partitions", "4", "--batch-linger", "100ms",
+		// The collectors that dev turns on by default, on free ports so
+		// that the test never meets another process on the defaults.
+		"--mqtt-addr", freeAddr(t), "--syslog-tcp-addr", freeAddr(t), "--syslog-udp-addr", freeAddr(t), "--relp-addr", freeAddr(t)}
 
 	first := startProc(t, "dev-1", args...)
 	waitReady(t, url, first.exited())
