@@ -1,4 +1,4 @@
-package ingest
+package ingest_test
 
 import (
 	"context"
@@ -7,6 +7,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/internal/testkit"
 )
 
 // Concurrent WriteMessages calls must share kafka-go's per-partition
@@ -14,10 +17,10 @@ import (
 // With a long batch timeout and a batch size equal to the sum of all calls,
 // sharing means one produce request; not sharing would mean one per call.
 func TestKafkaProducerSharesBatches(t *testing.T) {
-	cluster := startKafka(t)
+	k := testkit.StartKafka(t)
 	const callers, perCall = 16, 4
-	p, err := NewKafkaProducer(KafkaConfig{
-		Brokers:      cluster.ListenAddrs(),
+	p, err := ingest.NewKafkaProducer(ingest.KafkaConfig{
+		Brokers:      k.Brokers,
 		BatchSize:    callers * perCall,
 		BatchTimeout: 2 * time.Second,
 		Logger:       slog.New(slog.DiscardHandler),
@@ -30,7 +33,7 @@ func TestKafkaProducerSharesBatches(t *testing.T) {
 	if err := p.Ping(context.Background(), "sluice.iot_telemetry"); err != nil {
 		t.Fatal(err)
 	}
-	_ = p.w.Stats() // reset counters
+	_ = p.Stats() // reset counters
 
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -38,10 +41,10 @@ func TestKafkaProducerSharesBatches(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			msgs := make([]Message, perCall)
+			msgs := make([]ingest.Message, perCall)
 			for i := range msgs {
 				// One key, so one partition and one batch.
-				msgs[i] = Message{Topic: "sluice.iot_telemetry", Key: []byte("dev-1"),
+				msgs[i] = ingest.Message{Topic: "sluice.iot_telemetry", Key: []byte("dev-1"),
 					Value: fmt.Appendf(nil, `{"c":%d,"i":%d}`, c, i), Time: time.Now()}
 			}
 			if err := p.Produce(context.Background(), msgs); err != nil {
@@ -50,7 +53,7 @@ func TestKafkaProducerSharesBatches(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	stats := p.w.Stats()
+	stats := p.Stats()
 	if stats.Writes != 1 || stats.Messages != callers*perCall {
 		t.Errorf("%d produce requests carrying %d messages, want 1 carrying %d", stats.Writes, stats.Messages, callers*perCall)
 	}

@@ -1,47 +1,16 @@
-package ingest
+package ingest_test
 
 import (
 	"context"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/sluicehq/sluice/kafkatopic"
-	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/sluicehq/sluice/internal/testkit"
 )
 
-const testPartitions = 4
-
-// startKafka runs an embedded Kafka-protocol broker with Sluice's topics.
-func startKafka(t testing.TB) *kfake.Cluster {
-	t.Helper()
-	topics := []string{kafkatopic.Name(kafkatopic.DefaultPrefix, "iot_telemetry"), kafkatopic.Name(kafkatopic.DefaultPrefix, "app_logs")}
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(0), kfake.SeedTopics(testPartitions, topics...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cluster.Close)
-	return cluster
-}
-
-func newTestKafkaProducer(t testing.TB, brokers []string) *KafkaProducer {
-	t.Helper()
-	p, err := NewKafkaProducer(KafkaConfig{Brokers: brokers, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := p.Close(); err != nil {
-			t.Errorf("close producer: %v", err)
-		}
-	})
-	return p
-}
-
 func TestKafkaPing(t *testing.T) {
-	cluster := startKafka(t)
-	p := newTestKafkaProducer(t, cluster.ListenAddrs())
+	p := testkit.NewKafkaProducer(t, testkit.StartKafka(t).Brokers)
 	tests := []struct {
 		name    string
 		topics  []string

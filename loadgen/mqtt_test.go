@@ -2,7 +2,6 @@ package loadgen
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -11,8 +10,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/sluicehq/sluice/ingest/mqtt"
 	"github.com/sluicehq/sluice/internal/testkit"
+	"github.com/sluicehq/sluice/internal/testkit/mqttkit"
 )
 
 // startBroker runs Sluice's embedded MQTT broker in front of an embedded
@@ -20,34 +19,7 @@ import (
 func startBroker(t *testing.T) (*testkit.Kafka, string) {
 	t.Helper()
 	k := testkit.StartKafka(t)
-	routes, err := mqtt.ParseRoutes(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := mqtt.NewHandler(mqtt.HandlerConfig{Gate: testkit.NewGate(t, k, nil), Routes: routes, DeriveIDs: true, Logger: testkit.FileLogger(t, "handler.log")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := mqtt.NewEmbedded(mqtt.EmbeddedConfig{Addr: "127.0.0.1:0", Handler: h, Logger: testkit.FileLogger(t, "broker.log")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		if err := e.Run(ctx); err != nil {
-			t.Errorf("embedded broker: %v", err)
-		}
-	}()
-	t.Cleanup(func() { cancel(); <-stopped })
-	select {
-	case <-e.Ready():
-	case <-stopped:
-		t.Fatal("embedded broker stopped")
-	case <-time.After(10 * time.Second):
-		t.Fatal("embedded broker not listening after 10s")
-	}
+	e, _ := mqttkit.StartEmbeddedMQTT(t, k, 0)
 	return k, "tcp://" + e.Addr()
 }
 

@@ -14,51 +14,9 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/sluicehq/sluice/ingest/mqtt"
 	"github.com/sluicehq/sluice/internal/testkit"
+	"github.com/sluicehq/sluice/internal/testkit/mqttkit"
 )
-
-// startEmbedded runs an embedded broker on a free loopback port in front of
-// a gate writing to k, stopped when t ends.
-// The channel yields Run's error once, then is closed.
-func startEmbedded(t *testing.T, k *testkit.Kafka) (*mqtt.Embedded, context.CancelFunc, <-chan error) {
-	t.Helper()
-	routes, err := mqtt.ParseRoutes(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := mqtt.NewHandler(mqtt.HandlerConfig{Gate: testkit.NewGate(t, k, nil), Routes: routes, DeriveIDs: true, Logger: testkit.FileLogger(t, "handler.log")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := mqtt.NewEmbedded(mqtt.EmbeddedConfig{Addr: "127.0.0.1:0", Handler: h, MaxInflight: 8, Logger: testkit.FileLogger(t, "broker.log")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done, stopped := make(chan error, 1), make(chan struct{})
-	go func() {
-		defer close(stopped)
-		done <- e.Run(ctx)
-		close(done)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-stopped:
-		case <-time.After(10 * time.Second):
-			t.Error("embedded broker did not stop within 10s")
-		}
-	})
-	select {
-	case <-e.Ready():
-	case err := <-done:
-		t.Fatalf("embedded broker: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("embedded broker not listening after 10s")
-	}
-	return e, cancel, done
-}
 
 // device connects an MQTT 5 client, disconnected when t ends.
 func device(t *testing.T, addr, id string, onPublish func(paho.PublishReceived) (bool, error)) *paho.Client {
@@ -97,7 +55,7 @@ func publish(ctx context.Context, c *paho.Client, topic, payload string) error {
 func TestEmbeddedMosquittoPubToKafka(t *testing.T) {
 	pub := testkit.LookPath(t, "mosquitto_pub")
 	k := testkit.StartKafka(t)
-	e, _, _ := startEmbedded(t, k)
+	e, _ := mqttkit.StartEmbeddedMQTT(t, k, 8)
 	host, port, _ := net.SplitHostPort(e.Addr())
 
 	run := func(topic, msg string) {
@@ -155,7 +113,7 @@ func holdProduce(k *testkit.Kafka) (held <-chan struct{}, release func()) {
 // request, the publish stays unacknowledged.
 func TestEmbeddedPubackWaitsForKafka(t *testing.T) {
 	k := testkit.StartKafka(t)
-	e, _, _ := startEmbedded(t, k)
+	e, _ := mqttkit.StartEmbeddedMQTT(t, k, 8)
 	c := device(t, e.Addr(), "dev-1", nil)
 	// A first publish so that metadata and connections are in place.
 	if err := publish(t.Context(), c, "devices/d1/telemetry", `{"ts":"2026-11-24T10:00:00Z","metrics":{"t":1}}`); err != nil {
@@ -196,7 +154,7 @@ func TestEmbeddedPubackWaitsForKafka(t *testing.T) {
 // acknowledgement, and Run returns without waiting for Kafka.
 func TestEmbeddedShutdownDoesNotAcknowledge(t *testing.T) {
 	k := testkit.StartKafka(t)
-	e, stop, done := startEmbedded(t, k)
+	e, run := mqttkit.StartEmbeddedMQTT(t, k, 8)
 	c := device(t, e.Addr(), "dev-2", nil)
 	if err := publish(t.Context(), c, "devices/d2/telemetry", `{"ts":"2026-11-24T10:00:00Z","metrics":{"t":1}}`); err != nil {
 		t.Fatal(err)
@@ -212,9 +170,9 @@ func TestEmbeddedShutdownDoesNotAcknowledge(t *testing.T) {
 		acked <- publish(ctx, c, "devices/d2/telemetry", `{"ts":"2026-11-24T10:00:00Z","metrics":{"t":2}}`)
 	}()
 	<-held
-	stop()
+	run.Cancel()
 	select {
-	case err := <-done:
+	case err := <-run.Done():
 		if err != nil {
 			t.Fatalf("Run: %v", err)
 		}
@@ -229,7 +187,7 @@ func TestEmbeddedShutdownDoesNotAcknowledge(t *testing.T) {
 // Topics no route matches are plain MQTT: subscribers get them.
 func TestEmbeddedUnroutedTopicsReachSubscribers(t *testing.T) {
 	k := testkit.StartKafka(t)
-	e, _, _ := startEmbedded(t, k)
+	e, _ := mqttkit.StartEmbeddedMQTT(t, k, 8)
 	got := make(chan string, 1)
 	sub := device(t, e.Addr(), "sub", func(p paho.PublishReceived) (bool, error) {
 		got <- string(p.Packet.Payload)

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -37,25 +36,8 @@ func startServer(t testing.TB, g *ingest.Gate, tweak func(*relp.Config)) *testSe
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run: %v", err)
-				}
-			case <-time.After(30 * time.Second):
-				t.Errorf("Run did not return within 30s of its context ending")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return &testServer{Server: s, reg: reg, stop: stop}
+	run := testkit.RunSource(t, s)
+	return &testServer{Server: s, reg: reg, stop: func() { run.Stop(t, 30*time.Second) }}
 }
 
 func (s *testServer) addr() string { return s.Addr().String() }

@@ -1,7 +1,6 @@
 package syslog
 
 import (
-	"context"
 	"encoding/json"
 	"net"
 	"testing"
@@ -36,20 +35,7 @@ func startRig(t testing.TB, cfg Config, gateOpts ...testkit.GateOption) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("Run did not return within 30s of its context's end")
-		}
-	})
+	testkit.RunSource(t, c)
 	return &rig{c: c, k: k, reg: reg}
 }
 
