@@ -57,6 +57,8 @@ type Batch struct {
 	msgs []Message
 	dead []Message // dead letters, produced with msgs
 	resp Response
+	// counted is set once the rejected events are in the metrics.
+	counted bool
 }
 
 // Stream returns the name of the batch's stream.

@@ -271,16 +271,42 @@ func RetryAfter(err error) time.Duration {
 // means nothing of the batch is acknowledged (some messages may still have
 // been written; the workers deduplicate by event_id). A batch with nothing
 // to produce commits at once.
-func (b *Batch) Commit(ctx context.Context) error {
-	g := b.g
-	src, stream := b.origin.Source, b.stream.Name
-	accepted, lettered := len(b.msgs), len(b.dead)
-	g.metrics.events.WithLabelValues(src, stream, "rejected").Add(float64(b.resp.Rejected))
+func (b *Batch) Commit(ctx context.Context) error { return CommitAll(ctx, b) }
+
+// CommitWait commits like Commit but, where Commit is refused for load or
+// an unavailable Kafka, waits and tries again until it succeeds or ctx
+// ends. It is how sources without a way to say "later" (MQTT, syslog, RELP)
+// push back: they hold the acknowledgement and stop reading meanwhile.
+func (b *Batch) CommitWait(ctx context.Context) error { return CommitAllWait(ctx, b) }
+
+// CommitAll commits several batches of one gate as one, all or nothing
+// like Commit: one admission and one produce call, so that a source with
+// many small inputs (MQTT messages of one event each) pays Kafka's
+// per-call cost once for many of them.
+func CommitAll(ctx context.Context, bs ...*Batch) error {
+	if len(bs) == 0 {
+		return nil
+	}
+	g := bs[0].g
+	accepted, lettered := 0, 0
+	for _, b := range bs {
+		if b.g != g {
+			return errors.New("ingest: CommitAll of batches from different gates")
+		}
+		if !b.counted {
+			// Once, however often a refused batch is committed again.
+			b.counted = true
+			g.metrics.events.WithLabelValues(b.origin.Source, b.stream.Name, "rejected").Add(float64(b.resp.Rejected))
+		}
+		accepted, lettered = accepted+len(b.msgs), lettered+len(b.dead)
+	}
 	if accepted+lettered == 0 {
 		return nil
 	}
 	refuse := func(err, cause error, after time.Duration) error {
-		g.metrics.events.WithLabelValues(src, stream, "refused").Add(float64(accepted))
+		for _, b := range bs {
+			g.metrics.events.WithLabelValues(b.origin.Source, b.stream.Name, "refused").Add(float64(len(b.msgs)))
+		}
 		return &Refused{Err: err, RetryAfter: after, Cause: cause}
 	}
 	if g.Available() != nil {
@@ -299,45 +325,65 @@ func (b *Batch) Commit(ctx context.Context) error {
 	}
 	defer g.admission.Release(n)
 
-	msgs := b.msgs
-	if lettered > 0 {
-		msgs = append(msgs[:len(msgs):len(msgs)], b.dead...)
-	}
-	ctx, cancel := context.WithTimeout(ctx, g.produceTimeout)
-	defer cancel()
 	start := time.Now()
-	err := g.breaker.Do(ctx, func(ctx context.Context) error { return g.producer.Produce(ctx, msgs) })
+	err := g.produce(ctx, messagesOf(bs, accepted+lettered))
 	result := "ok"
 	if err != nil {
 		result = "error"
 	}
-	g.metrics.produce.WithLabelValues(src, stream, result).Observe(time.Since(start).Seconds())
+	for _, b := range bs {
+		g.metrics.produce.WithLabelValues(b.origin.Source, b.stream.Name, result).Observe(time.Since(start).Seconds())
+	}
 	if err != nil {
-		if ctx.Err() == nil && !errors.Is(err, backpressure.ErrOpen) {
-			g.log.Warn("produce failed", "source", src, "stream", stream, "events", n, "err", err)
-		}
 		if errors.Is(err, backpressure.ErrOpen) {
 			return refuse(ErrCircuitOpen, nil, g.breaker.RetryAfter())
 		}
+		if ctx.Err() == nil {
+			g.log.Warn("produce failed", "source", bs[0].origin.Source, "events", n, "err", err)
+		}
 		return refuse(ErrUnavailable, err, g.breaker.RetryAfter())
 	}
-	g.metrics.events.WithLabelValues(src, stream, "accepted").Add(float64(accepted))
-	g.metrics.events.WithLabelValues(src, stream, "dead_lettered").Add(float64(lettered))
+	for _, b := range bs {
+		g.metrics.events.WithLabelValues(b.origin.Source, b.stream.Name, "accepted").Add(float64(len(b.msgs)))
+		g.metrics.events.WithLabelValues(b.origin.Source, b.stream.Name, "dead_lettered").Add(float64(len(b.dead)))
+	}
 	return nil
 }
 
-// CommitWait commits like Commit but, where Commit is refused for load or
-// an unavailable Kafka, waits and tries again until it succeeds or ctx
-// ends. It is how sources without a way to say "later" (MQTT, syslog, RELP)
-// push back: they hold the acknowledgement and stop reading meanwhile.
-func (b *Batch) CommitWait(ctx context.Context) error {
+// produce writes msgs through the breaker, within the produce timeout.
+func (g *Gate) produce(ctx context.Context, msgs []Message) error {
+	ctx, cancel := context.WithTimeout(ctx, g.produceTimeout)
+	defer cancel()
+	return g.breaker.Do(ctx, func(ctx context.Context) error { return g.producer.Produce(ctx, msgs) })
+}
+
+// messagesOf lists the events, then the dead letters, of every batch.
+func messagesOf(bs []*Batch, n int) []Message {
+	if len(bs) == 1 && len(bs[0].dead) == 0 {
+		return bs[0].msgs
+	}
+	msgs := make([]Message, 0, n)
+	for _, b := range bs {
+		msgs = append(msgs, b.msgs...)
+	}
+	for _, b := range bs {
+		msgs = append(msgs, b.dead...)
+	}
+	return msgs
+}
+
+// CommitAllWait is CommitAll as CommitWait retries it.
+func CommitAllWait(ctx context.Context, bs ...*Batch) error {
+	if len(bs) == 0 {
+		return nil
+	}
 	wait := 50 * time.Millisecond
 	for {
-		err := b.Commit(ctx)
+		err := CommitAll(ctx, bs...)
 		if err == nil || ctx.Err() != nil || errors.Is(err, ErrBatchTooLarge) {
 			return err
 		}
-		b.g.metrics.retries.WithLabelValues(b.origin.Source).Inc()
+		bs[0].g.metrics.retries.WithLabelValues(bs[0].origin.Source).Inc()
 		d := min(RetryAfter(err), wait)
 		wait = min(2*wait, 2*time.Second)
 		t := time.NewTimer(d)

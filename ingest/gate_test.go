@@ -3,10 +3,14 @@ package ingest_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sluicehq/sluice/backpressure"
 	"github.com/sluicehq/sluice/deadletter"
 	"github.com/sluicehq/sluice/ingest"
@@ -176,4 +180,36 @@ func failing(err error) *testkit.FakeProducer {
 	p := &testkit.FakeProducer{}
 	p.SetErr(err)
 	return p
+}
+
+// Several small inputs commit as one produce call, and a batch committed
+// again after a refusal counts its rejected events once.
+func TestCommitAll(t *testing.T) {
+	fp := &testkit.FakeProducer{}
+	fp.SetErr(errors.New("broker gone"))
+	reg := prometheus.NewRegistry()
+	g := newTestGate(t, fp, func(c *ingest.GateConfig) { c.Registerer = reg })
+	iot, _ := g.Begin("iot_telemetry", ingest.Origin{Source: "mqtt", DeadLetter: true})
+	_ = iot.ReadJSON(strings.NewReader(`{"device_id":"a","ts":1,"metrics":{"x":1}} {"device_id":"a","ts":"never","metrics":{"x":1}}`))
+	logs, _ := g.Begin("app_logs", ingest.Origin{Source: "mqtt"})
+	_ = logs.Add(map[string]any{"ts": "2026-11-24T10:00:00Z", "service": "a", "level": "info", "message": "m"})
+	if err := ingest.CommitAll(context.Background(), iot, logs); !errors.Is(err, ingest.ErrUnavailable) {
+		t.Fatalf("CommitAll with Kafka down = %v, want ErrUnavailable", err)
+	}
+	fp.SetErr(nil)
+	if err := ingest.CommitAll(context.Background(), iot, logs); err != nil {
+		t.Fatal(err)
+	}
+	if fp.Calls() != 2 || len(fp.Produced()) != 3 {
+		t.Errorf("%d produce calls, %d messages: want one call per CommitAll, with 2 events and 1 dead letter", fp.Calls(), len(fp.Produced()))
+	}
+	if m := fp.Produced()[2]; m.Topic != "sluice.dlq" {
+		t.Errorf("last message on %s: dead letters go after the events", m.Topic)
+	}
+	want := `sluice_ingest_events_total{result="rejected",source="mqtt",stream="iot_telemetry"} 1`
+	rec := httptest.NewRecorder()
+	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if !strings.Contains(rec.Body.String(), want) {
+		t.Errorf("metrics lack %s (rejected events counted once per batch)", want)
+	}
 }

@@ -86,12 +86,57 @@ func (h *Handler) Routes() Router { return h.routes }
 // acknowledgement) while the gate is overloaded or Kafka is down; an error
 // means ctx ended first and the message must not be acknowledged.
 func (h *Handler) Handle(ctx context.Context, topic string, payload []byte) error {
-	start := time.Now()
-	h.metrics.inflight.Inc()
-	defer h.metrics.inflight.Dec()
-	h.metrics.messages.Inc()
-	h.metrics.bytes.Add(float64(len(payload)))
+	return h.HandleAll(ctx, []Message{{Topic: topic, Payload: payload}})
+}
 
+// Message is one MQTT message as the Handler sees it.
+type Message struct {
+	Topic   string
+	Payload []byte
+}
+
+// HandleAll is Handle for several messages at once, committed to Kafka
+// together (one produce call for all): it returns nil once all of them may
+// be acknowledged, an error when none may.
+func (h *Handler) HandleAll(ctx context.Context, msgs []Message) error {
+	start := time.Now()
+	h.metrics.inflight.Add(float64(len(msgs)))
+	defer h.metrics.inflight.Sub(float64(len(msgs)))
+	batches := make([]*ingest.Batch, 0, len(msgs))
+	for _, m := range msgs {
+		h.metrics.messages.Inc()
+		h.metrics.bytes.Add(float64(len(m.Payload)))
+		b, err := h.prepare(m.Topic, m.Payload)
+		if err != nil {
+			return err
+		}
+		if b != nil {
+			batches = append(batches, b)
+		}
+	}
+	err := ingest.CommitAllWait(ctx, batches...)
+	if errors.Is(err, ingest.ErrBatchTooLarge) {
+		// Together, or even alone, more events than may ever be in
+		// flight: commit one by one, each too large one dead-lettered.
+		for i, b := range batches {
+			if err = h.commitAlone(ctx, b, msgs[i]); err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("mqtt: %d messages not acknowledged: %w", len(msgs), err)
+	}
+	elapsed := time.Since(start).Seconds()
+	for range msgs {
+		h.metrics.ackLatency.Observe(elapsed)
+	}
+	return nil
+}
+
+// prepare routes and reads one message into a batch; nil for a topic no
+// route matches.
+func (h *Handler) prepare(topic string, payload []byte) (*ingest.Batch, error) {
 	stream, fields, ok := h.routes.Route(topic)
 	if !ok {
 		// Subscriptions are the routes' filters, so only a broker that
@@ -99,7 +144,7 @@ func (h *Handler) Handle(ctx context.Context, topic string, payload []byte) erro
 		// dead-letter to, and holding the message would block the session.
 		h.metrics.unrouted.Inc()
 		h.log.Warn("message on a topic no route matches: acknowledged and dropped", "topic", topic)
-		return nil
+		return nil, nil
 	}
 	o := ingest.Origin{Source: Source, Detail: topic, Fields: fields, DeadLetter: true, Raw: payload}
 	if h.deriveIDs {
@@ -107,49 +152,56 @@ func (h *Handler) Handle(ctx context.Context, topic string, payload []byte) erro
 	}
 	b, err := h.gate.Begin(stream, o)
 	if err != nil {
-		return fmt.Errorf("mqtt: %w", err)
+		return nil, fmt.Errorf("mqtt: %w", err)
 	}
 	if err := readPayload(b, payload); err != nil {
 		// Too many events in one message: dead-letter it whole rather
 		// than take part of it.
-		if b, err = h.gate.Begin(stream, o); err != nil {
-			return fmt.Errorf("mqtt: %w", err)
-		}
-		if err := b.Reject(payload, "payload: "+err.Error()); err != nil {
-			return fmt.Errorf("mqtt: %w", err)
-		}
+		return h.whole(stream, o, payload, err)
 	}
-	err = b.CommitWait(ctx)
-	if errors.Is(err, ingest.ErrBatchTooLarge) {
-		// More events than may ever be in flight at once: waiting cannot
-		// help, and holding the message would block the session for good.
-		// Dead-letter it whole (one record) instead.
-		if b, err = h.gate.Begin(stream, o); err != nil {
-			return fmt.Errorf("mqtt: %w", err)
-		}
-		if err := b.Reject(payload, "payload: "+ingest.ErrBatchTooLarge.Error()); err != nil {
-			return fmt.Errorf("mqtt: %w", err)
-		}
-		err = b.CommitWait(ctx)
-	}
-	if err != nil {
-		return fmt.Errorf("mqtt: message on %s not acknowledged: %w", topic, err)
-	}
-	h.metrics.ackLatency.Observe(time.Since(start).Seconds())
-	return nil
+	return b, nil
 }
 
-// readPayload adds the events of a payload to b. An MQTT payload is already
-// in memory and usually small: a single object or an array of up to
-// fastPathBytes is decoded whole, sparing the 64 KiB read buffer ReadJSON allocates for streamed
-// HTTP bodies (a fifth of the collector's CPU at 40,000 messages/s). What
-// does not decode that way (NDJSON, invalid JSON, empty arrays, numbers out
-// of range) goes through ReadJSON, which reports it exactly as for HTTP.
+// commitAlone commits one message's batch; one with more events than may
+// ever be in flight at once is dead-lettered whole (one record), since
+// waiting cannot help and holding it would block the session for good.
+func (h *Handler) commitAlone(ctx context.Context, b *ingest.Batch, m Message) error {
+	err := b.CommitWait(ctx)
+	if !errors.Is(err, ingest.ErrBatchTooLarge) {
+		return err
+	}
+	stream, fields, _ := h.routes.Route(m.Topic)
+	o := ingest.Origin{Source: Source, Detail: m.Topic, Fields: fields, DeadLetter: true, Raw: m.Payload}
+	if b, err = h.whole(stream, o, m.Payload, ingest.ErrBatchTooLarge); err != nil {
+		return err
+	}
+	return b.CommitWait(ctx)
+}
+
+// whole returns a batch that dead-letters the payload whole for why.
+func (h *Handler) whole(stream string, o ingest.Origin, payload []byte, why error) (*ingest.Batch, error) {
+	b, err := h.gate.Begin(stream, o)
+	if err != nil {
+		return nil, fmt.Errorf("mqtt: %w", err)
+	}
+	if err := b.Reject(payload, "payload: "+why.Error()); err != nil {
+		return nil, fmt.Errorf("mqtt: %w", err)
+	}
+	return b, nil
+}
+
 // fastPathBytes bounds the payloads decoded whole: a larger one is read an
 // event at a time, so that its decoded form (several times its size) is
 // never in memory at once.
 const fastPathBytes = 64 << 10
 
+// readPayload adds the events of a payload to b. An MQTT payload is already
+// in memory and usually small: a single object or an array of up to
+// fastPathBytes is decoded whole, sparing the 64 KiB read buffer ReadJSON
+// allocates for streamed HTTP bodies (a fifth of the collector's CPU at
+// 40,000 messages/s). What does not decode that way (NDJSON, invalid JSON,
+// empty arrays, numbers out of range) goes through ReadJSON, which reports
+// it exactly as for HTTP.
 func readPayload(b *ingest.Batch, payload []byte) error {
 	if t := bytes.TrimLeft(payload, " \t\r\n"); len(payload) <= fastPathBytes && len(t) > 0 && (t[0] == '{' || t[0] == '[') {
 		var v any

@@ -215,3 +215,40 @@ func TestHandlerTooLargeForAdmission(t *testing.T) {
 		t.Errorf("%d events in the stream, want 0", n)
 	}
 }
+
+// HandleAll commits a group of messages together; when the group is more
+// than may be in flight at once, each message is committed alone, and only
+// one that is too large by itself is dead-lettered.
+func TestHandleAllGroups(t *testing.T) {
+	k := testkit.StartKafka(t)
+	h := newTestHandler(t, k, true, func(c *ingest.GateConfig) {
+		c.Admission = backpressure.NewAdmission(backpressure.AdmissionConfig{Capacity: 2})
+	})
+	msgs := []Message{
+		{Topic: "devices/a/telemetry", Payload: []byte(telemetry("", 1))},
+		{Topic: "devices/b/telemetry", Payload: []byte(telemetry("", 2))},
+		{Topic: "services/checkout/logs", Payload: []byte(`{"ts":"2026-11-24T10:00:00Z","level":"loud","message":"m"}`)},
+		{Topic: "devices/c/telemetry", Payload: []byte(telemetry("", 3) + "\n" + telemetry("", 4) + "\n" + telemetry("", 5))},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.HandleAll(ctx, msgs); err != nil {
+		t.Fatalf("HandleAll: %v", err)
+	}
+	evs := decodeEvents(t, k.ReadTopic(t, testkit.StreamTopic("iot_telemetry")))
+	devices := map[string]bool{}
+	for _, e := range evs {
+		devices[e.DeviceID] = true
+	}
+	if len(evs) != 2 || !devices["a"] || !devices["b"] {
+		t.Errorf("events %+v, want one each from devices a and b", evs)
+	}
+	dead := k.DeadLetters(t)
+	origins := map[string]string{}
+	for _, d := range dead {
+		origins[d.Origin] = d.Reason
+	}
+	if len(dead) != 2 || !strings.Contains(origins["services/checkout/logs"], "level") || !strings.Contains(origins["devices/c/telemetry"], "in flight") {
+		t.Errorf("dead letters %+v: want the invalid log and the too-large message", dead)
+	}
+}

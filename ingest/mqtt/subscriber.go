@@ -75,15 +75,16 @@ type SubscriberConfig struct {
 
 // Subscriber is the MQTT collector against an external broker: an
 // ingest.Source that keeps an MQTT 5 persistent session with QoS 1
-// subscriptions to the handler's routes, hands each message to the Handler
-// concurrently (at most MaxInflight at once) and acknowledges it, in the
+// subscriptions to the handler's routes, hands the messages to the Handler
+// in groups committed together (at most MaxInflight messages at once) and
+// acknowledges each, in the
 // order received as MQTT requires, only once the Handler says its events
 // are in Kafka. While Kafka is slow the acknowledgements stop, the Receive
 // Maximum fills up and the broker stops sending: backpressure without
 // buffering.
 //
 // Goroutines: Run owns all of them (the connection manager, the acker,
-// MaxInflight workers that call the Handler, and the subscribe calls) and
+// the workers that call the Handler, and the subscribe calls) and
 // has stopped every one when it returns.
 type Subscriber struct {
 	cfg     SubscriberConfig

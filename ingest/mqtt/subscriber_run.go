@@ -1,11 +1,15 @@
 package mqtt
 
 import (
+	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,8 +49,10 @@ func (s *Subscriber) Run(ctx context.Context) error {
 		s.ack()
 	}()
 	var workers sync.WaitGroup
-	for range s.cfg.MaxInflight {
-		workers.Go(s.handle)
+	n := min(s.cfg.MaxInflight, maxWorkers)
+	group := (s.cfg.MaxInflight + n - 1) / n
+	for range n {
+		workers.Go(func() { s.handle(group) })
 	}
 	s.log.Info("mqtt subscriber started", "filters", s.Filters(), "max_inflight", s.cfg.MaxInflight,
 		"session_expiry", s.cfg.SessionExpiry)
@@ -135,15 +141,43 @@ func (s *Subscriber) receive(pr paho.PublishReceived) (bool, error) {
 	return true, nil
 }
 
-// handle is one of MaxInflight workers: long-lived, so that their stacks,
-// grown by JSON decoding, are not grown again for every message. Each
-// message waits in Handle for Kafka, so as many workers as messages may be
-// in flight keep the producer's batches full.
-func (s *Subscriber) handle() {
+// maxWorkers bounds the workers that call the Handler. Each takes the
+// messages waiting at once, up to its share of MaxInflight, and commits
+// them to Kafka together: a few long-lived workers with full groups cost
+// far less (goroutine stacks to grow and scan, produce calls) than a
+// worker per message in flight, and still keep the producer's batches full
+// while each group waits for Kafka.
+const maxWorkers = 16
+
+// handle is one of the workers: it takes one message, then whatever else
+// is waiting (up to group), and hands them to the Handler as one commit.
+func (s *Subscriber) handle(group int) {
+	jobs := make([]*job, 0, group)
+	msgs := make([]Message, 0, group)
 	for j := range s.work {
-		j.err = s.cfg.Handler.Handle(s.handleCtx, j.pub.Topic, j.pub.Payload)
-		close(j.done)
-		s.msgs.Done()
+		jobs = append(jobs[:0], j)
+	more:
+		for len(jobs) < group {
+			select {
+			case j, ok := <-s.work:
+				if !ok {
+					break more
+				}
+				jobs = append(jobs, j)
+			default:
+				break more
+			}
+		}
+		msgs = msgs[:0]
+		for _, j := range jobs {
+			msgs = append(msgs, Message{Topic: j.pub.Topic, Payload: j.pub.Payload})
+		}
+		err := s.cfg.Handler.HandleAll(s.handleCtx, msgs)
+		for _, j := range jobs {
+			j.err = err
+			close(j.done)
+			s.msgs.Done()
+		}
 	}
 }
 
@@ -191,10 +225,11 @@ func (s *Subscriber) clientConfig(ctx context.Context) autopaho.ClientConfig {
 		// Jittered so that a fleet of collectors does not reconnect in
 		// step after a broker restart: a random delay in [250ms, max],
 		// max growing from 2s to 30s.
-		ReconnectBackoff: autopaho.NewExponentialBackoff(250*time.Millisecond, 30*time.Second, 2*time.Second, 2),
-		ConnectTimeout:   10 * time.Second,
-		ConnectUsername:  s.cfg.Username,
-		ConnectPassword:  s.cfg.Password,
+		ReconnectBackoff:  autopaho.NewExponentialBackoff(250*time.Millisecond, 30*time.Second, 2*time.Second, 2),
+		ConnectTimeout:    10 * time.Second,
+		AttemptConnection: dial,
+		ConnectUsername:   s.cfg.Username,
+		ConnectPassword:   s.cfg.Password,
 		ConnectPacketBuilder: func(cp *paho.Connect, _ *url.URL) (*paho.Connect, error) {
 			if cp.Properties == nil {
 				cp.Properties = &paho.ConnectProperties{}
@@ -221,6 +256,39 @@ func (s *Subscriber) clientConfig(ctx context.Context) autopaho.ClientConfig {
 		},
 	}
 }
+
+// dial connects to the broker as autopaho would (TCP, or TLS for ssl://),
+// with reads buffered: paho reads every packet's fixed header a byte at a
+// time, which unbuffered is a system call each, a sixth of the collector's
+// CPU at 25,000 messages/s.
+func dial(ctx context.Context, cfg autopaho.ClientConfig, u *url.URL) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
+	defer cancel()
+	var (
+		c   net.Conn
+		err error
+	)
+	switch strings.ToLower(u.Scheme) {
+	case "ssl", "tls", "mqtts", "mqtt+ssl", "tcps":
+		d := tls.Dialer{Config: cfg.TlsCfg}
+		c, err = d.DialContext(ctx, "tcp", u.Host)
+	default:
+		var d net.Dialer
+		c, err = d.DialContext(ctx, "tcp", u.Host)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return bufferedConn{Conn: c, r: bufio.NewReaderSize(c, 32<<10)}, nil
+}
+
+// bufferedConn is a connection whose reads go through a buffer.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // connectionUp subscribes on every connection: a broker that lost the
 // session (expired, or restarted without persistence) has lost the
