@@ -258,9 +258,7 @@ func (s *Subscriber) clientConfig(ctx context.Context) autopaho.ClientConfig {
 }
 
 // dial connects to the broker as autopaho would (TCP, or TLS for ssl://),
-// with reads buffered: paho reads every packet's fixed header a byte at a
-// time, which unbuffered is a system call each, a sixth of the collector's
-// CPU at 25,000 messages/s.
+// through a bufferedConn.
 func dial(ctx context.Context, cfg autopaho.ClientConfig, u *url.URL) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
 	defer cancel()
@@ -279,16 +277,94 @@ func dial(ctx context.Context, cfg autopaho.ClientConfig, u *url.URL) (net.Conn,
 	if err != nil {
 		return nil, err
 	}
-	return bufferedConn{Conn: c, r: bufio.NewReaderSize(c, 32<<10)}, nil
+	return &bufferedConn{Conn: c, r: bufio.NewReaderSize(c, 32<<10)}, nil
 }
 
-// bufferedConn is a connection whose reads go through a buffer.
+// Write coalescing of bufferedConn: what is written within writeDelay goes
+// out in one system call, or at once when writeBufferBytes are waiting.
+const (
+	writeDelay       = 200 * time.Microsecond
+	writeBufferBytes = 32 << 10
+)
+
+// bufferedConn is the subscriber's connection with both directions
+// buffered. paho reads every packet's fixed header a byte at a time and
+// writes every PUBACK on its own: unbuffered, a system call each, which
+// was a third of the collector's CPU at 30,000 messages/s. A write is
+// accepted into the buffer and sent within writeDelay; an error sending it
+// fails the next Write (the PUBACK is then lost with the connection, and
+// the broker redelivers the message, which dedupe makes harmless).
 type bufferedConn struct {
 	net.Conn
 	r *bufio.Reader
+
+	mu      sync.Mutex
+	w       []byte
+	err     error       // the first failed send; every later Write fails
+	timer   *time.Timer // sends w after writeDelay
+	pending bool        // the timer is set
 }
 
-func (c bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+func (c *bufferedConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return 0, c.err
+	}
+	c.w = append(c.w, p...)
+	if len(c.w) >= writeBufferBytes {
+		if err := c.sendLocked(); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	if !c.pending {
+		c.pending = true
+		if c.timer == nil {
+			c.timer = time.AfterFunc(writeDelay, c.send)
+		} else {
+			c.timer.Reset(writeDelay)
+		}
+	}
+	return len(p), nil
+}
+
+// send is the timer's: it sends what is buffered.
+func (c *bufferedConn) send() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pending = false
+	_ = c.sendLocked()
+}
+
+func (c *bufferedConn) sendLocked() error {
+	if c.err != nil || len(c.w) == 0 {
+		return c.err
+	}
+	_, err := c.Conn.Write(c.w)
+	c.w = c.w[:0]
+	if err != nil {
+		c.err = err
+	}
+	return err
+}
+
+// Close sends what is buffered (a DISCONNECT, the last PUBACKs), then
+// closes.
+func (c *bufferedConn) Close() error {
+	c.mu.Lock()
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	_ = c.sendLocked()
+	if c.err == nil {
+		c.err = net.ErrClosed
+	}
+	c.mu.Unlock()
+	return c.Conn.Close()
+}
 
 // connectionUp subscribes on every connection: a broker that lost the
 // session (expired, or restarted without persistence) has lost the
