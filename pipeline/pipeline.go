@@ -145,7 +145,7 @@ func Run(ctx context.Context, cfg Config) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	streams, err := loadSchemas(cfg.SchemasDir)
+	streams, err := schemas.Load(cfg.SchemasDir)
 	if err != nil {
 		return err
 	}
@@ -270,13 +270,6 @@ func mountPprof(mux *http.ServeMux) {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-}
-
-func loadSchemas(dir string) (*schemas.Registry, error) {
-	if dir == "" {
-		return schemas.Builtin()
-	}
-	return schemas.LoadDir(dir)
 }
 
 // startWork connects the sinks and builds the consumer. The returned func

@@ -172,6 +172,15 @@ func Builtin() (*Registry, error) {
 	return r, nil
 }
 
+// Load returns the streams of the --schemas setting: those in dir, or the
+// built-in ones when dir is empty.
+func Load(dir string) (*Registry, error) {
+	if dir == "" {
+		return Builtin()
+	}
+	return LoadDir(dir)
+}
+
 // LoadDir reads every *.yaml file in dir as a stream definition.
 func LoadDir(dir string) (*Registry, error) {
 	r, err := load(os.DirFS(dir))

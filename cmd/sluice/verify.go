@@ -164,15 +164,7 @@ func verifyUsageError(cmd *cobra.Command, err error) error {
 // selectStreams returns the named streams of the registry (the built-in
 // one, or the one in dir), or all of them when names is empty.
 func selectStreams(dir string, names []string) ([]*schemas.Stream, error) {
-	var (
-		reg *schemas.Registry
-		err error
-	)
-	if dir == "" {
-		reg, err = schemas.Builtin()
-	} else {
-		reg, err = schemas.LoadDir(dir)
-	}
+	reg, err := schemas.Load(dir)
 	if err != nil {
 		return nil, err
 	}
