@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/schemas"
 )
 
@@ -52,10 +53,7 @@ func decodeBody(t testing.TB, body []byte, ndjson bool) []map[string]any {
 }
 
 func TestGeneratedEventsAreValid(t *testing.T) {
-	reg, err := schemas.Builtin()
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg := testkit.Registry(t)
 	tests := []struct {
 		name string
 		cfg  Config

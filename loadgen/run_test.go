@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/schemas"
 )
 
@@ -53,10 +54,7 @@ type fakeCollector struct {
 }
 
 func newFakeCollector(t testing.TB, token string, p policy) *fakeCollector {
-	reg, err := schemas.Builtin()
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg := testkit.Registry(t)
 	fc := &fakeCollector{t: t, reg: reg, token: token, policy: p,
 		attempts: map[string][][]string{}, times: map[string][]time.Time{}, accepted: map[string]string{}}
 	fc.srv = httptest.NewServer(http.HandlerFunc(fc.serve))

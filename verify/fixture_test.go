@@ -16,6 +16,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/kafkatopic"
 	"github.com/sluicehq/sluice/schemas"
 	"github.com/sluicehq/sluice/sinks/clickhouse"
@@ -45,11 +46,7 @@ func randomHex() string {
 
 func builtin(t testing.TB) *schemas.Registry {
 	t.Helper()
-	r, err := schemas.Builtin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return testkit.Registry(t)
 }
 
 // fixture is one Kafka cluster and one ClickHouse database, holding what a

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/backpressure"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/schemas"
 	"github.com/sluicehq/sluice/sinks/clickhouse"
 	natssink "github.com/sluicehq/sluice/sinks/nats"
@@ -106,11 +107,7 @@ func (p *fakePub) Publish(_ context.Context, _ *schemas.Stream, msgs []natssink.
 
 func iotStream(t *testing.T) *schemas.Stream {
 	t.Helper()
-	reg, err := schemas.Builtin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return reg.Stream("iot_telemetry")
+	return testkit.Stream(t, "iot_telemetry")
 }
 
 // makeBatch builds a batch of encoded events with the given ids, at

@@ -37,6 +37,16 @@ func Registry(t testing.TB) *schemas.Registry {
 	return reg
 }
 
+// Stream returns the built-in stream name.
+func Stream(t testing.TB, name string) *schemas.Stream {
+	t.Helper()
+	st := Registry(t).Stream(name)
+	if st == nil {
+		t.Fatalf("no built-in stream %s", name)
+	}
+	return st
+}
+
 // Kafka is an embedded broker holding the built-in streams' topics and the
 // dead-letter topic.
 type Kafka struct {

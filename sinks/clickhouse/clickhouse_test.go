@@ -17,6 +17,7 @@ import (
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/schemas"
 )
 
@@ -58,15 +59,7 @@ func openTest(t testing.TB) *Sink {
 
 func builtin(t testing.TB, name string) *schemas.Stream {
 	t.Helper()
-	r, err := schemas.Builtin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := r.Stream(name)
-	if st == nil {
-		t.Fatalf("no built-in stream %s", name)
-	}
-	return st
+	return testkit.Stream(t, name)
 }
 
 func ensure(t testing.TB, s *Sink, streams ...*schemas.Stream) {

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/devstack"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/schemas"
 )
 
@@ -25,11 +26,7 @@ func startServer(t *testing.T) string {
 
 func testStream(t *testing.T) *schemas.Stream {
 	t.Helper()
-	reg, err := schemas.Builtin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return reg.Stream("iot_telemetry")
+	return testkit.Stream(t, "iot_telemetry")
 }
 
 func batch(n int) []Message {
