@@ -26,15 +26,23 @@ func newDevCmd() *cobra.Command {
 		Short: "Run the whole pipeline on one machine, with embedded Kafka and NATS",
 		Long: `dev runs everything in one process: an embedded Kafka-protocol broker that
 keeps its log and committed offsets under --data-dir, an embedded NATS server
-(with JetStream), the HTTP collector and the workers. Only ClickHouse is
+(with JetStream), the collectors and the workers. Only ClickHouse is
 external: point --clickhouse-addr at one (scripts/clickhouse.sh starts one).
+
+The collectors listen on loopback: HTTP on --http-addr, an MQTT broker on
+--mqtt-addr (devices publish to devices/<device_id>/telemetry and
+services/<service>/logs with QoS 1; the PUBACK waits for Kafka), syslog on
+--syslog-tcp-addr and --syslog-udp-addr, and RELP (rsyslog's omrelp) on
+--relp-addr. An empty address turns that collector off.
 
 Stopping it with Ctrl-C or SIGTERM finishes requests in flight, lets the
 workers deliver and commit, and persists the broker; starting it again on the
 same --data-dir carries on where it stopped, losing and duplicating nothing.`,
 		Example: `  sluice dev --data-dir ./sluice-data
   curl -X POST localhost:8080/v1/streams/iot_telemetry/events \
-    -d '{"device_id":"sensor-1","ts":"2026-11-24T10:00:00Z","metrics":{"temperature":21.5}}'`,
+    -d '{"device_id":"sensor-1","ts":"2026-11-24T10:00:00Z","metrics":{"temperature":21.5}}'
+  mosquitto_pub -q 1 -t devices/sensor-1/telemetry -m '{"ts":1795514400123,"metrics":{"temperature":21.5}}'
+  logger -n 127.0.0.1 -P 5514 -T --octet-count --rfc5424 -t checkout -p user.err "payment declined"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := slog.Default()
