@@ -40,12 +40,22 @@ YAML whose keys are the flag names:
   nats-url: nats://nats:4222
   clickhouse-addr: clickhouse:9000
   clickhouse-database: sluice
+  mqtt-broker: tcp://mosquitto:1883
+  syslog-tcp-addr: 0.0.0.0:5514
+  relp-addr: 0.0.0.0:2514
+
+The HTTP collector always runs with role ingest; MQTT (--mqtt-broker), syslog
+(--syslog-tcp-addr, --syslog-udp-addr) and RELP (--relp-addr) are off until
+given an address.
 
 Run collectors and workers as separate processes to scale them on their own:
 each worker process joins the consumer group and takes a share of the
-partitions; collectors are stateless behind a load balancer.`,
+partitions; HTTP, syslog and RELP collectors are stateless behind a load
+balancer, and MQTT collectors split the messages through a shared
+subscription (--mqtt-share-group).`,
 		Example: `  sluice run --config /etc/sluice/sluice.yaml
   sluice run --role ingest --kafka-brokers kafka:9092 --http-addr 0.0.0.0:8080
+  sluice run --role ingest --kafka-brokers kafka:9092 --mqtt-broker tcp://mosquitto:1883 --relp-addr 0.0.0.0:2514
   SLUICE_ROLE=work SLUICE_KAFKA_BROKERS=kafka:9092 sluice run`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
