@@ -2,21 +2,15 @@ package mqtt
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
-
-	"github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/internal/testkit"
 )
@@ -68,24 +62,9 @@ func TestThroughput(t *testing.T) {
 func benchOnce(t *testing.T, bin string, msgs, perMessage int) {
 	k := testkit.StartKafka(t)
 	m := testkit.StartMosquitto(t, "")
-	httpAddr := testkit.FreeAddr(t)
-	logPath := filepath.Join(t.TempDir(), "sluice.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	cmd := exec.Command(bin, "run", "--role", "ingest", "--kafka-brokers", k.Brokers[0], "--http-addr", httpAddr,
-		"--mqtt-broker", m.URL, "--mqtt-client-id", "sluice-bench", "--pprof", "--log-level", "warn")
-	cmd.Args = append(cmd.Args, strings.Fields(os.Getenv("SLUICE_MQTT_BENCH_ARGS"))...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// Dies with the test binary, even one killed before its cleanup.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	waitHTTP(t, "http://"+httpAddr+"/readyz")
+	args := append([]string{"--mqtt-broker", m.URL, "--mqtt-client-id", "sluice-bench"},
+		strings.Fields(os.Getenv("SLUICE_MQTT_BENCH_ARGS"))...)
+	c := testkit.StartCollector(t, bin, k, args...)
 	time.Sleep(time.Second) // subscribed
 
 	const publishers = 4
@@ -109,21 +88,13 @@ func benchOnce(t *testing.T, bin string, msgs, perMessage int) {
 		})
 	}
 	if os.Getenv("SLUICE_MQTT_BENCH_METRICS") != "" {
-		wg.Go(func() { time.Sleep(3 * time.Second); t.Log(scrape(t, "http://"+httpAddr+"/metrics")) })
+		wg.Go(func() { time.Sleep(3 * time.Second); t.Log(scrape(t, c.URL+"/metrics")) })
 	}
 	if p := os.Getenv("SLUICE_MQTT_BENCH_PROFILE"); p != "" {
-		wg.Go(func() { saveProfile(t, "http://"+httpAddr, p) })
+		wg.Go(func() { c.SaveProfile(t, p) })
 	}
 	want := int64(msgs / publishers * publishers * perMessage)
-	var first time.Time
-	var got int64
-	for deadline := time.Now().Add(5 * time.Minute); got < want && time.Now().Before(deadline) && !t.Failed(); {
-		time.Sleep(100 * time.Millisecond)
-		got = topicSize(t, k, testkit.StreamTopic("iot_telemetry"))
-		if got > 0 && first.IsZero() {
-			first = time.Now()
-		}
-	}
+	_, got := k.WaitTopicSize(t, testkit.StreamTopic("iot_telemetry"), want, 5*time.Minute)
 	elapsed := time.Since(start)
 	wg.Wait()
 	if got < want {
@@ -131,7 +102,7 @@ func benchOnce(t *testing.T, bin string, msgs, perMessage int) {
 	}
 	secs := elapsed.Seconds()
 	t.Logf("%d messages x %d events, 4 publishers: %.1f s from the first publish; %.0f messages/s, %.0f events/s into Kafka; collector peak RSS %s",
-		msgs, perMessage, secs, float64(msgs)/secs, float64(events)/secs, peakRSS(cmd.Process.Pid))
+		msgs, perMessage, secs, float64(msgs)/secs, float64(events)/secs, c.PeakRSS())
 }
 
 // writeLines writes n payloads of perMessage events (NDJSON is not
@@ -156,70 +127,6 @@ func writeLines(w io.WriteCloser, publisher, n, perMessage int) {
 		bw.WriteByte('\n')
 	}
 	_ = bw.Flush()
-}
-
-// topicSize sums the end offsets of a topic's partitions.
-func topicSize(t *testing.T, k *testkit.Kafka, topic string) int64 {
-	var sum int64
-	for p := range testkit.Partitions {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		c, err := kafka.DialLeader(ctx, "tcp", k.Brokers[0], topic, p)
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		last, err := c.ReadLastOffset()
-		c.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		sum += last
-	}
-	return sum
-}
-
-func waitHTTP(t *testing.T, url string) {
-	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-	}
-	t.Fatalf("%s not ready in 30 s", url)
-}
-
-func saveProfile(t *testing.T, base, path string) {
-	time.Sleep(time.Second)
-	resp, err := http.Get(base + "/debug/pprof/profile?seconds=10")
-	if err != nil {
-		t.Errorf("profile: %v", err)
-		return
-	}
-	defer resp.Body.Close()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Errorf("profile: %v", err)
-		return
-	}
-	defer f.Close()
-	_, _ = io.Copy(f, resp.Body)
-}
-
-// peakRSS reads VmHWM (the peak resident set) of a running process.
-func peakRSS(pid int) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return "unknown"
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown"
 }
 
 // scrape returns the collector's sluice_mqtt and produce metrics.
