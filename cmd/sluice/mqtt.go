@@ -40,12 +40,26 @@ type mqttFlags struct {
 	tlsCert       string
 	tlsKey        string
 	deriveIDs     bool
+
+	// The embedded broker's bounds on its clients (dev only).
+	maxPacketBytes int
+	maxConns       int
+	connectTimeout time.Duration
+	maxKeepalive   time.Duration
 }
 
 func (m *mqttFlags) register(f *pflag.FlagSet, dev bool) {
 	f.StringVar(&m.broker, "mqtt-broker", "", "MQTT broker to subscribe to, tcp://host:1883 or ssl://host:8883 (MQTT 5; empty: no subscriber). Devices may publish to it with MQTT 3.1.1")
 	if dev {
 		f.StringVar(&m.addr, "mqtt-addr", "127.0.0.1:1883", "address of the embedded MQTT broker that devices publish to (empty: none); a device's PUBACK waits until its events are in Kafka")
+		f.IntVar(&m.maxPacketBytes, "mqtt-max-packet-bytes", mqtt.DefaultMaxPacketBytes,
+			"largest MQTT packet the embedded broker takes (a publish: its topic and payload and a few bytes); a device announcing a bigger one is disconnected before the broker allocates it. MQTT 5 devices are told in CONNACK. Below about 1 MB it refuses events the rest of the pipeline takes")
+		f.IntVar(&m.maxConns, "mqtt-max-connections", mqtt.DefaultMaxConnections,
+			"most TCP connections the embedded broker holds open, CONNECT sent or not; more are closed as soon as they are accepted")
+		f.DurationVar(&m.connectTimeout, "mqtt-connect-timeout", mqtt.DefaultConnectTimeout,
+			"a connection to the embedded broker that has not sent a whole CONNECT this long after it opened is closed")
+		f.DurationVar(&m.maxKeepalive, "mqtt-max-keepalive", mqtt.DefaultMaxKeepalive,
+			"longest keep alive the embedded broker grants (1s to 18h12m15s); a device asking for more, or for none (0), gets this one: MQTT 5 devices are told in CONNACK, MQTT 3.1.1 devices are disconnected after 1.5 times it without a packet. It bounds how long a vanished device or a stalled packet holds a connection")
 	}
 	f.StringArrayVar(&m.routes, "mqtt-route", nil, "FILTER=STREAM: messages on topics matching FILTER go to STREAM; a level {field} matches like + and fills that field when the payload lacks it (repeatable; default "+strings.Join(mqtt.DefaultRoutes, " and ")+")")
 	f.StringVar(&m.clientID, "mqtt-client-id", mqtt.DefaultClientID(), "MQTT client id of the subscriber's persistent session; keep it fixed across restarts (give each collector of a share group its own)")
@@ -73,6 +87,9 @@ func (m *mqttFlags) sources(dev bool) ([]pipeline.SourceFactory, error) {
 	if m.maxInflight <= 0 {
 		return nil, errors.New("--mqtt-max-inflight must be positive")
 	}
+	if embedded && (m.maxPacketBytes <= 0 || m.maxConns <= 0 || m.connectTimeout <= 0 || m.maxKeepalive <= 0) {
+		return nil, errors.New("--mqtt-max-packet-bytes, --mqtt-max-connections, --mqtt-connect-timeout and --mqtt-max-keepalive must be positive")
+	}
 	hs := &sharedHandler{cfg: mqtt.HandlerConfig{Routes: routes, DeriveIDs: m.deriveIDs}}
 	var out []pipeline.SourceFactory
 	if embedded {
@@ -81,7 +98,11 @@ func (m *mqttFlags) sources(dev bool) ([]pipeline.SourceFactory, error) {
 			if err != nil {
 				return nil, err
 			}
-			return mqtt.NewEmbedded(mqtt.EmbeddedConfig{Addr: m.addr, Handler: h, MaxInflight: m.maxInflight, Logger: log, Registerer: reg})
+			return mqtt.NewEmbedded(mqtt.EmbeddedConfig{
+				Addr: m.addr, Handler: h, MaxInflight: m.maxInflight, Logger: log, Registerer: reg,
+				MaxPacketBytes: m.maxPacketBytes, MaxConnections: m.maxConns,
+				ConnectTimeout: m.connectTimeout, MaxKeepalive: m.maxKeepalive,
+			})
 		})
 	}
 	if m.broker != "" {

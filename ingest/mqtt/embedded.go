@@ -5,8 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"net"
+	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
@@ -21,6 +25,32 @@ import (
 // --mqtt-max-inflight).
 const DefaultMaxInflight = 1000
 
+// Defaults of the embedded broker's bounds on its clients (EmbeddedConfig).
+const (
+	// DefaultMaxPacketBytes fits the largest event the gate accepts
+	// (ingest.DefaultMaxEventBytes, 1,000,000 bytes, itself under Kafka's
+	// default message.max.bytes) with room for the topic and properties:
+	// a smaller bound would refuse events the rest of the pipeline takes,
+	// a larger one only lets a client make the broker allocate more.
+	DefaultMaxPacketBytes = 1 << 20
+	// DefaultMaxConnections matches the syslog collector's bound.
+	DefaultMaxConnections = 1024
+	// DefaultConnectTimeout is as long as the HTTP collector waits for a
+	// request's headers: a device on a slow link connects in well under it.
+	DefaultConnectTimeout = 10 * time.Second
+	// DefaultMaxKeepalive is the longest keep alive AWS IoT Core allows
+	// (which also uses it for a keep alive of 0). Devices keep alive more
+	// often than this in practice: mosquitto_pub 60 s, paho 30 to 60 s.
+	DefaultMaxKeepalive = 20 * time.Minute
+	// DefaultMaxWritesPending is an eighth of mochi's 8,192: mochi
+	// allocates the queue for every accepted connection, CONNECT or not
+	// (64 KiB each at 8,192, 8 KiB at 1,024).
+	DefaultMaxWritesPending = 1024
+)
+
+// maxKeepalive is the largest keep alive MQTT can express, in seconds.
+const maxKeepalive = math.MaxUint16
+
 // EmbeddedConfig configures an Embedded broker.
 type EmbeddedConfig struct {
 	// Addr is the TCP address to listen on, such as 127.0.0.1:1883; port
@@ -33,6 +63,35 @@ type EmbeddedConfig struct {
 	// devices; zero means DefaultMaxInflight. A device whose publish waits
 	// for a slot is not read from meanwhile.
 	MaxInflight int
+	// MaxPacketBytes bounds one MQTT packet; zero means
+	// DefaultMaxPacketBytes. A client that announces a bigger one in a
+	// fixed header is disconnected there, before the broker allocates
+	// anything for it (a remaining length can announce 256 MiB); MQTT 5
+	// clients are told the bound in CONNACK. Mochi holds a packet twice
+	// while it decodes it, so the packets being read take at most
+	// 2 * MaxConnections * MaxPacketBytes.
+	MaxPacketBytes int
+	// MaxConnections bounds the open TCP connections, whether or not they
+	// sent CONNECT yet; zero means DefaultMaxConnections. More are
+	// accepted and closed at once, and counted.
+	MaxConnections int
+	// ConnectTimeout closes a connection that has not sent a whole
+	// CONNECT this long after it was accepted (idle, stalled in the
+	// middle, or trickling); zero means DefaultConnectTimeout.
+	ConnectTimeout time.Duration
+	// MaxKeepalive bounds a client's keep alive, rounded to seconds (1 s
+	// to 65,535 s); zero means DefaultMaxKeepalive. After CONNECT mochi
+	// closes a client that sends no packet, or does not finish one, within
+	// 1.5 keep alives; a keep alive of 0 would let a vanished device or a
+	// stalled packet hold its connection forever. A client asking for 0
+	// or more gets MaxKeepalive instead: MQTT 5 clients are told so in
+	// CONNACK (Server Keep Alive); MQTT 3.1.1 clients cannot be, and are
+	// closed after 1.5 MaxKeepalive without a packet.
+	MaxKeepalive time.Duration
+	// MaxWritesPending bounds the packets queued for one client (messages
+	// to a subscriber, mostly); zero means DefaultMaxWritesPending. Beyond
+	// it mochi drops what it would queue for that client.
+	MaxWritesPending int
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 	// Registerer receives the broker's metrics; nil means none are
@@ -48,8 +107,16 @@ type EmbeddedConfig struct {
 // device: backpressure reaches the device through TCP. Publishes on topics
 // no route matches are ordinary MQTT messages for the broker's subscribers.
 //
-// Mochi owns the goroutines of the listener and of each client; Run owns
-// the broker and returns only once no publish is being handled any more.
+// A hostile or broken client meets bounds, each answered by closing its
+// connection, counted in sluice_mqtt_embedded_connections_closed_total by
+// reason and logged: at most MaxConnections connections, packets of at
+// most MaxPacketBytes, CONNECT within ConnectTimeout, and then a packet at
+// least every 1.5 keep alives of at most MaxKeepalive. Other devices are
+// not held up meanwhile.
+//
+// Run owns the broker and its listener; mochi owns each client's
+// goroutines, which the listener starts and ends. Run returns only once
+// they have ended and no publish is being handled any more.
 type Embedded struct {
 	cfg     EmbeddedConfig
 	log     *slog.Logger
@@ -57,6 +124,7 @@ type Embedded struct {
 	addr    atomic.Pointer[string]
 	ready   chan struct{}
 	srv     atomic.Pointer[mochi.Server] // set once serving; read by the connected-clients gauge
+	conns   *connMetrics
 	runOnce atomic.Bool
 }
 
@@ -69,8 +137,8 @@ func NewEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	if cfg.Addr == "" {
 		return nil, errors.New("mqtt embedded broker: no address")
 	}
-	if cfg.MaxInflight <= 0 {
-		cfg.MaxInflight = DefaultMaxInflight
+	if err := cfg.setBounds(); err != nil {
+		return nil, err
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -84,6 +152,41 @@ func NewEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		return nil, err
 	}
 	return e, nil
+}
+
+// setBounds gives the zero bounds their defaults and checks the rest.
+func (cfg *EmbeddedConfig) setBounds() error {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&cfg.MaxInflight, DefaultMaxInflight)
+	def(&cfg.MaxPacketBytes, DefaultMaxPacketBytes)
+	def(&cfg.MaxConnections, DefaultMaxConnections)
+	def(&cfg.MaxWritesPending, DefaultMaxWritesPending)
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = DefaultConnectTimeout
+	}
+	if cfg.MaxKeepalive <= 0 {
+		cfg.MaxKeepalive = DefaultMaxKeepalive
+	}
+	// Remaining length is at most 268,435,455: a larger bound is none.
+	if cfg.MaxPacketBytes > 256<<20 {
+		return fmt.Errorf("mqtt embedded broker: maximum packet size %d bytes is over MQTT's 256 MiB", cfg.MaxPacketBytes)
+	}
+	if cfg.MaxWritesPending > math.MaxInt32 {
+		return fmt.Errorf("mqtt embedded broker: %d pending writes per client is too many", cfg.MaxWritesPending)
+	}
+	if s := cfg.keepaliveSeconds(); s < 1 || s > maxKeepalive {
+		return fmt.Errorf("mqtt embedded broker: maximum keep alive %s is not between 1s and %ds", cfg.MaxKeepalive, maxKeepalive)
+	}
+	return nil
+}
+
+// keepaliveSeconds is MaxKeepalive in whole seconds, rounded up.
+func (cfg *EmbeddedConfig) keepaliveSeconds() int64 {
+	return int64((cfg.MaxKeepalive + time.Second - 1) / time.Second)
 }
 
 func (e *Embedded) registerMetrics(reg prometheus.Registerer) error {
@@ -100,7 +203,17 @@ func (e *Embedded) registerMetrics(reg prometheus.Registerer) error {
 		Namespace: "sluice", Subsystem: "mqtt_embedded", Name: "unacknowledged_publishes_total",
 		Help: "Routed publishes dropped without PUBACK because the broker stopped before Kafka acknowledged them; the device resends them.",
 	})
-	for _, c := range []prometheus.Collector{clients, e.hook.unacked} {
+	e.conns = &connMetrics{
+		open: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "sluice", Subsystem: "mqtt_embedded", Name: "connections_open",
+			Help: "TCP connections open to the embedded broker of sluice dev, CONNECT sent or not; at most its maximum connections.",
+		}),
+		closed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "sluice", Subsystem: "mqtt_embedded", Name: "connections_closed_total",
+			Help: "Connections the embedded broker closed because they reached a bound: max_connections (refused at accept), packet_too_large, connect_timeout (no whole CONNECT in time), keepalive_timeout (no whole packet within 1.5 keep alives).",
+		}, []string{"reason"}),
+	}
+	for _, c := range []prometheus.Collector{clients, e.hook.unacked, e.conns.open, e.conns.closed} {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("mqtt embedded broker: register metrics: %w", err)
 		}
@@ -136,16 +249,9 @@ func (e *Embedded) Run(ctx context.Context) error {
 	// ends is then refused instead of acknowledged.
 	e.hook.ctx = ctx
 
-	srv := mochi.New(&mochi.Options{Logger: e.log, InlineClient: false})
-	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
-		return fmt.Errorf("mqtt embedded broker: %w", err)
-	}
-	if err := srv.AddHook(e.hook, nil); err != nil {
-		return fmt.Errorf("mqtt embedded broker: %w", err)
-	}
-	l := listeners.NewTCP(listeners.Config{ID: "tcp", Address: e.cfg.Addr})
-	if err := srv.AddListener(l); err != nil {
-		return fmt.Errorf("mqtt embedded broker: listen on %s: %w", e.cfg.Addr, err)
+	srv, l, err := e.newServer()
+	if err != nil {
+		return err
 	}
 	addr := l.Address()
 	e.addr.Store(&addr)
@@ -155,14 +261,45 @@ func (e *Embedded) Run(ctx context.Context) error {
 	}
 	e.srv.Store(srv)
 	close(e.ready)
-	e.log.Info("embedded MQTT broker listening", "addr", addr, "max_inflight", e.cfg.MaxInflight)
+	e.log.Info("embedded MQTT broker listening", "addr", addr, "max_inflight", e.cfg.MaxInflight,
+		"max_packet_bytes", e.cfg.MaxPacketBytes, "max_connections", e.cfg.MaxConnections,
+		"connect_timeout", e.cfg.ConnectTimeout, "max_keepalive", e.cfg.MaxKeepalive)
 
 	<-ctx.Done()
 	e.hook.close()
-	_ = srv.Close() // always nil; disconnects every device
+	_ = srv.Close() // always nil; disconnects every device, closes every connection
+	l.wait()
 	e.hook.wait()
 	e.log.Info("embedded MQTT broker stopped")
 	return nil
+}
+
+// newServer builds the mochi broker with the configured bounds, its hooks
+// and its listener, which listens already.
+func (e *Embedded) newServer() (*mochi.Server, *boundedListener, error) {
+	caps := mochi.NewDefaultServerCapabilities()
+	// Mochi checks it against each fixed header's remaining length before
+	// it allocates the packet, and closes the connection (no DISCONNECT).
+	caps.MaximumPacketSize = uint32(e.cfg.MaxPacketBytes)
+	caps.MaximumClientWritesPending = int32(e.cfg.MaxWritesPending)
+	srv := mochi.New(&mochi.Options{Logger: e.log, InlineClient: false, Capabilities: caps})
+	limits := &limitsHook{
+		keepalive: uint16(e.cfg.keepaliveSeconds()), maxPacket: uint32(e.cfg.MaxPacketBytes), log: e.log,
+	}
+	for _, h := range []mochi.Hook{new(auth.AllowHook), e.hook, limits} {
+		if err := srv.AddHook(h, nil); err != nil {
+			return nil, nil, fmt.Errorf("mqtt embedded broker: %w", err)
+		}
+	}
+	l := &boundedListener{
+		addr: e.cfg.Addr, maxConns: e.cfg.MaxConnections, connectTimeout: e.cfg.ConnectTimeout,
+		log: e.log, metrics: e.conns, sampler: newLogSampler(10 * time.Second),
+		quit: make(chan struct{}), served: make(chan struct{}), conns: map[*boundedConn]struct{}{},
+	}
+	if err := srv.AddListener(l); err != nil {
+		return nil, nil, fmt.Errorf("mqtt embedded broker: listen on %s: %w", e.cfg.Addr, err)
+	}
+	return srv, l, nil
 }
 
 // publishHook is the broker hook that hands routed publishes to the
@@ -239,3 +376,304 @@ func (h *publishHook) close() {
 
 // wait returns once no publish is being handled; call close first.
 func (h *publishHook) wait() { h.active.Wait() }
+
+// limitsHook applies the bounds mochi has no option for: it caps each
+// client's keep alive, and tells MQTT 5 clients the maximum packet size.
+type limitsHook struct {
+	mochi.HookBase
+	keepalive uint16 // seconds
+	maxPacket uint32
+	log       *slog.Logger
+}
+
+// ID names the hook in mochi's logs.
+func (h *limitsHook) ID() string { return "sluice-limits" }
+
+// Provides tells mochi which events the hook handles.
+func (h *limitsHook) Provides(b byte) bool { return b == mochi.OnConnect || b == mochi.OnPacketEncode }
+
+// OnConnect caps the keep alive the client asked for. Mochi calls it once
+// it has read CONNECT and before it replaces the connect timeout with a
+// deadline of 1.5 keep alives, renewed before each packet; with a keep
+// alive of 0 it would set none, and a client could stall in the middle
+// of a packet, or vanish, and hold its connection for good.
+func (h *limitsHook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
+	if c, ok := cl.Net.Conn.(*boundedConn); ok {
+		c.connected.Store(true)
+	}
+	asked := cl.State.Keepalive
+	if asked != 0 && asked <= h.keepalive {
+		return nil
+	}
+	cl.State.Keepalive = h.keepalive
+	cl.State.ServerKeepalive = true // sent in CONNACK to MQTT 5 clients
+	if cl.Properties.ProtocolVersion < 5 {
+		h.log.Info("MQTT 3 client's keep alive capped: it cannot be told, and is disconnected after 1.5 keep alives without a packet",
+			"client", cl.ID, "remote", cl.Net.Remote, "asked_s", asked, "keepalive_s", h.keepalive)
+	}
+	return nil
+}
+
+// OnPacketEncode adds the maximum packet size to a successful CONNACK, so
+// that MQTT 5 clients that heed it refuse a larger publish themselves
+// instead of being disconnected for it. MQTT 3 CONNACKs have no
+// properties: mochi does not encode them.
+func (h *limitsHook) OnPacketEncode(cl *mochi.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type == packets.Connack && pk.ReasonCode == packets.CodeSuccess.Code {
+		pk.Properties.MaximumPacketSize = h.maxPacket
+	}
+	return pk
+}
+
+// connMetrics count the embedded broker's connections.
+type connMetrics struct {
+	open   prometheus.Gauge
+	closed *prometheus.CounterVec // reason
+}
+
+// boundedConn is an accepted connection. connected is set once mochi has
+// read its CONNECT, to tell a connect timeout from a keep alive one.
+// reading is closed at the first Read, and done once mochi's establish
+// function returned: see boundedListener.Close.
+type boundedConn struct {
+	net.Conn
+	connected atomic.Bool
+	firstRead sync.Once
+	reading   chan struct{}
+	done      chan struct{}
+}
+
+func newBoundedConn(c net.Conn) *boundedConn {
+	return &boundedConn{Conn: c, reading: make(chan struct{}), done: make(chan struct{})}
+}
+
+// Read reads from the connection, marking the first read.
+func (c *boundedConn) Read(b []byte) (int, error) {
+	c.firstRead.Do(func() { close(c.reading) })
+	return c.Conn.Read(b)
+}
+
+// boundedListener is the broker's TCP listener, in place of mochi's
+// listeners.TCP, which counts no connections, sets no deadline before
+// CONNECT (a connection that never sends one was held, with its two
+// goroutines and buffers, until the peer went away; and it blocked the
+// broker's Close, which waits for every connection), and stops accepting
+// for good at the first failed Accept (out of file descriptors, say).
+//
+// Mochi starts Serve on a goroutine of its own; Serve starts a goroutine
+// per connection, which mochi's establish function owns until it returns.
+// Close ends both, and wait returns once they have ended.
+type boundedListener struct {
+	addr           string
+	maxConns       int
+	connectTimeout time.Duration
+	log            *slog.Logger
+	metrics        *connMetrics
+	sampler        *logSampler
+
+	ln        net.Listener
+	quit      chan struct{} // closed by Close
+	served    chan struct{} // closed when Serve returns
+	closeOnce sync.Once
+	mu        sync.Mutex
+	conns     map[*boundedConn]struct{} // nil once closed
+	wg        sync.WaitGroup            // the connections' goroutines
+}
+
+// ID names the listener to mochi.
+func (l *boundedListener) ID() string { return "tcp" }
+
+// Protocol is the listener's network.
+func (l *boundedListener) Protocol() string { return "tcp" }
+
+// Address is the address listened on once Init has run.
+func (l *boundedListener) Address() string {
+	if l.ln != nil {
+		return l.ln.Addr().String()
+	}
+	return l.addr
+}
+
+// Init listens; mochi calls it from AddListener.
+func (l *boundedListener) Init(*slog.Logger) error {
+	ln, err := net.Listen("tcp", l.addr)
+	if err != nil {
+		return err // names the address; newServer says what listens
+	}
+	l.ln = ln
+	return nil
+}
+
+// Serve accepts connections until Close, each served by establish on a
+// goroutine of its own. Beyond maxConns a connection is closed at once.
+func (l *boundedListener) Serve(establish listeners.EstablishFn) {
+	defer close(l.served)
+	const minBackoff = 5 * time.Millisecond
+	backoff := minBackoff
+	for {
+		conn, err := l.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || l.closing() {
+				return
+			}
+			l.log.Warn("MQTT accept failed; retrying", "err", err, "retry_in", backoff)
+			select {
+			case <-l.quit:
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = minBackoff
+		c := newBoundedConn(conn)
+		if ok, full := l.track(c); !ok {
+			_ = conn.Close()
+			if full {
+				l.closed("max_connections", nil, "remote", conn.RemoteAddr().String(), "max_connections", l.maxConns)
+			}
+			continue
+		}
+		// Mochi replaces this deadline once it has read CONNECT.
+		_ = conn.SetDeadline(time.Now().Add(l.connectTimeout))
+		go l.serveConn(establish, c)
+	}
+}
+
+func (l *boundedListener) closing() bool {
+	select {
+	case <-l.quit:
+		return true
+	default:
+		return false
+	}
+}
+
+// track records an open connection, or refuses it when the listener is
+// closed or (full) maxConns are open.
+func (l *boundedListener) track(c *boundedConn) (ok, full bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.conns == nil {
+		return false, false
+	}
+	if len(l.conns) >= l.maxConns {
+		return false, true
+	}
+	l.conns[c] = struct{}{}
+	l.wg.Add(1)
+	l.metrics.open.Inc()
+	return true, false
+}
+
+// serveConn hands the connection to mochi, and releases its slot once
+// mochi is done with it.
+func (l *boundedListener) serveConn(establish listeners.EstablishFn, c *boundedConn) {
+	defer l.wg.Done()
+	err := establish(l.ID(), c)
+	close(c.done)
+	_ = c.Close()
+	l.mu.Lock()
+	if l.conns != nil {
+		delete(l.conns, c)
+	}
+	l.mu.Unlock()
+	l.metrics.open.Dec()
+
+	remote := c.RemoteAddr().String()
+	switch {
+	case err == nil:
+	case errors.Is(err, packets.ErrPacketTooLarge):
+		l.closed("packet_too_large", err, "remote", remote)
+	case errors.Is(err, os.ErrDeadlineExceeded) && !c.connected.Load():
+		l.closed("connect_timeout", err, "remote", remote, "connect_timeout", l.connectTimeout)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		l.closed("keepalive_timeout", err, "remote", remote)
+	default:
+		l.log.Debug("MQTT connection ended", "remote", remote, "connected", c.connected.Load(), "err", err)
+	}
+}
+
+// closed counts a connection closed at a bound, and logs it unless the
+// sampler holds it back: a flood of them must not flood the log too.
+func (l *boundedListener) closed(reason string, err error, attrs ...any) {
+	l.metrics.closed.WithLabelValues(reason).Inc()
+	ok, held := l.sampler.allow(reason)
+	if !ok {
+		return
+	}
+	if err != nil {
+		attrs = append(attrs, "err", err)
+	}
+	attrs = append(attrs, "reason", reason, "similar_not_logged", held)
+	l.log.Warn("MQTT connection closed at a bound", attrs...)
+}
+
+// Close stops accepting, disconnects the clients (closeClients sends
+// MQTT 5 clients a DISCONNECT) and closes every other connection: mochi's
+// own Close waits for all of them, and closes only clients that sent
+// CONNECT.
+//
+// Mochi counts a connection in the WaitGroup its Close waits on from the
+// connection's own goroutine, just before that goroutine first reads. So
+// Close returns only once each connection it closed was read from (or
+// mochi is done with it): then every count precedes mochi's wait, which a
+// count racing it would not (a data race, and a wait that may miss it).
+func (l *boundedListener) Close(closeClients listeners.CloseFn) {
+	l.closeOnce.Do(func() {
+		close(l.quit)
+		if l.ln != nil {
+			_ = l.ln.Close()
+		}
+		closeClients(l.ID())
+		l.mu.Lock()
+		conns := l.conns
+		l.conns = nil
+		l.mu.Unlock()
+		for c := range conns {
+			_ = c.Close()
+		}
+		for c := range conns {
+			select {
+			case <-c.reading:
+			case <-c.done:
+			}
+		}
+	})
+}
+
+// wait returns once Serve and the connections' goroutines have returned;
+// call it after Close, and only if the broker served.
+func (l *boundedListener) wait() {
+	<-l.served
+	l.wg.Wait()
+}
+
+// logSampler lets one log line a reason through per interval and counts
+// the ones it held back.
+type logSampler struct {
+	every time.Duration
+	mu    sync.Mutex
+	next  map[string]time.Time
+	held  map[string]int
+}
+
+func newLogSampler(every time.Duration) *logSampler {
+	return &logSampler{every: every, next: map[string]time.Time{}, held: map[string]int{}}
+}
+
+// allow reports whether to log a line for reason now, and how many lines
+// for it were held back since the last one.
+func (s *logSampler) allow(reason string) (ok bool, held int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	if now.Before(s.next[reason]) {
+		s.held[reason]++
+		return false, 0
+	}
+	held = s.held[reason]
+	s.held[reason] = 0
+	s.next[reason] = now.Add(s.every)
+	return true, held
+}

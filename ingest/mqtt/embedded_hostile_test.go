@@ -1,0 +1,501 @@
+package mqtt_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os/exec"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/ingest/mqtt"
+	"github.com/sluicehq/sluice/internal/testkit"
+)
+
+// hostileRig is an embedded broker with the bounds a test chose, in front
+// of an embedded Kafka, with its metrics in reg.
+type hostileRig struct {
+	k   *testkit.Kafka
+	e   *mqtt.Embedded
+	run *testkit.Running
+	reg *prometheus.Registry
+	n   int // events a normal device sent so far
+}
+
+// startHostile runs the embedded broker like mqttkit.StartEmbeddedMQTT,
+// with cfg's bounds (Addr, Handler, Logger and Registerer are set here).
+func startHostile(t *testing.T, cfg mqtt.EmbeddedConfig) *hostileRig {
+	t.Helper()
+	r := &hostileRig{k: testkit.StartKafka(t), reg: prometheus.NewRegistry()}
+	routes, err := mqtt.ParseRoutes(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := mqtt.NewHandler(mqtt.HandlerConfig{Gate: testkit.NewGate(t, r.k, nil), Routes: routes, DeriveIDs: true, Logger: testkit.FileLogger(t, "handler.log")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Addr, cfg.Handler, cfg.Logger, cfg.Registerer = "127.0.0.1:0", h, testkit.FileLogger(t, "broker.log"), r.reg
+	if r.e, err = mqtt.NewEmbedded(cfg); err != nil {
+		t.Fatal(err)
+	}
+	r.run = testkit.RunSource(t, r.e)
+	select {
+	case <-r.e.Ready():
+	case err := <-r.run.Done():
+		t.Fatalf("embedded broker stopped: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("embedded broker not listening after 10s")
+	}
+	return r
+}
+
+// metric sums the series of the broker's metric sluice_mqtt_embedded_NAME
+// whose reason label is reason (any, if empty).
+func (r *hostileRig) metric(t *testing.T, name, reason string) float64 {
+	t.Helper()
+	mfs, err := r.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != "sluice_mqtt_embedded_"+name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if reason != "" && !hasLabel(m.GetLabel(), "reason", reason) {
+				continue
+			}
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return sum
+}
+
+// label is a metric's label pair.
+type label interface {
+	GetName() string
+	GetValue() string
+}
+
+// closes fails t unless the broker counts n connections closed for
+// reason within a second (it counts once mochi is done with one, a moment
+// after the client sees it closed).
+func (r *hostileRig) closes(t *testing.T, reason string, n int) {
+	t.Helper()
+	var got float64
+	deadline := time.Now().Add(time.Second)
+	for got = r.metric(t, "connections_closed_total", reason); got != float64(n) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		got = r.metric(t, "connections_closed_total", reason)
+	}
+	if got != float64(n) {
+		t.Errorf("%s closes: %v, want %d", reason, got, n)
+	}
+}
+
+func hasLabel[L label](ls []L, name, value string) bool {
+	for _, l := range ls {
+		if l.GetName() == name && l.GetValue() == value {
+			return true
+		}
+	}
+	return false
+}
+
+// mosquittoPub publishes msg with QoS 1 as a real device; it returns once
+// the broker acknowledged it.
+func (r *hostileRig) mosquittoPub(t *testing.T, topic, msg string) error {
+	t.Helper()
+	pub := testkit.LookPath(t, "mosquitto_pub")
+	host, port, _ := net.SplitHostPort(r.e.Addr())
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, pub, "-h", host, "-p", port, "-q", "1", "-V", "mqttv311", "-t", topic, "-m", msg).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("mosquitto_pub -t %s: %w: %s", topic, err, out)
+	}
+	return nil
+}
+
+// deviceFlows fails t unless a normal device (mosquitto_pub -q 1) still
+// gets a publish acknowledged and its event lands in Kafka.
+func (r *hostileRig) deviceFlows(t *testing.T) {
+	t.Helper()
+	r.n++
+	msg := fmt.Sprintf(`{"ts":"2026-11-30T10:00:00Z","metrics":{"n":%d}}`, r.n)
+	if err := r.mosquittoPub(t, "devices/normal/telemetry", msg); err != nil {
+		t.Fatal(err)
+	}
+	got := r.k.ReadTopic(t, testkit.StreamTopic("iot_telemetry"))
+	if len(got) != r.n || !bytes.Contains(got[len(got)-1].Value, fmt.Appendf(nil, `"n":%d`, r.n)) {
+		t.Fatalf("iot_telemetry holds %d events, want %d, the last with n %d", len(got), r.n, r.n)
+	}
+}
+
+func (r *hostileRig) dial(t *testing.T) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", r.e.Addr(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// closedByServer waits up to d for the server to close conn, and reports
+// whether it did (data it sends first, a CONNACK say, is skipped).
+func closedByServer(conn net.Conn, d time.Duration) bool {
+	_ = conn.SetReadDeadline(time.Now().Add(d))
+	_, err := io.Copy(io.Discard, conn)
+	var ne net.Error
+	return !(errors.As(err, &ne) && ne.Timeout())
+}
+
+// connectPacket is an MQTT 3.1.1 CONNECT with a clean session.
+func connectPacket(id string, keepalive uint16) []byte {
+	var vh bytes.Buffer
+	vh.Write([]byte{0, 4, 'M', 'Q', 'T', 'T', 4, 0x02})
+	_ = binary.Write(&vh, binary.BigEndian, keepalive)
+	_ = binary.Write(&vh, binary.BigEndian, uint16(len(id)))
+	vh.WriteString(id)
+	return append([]byte{0x10, byte(vh.Len())}, vh.Bytes()...)
+}
+
+// connectRaw opens a connection and completes an MQTT 3.1.1 CONNECT on it.
+func (r *hostileRig) connectRaw(t *testing.T, id string, keepalive uint16) net.Conn {
+	t.Helper()
+	c := r.dial(t)
+	if _, err := c.Write(connectPacket(id, keepalive)); err != nil {
+		t.Fatal(err)
+	}
+	ack := make([]byte, 4)
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(c, ack); err != nil || ack[0] != 0x20 || ack[3] != 0 {
+		t.Fatalf("CONNACK %x: %v", ack, err)
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	return c
+}
+
+// remainingLength encodes n as MQTT's variable byte integer.
+func remainingLength(n int) []byte {
+	var out []byte
+	for {
+		b := byte(n % 128)
+		n /= 128
+		if n > 0 {
+			b |= 0x80
+		}
+		out = append(out, b)
+		if n == 0 {
+			return out
+		}
+	}
+}
+
+// allocated is what the process allocated so far, freed or not.
+func allocated() uint64 {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.TotalAlloc
+}
+
+func heapAlloc() uint64 {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// TestEmbeddedHostileGarbage: 1 MiB of random bytes, sent as the first
+// bytes of a connection, after a CONNECT byte (so that they are read as a
+// remaining length and a CONNECT), and after a whole CONNECT, closes the
+// connection each time, for several seeds; the broker stays up and a
+// normal device keeps flowing.
+func TestEmbeddedHostileGarbage(t *testing.T) {
+	r := startHostile(t, mqtt.EmbeddedConfig{ConnectTimeout: time.Minute, MaxKeepalive: time.Minute})
+	for _, tc := range []struct {
+		name    string
+		connect bool
+		prefix  []byte
+	}{
+		{"raw", false, nil},
+		{"after a CONNECT byte", false, []byte{0x10}},
+		{"after CONNECT", true, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for seed := range uint64(8) {
+				garbage := make([]byte, 1<<20)
+				rng := rand.New(rand.NewPCG(seed, 1))
+				for i := range garbage {
+					garbage[i] = byte(rng.Uint32())
+				}
+				var c net.Conn
+				if tc.connect {
+					c = r.connectRaw(t, fmt.Sprintf("garbage-%d", seed), 0)
+				} else {
+					c = r.dial(t)
+				}
+				_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+				_, _ = c.Write(append(tc.prefix, garbage...)) // fails once the broker closes
+				if !closedByServer(c, 3*time.Second) {
+					t.Errorf("seed %d (%x...): connection still open 3s after the garbage", seed, garbage[:4])
+				}
+			}
+			r.deviceFlows(t)
+		})
+	}
+}
+
+// TestEmbeddedHostileHugeRemainingLength: a fixed header announcing the
+// largest remaining length (256 MiB), in place of CONNECT or of a PUBLISH
+// after it, closes the connection at once, and the broker allocates
+// nothing like it.
+func TestEmbeddedHostileHugeRemainingLength(t *testing.T) {
+	r := startHostile(t, mqtt.EmbeddedConfig{ConnectTimeout: time.Minute, MaxKeepalive: time.Minute})
+	r.deviceFlows(t) // Kafka's topics, connections and buffers are in place
+	for _, tc := range []struct {
+		name    string
+		connect bool
+		header  byte
+	}{
+		{"CONNECT", false, 0x10},
+		{"PUBLISH", true, 0x32},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			runtime.GC()
+			heap, total := heapAlloc(), allocated()
+			var c net.Conn
+			if tc.connect {
+				c = r.connectRaw(t, "huge", 0)
+			} else {
+				c = r.dial(t)
+			}
+			if _, err := c.Write([]byte{tc.header, 0xFF, 0xFF, 0xFF, 0x7F, 0, 1, 'x'}); err != nil {
+				t.Fatal(err)
+			}
+			closed := closedByServer(c, 2*time.Second)
+			grewHeap, allocd := int64(heapAlloc())-int64(heap), allocated()-total
+			t.Logf("heap grew %d KiB, %d KiB allocated", grewHeap>>10, allocd>>10)
+			if allocd > 64<<20 || grewHeap > 64<<20 {
+				t.Errorf("the broker allocated %d MiB (heap grew %d MiB) for a packet it should have refused", allocd>>20, grewHeap>>20)
+			}
+			if !closed {
+				t.Fatal("connection still open 2s after announcing 256 MiB")
+			}
+			r.deviceFlows(t)
+		})
+	}
+	r.closes(t, "packet_too_large", 2)
+}
+
+// TestEmbeddedHostileBigPublish: a 10 MB PUBLISH, from paho (MQTT 5) and
+// from a hand-built MQTT 3.1.1 stream, is never acknowledged: the broker
+// closes the connection at its fixed header, MQTT 5 clients were told the
+// bound, and a normal device keeps flowing.
+func TestEmbeddedHostileBigPublish(t *testing.T) {
+	const maxPacket = 256 << 10
+	r := startHostile(t, mqtt.EmbeddedConfig{MaxPacketBytes: maxPacket})
+	r.deviceFlows(t)
+	big := `{"ts":"2026-11-30T10:00:00Z","metrics":{"x":1},"pad":"` + strings.Repeat("a", 10_000_000) + `"}`
+
+	t.Run("paho", func(t *testing.T) {
+		conn, err := net.DialTimeout("tcp", r.e.Addr(), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := paho.NewClient(paho.ClientConfig{ClientID: "big", Conn: conn, PacketTimeout: 10 * time.Second})
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		ca, err := c.Connect(ctx, &paho.Connect{ClientID: "big", CleanStart: true, KeepAlive: 30})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Disconnect(&paho.Disconnect{}) })
+		if mps := ca.Properties.MaximumPacketSize; mps == nil || *mps != maxPacket {
+			t.Errorf("CONNACK maximum packet size %v, want %d", mps, maxPacket)
+		}
+		// paho notices the closed connection, but the publish waits for
+		// its context all the same.
+		pubCtx, cancelPub := context.WithTimeout(ctx, 3*time.Second)
+		defer cancelPub()
+		if err := publish(pubCtx, c, "devices/big/telemetry", big); err == nil {
+			t.Fatal("10 MB publish acknowledged")
+		}
+		select {
+		case <-c.Done():
+		case <-time.After(time.Second):
+			t.Fatal("paho's connection still open after its 10 MB publish")
+		}
+	})
+	t.Run("hand-built", func(t *testing.T) {
+		c := r.connectRaw(t, "big-raw", 30)
+		var pk bytes.Buffer
+		pk.WriteByte(0x32) // PUBLISH, QoS 1
+		topic := "devices/big/telemetry"
+		pk.Write(remainingLength(2 + len(topic) + 2 + len(big)))
+		_ = binary.Write(&pk, binary.BigEndian, uint16(len(topic)))
+		pk.WriteString(topic)
+		pk.Write([]byte{0, 1})
+		pk.WriteString(big)
+		acked := make(chan struct{})
+		go func() { // a PUBACK would come before the broker closes
+			defer close(acked)
+			b := make([]byte, 4)
+			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if n, _ := io.ReadFull(c, b); n > 0 {
+				t.Errorf("broker answered %x to a 10 MB publish", b[:n])
+			}
+		}()
+		total := allocated()
+		_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		_, err := c.Write(pk.Bytes())
+		<-acked
+		if err == nil {
+			t.Error("the broker took all 10 MB")
+		}
+		allocd := allocated() - total
+		t.Logf("%d KiB allocated while the 10 MB were sent", allocd>>10)
+		if allocd > 10<<20 {
+			t.Errorf("%d MiB allocated meanwhile: the broker read the 10 MB packet", allocd>>20)
+		}
+	})
+	r.closes(t, "packet_too_large", 2)
+	r.deviceFlows(t)
+	if n := len(r.k.DeadLetters(t)); n != 0 {
+		t.Errorf("%d dead letters: the big publish reached the handler", n)
+	}
+}
+
+// TestEmbeddedHostileStalls: a connection that sends nothing, or half a
+// CONNECT, is closed after ConnectTimeout; one that connected with keep
+// alive 0 and stalls in the middle of a PUBLISH is closed after 1.5
+// MaxKeepalive (mochi would wait forever); MQTT 5 clients asking for keep
+// alive 0 are told MaxKeepalive. A normal device flows meanwhile.
+func TestEmbeddedHostileStalls(t *testing.T) {
+	r := startHostile(t, mqtt.EmbeddedConfig{ConnectTimeout: time.Second, MaxKeepalive: 2 * time.Second})
+	r.deviceFlows(t)
+	start := time.Now()
+	idle := r.dial(t)
+	half := r.dial(t)
+	if _, err := half.Write(connectPacket("half", 60)[:9]); err != nil {
+		t.Fatal(err)
+	}
+	stalled := r.connectRaw(t, "stalled", 0)
+	connected := time.Now()
+	if _, err := stalled.Write([]byte{0x32, 100, 0, 21, 'd', 'e', 'v'}); err != nil {
+		t.Fatal(err)
+	}
+	r.deviceFlows(t)
+	for name, c := range map[string]net.Conn{"idle": idle, "half a CONNECT": half} {
+		if !closedByServer(c, 5*time.Second) {
+			t.Errorf("%s: still open after 5s", name)
+		}
+	}
+	if d := time.Since(start); d < 900*time.Millisecond || d > 4*time.Second {
+		t.Errorf("closed after %s, want the connect timeout, 1s", d)
+	}
+	if !closedByServer(stalled, 10*time.Second) {
+		t.Error("half a PUBLISH after a keep alive of 0: still open after 10s")
+	}
+	if d := time.Since(connected); d < 2800*time.Millisecond {
+		t.Errorf("half a PUBLISH: closed after %s, before 1.5 keep alives (3s)", d)
+	}
+	r.closes(t, "connect_timeout", 2)
+	r.closes(t, "keepalive_timeout", 1)
+
+	conn, err := net.DialTimeout("tcp", r.e.Addr(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := paho.NewClient(paho.ClientConfig{ClientID: "ka0", Conn: conn})
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	ca, err := c.Connect(ctx, &paho.Connect{ClientID: "ka0", CleanStart: true, KeepAlive: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Disconnect(&paho.Disconnect{}) }()
+	if ska := ca.Properties.ServerKeepAlive; ska == nil || *ska != 2 {
+		t.Errorf("CONNACK server keep alive %v for a keep alive of 0, want 2", ska)
+	}
+	r.deviceFlows(t)
+}
+
+// TestEmbeddedHostileShutdownWithIdleConnection: a connection that never
+// sent CONNECT does not hold up the broker's shutdown (mochi's Close
+// waits for every connection, and closes only connected clients).
+func TestEmbeddedHostileShutdownWithIdleConnection(t *testing.T) {
+	r := startHostile(t, mqtt.EmbeddedConfig{ConnectTimeout: time.Minute})
+	idle := r.dial(t)
+	testkit.Eventually(t, 5*time.Second, "the connection is open", func() bool {
+		return r.metric(t, "connections_open", "") == 1
+	})
+	r.run.Cancel()
+	select {
+	case err := <-r.run.Done():
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return within 5s while a connection had not sent CONNECT")
+	}
+	if !closedByServer(idle, time.Second) {
+		t.Fatal("idle connection still open after Run returned")
+	}
+}
+
+// TestEmbeddedHostileManyIdleConnections: 2,000 connections that send
+// nothing: those beyond MaxConnections are closed at once, the rest after
+// ConnectTimeout; meanwhile the broker's heap stays small and a device
+// connected before keeps publishing, and afterwards new devices connect
+// and publish again.
+func TestEmbeddedHostileManyIdleConnections(t *testing.T) {
+	const conns, maxConns = 2000, mqtt.DefaultMaxConnections
+	// Long enough that the first connections are not closed before the
+	// last are accepted, even on a slow machine.
+	r := startHostile(t, mqtt.EmbeddedConfig{ConnectTimeout: 8 * time.Second})
+	r.deviceFlows(t)
+	dev := device(t, r.e.Addr(), "before-the-flood", nil)
+	runtime.GC()
+	heap := heapAlloc()
+	idle := make([]net.Conn, 0, conns)
+	for range conns {
+		idle = append(idle, r.dial(t))
+	}
+	testkit.Eventually(t, 5*time.Second, "every connection accepted or refused", func() bool {
+		return r.metric(t, "connections_open", "")+r.metric(t, "connections_closed_total", "max_connections") == conns+1
+	})
+	grew := int64(heapAlloc()) - int64(heap)
+	t.Logf("heap grew %d MiB with %v connections open", grew>>20, r.metric(t, "connections_open", ""))
+	if grew > 64<<20 {
+		t.Errorf("heap grew %d MiB for idle connections", grew>>20)
+	}
+	if n := r.metric(t, "connections_open", ""); n != maxConns {
+		t.Fatalf("%v connections open, want %d", n, maxConns)
+	}
+	if !closedByServer(r.dial(t), time.Second) {
+		t.Error("a connection beyond the bound was not closed at once")
+	}
+	// The device connected before the flood is not affected.
+	if err := publish(t.Context(), dev, "devices/before/telemetry", `{"ts":"2026-11-30T10:00:00Z","metrics":{"t":1}}`); err != nil {
+		t.Fatalf("publish from a device connected before the flood: %v", err)
+	}
+	r.n++
+	testkit.Eventually(t, 15*time.Second, "idle connections closed at the connect timeout", func() bool {
+		return r.metric(t, "connections_open", "") == 1
+	})
+	r.closes(t, "connect_timeout", maxConns-1)
+	r.deviceFlows(t)
+}
