@@ -212,8 +212,12 @@ func (e *Embedded) registerMetrics(reg prometheus.Registerer) error {
 			Namespace: "sluice", Subsystem: "mqtt_embedded", Name: "connections_closed_total",
 			Help: "Connections the embedded broker closed because they reached a bound: max_connections (refused at accept), packet_too_large, connect_timeout (no whole CONNECT in time), keepalive_timeout (no whole packet within 1.5 keep alives).",
 		}, []string{"reason"}),
+		acceptErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "sluice", Subsystem: "mqtt_embedded", Name: "accept_errors_total",
+			Help: "Failed accepts of the embedded broker's listener (out of file descriptors, say); it retries after up to a second.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{clients, e.hook.unacked, e.conns.open, e.conns.closed} {
+	for _, c := range []prometheus.Collector{clients, e.hook.unacked, e.conns.open, e.conns.closed, e.conns.acceptErrors} {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("mqtt embedded broker: register metrics: %w", err)
 		}
@@ -427,8 +431,9 @@ func (h *limitsHook) OnPacketEncode(cl *mochi.Client, pk packets.Packet) packets
 
 // connMetrics count the embedded broker's connections.
 type connMetrics struct {
-	open   prometheus.Gauge
-	closed *prometheus.CounterVec // reason
+	open         prometheus.Gauge
+	closed       *prometheus.CounterVec // reason
+	acceptErrors prometheus.Counter
 }
 
 // boundedConn is an accepted connection. connected is set once mochi has
@@ -516,7 +521,10 @@ func (l *boundedListener) Serve(establish listeners.EstablishFn) {
 			if errors.Is(err, net.ErrClosed) || l.closing() {
 				return
 			}
-			l.log.Warn("MQTT accept failed; retrying", "err", err, "retry_in", backoff)
+			l.metrics.acceptErrors.Inc()
+			if ok, held := l.sampler.allow("accept"); ok {
+				l.log.Warn("MQTT accept failed; retrying", "err", err, "retry_in", backoff, "similar_not_logged", held)
+			}
 			select {
 			case <-l.quit:
 				return
