@@ -66,29 +66,11 @@ func startHostile(t *testing.T, cfg mqtt.EmbeddedConfig) *hostileRig {
 // whose reason label is reason (any, if empty).
 func (r *hostileRig) metric(t *testing.T, name, reason string) float64 {
 	t.Helper()
-	mfs, err := r.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
+	var labels map[string]string
+	if reason != "" {
+		labels = map[string]string{"reason": reason}
 	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != "sluice_mqtt_embedded_"+name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if reason != "" && !hasLabel(m.GetLabel(), "reason", reason) {
-				continue
-			}
-			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-		}
-	}
-	return sum
-}
-
-// label is a metric's label pair.
-type label interface {
-	GetName() string
-	GetValue() string
+	return testkit.Metric(t, r.reg, "sluice_mqtt_embedded_"+name, labels)
 }
 
 // closes fails t unless the broker counts n connections closed for
@@ -105,15 +87,6 @@ func (r *hostileRig) closes(t *testing.T, reason string, n int) {
 	if got != float64(n) {
 		t.Errorf("%s closes: %v, want %d", reason, got, n)
 	}
-}
-
-func hasLabel[L label](ls []L, name, value string) bool {
-	for _, l := range ls {
-		if l.GetName() == name && l.GetValue() == value {
-			return true
-		}
-	}
-	return false
 }
 
 // mosquittoPub publishes msg with QoS 1 as a real device; it returns once

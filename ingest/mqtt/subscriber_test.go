@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/sluicehq/sluice/internal/testkit"
 )
@@ -49,7 +48,7 @@ func startSubscriber(t *testing.T, m *testkit.Mosquitto, h *Handler, tweak func(
 func (r *running) waitSubscribed(t *testing.T) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for gauge(t, r.reg, "sluice_mqtt_connected") != 1 {
+	for testkit.Metric(t, r.reg, "sluice_mqtt_connected", nil) != 1 {
 		if time.Now().After(deadline) {
 			t.Fatal("subscriber not connected after 10 s")
 		}
@@ -72,34 +71,6 @@ func (r *running) stop(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Error("subscriber did not stop within 20 s")
 	}
-}
-
-// gauge returns the value of a gauge or counter without labels.
-func gauge(t testing.TB, g prometheus.Gatherer, name string) float64 {
-	t.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			return metricValue(m)
-		}
-	}
-	return -1
-}
-
-func metricValue(m *dto.Metric) float64 {
-	switch {
-	case m.GetGauge() != nil:
-		return m.GetGauge().GetValue()
-	case m.GetCounter() != nil:
-		return m.GetCounter().GetValue()
-	}
-	return -1
 }
 
 // deviceLines is n telemetry payloads without device_id (the topic gives
@@ -173,10 +144,10 @@ func TestSubscriberDelivers(t *testing.T) {
 		t.Errorf("dead letters = %+v, want one from devices/broken/telemetry", dead)
 	}
 	r.stop(t)
-	if v := gauge(t, r.reg, "sluice_mqtt_connected"); v != 0 {
+	if v := testkit.Metric(t, r.reg, "sluice_mqtt_connected", nil); v != 0 {
 		t.Errorf("sluice_mqtt_connected = %v after stop, want 0", v)
 	}
-	if got := gauge(t, r.reg, "sluice_mqtt_connects_total"); got != 1 {
+	if got := testkit.Metric(t, r.reg, "sluice_mqtt_connects_total", nil); got != 1 {
 		t.Errorf("sluice_mqtt_connects_total = %v, want 1", got)
 	}
 }
@@ -205,8 +176,8 @@ func TestSubscriberKafkaOutage(t *testing.T) {
 	// messages for the session.
 	publishAll(t, m, byTopic)
 	time.Sleep(2 * time.Second)
-	inflight := gauge(t, hreg, "sluice_mqtt_inflight_messages")
-	received := gauge(t, hreg, "sluice_mqtt_messages_received_total")
+	inflight := testkit.Metric(t, hreg, "sluice_mqtt_inflight_messages", nil)
+	received := testkit.Metric(t, hreg, "sluice_mqtt_messages_received_total", nil)
 	if inflight > maxInflight || received > maxInflight {
 		t.Errorf("during the outage: %v messages in flight, %v received; want at most %d", inflight, received, maxInflight)
 	}
@@ -279,9 +250,9 @@ func TestSubscriberBrokerRestart(t *testing.T) {
 func waitGauge(t *testing.T, g prometheus.Gatherer, name string, want float64) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
-	for gauge(t, g, name) != want {
+	for testkit.Metric(t, g, name, nil) != want {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s = %v after 15 s, want %v", name, gauge(t, g, name), want)
+			t.Fatalf("%s = %v after 15 s, want %v", name, testkit.Metric(t, g, name, nil), want)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

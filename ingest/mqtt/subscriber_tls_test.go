@@ -121,7 +121,7 @@ func TestSubscriberTLSAndPassword(t *testing.T) {
 	if err := sub.Run(ctx); err != nil {
 		t.Errorf("Run with a wrong password: %v, want it to keep retrying until stopped", err)
 	}
-	if v := gauge(t, reg, "sluice_mqtt_connects_total"); v != 0 {
+	if v := testkit.Metric(t, reg, "sluice_mqtt_connects_total", nil); v != 0 {
 		t.Errorf("connected %v times with a wrong password", v)
 	}
 

@@ -46,20 +46,7 @@ func (s *testServer) addr() string { return s.Addr().String() }
 // labels when it has some).
 func (s *testServer) metric(t testing.TB, name string) float64 {
 	t.Helper()
-	mfs, err := s.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-		}
-	}
-	return sum
+	return testkit.Metric(t, s.reg, name, nil)
 }
 
 // line is the i-th test message, RFC 5424, severity i%8, facility local0.

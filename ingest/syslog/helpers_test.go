@@ -106,43 +106,7 @@ func letterValue(r deadletter.Record) string {
 	return string(r.Event)
 }
 
-// gathered sums the series of metric name in reg whose labels include
-// labels.
-func gathered(t testing.TB, reg prometheus.Gatherer, name string, labels map[string]string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range mf.GetMetric() {
-			for k, v := range labels {
-				found := false
-				for _, lp := range m.GetLabel() {
-					if lp.GetName() == k && lp.GetValue() == v {
-						found = true
-					}
-				}
-				if !found {
-					continue series
-				}
-			}
-			if c := m.GetCounter(); c != nil {
-				sum += c.GetValue()
-			} else {
-				sum += m.GetGauge().GetValue()
-			}
-		}
-	}
-	return sum
-}
-
 // accepted is how many syslog events the gate has had acknowledged.
 func (r *rig) accepted(t testing.TB) float64 {
-	return gathered(t, r.reg, "sluice_ingest_events_total", map[string]string{"source": "syslog", "result": "accepted"})
+	return testkit.Metric(t, r.reg, "sluice_ingest_events_total", map[string]string{"source": "syslog", "result": "accepted"})
 }
