@@ -86,6 +86,8 @@ func (h *Handler) Routes() Router { return h.routes }
 // acknowledgement) while the gate is overloaded or Kafka is down; an error
 // means ctx ended first and the message must not be acknowledged.
 func (h *Handler) Handle(ctx context.Context, topic string, payload []byte) error {
+	h.metrics.inflight.Inc()
+	defer h.metrics.inflight.Dec()
 	return h.HandleAll(ctx, []Message{{Topic: topic, Payload: payload}})
 }
 
@@ -97,11 +99,11 @@ type Message struct {
 
 // HandleAll is Handle for several messages at once, committed to Kafka
 // together (one produce call for all): it returns nil once all of them may
-// be acknowledged, an error when none may.
+// be acknowledged, an error when none may. Unlike Handle it leaves the
+// in-flight gauge to the caller, which holds the messages longer (the
+// subscriber, from receipt to acknowledgement).
 func (h *Handler) HandleAll(ctx context.Context, msgs []Message) error {
 	start := time.Now()
-	h.metrics.inflight.Add(float64(len(msgs)))
-	defer h.metrics.inflight.Sub(float64(len(msgs)))
 	batches := make([]*ingest.Batch, 0, len(msgs))
 	for _, m := range msgs {
 		h.metrics.messages.Inc()

@@ -127,6 +127,9 @@ func (s *Subscriber) receive(pr paho.PublishReceived) (bool, error) {
 	j := &job{client: pr.Client, pub: pr.Packet, done: make(chan struct{})}
 	select {
 	case s.order <- j:
+		// In flight from here until the acker is done with it, waiting for
+		// a worker included.
+		s.cfg.Handler.metrics.inflight.Inc()
 	case <-s.stopped:
 		s.msgs.Done()
 		return true, nil
@@ -192,6 +195,7 @@ func (s *Subscriber) ack() {
 	var failed bool
 	for j := range s.order {
 		<-j.done
+		s.cfg.Handler.metrics.inflight.Dec()
 		if failed {
 			continue
 		}
