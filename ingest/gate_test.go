@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sluicehq/sluice/backpressure"
@@ -211,5 +212,19 @@ func TestCommitAll(t *testing.T) {
 	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	if !strings.Contains(rec.Body.String(), want) {
 		t.Errorf("metrics lack %s (rejected events counted once per batch)", want)
+	}
+}
+
+func TestDeriveID(t *testing.T) {
+	a := ingest.DeriveID([]byte("ab"), []byte("c"))
+	if a != ingest.DeriveID([]byte("ab"), []byte("c")) {
+		t.Error("DeriveID is not deterministic")
+	}
+	if a == ingest.DeriveID([]byte("a"), []byte("bc")) {
+		t.Error(`("ab","c") and ("a","bc") share an id`)
+	}
+	u, err := uuid.Parse(a)
+	if err != nil || u.Version() != 8 || u.Variant() != uuid.RFC4122 {
+		t.Errorf("%s: version %d, variant %v (%v), want an RFC 9562 version 8 UUID", a, u.Version(), u.Variant(), err)
 	}
 }
