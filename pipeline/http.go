@@ -30,7 +30,7 @@ type ingestPart struct {
 // startIngest builds the gate, mounts the HTTP collector on mux and builds
 // the configured sources.
 func startIngest(cfg Config, streams *schemas.Registry, reg *prometheus.Registry, mux *http.ServeMux) (*ingestPart, error) {
-	producer, err := ingest.NewKafkaProducer(ingest.KafkaConfig{Brokers: cfg.KafkaBrokers, Logger: cfg.Logger})
+	producer, err := ingest.NewKafkaProducer(ingest.KafkaConfig{Brokers: cfg.KafkaBrokers, BatchTimeout: cfg.KafkaLinger, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}

@@ -67,7 +67,10 @@ type Config struct {
 	// Kafka across all requests (default 200,000); beyond it requests get 429.
 	MaxInFlightEvents int64
 
-	KafkaBrokers      []string
+	KafkaBrokers []string
+	// KafkaLinger is how long the collectors' producer waits to fill a
+	// batch (Kafka's linger.ms); zero means ingest.DefaultBatchTimeout.
+	KafkaLinger       time.Duration
 	TopicPrefix       string
 	Partitions        int
 	ReplicationFactor int

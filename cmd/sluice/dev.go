@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sluicehq/sluice/devstack"
+	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/pipeline"
 	"github.com/sluicehq/sluice/sinks/clickhouse"
 )
@@ -106,6 +107,7 @@ type pipelineFlags struct {
 	dedupeWindow   time.Duration
 	dedupeMaxIDs   int
 	pprof          bool
+	kafkaLinger    time.Duration
 	collectors     collectorFlags
 	dev            bool
 }
@@ -132,6 +134,7 @@ func (p *pipelineFlags) register(cmd *cobra.Command, dev bool) {
 	f.DurationVar(&p.rebalance, "rebalance-timeout", 30*time.Second, "how long the consumer group waits for workers to rejoin in a rebalance; a revoked partition's in-flight delivery gets two thirds of it to finish")
 	f.DurationVar(&p.dedupeWindow, "dedupe-window", 10*time.Minute, "how long a retried event_id is recognised as a duplicate")
 	f.IntVar(&p.dedupeMaxIDs, "dedupe-max-ids", 4_000_000, "bound on event_ids remembered for deduplication (about 50 bytes each)")
+	f.DurationVar(&p.kafkaLinger, "kafka-linger", ingest.DefaultBatchTimeout, "how long the collectors' Kafka producer waits to fill a batch (Kafka's linger.ms): shorter lowers acknowledgement latency (a single RELP connection, whose sender waits for its window, gains most), longer spends less CPU per event under load")
 	f.BoolVar(&p.pprof, "pprof", false, "serve Go's profiler at /debug/pprof/ on --http-addr (for diagnosing CPU and memory)")
 }
 
@@ -142,6 +145,7 @@ func (p *pipelineFlags) config() (pipeline.Config, error) {
 	}
 	return pipeline.Config{
 		Sources:          sources,
+		KafkaLinger:      p.kafkaLinger,
 		HTTPAddr:         p.httpAddr,
 		Tokens:           p.tokens,
 		MaxBodyBytes:     p.maxBody,

@@ -7,19 +7,35 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/internal/testkit"
 )
 
 // BenchmarkRELPFrames measures syslog frames per second from RELP senders
 // into Kafka (the embedded broker, acks=all), each sender pipelining up to
-// omrelp's default window of 128 unanswered frames:
+// omrelp's default window of 128 unanswered frames, with the producer's
+// linger (--kafka-linger) at its default and at 1 ms: a sender waiting for
+// its window is bound by the commit latency.
 //
 //	go test -run '^$' -bench RELPFrames -benchtime 200000x ./ingest/relp/
 func BenchmarkRELPFrames(b *testing.B) {
-	for _, conns := range []int{1, 4} {
-		b.Run(fmt.Sprintf("conns=%d", conns), func(b *testing.B) {
+	for _, run := range []struct {
+		conns  int
+		linger time.Duration
+	}{{1, ingest.DefaultBatchTimeout}, {4, ingest.DefaultBatchTimeout}, {1, time.Millisecond}, {4, time.Millisecond}} {
+		conns := run.conns
+		b.Run(fmt.Sprintf("conns=%d/linger=%s", conns, run.linger), func(b *testing.B) {
 			k := testkit.StartKafka(b)
-			s := startServer(b, testkit.NewGate(b, k, nil), nil)
+			p, err := ingest.NewKafkaProducer(ingest.KafkaConfig{Brokers: k.Brokers, BatchTimeout: run.linger, Logger: testkit.QuietLogger()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = p.Close() }) // after the server's own cleanup
+			gate, err := ingest.NewGate(ingest.GateConfig{Registry: testkit.Registry(b), Producer: p, Logger: testkit.QuietLogger()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			s := startServer(b, gate, nil)
 			errs := make(chan error, conns)
 			var wg sync.WaitGroup
 			b.ResetTimer()
