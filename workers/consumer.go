@@ -17,6 +17,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/sluicehq/sluice/backpressure"
 	"github.com/sluicehq/sluice/schemas"
 )
 
@@ -112,6 +113,8 @@ type Consumer struct {
 	metrics *consumerMetrics
 	// budget holds MaxInFlightBytes; a batch takes its bytes from it.
 	budget *semaphore.Weighted
+	// newFetcher, when set (by tests), replaces the lanes' kafka-go readers.
+	newFetcher func(topic string, partition int32) fetcher
 }
 
 // NewConsumer returns a consumer that hands batches to h.
@@ -218,11 +221,8 @@ func (c *Consumer) runGeneration(genCtx context.Context, gen *kafka.Generation, 
 		for _, a := range assigned {
 			part := int32(a.ID)
 			if opener != nil {
-				if err := opener.OpenPartition(genCtx, st, part); err != nil {
-					if genCtx.Err() == nil {
-						c.log.Error("open partition", "topic", topic, "partition", part, "err", err)
-					}
-					continue
+				if err := c.open(genCtx, opener, st, topic, part); err != nil {
+					continue // the generation ended
 				}
 				opened = append(opened, func() { opener.ClosePartition(st, part) })
 			}
@@ -266,6 +266,20 @@ func (c *Consumer) runGeneration(genCtx context.Context, gen *kafka.Generation, 
 		close()
 	}
 	c.log.Info("generation ended", "generation", gen.ID)
+}
+
+// open opens an assigned partition, retrying with backoff until it works or
+// the generation ends: a partition skipped would stay unread, assigned to
+// this worker, until the next rebalance.
+func (c *Consumer) open(genCtx context.Context, opener PartitionOpener, st *schemas.Stream, topic string, part int32) error {
+	what := fmt.Sprintf("open partition %s/%d", topic, part)
+	return backpressure.Retry(genCtx, c.log, what, backpressure.DefaultRetry, func(ctx context.Context) error {
+		err := opener.OpenPartition(ctx, st, part)
+		if err != nil && ctx.Err() == nil {
+			c.metrics.openErrors.WithLabelValues(st.Name).Inc()
+		}
+		return err
+	})
 }
 
 // commit sends the done prefix of every partition that moved. A failed
@@ -316,48 +330,8 @@ type lane struct {
 
 func (l *lane) run() {
 	cfg := l.c.cfg
-	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:   cfg.Brokers,
-		Topic:     l.topic,
-		Partition: int(l.partition),
-		MinBytes:  1,
-		// Small fetches keep a lane's read-ahead, which is outside the byte
-		// budget, to a few MiB per partition.
-		MaxBytes:        2 << 20,
-		MaxWait:         200 * time.Millisecond,
-		QueueCapacity:   256,
-		ReadLagInterval: -1,
-		ErrorLogger:     kafka.LoggerFunc(func(f string, a ...any) { l.c.log.Debug(fmt.Sprintf(f, a...), "source", "kafka-go") }),
-	})
-	defer r.Close()
-	if err := r.SetOffset(l.start); err != nil {
-		l.c.log.Error("set offset", "topic", l.topic, "partition", l.partition, "offset", l.start, "err", err)
-		return
-	}
-
-	lag := l.c.metrics.lag.WithLabelValues(l.stream.Name, strconv.Itoa(int(l.partition)))
-	defer l.c.metrics.lag.DeleteLabelValues(l.stream.Name, strconv.Itoa(int(l.partition)))
 	msgs := make(chan kafka.Message, 256)
-	go func() {
-		defer close(msgs)
-		for {
-			m, err := r.FetchMessage(l.stop)
-			if err == nil {
-				lag.Set(float64(max(0, m.HighWaterMark-m.Offset-1)))
-			}
-			if err != nil {
-				if l.stop.Err() == nil {
-					l.c.log.Error("fetch", "topic", l.topic, "partition", l.partition, "err", err)
-				}
-				return
-			}
-			select {
-			case msgs <- m:
-			case <-l.stop.Done():
-				return
-			}
-		}
-	}()
+	go l.fetch(msgs)
 
 	// ordered holds the lane's jobs in offset order; its capacity is what
 	// bounds the partition's batches in flight.
@@ -370,6 +344,82 @@ func (l *lane) run() {
 	l.batch(msgs, ordered)
 	close(ordered)
 	<-delivered
+}
+
+// fetcher is what a lane reads a partition with: a *kafka.Reader, or a fake
+// in tests.
+type fetcher interface {
+	SetOffset(offset int64) error
+	FetchMessage(ctx context.Context) (kafka.Message, error)
+	Close() error
+}
+
+// newReader is a reader of the lane's partition.
+func (l *lane) newReader() fetcher {
+	if l.c.newFetcher != nil {
+		return l.c.newFetcher(l.topic, l.partition)
+	}
+	return kafka.NewReader(kafka.ReaderConfig{
+		Brokers:   l.c.cfg.Brokers,
+		Topic:     l.topic,
+		Partition: int(l.partition),
+		MinBytes:  1,
+		// Small fetches keep a lane's read-ahead, which is outside the byte
+		// budget, to a few MiB per partition.
+		MaxBytes:        2 << 20,
+		MaxWait:         200 * time.Millisecond,
+		QueueCapacity:   256,
+		ReadLagInterval: -1,
+		ErrorLogger:     kafka.LoggerFunc(func(f string, a ...any) { l.c.log.Debug(fmt.Sprintf(f, a...), "source", "kafka-go") }),
+	})
+}
+
+// fetchRetry is how long a lane waits before reading again after a failed
+// read: it doubles from Initial up to Max while reads keep failing.
+var fetchRetry = struct{ Initial, Max time.Duration }{100 * time.Millisecond, 5 * time.Second}
+
+// fetch reads the partition into msgs, and closes msgs, when the lane
+// stops. A failed read never ends it while the partition is assigned: a
+// lane that ended would leave the partition unread until the next
+// rebalance. The failure is logged and counted, and reading resumes at the
+// next offset on a new reader after a backoff.
+func (l *lane) fetch(msgs chan<- kafka.Message) {
+	defer close(msgs)
+	part := strconv.Itoa(int(l.partition))
+	lag := l.c.metrics.lag.WithLabelValues(l.stream.Name, part)
+	defer l.c.metrics.lag.DeleteLabelValues(l.stream.Name, part)
+	next, wait := l.start, fetchRetry.Initial
+	for {
+		r := l.newReader()
+		err := r.SetOffset(next)
+		for err == nil {
+			var m kafka.Message
+			if m, err = r.FetchMessage(l.stop); err != nil {
+				break
+			}
+			wait = fetchRetry.Initial
+			lag.Set(float64(max(0, m.HighWaterMark-m.Offset-1)))
+			next = m.Offset + 1
+			select {
+			case msgs <- m:
+			case <-l.stop.Done():
+				err = l.stop.Err()
+			}
+		}
+		_ = r.Close()
+		if l.stop.Err() != nil {
+			return
+		}
+		l.c.metrics.fetchErrors.WithLabelValues(l.stream.Name).Inc()
+		l.c.log.Error("fetch failed; reading the partition again after a pause", "topic", l.topic, "partition", l.partition,
+			"offset", next, "retry_in", wait, "err", err)
+		select {
+		case <-time.After(wait):
+		case <-l.stop.Done():
+			return
+		}
+		wait = min(2*wait, fetchRetry.Max)
+	}
 }
 
 // batch cuts msgs into batches by count, bytes and time, and hands each to
@@ -478,6 +528,8 @@ type consumerMetrics struct {
 	delivered      *prometheus.CounterVec
 	deliverSeconds *prometheus.HistogramVec
 	commits        prometheus.Counter
+	fetchErrors    *prometheus.CounterVec
+	openErrors     *prometheus.CounterVec
 }
 
 func newConsumerMetrics(reg prometheus.Registerer) *consumerMetrics {
@@ -504,9 +556,15 @@ func newConsumerMetrics(reg prometheus.Registerer) *consumerMetrics {
 		commits: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_worker_offset_commits_total", Help: "Successful offset commits.",
 		}),
+		fetchErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_worker_fetch_errors_total", Help: "Failed reads of an assigned partition, each retried after a backoff on a new reader.",
+		}, []string{"stream"}),
+		openErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_worker_open_partition_errors_total", Help: "Failed attempts to open an assigned partition (find where it resumes in the sinks), each retried after a backoff.",
+		}, []string{"stream"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.lag, m.generations, m.assigned, m.queued, m.delivered, m.deliverSeconds, m.commits)
+		reg.MustRegister(m.lag, m.generations, m.assigned, m.queued, m.delivered, m.deliverSeconds, m.commits, m.fetchErrors, m.openErrors)
 	}
 	return m
 }
