@@ -149,7 +149,12 @@ func (c *Consumer) Run(ctx context.Context) error {
 		HeartbeatInterval: c.cfg.SessionTimeout / 4,
 		StartOffset:       kafka.FirstOffset,
 		JoinGroupBackoff:  time.Second,
-		ErrorLogger:       kafka.LoggerFunc(func(f string, a ...any) { c.log.Debug(fmt.Sprintf(f, a...), "source", "kafka-go") }),
+		// Partitions added to a stream's topic are read too: the group
+		// rebalances when a topic's partition count changes, instead of
+		// leaving the new partitions unassigned until the next rebalance.
+		WatchPartitionChanges:  true,
+		PartitionWatchInterval: 10 * time.Second,
+		ErrorLogger:            kafka.LoggerFunc(func(f string, a ...any) { c.log.Debug(fmt.Sprintf(f, a...), "source", "kafka-go") }),
 	})
 	if err != nil {
 		return fmt.Errorf("workers: join group %s: %w", c.cfg.GroupID, err)
