@@ -16,7 +16,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,48 +24,17 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/sluicehq/sluice/devstack"
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/pipeline"
 	"github.com/sluicehq/sluice/sinks/clickhouse"
 )
 
 // clickhouseAddr is where the tests expect ClickHouse; `make test` starts it.
-func clickhouseAddr() string {
-	if a := os.Getenv("SLUICE_TEST_CLICKHOUSE_ADDR"); a != "" {
-		return a
-	}
-	return "127.0.0.1:9000"
-}
-
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
+func clickhouseAddr() string { return testkit.ClickHouseAddr() }
 
 // sluiceBin returns the sluice binary: $SLUICE_BIN (set by `make test`) or
-// one built for this test run.
-func sluiceBin(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("SLUICE_BIN"); p != "" {
-		return p
-	}
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "sluice-e2e-bin")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "sluice")
-		out, err := exec.Command("go", "build", "-race", "-o", binPath, "../cmd/sluice").CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
+// one built with the race detector for this test run.
+func sluiceBin(t *testing.T) string { return testkit.SluiceBin(t, "-race") }
 
 func freeAddr(t *testing.T) string {
 	t.Helper()

@@ -6,51 +6,15 @@ import (
 	"errors"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-)
 
-var (
-	binOnce sync.Once
-	binDir  string
-	binPath string
-	binErr  error
+	"github.com/sluicehq/sluice/internal/testkit"
 )
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
-	os.Exit(code)
-}
 
 // sluiceBin returns the sluice binary: $SLUICE_BIN (set by `make test`) or
 // one built for this test run.
-func sluiceBin(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("SLUICE_BIN"); p != "" {
-		return p
-	}
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "sluice-verify-bin")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binDir, binPath = dir, filepath.Join(dir, "sluice")
-		out, err := exec.Command("go", "build", "-o", binPath, "../cmd/sluice").CombinedOutput()
-		if err != nil {
-			binErr = errors.New("go build: " + err.Error() + "\n" + string(out))
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
+func sluiceBin(t *testing.T) string { return testkit.SluiceBin(t) }
 
 // TestCommand runs `sluice verify` as a user would, for its exit status and
 // output.

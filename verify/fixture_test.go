@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"slices"
 	"testing"
 	"time"
@@ -29,12 +28,7 @@ import (
 
 const testPartitions = 3
 
-func chAddr() string {
-	if a := os.Getenv("SLUICE_CLICKHOUSE_ADDR"); a != "" {
-		return a
-	}
-	return clickhouse.DefaultAddr
-}
+func chAddr() string { return testkit.ClickHouseAddr() }
 
 func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 

@@ -25,12 +25,7 @@ import (
 // scripts/clickhouse.sh starts; SLUICE_CLICKHOUSE_ADDR points them elsewhere
 // (the compose stack's current LTS, for instance).
 
-func testAddr() string {
-	if a := os.Getenv("SLUICE_CLICKHOUSE_ADDR"); a != "" {
-		return a
-	}
-	return DefaultAddr
-}
+func testAddr() string { return testkit.ClickHouseAddr() }
 
 // openTest opens a Sink on a database of its own, dropped when the test ends.
 func openTest(t testing.TB) *Sink {
