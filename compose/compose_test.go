@@ -32,7 +32,7 @@ import (
 const composeFile = "docker-compose.yml"
 
 // The services the README and the other services rely on.
-var requiredServices = []string{"kafka", "clickhouse", "nats", "nats-init", "sluice-ingest", "sluice-worker", "loadgen"}
+var requiredServices = []string{"kafka", "clickhouse", "nats", "nats-init", "mosquitto", "sluice-ingest", "sluice-worker", "loadgen", "loadgen-mqtt"}
 
 // ---------------------------------------------------------------------------
 // Loading
@@ -177,6 +177,8 @@ func dependsOn(svc map[string]any) map[string]string {
 
 type portMapping struct {
 	hostIP, hostPort, containerPort string
+	// protocol is tcp or udp.
+	protocol string
 }
 
 func ports(t *testing.T, name string, svc map[string]any) []portMapping {
@@ -186,17 +188,25 @@ func ports(t *testing.T, name string, svc map[string]any) []portMapping {
 	for _, p := range ps {
 		switch x := p.(type) {
 		case map[string]any:
-			out = append(out, portMapping{str(x["host_ip"]), str(x["published"]), str(x["target"])})
+			proto := str(x["protocol"])
+			if proto == "" {
+				proto = "tcp"
+			}
+			out = append(out, portMapping{str(x["host_ip"]), str(x["published"]), str(x["target"]), proto})
 		default:
-			s := strings.TrimSuffix(strings.TrimSuffix(str(x), "/tcp"), "/udp")
+			s, proto := str(x), "tcp"
+			if rest, ok := strings.CutSuffix(s, "/udp"); ok {
+				s, proto = rest, "udp"
+			}
+			s = strings.TrimSuffix(s, "/tcp")
 			parts := strings.Split(s, ":")
 			switch len(parts) {
 			case 1:
-				out = append(out, portMapping{"", "", parts[0]})
+				out = append(out, portMapping{"", "", parts[0], proto})
 			case 2:
-				out = append(out, portMapping{"", parts[0], parts[1]})
+				out = append(out, portMapping{"", parts[0], parts[1], proto})
 			case 3:
-				out = append(out, portMapping{parts[0], parts[1], parts[2]})
+				out = append(out, portMapping{parts[0], parts[1], parts[2], proto})
 			default:
 				t.Errorf("service %s: port %q: cannot parse (IPv6 host addresses are not expected here)", name, s)
 			}
@@ -488,10 +498,11 @@ func TestPortsBindLoopbackOnly(t *testing.T) {
 				t.Errorf("service %s: port %s gets a random host port", name, p.containerPort)
 				continue
 			}
-			if other, dup := seen[p.hostPort]; dup {
-				t.Errorf("host port %s is published by both %s and %s", p.hostPort, other, name)
+			key := p.hostPort + "/" + p.protocol
+			if other, dup := seen[key]; dup {
+				t.Errorf("host port %s is published by both %s and %s", key, other, name)
 			}
-			seen[p.hostPort] = name
+			seen[key] = name
 		}
 	}
 }
@@ -659,10 +670,7 @@ func TestAddresses(t *testing.T) {
 			t.Errorf("service %s: healthcheck %q does not probe /readyz on port %s", name, hc, port)
 		}
 		if name == "sluice-ingest" {
-			ps := ports(t, name, svc)
-			if len(ps) != 1 || ps[0].containerPort != port {
-				t.Errorf("service sluice-ingest: want one published port, to container port %s; have %v", port, ps)
-			}
+			checkCollectorPorts(t, doc, svc, port, setting)
 			lg := list(doc.Services["loadgen"]["command"])
 			if u, _ := flagValue(lg, "url"); u != "http://sluice-ingest:"+port {
 				t.Errorf("loadgen --url %q, want http://sluice-ingest:%s", u, port)
@@ -677,10 +685,51 @@ func TestAddresses(t *testing.T) {
 				continue
 			}
 			for _, a := range strings.Split(v, ",") {
-				if host, _ := splitHostPort(t, k, a); host != "" && doc.Services[host] == nil {
+				// 0.0.0.0 is a collector's listen address, not a service.
+				if host, _ := splitHostPort(t, k, a); host != "" && host != "0.0.0.0" && doc.Services[host] == nil {
 					t.Errorf("service %s: %s=%s: no service %s", name, k, v, host)
 				}
 			}
+		}
+	}
+}
+
+// checkCollectorPorts checks sluice-ingest's listeners: HTTP on httpPort,
+// and each collector that has an address (syslog TCP and UDP, RELP)
+// listening on every interface with its port published; the MQTT
+// subscriber's broker is the mosquitto service.
+func checkCollectorPorts(t *testing.T, doc composeDoc, svc map[string]any, httpPort string, setting func(string) string) {
+	t.Helper()
+	published := map[string]bool{}
+	for _, p := range ports(t, "sluice-ingest", svc) {
+		published[p.containerPort+"/"+p.protocol] = true
+	}
+	if !published[httpPort+"/tcp"] {
+		t.Errorf("service sluice-ingest: HTTP port %s is not published", httpPort)
+	}
+	for flag, proto := range map[string]string{"syslog-tcp-addr": "tcp", "syslog-udp-addr": "udp", "relp-addr": "tcp"} {
+		addr := setting(flag)
+		if addr == "" {
+			continue
+		}
+		host, port := splitHostPort(t, flag, addr)
+		if host != "0.0.0.0" {
+			t.Errorf("service sluice-ingest: %s %s is not reachable from outside the container", flag, addr)
+		}
+		if !published[port+"/"+proto] {
+			t.Errorf("service sluice-ingest: %s %s: port %s/%s is not published", flag, addr, port, proto)
+		}
+	}
+	if broker := setting("mqtt-broker"); broker != "" {
+		u, err := url.Parse(broker)
+		if err != nil {
+			t.Errorf("mqtt-broker %q: %v", broker, err)
+		} else if b := doc.Services[u.Hostname()]; b == nil || !strings.Contains(str(b["image"]), "mosquitto") || u.Port() != "1883" {
+			t.Errorf("service sluice-ingest: mqtt-broker %s does not name the mosquitto service on port 1883", broker)
+		}
+		lg := list(doc.Services["loadgen-mqtt"]["command"])
+		if b, _ := flagValue(lg, "mqtt-broker"); b != broker {
+			t.Errorf("loadgen-mqtt --mqtt-broker %q, want the collector's %s", b, broker)
 		}
 	}
 }
