@@ -55,7 +55,6 @@ func (r *relpFlags) sources(bool) ([]pipeline.SourceFactory, error) {
 	}
 	cfg := relp.Config{
 		Addr:           r.addr,
-		Parse:          syslog.ToEvent,
 		Stream:         syslog.Stream,
 		RandomIDs:      !derive,
 		MaxFrameBytes:  r.maxFrame,

@@ -17,12 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/ingest/syslog"
 )
-
-// ParseFunc turns one syslog line into an app_logs event (package
-// ingest/syslog's ToEvent); now is the receive time, used when the line
-// has no timestamp.
-type ParseFunc func(line []byte, now time.Time) (map[string]any, error)
 
 // Defaults for Config.
 const (
@@ -33,19 +29,18 @@ const (
 	DefaultFrameTimeout    = 30 * time.Second
 	DefaultWriteTimeout    = 30 * time.Second
 	DefaultShutdownGrace   = 5 * time.Second
-	DefaultStream          = "app_logs"
+	DefaultStream          = syslog.Stream
 )
 
-// Config configures a Server. Addr, Gate and Parse are required; zero
+// Config configures a Server. Addr and Gate are required; zero
 // values of the rest take the defaults.
 type Config struct {
 	// Addr is the TCP address to listen on, host:port.
 	Addr string
 	// Gate takes the events to Kafka.
 	Gate *ingest.Gate
-	// Parse maps a syslog line onto an event of Stream.
-	Parse ParseFunc
-	// Stream receives the events; default app_logs.
+	// Stream receives the events, each line mapped by syslog.ToEvent;
+	// default app_logs.
 	Stream string
 	// RandomIDs gives events random event_ids instead of ones derived from
 	// the raw line (--syslog-derive-ids=false): a frame resent after a
@@ -101,8 +96,8 @@ type Server struct {
 // New validates cfg, registers the metrics and listens on cfg.Addr, so that
 // a taken port fails at start-up. The listener is closed by Run.
 func New(cfg Config) (*Server, error) {
-	if cfg.Gate == nil || cfg.Parse == nil {
-		return nil, errors.New("relp: Gate and Parse are required")
+	if cfg.Gate == nil {
+		return nil, errors.New("relp: Gate is required")
 	}
 	setDefaults(&cfg)
 	if cfg.Gate.Registry().Stream(cfg.Stream) == nil {

@@ -15,7 +15,6 @@ import (
 
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/ingest/relp"
-	"github.com/sluicehq/sluice/ingest/syslog"
 	"github.com/sluicehq/sluice/internal/testkit"
 )
 
@@ -28,7 +27,7 @@ type testServer struct {
 func startServer(t testing.TB, g *ingest.Gate, tweak func(*relp.Config)) *testServer {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	cfg := relp.Config{Addr: "127.0.0.1:0", Gate: g, Parse: syslog.ToEvent, Logger: testkit.FileLogger(t, "relp.log"), Registerer: reg}
+	cfg := relp.Config{Addr: "127.0.0.1:0", Gate: g, Logger: testkit.FileLogger(t, "relp.log"), Registerer: reg}
 	if tweak != nil {
 		tweak(&cfg)
 	}

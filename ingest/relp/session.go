@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/ingest/syslog"
 )
 
 // Commands of the protocol.
@@ -245,18 +246,13 @@ func (c *session) commit(ctx context.Context, frames []received) error {
 }
 
 func (c *session) add(b *ingest.Batch, line []byte, now time.Time) error {
-	ev, err := c.s.cfg.Parse(line, now)
-	if err != nil {
+	// The raw line is the event's identity: omrelp resends the same bytes
+	// after a reconnect, under a new transaction number.
+	parsed, err := syslog.AddLine(b, line, now, !c.s.cfg.RandomIDs, "")
+	if !parsed {
 		c.s.m.parseFailures.Inc()
-		return b.Reject(line, err.Error())
 	}
-	id := ""
-	if !c.s.cfg.RandomIDs {
-		// The raw line is the event's identity: omrelp resends the same
-		// bytes after a reconnect, under a new transaction number.
-		id = ingest.DeriveID(line)
-	}
-	return b.AddWithID(ev, id)
+	return err
 }
 
 func (c *session) flush() error {

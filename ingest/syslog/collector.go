@@ -159,20 +159,15 @@ func (c *Collector) commit(ctx context.Context, b *ingest.Batch, transport strin
 func (c *Collector) add(b *ingest.Batch, msg []byte, now time.Time, tm *transportMetrics, peer string) error {
 	tm.lines.Inc()
 	tm.bytes.Add(float64(len(msg)))
-	ev, err := ToEvent(msg, now)
-	if err != nil {
+	context := ""
+	if peer != "" {
+		context = "from " + peer
+	}
+	parsed, err := AddLine(b, msg, now, c.cfg.DeriveIDs, context)
+	if !parsed {
 		tm.parseFailed.Inc()
-		reason := err.Error()
-		if peer != "" {
-			reason = "from " + peer + ": " + reason
-		}
-		return b.Reject(msg, reason)
 	}
-	id := ""
-	if c.cfg.DeriveIDs {
-		id = EventID(msg)
-	}
-	return b.AddWithID(ev, id)
+	return err
 }
 
 // begin starts a batch of lines from peer.

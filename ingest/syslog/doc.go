@@ -3,8 +3,8 @@
 // per frame, RFC 6587) and UDP (one datagram, one message), mapped onto the
 // app_logs stream by ToEvent and handed to the ingest gate.
 //
-// ToEvent, AddLine and EventID are exported for the RELP collector, which
-// receives the same messages over another transport.
+// AddLine (with ToEvent and EventID behind it) is exported for the RELP
+// collector, which receives the same messages over another transport.
 //
 // Choices, where the SPEC leaves them open:
 //

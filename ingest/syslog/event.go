@@ -100,19 +100,26 @@ func ToEvent(line []byte, now time.Time) (map[string]any, error) {
 func EventID(line []byte) string { return ingest.DeriveID(line) }
 
 // AddLine maps line with ToEvent and adds it to b, with the derived
-// event_id when deriveID is set (a random one otherwise); a line that does
-// not parse is rejected with the reason (and dead-lettered when b's origin
-// asks for it). The error is only for a full batch (ingest.ErrTooManyEvents).
-func AddLine(b *ingest.Batch, line []byte, now time.Time, deriveID bool) error {
+// event_id when deriveID is set (a random one otherwise). A line that does
+// not parse is rejected with the reason, after context when that is not
+// empty (and dead-lettered when b's origin asks for it); parsed says which,
+// for the callers' metrics. The error is only for a full batch
+// (ingest.ErrTooManyEvents). The syslog and RELP collectors both add their
+// lines with it.
+func AddLine(b *ingest.Batch, line []byte, now time.Time, deriveID bool, context string) (parsed bool, err error) {
 	ev, err := ToEvent(line, now)
 	if err != nil {
-		return b.Reject(line, err.Error())
+		reason := err.Error()
+		if context != "" {
+			reason = context + ": " + reason
+		}
+		return false, b.Reject(line, reason)
 	}
 	id := ""
 	if deriveID {
 		id = EventID(line)
 	}
-	return b.AddWithID(ev, id)
+	return true, b.AddWithID(ev, id)
 }
 
 // splitPRI checks "<PRI>" (1 to 3 digits, 0 to 191) and returns its value
