@@ -61,9 +61,6 @@ type Batch struct {
 	counted bool
 }
 
-// Stream returns the name of the batch's stream.
-func (b *Batch) Stream() string { return b.stream.Name }
-
 // Report returns what became of the events so far, with Accepted set to
 // the events that Commit would produce.
 func (b *Batch) Report() Response {
@@ -74,10 +71,6 @@ func (b *Batch) Report() Response {
 
 // Len is the number of events in the batch, valid or not.
 func (b *Batch) Len() int { return b.next }
-
-// Pending is the number of messages Commit would produce: accepted events
-// and dead letters.
-func (b *Batch) Pending() int { return len(b.msgs) + len(b.dead) }
 
 // count claims the next index, failing once the batch has too many events.
 func (b *Batch) count() (int, error) {

@@ -151,10 +151,6 @@ func (g *Gate) Topics() []string {
 	return out
 }
 
-// Producer returns the producer the gate writes with, for readiness checks
-// that need to reach Kafka (see Pinger).
-func (g *Gate) Producer() Producer { return g.producer }
-
 // Available returns nil, or the *Refused (ErrCircuitOpen) that a Commit
 // would return now because Kafka failed often enough lately that the
 // breaker is open: a source can refuse work before reading it.
