@@ -149,7 +149,7 @@ func TestGateRefusals(t *testing.T) {
 		}
 	})
 	t.Run("kafka down, then back", func(t *testing.T) {
-		fp := failing(errors.New("broker gone"))
+		fp := testkit.FailingProducer(errors.New("broker gone"))
 		g := newTestGate(t, fp, nil)
 		b, _ := g.Begin("app_logs", ingest.Origin{Source: "test"})
 		_ = b.Add(map[string]any{"ts": "2026-11-24T10:00:00Z", "service": "a", "level": "info", "message": "m"})
@@ -175,12 +175,6 @@ func TestGateRefusals(t *testing.T) {
 			t.Errorf("err %v, want ingest.ErrUnknownStream", err)
 		}
 	})
-}
-
-func failing(err error) *testkit.FakeProducer {
-	p := &testkit.FakeProducer{}
-	p.SetErr(err)
-	return p
 }
 
 // Several small inputs commit as one produce call, and a batch committed

@@ -21,13 +21,6 @@ import (
 	"github.com/sluicehq/sluice/internal/testkit"
 )
 
-// failingProducer fails every Produce with err.
-func failingProducer(err error) *testkit.FakeProducer {
-	p := &testkit.FakeProducer{}
-	p.SetErr(err)
-	return p
-}
-
 // testConfig is a gate's and an HTTP collector's settings together, so that
 // a test can change either.
 type testConfig struct {
@@ -244,7 +237,7 @@ func TestCollectorEvents(t *testing.T) {
 			mod:     func(c *testConfig) { c.http.Tokens = []string{"s3cret", "other"} },
 			want:    want{status: 202, accepted: 1, errors: []indexError{}, produced: 1}},
 		{name: "kafka fails", stream: "iot_telemetry", body: goodIoT,
-			mod:  func(c *testConfig) { c.Producer = failingProducer(errors.New("broker gone")) },
+			mod:  func(c *testConfig) { c.Producer = testkit.FailingProducer(errors.New("broker gone")) },
 			want: want{status: 503, errorMsg: "kafka did not acknowledge the events: nothing in this request was accepted"}},
 	}
 	for _, tt := range tests {
@@ -412,7 +405,7 @@ func TestCollectorAdmissionBusy(t *testing.T) {
 // When Kafka keeps failing the breaker opens, and from then on requests are
 // refused without reaching the producer.
 func TestCollectorBreakerOpens(t *testing.T) {
-	fp := failingProducer(errors.New("broker gone"))
+	fp := testkit.FailingProducer(errors.New("broker gone"))
 	br := backpressure.NewBreaker(backpressure.BreakerConfig{Failures: 3, OpenTimeout: time.Minute, Logger: testkit.QuietLogger()})
 	c := newTestCollector(t, fp, func(cfg *testConfig) { cfg.Breaker = br })
 	for i := range 5 {

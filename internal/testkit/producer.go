@@ -20,6 +20,13 @@ type FakeProducer struct {
 	Block chan struct{}
 }
 
+// FailingProducer returns a FakeProducer whose every Produce fails with err.
+func FailingProducer(err error) *FakeProducer {
+	p := &FakeProducer{}
+	p.SetErr(err)
+	return p
+}
+
 // SetErr makes every later Produce fail with err (nil: succeed).
 func (f *FakeProducer) SetErr(err error) {
 	f.mu.Lock()
