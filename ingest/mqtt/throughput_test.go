@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -33,21 +32,8 @@ import (
 // SLUICE_MQTT_BENCH_PROFILE=FILE saves a 10 s CPU profile of the collector
 // taken mid-run.
 func TestThroughput(t *testing.T) {
-	if os.Getenv("SLUICE_MQTT_BENCH") == "" {
-		t.Skip("a benchmark: set SLUICE_MQTT_BENCH=1 (and SLUICE_BIN)")
-	}
-	bin := os.Getenv("SLUICE_BIN")
-	if bin == "" {
-		t.Fatal("set SLUICE_BIN to a sluice binary (go build -o /tmp/sluice ./cmd/sluice)")
-	}
-	total := 200_000
-	if s := os.Getenv("SLUICE_MQTT_BENCH_MESSAGES"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		total = n
-	}
+	bin := testkit.BenchBinary(t, "SLUICE_MQTT_BENCH")
+	total := testkit.EnvInt(t, "SLUICE_MQTT_BENCH_MESSAGES", 200_000)
 	for _, perMessage := range []int{1, 10} {
 		t.Run(fmt.Sprintf("events_per_message=%d", perMessage), func(t *testing.T) {
 			msgs := total

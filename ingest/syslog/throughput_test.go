@@ -26,21 +26,8 @@ import (
 // collector taken mid-run. BenchmarkTCP measures the same path in one
 // process, without the binary.
 func TestThroughput(t *testing.T) {
-	if os.Getenv("SLUICE_SYSLOG_BENCH") == "" {
-		t.Skip("a benchmark: set SLUICE_SYSLOG_BENCH=1 (and SLUICE_BIN)")
-	}
-	bin := os.Getenv("SLUICE_BIN")
-	if bin == "" {
-		t.Fatal("set SLUICE_BIN to a sluice binary (go build -o /tmp/sluice ./cmd/sluice)")
-	}
-	lines := 1_000_000
-	if s := os.Getenv("SLUICE_SYSLOG_BENCH_LINES"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		lines = n
-	}
+	bin := testkit.BenchBinary(t, "SLUICE_SYSLOG_BENCH")
+	lines := testkit.EnvInt(t, "SLUICE_SYSLOG_BENCH_LINES", 1_000_000)
 	k := testkit.StartKafka(t)
 	addr := testkit.FreeAddr(t)
 	c := testkit.StartCollector(t, bin, k, "--syslog-tcp-addr", addr)

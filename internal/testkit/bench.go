@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,6 +16,35 @@ import (
 
 	"github.com/segmentio/kafka-go"
 )
+
+// BenchBinary skips t unless the environment variable gate is set, and
+// returns the sluice binary of $SLUICE_BIN, which a throughput test of the
+// collector as deployed runs.
+func BenchBinary(t testing.TB, gate string) string {
+	t.Helper()
+	if os.Getenv(gate) == "" {
+		t.Skipf("a benchmark: set %s=1 (and SLUICE_BIN)", gate)
+	}
+	bin := os.Getenv("SLUICE_BIN")
+	if bin == "" {
+		t.Fatal("set SLUICE_BIN to a sluice binary (go build -o /tmp/sluice ./cmd/sluice)")
+	}
+	return bin
+}
+
+// EnvInt is the integer in environment variable name, or def when unset.
+func EnvInt(t testing.TB, name string, def int) int {
+	t.Helper()
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatalf("%s=%q: %v", name, s, err)
+	}
+	return n
+}
 
 // Collector is a `sluice run --role ingest` process that a throughput test
 // runs against k, so that what it measures (rate, peak RSS) is the
