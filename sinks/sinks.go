@@ -1,0 +1,109 @@
+// Package sinks says what a sink is to the worker core: the row it is
+// given, and the two roles a sink can play.
+//
+//   - A Store holds events durably and knows, from its own data, how far
+//     each Kafka partition got: it writes one partition's rows atomically and
+//     in offset order. ClickHouse is the store. A store never skips: the
+//     Kafka offsets are committed only behind what it holds.
+//   - An Output delivers events onwards in real time, at least once and
+//     idempotent on event_id. NATS is an output; S3 or a webhook would be
+//     others. An output keeps its progress in a ProgressLog, and one that
+//     falls too far behind skips ahead rather than hold the pipeline.
+//
+// The worker core (package workers) depends on this package only, never on
+// a sink's own types, and every sink depends on it: it is the seam a new
+// sink plugs into. It imports nothing of Sluice's but schemas.
+package sinks
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/sluicehq/sluice/schemas"
+)
+
+// Row is one event on its way to a sink, at its place in Kafka.
+type Row struct {
+	// Offset is the event's offset in its Kafka partition. A store keeps it
+	// with the row: that is how it knows its progress after a restart.
+	Offset int64
+	// Event is the decoded, validated event.
+	Event schemas.Event
+	// Value is the event as it sits in Kafka (JSON): what outputs publish.
+	Value []byte
+}
+
+// Store is a sink that holds events durably and knows its own progress.
+//
+// Write must be atomic and the rows of a partition must be written one call
+// at a time, in offset order: then the highest offset the store holds marks
+// a prefix of the partition that is entirely done, which is what makes
+// resuming from the store exact. Implementations are safe for concurrent use
+// across partitions.
+type Store interface {
+	// Write stores rows of one partition, in increasing offset order, all
+	// or none. An error that IsPermanent reports as permanent means the
+	// rows' content is refused and retrying cannot help; any other error
+	// leaves the outcome settled (the write is known not to be running any
+	// more) but unknown, and the caller asks Progress before writing again.
+	Write(ctx context.Context, st *schemas.Stream, partition int32, rows []Row) error
+	// Progress returns the highest offset stored for the partition, and
+	// ok=false when the store holds none of its rows.
+	Progress(ctx context.Context, st *schemas.Stream, partition int32) (offset int64, ok bool, err error)
+	// Recent returns the event_ids of the partition's rows received (by
+	// received_at) at or after since, oldest first, at most limit of the
+	// newest; and the newest received_at the partition holds (zero when it
+	// holds none). The worker rebuilds its dedupe window from them.
+	Recent(ctx context.Context, st *schemas.Stream, partition int32, since time.Time, limit int) (ids []Received, newest time.Time, err error)
+}
+
+// Received is an event_id with the time its collector received it.
+type Received struct {
+	ID string
+	At time.Time
+}
+
+// Output is a sink that passes events on, at least once and idempotent on
+// event_id: publishing a row again after a crash must be harmless, or be
+// the subscriber's documented at-least-once.
+type Output interface {
+	// Name names the output in logs, metrics and its progress log.
+	Name() string
+	// Publish sends rows of one partition, in offset order, and returns
+	// once the output holds them all.
+	Publish(ctx context.Context, st *schemas.Stream, partition int32, rows []Row) error
+}
+
+// ProgressLog keeps how far an output got in each partition, so that a
+// restart or a rebalance republishes only what the output has not had.
+type ProgressLog interface {
+	// Load returns the highest offset saved for the partition, and
+	// ok=false when none was.
+	Load(ctx context.Context, topic string, partition int32) (offset int64, ok bool, err error)
+	// Save records that every offset up to and including offset is done.
+	Save(ctx context.Context, topic string, partition int32, offset int64) error
+}
+
+// permanent marks an error as the data's fault.
+type permanent struct{ err error }
+
+func (p permanent) Error() string { return p.err.Error() }
+func (p permanent) Unwrap() error { return p.err }
+
+// Permanent marks err as the data's fault: the same rows would fail the same
+// way again, so the worker isolates them for the dead-letter topic instead
+// of retrying. Nil stays nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanent{err}
+}
+
+// IsPermanent reports whether err, or an error it wraps, was marked by
+// Permanent.
+func IsPermanent(err error) bool {
+	var p permanent
+	return errors.As(err, &p)
+}
