@@ -51,17 +51,20 @@ type Store interface {
 	// Progress returns the highest offset stored for the partition, and
 	// ok=false when the store holds none of its rows.
 	Progress(ctx context.Context, st *schemas.Stream, partition int32) (offset int64, ok bool, err error)
-	// Recent returns the event_ids of the partition's rows received (by
-	// received_at) at or after since, oldest first, at most limit of the
-	// newest; and the newest received_at the partition holds (zero when it
-	// holds none). The worker rebuilds its dedupe window from them.
+	// Recent returns the event_ids (with received_at and offset) of the
+	// partition's rows received at or after since, oldest first, at most
+	// limit of the newest; and the newest received_at the partition holds
+	// (zero when it holds none). The worker rebuilds its dedupe window from
+	// them.
 	Recent(ctx context.Context, st *schemas.Stream, partition int32, since time.Time, limit int) (ids []Received, newest time.Time, err error)
 }
 
-// Received is an event_id with the time its collector received it.
+// Received is a stored event_id, with the time its collector received it
+// and the Kafka offset it was stored from.
 type Received struct {
-	ID string
-	At time.Time
+	ID     string
+	At     time.Time
+	Offset int64
 }
 
 // Output is a sink that passes events on, at least once and idempotent on
