@@ -18,6 +18,7 @@ package sinks
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/sluicehq/sluice/schemas"
@@ -110,3 +111,18 @@ func IsPermanent(err error) bool {
 	var p permanent
 	return errors.As(err, &p)
 }
+
+// PartialError is an Output's failure part way through a Publish: the first
+// Done rows are confirmed, the rest are not. The worker publishes again from
+// row Done only, which keeps a key's events in order and sends no confirmed
+// row twice.
+type PartialError struct {
+	Done int
+	Err  error
+}
+
+func (e *PartialError) Error() string {
+	return fmt.Sprintf("%d rows confirmed, then: %v", e.Done, e.Err)
+}
+
+func (e *PartialError) Unwrap() error { return e.Err }
