@@ -37,19 +37,28 @@ type Letter struct {
 	// is carried as a string.
 	Value  []byte
 	Reason string
+	// SkippedBy names an output (nats) that skipped offsets Offset through
+	// SkippedThrough without delivering them, because it fell further
+	// behind than it may. Such a record stands for a range that the store
+	// still holds: it excuses no event's absence from the store.
+	SkippedBy      string
+	SkippedThrough int64
 }
 
 // Record is the JSON form of a Letter in the dead-letter topic.
 type Record struct {
-	Stream    string          `json:"stream"`
-	Topic     string          `json:"topic,omitempty"`
-	Partition int32           `json:"partition"`
-	Offset    int64           `json:"offset"`
-	Source    string          `json:"source,omitempty"`
-	Origin    string          `json:"origin,omitempty"`
-	Reason    string          `json:"reason"`
-	FailedAt  string          `json:"failed_at"`
-	Event     json.RawMessage `json:"event,omitempty"`
+	Stream    string `json:"stream"`
+	Topic     string `json:"topic,omitempty"`
+	Partition int32  `json:"partition"`
+	Offset    int64  `json:"offset"`
+	Source    string `json:"source,omitempty"`
+	Origin    string `json:"origin,omitempty"`
+	Reason    string `json:"reason"`
+	SkippedBy string `json:"skipped_by,omitempty"`
+	// SkippedThrough is the last offset of a skipped range.
+	SkippedThrough int64           `json:"skipped_through,omitempty"`
+	FailedAt       string          `json:"failed_at"`
+	Event          json.RawMessage `json:"event,omitempty"`
 	// RawEvent carries a value that is not valid JSON, as a string.
 	RawEvent string `json:"raw_event,omitempty"`
 }
@@ -58,6 +67,10 @@ type Record struct {
 // stream's topic (a worker's letter), as opposed to input a collector
 // refused before it reached Kafka.
 func (r Record) FromKafka() bool { return r.Topic != "" }
+
+// Skip reports whether the record stands for a range an output skipped,
+// rather than an event that could not be delivered at all.
+func (r Record) Skip() bool { return r.SkippedBy != "" }
 
 // Header names set on every dead-letter message, so that tools can filter
 // without decoding the value.
@@ -79,6 +92,7 @@ func Encode(l Letter, now time.Time) ([]byte, []Header, error) {
 	rec := Record{
 		Stream: l.Stream, Topic: l.Topic, Partition: l.Partition, Offset: l.Offset,
 		Source: l.Source, Origin: l.Origin, Reason: l.Reason,
+		SkippedBy: l.SkippedBy, SkippedThrough: l.SkippedThrough,
 		FailedAt: now.UTC().Format(time.RFC3339Nano),
 	}
 	if json.Valid(l.Value) {

@@ -89,9 +89,10 @@ func (d *dlqIndex) add(value []byte) {
 		d.malformed++
 		return
 	}
-	if !rec.FromKafka() || !d.streams[rec.Stream] {
+	if !rec.FromKafka() || rec.Skip() || !d.streams[rec.Stream] {
 		// A collector's letter stands for input that never reached a
-		// stream's topic: it excuses nothing there.
+		// stream's topic, and an output's skip record for a range the
+		// store still holds: neither excuses anything there.
 		return
 	}
 	d.offsets[dlqOffset{rec.Topic, rec.Partition, rec.Offset}] = struct{}{}
