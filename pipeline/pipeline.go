@@ -26,8 +26,6 @@ import (
 	"github.com/sluicehq/sluice/ops"
 	"github.com/sluicehq/sluice/schemas"
 	"github.com/sluicehq/sluice/sinks/clickhouse"
-	natssink "github.com/sluicehq/sluice/sinks/nats"
-	"github.com/sluicehq/sluice/workers"
 )
 
 // Role says which parts a process runs.
@@ -78,6 +76,9 @@ type Config struct {
 
 	NATSURL    string
 	NATSPrefix string
+	// NATSMaxLag is how far NATS may fall behind before its lane skips
+	// ahead (default workers.DefaultMaxLag).
+	NATSMaxLag time.Duration
 
 	ClickHouse clickhouse.Options
 
@@ -186,17 +187,19 @@ func Run(ctx context.Context, cfg Config) error {
 	} else {
 		checks = append(checks, kafkaReachable(cfg.KafkaBrokers))
 	}
-	ops.New(ops.Config{Checks: checks, Gatherer: reg, Detail: map[string]any{"role": cfg.Role, "streams": streams.Names()}}).Register(mux)
 	if cfg.Role.works() {
-		consumer, closeSinks, err := startWork(ctx, cfg, streams, byTopic, reg)
+		w, err := startWork(ctx, cfg, streams, byTopic, reg)
 		if err != nil {
 			return stop(err)
 		}
+		checks = append(checks, w.ready)
+		w.mount(mux)
 		g.Go(func() error {
-			defer closeSinks()
-			return consumer.Run(gctx)
+			defer w.close()
+			return w.consumer.Run(gctx)
 		})
 	}
+	ops.New(ops.Config{Checks: checks, Gatherer: reg, Detail: map[string]any{"role": cfg.Role, "streams": streams.Names()}}).Register(mux)
 	if cfg.Pprof {
 		mountPprof(mux)
 	}
@@ -273,86 +276,6 @@ func mountPprof(mux *http.ServeMux) {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-}
-
-// startWork connects the sinks and builds the consumer. The returned func
-// closes the sinks once the consumer has stopped.
-func startWork(ctx context.Context, cfg Config, streams *schemas.Registry, byTopic map[string]*schemas.Stream, reg prometheus.Registerer) (*workers.Consumer, func(), error) {
-	log := cfg.Logger
-	var ch *clickhouse.Sink
-	if err := waitFor(ctx, log, "connect to ClickHouse at "+cfg.ClickHouse.Addr, func(ctx context.Context) error {
-		var err error
-		ch, err = clickhouse.Open(ctx, cfg.ClickHouse)
-		return err
-	}); err != nil {
-		return nil, nil, err
-	}
-	log.Info("clickhouse connected", "addr", cfg.ClickHouse.Addr, "version", ch.ServerVersion(), "database", cfg.ClickHouse.Database)
-	if err := waitFor(ctx, log, "create ClickHouse tables", func(ctx context.Context) error {
-		return ch.EnsureTables(ctx, streams.Streams())
-	}); err != nil {
-		ch.Close()
-		return nil, nil, err
-	}
-
-	var pub *natssink.Publisher
-	if cfg.NATSURL != "" {
-		var err error
-		pub, err = natssink.Connect(natssink.Options{URL: cfg.NATSURL, Prefix: cfg.NATSPrefix, Logger: log})
-		if err != nil {
-			ch.Close()
-			return nil, nil, err
-		}
-	}
-	dlq := workers.NewKafkaDLQ(cfg.KafkaBrokers, kafkatopic.DLQ(cfg.TopicPrefix))
-
-	perPartition := cfg.DedupeMaxIDs / max(1, cfg.Partitions*len(byTopic))
-	dcfg := workers.DeliveryConfig{
-		Rows:                  ch,
-		DLQ:                   dlq,
-		IsPermanent:           clickhouse.IsPermanent,
-		DedupeWindow:          cfg.DedupeWindow,
-		DedupeMaxPerPartition: perPartition,
-		Logger:                log,
-		Registerer:            reg,
-	}
-	if pub != nil {
-		dcfg.Publisher = pub
-	}
-	delivery, err := workers.NewDelivery(dcfg)
-	if err != nil {
-		return nil, nil, err
-	}
-	consumer, err := workers.NewConsumer(workers.Config{
-		Brokers:          cfg.KafkaBrokers,
-		GroupID:          cfg.GroupID,
-		Topics:           byTopic,
-		Workers:          cfg.Workers,
-		BatchMaxEvents:   cfg.BatchMaxEvents,
-		BatchLinger:      cfg.BatchLinger,
-		SessionTimeout:   cfg.SessionTimeout,
-		RebalanceTimeout: cfg.RebalanceTimeout,
-		DrainTimeout:     cfg.RebalanceTimeout * 2 / 3,
-		Logger:           log,
-		Registerer:       reg,
-	}, delivery)
-	if err != nil {
-		return nil, nil, err
-	}
-	closeSinks := func() {
-		if pub != nil {
-			if err := pub.Close(); err != nil {
-				log.Warn("close nats", "err", err)
-			}
-		}
-		if err := dlq.Close(); err != nil {
-			log.Warn("close dlq writer", "err", err)
-		}
-		if err := ch.Close(); err != nil {
-			log.Warn("close clickhouse", "err", err)
-		}
-	}
-	return consumer, closeSinks, nil
 }
 
 // waitFor retries a start-up step until it works or ctx ends, saying what it

@@ -1,7 +1,9 @@
 // Package workers consumes the stream topics and delivers their events to
-// the sinks: a consumer group assigns partitions, one lane per partition reads
-// and batches, a bounded pool of workers decodes and delivers, and offsets are
-// committed only for the contiguous prefix of what the sinks acknowledged.
+// the sinks: a consumer group assigns partitions; each sink (the store and
+// every output) gets a lane per partition that reads from the sink's own
+// progress, batches, and delivers in order; a bounded pool of workers
+// decodes; and the group's offsets are committed only for the contiguous
+// prefix that every sink is done with.
 package workers
 
 import (
@@ -9,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"time"
 
@@ -61,6 +62,9 @@ type Config struct {
 	// may still run (default 20 s); it must stay below RebalanceTimeout.
 	DrainTimeout time.Duration
 
+	// DeadLetters, when set, records the ranges lost to Kafka retention.
+	DeadLetters DeadLetterWriter
+
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
@@ -97,19 +101,12 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// PartitionOpener is implemented by handlers that keep per-partition state.
-// The consumer calls OpenPartition before the first batch of a newly
-// assigned partition and ClosePartition after its last.
-type PartitionOpener interface {
-	OpenPartition(ctx context.Context, st *schemas.Stream, partition int32) error
-	ClosePartition(st *schemas.Stream, partition int32)
-}
-
 // Consumer is a member of the worker consumer group.
 type Consumer struct {
 	cfg     Config
-	handler Handler
+	sinks   []Deliverer // the store first, then the outputs
 	log     *slog.Logger
+	gaps    *gaps
 	metrics *consumerMetrics
 	// budget holds MaxInFlightBytes; a batch takes its bytes from it.
 	budget *semaphore.Weighted
@@ -117,8 +114,8 @@ type Consumer struct {
 	newFetcher func(topic string, partition int32) fetcher
 }
 
-// NewConsumer returns a consumer that hands batches to h.
-func NewConsumer(cfg Config, h Handler) (*Consumer, error) {
+// NewConsumer returns a consumer that delivers to store and outputs.
+func NewConsumer(cfg Config, store Deliverer, outputs ...Deliverer) (*Consumer, error) {
 	cfg.setDefaults()
 	if len(cfg.Brokers) == 0 {
 		return nil, errors.New("workers: no Kafka brokers")
@@ -129,8 +126,12 @@ func NewConsumer(cfg Config, h Handler) (*Consumer, error) {
 	if cfg.DrainTimeout >= cfg.RebalanceTimeout {
 		return nil, fmt.Errorf("workers: drain timeout %s must be below the rebalance timeout %s", cfg.DrainTimeout, cfg.RebalanceTimeout)
 	}
-	return &Consumer{cfg: cfg, handler: h, log: cfg.Logger.With("component", "workers"),
-		metrics: newConsumerMetrics(cfg.Registerer), budget: semaphore.NewWeighted(cfg.MaxInFlightBytes)}, nil
+	if store == nil {
+		return nil, errors.New("workers: no store")
+	}
+	metrics := newConsumerMetrics(cfg.Registerer)
+	return &Consumer{cfg: cfg, sinks: append([]Deliverer{store}, outputs...), log: cfg.Logger.With("component", "workers"),
+		gaps: newGaps(metrics), metrics: metrics, budget: semaphore.NewWeighted(cfg.MaxInFlightBytes)}, nil
 }
 
 // Run consumes until ctx ends, then lets in-flight deliveries finish (up to
@@ -161,7 +162,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 
 	poolCtx, stopPool := context.WithCancel(context.Background())
-	pool := NewPool(c.cfg.Workers, c.cfg.QueueDepth, c.handler, c.metrics)
+	pool := NewPool(c.cfg.Workers, c.cfg.QueueDepth, c.metrics)
 	poolDone := make(chan struct{})
 	go func() { defer close(poolDone); pool.Run(poolCtx) }()
 
@@ -206,37 +207,14 @@ func describe(a map[string][]kafka.PartitionAssignment) map[string][]int {
 }
 
 // runGeneration owns the partitions assigned in one generation: it opens
-// them, runs a lane for each, commits periodically, and on the generation's
-// end waits for in-flight deliveries before it returns.
+// them in every sink, runs a lane per partition and sink, commits
+// periodically, and on the generation's end waits for in-flight deliveries
+// before it returns.
 func (c *Consumer) runGeneration(genCtx context.Context, gen *kafka.Generation, pool *Pool) {
 	// Deliveries already running when the generation ends may finish, for at
 	// most DrainTimeout; then they are cancelled.
 	deliverCtx, cancelDeliver := context.WithCancel(context.Background())
 	defer cancelDeliver()
-
-	trackers := make(map[string]*Tracker)
-	var lanes sync.WaitGroup
-	var opened []func()
-	opener, _ := c.handler.(PartitionOpener)
-
-	for topic, assigned := range gen.Assignments {
-		st := c.cfg.Topics[topic]
-		tr := NewTracker()
-		trackers[topic] = tr
-		for _, a := range assigned {
-			part := int32(a.ID)
-			if opener != nil {
-				if err := c.open(genCtx, opener, st, topic, part); err != nil {
-					continue // the generation ended
-				}
-				opened = append(opened, func() { opener.ClosePartition(st, part) })
-			}
-			tr.Start(part, a.Offset)
-			l := &lane{c: c, pool: pool, topic: topic, stream: st, partition: part, start: a.Offset,
-				tracker: tr, stop: genCtx, deliverCtx: deliverCtx}
-			lanes.Go(l.run)
-		}
-	}
 
 	nassigned := 0
 	for _, a := range gen.Assignments {
@@ -246,6 +224,25 @@ func (c *Consumer) runGeneration(genCtx context.Context, gen *kafka.Generation, 
 	c.metrics.assigned.Set(float64(nassigned))
 	defer c.metrics.assigned.Set(0)
 
+	progress := newProgress(c.sinks)
+	var lanes sync.WaitGroup
+	for topic, assigned := range gen.Assignments {
+		for _, a := range assigned {
+			p := &Partition{Topic: topic, Stream: c.cfg.Topics[topic], ID: int32(a.ID), Committed: a.Offset, Assigned: nassigned}
+			for i, sink := range c.sinks {
+				start, err := c.open(genCtx, sink, p)
+				if err != nil {
+					break // the generation ended
+				}
+				tr := progress.tracker(i, topic)
+				tr.Start(p.ID, start)
+				l := &lane{c: c, pool: pool, sink: sink, part: p, start: start, output: i > 0,
+					tracker: tr, stop: genCtx, deliverCtx: deliverCtx}
+				lanes.Go(l.run)
+			}
+		}
+	}
+
 	ticker := time.NewTicker(c.cfg.CommitInterval)
 	defer ticker.Stop()
 	for done := false; !done; {
@@ -253,7 +250,7 @@ func (c *Consumer) runGeneration(genCtx context.Context, gen *kafka.Generation, 
 		case <-genCtx.Done():
 			done = true
 		case <-ticker.C:
-			c.commit(gen, trackers)
+			c.commit(gen, progress)
 		}
 	}
 
@@ -266,44 +263,52 @@ func (c *Consumer) runGeneration(genCtx context.Context, gen *kafka.Generation, 
 		cancelDeliver()
 		<-drained
 	}
-	c.commit(gen, trackers)
-	for _, close := range opened {
-		close()
-	}
+	c.commit(gen, progress)
 	c.log.Info("generation ended", "generation", gen.ID)
 }
 
-// open opens an assigned partition, retrying with backoff until it works or
-// the generation ends: a partition skipped would stay unread, assigned to
-// this worker, until the next rebalance.
-func (c *Consumer) open(genCtx context.Context, opener PartitionOpener, st *schemas.Stream, topic string, part int32) error {
-	what := fmt.Sprintf("open partition %s/%d", topic, part)
-	return backpressure.Retry(genCtx, c.log, what, backpressure.DefaultRetry, func(ctx context.Context) error {
-		err := opener.OpenPartition(ctx, st, part)
+// open opens an assigned partition in a sink, retrying with backoff until
+// it works or the generation ends: a partition skipped would stay unread,
+// assigned to this worker, until the next rebalance.
+func (c *Consumer) open(genCtx context.Context, sink Deliverer, p *Partition) (int64, error) {
+	what := fmt.Sprintf("open partition %s/%d in %s", p.Topic, p.ID, sink.Name())
+	var start int64
+	err := backpressure.Retry(genCtx, c.log, what, backpressure.DefaultRetry, func(ctx context.Context) error {
+		var err error
+		start, err = sink.Open(ctx, p)
 		if err != nil && ctx.Err() == nil {
-			c.metrics.openErrors.WithLabelValues(st.Name).Inc()
+			c.metrics.openErrors.WithLabelValues(p.Stream.Name).Inc()
 		}
 		return err
 	})
+	return start, err
 }
 
-// commit sends the done prefix of every partition that moved. A failed
-// commit costs only a replay, which the handler filters, so it is logged and
+// commit sends, for every partition that moved, the contiguous prefix that
+// every sink is done with, and saves each output's own progress. A failed
+// commit costs only a replay, which the sinks filter, so it is logged and
 // retried at the next tick.
-func (c *Consumer) commit(gen *kafka.Generation, trackers map[string]*Tracker) {
-	offsets := make(map[string]map[int]int64)
-	pending := make(map[string]map[int32]int64)
-	for topic, tr := range trackers {
-		ready := tr.Committable()
-		if len(ready) == 0 {
+func (c *Consumer) commit(gen *kafka.Generation, p *progress) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i, sink := range c.sinks[1:] {
+		saver, ok := sink.(interface {
+			SaveProgress(ctx context.Context, topic string, partition int32, offset int64) error
+		})
+		if !ok {
 			continue
 		}
-		pending[topic] = ready
-		offsets[topic] = make(map[int]int64, len(ready))
-		for p, off := range ready {
-			offsets[topic][int(p)] = off
+		for topic, tr := range p.bySink[i+1] {
+			for part, next := range tr.Committable() {
+				if err := saver.SaveProgress(ctx, topic, part, next-1); err != nil {
+					c.log.Warn("save output progress", "sink", sink.Name(), "topic", topic, "partition", part, "err", err)
+					continue
+				}
+				tr.Committed(map[int32]int64{part: next})
+			}
 		}
 	}
+	offsets := p.committable()
 	if len(offsets) == 0 {
 		return
 	}
@@ -311,222 +316,13 @@ func (c *Consumer) commit(gen *kafka.Generation, trackers map[string]*Tracker) {
 		c.log.Warn("commit offsets", "err", err, "offsets", offsets)
 		return
 	}
-	for topic, ready := range pending {
-		trackers[topic].Committed(ready)
-	}
+	p.committed(offsets)
 	c.metrics.commits.Inc()
-}
-
-// lane reads one partition, cuts batches, has the pool decode them, and
-// delivers them in offset order. Three goroutines work for a lane: the
-// fetcher (owns msgs), the batcher (run itself; owns ordered), and the
-// deliverer, the only one that calls Deliver for the partition.
-type lane struct {
-	c          *Consumer
-	pool       *Pool
-	topic      string
-	stream     *schemas.Stream
-	partition  int32
-	start      int64
-	tracker    *Tracker
-	stop       context.Context
-	deliverCtx context.Context
-}
-
-func (l *lane) run() {
-	cfg := l.c.cfg
-	msgs := make(chan kafka.Message, 256)
-	go l.fetch(msgs)
-
-	// ordered holds the lane's jobs in offset order; its capacity is what
-	// bounds the partition's batches in flight.
-	ordered := make(chan *job, cfg.MaxInFlight-1)
-	delivered := make(chan struct{})
-	go func() {
-		defer close(delivered)
-		l.deliver(ordered)
-	}()
-	l.batch(msgs, ordered)
-	close(ordered)
-	<-delivered
-}
-
-// fetcher is what a lane reads a partition with: a *kafka.Reader, or a fake
-// in tests.
-type fetcher interface {
-	SetOffset(offset int64) error
-	FetchMessage(ctx context.Context) (kafka.Message, error)
-	Close() error
-}
-
-// newReader is a reader of the lane's partition.
-func (l *lane) newReader() fetcher {
-	if l.c.newFetcher != nil {
-		return l.c.newFetcher(l.topic, l.partition)
-	}
-	return kafka.NewReader(kafka.ReaderConfig{
-		Brokers:   l.c.cfg.Brokers,
-		Topic:     l.topic,
-		Partition: int(l.partition),
-		MinBytes:  1,
-		// Small fetches keep a lane's read-ahead, which is outside the byte
-		// budget, to a few MiB per partition.
-		MaxBytes:        2 << 20,
-		MaxWait:         200 * time.Millisecond,
-		QueueCapacity:   256,
-		ReadLagInterval: -1,
-		ErrorLogger:     kafka.LoggerFunc(func(f string, a ...any) { l.c.log.Debug(fmt.Sprintf(f, a...), "source", "kafka-go") }),
-	})
-}
-
-// fetchRetry is how long a lane waits before reading again after a failed
-// read: it doubles from Initial up to Max while reads keep failing.
-var fetchRetry = struct{ Initial, Max time.Duration }{100 * time.Millisecond, 5 * time.Second}
-
-// fetch reads the partition into msgs, and closes msgs, when the lane
-// stops. A failed read never ends it while the partition is assigned: a
-// lane that ended would leave the partition unread until the next
-// rebalance. The failure is logged and counted, and reading resumes at the
-// next offset on a new reader after a backoff.
-func (l *lane) fetch(msgs chan<- kafka.Message) {
-	defer close(msgs)
-	part := strconv.Itoa(int(l.partition))
-	lag := l.c.metrics.lag.WithLabelValues(l.stream.Name, part)
-	defer l.c.metrics.lag.DeleteLabelValues(l.stream.Name, part)
-	next, wait := l.start, fetchRetry.Initial
-	for {
-		r := l.newReader()
-		err := r.SetOffset(next)
-		for err == nil {
-			var m kafka.Message
-			if m, err = r.FetchMessage(l.stop); err != nil {
-				break
-			}
-			wait = fetchRetry.Initial
-			lag.Set(float64(max(0, m.HighWaterMark-m.Offset-1)))
-			next = m.Offset + 1
-			select {
-			case msgs <- m:
-			case <-l.stop.Done():
-				err = l.stop.Err()
-			}
-		}
-		_ = r.Close()
-		if l.stop.Err() != nil {
-			return
-		}
-		l.c.metrics.fetchErrors.WithLabelValues(l.stream.Name).Inc()
-		l.c.log.Error("fetch failed; reading the partition again after a pause", "topic", l.topic, "partition", l.partition,
-			"offset", next, "retry_in", wait, "err", err)
-		select {
-		case <-time.After(wait):
-		case <-l.stop.Done():
-			return
-		}
-		wait = min(2*wait, fetchRetry.Max)
-	}
-}
-
-// batch cuts msgs into batches by count, bytes and time, and hands each to
-// the pool and, in order, to the deliverer.
-func (l *lane) batch(msgs <-chan kafka.Message, ordered chan<- *job) {
-	cfg := l.c.cfg
-	var cur *Batch
-	linger := time.NewTimer(time.Hour)
-	linger.Stop()
-	defer linger.Stop()
-
-	flush := func() bool {
-		if cur == nil {
-			return true
-		}
-		b := cur
-		cur = nil
-		linger.Stop()
-		if err := l.c.budget.Acquire(l.stop, l.weight(b)); err != nil {
-			return false
-		}
-		j := &job{batch: b, stop: l.stop, prepared: make(chan struct{})}
-		select {
-		case ordered <- j:
-		case <-l.stop.Done():
-			l.c.budget.Release(l.weight(b))
-			return false
-		}
-		if err := l.pool.submit(j); err != nil {
-			// The deliverer sees stop and abandons it.
-			close(j.prepared)
-			return false
-		}
-		return true
-	}
-
-	for {
-		select {
-		case m, ok := <-msgs:
-			if !ok {
-				return
-			}
-			if cur == nil {
-				cur = &Batch{Topic: l.topic, Stream: l.stream, Partition: l.partition}
-				linger.Reset(cfg.BatchLinger)
-			}
-			cur.Messages = append(cur.Messages, Message{Offset: m.Offset, Key: m.Key, Value: m.Value, Time: m.Time})
-			cur.Bytes += len(m.Value)
-			if len(cur.Messages) >= cfg.BatchMaxEvents || cur.Bytes >= cfg.BatchMaxBytes {
-				if !flush() {
-					return
-				}
-			}
-		case <-linger.C:
-			if !flush() {
-				return
-			}
-		case <-l.stop.Done():
-			return
-		}
-	}
-}
-
-// weight is what a batch takes from the byte budget: its size, capped so
-// that one batch larger than the whole budget still gets through alone.
-func (l *lane) weight(b *Batch) int64 {
-	return min(int64(b.Bytes)+1, l.c.cfg.MaxInFlightBytes)
-}
-
-// deliver delivers the lane's jobs one at a time, in order. Once the
-// partition is revoked, jobs not yet started are abandoned; a delivery
-// already running finishes (bounded by deliverCtx), because abandoning an
-// INSERT half way would leave it unknown whether ClickHouse stored it while
-// the next owner already reads.
-func (l *lane) deliver(ordered <-chan *job) {
-	abandoned := false
-	for j := range ordered {
-		b := j.batch
-		if !abandoned {
-			select {
-			case <-j.prepared:
-			case <-l.stop.Done():
-			}
-			abandoned = l.stop.Err() != nil
-		}
-		if !abandoned {
-			start := time.Now()
-			if err := l.c.handler.Deliver(l.deliverCtx, b); err != nil {
-				abandoned = true
-				l.c.log.Warn("delivery abandoned", "topic", l.topic, "partition", l.partition, "first", b.First(), "err", err)
-			} else {
-				l.tracker.Done(b.Partition, b.First(), b.Last())
-				l.c.metrics.delivered.WithLabelValues(b.Stream.Name).Add(float64(len(b.Messages)))
-				l.c.metrics.deliverSeconds.WithLabelValues(b.Stream.Name).Observe(time.Since(start).Seconds())
-			}
-		}
-		l.c.budget.Release(l.weight(b))
-	}
 }
 
 type consumerMetrics struct {
 	lag            *prometheus.GaugeVec
+	gap            *prometheus.GaugeVec
 	generations    prometheus.Counter
 	assigned       prometheus.Gauge
 	queued         prometheus.Gauge
@@ -540,7 +336,10 @@ type consumerMetrics struct {
 func newConsumerMetrics(reg prometheus.Registerer) *consumerMetrics {
 	m := &consumerMetrics{
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "sluice_worker_lag_messages", Help: "Messages of the partition not yet read by this worker, as of the last fetch.",
+			Name: "sluice_worker_lag_messages", Help: "Messages of the partition not yet read by the sink's lane on this worker, as of its last fetch: each sink's progress lag.",
+		}, []string{"sink", "stream", "partition"}),
+		gap: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sluice_worker_gap_messages", Help: "Offsets lost to Kafka retention before the store had them, at which the partition is stopped until an operator accepts the loss (0 when none).",
 		}, []string{"stream", "partition"}),
 		generations: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_worker_generations_total", Help: "Consumer group generations this worker took part in (each rebalance starts one).",
@@ -552,12 +351,12 @@ func newConsumerMetrics(reg prometheus.Registerer) *consumerMetrics {
 			Name: "sluice_worker_queue_batches", Help: "Batches waiting for a worker.",
 		}),
 		delivered: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sluice_worker_messages_done_total", Help: "Kafka messages fully handled (written, deduplicated or dead-lettered).",
-		}, []string{"stream"}),
+			Name: "sluice_worker_messages_done_total", Help: "Kafka messages a sink is done with (written, deduplicated, dead-lettered or skipped).",
+		}, []string{"sink", "stream"}),
 		deliverSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "sluice_worker_batch_seconds", Help: "Time to deliver one batch to the sinks.",
+			Name: "sluice_worker_batch_seconds", Help: "Time to deliver one batch to a sink, retries included.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
-		}, []string{"stream"}),
+		}, []string{"sink", "stream"}),
 		commits: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_worker_offset_commits_total", Help: "Successful offset commits.",
 		}),
@@ -569,7 +368,7 @@ func newConsumerMetrics(reg prometheus.Registerer) *consumerMetrics {
 		}, []string{"stream"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.lag, m.generations, m.assigned, m.queued, m.delivered, m.deliverSeconds, m.commits, m.fetchErrors, m.openErrors)
+		reg.MustRegister(m.lag, m.gap, m.generations, m.assigned, m.queued, m.delivered, m.deliverSeconds, m.commits, m.fetchErrors, m.openErrors)
 	}
 	return m
 }

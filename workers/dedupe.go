@@ -1,72 +1,115 @@
 package workers
 
 import (
+	"sync"
 	"time"
 
 	"github.com/sluicehq/sluice/eventkey"
 )
 
-// ids turns event_ids into the keys the dedupe windows hold. One hasher per
-// process: the windows are rebuilt from ClickHouse after a restart, never
+// idHasher turns event_ids into the keys the dedupe windows hold. One hasher
+// per process: the windows are rebuilt from the store after a restart, never
 // carried over.
 var idHasher = eventkey.NewHasher()
 
 type windowEntry struct {
 	key eventkey.Key
-	at  int64 // unix ms when remembered
+	at  int64 // received_at, unix ms
 }
 
-// dedupeWindow remembers the event_ids one partition delivered recently, so a
-// producer's retry with the same event_id is not written twice. It forgets an
-// id after span, or earlier when it holds max ids: memory is bounded, and the
-// effective window shrinks under very high rates rather than growing without
-// bound.
+// dedupeWindow remembers the event_ids of one partition received within span
+// of the newest one, each with the offset it was first seen at: an event is
+// a duplicate when its id was first seen at a lower offset.
 //
-// It is owned by the single goroutine that runs a partition's ordered stage
-// and is not safe for concurrent use.
+// Time in the window is receive time (received_at, stamped by the collector),
+// not the time of processing. The window moves with a watermark, the newest
+// received_at added, so a sink outage of any length does not age ids out:
+// a producer's retry that waited out the outage in Kafka still finds its
+// original. Memory is bounded by max ids; past it the oldest are forgotten
+// early and counted in evictedYoung.
+//
+// Recording the first offset lets every lane of the partition (the store's
+// and each output's) share one window whatever their positions: a lane that
+// is behind sees an id added by one ahead with a higher offset than its own
+// event, so it does not mistake the original for a duplicate.
+//
+// A dedupeWindow is safe for concurrent use by the lanes of its partition.
 type dedupeWindow struct {
-	span  time.Duration
-	max   int
-	seen  map[eventkey.Key]struct{}
-	queue []windowEntry // insertion order; queue[head:] is live
-	head  int
+	span, max int64 // span in ms
+
+	mu        sync.Mutex
+	first     map[eventkey.Key]int64 // offset the id was first seen at
+	queue     []windowEntry          // insertion order; queue[head:] is live
+	head      int
+	watermark int64
 	// evictedYoung counts ids dropped for room before span elapsed.
 	evictedYoung int64
 }
 
-func newDedupeWindow(span time.Duration, max int) *dedupeWindow {
-	if max <= 0 {
-		max = 1
-	}
-	return &dedupeWindow{span: span, max: max, seen: make(map[eventkey.Key]struct{})}
+func newDedupeWindow(span time.Duration, limit int) *dedupeWindow {
+	return &dedupeWindow{span: span.Milliseconds(), max: int64(max(limit, 1)), first: make(map[eventkey.Key]int64)}
 }
 
-// Contains reports whether the event_id with key k was remembered and not
-// yet forgotten.
-func (w *dedupeWindow) Contains(k eventkey.Key, now time.Time) bool {
-	w.expire(now)
-	_, ok := w.seen[k]
-	return ok
+// Duplicate reports whether the event with key k at offset off is a
+// duplicate, and otherwise remembers it as received at receivedAt.
+func (w *dedupeWindow) Duplicate(k eventkey.Key, off int64, receivedAt time.Time) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if first, ok := w.first[k]; ok {
+		if first < off {
+			return true
+		}
+		if first > off {
+			// Seen first by a lane ahead of this one, at a later offset:
+			// this is the original.
+			w.first[k] = off
+		}
+		return false
+	}
+	w.add(k, off, receivedAt.UnixMilli())
+	return false
 }
 
-// Add remembers the event_id with key k as delivered at now.
-func (w *dedupeWindow) Add(k eventkey.Key, now time.Time) {
-	if _, ok := w.seen[k]; ok {
-		return
+// Remember adds an id known to be stored, at its offset (rebuilding the
+// window from the store).
+func (w *dedupeWindow) Remember(k eventkey.Key, off int64, receivedAt time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if first, ok := w.first[k]; !ok || off < first {
+		if !ok {
+			w.add(k, off, receivedAt.UnixMilli())
+			return
+		}
+		w.first[k] = off
 	}
-	w.seen[k] = struct{}{}
-	w.queue = append(w.queue, windowEntry{k, now.UnixMilli()})
-	for len(w.seen) > w.max {
-		w.popOldest(true)
-	}
-	w.expire(now)
 }
 
 // Len returns how many ids are remembered.
-func (w *dedupeWindow) Len() int { return len(w.seen) }
+func (w *dedupeWindow) Len() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.first)
+}
 
-func (w *dedupeWindow) expire(now time.Time) {
-	limit := now.Add(-w.span).UnixMilli()
+// takeEvicted returns and resets the count of ids forgotten early.
+func (w *dedupeWindow) takeEvicted() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := w.evictedYoung
+	w.evictedYoung = 0
+	return n
+}
+
+func (w *dedupeWindow) add(k eventkey.Key, off, at int64) {
+	w.first[k] = off
+	w.queue = append(w.queue, windowEntry{k, at})
+	w.watermark = max(w.watermark, at)
+	for int64(len(w.first)) > w.max {
+		w.popOldest(true)
+	}
+	limit := w.watermark - w.span
+	// Entries are in insertion order, which is receive order up to the
+	// skew between collectors; an entry behind a younger one waits for it.
 	for w.head < len(w.queue) && w.queue[w.head].at < limit {
 		w.popOldest(false)
 	}
@@ -76,7 +119,7 @@ func (w *dedupeWindow) popOldest(forRoom bool) {
 	e := w.queue[w.head]
 	w.queue[w.head] = windowEntry{}
 	w.head++
-	delete(w.seen, e.key)
+	delete(w.first, e.key)
 	if forRoom {
 		w.evictedYoung++
 	}

@@ -1,9 +1,11 @@
 package workers
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
@@ -28,7 +30,7 @@ type Batch struct {
 	Messages  []Message
 	// Bytes is the sum of the messages' value sizes.
 	Bytes int
-	// Decoded holds what Handler.Prepare made of each message, by index.
+	// Decoded holds what Deliverer.Prepare made of each message, by index.
 	Decoded []Decoded
 }
 
@@ -46,23 +48,42 @@ func (b *Batch) First() int64 { return b.Messages[0].Offset }
 // Last returns the batch's last offset.
 func (b *Batch) Last() int64 { return b.Messages[len(b.Messages)-1].Offset }
 
-// Handler does the work on batches. Prepare runs in the pool, for many
-// batches at once, including several of one partition; Deliver runs in the
-// partition's lane, one batch at a time, in offset order. Work that needs no
-// order (decoding) goes in Prepare, writes to sinks in Deliver.
-type Handler interface {
+// index returns the index of the message at offset off, which the batch
+// holds: its messages are in increasing offset order.
+func (b *Batch) index(off int64) int {
+	i, _ := slices.BinarySearchFunc(b.Messages, off, func(m Message, off int64) int { return cmp.Compare(m.Offset, off) })
+	return i
+}
+
+// Deliverer is one sink's side of delivery. The consumer runs a lane per
+// assigned partition and Deliverer, so each sink reads at its own pace from
+// its own position: one sink down holds back no other.
+//
+// Prepare runs in the pool, for many batches at once, including several of
+// one partition; Deliver runs in the partition's lane, one batch at a time,
+// in offset order. Work that needs no order (decoding) goes in Prepare,
+// writes to the sink in Deliver.
+type Deliverer interface {
+	// Name names the sink in logs and metrics ("clickhouse", "nats").
+	Name() string
+	// Open readies a newly assigned partition and returns the offset its
+	// lane starts reading at: where the sink's own progress says it got.
+	Open(ctx context.Context, p *Partition) (start int64, err error)
 	// Prepare fills b.Decoded.
 	Prepare(b *Batch)
-	// Deliver writes the batch to the sinks. It returns nil when every
-	// message is done (written, skipped as a duplicate, or dead-lettered),
-	// and an error only when ctx ended first; the batch is then abandoned
-	// and will be read again by whoever owns the partition next.
-	Deliver(ctx context.Context, b *Batch) error
+	// Deliver hands the batch to the sink. It returns nil when every
+	// message is done (written, skipped as a duplicate or dead-lettered,
+	// or skipped by an output that fell too far behind), and an error only
+	// when ctx ended first; the batch is then abandoned and read again by
+	// whoever owns the partition next.
+	Deliver(ctx context.Context, p *Partition, b *Batch) error
 }
 
 // job is a batch on its way through the pool and its lane.
 type job struct {
 	batch *Batch
+	// prepare is the Prepare of the lane's Deliverer.
+	prepare func(*Batch)
 	// stop ends the job before it is prepared (the partition was revoked).
 	stop context.Context
 	// prepared is closed by the pool once Prepare has run or was skipped.
@@ -74,21 +95,20 @@ type job struct {
 // A full queue blocks the lane that submits, which stops reading its
 // partition: a slow pool slows consumption instead of piling up memory.
 type Pool struct {
-	handler Handler
 	jobs    chan *job
 	workers int
 	metrics *consumerMetrics
 }
 
 // NewPool returns a pool of n workers with a queue of depth batches.
-func NewPool(n, depth int, h Handler, m *consumerMetrics) *Pool {
+func NewPool(n, depth int, m *consumerMetrics) *Pool {
 	if n <= 0 {
 		n = 1
 	}
 	if depth < 0 {
 		depth = 0
 	}
-	return &Pool{handler: h, jobs: make(chan *job, depth), workers: n, metrics: m}
+	return &Pool{jobs: make(chan *job, depth), workers: n, metrics: m}
 }
 
 // Run starts the workers and returns when ctx ends and every worker has
@@ -140,12 +160,13 @@ func (p *Pool) run(j *job) {
 	if j.stop.Err() != nil {
 		return // the lane abandons it; decoding would be wasted
 	}
-	p.prepare(j.batch)
+	p.prepare(j)
 }
 
-// prepare runs Handler.Prepare, turning a panic into a decode failure of
+// prepare runs the Deliverer's Prepare, turning a panic into a decode failure of
 // every message of the batch, so one bad batch cannot take the process down.
-func (p *Pool) prepare(b *Batch) {
+func (p *Pool) prepare(j *job) {
+	b := j.batch
 	defer func() {
 		if r := recover(); r != nil {
 			err := fmt.Errorf("panic while decoding: %v\n%s", r, debug.Stack())
@@ -155,5 +176,5 @@ func (p *Pool) prepare(b *Batch) {
 			}
 		}
 	}()
-	p.handler.Prepare(b)
+	j.prepare(b)
 }

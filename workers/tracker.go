@@ -79,6 +79,17 @@ func (t *Tracker) Next(partition int32) (int64, bool) {
 	return p.next, true
 }
 
+// Partitions returns the partitions tracked.
+func (t *Tracker) Partitions() []int32 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]int32, 0, len(t.parts))
+	for p := range t.parts {
+		out = append(out, p)
+	}
+	return out
+}
+
 // Committable returns, per partition, the next offset where it moved since
 // the last call, so a committer sends only what changed.
 func (t *Tracker) Committable() map[int32]int64 {

@@ -12,6 +12,7 @@ import (
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/pipeline"
 	"github.com/sluicehq/sluice/sinks/clickhouse"
+	"github.com/sluicehq/sluice/workers"
 )
 
 func newDevCmd() *cobra.Command {
@@ -108,6 +109,7 @@ type pipelineFlags struct {
 	dedupeMaxIDs   int
 	pprof          bool
 	kafkaLinger    time.Duration
+	natsMaxLag     time.Duration
 	collectors     collectorFlags
 	dev            bool
 }
@@ -132,7 +134,8 @@ func (p *pipelineFlags) register(cmd *cobra.Command, dev bool) {
 	f.DurationVar(&p.batchLinger, "batch-linger", 250*time.Millisecond, "longest a batch waits to fill before it is delivered")
 	f.DurationVar(&p.sessionTimeout, "session-timeout", 10*time.Second, "how long the consumer group waits for a silent worker before reassigning its partitions")
 	f.DurationVar(&p.rebalance, "rebalance-timeout", 30*time.Second, "how long the consumer group waits for workers to rejoin in a rebalance; a revoked partition's in-flight delivery gets two thirds of it to finish")
-	f.DurationVar(&p.dedupeWindow, "dedupe-window", 10*time.Minute, "how long a retried event_id is recognised as a duplicate")
+	f.DurationVar(&p.dedupeWindow, "dedupe-window", 10*time.Minute, "how far back in receive time (received_at) a retried event_id is recognised as a duplicate; a sink outage does not shorten it")
+	f.DurationVar(&p.natsMaxLag, "nats-max-lag", workers.DefaultMaxLag, "how far NATS may fall behind (by Kafka timestamp) before its lane skips ahead, recording the skipped range in the dead-letter topic; ClickHouse never skips")
 	f.IntVar(&p.dedupeMaxIDs, "dedupe-max-ids", 4_000_000, "bound on event_ids remembered for deduplication (about 50 bytes each)")
 	f.DurationVar(&p.kafkaLinger, "kafka-linger", ingest.DefaultBatchTimeout, "how long the collectors' Kafka producer waits to fill a batch (Kafka's linger.ms): shorter lowers acknowledgement latency (a single RELP connection, whose sender waits for its window, gains most), longer spends less CPU per event under load")
 	f.BoolVar(&p.pprof, "pprof", false, "serve Go's profiler at /debug/pprof/ on --http-addr (for diagnosing CPU and memory)")
@@ -157,6 +160,7 @@ func (p *pipelineFlags) config() (pipeline.Config, error) {
 		RebalanceTimeout: p.rebalance,
 		DedupeWindow:     p.dedupeWindow,
 		DedupeMaxIDs:     p.dedupeMaxIDs,
+		NATSMaxLag:       p.natsMaxLag,
 		SchemasDir:       p.schemasDir,
 		Pprof:            p.pprof,
 		ClickHouse: clickhouse.Options{

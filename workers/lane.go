@@ -1,0 +1,255 @@
+package workers
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// lane reads one partition for one sink, from that sink's own progress,
+// cuts batches, has the pool decode them, and delivers them to the sink in
+// offset order. Three goroutines work for a lane: the fetcher (owns msgs),
+// the batcher (run itself; owns ordered), and the deliverer, the only one
+// that calls Deliver for the partition and sink.
+type lane struct {
+	c     *Consumer
+	pool  *Pool
+	sink  Deliverer
+	part  *Partition
+	start int64
+	// output is set for an output's lane, which may skip what Kafka no
+	// longer holds; the store's lane stops there instead.
+	output     bool
+	tracker    *Tracker
+	stop       context.Context
+	deliverCtx context.Context
+}
+
+func (l *lane) run() {
+	cfg := l.c.cfg
+	msgs := make(chan kafka.Message, 256)
+	go l.fetch(msgs)
+
+	// ordered holds the lane's jobs in offset order; its capacity is what
+	// bounds the partition's batches in flight.
+	ordered := make(chan *job, cfg.MaxInFlight-1)
+	delivered := make(chan struct{})
+	go func() {
+		defer close(delivered)
+		l.deliver(ordered)
+	}()
+	l.batch(msgs, ordered)
+	close(ordered)
+	<-delivered
+}
+
+// fetcher is what a lane reads a partition with: a *kafka.Reader, or a fake
+// in tests.
+type fetcher interface {
+	SetOffset(offset int64) error
+	FetchMessage(ctx context.Context) (kafka.Message, error)
+	Close() error
+}
+
+// newReader is a reader of the lane's partition.
+func (l *lane) newReader() fetcher {
+	if l.c.newFetcher != nil {
+		return l.c.newFetcher(l.part.Topic, l.part.ID)
+	}
+	return kafka.NewReader(kafka.ReaderConfig{
+		Brokers:   l.c.cfg.Brokers,
+		Topic:     l.part.Topic,
+		Partition: int(l.part.ID),
+		MinBytes:  1,
+		// Small fetches keep a lane's read-ahead, which is outside the byte
+		// budget, to a few MiB per partition.
+		MaxBytes:        2 << 20,
+		MaxWait:         200 * time.Millisecond,
+		QueueCapacity:   256,
+		ReadLagInterval: -1,
+		ErrorLogger:     kafka.LoggerFunc(func(f string, a ...any) { l.c.log.Debug(fmt.Sprintf(f, a...), "source", "kafka-go") }),
+	})
+}
+
+// fetchRetry is how long a lane waits before reading again after a failed
+// read: it doubles from Initial up to Max while reads keep failing.
+var fetchRetry = struct{ Initial, Max time.Duration }{100 * time.Millisecond, 5 * time.Second}
+
+// fetch reads the partition into msgs, and closes msgs, when the lane
+// stops. A failed read never ends it while the partition is assigned: a
+// lane that ended would leave the partition unread until the next
+// rebalance. The failure is logged and counted, and reading resumes at the
+// next offset on a new reader after a backoff.
+func (l *lane) fetch(msgs chan<- kafka.Message) {
+	defer close(msgs)
+	labels := []string{l.sink.Name(), l.part.Stream.Name, strconv.Itoa(int(l.part.ID))}
+	lag := l.c.metrics.lag.WithLabelValues(labels...)
+	defer l.c.metrics.lag.DeleteLabelValues(labels...)
+	next, wait := l.start, fetchRetry.Initial
+	for {
+		r := l.newReader()
+		err := r.SetOffset(next)
+		for err == nil {
+			var m kafka.Message
+			if m, err = r.FetchMessage(l.stop); err != nil {
+				break
+			}
+			wait = fetchRetry.Initial
+			lag.Set(float64(max(0, m.HighWaterMark-m.Offset-1)))
+			if next >= 0 && m.Offset > next {
+				if err = l.gap(next, m.Offset-1); err != nil {
+					break
+				}
+			}
+			next = m.Offset + 1
+			select {
+			case msgs <- m:
+			case <-l.stop.Done():
+				err = l.stop.Err()
+			}
+		}
+		_ = r.Close()
+		if l.stop.Err() != nil {
+			return
+		}
+		l.c.metrics.fetchErrors.WithLabelValues(l.part.Stream.Name).Inc()
+		l.c.log.Error("fetch failed; reading the partition again after a pause", "topic", l.part.Topic, "partition", l.part.ID,
+			"sink", l.sink.Name(), "offset", next, "retry_in", wait, "err", err)
+		select {
+		case <-time.After(wait):
+		case <-l.stop.Done():
+			return
+		}
+		wait = min(2*wait, fetchRetry.Max)
+	}
+}
+
+// gap handles offsets first..last that the reader jumped over: stream topics
+// are neither compacted nor transactional, so a jump means Kafka deleted them
+// (retention) before this sink read them. An output skips them with a
+// record; the store's lane stops until an operator accepts the loss, so that
+// nothing is ever skipped silently. It returns an error only when the lane
+// stops first.
+func (l *lane) gap(first, last int64) error {
+	g := Gap{Stream: l.part.Stream.Name, Topic: l.part.Topic, Partition: l.part.ID, First: first, Last: last}
+	if !l.output {
+		l.c.log.Error("partition stopped: data expired from Kafka before it was stored; an operator must accept the loss to go on",
+			"gap", g.String(), "sink", l.sink.Name())
+		if err := l.c.gaps.wait(l.stop, g); err != nil {
+			return err
+		}
+		l.c.log.Warn("gap accepted by the operator: reading on past it", "gap", g.String())
+	} else {
+		l.c.log.Warn("output skips data expired from Kafka before it was published", "gap", g.String(), "sink", l.sink.Name())
+	}
+	if l.c.cfg.DeadLetters != nil {
+		letter := DeadLetter{Stream: g.Stream, Topic: g.Topic, Partition: g.Partition, Offset: first, SkippedBy: l.sink.Name(), SkippedThrough: last,
+			Reason: fmt.Sprintf("lost to Kafka retention before %s had them: %s", l.sink.Name(), g)}
+		if err := l.c.cfg.DeadLetters.WriteDeadLetters(l.stop, []DeadLetter{letter}); err != nil {
+			l.c.log.Error("record a gap in the dead-letter topic", "gap", g.String(), "err", err)
+		}
+	}
+	l.tracker.Done(l.part.ID, first, last)
+	return nil
+}
+
+// batch cuts msgs into batches by count, bytes and time, and hands each to
+// the pool and, in order, to the deliverer.
+func (l *lane) batch(msgs <-chan kafka.Message, ordered chan<- *job) {
+	cfg := l.c.cfg
+	var cur *Batch
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
+	defer linger.Stop()
+
+	flush := func() bool {
+		if cur == nil {
+			return true
+		}
+		b := cur
+		cur = nil
+		linger.Stop()
+		if err := l.c.budget.Acquire(l.stop, l.weight(b)); err != nil {
+			return false
+		}
+		j := &job{batch: b, prepare: l.sink.Prepare, stop: l.stop, prepared: make(chan struct{})}
+		select {
+		case ordered <- j:
+		case <-l.stop.Done():
+			l.c.budget.Release(l.weight(b))
+			return false
+		}
+		if err := l.pool.submit(j); err != nil {
+			// The deliverer sees stop and abandons it.
+			close(j.prepared)
+			return false
+		}
+		return true
+	}
+
+	for {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				return
+			}
+			if cur == nil {
+				cur = &Batch{Topic: l.part.Topic, Stream: l.part.Stream, Partition: l.part.ID}
+				linger.Reset(cfg.BatchLinger)
+			}
+			cur.Messages = append(cur.Messages, Message{Offset: m.Offset, Key: m.Key, Value: m.Value, Time: m.Time})
+			cur.Bytes += len(m.Value)
+			if len(cur.Messages) >= cfg.BatchMaxEvents || cur.Bytes >= cfg.BatchMaxBytes {
+				if !flush() {
+					return
+				}
+			}
+		case <-linger.C:
+			if !flush() {
+				return
+			}
+		case <-l.stop.Done():
+			return
+		}
+	}
+}
+
+// weight is what a batch takes from the byte budget: its size, capped so
+// that one batch larger than the whole budget still gets through alone.
+func (l *lane) weight(b *Batch) int64 {
+	return min(int64(b.Bytes)+1, l.c.cfg.MaxInFlightBytes)
+}
+
+// deliver delivers the lane's jobs one at a time, in order. Once the
+// partition is revoked, jobs not yet started are abandoned; a delivery
+// already running finishes (bounded by deliverCtx), because abandoning an
+// INSERT half way would leave it unknown whether ClickHouse stored it while
+// the next owner already reads.
+func (l *lane) deliver(ordered <-chan *job) {
+	abandoned := false
+	for j := range ordered {
+		b := j.batch
+		if !abandoned {
+			select {
+			case <-j.prepared:
+			case <-l.stop.Done():
+			}
+			abandoned = l.stop.Err() != nil
+		}
+		if !abandoned {
+			start := time.Now()
+			if err := l.sink.Deliver(l.deliverCtx, l.part, b); err != nil {
+				abandoned = true
+				l.c.log.Warn("delivery abandoned", "topic", l.part.Topic, "partition", l.part.ID, "sink", l.sink.Name(), "first", b.First(), "err", err)
+			} else {
+				l.tracker.Done(b.Partition, b.First(), b.Last())
+				l.c.metrics.delivered.WithLabelValues(l.sink.Name(), b.Stream.Name).Add(float64(len(b.Messages)))
+				l.c.metrics.deliverSeconds.WithLabelValues(l.sink.Name(), b.Stream.Name).Observe(time.Since(start).Seconds())
+			}
+		}
+		l.c.budget.Release(l.weight(b))
+	}
+}

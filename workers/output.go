@@ -1,0 +1,175 @@
+package workers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/sluicehq/sluice/backpressure"
+	"github.com/sluicehq/sluice/sinks"
+)
+
+// DefaultMaxLag is how far an output may fall behind before it skips ahead.
+const DefaultMaxLag = time.Hour
+
+// OutputConfig configures an OutputDeliverer.
+type OutputConfig struct {
+	Output sinks.Output
+	// Progress keeps the output's progress per partition.
+	Progress sinks.ProgressLog
+	// DLQ records the ranges skipped for lag.
+	DLQ DeadLetterWriter
+	// MaxLag is how old (by Kafka timestamp) a batch may be before the
+	// output skips it instead of delivering it (default DefaultMaxLag): a
+	// real-time output that is down for long must not hold the pipeline.
+	MaxLag time.Duration
+
+	Retry   backpressure.RetryPolicy
+	Logger  *slog.Logger
+	Metrics *SinkMetrics
+}
+
+// OutputDeliverer is the Deliverer of an output (NATS). Its lane reads from
+// the output's own progress, so it neither waits for the store nor holds it
+// back. It passes on the events the store keeps: not the invalid ones, not
+// duplicates by event_id (the partition's window is shared with the store's
+// lane), and not those the store refused, when the store got there first.
+// A batch older than MaxLag is skipped, and the skipped range is recorded
+// in a metric and a dead-letter record.
+type OutputDeliverer struct {
+	cfg OutputConfig
+	log *slog.Logger
+	m   *SinkMetrics
+}
+
+// NewOutputDeliverer returns an OutputDeliverer.
+func NewOutputDeliverer(cfg OutputConfig) (*OutputDeliverer, error) {
+	if cfg.Output == nil || cfg.Progress == nil || cfg.DLQ == nil {
+		return nil, errors.New("workers: an output's delivery needs the output, a progress log and a dead-letter writer")
+	}
+	if cfg.MaxLag <= 0 {
+		cfg.MaxLag = DefaultMaxLag
+	}
+	if cfg.Retry.Initial <= 0 {
+		cfg.Retry = backpressure.DefaultRetry
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewSinkMetrics(nil)
+	}
+	name := cfg.Output.Name()
+	return &OutputDeliverer{cfg: cfg, log: cfg.Logger.With("component", "delivery", "sink", name), m: cfg.Metrics}, nil
+}
+
+// Name names the output.
+func (d *OutputDeliverer) Name() string { return d.cfg.Output.Name() }
+
+// Open reads the output's progress: its lane starts after the last offset
+// it saved, or at the committed offset when it saved none.
+func (d *OutputDeliverer) Open(ctx context.Context, p *Partition) (int64, error) {
+	start := p.Committed
+	err := d.retry(ctx, fmt.Sprintf("read %s progress of %s/%d", d.Name(), p.Stream.Name, p.ID), func(ctx context.Context) error {
+		off, ok, err := d.cfg.Progress.Load(ctx, p.Topic, p.ID)
+		if ok {
+			start = off + 1
+		}
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("open %s partition %d for %s: %w", p.Stream.Name, p.ID, d.Name(), err)
+	}
+	d.log.Info("partition opened", "stream", p.Stream.Name, "partition", p.ID, "committed", p.Committed, "start", start)
+	return start, nil
+}
+
+// Prepare decodes and validates every message.
+func (d *OutputDeliverer) Prepare(b *Batch) { prepare(b) }
+
+// Deliver publishes the batch's events that the store keeps, or skips the
+// batch once it is older than MaxLag. It returns an error only when ctx ends
+// first.
+func (d *OutputDeliverer) Deliver(ctx context.Context, p *Partition, b *Batch) error {
+	rows := make([]sinks.Row, 0, len(b.Messages))
+	for i, m := range b.Messages {
+		dec := b.Decoded[i]
+		if dec.Err != nil || p.wasRejected(m.Offset) {
+			continue // the store's lane dead-letters it
+		}
+		if p.window != nil && p.window.Duplicate(idHasher.Sum(dec.Event.ID), m.Offset, dec.Event.ReceivedAt) {
+			continue
+		}
+		rows = append(rows, sinks.Row{Offset: m.Offset, Event: dec.Event, Value: m.Value})
+	}
+	defer p.forgetRejected(b.Last())
+	name, st := d.Name(), b.Stream.Name
+	skipped := false
+	err := backpressure.Retry(ctx, d.log, fmt.Sprintf("publish %d events of %s/%d to %s", len(rows), st, p.ID, name), d.transient(), func(ctx context.Context) error {
+		if lag := time.Since(b.Messages[len(b.Messages)-1].Time); lag > d.cfg.MaxLag {
+			skipped = true
+			return d.skip(ctx, b, lag)
+		}
+		if len(rows) == 0 {
+			return nil
+		}
+		start := time.Now()
+		err := d.cfg.Output.Publish(ctx, b.Stream, p.ID, rows)
+		d.m.observeWrite(name, st, start, err)
+		var partial *sinks.PartialError
+		if errors.As(err, &partial) && partial.Done > 0 {
+			d.m.written.WithLabelValues(name, st).Add(float64(partial.Done))
+			rows = rows[min(partial.Done, len(rows)):]
+		}
+		if err != nil {
+			d.m.retries.WithLabelValues(name, st).Inc()
+		}
+		return err
+	})
+	if err != nil || skipped {
+		return err
+	}
+	d.m.written.WithLabelValues(name, st).Add(float64(len(rows)))
+	now := time.Now()
+	for _, r := range rows {
+		d.m.freshness.WithLabelValues(name, st).Observe(now.Sub(r.Event.ReceivedAt).Seconds())
+	}
+	return nil
+}
+
+// skip records that the output skips the batch for lag: a metric, a log
+// line and a dead-letter record of the range. The store's lane still writes
+// every event of it.
+func (d *OutputDeliverer) skip(ctx context.Context, b *Batch, lag time.Duration) error {
+	name := d.Name()
+	reason := fmt.Sprintf("%s skipped offsets %d-%d: %s behind, more than the maximum lag of %s",
+		name, b.First(), b.Last(), lag.Round(time.Second), d.cfg.MaxLag)
+	letter := DeadLetter{Stream: b.Stream.Name, Topic: b.Topic, Partition: b.Partition, Offset: b.First(),
+		Reason: reason, SkippedBy: name, SkippedThrough: b.Last()}
+	if err := d.cfg.DLQ.WriteDeadLetters(ctx, []DeadLetter{letter}); err != nil {
+		return err
+	}
+	d.m.skipped.WithLabelValues(name, b.Stream.Name).Add(float64(len(b.Messages)))
+	d.log.Warn("output fell too far behind: skipped a range", "stream", b.Stream.Name, "partition", b.Partition,
+		"first", b.First(), "last", b.Last(), "lag", lag.Round(time.Second), "max_lag", d.cfg.MaxLag)
+	return nil
+}
+
+// transient is the retry policy of publishing: every error is retried.
+func (d *OutputDeliverer) transient() backpressure.RetryPolicy {
+	retry := d.cfg.Retry
+	retry.IsPermanent = nil
+	return retry
+}
+
+func (d *OutputDeliverer) retry(ctx context.Context, what string, op func(context.Context) error) error {
+	return backpressure.Retry(ctx, d.log, what, d.transient(), op)
+}
+
+// SaveProgress records in the output's progress log that offsets up to and
+// including offset are done; the consumer calls it as the lane moves.
+func (d *OutputDeliverer) SaveProgress(ctx context.Context, topic string, partition int32, offset int64) error {
+	return d.cfg.Progress.Save(ctx, topic, partition, offset)
+}
