@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -130,29 +129,6 @@ func (p *Publisher) Publish(ctx context.Context, st *schemas.Stream, msgs []Mess
 	return nil
 }
 
-// Subject returns the subject of a stream's events with partition key key.
-// NATS gives '.', '*', '>' and whitespace special meaning in subjects, so
-// they become '_' in the key.
-func Subject(prefix, stream, key string) string {
-	var b strings.Builder
-	b.Grow(len(prefix) + len(stream) + 1 + len(key))
-	b.WriteString(prefix)
-	b.WriteString(stream)
-	b.WriteByte('.')
-	if key == "" {
-		b.WriteByte('_')
-	}
-	for _, r := range key {
-		switch {
-		case r == '.' || r == '*' || r == '>' || r == ' ' || r == '\t' || r == '\n' || r == '\r' || r == '\f' || r == '\v':
-			b.WriteByte('_')
-		default:
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
-}
-
 // JetStream reports which JetStream stream captures a stream's subjects, or
 // "" when its events go out on core NATS.
 func (p *Publisher) JetStream(ctx context.Context, stream string) string {
@@ -200,7 +176,7 @@ func (p *Publisher) publishJetStream(ctx context.Context, st *schemas.Stream, js
 	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
 	for _, m := range msgs {
 		msg := &natsgo.Msg{Subject: Subject(p.prefix, st.Name, m.Key), Data: m.Data, Header: natsgo.Header{}}
-		msg.Header.Set(jetstream.MsgIDHeader, m.EventID)
+		msg.Header.Set(jetstream.MsgIDHeader, MsgID(m.EventID))
 		f, err := p.js.PublishMsgAsync(msg, jetstream.WithExpectStream(jsStream), jetstream.WithStallWait(flushTimeout))
 		if err != nil {
 			return fmt.Errorf("nats: jetstream publish %s event %s: %w", st.Name, m.EventID, err)
