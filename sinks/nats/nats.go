@@ -1,46 +1,50 @@
-// Package nats publishes processed events to NATS subjects, one subject per
-// stream and partition key: <prefix><stream>.<key>.
+// Package nats is the NATS output (a sinks.Output): it publishes processed
+// events to one subject per stream and partition key, <prefix><stream>.<key>.
 //
 // Where a JetStream stream captures a stream's subjects, events are published
-// through JetStream with Nats-Msg-Id set to the event_id and every
-// acknowledgement is awaited, so a batch published again after a worker crash
-// is deduplicated by the server (within the stream's duplicate window).
-// Elsewhere events go out on core NATS, at most a flush round trip behind.
+// through JetStream with a Nats-Msg-Id derived from the event_id (see MsgID)
+// and every acknowledgement is awaited, so a batch published again after a
+// worker crash is deduplicated by the server within the stream's duplicate
+// window; a batch that fails part-way says, in a *PartialError, how much of
+// it is held. Elsewhere events go out on core NATS, confirmed by a flush
+// round trip.
+//
+// Nothing is buffered while the connection is down: Publish fails at once
+// and the caller retries, so a retry never adds a second copy to a batch
+// still waiting in the client's reconnect buffer.
 package nats
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/sluicehq/sluice/schemas"
+	"github.com/prometheus/client_golang/prometheus"
 )
-
-// Message is one event to publish.
-type Message struct {
-	// Key is the event's partition key, which names its subject.
-	Key string
-	// EventID is the event's idempotency key.
-	EventID string
-	// Data is the event as JSON: its fields, event_id and received_at.
-	Data []byte
-}
 
 // Options configures a Publisher.
 type Options struct {
+	// URL is the server URL, or several separated by commas. It may carry
+	// credentials (nats://user:pass@host); they are never logged.
 	URL string
 	// Prefix starts every subject (default "sluice.").
 	Prefix string
+	// Logger; nil means slog.Default().
 	Logger *slog.Logger
+	// Registerer receives the connection and mode metrics
+	// (sluice_nats_connected, sluice_nats_mode, sluice_nats_reconnects_total);
+	// nil means none are exported.
+	Registerer prometheus.Registerer
 }
 
-// flushTimeout bounds one wait for the server to confirm a batch.
+// flushTimeout bounds one wait for the server to confirm a batch, and one
+// JetStream stream lookup.
 const flushTimeout = 10 * time.Second
 
 // modeRecheck is how long the choice between JetStream and core NATS for a
@@ -48,12 +52,18 @@ const flushTimeout = 10 * time.Second
 // created while Sluice runs is picked up.
 const modeRecheck = 30 * time.Second
 
-// Publisher publishes events on one NATS connection.
+// modeRetry is how soon a failed recheck is tried again: the known mode is
+// kept meanwhile, and every Publish waiting on a lookup would be slow.
+const modeRetry = 5 * time.Second
+
+// Publisher publishes events on one NATS connection. It implements
+// sinks.Output and is safe for concurrent use.
 type Publisher struct {
 	nc     *natsgo.Conn
 	js     jetstream.JetStream
 	prefix string
 	log    *slog.Logger
+	m      *metrics
 
 	mu    sync.Mutex
 	modes map[string]mode
@@ -61,13 +71,12 @@ type Publisher struct {
 
 // mode records whether a stream's subjects are captured by JetStream.
 type mode struct {
-	jsStream string // empty: core NATS
-	checked  time.Time
+	jsStream string    // empty: core NATS
+	next     time.Time // when to look it up again
 }
 
 // Connect opens the connection. It keeps reconnecting for ever after a
-// connection loss, buffering what is published meanwhile; Publish reports
-// failure when the buffer cannot be flushed.
+// connection loss; meanwhile Publish fails at once (nothing is buffered).
 func Connect(o Options) (*Publisher, error) {
 	if o.Prefix == "" {
 		o.Prefix = "sluice."
@@ -75,122 +84,167 @@ func Connect(o Options) (*Publisher, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	log := o.Logger.With("component", "nats")
+	p := &Publisher{prefix: o.Prefix, log: o.Logger.With("component", "nats"), modes: make(map[string]mode)}
+	p.m = newMetrics(p)
 	nc, err := natsgo.Connect(o.URL,
 		natsgo.Name("sluice"),
 		natsgo.MaxReconnects(-1),
 		natsgo.ReconnectWait(500*time.Millisecond),
-		natsgo.ReconnectBufSize(64<<20),
-		natsgo.DisconnectErrHandler(func(_ *natsgo.Conn, err error) { log.Warn("disconnected", "err", err) }),
-		natsgo.ReconnectHandler(func(c *natsgo.Conn) { log.Info("reconnected", "url", c.ConnectedUrlRedacted()) }),
+		// -1 disables the reconnect buffer: a publish while disconnected
+		// fails with ErrReconnectBufExceeded instead of being queued. A
+		// queued batch would still be sent after the reconnect, and the
+		// caller, told the attempt failed, would publish it again.
+		natsgo.ReconnectBufSize(-1),
+		natsgo.DisconnectErrHandler(func(_ *natsgo.Conn, err error) {
+			if err != nil { // nil: Close
+				p.log.Warn("disconnected; publishing fails until reconnected", "err", err)
+			}
+		}),
+		natsgo.ReconnectHandler(func(c *natsgo.Conn) {
+			p.m.reconnects.Inc()
+			p.log.Info("reconnected", "url", c.ConnectedUrlRedacted())
+		}),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("nats: connect %s: %w", o.URL, err)
+		return nil, fmt.Errorf("nats: connect %s: %w", redact(o.URL), redactErr(err))
 	}
-	js, err := jetstream.New(nc,
+	p.nc = nc
+	p.js, err = jetstream.New(nc,
 		// A batch is published as a whole before its acks are awaited.
 		jetstream.WithPublishAsyncMaxPending(32_768),
 		jetstream.WithPublishAsyncTimeout(flushTimeout),
 	)
+	if err == nil {
+		err = p.m.register(o.Registerer)
+	}
 	if err != nil {
 		nc.Close()
-		return nil, fmt.Errorf("nats: jetstream context: %w", err)
+		return nil, fmt.Errorf("nats: %w", err)
 	}
-	return &Publisher{nc: nc, js: js, prefix: o.Prefix, log: log, modes: make(map[string]mode)}, nil
+	return p, nil
 }
 
-// Close drains and closes the connection.
+// Name returns "nats", the output's name in logs, metrics and its progress
+// log.
+func (p *Publisher) Name() string { return "nats" }
+
+// Close drains and closes the connection and unregisters the metrics, so a
+// new Publisher can register them again.
 func (p *Publisher) Close() error {
+	p.m.unregister()
 	if err := p.nc.Drain(); err != nil && !errors.Is(err, natsgo.ErrConnectionClosed) {
 		return fmt.Errorf("nats: drain: %w", err)
 	}
 	return nil
 }
 
-// Publish sends msgs in order and returns once the server has received them
-// all (a flush round trip), so that a delivered batch is on the server before
-// its offsets are committed.
-func (p *Publisher) Publish(ctx context.Context, st *schemas.Stream, msgs []Message) error {
-	if jsStream := p.jetStreamFor(ctx, st.Name); jsStream != "" {
-		return p.publishJetStream(ctx, st, jsStream, msgs)
+// metrics are the Publisher's Prometheus collectors.
+type metrics struct {
+	connected  prometheus.GaugeFunc
+	reconnects prometheus.Counter
+	mode       *prometheus.GaugeVec
+	reg        prometheus.Registerer
+}
+
+func newMetrics(p *Publisher) *metrics {
+	return &metrics{
+		// Read from the connection at scrape time rather than set from the
+		// disconnect/reconnect callbacks: nats.go runs those on its own
+		// goroutine, so a gauge they set could lag or, racing the initial
+		// connect, stay wrong.
+		connected: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "sluice", Subsystem: "nats", Name: "connected",
+			Help: "1 while the NATS output is connected to a server, else 0 (publishing fails meanwhile).",
+		}, func() float64 {
+			if p.nc != nil && p.nc.IsConnected() {
+				return 1
+			}
+			return 0
+		}),
+		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "sluice", Subsystem: "nats", Name: "reconnects_total",
+			Help: "Times the NATS output re-established its connection after losing it.",
+		}),
+		mode: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "sluice", Subsystem: "nats", Name: "mode",
+			Help: "Per Sluice stream: 1 when its events go through JetStream (deduplicated by Nats-Msg-Id), 0 on core NATS.",
+		}, []string{"stream"}),
 	}
-	for _, m := range msgs {
-		if err := p.nc.Publish(Subject(p.prefix, st.Name, m.Key), m.Data); err != nil {
-			return fmt.Errorf("nats: publish %s event %s: %w", st.Name, m.EventID, err)
+}
+
+func (m *metrics) register(reg prometheus.Registerer) error {
+	if reg == nil {
+		return nil
+	}
+	for _, c := range []prometheus.Collector{m.connected, m.reconnects, m.mode} {
+		if err := reg.Register(c); err != nil {
+			m.unregisterFrom(reg)
+			return fmt.Errorf("register metrics: %w", err)
 		}
 	}
-	// nats.go insists on a deadline for a flush; a stalled server must fail
-	// the attempt so the caller's retry loop (and its logging) takes over.
-	ctx, cancel := context.WithTimeout(ctx, flushTimeout)
-	defer cancel()
-	if err := p.nc.FlushWithContext(ctx); err != nil {
-		return fmt.Errorf("nats: flush %d %s events: %w", len(msgs), st.Name, err)
-	}
+	m.reg = reg
 	return nil
 }
 
-// JetStream reports which JetStream stream captures a stream's subjects, or
-// "" when its events go out on core NATS.
-func (p *Publisher) JetStream(ctx context.Context, stream string) string {
-	return p.jetStreamFor(ctx, stream)
+func (m *metrics) unregister() {
+	if m.reg != nil {
+		m.unregisterFrom(m.reg)
+		m.reg = nil
+	}
 }
 
-func (p *Publisher) jetStreamFor(ctx context.Context, stream string) string {
-	p.mu.Lock()
-	m, ok := p.modes[stream]
-	p.mu.Unlock()
-	if ok && time.Since(m.checked) < modeRecheck {
-		return m.jsStream
+func (m *metrics) unregisterFrom(reg prometheus.Registerer) {
+	for _, c := range []prometheus.Collector{m.connected, m.reconnects, m.mode} {
+		reg.Unregister(c)
 	}
-	ctx, cancel := context.WithTimeout(ctx, flushTimeout)
-	defer cancel()
-	name, err := p.js.StreamNameBySubject(ctx, p.prefix+stream+".>")
-	switch {
-	case err == nil:
-	case errors.Is(err, jetstream.ErrStreamNotFound), errors.Is(err, jetstream.ErrJetStreamNotEnabled),
-		errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
-		name = ""
-	default:
-		// Keep the last known mode: switching to core NATS on a passing
-		// error would lose the deduplication JetStream subscribers rely on.
-		p.log.Warn("looking up JetStream stream", "stream", stream, "err", err)
-		return m.jsStream
-	}
-	if !ok || name != m.jsStream {
-		if name != "" {
-			p.log.Info("publishing through JetStream, deduplicated by Nats-Msg-Id", "stream", stream, "jetstream", name)
-		} else {
-			p.log.Info("publishing on core NATS (no JetStream stream captures the subjects)", "stream", stream, "subjects", p.prefix+stream+".>")
-		}
-	}
-	p.mu.Lock()
-	p.modes[stream] = mode{jsStream: name, checked: time.Now()}
-	p.mu.Unlock()
-	return name
 }
 
-// publishJetStream publishes the batch asynchronously, then waits for every
-// acknowledgement: one failure fails the batch, which is then published
-// again whole, harmlessly, since JetStream drops what it already has by id.
-func (p *Publisher) publishJetStream(ctx context.Context, st *schemas.Stream, jsStream string, msgs []Message) error {
-	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
-	for _, m := range msgs {
-		msg := &natsgo.Msg{Subject: Subject(p.prefix, st.Name, m.Key), Data: m.Data, Header: natsgo.Header{}}
-		msg.Header.Set(jetstream.MsgIDHeader, MsgID(m.EventID))
-		f, err := p.js.PublishMsgAsync(msg, jetstream.WithExpectStream(jsStream), jetstream.WithStallWait(flushTimeout))
-		if err != nil {
-			return fmt.Errorf("nats: jetstream publish %s event %s: %w", st.Name, m.EventID, err)
+// redact replaces the user information (user:password, or a token) of every
+// URL in s by "redacted", so connection errors can be logged. It looks for
+// the last '@' up to the end of the URL (a space, quote or comma) rather than
+// parsing, because s may be a URL that failed to parse, or an error message
+// quoting one.
+func redact(s string) string {
+	var b strings.Builder
+	for {
+		i := strings.Index(s, "://")
+		if i < 0 {
+			b.WriteString(s)
+			return b.String()
 		}
-		futures = append(futures, f)
-	}
-	for _, f := range futures {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return fmt.Errorf("nats: jetstream ack for %s: %w", f.Msg().Subject, err)
-		case <-ctx.Done():
-			return fmt.Errorf("nats: waiting for jetstream acks: %w", ctx.Err())
+		b.WriteString(s[:i+3])
+		s = s[i+3:]
+		end := strings.IndexAny(s, " \t\r\n\"',")
+		if end < 0 {
+			end = len(s)
+		}
+		if at := strings.LastIndexByte(s[:end], '@'); at >= 0 {
+			b.WriteString("redacted@")
+			s = s[at+1:]
 		}
 	}
-	return nil
 }
+
+// redactErr keeps credentials out of a connect error. A URL that fails to
+// parse is not described at all: url.Error quotes it, and even its inner
+// error can quote a piece of a password ("invalid port \":pa\" after host").
+func redactErr(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return errors.New("invalid server URL (not shown: it may hold credentials)")
+	}
+	if msg := redact(err.Error()); msg != err.Error() {
+		return redactedError{msg: msg, err: err}
+	}
+	return err
+}
+
+// redactedError shows a redacted message but keeps the original error for
+// errors.Is.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e redactedError) Error() string { return e.msg }
+func (e redactedError) Unwrap() error { return e.err }

@@ -75,3 +75,35 @@ func TestMsgIDIsUnambiguous(t *testing.T) {
 		t.Errorf("MsgID(\" a\") = %q, want sha256: and 64 hex digits", got)
 	}
 }
+
+func TestRedact(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"nats://127.0.0.1:4222", "nats://127.0.0.1:4222"},
+		{"nats://user:secret@host:4222", "nats://redacted@host:4222"},
+		{"nats://s3cr3ttoken@host", "nats://redacted@host"},
+		{"nats://a:b@h1:4222, tls://c:d@h2:4222", "nats://redacted@h1:4222, tls://redacted@h2:4222"},
+		{`parse "nats://u:pa/ss@host:x": bad`, `parse "nats://redacted@host:x": bad`},
+		{"nats://u:p@ss@host", "nats://redacted@host"},
+	}
+	for _, tt := range tests {
+		if got := redact(tt.in); got != tt.want {
+			t.Errorf("redact(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestConnectErrorHidesCredentials(t *testing.T) {
+	for _, url := range []string{
+		"nats://sluice:hunter2@127.0.0.1:1",   // nothing listens on port 1
+		"nats://sluice:hun/ter2@127.0.0.1:42", // fails to parse
+		"nats://hunter2@127.0.0.1:1",          // a token
+	} {
+		_, err := Connect(Options{URL: url})
+		if err == nil {
+			t.Fatalf("Connect(%s) succeeded", url)
+		}
+		if strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "hun") {
+			t.Errorf("connect error shows the password: %v", err)
+		}
+	}
+}
