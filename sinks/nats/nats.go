@@ -5,9 +5,9 @@
 // through JetStream with a Nats-Msg-Id derived from the event_id (see MsgID)
 // and every acknowledgement is awaited, so a batch published again after a
 // worker crash is deduplicated by the server within the stream's duplicate
-// window; a batch that fails part-way says, in a *PartialError, how much of
-// it is held. Elsewhere events go out on core NATS, confirmed by a flush
-// round trip.
+// window; a batch that fails part-way says, in a *sinks.PartialError, how
+// much of it is held. Elsewhere events go out on core NATS, confirmed by a
+// flush round trip.
 //
 // Nothing is buffered while the connection is down: Publish fails at once
 // and the caller retries, so a retry never adds a second copy to a batch

@@ -15,48 +15,28 @@ import (
 
 var _ sinks.Output = (*Publisher)(nil)
 
-// PartialError reports a batch that failed after its first Done rows were
-// confirmed by the server: the caller resumes with rows[Done:], and does not
-// publish rows[:Done] again. Publish returns one (use errors.As) whenever it
-// knows how far the batch got; any other error means no row of the batch is
-// known to be held, and the caller publishes the whole batch again.
-//
-// Err says why rows[Done] failed. It is marked sinks.Permanent when that row
-// can never be published as it is (larger than the server's or the
-// JetStream stream's size limit): the caller sets rows[Done] aside and
-// resumes with rows[Done+1:].
-type PartialError struct {
-	// Done counts the rows, from the start of the batch, that the server
-	// confirmed.
-	Done int
-	// Ahead counts rows after rows[Done] that JetStream stored in the same
-	// attempt. Republishing them is harmless (JetStream drops them as
-	// duplicates by Nats-Msg-Id within its duplicate window), but in the
-	// JetStream stream they now come before rows[Done]: when one of them has
-	// rows[Done]'s key, that key's order is broken. Always 0 on core NATS.
-	Ahead int
-	// Err is the failure of rows[Done].
-	Err error
-}
-
-// Error says how far the batch got and why it stopped.
-func (e *PartialError) Error() string {
-	if e.Ahead > 0 {
-		return fmt.Sprintf("%v (first %d of the batch confirmed; %d later ones stored ahead of it)", e.Err, e.Done, e.Ahead)
-	}
-	return fmt.Sprintf("%v (first %d of the batch confirmed)", e.Err, e.Done)
-}
-
-// Unwrap returns Err, so errors.Is and sinks.IsPermanent see through it.
-func (e *PartialError) Unwrap() error { return e.Err }
-
 // Publish sends rows of one partition in offset order, to the subject of
 // each row's partition key, and returns once the server holds them all: in
 // JetStream mode every acknowledgement has arrived, on core NATS a flush
 // round trip has. It fails at once while the connection is down, and when
 // the stream's mode is not known yet and cannot be looked up (publishing on
 // core NATS instead would lose the deduplication JetStream subscribers rely
-// on). See PartialError for failures part-way.
+// on).
+//
+// When it knows how far a failed batch got, Publish returns a
+// *sinks.PartialError: its first Done rows are held, and the caller resumes
+// with rows[Done:]. In JetStream mode every failure is one (Done may be 0);
+// on core NATS only a row over the server's max payload is, since a flush
+// confirms all or nothing. Any other error means no row of the batch is
+// known to be held. The PartialError's Err, the failure of rows[Done], is
+// marked sinks.Permanent when that row can never be published as it is
+// (over the server's max payload or the JetStream stream's MaxMsgSize): the
+// caller sets rows[Done] aside and resumes with rows[Done+1:].
+//
+// Per key, JetStream stores a batch in offset order unless it refuses a row
+// and stores a later one of the same attempt; the error then says how many
+// later rows were stored ahead of rows[Done], and a retry stores rows[Done]
+// after them (the later ones are dropped as duplicates by Nats-Msg-Id).
 func (p *Publisher) Publish(ctx context.Context, st *schemas.Stream, partition int32, rows []sinks.Row) error {
 	if len(rows) == 0 {
 		return nil
@@ -91,7 +71,7 @@ func (p *Publisher) publishCore(ctx context.Context, st *schemas.Stream, partiti
 			if ferr := p.flush(ctx, before); ferr != nil {
 				return err
 			}
-			return &PartialError{Done: i, Err: sinks.Permanent(err)}
+			return &sinks.PartialError{Done: i, Err: sinks.Permanent(err)}
 		}
 	}
 	if err := p.flush(ctx, before); err != nil {
@@ -156,10 +136,11 @@ func (p *Publisher) publishJetStream(ctx context.Context, st *schemas.Stream, pa
 		err = sinks.Permanent(err)
 	}
 	if ahead > 0 {
+		err = fmt.Errorf("%w (%d later events of the batch were stored ahead of it)", err, ahead)
 		p.log.Warn("JetStream refused an event but stored later ones of the batch: its key may be out of order in the stream",
 			"stream", st.Name, "partition", partition, "event_id", rows[done].Event.ID, "stored_ahead", ahead)
 	}
-	return &PartialError{Done: done, Ahead: ahead, Err: err}
+	return &sinks.PartialError{Done: done, Err: err}
 }
 
 // settle waits for the acknowledgement of every future, even after a failure,
