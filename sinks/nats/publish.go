@@ -25,10 +25,11 @@ var _ sinks.Output = (*Publisher)(nil)
 //
 // When it knows how far a failed batch got, Publish returns a
 // *sinks.PartialError: its first Done rows are held, and the caller resumes
-// with rows[Done:]. In JetStream mode every failure is one (Done may be 0);
-// on core NATS only a row over the server's max payload is, since a flush
-// confirms all or nothing. Any other error means no row of the batch is
-// known to be held. The PartialError's Err, the failure of rows[Done], is
+// with rows[Done:]. In JetStream mode every failure of the publishing
+// itself is one (Done may be 0); on core NATS only a row over the server's
+// max payload is, since a flush confirms all or nothing. Any other error
+// (including the connection being down or a failed mode lookup) means no
+// row of the batch is known to be held. The PartialError's Err, the failure of rows[Done], is
 // marked sinks.Permanent when that row can never be published as it is
 // (over the server's max payload or the JetStream stream's MaxMsgSize): the
 // caller sets rows[Done] aside and resumes with rows[Done+1:].
