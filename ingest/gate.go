@@ -47,6 +47,10 @@ type GateConfig struct {
 	Admission *backpressure.Admission
 	// Breaker guards Kafka; nil means a default one named "kafka".
 	Breaker *backpressure.Breaker
+	// Shedder, when set, is asked before each commit whether a stream's
+	// events must be refused because what is unread of its topic nears
+	// Kafka's retention (backlog.Watcher); nil means never.
+	Shedder Shedder
 	// ProduceTimeout bounds how long a commit waits for Kafka's ack.
 	ProduceTimeout time.Duration
 	// Logger; nil means slog.Default().
@@ -74,6 +78,7 @@ type Gate struct {
 	maxEventBytes     int
 	admission         *backpressure.Admission
 	breaker           *backpressure.Breaker
+	shedder           Shedder
 	produceTimeout    time.Duration
 	log               *slog.Logger
 	metrics           *gateMetrics
@@ -125,6 +130,7 @@ func NewGate(cfg GateConfig) (*Gate, error) {
 		maxEventBytes:     cfg.MaxEventBytes,
 		admission:         cfg.Admission,
 		breaker:           cfg.Breaker,
+		shedder:           cfg.Shedder,
 		produceTimeout:    cfg.ProduceTimeout,
 		log:               log,
 	}
@@ -137,6 +143,16 @@ func NewGate(cfg GateConfig) (*Gate, error) {
 	}
 	g.metrics = m
 	return g, nil
+}
+
+// Shedder decides which streams the gate refuses for a while although
+// Kafka would take their events: those whose unread backlog nears what
+// Kafka retains, where more events would push older ones out unread.
+type Shedder interface {
+	// Shed reports whether to refuse stream's events now; if so, how long
+	// producers should wait and why (for logs, never sent to producers).
+	// It is called on every commit, so it must be cheap.
+	Shed(stream string) (retryAfter time.Duration, reason string, ok bool)
 }
 
 // Registry returns the streams the gate accepts.
@@ -231,6 +247,10 @@ var (
 	// ErrBatchTooLarge: the batch alone holds more events than the whole
 	// admission capacity; waiting cannot help (HTTP 413).
 	ErrBatchTooLarge = errors.New("more events in one batch than can be in flight")
+	// ErrBacklog: the stream's unread backlog in Kafka nears the topic's
+	// retention, so the gate sheds its events until the store catches up
+	// rather than let Kafka delete acknowledged ones unread (HTTP 503).
+	ErrBacklog = errors.New("stream backlog near kafka retention")
 )
 
 // Refused is Commit's error when the gate did not take a batch: Err is one
@@ -269,9 +289,9 @@ func RetryAfter(err error) time.Duration {
 // to produce commits at once.
 func (b *Batch) Commit(ctx context.Context) error { return CommitAll(ctx, b) }
 
-// CommitWait commits like Commit but, where Commit is refused for load or
-// an unavailable Kafka, waits and tries again until it succeeds or ctx
-// ends. It is how sources without a way to say "later" (MQTT, syslog, RELP)
+// CommitWait commits like Commit but, where Commit is refused for load,
+// an unavailable Kafka or a shed stream (ErrBacklog), waits and tries
+// again until it succeeds or ctx ends. It is how sources without a way to say "later" (MQTT, syslog, RELP)
 // push back: they hold the acknowledgement and stop reading meanwhile.
 func (b *Batch) CommitWait(ctx context.Context) error { return CommitAllWait(ctx, b) }
 
@@ -307,6 +327,9 @@ func CommitAll(ctx context.Context, bs ...*Batch) error {
 	}
 	if g.Available() != nil {
 		return refuse(ErrCircuitOpen, nil, g.breaker.RetryAfter())
+	}
+	if after, reason, ok := g.shed(bs); ok {
+		return refuse(ErrBacklog, errors.New(reason), after)
 	}
 	n := int64(accepted + lettered)
 	if err := g.admission.Acquire(ctx, n); err != nil {
@@ -344,6 +367,24 @@ func CommitAll(ctx context.Context, bs ...*Batch) error {
 		g.metrics.events.WithLabelValues(b.origin.Source, b.stream.Name, "dead_lettered").Add(float64(len(b.dead)))
 	}
 	return nil
+}
+
+// shed asks the shedder about the stream of every batch with events. A
+// batch of dead letters alone passes: they go to the dead-letter topic,
+// not to the stream's.
+func (g *Gate) shed(bs []*Batch) (after time.Duration, reason string, ok bool) {
+	if g.shedder == nil {
+		return 0, "", false
+	}
+	for _, b := range bs {
+		if len(b.msgs) == 0 {
+			continue
+		}
+		if after, reason, ok = g.shedder.Shed(b.stream.Name); ok {
+			return after, reason, true
+		}
+	}
+	return 0, "", false
 }
 
 // produce writes msgs through the breaker, within the produce timeout.

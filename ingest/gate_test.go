@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -220,5 +221,81 @@ func TestDeriveID(t *testing.T) {
 	u, err := uuid.Parse(a)
 	if err != nil || u.Version() != 8 || u.Variant() != uuid.RFC4122 {
 		t.Errorf("%s: version %d, variant %v (%v), want an RFC 9562 version 8 UUID", a, u.Version(), u.Variant(), err)
+	}
+}
+
+// shedder is a Shedder that sheds the streams set in it.
+type shedder struct {
+	mu   sync.Mutex
+	shed map[string]bool
+}
+
+func (s *shedder) set(stream string, shed bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shed == nil {
+		s.shed = make(map[string]bool)
+	}
+	s.shed[stream] = shed
+}
+
+func (s *shedder) Shed(stream string) (time.Duration, string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return 7 * time.Second, "backlog of " + stream + " near retention", s.shed[stream]
+}
+
+// A stream whose backlog nears Kafka's retention is refused before
+// anything is produced, with the shedder's retry-after; other streams and
+// dead letters pass, and CommitWait waits until the shedding ends.
+func TestGateShedsStreamNearRetention(t *testing.T) {
+	fp := &testkit.FakeProducer{}
+	sh := &shedder{}
+	sh.set("app_logs", true)
+	reg := prometheus.NewRegistry()
+	g := newTestGate(t, fp, func(c *ingest.GateConfig) { c.Shedder = sh; c.Registerer = reg })
+	event := map[string]any{"ts": "2026-11-24T10:00:00Z", "service": "a", "level": "info", "message": "m"}
+	logs, _ := g.Begin("app_logs", ingest.Origin{Source: "test"})
+	_ = logs.Add(event)
+	err := logs.Commit(context.Background())
+	var r *ingest.Refused
+	if !errors.As(err, &r) || !errors.Is(err, ingest.ErrBacklog) || ingest.RetryAfter(err) != 7*time.Second {
+		t.Fatalf("Commit = %v, retry after %v: want ingest.ErrBacklog after 7s", err, ingest.RetryAfter(err))
+	}
+	if r.Cause == nil || r.Cause.Error() != "backlog of app_logs near retention" {
+		t.Errorf("cause %v, want the shedder's reason", r.Cause)
+	}
+	if fp.Calls() != 0 {
+		t.Fatalf("%d produce calls for a shed stream", fp.Calls())
+	}
+
+	iot, _ := g.Begin("iot_telemetry", ingest.Origin{Source: "test"})
+	_ = iot.Add(map[string]any{"device_id": "d", "ts": "2026-11-24T10:00:00Z", "metrics": map[string]any{"x": 1.0}})
+	if err := ingest.CommitAll(context.Background(), iot, logs); !errors.Is(err, ingest.ErrBacklog) {
+		t.Errorf("CommitAll with a shed stream among others = %v, want ingest.ErrBacklog", err)
+	}
+	if err := iot.Commit(context.Background()); err != nil || len(fp.Produced()) != 1 {
+		t.Errorf("a stream not shed: %v, %d messages produced", err, len(fp.Produced()))
+	}
+	letters, _ := g.Begin("app_logs", ingest.Origin{Source: "test", DeadLetter: true})
+	_ = letters.Reject([]byte("<13>garbage"), "not syslog")
+	if err := letters.Commit(context.Background()); err != nil {
+		t.Errorf("dead letters alone of a shed stream: %v, want them through", err)
+	}
+
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		sh.set("app_logs", false)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := logs.CommitWait(ctx); err != nil {
+		t.Fatalf("CommitWait = %v, want success once the shedding ends", err)
+	}
+	if n := testkit.Metric(t, reg, "sluice_ingest_events_total", map[string]string{"stream": "app_logs", "result": "refused"}); n < 2 {
+		t.Errorf("%v app_logs events counted refused, want the shed commits counted", n)
+	}
+	if got := len(fp.Produced()); got != 3 {
+		t.Errorf("%d messages produced, want the iot event, the dead letter and the app_logs event", got)
 	}
 }
