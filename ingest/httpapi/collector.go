@@ -216,6 +216,9 @@ func (c *Collector) refused(w http.ResponseWriter, stream string, n int, err err
 	case errors.Is(err, ingest.ErrOverloaded):
 		setRetryAfter(w, ingest.RetryAfter(err))
 		c.fail(w, stream, http.StatusTooManyRequests, "too many events in flight: retry later")
+	case errors.Is(err, ingest.ErrBacklog):
+		c.unavailable(w, stream, ingest.RetryAfter(err), fmt.Sprintf(
+			"the backlog of stream %s is near what Kafka retains (the store is behind)", stream))
 	case errors.Is(err, ingest.ErrCircuitOpen):
 		c.unavailable(w, stream, ingest.RetryAfter(err), "kafka unavailable (circuit open)")
 	case errors.Is(err, ingest.ErrUnavailable):

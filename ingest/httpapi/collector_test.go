@@ -426,6 +426,37 @@ func TestCollectorBreakerOpens(t *testing.T) {
 	}
 }
 
+// streamShedder sheds one stream, as backlog.Watcher does one whose backlog
+// nears Kafka's retention.
+type streamShedder string
+
+func (s streamShedder) Shed(stream string) (time.Duration, string, bool) {
+	return 12 * time.Second, "partition 3 is 5m old", stream == string(s)
+}
+
+// A shed stream gets 503 with the shedder's Retry-After and a body that
+// says why; nothing of it reaches Kafka, and other streams pass.
+func TestCollectorShedsBacklog(t *testing.T) {
+	fp := &testkit.FakeProducer{}
+	c := newTestCollector(t, fp, func(cfg *testConfig) { cfg.Shedder = streamShedder("iot_telemetry") })
+	rec := httptest.NewRecorder()
+	c.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v1/streams/iot_telemetry/events", strings.NewReader(goodIoT)))
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") != "12" {
+		t.Errorf("shed stream: %d Retry-After %q, want 503 and 12", rec.Code, rec.Header().Get("Retry-After"))
+	}
+	if want := "the backlog of stream iot_telemetry is near what Kafka retains"; !strings.Contains(rec.Body.String(), want) {
+		t.Errorf("body %s, want it to say %q", rec.Body, want)
+	}
+	if fp.Calls() != 0 {
+		t.Errorf("%d produce calls for a shed stream", fp.Calls())
+	}
+	rec = httptest.NewRecorder()
+	c.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v1/streams/app_logs/events", strings.NewReader(goodLog)))
+	if rec.Code != http.StatusAccepted {
+		t.Errorf("a stream not shed: %d %s", rec.Code, rec.Body)
+	}
+}
+
 // The collector answers only event posts; ops serves the probes beside it.
 func TestCollectorRoutes(t *testing.T) {
 	tests := []struct {
