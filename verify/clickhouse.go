@@ -34,9 +34,14 @@ func openClickHouse(ctx context.Context, o clickhouse.Options) (*chReader, error
 
 func (c *chReader) Close() error { return c.conn.Close() }
 
-func quote(ident string) string { return "`" + strings.ReplaceAll(ident, "`", "\\`") + "`" }
+func (c *chReader) table(name string) string { return clickhouse.TableName(c.db, name) }
 
-func (c *chReader) table(name string) string { return quote(c.db) + "." + quote(name) }
+// Columns of Sluice's tables that verify reads, quoted for statements.
+var (
+	colEventID        = clickhouse.Quote(clickhouse.ColEventID)
+	colKafkaPartition = clickhouse.Quote(clickhouse.ColKafkaPartition)
+	colKafkaOffset    = clickhouse.Quote(clickhouse.ColKafkaOffset)
+)
 
 // tableExists reports whether the stream's table exists; a missing
 // database means a missing table.
@@ -50,8 +55,8 @@ func (c *chReader) tableExists(ctx context.Context, table string) (bool, error) 
 }
 
 // partitions lists the Kafka partitions the table holds rows of. The
-// tables are partitioned by kafka_partition, so the active parts name them
-// without reading any data.
+// tables are partitioned by clickhouse.ColKafkaPartition, so the active
+// parts name them without reading any data.
 func (c *chReader) partitions(ctx context.Context, table string) ([]int32, error) {
 	rows, err := c.conn.Query(ctx, "SELECT DISTINCT partition FROM system.parts WHERE database = ? AND table = ? AND active", c.db, table)
 	if err != nil {
@@ -66,7 +71,7 @@ func (c *chReader) partitions(ctx context.Context, table string) ([]int32, error
 		}
 		n, err := strconv.ParseInt(strings.Trim(p, "'"), 10, 32)
 		if err != nil {
-			return nil, fmt.Errorf("clickhouse: %s.%s has partition %q: not partitioned by kafka_partition", c.db, table, p)
+			return nil, fmt.Errorf("clickhouse: %s.%s has partition %q: not partitioned by %s", c.db, table, p, clickhouse.ColKafkaPartition)
 		}
 		out = append(out, int32(n))
 	}
@@ -78,7 +83,7 @@ func (c *chReader) partitions(ctx context.Context, table string) ([]int32, error
 
 // countRows counts a partition's rows below offset hw and at or above it.
 func (c *chReader) countRows(ctx context.Context, table string, partition int32, hw int64) (below, above uint64, err error) {
-	q := fmt.Sprintf("SELECT countIf(kafka_offset < ?), countIf(kafka_offset >= ?) FROM %s WHERE kafka_partition = ?", c.table(table))
+	q := fmt.Sprintf("SELECT countIf(%[1]s < ?), countIf(%[1]s >= ?) FROM %[2]s WHERE %[3]s = ?", colKafkaOffset, c.table(table), colKafkaPartition)
 	if err := c.conn.QueryRow(ctx, q, hw, hw, partition).Scan(&below, &above); err != nil {
 		return 0, 0, fmt.Errorf("clickhouse: count rows of %s.%s partition %d: %w", c.db, table, partition, err)
 	}
@@ -89,9 +94,9 @@ func (c *chReader) countRows(ctx context.Context, table string, partition int32,
 const noUpperBound = math.MaxInt64
 
 // scan calls fn with the event_id and offset of every row of the partition
-// with lo <= kafka_offset < hi, in no particular order.
+// with lo <= offset < hi, in no particular order.
 func (c *chReader) scan(ctx context.Context, table string, partition int32, lo, hi int64, fn func(id string, off int64)) error {
-	q := fmt.Sprintf("SELECT event_id, kafka_offset FROM %s WHERE kafka_partition = ? AND kafka_offset >= ? AND kafka_offset < ?", c.table(table))
+	q := fmt.Sprintf("SELECT %[1]s, %[2]s FROM %[3]s WHERE %[4]s = ? AND %[2]s >= ? AND %[2]s < ?", colEventID, colKafkaOffset, c.table(table), colKafkaPartition)
 	rows, err := c.conn.Query(ctx, q, partition, lo, hi)
 	if err != nil {
 		return fmt.Errorf("clickhouse: scan %s.%s partition %d: %w", c.db, table, partition, err)
@@ -121,8 +126,8 @@ func (c *chReader) offsetsOf(ctx context.Context, table string, partition int32,
 		return out, nil
 	}
 	marks := strings.TrimSuffix(strings.Repeat("?, ", len(ids)), ", ")
-	q := fmt.Sprintf("SELECT event_id, arraySort(groupArray(kafka_offset)) FROM %s WHERE kafka_partition = ? AND kafka_offset < ? AND event_id IN (%s) GROUP BY event_id",
-		c.table(table), marks)
+	q := fmt.Sprintf("SELECT %[1]s, arraySort(groupArray(%[2]s)) FROM %[3]s WHERE %[4]s = ? AND %[2]s < ? AND %[1]s IN (%[5]s) GROUP BY %[1]s",
+		colEventID, colKafkaOffset, c.table(table), colKafkaPartition, marks)
 	args := []any{partition, hi}
 	for _, id := range ids {
 		args = append(args, id)

@@ -100,7 +100,7 @@ func dropDatabase(t testing.TB, db string) {
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+quote(db)); err != nil {
+	if err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+clickhouse.Quote(db)); err != nil {
 		t.Errorf("drop database %s: %v", db, err)
 	}
 }

@@ -44,7 +44,7 @@ func openTest(t testing.TB) *Sink {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := s.conn.Exec(ctx, "DROP DATABASE IF EXISTS "+quote(db)); err != nil {
+		if err := s.conn.Exec(ctx, "DROP DATABASE IF EXISTS "+Quote(db)); err != nil {
 			t.Errorf("drop test database %s: %v", db, err)
 		}
 		s.Close()
@@ -116,8 +116,8 @@ func TestEnsureTables(t *testing.T) {
 			if err := s.conn.QueryRow(ctx, "SELECT partition_key, sorting_key FROM system.tables WHERE database = ? AND name = ?", s.db, st.Table).Scan(&pk, &sk); err != nil {
 				t.Fatal(err)
 			}
-			if want := strings.Join(st.OrderBy, ", "); pk != colKafkaPartition || sk != want {
-				t.Errorf("partition key %q, sorting key %q; want %q, %q", pk, sk, colKafkaPartition, want)
+			if want := strings.Join(st.OrderBy, ", "); pk != ColKafkaPartition || sk != want {
+				t.Errorf("partition key %q, sorting key %q; want %q, %q", pk, sk, ColKafkaPartition, want)
 			}
 		})
 	}
@@ -190,9 +190,9 @@ func selectAll(t *testing.T, s *Sink, st *schemas.Stream) []map[string]any {
 	cols := columns(st)
 	exprs := make([]string, len(cols))
 	for i, c := range cols {
-		exprs[i] = quote(c.name)
+		exprs[i] = Quote(c.name)
 		if c.typ == "DateTime" {
-			exprs[i] = "toUnixTimestamp(" + quote(c.name) + ")"
+			exprs[i] = "toUnixTimestamp(" + Quote(c.name) + ")"
 		}
 	}
 	rows, err := s.conn.Query(context.Background(), "SELECT "+strings.Join(exprs, ", ")+" FROM "+s.table(st)+" ORDER BY kafka_offset")
@@ -532,7 +532,7 @@ func TestIsPermanentRealErrors(t *testing.T) {
 	s := openTest(t)
 	ctx := context.Background()
 	st := builtin(t, "iot_telemetry")
-	if err := s.conn.Exec(ctx, "CREATE DATABASE "+quote(s.db)); err != nil {
+	if err := s.conn.Exec(ctx, "CREATE DATABASE "+Quote(s.db)); err != nil {
 		t.Fatal(err)
 	}
 	rows := iotRows(0, 3, time.Now())

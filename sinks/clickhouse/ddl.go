@@ -8,13 +8,21 @@ import (
 	"github.com/sluicehq/sluice/schemas"
 )
 
-// Names of the columns every table has besides the stream's own fields.
+// Names of the columns every table has besides the stream's own fields:
+// the layout that readers of Sluice's tables (sluice verify) rely on.
 const (
-	colEventID        = schemas.FieldEventID
-	colReceivedAt     = schemas.FieldReceivedAt
-	colReceivedAtMs   = schemas.FieldReceivedAt + msSuffix
-	colKafkaPartition = "kafka_partition"
-	colKafkaOffset    = "kafka_offset"
+	// ColEventID holds the event's identity, the key of deduplication.
+	ColEventID = schemas.FieldEventID
+	// ColReceivedAt holds when a collector received the event, in whole
+	// seconds (DateTime); ColReceivedAtMs holds the milliseconds.
+	ColReceivedAt   = schemas.FieldReceivedAt
+	ColReceivedAtMs = schemas.FieldReceivedAt + msSuffix
+	// ColKafkaPartition holds the event's Kafka partition. Every table is
+	// partitioned by it (PARTITION BY), so the names of a table's MergeTree
+	// partitions in system.parts are Kafka partition numbers.
+	ColKafkaPartition = "kafka_partition"
+	// ColKafkaOffset holds the event's offset in its Kafka partition.
+	ColKafkaOffset = "kafka_offset"
 
 	// msSuffix names the column holding the milliseconds of a timestamp,
 	// since 18.16's DateTime stops at seconds.
@@ -30,7 +38,7 @@ type column struct {
 // columns returns the physical columns of st's table, in table order.
 func columns(st *schemas.Stream) []column {
 	cols := make([]column, 0, 2*len(st.Fields)+5)
-	cols = append(cols, column{colEventID, "String"})
+	cols = append(cols, column{ColEventID, "String"})
 	for _, f := range st.Fields {
 		switch f.Type {
 		case schemas.TypeTimestamp:
@@ -44,22 +52,22 @@ func columns(st *schemas.Stream) []column {
 		}
 	}
 	return append(cols,
-		column{colReceivedAt, "DateTime"},
-		column{colReceivedAtMs, "UInt16"},
-		column{colKafkaPartition, "Int32"},
-		column{colKafkaOffset, "Int64"},
+		column{ColReceivedAt, "DateTime"},
+		column{ColReceivedAtMs, "UInt16"},
+		column{ColKafkaPartition, "Int32"},
+		column{ColKafkaOffset, "Int64"},
 	)
 }
 
 // fieldDefs returns the column definitions of CREATE TABLE, where a map
 // field is one Nested column rather than its two arrays.
 func fieldDefs(st *schemas.Stream) []string {
-	defs := []string{quote(colEventID) + " String"}
+	defs := []string{Quote(ColEventID) + " String"}
 	for _, f := range st.Fields {
-		n := quote(f.Name)
+		n := Quote(f.Name)
 		switch f.Type {
 		case schemas.TypeTimestamp:
-			defs = append(defs, n+" DateTime", quote(f.Name+msSuffix)+" UInt16")
+			defs = append(defs, n+" DateTime", Quote(f.Name+msSuffix)+" UInt16")
 		case schemas.TypeNumberMap:
 			defs = append(defs, n+" Nested(name String, value Float64)")
 		case schemas.TypeStringMap:
@@ -69,19 +77,24 @@ func fieldDefs(st *schemas.Stream) []string {
 		}
 	}
 	return append(defs,
-		quote(colReceivedAt)+" DateTime",
-		quote(colReceivedAtMs)+" UInt16",
-		quote(colKafkaPartition)+" Int32",
-		quote(colKafkaOffset)+" Int64",
+		Quote(ColReceivedAt)+" DateTime",
+		Quote(ColReceivedAtMs)+" UInt16",
+		Quote(ColKafkaPartition)+" Int32",
+		Quote(ColKafkaOffset)+" Int64",
 	)
 }
 
-// quote makes an identifier safe whatever it is, keywords included.
-func quote(ident string) string {
+// Quote makes an identifier safe to put in a statement whatever it is,
+// keywords and backquotes included: `kafka_offset`, `a\`b`.
+func Quote(ident string) string {
 	return "`" + strings.ReplaceAll(ident, "`", "\\`") + "`"
 }
 
-func (s *Sink) table(st *schemas.Stream) string { return quote(s.db) + "." + quote(st.Table) }
+// TableName returns the quoted, database-qualified name of a table, as
+// statements about a stream's table name it.
+func TableName(db, table string) string { return Quote(db) + "." + Quote(table) }
+
+func (s *Sink) table(st *schemas.Stream) string { return TableName(s.db, st.Table) }
 
 // CreateTableSQL returns the CREATE TABLE statement of st's table.
 //
@@ -101,13 +114,13 @@ func (s *Sink) CreateTableSQL(st *schemas.Stream) string {
 		}
 		b.WriteByte('\n')
 	}
-	b.WriteString(")\nENGINE = MergeTree()\nPARTITION BY " + quote(colKafkaPartition) + "\n")
+	b.WriteString(")\nENGINE = MergeTree()\nPARTITION BY " + Quote(ColKafkaPartition) + "\n")
 	if len(st.OrderBy) == 0 {
 		b.WriteString("ORDER BY tuple()")
 	} else {
 		keys := make([]string, len(st.OrderBy))
 		for i, k := range st.OrderBy {
-			keys[i] = quote(k)
+			keys[i] = Quote(k)
 		}
 		b.WriteString("ORDER BY (" + strings.Join(keys, ", ") + ")")
 	}
@@ -121,7 +134,7 @@ func (s *Sink) CreateTableSQL(st *schemas.Stream) string {
 // stored as Sluice stores them. It is idempotent and safe to run from
 // several processes at once.
 func (s *Sink) EnsureTables(ctx context.Context, streams []*schemas.Stream) error {
-	if err := s.conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+quote(s.db)); err != nil {
+	if err := s.conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+Quote(s.db)); err != nil {
 		return fmt.Errorf("clickhouse: create database %s: %w", s.db, err)
 	}
 	for _, st := range streams {
@@ -142,8 +155,8 @@ func (s *Sink) checkTable(ctx context.Context, st *schemas.Stream) error {
 	if err := row.Scan(&engine, &partitionKey); err != nil {
 		return fmt.Errorf("read engine: %w", err)
 	}
-	if !strings.HasSuffix(engine, "MergeTree") || strings.TrimSpace(partitionKey) != colKafkaPartition {
-		return fmt.Errorf("engine %s partitioned by %q: want a MergeTree partitioned by %s, or inserts are not atomic; drop or rename the table", engine, partitionKey, colKafkaPartition)
+	if !strings.HasSuffix(engine, "MergeTree") || strings.TrimSpace(partitionKey) != ColKafkaPartition {
+		return fmt.Errorf("engine %s partitioned by %q: want a MergeTree partitioned by %s, or inserts are not atomic; drop or rename the table", engine, partitionKey, ColKafkaPartition)
 	}
 
 	have, err := s.tableColumns(ctx, st)
@@ -190,9 +203,9 @@ func (s *Sink) tableColumns(ctx context.Context, st *schemas.Stream) (map[string
 // addColumn adds a column that a schema change introduced. Existing rows get
 // the type's default, which is what Insert writes for an absent field.
 func (s *Sink) addColumn(ctx context.Context, st *schemas.Stream, c column, after string) error {
-	q := fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", s.table(st), quote(c.name), c.typ)
+	q := fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", s.table(st), Quote(c.name), c.typ)
 	if after != "" {
-		q += " AFTER " + quote(after)
+		q += " AFTER " + Quote(after)
 	}
 	err := s.conn.Exec(ctx, q)
 	if err != nil {

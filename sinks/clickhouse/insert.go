@@ -54,7 +54,7 @@ func (s *Sink) send(ctx context.Context, st *schemas.Stream, data []any) error {
 	cols := columns(st)
 	names := make([]string, len(cols))
 	for i, c := range cols {
-		names[i] = quote(c.name)
+		names[i] = Quote(c.name)
 	}
 	// 18.16 needs the columns named: without them the driver's statement
 	// expects no values at all.
@@ -240,7 +240,7 @@ func (s *Sink) MaxOffset(ctx context.Context, st *schemas.Stream, partition int3
 	// max() of no rows is 0 rather than NULL on 18.16, which would read as
 	// "offset 0 is stored": count() tells the two apart.
 	var count uint64
-	q := fmt.Sprintf("SELECT count(), max(%s) FROM %s WHERE %s = ?", quote(colKafkaOffset), s.table(st), quote(colKafkaPartition))
+	q := fmt.Sprintf("SELECT count(), max(%s) FROM %s WHERE %s = ?", Quote(ColKafkaOffset), s.table(st), Quote(ColKafkaPartition))
 	if err := s.conn.QueryRow(ctx, q, partition).Scan(&count, &offset); err != nil {
 		return 0, false, fmt.Errorf("clickhouse: max offset of %s.%s partition %d: %w", s.db, st.Table, partition, err)
 	}
@@ -261,7 +261,7 @@ func (s *Sink) RecentEventIDs(ctx context.Context, st *schemas.Stream, partition
 	q := fmt.Sprintf(`SELECT %[1]s FROM %[2]s
 WHERE %[3]s = ? AND (%[4]s > toDateTime(?) OR (%[4]s = toDateTime(?) AND %[5]s >= ?))
 ORDER BY %[6]s DESC`,
-		quote(colEventID), s.table(st), quote(colKafkaPartition), quote(colReceivedAt), quote(colReceivedAtMs), quote(colKafkaOffset))
+		Quote(ColEventID), s.table(st), Quote(ColKafkaPartition), Quote(ColReceivedAt), Quote(ColReceivedAtMs), Quote(ColKafkaOffset))
 	args := []any{partition, sec.Unix(), sec.Unix(), ms}
 	if limit > 0 {
 		q += " LIMIT ?"
