@@ -18,6 +18,7 @@ import (
 	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/kafkatopic"
 	"github.com/sluicehq/sluice/schemas"
+	"github.com/sluicehq/sluice/sinks"
 	"github.com/sluicehq/sluice/sinks/clickhouse"
 	"github.com/sluicehq/sluice/workers"
 )
@@ -239,22 +240,22 @@ func (f *fixture) deliver(stream string, skip ...string) map[int32][]stored {
 	st := f.stream(stream)
 	for p, ms := range msgs {
 		seen := map[string]bool{}
-		var rows []clickhouse.Row
+		var rows []sinks.Row
 		for _, m := range ms {
 			if !m.ok || seen[m.event.ID] || slices.Contains(skip, m.event.ID) {
 				continue
 			}
 			seen[m.event.ID] = true
-			rows = append(rows, clickhouse.Row{Offset: m.offset, Event: m.event})
+			rows = append(rows, sinks.Row{Offset: m.offset, Event: m.event})
 		}
 		f.insert(st, p, rows...)
 	}
 	return msgs
 }
 
-func (f *fixture) insert(st *schemas.Stream, partition int32, rows ...clickhouse.Row) {
+func (f *fixture) insert(st *schemas.Stream, partition int32, rows ...sinks.Row) {
 	f.t.Helper()
-	if err := f.sink.Insert(context.Background(), st, partition, rows); err != nil {
+	if err := f.sink.Write(context.Background(), st, partition, rows); err != nil {
 		f.t.Fatal(err)
 	}
 }

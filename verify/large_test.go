@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/schemas"
-	"github.com/sluicehq/sluice/sinks/clickhouse"
+	"github.com/sluicehq/sluice/sinks"
 )
 
 // TestLarge measures verify on a big topic, run as the binary so that its
@@ -46,10 +46,10 @@ func TestLarge(t *testing.T) {
 	t.Logf("produced %d events in %s", n, time.Since(start).Round(time.Millisecond))
 
 	start = time.Now()
-	var rows []clickhouse.Row
+	var rows []sinks.Row
 	var partition int32
 	flush := func() {
-		if err := f.sink.Insert(context.Background(), st, partition, rows); err != nil {
+		if err := f.sink.Write(context.Background(), st, partition, rows); err != nil {
 			t.Fatal(err)
 		}
 		rows = rows[:0]
@@ -59,7 +59,7 @@ func TestLarge(t *testing.T) {
 			flush()
 			partition = m.partition
 		}
-		rows = append(rows, clickhouse.Row{Offset: m.offset, Event: m.event})
+		rows = append(rows, sinks.Row{Offset: m.offset, Event: m.event})
 	})
 	flush()
 	t.Logf("inserted into ClickHouse in %s", time.Since(start).Round(time.Millisecond))

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluicehq/sluice/kafkatopic"
 	"github.com/sluicehq/sluice/schemas"
+	"github.com/sluicehq/sluice/sinks"
 	"github.com/sluicehq/sluice/sinks/clickhouse"
 	"github.com/sluicehq/sluice/workers"
 )
@@ -99,7 +100,7 @@ func TestRun(t *testing.T) {
 						second = m
 					}
 				}
-				f.insert(f.stream("iot_telemetry"), p, clickhouse.Row{Offset: second.offset, Event: second.event})
+				f.insert(f.stream("iot_telemetry"), p, sinks.Row{Offset: second.offset, Event: second.event})
 			},
 			want: with(cleanTotals, func(c *Counts) { c.ClickHouseRows, c.Duplicated, c.ExtraRows = 61, 1, 1 }),
 			check: func(t *testing.T, f *fixture, rep Report) {
@@ -124,7 +125,7 @@ func TestRun(t *testing.T) {
 				msgs := f.deliver("iot_telemetry")
 				f.deliver("app_logs")
 				m := find(msgs, "iot-5")
-				row := clickhouse.Row{Offset: m.offset, Event: m.event}
+				row := sinks.Row{Offset: m.offset, Event: m.event}
 				f.insert(f.stream("iot_telemetry"), m.partition, row)
 				f.insert(f.stream("iot_telemetry"), m.partition, row)
 			},
@@ -212,7 +213,7 @@ func TestRun(t *testing.T) {
 			setup: func(f *fixture) {
 				f.deliver("iot_telemetry")
 				f.deliver("app_logs")
-				f.insert(f.stream("app_logs"), 0, clickhouse.Row{Offset: 0, Event: logEvent("ghost", "svc-x", 0)})
+				f.insert(f.stream("app_logs"), 0, sinks.Row{Offset: 0, Event: logEvent("ghost", "svc-x", 0)})
 			},
 			want: with(cleanTotals, func(c *Counts) { c.ClickHouseRows, c.Unexpected = 61, 1 }),
 			check: func(t *testing.T, f *fixture, rep Report) {
@@ -224,7 +225,7 @@ func TestRun(t *testing.T) {
 			setup: func(f *fixture) {
 				f.deliver("iot_telemetry")
 				f.deliver("app_logs")
-				f.insert(f.stream("app_logs"), 7, clickhouse.Row{Offset: 3, Event: logEvent("elsewhere", "svc-x", 0)})
+				f.insert(f.stream("app_logs"), 7, sinks.Row{Offset: 3, Event: logEvent("elsewhere", "svc-x", 0)})
 			},
 			want: with(cleanTotals, func(c *Counts) { c.ClickHouseRows, c.Unexpected = 61, 1 }),
 			check: func(t *testing.T, f *fixture, rep Report) {
@@ -240,7 +241,7 @@ func TestRun(t *testing.T) {
 			setup: func(f *fixture) {
 				f.deliver("iot_telemetry")
 				f.deliver("app_logs")
-				f.insert(f.stream("app_logs"), 1, clickhouse.Row{Offset: 1000, Event: logEvent("later", "svc-x", 0)})
+				f.insert(f.stream("app_logs"), 1, sinks.Row{Offset: 1000, Event: logEvent("later", "svc-x", 0)})
 			},
 			want: with(cleanTotals, func(c *Counts) { c.RowsAfterWatermark = 1 }),
 		},
@@ -327,7 +328,7 @@ func TestWait(t *testing.T) {
 			late: func(f *fixture, msgs map[int32][]stored) {
 				for _, id := range []string{"iot-3", "iot-4"} {
 					m := find(msgs, id)
-					f.insert(f.stream("iot_telemetry"), m.partition, clickhouse.Row{Offset: m.offset, Event: m.event})
+					f.insert(f.stream("iot_telemetry"), m.partition, sinks.Row{Offset: m.offset, Event: m.event})
 				}
 			},
 			want:   cleanTotals,
@@ -338,7 +339,7 @@ func TestWait(t *testing.T) {
 			wait: time.Minute,
 			late: func(f *fixture, msgs map[int32][]stored) {
 				m := find(msgs, "iot-4")
-				f.insert(f.stream("iot_telemetry"), m.partition, clickhouse.Row{Offset: m.offset, Event: m.event})
+				f.insert(f.stream("iot_telemetry"), m.partition, sinks.Row{Offset: m.offset, Event: m.event})
 				m = find(msgs, "iot-3")
 				f.deadLetter(workers.DeadLetter{Stream: "iot_telemetry", Topic: kafkatopic.Name(kafkatopic.DefaultPrefix, "iot_telemetry"),
 					Partition: m.partition, Offset: m.offset, Value: m.value, Reason: "rejected"})

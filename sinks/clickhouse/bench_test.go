@@ -7,21 +7,22 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/schemas"
+	"github.com/sluicehq/sluice/sinks"
 )
 
-// BenchmarkInsert inserts batches of 20,000 iot_telemetry events of four
+// BenchmarkWrite inserts batches of 20,000 iot_telemetry events of four
 // metrics and two tags each, a typical worker batch.
-func BenchmarkInsert(b *testing.B) {
+func BenchmarkWrite(b *testing.B) {
 	const batchSize = 20000
 	s := openTest(b)
 	st := builtin(b, "iot_telemetry")
 	ensure(b, s, st)
 
 	now := time.Now().UTC()
-	rows := make([]Row, batchSize)
+	rows := make([]sinks.Row, batchSize)
 	for i := range rows {
 		dev := fmt.Sprintf("sensor-%04d", i%1000)
-		rows[i] = Row{Event: schemas.Event{
+		rows[i] = sinks.Row{Event: schemas.Event{
 			ID: fmt.Sprintf("%s-%d", dev, i), Key: dev, ReceivedAt: now,
 			Fields: map[string]any{
 				"device_id": dev,
@@ -40,7 +41,7 @@ func BenchmarkInsert(b *testing.B) {
 			rows[i].Offset = next
 			next++
 		}
-		if err := s.Insert(ctx, st, 0, rows); err != nil {
+		if err := s.Write(ctx, st, 0, rows); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,11 +1,11 @@
 // Package clickhouse writes events to ClickHouse, one table per stream, over
-// the native protocol.
+// the native protocol. Its Sink is the sinks.Store of the worker core.
 //
 // The tables are the basis of exactly-once delivery. Each row carries its
 // Kafka partition and offset, and each table is partitioned by Kafka
 // partition, so that one INSERT of one Kafka partition's rows is one block
 // landing in one MergeTree part: it is stored entirely or not at all. After
-// a crash, MaxOffset tells how far a Kafka partition got, and RecentEventIDs
+// a crash, Progress tells how far a Kafka partition got, and Recent
 // rebuilds the window that deduplicates producers' retries.
 //
 // The DDL sticks to what both Debian's ClickHouse 18.16 and the current LTS

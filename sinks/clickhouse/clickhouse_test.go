@@ -19,6 +19,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/schemas"
+	"github.com/sluicehq/sluice/sinks"
 )
 
 // These tests run against a real ClickHouse, by default the one
@@ -141,7 +142,7 @@ func TestEnsureTablesEvolves(t *testing.T) {
 	ev := schemas.Event{ID: "old-1", Key: "checkout", ReceivedAt: t0, Fields: map[string]any{
 		"ts": t0, "service": "checkout", "level": "info", "message": "m",
 	}}
-	if err := s.Insert(ctx, &old, 0, []Row{{Offset: 1, Event: ev}}); err != nil {
+	if err := s.Write(ctx, &old, 0, []sinks.Row{{Offset: 1, Event: ev}}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -155,7 +156,7 @@ func TestEnsureTablesEvolves(t *testing.T) {
 		t.Errorf("old row: host %q, attrs.name %q; want defaults", host, attrs)
 	}
 	ev.ID, ev.Fields["host"], ev.Fields["attrs"] = "new-1", "web-3", map[string]string{"k": "v"}
-	if err := s.Insert(ctx, st, 0, []Row{{Offset: 2, Event: ev}}); err != nil {
+	if err := s.Write(ctx, st, 0, []sinks.Row{{Offset: 2, Event: ev}}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -238,15 +239,18 @@ func selectAll(t *testing.T, s *Sink, st *schemas.Stream) []map[string]any {
 	return out
 }
 
-func TestInsertReadsBack(t *testing.T) {
+// readBackCase is an event and the columns it must be read back as.
+type readBackCase struct {
+	stream string
+	event  schemas.Event
+	want   map[string]any
+}
+
+func readBackCases() []readBackCase {
 	ts := time.Date(2026, 11, 24, 10, 0, 0, 123e6, time.UTC)
 	recv := time.Date(2026, 11, 24, 10, 0, 1, 7e6, time.UTC)
 	kolkata := time.FixedZone("IST", 5*3600+1800)
-	tests := []struct {
-		stream string
-		event  schemas.Event
-		want   map[string]any
-	}{
+	return []readBackCase{
 		{"iot_telemetry", schemas.Event{ID: "e1", Key: "sensor-1", ReceivedAt: recv, Fields: map[string]any{
 			"device_id": "sensor-1", "ts": ts,
 			"metrics": map[string]float64{"temperature": 21.5, "humidity": 40.2, "co2": -1e-3},
@@ -283,28 +287,31 @@ func TestInsertReadsBack(t *testing.T) {
 			"received_at": uint32(ts.Unix()), "received_at_ms": uint16(123),
 		}},
 	}
+}
 
+func TestWriteReadsBack(t *testing.T) {
+	tests := readBackCases()
 	s := openTest(t)
 	for _, stream := range []string{"iot_telemetry", "app_logs"} {
 		t.Run(stream, func(t *testing.T) {
 			st := builtin(t, stream)
 			ensure(t, s, st)
 			const partition = 3
-			var rows []Row
+			var rows []sinks.Row
 			var want []map[string]any
 			for _, tt := range tests {
 				if tt.stream != stream {
 					continue
 				}
 				off := int64(100 + len(rows))
-				rows = append(rows, Row{Offset: off, Event: tt.event})
+				rows = append(rows, sinks.Row{Offset: off, Event: tt.event})
 				w := map[string]any{"kafka_partition": int32(partition), "kafka_offset": off}
 				for k, v := range tt.want {
 					w[k] = v
 				}
 				want = append(want, w)
 			}
-			if err := s.Insert(context.Background(), st, partition, rows); err != nil {
+			if err := s.Write(context.Background(), st, partition, rows); err != nil {
 				t.Fatal(err)
 			}
 			got := selectAll(t, s, st)
@@ -333,7 +340,7 @@ func TestDateTimeNotShifted(t *testing.T) {
 	ev := schemas.Event{ID: "tz", Key: "d", ReceivedAt: ts, Fields: map[string]any{
 		"device_id": "d", "ts": ts, "metrics": map[string]float64{"x": 1},
 	}}
-	if err := s.Insert(context.Background(), st, 0, []Row{{Offset: 0, Event: ev}}); err != nil {
+	if err := s.Write(context.Background(), st, 0, []sinks.Row{{Offset: 0, Event: ev}}); err != nil {
 		t.Fatal(err)
 	}
 	var got time.Time
@@ -347,18 +354,18 @@ func TestDateTimeNotShifted(t *testing.T) {
 	}
 }
 
-func iotRows(first int64, n int, recv time.Time) []Row {
-	rows := make([]Row, n)
+func iotRows(first int64, n int, recv time.Time) []sinks.Row {
+	rows := make([]sinks.Row, n)
 	for i := range rows {
 		id := fmt.Sprintf("ev-%d", first+int64(i))
-		rows[i] = Row{Offset: first + int64(i), Event: schemas.Event{ID: id, Key: "d", ReceivedAt: recv, Fields: map[string]any{
+		rows[i] = sinks.Row{Offset: first + int64(i), Event: schemas.Event{ID: id, Key: "d", ReceivedAt: recv, Fields: map[string]any{
 			"device_id": "d", "ts": recv, "metrics": map[string]float64{"x": float64(i)},
 		}}}
 	}
 	return rows
 }
 
-func TestMaxOffset(t *testing.T) {
+func TestProgress(t *testing.T) {
 	s := openTest(t)
 	ctx := context.Background()
 	st := builtin(t, "iot_telemetry")
@@ -372,29 +379,29 @@ func TestMaxOffset(t *testing.T) {
 	}
 	steps := []struct {
 		name   string
-		insert map[int32][]Row
+		insert map[int32][]sinks.Row
 		checks []check
 	}{
 		{"empty table", nil, []check{{0, 0, false}, {1, 0, false}}},
-		{"one partition", map[int32][]Row{0: iotRows(0, 3, recv)}, []check{{0, 2, true}, {1, 0, false}}},
-		{"another partition", map[int32][]Row{1: iotRows(10, 2, recv)}, []check{{0, 2, true}, {1, 11, true}}},
+		{"one partition", map[int32][]sinks.Row{0: iotRows(0, 3, recv)}, []check{{0, 2, true}, {1, 0, false}}},
+		{"another partition", map[int32][]sinks.Row{1: iotRows(10, 2, recv)}, []check{{0, 2, true}, {1, 11, true}}},
 		// 18.16's max() of no rows is 0 too: only count() tells offset 0 apart.
-		{"offset zero", map[int32][]Row{2: iotRows(0, 1, recv)}, []check{{2, 0, true}, {3, 0, false}}},
-		{"later batch", map[int32][]Row{0: iotRows(3, 5, recv)}, []check{{0, 7, true}, {1, 11, true}}},
+		{"offset zero", map[int32][]sinks.Row{2: iotRows(0, 1, recv)}, []check{{2, 0, true}, {3, 0, false}}},
+		{"later batch", map[int32][]sinks.Row{0: iotRows(3, 5, recv)}, []check{{0, 7, true}, {1, 11, true}}},
 	}
 	for _, step := range steps {
 		for p, rows := range step.insert {
-			if err := s.Insert(ctx, st, p, rows); err != nil {
+			if err := s.Write(ctx, st, p, rows); err != nil {
 				t.Fatalf("%s: %v", step.name, err)
 			}
 		}
 		for _, c := range step.checks {
-			off, ok, err := s.MaxOffset(ctx, st, c.partition)
+			off, ok, err := s.Progress(ctx, st, c.partition)
 			if err != nil {
 				t.Fatalf("%s: %v", step.name, err)
 			}
 			if off != c.offset || ok != c.ok {
-				t.Errorf("%s: MaxOffset(partition %d) = %d, %v; want %d, %v", step.name, c.partition, off, ok, c.offset, c.ok)
+				t.Errorf("%s: Progress(partition %d) = %d, %v; want %d, %v", step.name, c.partition, off, ok, c.offset, c.ok)
 			}
 		}
 	}
@@ -421,64 +428,72 @@ func TestMaxOffset(t *testing.T) {
 	}
 }
 
-func TestRecentEventIDs(t *testing.T) {
+func TestRecent(t *testing.T) {
 	s := openTest(t)
 	ctx := context.Background()
 	st := builtin(t, "iot_telemetry")
 	ensure(t, s, st)
 
 	t0 := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
-	at := func(first int64, ids []string, recv ...time.Time) []Row {
-		rows := iotRows(first, len(ids), t0)
+	at := func(recv ...sinks.Received) []sinks.Row {
+		rows := iotRows(0, len(recv), t0)
 		for i := range rows {
-			rows[i].Event.ID = ids[i]
-			rows[i].Event.ReceivedAt = recv[i]
+			rows[i].Event.ID = recv[i].ID
+			rows[i].Event.ReceivedAt = recv[i].At
 		}
 		return rows
 	}
-	p0 := at(0, []string{"old", "edge-before", "edge-at", "edge-after", "new"},
-		t0.Add(-20*time.Minute),
-		t0.Add(-5*time.Minute+199*time.Millisecond),
-		t0.Add(-5*time.Minute+200*time.Millisecond),
-		t0.Add(-5*time.Minute+201*time.Millisecond),
-		t0)
-	p1 := at(0, []string{"other-partition"}, t0)
-	if err := s.Insert(ctx, st, 0, p0); err != nil {
+	var (
+		old        = sinks.Received{ID: "old", At: t0.Add(-20 * time.Minute)}
+		edgeBefore = sinks.Received{ID: "edge-before", At: t0.Add(-5*time.Minute + 199*time.Millisecond)}
+		edgeAt     = sinks.Received{ID: "edge-at", At: t0.Add(-5*time.Minute + 200*time.Millisecond)}
+		edgeAfter  = sinks.Received{ID: "edge-after", At: t0.Add(-5*time.Minute + 201*time.Millisecond)}
+		newest     = sinks.Received{ID: "new", At: t0.Add(7 * time.Millisecond)}
+		// A retry can sit at a higher offset with an older receive time:
+		// the newest received_at is not the last row's.
+		late  = sinks.Received{ID: "late", At: t0.Add(-time.Minute)}
+		other = sinks.Received{ID: "other-partition", At: t0}
+	)
+	if err := s.Write(ctx, st, 0, at(old, edgeBefore, edgeAt, edgeAfter, newest, late)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Insert(ctx, st, 1, p1); err != nil {
+	if err := s.Write(ctx, st, 1, at(other)); err != nil {
 		t.Fatal(err)
 	}
 
-	since := t0.Add(-5*time.Minute + 200*time.Millisecond)
+	since := edgeAt.At
 	tests := []struct {
-		name      string
-		partition int32
-		since     time.Time
-		limit     int
-		want      []string
+		name       string
+		partition  int32
+		since      time.Time
+		limit      int
+		want       []sinks.Received
+		wantNewest time.Time
 	}{
-		{"window, to the millisecond", 0, since, 100, []string{"edge-at", "edge-after", "new"}},
-		{"limit keeps the most recent", 0, since, 2, []string{"edge-after", "new"}},
-		{"no limit", 0, time.Time{}, 0, []string{"old", "edge-before", "edge-at", "edge-after", "new"}},
-		{"other partition", 1, since, 100, []string{"other-partition"}},
-		{"empty partition", 2, since, 100, nil},
-		{"future", 0, t0.Add(time.Second), 100, nil},
+		{"window, to the millisecond", 0, since, 100, []sinks.Received{edgeAt, edgeAfter, newest, late}, newest.At},
+		{"limit keeps the highest offsets", 0, since, 2, []sinks.Received{newest, late}, newest.At},
+		{"no limit", 0, time.Time{}, 0, []sinks.Received{old, edgeBefore, edgeAt, edgeAfter, newest, late}, newest.At},
+		{"other partition", 1, since, 100, []sinks.Received{other}, other.At},
+		{"empty partition", 2, since, 100, nil, time.Time{}},
+		{"future", 0, newest.At.Add(time.Millisecond), 100, nil, newest.At},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := s.RecentEventIDs(ctx, st, tt.partition, tt.since, tt.limit)
+			got, gotNewest, err := s.Recent(ctx, st, tt.partition, tt.since, tt.limit)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if !reflect.DeepEqual(got, tt.want) {
-				t.Errorf("RecentEventIDs = %q, want %q", got, tt.want)
+				t.Errorf("Recent = %v, want %v", got, tt.want)
+			}
+			if !gotNewest.Equal(tt.wantNewest) || gotNewest.IsZero() != tt.wantNewest.IsZero() {
+				t.Errorf("Recent's newest = %v, want %v", gotNewest, tt.wantNewest)
 			}
 		})
 	}
 }
 
-func TestInsertRejectsBadRows(t *testing.T) {
+func TestWriteRejectsBadRows(t *testing.T) {
 	s := openTest(t)
 	ctx := context.Background()
 	st := builtin(t, "iot_telemetry")
@@ -487,21 +502,21 @@ func TestInsertRejectsBadRows(t *testing.T) {
 
 	tests := []struct {
 		name      string
-		rows      func() []Row
+		rows      func() []sinks.Row
 		permanent bool
 	}{
-		{"offsets out of order", func() []Row { return []Row{good[1], good[0]} }, false},
-		{"no event_id", func() []Row {
+		{"offsets out of order", func() []sinks.Row { return []sinks.Row{good[1], good[0]} }, false},
+		{"no event_id", func() []sinks.Row {
 			r := iotRows(0, 1, time.Now())
 			r[0].Event.ID = ""
 			return r
 		}, true},
-		{"field of the wrong type", func() []Row {
+		{"field of the wrong type", func() []sinks.Row {
 			r := iotRows(0, 1, time.Now())
 			r[0].Event.Fields["ts"] = "2026-11-24T10:00:00Z"
 			return r
 		}, true},
-		{"received_at unset", func() []Row {
+		{"received_at unset", func() []sinks.Row {
 			r := iotRows(0, 1, time.Now())
 			r[0].Event.ReceivedAt = time.Time{}
 			return r
@@ -509,19 +524,19 @@ func TestInsertRejectsBadRows(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := s.Insert(ctx, st, 0, tt.rows())
+			err := s.Write(ctx, st, 0, tt.rows())
 			if err == nil {
-				t.Fatal("Insert succeeded")
+				t.Fatal("Write succeeded")
 			}
-			if IsPermanent(err) != tt.permanent {
-				t.Errorf("IsPermanent(%v) = %v, want %v", err, !tt.permanent, tt.permanent)
+			if sinks.IsPermanent(err) != tt.permanent {
+				t.Errorf("sinks.IsPermanent(%v) = %v, want %v", err, !tt.permanent, tt.permanent)
 			}
 		})
 	}
-	if err := s.Insert(ctx, st, 0, nil); err != nil {
-		t.Errorf("Insert of no rows: %v", err)
+	if err := s.Write(ctx, st, 0, nil); err != nil {
+		t.Errorf("Write of no rows: %v", err)
 	}
-	if _, ok, _ := s.MaxOffset(ctx, st, 0); ok {
+	if _, ok, _ := s.Progress(ctx, st, 0); ok {
 		t.Error("a rejected insert stored rows")
 	}
 }
@@ -567,21 +582,30 @@ func TestIsPermanentRealErrors(t *testing.T) {
 	for i, tt := range permanent {
 		t.Run(tt.name, func(t *testing.T) {
 			alt := createAs(t, fmt.Sprintf("drifted_%d", i), tt.from, tt.to)
-			err := s.Insert(ctx, alt, 0, rows)
+			err := s.Write(ctx, alt, 0, rows)
 			if err == nil {
-				t.Fatal("Insert succeeded")
+				t.Fatal("Write succeeded")
 			}
 			if !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error %q does not mention %q", err, tt.want)
 			}
-			if !IsPermanent(err) {
-				t.Errorf("IsPermanent(%v) = false", err)
+			if !sinks.IsPermanent(err) {
+				t.Errorf("sinks.IsPermanent(%v) = false", err)
 			}
 		})
 	}
+}
+
+// TestIsPermanentServerErrors classifies errors of a real server that are
+// not about the table's columns.
+func TestIsPermanentServerErrors(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	st := builtin(t, "iot_telemetry")
+	rows := iotRows(0, 3, time.Now())
+	ensure(t, s, st)
 
 	t.Run("server rejects the block", func(t *testing.T) {
-		ensure(t, s, st)
 		// Nested arrays of different lengths: only the server checks that.
 		batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.table(st)+" (event_id, `tags.name`, `tags.value`)")
 		if err != nil {
@@ -595,34 +619,33 @@ func TestIsPermanentRealErrors(t *testing.T) {
 		if !errors.As(err, &exc) || exc.Code != 190 {
 			t.Fatalf("Send = %v, want exception 190 (SIZES_OF_ARRAYS_DOESNT_MATCH)", err)
 		}
-		if !IsPermanent(fmt.Errorf("wrapped: %w", err)) {
-			t.Errorf("IsPermanent(%v) = false", err)
+		if !isPermanent(fmt.Errorf("wrapped: %w", err)) {
+			t.Errorf("isPermanent(%v) = false", err)
 		}
 	})
 
 	t.Run("table missing", func(t *testing.T) {
 		gone := *st
 		gone.Table = "never_created"
-		err := s.Insert(ctx, &gone, 0, rows)
+		err := s.Write(ctx, &gone, 0, rows)
 		if err == nil {
-			t.Fatal("Insert succeeded")
+			t.Fatal("Write succeeded")
 		}
 		// An operator or EnsureTables can fix it: the rows must wait.
-		if IsPermanent(err) {
-			t.Errorf("IsPermanent(%v) = true", err)
+		if sinks.IsPermanent(err) {
+			t.Errorf("sinks.IsPermanent(%v) = true", err)
 		}
 	})
 
 	t.Run("context cancelled", func(t *testing.T) {
-		ensure(t, s, st)
 		cctx, cancel := context.WithCancel(ctx)
 		cancel()
-		err := s.Insert(cctx, st, 0, rows)
+		err := s.Write(cctx, st, 0, rows)
 		if err == nil {
-			t.Fatal("Insert succeeded")
+			t.Fatal("Write succeeded")
 		}
-		if IsPermanent(err) {
-			t.Errorf("IsPermanent(%v) = true", err)
+		if sinks.IsPermanent(err) {
+			t.Errorf("sinks.IsPermanent(%v) = true", err)
 		}
 	})
 }
@@ -644,8 +667,8 @@ func TestIsPermanentUnreachable(t *testing.T) {
 		if err == nil {
 			t.Fatal("Open succeeded on a closed port")
 		}
-		if IsPermanent(err) {
-			t.Errorf("IsPermanent(%v) = true", err)
+		if isPermanent(err) {
+			t.Errorf("isPermanent(%v) = true", err)
 		}
 	})
 
@@ -659,19 +682,19 @@ func TestIsPermanentUnreachable(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer via.Close()
-		if err := via.Insert(ctx, st, 0, iotRows(0, 1, time.Now())); err != nil {
+		if err := via.Write(ctx, st, 0, iotRows(0, 1, time.Now())); err != nil {
 			t.Fatal(err)
 		}
 		p.stop()
-		err = via.Insert(ctx, st, 0, iotRows(1, 1, time.Now()))
+		err = via.Write(ctx, st, 0, iotRows(1, 1, time.Now()))
 		if err == nil {
-			t.Fatal("Insert succeeded with the server gone")
+			t.Fatal("Write succeeded with the server gone")
 		}
-		if IsPermanent(err) {
-			t.Errorf("IsPermanent(%v) = true", err)
+		if sinks.IsPermanent(err) {
+			t.Errorf("sinks.IsPermanent(%v) = true", err)
 		}
 		t.Logf("transient: %v", err)
-		if _, _, err := via.MaxOffset(ctx, st, 0); err == nil {
+		if _, _, err := via.Progress(ctx, st, 0); err == nil {
 			t.Error("MaxOffset succeeded with the server gone")
 		}
 	})
@@ -699,8 +722,8 @@ func TestIsPermanentClassifies(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := IsPermanent(tt.err); got != tt.want {
-				t.Errorf("IsPermanent(%v) = %v, want %v", tt.err, got, tt.want)
+			if got := isPermanent(tt.err); got != tt.want {
+				t.Errorf("isPermanent(%v) = %v, want %v", tt.err, got, tt.want)
 			}
 		})
 	}

@@ -98,10 +98,10 @@ func (s *Sink) table(st *schemas.Stream) string { return TableName(s.db, st.Tabl
 
 // CreateTableSQL returns the CREATE TABLE statement of st's table.
 //
-// PARTITION BY kafka_partition is what makes an Insert atomic: MergeTree
+// PARTITION BY kafka_partition is what makes a Write atomic: MergeTree
 // splits an inserted block into one part per partition it touches and
 // commits the parts one by one, so a block holding one Kafka partition's rows
-// becomes exactly one part. It also lets MaxOffset read one partition only.
+// becomes exactly one part. It also lets Progress read one partition only.
 func (s *Sink) CreateTableSQL(st *schemas.Stream) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s (\n", s.table(st))
@@ -201,7 +201,7 @@ func (s *Sink) tableColumns(ctx context.Context, st *schemas.Stream) (map[string
 }
 
 // addColumn adds a column that a schema change introduced. Existing rows get
-// the type's default, which is what Insert writes for an absent field.
+// the type's default, which is what Write writes for an absent field.
 func (s *Sink) addColumn(ctx context.Context, st *schemas.Stream, c column, after string) error {
 	q := fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", s.table(st), Quote(c.name), c.typ)
 	if after != "" {

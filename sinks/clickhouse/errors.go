@@ -38,14 +38,15 @@ var permanentCodes = map[int32]string{
 	469: "VIOLATED_CONSTRAINT",
 }
 
-// IsPermanent reports whether an Insert error is the data's fault: the
+// isPermanent reports whether an INSERT error is the data's fault: the
 // server rejected a value, or a value does not convert to its column's type
 // (the driver checks this before sending), or an event is malformed. Such
 // rows belong in the dead-letter topic. Everything else (unreachable or
 // overloaded server, timeouts, cancelled contexts, unknown errors) is
 // transient, to be retried until it passes, since losing events is worse
-// than waiting.
-func IsPermanent(err error) bool {
+// than waiting. Write marks the errors it reports with sinks.Permanent, the
+// one test its callers need.
+func isPermanent(err error) bool {
 	if err == nil {
 		return false
 	}
