@@ -6,7 +6,10 @@
 // partition, so that one INSERT of one Kafka partition's rows is one block
 // landing in one MergeTree part: it is stored entirely or not at all. After
 // a crash, Progress tells how far a Kafka partition got, and Recent
-// rebuilds the window that deduplicates producers' retries.
+// rebuilds the window that deduplicates producers' retries. An INSERT whose
+// outcome the client could not learn is settled (see Write) before the Sink
+// answers again for its partition, so Progress is never overtaken by an
+// INSERT still running on the server.
 //
 // The DDL sticks to what both Debian's ClickHouse 18.16 and the current LTS
 // accept: no LowCardinality, DateTime64, Map, CODEC or TTL. Timestamps are
@@ -18,6 +21,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"sync"
 	"time"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
@@ -58,6 +62,20 @@ type Sink struct {
 	db      string
 	version string
 	log     *slog.Logger
+
+	// How settling an INSERT of unknown outcome waits (settle.go); Open
+	// sets the defaults, tests shorten them.
+	settleTimeout time.Duration
+	killAfter     time.Duration
+	// newQueryID names each INSERT, so that it can be found on the server
+	// after the client lost it; tests replace it to know the name.
+	newQueryID func() string
+
+	mu sync.Mutex
+	// unsettled holds, per table and Kafka partition, the query id of an
+	// INSERT whose end could not be confirmed: the next Write or Progress
+	// of that partition settles it first.
+	unsettled map[partitionKey]string
 }
 
 var dbNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
@@ -75,10 +93,14 @@ func Open(ctx context.Context, o Options) (*Sink, error) {
 		return nil, fmt.Errorf("clickhouse: server version of %s: %w", o.Addr, err)
 	}
 	return &Sink{
-		conn:    conn,
-		db:      o.Database,
-		version: v.Version.String(),
-		log:     o.Logger.With("component", "clickhouse"),
+		conn:          conn,
+		db:            o.Database,
+		version:       v.Version.String(),
+		log:           o.Logger.With("component", "clickhouse"),
+		settleTimeout: defaultSettleTimeout,
+		killAfter:     defaultKillAfter,
+		newQueryID:    newQueryID,
+		unsettled:     make(map[partitionKey]string),
 	}, nil
 }
 

@@ -730,12 +730,13 @@ func TestIsPermanentClassifies(t *testing.T) {
 }
 
 // proxy forwards TCP connections to ClickHouse until stopped, to take the
-// server away from a connected Sink.
+// server away from a connected Sink; cut takes it away for a while.
 type proxy struct {
 	addr string
 	l    net.Listener
 	mu   sync.Mutex
 	conn []net.Conn
+	down bool // cut: connections are dropped, new ones refused
 }
 
 func startProxy(t *testing.T, target string) *proxy {
@@ -750,6 +751,13 @@ func startProxy(t *testing.T, target string) *proxy {
 			c, err := l.Accept()
 			if err != nil {
 				return
+			}
+			p.mu.Lock()
+			down := p.down
+			p.mu.Unlock()
+			if down {
+				c.Close()
+				continue
 			}
 			up, err := net.Dial("tcp", target)
 			if err != nil {
@@ -767,10 +775,28 @@ func startProxy(t *testing.T, target string) *proxy {
 	return p
 }
 
+// cut drops every connection and refuses new ones until restore.
+func (p *proxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = true
+	p.closeAll()
+}
+
+func (p *proxy) restore() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = false
+}
+
 func (p *proxy) stop() {
 	p.l.Close()
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.closeAll()
+}
+
+func (p *proxy) closeAll() {
 	for _, c := range p.conn {
 		c.Close()
 	}

@@ -2,10 +2,13 @@ package clickhouse
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
 
 	"github.com/sluicehq/sluice/schemas"
 	"github.com/sluicehq/sluice/sinks"
@@ -16,14 +19,25 @@ import (
 // block becomes one part, so the rows are stored all together or not at all.
 //
 // An error that sinks.IsPermanent reports is the rows' fault (a value the
-// table refuses, a malformed event); nothing was stored. After any other
-// error the rows may or may not have been stored: the server can commit the
-// part and then lose the connection before acknowledging it. Ask Progress
-// before writing them again.
+// table refuses, a malformed event); nothing was stored. Any other error
+// leaves the outcome unknown, since the server may commit the part after
+// the connection dropped or ctx ended, but settled: before returning it,
+// Write waits, on a context of its own bounded by 30 s, until the INSERT
+// (found by its query id in system.processes) is no longer running on the
+// server. One that runs on for more than 3 s is killed where the server
+// can (18.16 cannot kill an INSERT fed by a client, so there it is waited
+// for). So once Write has returned, no INSERT of the partition is running,
+// and Progress tells whether the rows were stored. When that cannot be
+// confirmed (the server unreachable, or the INSERT outlasting the 30 s),
+// the error says so, and the partition's next Write or Progress settles it
+// first, failing until it can.
 //
 // Writes of one partition must not overlap; different partitions may be
 // written concurrently.
 func (s *Sink) Write(ctx context.Context, st *schemas.Stream, partition int32, rows []sinks.Row) error {
+	if err := s.settleUnsettled(ctx, st, partition); err != nil {
+		return err
+	}
 	if len(rows) == 0 {
 		return nil
 	}
@@ -38,13 +52,39 @@ func (s *Sink) Write(ctx context.Context, st *schemas.Stream, partition int32, r
 	if err != nil {
 		return sinks.Permanent(fmt.Errorf("clickhouse: insert into %s.%s partition %d: %w", s.db, st.Table, partition, err))
 	}
-	if err := s.send(ctx, st, data); err != nil {
-		err = fmt.Errorf("clickhouse: insert %d rows (offsets %d-%d) into %s.%s partition %d: %w",
-			len(rows), rows[0].Offset, rows[len(rows)-1].Offset, s.db, st.Table, partition, err)
-		if isPermanent(err) {
-			return sinks.Permanent(err)
-		}
+	id := s.newQueryID()
+	err = s.send(ch.Context(ctx, ch.WithQueryID(id)), st, data)
+	if err == nil {
+		return nil
+	}
+	if cerr := ctxEnded(ctx); cerr != nil && !errors.Is(err, cerr) {
+		// The driver reports a deadline as the socket's i/o timeout: say
+		// why, so that the caller can tell its own cancellation.
+		err = fmt.Errorf("%w (%w)", err, cerr)
+	}
+	err = fmt.Errorf("clickhouse: insert %d rows (offsets %d-%d) into %s.%s partition %d (query id %s): %w",
+		len(rows), rows[0].Offset, rows[len(rows)-1].Offset, s.db, st.Table, partition, id, err)
+	if isPermanent(err) {
+		return sinks.Permanent(err)
+	}
+	if neverSent(err) {
 		return err
+	}
+	if serr := s.afterFailure(ctx, st, partition, id); serr != nil {
+		return fmt.Errorf("%w; it may still be running on the server, which the next Write or Progress of the partition waits for: %w", err, serr)
+	}
+	return err
+}
+
+// ctxEnded returns why ctx has ended, or nil. A deadline counts from the
+// moment it passes: the driver puts it on the socket too, which may time out
+// before ctx's own timer has fired.
+func ctxEnded(ctx context.Context) error {
+	if err := context.Cause(ctx); err != nil {
+		return err
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return context.DeadlineExceeded
 	}
 	return nil
 }

@@ -15,7 +15,17 @@ var _ sinks.Store = (*Sink)(nil)
 
 // Progress returns the highest Kafka offset stored for the partition, and
 // ok=false when the partition has no rows.
+//
+// The answer is the truth about the partition, not a snapshot that a late
+// INSERT may overtake: an INSERT of the partition that a Write left
+// unsettled (its outcome unknown and the server unreachable to confirm its
+// end) is settled first, as Write describes, and Progress fails while it
+// cannot be. An INSERT running concurrently (a Write of the same partition
+// that has not returned) is the caller's to avoid.
 func (s *Sink) Progress(ctx context.Context, st *schemas.Stream, partition int32) (offset int64, ok bool, err error) {
+	if err := s.settleUnsettled(ctx, st, partition); err != nil {
+		return 0, false, err
+	}
 	return s.maxOffset(ctx, st, partition)
 }
 
