@@ -10,7 +10,7 @@ import (
 // publish replaces the view that Shed and Check read with the state of
 // every partition.
 func (w *Watcher) publish() {
-	v := &view{at: time.Now(), shed: make(map[string]string)}
+	v := &view{at: time.Now(), read: true, shed: make(map[string]string)}
 	worst := make(map[string]*partition)
 	count := make(map[string]int)
 	for _, k := range slices.SortedFunc(maps.Keys(w.parts), comparePart) {

@@ -95,6 +95,8 @@ type partKey struct {
 type view struct {
 	// at is when the last successful round ended; New's time before one.
 	at time.Time
+	// read is set once a round succeeded.
+	read bool
 	// err is why the last round failed; nil when it did not.
 	err error
 	// shed maps each stream with a partition in alarm to the reason.
@@ -200,6 +202,9 @@ func (w *Watcher) Check() error {
 		why := "no answer"
 		if v.err != nil {
 			why = v.err.Error()
+		}
+		if !v.read {
+			return fmt.Errorf("kafka backlog unknown, not read in the %s since the start: %s", span(time.Since(v.at)), why)
 		}
 		return fmt.Errorf("kafka backlog unknown, last read %s ago: %s", span(time.Since(v.at)), why)
 	}

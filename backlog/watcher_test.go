@@ -25,6 +25,7 @@ const group = "sluice-workers"
 // it clears when the group commits to the end. The stream next to it, with
 // the default retention of seven days, is never shed.
 func TestWatcherAlarmExpiryAndRecovery(t *testing.T) {
+	t.Parallel()
 	const retention = 6 * time.Second
 	iot, logs := testkit.StreamTopic("iot_telemetry"), testkit.StreamTopic("app_logs")
 	k := testkit.StartKafkaRetention(t, 200*time.Millisecond, map[string]time.Duration{iot: retention, logs: 0})
@@ -257,4 +258,37 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// A watcher that cannot reach Kafka sheds nothing (it fails open, since a
+// refusal must rest on a reading) and counts its failed rounds; once its
+// readings are stale (about 10 s here) Check says so, with the error.
+func TestWatcherWithoutKafkaShedsNothing(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	w, err := backlog.New(backlog.Options{
+		Brokers: []string{"127.0.0.1:1"}, GroupID: group, Topics: map[string]string{"sluice.app_logs": "app_logs"},
+		Interval: 20 * time.Millisecond, Logger: testkit.QuietLogger(), Registerer: reg,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runWatcher(t, w)
+	waitFor(t, 5*time.Second, "a failed round", func() bool {
+		return testkit.Metric(t, reg, "sluice_kafka_backlog_read_errors_total", nil) > 0
+	})
+	if _, _, ok := w.Shed("app_logs"); ok {
+		t.Error("shed without a reading")
+	}
+	if err := w.Check(); err != nil {
+		t.Errorf("Check = %v before the readings are stale", err)
+	}
+	waitFor(t, 15*time.Second, "stale readings", func() bool { return w.Check() != nil })
+	if msg := w.Check().Error(); !strings.Contains(msg, "kafka backlog unknown, not read in the 10") || !strings.Contains(msg, "127.0.0.1:1") {
+		t.Errorf("Check = %q, want how long ago the last reading was and why none since", msg)
+	}
+	if _, _, ok := w.Shed("app_logs"); ok {
+		t.Error("shed on stale readings")
+	}
+	stop()
 }
