@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sluicehq/sluice/backlog"
 	"github.com/sluicehq/sluice/backpressure"
 	"github.com/sluicehq/sluice/deadletter"
 	"github.com/sluicehq/sluice/ingest"
@@ -223,6 +224,9 @@ func TestDeriveID(t *testing.T) {
 		t.Errorf("%s: version %d, variant %v (%v), want an RFC 9562 version 8 UUID", a, u.Version(), u.Variant(), err)
 	}
 }
+
+// The watcher of Kafka backlogs is what the gate sheds by.
+var _ ingest.Shedder = (*backlog.Watcher)(nil)
 
 // shedder is a Shedder that sheds the streams set in it.
 type shedder struct {
