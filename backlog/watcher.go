@@ -64,7 +64,8 @@ type Options struct {
 // Watcher reads the backlog of a consumer group on a set of topics and
 // says when its oldest unread messages near the topics' retention. Run
 // does the reading, in the caller's goroutine; Shed and Check may be
-// called from any goroutine, before Run too (they then report nothing).
+// called from any goroutine, before Run too: nothing is shed before a
+// reading.
 type Watcher struct {
 	opts    Options
 	topics  []string // sorted keys of opts.Topics
@@ -117,6 +118,8 @@ func New(opts Options) (*Watcher, error) {
 	case opts.Fraction < 0 || opts.Fraction > 1:
 		return nil, fmt.Errorf("backlog: fraction %v is not between 0 and 1", opts.Fraction)
 	}
+	// The caller keeps its map; Run reads this one without a lock.
+	opts.Topics = maps.Clone(opts.Topics)
 	if opts.Interval <= 0 {
 		opts.Interval = DefaultInterval
 	}
