@@ -695,7 +695,7 @@ func TestIsPermanentUnreachable(t *testing.T) {
 		}
 		t.Logf("transient: %v", err)
 		if _, _, err := via.Progress(ctx, st, 0); err == nil {
-			t.Error("MaxOffset succeeded with the server gone")
+			t.Error("Progress succeeded with the server gone")
 		}
 	})
 }
