@@ -444,15 +444,15 @@ func TestRecent(t *testing.T) {
 		return rows
 	}
 	var (
-		old        = sinks.Received{ID: "old", At: t0.Add(-20 * time.Minute)}
-		edgeBefore = sinks.Received{ID: "edge-before", At: t0.Add(-5*time.Minute + 199*time.Millisecond)}
-		edgeAt     = sinks.Received{ID: "edge-at", At: t0.Add(-5*time.Minute + 200*time.Millisecond)}
-		edgeAfter  = sinks.Received{ID: "edge-after", At: t0.Add(-5*time.Minute + 201*time.Millisecond)}
-		newest     = sinks.Received{ID: "new", At: t0.Add(7 * time.Millisecond)}
+		old        = sinks.Received{ID: "old", Offset: 0, At: t0.Add(-20 * time.Minute)}
+		edgeBefore = sinks.Received{ID: "edge-before", Offset: 1, At: t0.Add(-5*time.Minute + 199*time.Millisecond)}
+		edgeAt     = sinks.Received{ID: "edge-at", Offset: 2, At: t0.Add(-5*time.Minute + 200*time.Millisecond)}
+		edgeAfter  = sinks.Received{ID: "edge-after", Offset: 3, At: t0.Add(-5*time.Minute + 201*time.Millisecond)}
+		newest     = sinks.Received{ID: "new", Offset: 4, At: t0.Add(7 * time.Millisecond)}
 		// A retry can sit at a higher offset with an older receive time:
 		// the newest received_at is not the last row's.
-		late  = sinks.Received{ID: "late", At: t0.Add(-time.Minute)}
-		other = sinks.Received{ID: "other-partition", At: t0}
+		late  = sinks.Received{ID: "late", Offset: 5, At: t0.Add(-time.Minute)}
+		other = sinks.Received{ID: "other-partition", Offset: 0, At: t0}
 	)
 	if err := s.Write(ctx, st, 0, at(old, edgeBefore, edgeAt, edgeAfter, newest, late)); err != nil {
 		t.Fatal(err)

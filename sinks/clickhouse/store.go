@@ -62,7 +62,7 @@ func (s *Sink) Recent(ctx context.Context, st *schemas.Stream, partition int32, 
 		since = minDateTime
 	}
 	sec, ms := splitTime(since)
-	q := fmt.Sprintf(`SELECT %[1]s, toUnixTimestamp(%[4]s), %[5]s FROM %[2]s
+	q := fmt.Sprintf(`SELECT %[1]s, toUnixTimestamp(%[4]s), %[5]s, %[6]s FROM %[2]s
 WHERE %[3]s = ? AND (%[4]s > toDateTime(?) OR (%[4]s = toDateTime(?) AND %[5]s >= ?))
 ORDER BY %[6]s DESC`,
 		Quote(ColEventID), s.table(st), Quote(ColKafkaPartition), Quote(ColReceivedAt), Quote(ColReceivedAtMs), Quote(ColKafkaOffset))
@@ -82,14 +82,15 @@ ORDER BY %[6]s DESC`,
 	var out []sinks.Received
 	for rows.Next() {
 		var (
-			id   string
-			secs uint32
-			msec uint16
+			id     string
+			secs   uint32
+			msec   uint16
+			offset int64
 		)
-		if err := rows.Scan(&id, &secs, &msec); err != nil {
+		if err := rows.Scan(&id, &secs, &msec, &offset); err != nil {
 			return fail(err)
 		}
-		out = append(out, sinks.Received{ID: id, At: joinTime(int64(secs), msec)})
+		out = append(out, sinks.Received{ID: id, At: joinTime(int64(secs), msec), Offset: offset})
 	}
 	if err := rows.Err(); err != nil {
 		return fail(err)
