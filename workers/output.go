@@ -115,28 +115,55 @@ func (d *OutputDeliverer) Deliver(ctx context.Context, p *Partition, b *Batch) e
 		if len(rows) == 0 {
 			return nil
 		}
-		start := time.Now()
-		err := d.cfg.Output.Publish(ctx, b.Stream, p.ID, rows)
-		d.m.observeWrite(name, st, start, err)
-		var partial *sinks.PartialError
-		if errors.As(err, &partial) && partial.Done > 0 {
-			d.m.written.WithLabelValues(name, st).Add(float64(partial.Done))
-			rows = rows[min(partial.Done, len(rows)):]
-		}
-		if err != nil {
-			d.m.retries.WithLabelValues(name, st).Inc()
-		}
+		var err error
+		rows, err = d.publish(ctx, p, b, rows)
 		return err
 	})
 	if err != nil || skipped {
 		return err
 	}
-	d.m.written.WithLabelValues(name, st).Add(float64(len(rows)))
+	return nil
+}
+
+// publish publishes rows once and returns those still to publish: all of
+// them after a failure, the rest after a partial one, minus a row the output
+// refused for good (too large for it), which goes to the dead-letter topic.
+func (d *OutputDeliverer) publish(ctx context.Context, p *Partition, b *Batch, rows []sinks.Row) ([]sinks.Row, error) {
+	name, st := d.Name(), b.Stream.Name
+	start := time.Now()
+	err := d.cfg.Output.Publish(ctx, b.Stream, p.ID, rows)
+	d.m.observeWrite(name, st, start, err)
+	done := len(rows)
+	var partial *sinks.PartialError
+	switch {
+	case err == nil:
+	case errors.As(err, &partial):
+		done = min(partial.Done, len(rows))
+	default:
+		done = 0
+	}
 	now := time.Now()
-	for _, r := range rows {
+	for _, r := range rows[:done] {
 		d.m.freshness.WithLabelValues(name, st).Observe(now.Sub(r.Event.ReceivedAt).Seconds())
 	}
-	return nil
+	d.m.written.WithLabelValues(name, st).Add(float64(done))
+	rows = rows[done:]
+	if err == nil {
+		return rows, nil
+	}
+	d.m.retries.WithLabelValues(name, st).Inc()
+	if partial != nil && sinks.IsPermanent(err) && len(rows) > 0 {
+		m := b.Messages[b.index(rows[0].Offset)]
+		letter := deadLetter(b, m, "refused by "+name+": "+err.Error())
+		// The store still has it: the record excuses nothing there.
+		letter.SkippedBy, letter.SkippedThrough = name, m.Offset
+		if derr := d.cfg.DLQ.WriteDeadLetters(ctx, []DeadLetter{letter}); derr != nil {
+			return rows, derr
+		}
+		d.log.Warn("event refused by the output for good: dead-lettered", "stream", st, "partition", p.ID, "offset", rows[0].Offset, "err", err)
+		rows = rows[1:]
+	}
+	return rows, err
 }
 
 // skip records that the output skips the batch for lag: a metric, a log
