@@ -299,7 +299,7 @@ func TestPoisonEventsGoToDLQ(t *testing.T) {
 			t.Errorf("dead letter without its origin: %v", l)
 		}
 		switch {
-		case strings.HasPrefix(reason, "rejected by ClickHouse") && strings.Contains(fmt.Sprint(l["event"]), "the-poison"):
+		case strings.HasPrefix(strings.ToLower(reason), "rejected by clickhouse") && strings.Contains(fmt.Sprint(l["event"]), "the-poison"):
 			rejected = true
 		case strings.HasPrefix(reason, "invalid event"):
 			invalid = true

@@ -22,6 +22,12 @@ type Check struct {
 	Name string
 	// Ready returns nil when the condition holds.
 	Ready func(context.Context) error
+	// Warn makes a failure a warning: /readyz lists it under "warnings"
+	// and stays ready. For conditions an operator must see but that taking
+	// the process out of a load balancer would make worse (a collector that
+	// sheds load answers 503 with Retry-After; unreachable, it answers
+	// nothing).
+	Warn bool
 }
 
 // Defaults for Config.
@@ -53,6 +59,7 @@ type Handler struct {
 	mu      sync.Mutex // serialises rounds of checks and guards the cache
 	checked time.Time
 	failed  []string
+	warned  []string
 }
 
 // New returns a Handler.
@@ -83,10 +90,13 @@ func (h *Handler) Register(mux *http.ServeMux) {
 }
 
 func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
-	failed := h.check(r.Context())
+	failed, warned := h.check(r.Context())
 	body := map[string]any{"status": "ready"}
 	for k, v := range h.cfg.Detail {
 		body[k] = v
+	}
+	if len(warned) > 0 {
+		body["warnings"] = warned
 	}
 	if len(failed) > 0 {
 		body["status"] = "not ready"
@@ -101,28 +111,31 @@ func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
 }
 
 // check runs every check, or returns the last round's result while it is
-// fresh, as "name: error" for each that failed.
-func (h *Handler) check(ctx context.Context) []string {
+// fresh, as "name: error" for each that failed and each warning.
+func (h *Handler) check(ctx context.Context) (failed, warned []string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if !h.checked.IsZero() && time.Since(h.checked) < h.cfg.CacheTTL {
-		return h.failed
+		return h.failed, h.warned
 	}
 	cctx, cancel := context.WithTimeout(ctx, h.cfg.CheckTimeout)
 	defer cancel()
-	var failed []string
 	for _, c := range h.cfg.Checks {
 		if err := c.Ready(cctx); err != nil {
-			failed = append(failed, c.Name+": "+err.Error())
+			if c.Warn {
+				warned = append(warned, c.Name+": "+err.Error())
+			} else {
+				failed = append(failed, c.Name+": "+err.Error())
+			}
 		}
 	}
 	if ctx.Err() != nil {
 		// The prober hung up; its cancellation says nothing about the
 		// dependencies, so it is not cached.
-		return failed
+		return failed, warned
 	}
-	h.checked, h.failed = time.Now(), failed
-	return failed
+	h.checked, h.failed, h.warned = time.Now(), failed, warned
+	return failed, warned
 }
 
 // WriteJSON answers status with body as JSON.

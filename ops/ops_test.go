@@ -24,13 +24,15 @@ func TestProbes(t *testing.T) {
 		wantStatus int
 		wantBody   []string
 	}{
-		{name: "healthz", path: "/healthz", checks: []Check{{"kafka", down}}, wantStatus: 200, wantBody: []string{`"status":"ok"`}},
+		{name: "healthz", path: "/healthz", checks: []Check{{Name: "kafka", Ready: down}}, wantStatus: 200, wantBody: []string{`"status":"ok"`}},
 		{name: "readyz without checks", path: "/readyz", wantStatus: 200, wantBody: []string{`"status":"ready"`, `"role":"test"`}},
-		{name: "readyz ok", path: "/readyz", checks: []Check{{"kafka", ok}}, wantStatus: 200, wantBody: []string{`"status":"ready"`}},
-		{name: "readyz kafka down", path: "/readyz", checks: []Check{{"schemas", ok}, {"kafka", down}},
+		{name: "readyz ok", path: "/readyz", checks: []Check{{Name: "kafka", Ready: ok}}, wantStatus: 200, wantBody: []string{`"status":"ready"`}},
+		{name: "readyz kafka down", path: "/readyz", checks: []Check{{Name: "schemas", Ready: ok}, {Name: "kafka", Ready: down}},
 			wantStatus: 503, wantBody: []string{`"status":"not ready"`, `"reason":"kafka: no broker reachable"`}},
-		{name: "readyz lists every failure", path: "/readyz", checks: []Check{{"schemas", down}, {"kafka", down}},
+		{name: "readyz lists every failure", path: "/readyz", checks: []Check{{Name: "schemas", Ready: down}, {Name: "kafka", Ready: down}},
 			wantStatus: 503, wantBody: []string{`"reasons":["schemas: no broker reachable","kafka: no broker reachable"]`}},
+		{name: "a warning stays ready", path: "/readyz", checks: []Check{{Name: "schemas", Ready: ok}, {Name: "backlog", Ready: down, Warn: true}},
+			wantStatus: 200, wantBody: []string{`"status":"ready"`, `"warnings":["backlog: no broker reachable"]`}},
 		{name: "metrics", path: "/metrics", wantStatus: 200, wantBody: []string{"test_gauge 7"}},
 	}
 	for _, tt := range tests {
@@ -59,7 +61,7 @@ func TestProbes(t *testing.T) {
 // frequent probing does not become load on Kafka.
 func TestReadyCaches(t *testing.T) {
 	var calls atomic.Int32
-	h := New(Config{CacheTTL: time.Hour, Checks: []Check{{"kafka", func(context.Context) error {
+	h := New(Config{CacheTTL: time.Hour, Checks: []Check{{Name: "kafka", Ready: func(context.Context) error {
 		calls.Add(1)
 		return nil
 	}}}})

@@ -29,7 +29,7 @@ type ingestPart struct {
 
 // startIngest builds the gate, mounts the HTTP collector on mux and builds
 // the configured sources.
-func startIngest(cfg Config, streams *schemas.Registry, reg *prometheus.Registry, mux *http.ServeMux) (*ingestPart, error) {
+func startIngest(cfg Config, streams *schemas.Registry, reg *prometheus.Registry, mux *http.ServeMux, shedder ingest.Shedder) (*ingestPart, error) {
 	producer, err := ingest.NewKafkaProducer(ingest.KafkaConfig{Brokers: cfg.KafkaBrokers, BatchTimeout: cfg.KafkaLinger, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
@@ -40,6 +40,7 @@ func startIngest(cfg Config, streams *schemas.Registry, reg *prometheus.Registry
 		Producer:    producer,
 		TopicPrefix: cfg.TopicPrefix,
 		Admission:   backpressure.NewAdmission(backpressure.AdmissionConfig{Capacity: cfg.MaxInFlightEvents}),
+		Shedder:     shedder,
 		Logger:      cfg.Logger,
 		Registerer:  reg,
 	})

@@ -20,6 +20,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/sluicehq/sluice/backlog"
 	"github.com/sluicehq/sluice/backpressure"
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/kafkatopic"
@@ -125,6 +126,9 @@ func (c *Config) setDefaults() {
 	if c.MaxInFlightEvents <= 0 {
 		c.MaxInFlightEvents = 200_000
 	}
+	if c.GroupID == "" {
+		c.GroupID = DefaultGroupID
+	}
 	if c.DedupeMaxIDs <= 0 {
 		c.DedupeMaxIDs = 4_000_000
 	}
@@ -132,6 +136,11 @@ func (c *Config) setDefaults() {
 		c.Logger = slog.Default()
 	}
 }
+
+// DefaultGroupID is the workers' consumer group when none is configured.
+// Each output keeps its progress in a group of its own, named after this
+// one plus "." and the output's name (sluice-workers.nats).
+const DefaultGroupID = "sluice-workers"
 
 // SourceFactory builds a collector on the process's gate, registering its
 // metrics with reg. The pipeline runs it and stops it on shutdown.
@@ -178,8 +187,16 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		return err
 	}
+	watcher, err := watchBacklog(cfg, byTopic, reg)
+	if err != nil {
+		return stop(err)
+	}
+	g.Go(func() error { return watcher.Run(gctx) })
+	// A collector that sheds for the backlog stays ready (it answers 503
+	// with Retry-After); a worker in alarm is not.
+	checks = append(checks, ops.Check{Name: "backlog", Ready: func(context.Context) error { return watcher.Check() }, Warn: cfg.Role.ingests()})
 	if cfg.Role.ingests() {
-		if in, err = startIngest(cfg, streams, reg, mux); err != nil {
+		if in, err = startIngest(cfg, streams, reg, mux, watcher); err != nil {
 			return stop(err)
 		}
 		checks = append(checks, in.ready)
@@ -251,6 +268,17 @@ func ensureTopics(ctx context.Context, cfg Config, streams *schemas.Registry) (m
 		return kafkatopic.Ensure(ctx, cfg.KafkaBrokers, topics, kafkatopic.Spec{Partitions: cfg.Partitions, ReplicationFactor: cfg.ReplicationFactor})
 	})
 	return byTopic, err
+}
+
+// watchBacklog watches how old the unconsumed part of each stream topic is,
+// against the topic's retention: the alarm of both roles, and what the
+// collectors shed on.
+func watchBacklog(cfg Config, byTopic map[string]*schemas.Stream, reg prometheus.Registerer) (*backlog.Watcher, error) {
+	topics := make(map[string]string, len(byTopic))
+	for t, st := range byTopic {
+		topics[t] = st.Name
+	}
+	return backlog.New(backlog.Options{Brokers: cfg.KafkaBrokers, GroupID: cfg.GroupID, Topics: topics, Logger: cfg.Logger, Registerer: reg})
 }
 
 // schemasLoaded fails readiness when a schema directory held no streams.

@@ -2,6 +2,7 @@ package workers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -36,12 +37,18 @@ func (k *KafkaProgress) Load(ctx context.Context, topic string, partition int32)
 	if err == nil {
 		err = resp.Error
 	}
+	if errors.Is(err, kafka.GroupIdNotFound) {
+		return 0, false, nil // nothing was ever saved
+	}
 	if err != nil {
 		return 0, false, fmt.Errorf("progress: fetch offset of %s/%d in group %s: %w", topic, partition, k.group, err)
 	}
 	for _, p := range resp.Topics[topic] {
 		if p.Partition != int(partition) {
 			continue
+		}
+		if errors.Is(p.Error, kafka.GroupIdNotFound) {
+			return 0, false, nil
 		}
 		if p.Error != nil {
 			return 0, false, fmt.Errorf("progress: fetch offset of %s/%d in group %s: %w", topic, partition, k.group, p.Error)
