@@ -41,7 +41,8 @@ type Config struct {
 	// MaxInFlightBytes bounds the message bytes of all batches queued or in
 	// work, across partitions (default 64 MiB). Decoded events take a few
 	// times their encoded size, so this is what bounds the workers' memory
-	// whatever the number of partitions.
+	// whatever the number of partitions. It is split evenly between the
+	// sinks, so that one sink down cannot take the others' room.
 	MaxInFlightBytes int64
 
 	// BatchMaxEvents, BatchMaxBytes and BatchLinger close a batch at this
@@ -108,8 +109,11 @@ type Consumer struct {
 	log     *slog.Logger
 	gaps    *gaps
 	metrics *consumerMetrics
-	// budget holds MaxInFlightBytes; a batch takes its bytes from it.
-	budget *semaphore.Weighted
+	// budgets hold MaxInFlightBytes, split evenly between the sinks, by
+	// sink index; a batch takes its bytes from its sink's. Apart, so that
+	// the batches of a sink that is down cannot take the room of the others.
+	budgets    []*semaphore.Weighted
+	budgetSize int64
 	// newFetcher, when set (by tests), replaces the lanes' kafka-go readers.
 	newFetcher func(topic string, partition int32) fetcher
 }
@@ -130,8 +134,13 @@ func NewConsumer(cfg Config, store Deliverer, outputs ...Deliverer) (*Consumer, 
 		return nil, errors.New("workers: no store")
 	}
 	metrics := newConsumerMetrics(cfg.Registerer)
-	return &Consumer{cfg: cfg, sinks: append([]Deliverer{store}, outputs...), log: cfg.Logger.With("component", "workers"),
-		gaps: newGaps(metrics), metrics: metrics, budget: semaphore.NewWeighted(cfg.MaxInFlightBytes)}, nil
+	c := &Consumer{cfg: cfg, sinks: append([]Deliverer{store}, outputs...), log: cfg.Logger.With("component", "workers"),
+		gaps: newGaps(metrics), metrics: metrics}
+	c.budgetSize = max(1, cfg.MaxInFlightBytes/int64(len(c.sinks)))
+	for range c.sinks {
+		c.budgets = append(c.budgets, semaphore.NewWeighted(c.budgetSize))
+	}
+	return c, nil
 }
 
 // Run consumes until ctx ends, then lets in-flight deliveries finish (up to
@@ -236,7 +245,7 @@ func (c *Consumer) runGeneration(genCtx context.Context, gen *kafka.Generation, 
 				}
 				tr := progress.tracker(i, topic)
 				tr.Start(p.ID, start)
-				l := &lane{c: c, pool: pool, sink: sink, part: p, start: start, output: i > 0,
+				l := &lane{c: c, pool: pool, sink: sink, part: p, start: start, output: i > 0, budget: c.budgets[i],
 					tracker: tr, stop: genCtx, deliverCtx: deliverCtx}
 				lanes.Go(l.run)
 			}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"golang.org/x/sync/semaphore"
 )
 
 // lane reads one partition for one sink, from that sink's own progress,
@@ -22,7 +23,9 @@ type lane struct {
 	start int64
 	// output is set for an output's lane, which may skip what Kafka no
 	// longer holds; the store's lane stops there instead.
-	output     bool
+	output bool
+	// budget is the sink's share of the byte budget.
+	budget     *semaphore.Weighted
 	tracker    *Tracker
 	stop       context.Context
 	deliverCtx context.Context
@@ -172,14 +175,14 @@ func (l *lane) batch(msgs <-chan kafka.Message, ordered chan<- *job) {
 		b := cur
 		cur = nil
 		linger.Stop()
-		if err := l.c.budget.Acquire(l.stop, l.weight(b)); err != nil {
+		if err := l.budget.Acquire(l.stop, l.weight(b)); err != nil {
 			return false
 		}
 		j := &job{batch: b, prepare: l.sink.Prepare, stop: l.stop, prepared: make(chan struct{})}
 		select {
 		case ordered <- j:
 		case <-l.stop.Done():
-			l.c.budget.Release(l.weight(b))
+			l.budget.Release(l.weight(b))
 			return false
 		}
 		if err := l.pool.submit(j); err != nil {
@@ -220,7 +223,7 @@ func (l *lane) batch(msgs <-chan kafka.Message, ordered chan<- *job) {
 // weight is what a batch takes from the byte budget: its size, capped so
 // that one batch larger than the whole budget still gets through alone.
 func (l *lane) weight(b *Batch) int64 {
-	return min(int64(b.Bytes)+1, l.c.cfg.MaxInFlightBytes)
+	return min(int64(b.Bytes)+1, l.c.budgetSize)
 }
 
 // deliver delivers the lane's jobs one at a time, in order. Once the
@@ -250,6 +253,6 @@ func (l *lane) deliver(ordered <-chan *job) {
 				l.c.metrics.deliverSeconds.WithLabelValues(l.sink.Name(), b.Stream.Name).Observe(time.Since(start).Seconds())
 			}
 		}
-		l.c.budget.Release(l.weight(b))
+		l.budget.Release(l.weight(b))
 	}
 }
