@@ -21,11 +21,37 @@ type Kafka struct {
 	addr    string
 }
 
+// KafkaOption changes how StartKafka runs the broker.
+type KafkaOption func(*kafkaOptions)
+
+type kafkaOptions struct {
+	brokerConfigs map[string]string
+}
+
+// BrokerConfigs sets broker-level configs of the embedded broker, such as
+// log.cleaner.backoff.ms: kfake applies a topic's retention.ms only when its
+// cleaner runs, every log.cleaner.backoff.ms (an hour by default). Tests set
+// it to see retention act within seconds.
+func BrokerConfigs(configs map[string]string) KafkaOption {
+	return func(o *kafkaOptions) {
+		if o.brokerConfigs == nil {
+			o.brokerConfigs = make(map[string]string, len(configs))
+		}
+		for k, v := range configs {
+			o.brokerConfigs[k] = v
+		}
+	}
+}
+
 // StartKafka starts a broker listening on addr (host:port) with its log and
 // committed offsets under dataDir, so both survive a restart. With
 // syncWrites every produced batch is fsynced before it is acknowledged, so an
 // acknowledged event survives even a machine crash, at some cost in speed.
-func StartKafka(addr, dataDir string, syncWrites bool, log *slog.Logger) (*Kafka, error) {
+func StartKafka(addr, dataDir string, syncWrites bool, log *slog.Logger, options ...KafkaOption) (*Kafka, error) {
+	var o kafkaOptions
+	for _, opt := range options {
+		opt(&o)
+	}
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("kafka address %q: %w", addr, err)
@@ -47,6 +73,9 @@ func StartKafka(addr, dataDir string, syncWrites bool, log *slog.Logger) (*Kafka
 	}
 	if syncWrites {
 		opts = append(opts, kfake.SyncWrites())
+	}
+	if len(o.brokerConfigs) > 0 {
+		opts = append(opts, kfake.BrokerConfigs(o.brokerConfigs))
 	}
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {
