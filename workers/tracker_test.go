@@ -1,6 +1,9 @@
 package workers
 
-import "testing"
+import (
+	"fmt"
+	"testing"
+)
 
 func TestTrackerContiguousPrefix(t *testing.T) {
 	type done struct{ first, last int64 }
@@ -55,4 +58,18 @@ func TestTrackerCommittableReportsOnlyChanges(t *testing.T) {
 	if _, ok := tr.Next(7); ok {
 		t.Fatal("Next on an untracked partition reported ok")
 	}
+}
+
+func ExampleTracker() {
+	tr := NewTracker()
+	tr.Start(0, 100)
+	tr.Done(0, 110, 119) // finished early, waits for the gap
+	n, _ := tr.Next(0)
+	fmt.Println(n)
+	tr.Done(0, 100, 109)
+	n, _ = tr.Next(0)
+	fmt.Println(n)
+	// Output:
+	// 100
+	// 120
 }
