@@ -37,13 +37,18 @@ type Letter struct {
 	// is carried as a string.
 	Value  []byte
 	Reason string
-	// SkippedBy names an output (nats) that skipped offsets Offset through
-	// SkippedThrough without delivering them, because it fell further
-	// behind than it may. Such a record stands for a range that the store
-	// still holds: it excuses no event's absence from the store.
+	// SkippedBy names what skipped offsets Offset through SkippedThrough:
+	// an output (nats) that fell further behind than it may, or refused an
+	// event for good, while the store holds them; or SkippedByRetention, a
+	// range Kafka deleted before the store read it, which an operator
+	// accepted as lost. Either way the record is a trail for operators and
+	// excuses no event's absence from the store.
 	SkippedBy      string
 	SkippedThrough int64
 }
+
+// SkippedByRetention is the SkippedBy of a range lost to Kafka retention.
+const SkippedByRetention = "kafka-retention"
 
 // Record is the JSON form of a Letter in the dead-letter topic.
 type Record struct {

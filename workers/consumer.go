@@ -237,7 +237,8 @@ func (c *Consumer) runGeneration(genCtx context.Context, gen *kafka.Generation, 
 	var lanes sync.WaitGroup
 	for topic, assigned := range gen.Assignments {
 		for _, a := range assigned {
-			p := &Partition{Topic: topic, Stream: c.cfg.Topics[topic], ID: int32(a.ID), Committed: a.Offset, Assigned: nassigned}
+			p := &Partition{Topic: topic, Stream: c.cfg.Topics[topic], ID: int32(a.ID), Committed: a.Offset, Assigned: nassigned,
+				Outputs: len(c.sinks) - 1}
 			for i, sink := range c.sinks {
 				start, err := c.open(genCtx, sink, p)
 				if err != nil {

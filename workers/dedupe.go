@@ -51,8 +51,11 @@ func newDedupeWindow(span time.Duration, limit int) *dedupeWindow {
 }
 
 // Duplicate reports whether the event with key k at offset off is a
-// duplicate, and otherwise remembers it as received at receivedAt.
-func (w *dedupeWindow) Duplicate(k eventkey.Key, off int64, receivedAt time.Time) bool {
+// duplicate, and otherwise remembers it as received at receivedAt. Only the
+// store's lane leads (moves the watermark, and so ages ids out): an output
+// that runs ahead while the store is down must not age out ids the store
+// still needs when it catches up.
+func (w *dedupeWindow) Duplicate(k eventkey.Key, off int64, receivedAt time.Time, lead bool) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if first, ok := w.first[k]; ok {
@@ -66,7 +69,7 @@ func (w *dedupeWindow) Duplicate(k eventkey.Key, off int64, receivedAt time.Time
 		}
 		return false
 	}
-	w.add(k, off, receivedAt.UnixMilli())
+	w.add(k, off, receivedAt.UnixMilli(), lead)
 	return false
 }
 
@@ -77,7 +80,7 @@ func (w *dedupeWindow) Remember(k eventkey.Key, off int64, receivedAt time.Time)
 	defer w.mu.Unlock()
 	if first, ok := w.first[k]; !ok || off < first {
 		if !ok {
-			w.add(k, off, receivedAt.UnixMilli())
+			w.add(k, off, receivedAt.UnixMilli(), true)
 			return
 		}
 		w.first[k] = off
@@ -100,18 +103,22 @@ func (w *dedupeWindow) takeEvicted() int64 {
 	return n
 }
 
-func (w *dedupeWindow) add(k eventkey.Key, off, at int64) {
+func (w *dedupeWindow) add(k eventkey.Key, off, at int64, lead bool) {
 	w.first[k] = off
 	w.queue = append(w.queue, windowEntry{k, at})
-	w.watermark = max(w.watermark, at)
-	for int64(len(w.first)) > w.max {
-		w.popOldest(true)
+	if lead {
+		w.watermark = max(w.watermark, at)
 	}
 	limit := w.watermark - w.span
 	// Entries are in insertion order, which is receive order up to the
 	// skew between collectors; an entry behind a younger one waits for it.
+	// Ids past the span go first, so that only the ones still within it
+	// count as forgotten early.
 	for w.head < len(w.queue) && w.queue[w.head].at < limit {
 		w.popOldest(false)
+	}
+	for int64(len(w.first)) > w.max {
+		w.popOldest(true)
 	}
 }
 

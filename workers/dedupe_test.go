@@ -119,7 +119,7 @@ func TestDedupeWindow(t *testing.T) {
 					w.Remember(k, s.off, at)
 					continue
 				}
-				if got := w.Duplicate(k, s.off, at); got != s.want {
+				if got := w.Duplicate(k, s.off, at, true); got != s.want {
 					t.Fatalf("step %d: Duplicate(%q at offset %d) = %v, want %v", i, s.id, s.off, got, s.want)
 				}
 			}
@@ -139,11 +139,10 @@ func TestDedupeWindow(t *testing.T) {
 // An id evicted for room although it was out of span anyway is not one
 // "forgotten before the dedupe window elapsed".
 func TestDedupeWindowEvictedEarlyCountsOnlyYoungIDs(t *testing.T) {
-	t.Skip("BUG (dedupe.go add): room is made before ids out of span are dropped, so an id that span would drop anyway is counted in evictedYoung (sluice_dedupe_evicted_early_total)")
 	w := newDedupeWindow(time.Minute, 2)
-	w.Duplicate(idHasher.Sum("a"), 0, recv0)
-	w.Duplicate(idHasher.Sum("b"), 1, recv0)
-	w.Duplicate(idHasher.Sum("c"), 2, recv0.Add(10*time.Minute)) // a and b are out of span
+	w.Duplicate(idHasher.Sum("a"), 0, recv0, true)
+	w.Duplicate(idHasher.Sum("b"), 1, recv0, true)
+	w.Duplicate(idHasher.Sum("c"), 2, recv0.Add(10*time.Minute), true) // a and b are out of span
 	if n := w.takeEvicted(); n != 0 {
 		t.Errorf("evicted early: %d, want 0", n)
 	}
@@ -152,7 +151,7 @@ func TestDedupeWindowEvictedEarlyCountsOnlyYoungIDs(t *testing.T) {
 func TestDedupeWindowStaysBounded(t *testing.T) {
 	w := newDedupeWindow(time.Hour, 500)
 	for i := range 20_000 {
-		w.Duplicate(idHasher.Sum(fmt.Sprintf("id-%d", i)), int64(i), recv0)
+		w.Duplicate(idHasher.Sum(fmt.Sprintf("id-%d", i)), int64(i), recv0, true)
 	}
 	if w.Len() != 500 {
 		t.Fatalf("Len = %d, want 500", w.Len())
@@ -163,10 +162,10 @@ func TestDedupeWindowStaysBounded(t *testing.T) {
 	if n := w.takeEvicted(); n != 19_500 {
 		t.Errorf("evicted early: %d, want 19500", n)
 	}
-	if !w.Duplicate(idHasher.Sum("id-19999"), 20_000, recv0) {
+	if !w.Duplicate(idHasher.Sum("id-19999"), 20_000, recv0, true) {
 		t.Error("the newest id was forgotten")
 	}
-	if w.Duplicate(idHasher.Sum("id-0"), 20_001, recv0) {
+	if w.Duplicate(idHasher.Sum("id-0"), 20_001, recv0, true) {
 		t.Error("the oldest id was kept")
 	}
 }
@@ -182,7 +181,7 @@ func TestDedupeWindowSharedByLanes(t *testing.T) {
 	for lane := range dups {
 		wg.Go(func() {
 			for off := range int64(n) {
-				if w.Duplicate(idHasher.Sum(fmt.Sprint(off%distinct)), off, recv0.Add(time.Duration(off)*time.Millisecond)) {
+				if w.Duplicate(idHasher.Sum(fmt.Sprint(off%distinct)), off, recv0.Add(time.Duration(off)*time.Millisecond), lane == 0) {
 					dups[lane] = append(dups[lane], off)
 				}
 			}

@@ -437,7 +437,7 @@ func batches(t testing.TB, st *schemas.Stream, first int64, n int, specs []strin
 }
 
 func newTestPartition(st *schemas.Stream, committed int64) *Partition {
-	return &Partition{Topic: testTopic, Stream: st, ID: 0, Committed: committed, Assigned: 1}
+	return &Partition{Topic: testTopic, Stream: st, ID: 0, Committed: committed, Assigned: 1, Outputs: 1}
 }
 
 func newTestStoreDeliverer(t testing.TB, store sinks.Store, dlq DeadLetterWriter, opts ...func(*StoreConfig)) *StoreDeliverer {

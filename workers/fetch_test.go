@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/sluicehq/sluice/deadletter"
 	"github.com/sluicehq/sluice/schemas"
 )
 
@@ -331,8 +332,8 @@ func TestLaneGap(t *testing.T) {
 				l.Partition != 0 || !strings.Contains(l.Reason, "retention") || !strings.Contains(l.Reason, "offsets 10-19") {
 				t.Errorf("dead letter %+v; want the range 10-19 lost to retention", l)
 			}
-			if l := letters[0]; tt.output && l.SkippedBy != "nats" {
-				t.Errorf("dead letter skipped by %q, want nats", l.SkippedBy)
+			if l := letters[0]; l.SkippedBy != deadletter.SkippedByRetention {
+				t.Errorf("dead letter skipped by %q, want %q", l.SkippedBy, deadletter.SkippedByRetention)
 			}
 			if gs := c.Gaps(); len(gs) != 0 {
 				t.Errorf("Gaps = %v, want none", gs)

@@ -49,6 +49,9 @@ func gapKey(stream string, partition int32) string {
 
 // wait reports g and blocks until an operator accepts it (nil) or ctx ends.
 func (gs *gaps) wait(ctx context.Context, g Gap) error {
+	if err := ctx.Err(); err != nil {
+		return err // a revoked lane reports nothing
+	}
 	og := &openGap{gap: g, accept: make(chan struct{})}
 	key := gapKey(g.Stream, g.Partition)
 	gs.mu.Lock()

@@ -7,6 +7,9 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/sluicehq/sluice/backpressure"
+	"github.com/sluicehq/sluice/deadletter"
 	"golang.org/x/sync/semaphore"
 )
 
@@ -34,7 +37,11 @@ type lane struct {
 func (l *lane) run() {
 	cfg := l.c.cfg
 	msgs := make(chan kafka.Message, 256)
-	go l.fetch(msgs)
+	fetched := make(chan struct{})
+	go func() {
+		defer close(fetched)
+		l.fetch(msgs)
+	}()
 
 	// ordered holds the lane's jobs in offset order; its capacity is what
 	// bounds the partition's batches in flight.
@@ -47,6 +54,10 @@ func (l *lane) run() {
 	l.batch(msgs, ordered)
 	close(ordered)
 	<-delivered
+	// The fetcher stops with the lane (l.stop): waiting for it keeps a
+	// revoked lane's reader (and a gap it reports) out of the next
+	// generation.
+	<-fetched
 }
 
 // fetcher is what a lane reads a partition with: a *kafka.Reader, or a fake
@@ -148,15 +159,26 @@ func (l *lane) gap(first, last int64) error {
 	} else {
 		l.c.log.Warn("output skips data expired from Kafka before it was published", "gap", g.String(), "sink", l.sink.Name())
 	}
-	if l.c.cfg.DeadLetters != nil {
-		letter := DeadLetter{Stream: g.Stream, Topic: g.Topic, Partition: g.Partition, Offset: first, SkippedBy: l.sink.Name(), SkippedThrough: last,
-			Reason: fmt.Sprintf("lost to Kafka retention before %s had them: %s", l.sink.Name(), g)}
-		if err := l.c.cfg.DeadLetters.WriteDeadLetters(l.stop, []DeadLetter{letter}); err != nil {
-			l.c.log.Error("record a gap in the dead-letter topic", "gap", g.String(), "err", err)
-		}
+	if err := l.recordGap(g); err != nil {
+		return err
 	}
 	l.tracker.Done(l.part.ID, first, last)
 	return nil
+}
+
+// recordGap writes a record of a lost range to the dead-letter topic,
+// retrying until it is written or the lane stops: an accepted loss must
+// leave a trace.
+func (l *lane) recordGap(g Gap) error {
+	if l.c.cfg.DeadLetters == nil {
+		return nil
+	}
+	letter := DeadLetter{Stream: g.Stream, Topic: g.Topic, Partition: g.Partition, Offset: g.First,
+		SkippedBy: deadletter.SkippedByRetention, SkippedThrough: g.Last,
+		Reason: fmt.Sprintf("lost to Kafka retention before %s had them: %s", l.sink.Name(), g)}
+	return backpressure.Retry(l.stop, l.c.log, "record a gap in the dead-letter topic", backpressure.DefaultRetry, func(ctx context.Context) error {
+		return l.c.cfg.DeadLetters.WriteDeadLetters(ctx, []DeadLetter{letter})
+	})
 }
 
 // batch cuts msgs into batches by count, bytes and time, and hands each to

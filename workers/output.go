@@ -99,12 +99,12 @@ func (d *OutputDeliverer) Deliver(ctx context.Context, p *Partition, b *Batch) e
 		if dec.Err != nil || p.wasRejected(m.Offset) {
 			continue // the store's lane dead-letters it
 		}
-		if p.window != nil && p.window.Duplicate(idHasher.Sum(dec.Event.ID), m.Offset, dec.Event.ReceivedAt) {
+		if p.window != nil && p.window.Duplicate(idHasher.Sum(dec.Event.ID), m.Offset, dec.Event.ReceivedAt, false) {
 			continue
 		}
 		rows = append(rows, sinks.Row{Offset: m.Offset, Event: dec.Event, Value: m.Value})
 	}
-	defer p.forgetRejected(b.Last())
+	defer p.passed(d, b.Last())
 	name, st := d.Name(), b.Stream.Name
 	skipped := false
 	err := backpressure.Retry(ctx, d.log, fmt.Sprintf("publish %d events of %s/%d to %s", len(rows), st, p.ID, name), d.transient(), func(ctx context.Context) error {
@@ -154,7 +154,7 @@ func (d *OutputDeliverer) publish(ctx context.Context, p *Partition, b *Batch, r
 	d.m.retries.WithLabelValues(name, st).Inc()
 	if partial != nil && sinks.IsPermanent(err) && len(rows) > 0 {
 		m := b.Messages[b.index(rows[0].Offset)]
-		letter := deadLetter(b, m, "refused by "+name+": "+err.Error())
+		letter := deadLetter(b, m, "refused by "+name+": "+partial.Err.Error())
 		// The store still has it: the record excuses nothing there.
 		letter.SkippedBy, letter.SkippedThrough = name, m.Offset
 		if derr := d.cfg.DLQ.WriteDeadLetters(ctx, []DeadLetter{letter}); derr != nil {

@@ -25,17 +25,32 @@ type Partition struct {
 	// store's Open fills it.
 	window *dedupeWindow
 
+	// Outputs is how many outputs have a lane of the partition.
+	Outputs int
+
 	mu sync.Mutex
 	// rejected holds the offsets the store dead-lettered for their
 	// content, so that an output that is behind does not publish them.
 	// Entries go once every output has passed them.
 	rejected map[int64]struct{}
+	// past is how far each output's lane got (by Deliverer).
+	past map[any]int64
 }
 
-// markRejected records that the store refused the event at off.
+// markRejected records that the store refused the event at off, for the
+// outputs that have not passed it yet.
 func (p *Partition) markRejected(off int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.Outputs == 0 {
+		return
+	}
+	if len(p.past) == p.Outputs {
+		low := p.lowestPast()
+		if off <= low {
+			return // every output is past it already
+		}
+	}
 	if p.rejected == nil {
 		p.rejected = make(map[int64]struct{})
 	}
@@ -50,13 +65,32 @@ func (p *Partition) wasRejected(off int64) bool {
 	return ok
 }
 
-// forgetRejected drops the entries at or below off.
-func (p *Partition) forgetRejected(off int64) {
+// passed records that output's lane is done up to off, and drops the
+// refusals every output has passed.
+func (p *Partition) passed(output any, off int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.past == nil {
+		p.past = make(map[any]int64)
+	}
+	p.past[output] = off
+	if len(p.past) < p.Outputs || len(p.rejected) == 0 {
+		return
+	}
+	low := p.lowestPast()
 	for o := range p.rejected {
-		if o <= off {
+		if o <= low {
 			delete(p.rejected, o)
 		}
 	}
+}
+
+func (p *Partition) lowestPast() int64 {
+	first, low := true, int64(0)
+	for _, off := range p.past {
+		if first || off < low {
+			first, low = false, off
+		}
+	}
+	return low
 }

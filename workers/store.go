@@ -155,7 +155,7 @@ func (d *StoreDeliverer) Deliver(ctx context.Context, p *Partition, b *Batch) er
 		switch {
 		case dec.Err != nil:
 			dead = append(dead, deadLetter(b, m, "invalid event: "+dec.Err.Error()))
-		case p.window.Duplicate(idHasher.Sum(dec.Event.ID), m.Offset, dec.Event.ReceivedAt):
+		case p.window.Duplicate(idHasher.Sum(dec.Event.ID), m.Offset, dec.Event.ReceivedAt, true):
 			dups++
 		default:
 			rows = append(rows, sinks.Row{Offset: m.Offset, Event: dec.Event, Value: m.Value})
@@ -216,7 +216,7 @@ func (w *storeWrite) write(ctx context.Context, rows []sinks.Row) error {
 func (w *storeWrite) attempt(ctx context.Context, rows []sinks.Row) error {
 	d, st, part := w.d, w.b.Stream, w.p.ID
 	retry := d.cfg.Retry
-	retry.IsPermanent = func(err error) bool { return errors.Is(err, errPanic) || sinks.IsPermanent(err) }
+	retry.IsPermanent = sinks.IsPermanent
 	what := fmt.Sprintf("write %d rows into %s/%d", len(rows), st.Name, part)
 	return backpressure.Retry(ctx, d.log, what, retry, func(ctx context.Context) error {
 		if w.failed {
@@ -262,13 +262,13 @@ func (w *storeWrite) reject(ctx context.Context, r sinks.Row, err error) error {
 }
 
 // errPanic marks a write that panicked: the data made the driver fail, so
-// it is treated as the data's fault.
+// it is treated as the data's fault (wrapped by sinks.Permanent).
 var errPanic = errors.New("panic during write")
 
 func (d *StoreDeliverer) safeWrite(ctx context.Context, st *schemas.Stream, partition int32, rows []sinks.Row) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: %v\n%s", errPanic, r, debug.Stack())
+			err = sinks.Permanent(fmt.Errorf("%w: %v\n%s", errPanic, r, debug.Stack()))
 		}
 	}()
 	return d.cfg.Store.Write(ctx, st, partition, rows)
