@@ -38,6 +38,10 @@ const (
 	TypeNumberMap FieldType = "map(number)"
 	// TypeStringMap is a JSON object of name -> string.
 	TypeStringMap FieldType = "map(string)"
+	// TypeNumber is a JSON number, decoded as a float64.
+	TypeNumber FieldType = "number"
+	// TypeBoolean is a JSON true or false, decoded as a bool.
+	TypeBoolean FieldType = "boolean"
 )
 
 // Names of the fields every stream has besides its own.
