@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -139,6 +140,29 @@ func codecEvents(tb testing.TB) []struct {
 		"device_id": "d", "ts": ts0, "metrics": map[string]float64{"x": 1}, "tags": map[string]string{}}})
 	add(logs, Event{ID: "only required", Key: "s", ReceivedAt: time.Unix(0, 0).UTC(), Fields: map[string]any{
 		"ts": time.Date(2105, 12, 31, 23, 59, 59, 999e6, time.UTC), "service": "s", "level": "fatal", "message": "x"}})
+
+	// machine_state: numbers, booleans, enums; every number where the
+	// bounds allow it, all of them without the bounds.
+	typed, unbounded := typedStream(tb), unboundedTypedStream(tb)
+	modes := typed.Field("mode").Values
+	for i, f := range awkwardNumbers {
+		ev := Event{ID: "n" + string(rune('a'+i)), Key: "m", ReceivedAt: recv0, Fields: map[string]any{
+			"machine_id": "m", "ts": ts0, "temperature": f, "running": i%2 == 0, "mode": modes[i%len(modes)]}}
+		add(unbounded, ev)
+		if typed.Field("temperature").checkNumber(f) == "" {
+			add(typed, ev)
+		}
+	}
+	for i, s := range awkward {
+		if utf8.ValidString(s) {
+			add(typed, Event{ID: "t " + s, Key: "m" + s, ReceivedAt: recv0, Fields: map[string]any{
+				"machine_id": "m" + s, "ts": ts0, "running": i%3 == 0, "mode": "manual"}})
+		}
+	}
+	add(typed, Event{ID: "at the bounds", Key: "m", ReceivedAt: recv0, Fields: map[string]any{
+		"machine_id": "m", "ts": ts0, "temperature": -273.15, "running": false, "mode": "idle"}})
+	add(typed, Event{ID: "at the bounds", Key: "m", ReceivedAt: recv0, Fields: map[string]any{
+		"machine_id": "m", "ts": ts0, "temperature": 1000.0, "running": true, "mode": "maintenance"}})
 	return out
 }
 
@@ -213,6 +237,29 @@ func TestEncodeLayout(t *testing.T) {
 	}
 }
 
+func TestEncodeLayoutTyped(t *testing.T) {
+	st := typedStream(t)
+	ev := Event{ID: "e-1", Key: "press-7", ReceivedAt: recv0, Fields: map[string]any{
+		"mode":        "auto",
+		"running":     true,
+		"temperature": 1e-7,
+		"ts":          ts0,
+		"machine_id":  "press-7",
+	}}
+	want := `{"event_id":"e-1","machine_id":"press-7","ts":"2026-11-24T10:00:00.123Z","temperature":1e-7,` +
+		`"running":true,"mode":"auto","received_at":"2026-11-24T10:00:01.456Z"}`
+	got, err := st.Encode(ev)
+	if err != nil || string(got) != want {
+		t.Errorf("Encode:\n got %s, %v\nwant %s", got, err, want)
+	}
+	delete(ev.Fields, "temperature")
+	ev.Fields["running"] = false
+	want = strings.Replace(strings.Replace(want, `"temperature":1e-7,`, "", 1), "true", "false", 1)
+	if got, err := st.Encode(ev); err != nil || string(got) != want {
+		t.Errorf("Encode:\n got %s, %v\nwant %s", got, err, want)
+	}
+}
+
 func TestEncodeInvalidUTF8(t *testing.T) {
 	st := builtinStream(t, "app_logs")
 	ev := Event{ID: "e\xff", Key: "s", ReceivedAt: recv0, Fields: map[string]any{
@@ -246,11 +293,22 @@ func TestEncodeUnusualEvents(t *testing.T) {
 		{"field outside the schema", func(f map[string]any) { f["extra"] = []int{1, 2} }, ""},
 		{"event_id among the fields", func(f map[string]any) { f["event_id"] = "shadowed" }, ""},
 		{"untyped map", func(f map[string]any) { f["tags"] = map[string]any{"a": "b"} }, ""},
+		{"number in a string field", func(f map[string]any) { f["device_id"] = 1.5 }, ""},
+		{"boolean in a map field", func(f map[string]any) { f["tags"] = true }, ""},
 		{"null", func(f map[string]any) { f["tags"] = nil }, ""},
 		{"NaN", func(f map[string]any) { f["metrics"] = map[string]float64{"t": math.NaN()} },
 			"encode iot_telemetry event e: json: unsupported value: NaN"},
 		{"infinity", func(f map[string]any) { f["metrics"] = map[string]float64{"t": math.Inf(-1)} },
 			"encode iot_telemetry event e: json: unsupported value: -Inf"},
+	}
+	typed := typedStream(t)
+	for _, x := range []float64{math.NaN(), math.Inf(1)} {
+		ev := Event{ID: "e", Key: "m", ReceivedAt: recv0, Fields: map[string]any{
+			"machine_id": "m", "ts": ts0, "temperature": x, "running": true, "mode": "idle"}}
+		want := "encode machine_state event e: json: unsupported value: " + strconv.FormatFloat(x, 'g', -1, 64)
+		if _, err := typed.Encode(ev); err == nil || err.Error() != want {
+			t.Errorf("temperature %v: err = %v, want %s", x, err, want)
+		}
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -307,9 +365,18 @@ func TestEncodeRandomEvents(t *testing.T) {
 	}
 	when := func() time.Time { return time.UnixMilli(r.Int64N(4291747199999)).UTC() }
 	iot, logs := builtinStream(t, "iot_telemetry"), builtinStream(t, "app_logs")
-	for i := range 3000 {
+	typed := unboundedTypedStream(t)
+	modes := typed.Field("mode").Values
+	for i := range 4500 {
 		st, ev := iot, Event{ID: str(1), ReceivedAt: when(), Fields: map[string]any{}}
-		if i%2 == 0 {
+		if i%3 == 2 {
+			st, ev.Key = typed, str(1)
+			ev.Fields = map[string]any{"machine_id": ev.Key, "ts": when(), "running": r.IntN(2) == 0,
+				"mode": modes[r.IntN(len(modes))]}
+			if r.IntN(3) > 0 {
+				ev.Fields["temperature"] = num()
+			}
+		} else if i%2 == 0 {
 			ev.Key = str(1)
 			m := map[string]float64{}
 			for range 1 + r.IntN(6) {
@@ -374,6 +441,52 @@ func TestDecodeErrors(t *testing.T) {
 	}
 }
 
+func TestDecodeErrorsTyped(t *testing.T) {
+	st := typedStream(t)
+	const good = `{"event_id":"e","machine_id":"m","ts":"2026-11-24T10:00:00.123Z","temperature":21.5,` +
+		`"running":true,"mode":"auto","received_at":"2026-11-24T10:00:01.456Z"}`
+	long := "1" + strings.Repeat("0", 400)
+	tests := []struct {
+		name, in, want string
+	}{
+		{"NaN", strings.Replace(good, "21.5", "NaN", 1), "not a JSON object: invalid character 'N' looking for beginning of value"},
+		{"Infinity", strings.Replace(good, "21.5", "Infinity", 1), "not a JSON object: invalid character 'I' looking for beginning of value"},
+		{"-Infinity", strings.Replace(good, "21.5", "-Infinity", 1), "not a JSON object: invalid character 'I' in numeric literal"},
+		{"out of float64's range", strings.Replace(good, "21.5", "-1e999", 1), "temperature: number -1e999 out of range"},
+		{"long literal out of range", strings.Replace(good, "21.5", long, 1),
+			"temperature: number " + long[:32] + "… out of range"},
+		{"out of the field's range", strings.Replace(good, "21.5", "1e300", 1), "temperature: 1e+300 is above the maximum 1000"},
+		{"boolean as a string", strings.Replace(good, "true", `"true"`, 1), "running: must be true or false, got string"},
+		{"boolean as a number", strings.Replace(good, "true", `1`, 1), "running: must be true or false, got number"},
+		{"boolean misspelt", strings.Replace(good, "true", `True`, 1), "not a JSON object: invalid character 'T' looking for beginning of value"},
+		{"boolean cut", strings.Replace(good, "true", `tru`, 1), "not a JSON object: invalid character ',' in literal true (expecting 'e')"},
+		{"enum changed", strings.Replace(good, `"auto"`, `"eco"`, 1), `mode: "eco" is not one of idle, auto, manual, maintenance`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := st.Decode([]byte(tt.in))
+			if err == nil || err.Error() != tt.want {
+				t.Errorf("err = %v, want %s", err, tt.want)
+			}
+		})
+	}
+	if _, err := st.Decode([]byte(good)); err != nil {
+		t.Errorf("good event: %v", err)
+	}
+
+	// A number out of range elsewhere is named by its path.
+	iot := builtinStream(t, "iot_telemetry")
+	for _, tt := range []struct{ in, want string }{
+		{`{"metrics":{"a":1,"t":1e999},"event_id":"e"}`, "metrics: t: number 1e999 out of range"},
+		{`{"metrics":{"t":1},"x":[1,{"y":[2,-1e400]}]}`, "x: y: number -1e400 out of range"},
+		{`{"` + strings.Repeat("k", 100) + `":1e999}`, strings.Repeat("k", 64) + "…: number 1e999 out of range"},
+	} {
+		if _, err := iot.Decode([]byte(tt.in)); err == nil || err.Error() != tt.want {
+			t.Errorf("Decode(%.80s): err = %v, want %s", tt.in, err, tt.want)
+		}
+	}
+}
+
 // TestDecodeFastDefers lists JSON that decodeFast leaves to decodeGeneric;
 // each gives the same result either way. FuzzDecode checks the general rule.
 func TestDecodeFastDefers(t *testing.T) {
@@ -409,6 +522,48 @@ func TestDecodeFastDefers(t *testing.T) {
 		{"invalid field", pre + `"metrics":{}}`, false},
 		{"unknown field", pre + `"metrics":{"t":1},"x":1}`, false},
 	}
+	checkDefers(t, st, tests)
+}
+
+func TestDecodeFastDefersTyped(t *testing.T) {
+	st := typedStream(t)
+	const pre = `{"event_id":"e","received_at":"2026-11-24T10:00:01.456Z","ts":1795946400123,"machine_id":"m","mode":"idle",`
+	checkDefers(t, st, []struct {
+		name, in string
+		fast     bool
+	}{
+		{"Encode's output", pre + `"temperature":21.5,"running":true}`, true},
+		{"false", pre + `"running":false}`, true},
+		{"white space", pre + "\"temperature\" :\t-2.5e+2 ,\n\"running\" : false }", true},
+		{"negative zero", pre + `"temperature":-0,"running":true}`, true},
+		{"unknown field", pre + `"temperature":-273.15,"running":true,"temperature2":1}`, false},
+		{"at the minimum", pre + `"temperature":-273.15,"running":true}`, true},
+		{"at the maximum", pre + `"temperature":1E3,"running":true}`, true},
+		{"below the minimum", pre + `"temperature":-273.16,"running":true}`, false},
+		{"above the maximum", pre + `"temperature":1000.1,"running":true}`, false},
+		{"out of float64's range", pre + `"temperature":1e999,"running":true}`, false},
+		{"NaN", pre + `"temperature":NaN,"running":true}`, false},
+		{"Infinity", pre + `"temperature":Infinity,"running":true}`, false},
+		{"number as a string", pre + `"temperature":"21.5","running":true}`, false},
+		{"null temperature", pre + `"temperature":null,"running":true}`, false},
+		{"boolean as a string", pre + `"running":"true"}`, false},
+		{"boolean as a number", pre + `"running":1}`, false},
+		{"boolean null", pre + `"running":null}`, false},
+		{"boolean capitalized", pre + `"running":True}`, false},
+		{"boolean runs on", pre + `"running":truefalse}`, false},
+		{"boolean cut", pre + `"running":fals}`, false},
+		{"boolean at the end", pre + `"running":true`, false},
+		{"duplicate boolean", pre + `"running":true,"running":false}`, false},
+		{"missing boolean", pre + `"temperature":1}`, false},
+		{"enum not one of", pre + `"running":true,"mode":"eco"}`, false},
+	})
+}
+
+func checkDefers(t *testing.T, st *Stream, tests []struct {
+	name, in string
+	fast     bool
+}) {
+	t.Helper()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			fast, ok := st.decodeFast([]byte(tt.in))

@@ -1,10 +1,12 @@
 package schemas
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -28,6 +30,17 @@ func (s *Stream) Decode(b []byte) (Event, error) {
 func (s *Stream) decodeGeneric(b []byte) (Event, error) {
 	var obj map[string]any
 	if err := json.Unmarshal(b, &obj); err != nil {
+		// Unmarshal checks the syntax first: a type error is about valid
+		// JSON. One about a number is a number beyond float64's range,
+		// whose literal can be of any length.
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && strings.HasPrefix(te.Value, "number ") {
+			problem := "number " + Truncate(strings.TrimPrefix(te.Value, "number "), 32) + " out of range"
+			if path, ok := numberOutOfRange(b); ok && path != "" {
+				return Event{}, FieldError{path, problem}
+			}
+			return Event{}, errors.New("not a JSON object: " + problem)
+		}
 		return Event{}, fmt.Errorf("not a JSON object: %w", err)
 	}
 	ev, errs := s.validate(obj, true)
@@ -316,6 +329,22 @@ func (p *parser) number() (float64, bool) {
 	return f, true
 }
 
+// boolean reads true or false. A literal that runs on ("truex") is left
+// for the caller's next read to refuse.
+func (p *parser) boolean() (bool, bool) {
+	p.skipSpace()
+	rest := p.b[p.i:]
+	switch {
+	case len(rest) >= 4 && string(rest[:4]) == "true":
+		p.i += 4
+		return true, true
+	case len(rest) >= 5 && string(rest[:5]) == "false":
+		p.i += 5
+		return false, true
+	}
+	return false, false
+}
+
 // time reads a timestamp, a string or a number.
 func (p *parser) time() (time.Time, bool) {
 	var (
@@ -353,6 +382,18 @@ func (p *parser) value(f *Field) (any, bool) {
 			return nil, false
 		}
 		return t, true
+	case TypeNumber:
+		x, ok := p.number()
+		if !ok || f.checkNumber(x) != "" {
+			return nil, false
+		}
+		return x, true
+	case TypeBoolean:
+		b, ok := p.boolean()
+		if !ok {
+			return nil, false
+		}
+		return b, true
 	case TypeNumberMap:
 		m := make(map[string]float64, 8)
 		ok := p.object(f, func(k string) bool {
@@ -402,5 +443,52 @@ func (p *parser) object(f *Field, entry func(name string) bool) bool {
 		if !p.consume(',') {
 			return false
 		}
+	}
+}
+
+// numberOutOfRange finds the first number in the JSON b that does not fit
+// a float64, and names the member that holds it as error messages name
+// members: "metrics: t" for an entry of a map. It reports false if b holds
+// no such number or is not valid JSON.
+func numberOutOfRange(b []byte) (path string, ok bool) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var (
+		names []string // the current member name at each depth; "" in arrays
+		inObj []bool   // whether each open container is an object
+		isKey bool     // whether the next token is a member name
+	)
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", false
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			if t == '{' || t == '[' {
+				inObj, names = append(inObj, t == '{'), append(names, "")
+				isKey = t == '{'
+				continue
+			}
+			inObj, names = inObj[:len(inObj)-1], names[:len(names)-1]
+		case string:
+			if isKey {
+				names[len(names)-1] = t
+				isKey = false
+				continue
+			}
+		case json.Number:
+			if _, err := strconv.ParseFloat(string(t), 64); err != nil {
+				var parts []string
+				for _, n := range names {
+					if n != "" {
+						parts = append(parts, Truncate(n, 64))
+					}
+				}
+				return strings.Join(parts, ": "), true
+			}
+		}
+		// A value ended: in an object, a name comes next.
+		isKey = len(inObj) > 0 && inObj[len(inObj)-1]
 	}
 }

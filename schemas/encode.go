@@ -62,6 +62,10 @@ func encodedSizeHint(ev Event) int {
 			n += len(x) + 3
 		case time.Time:
 			n += len(TimeLayout) + 3
+		case float64:
+			n += 25
+		case bool:
+			n += 5
 		case map[string]float64:
 			n += 3 + 32*len(x)
 		case map[string]string:
@@ -78,7 +82,7 @@ func (s *Stream) appendEvent(b []byte, ev Event) ([]byte, bool) {
 	b = appendString(b, ev.ID)
 	found := 0
 	for i := range s.Fields {
-		name := s.Fields[i].Name
+		name, typ := s.Fields[i].Name, s.Fields[i].Type
 		v, ok := ev.Fields[name]
 		if !ok {
 			continue
@@ -92,6 +96,20 @@ func (s *Stream) appendEvent(b []byte, ev Event) ([]byte, bool) {
 			b = appendString(b, x)
 		case time.Time:
 			b = appendTime(b, x)
+		case float64:
+			// Numbers and booleans of other fields keep the generic
+			// encoding they always had.
+			if typ != TypeNumber {
+				return nil, false
+			}
+			if b, ok = appendFloat(b, x); !ok {
+				return nil, false
+			}
+		case bool:
+			if typ != TypeBoolean {
+				return nil, false
+			}
+			b = strconv.AppendBool(b, x)
 		case map[string]float64:
 			if b, ok = appendNumberMap(b, x); !ok {
 				return nil, false

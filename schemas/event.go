@@ -12,7 +12,8 @@ import (
 
 // Event is one validated event of a stream, with its values normalized:
 // strings and enums as string, timestamps as time.Time (UTC, millisecond
-// precision), map(number) as map[string]float64, map(string) as
+// precision), numbers as float64 (finite, within the field's bounds),
+// booleans as bool, map(number) as map[string]float64, map(string) as
 // map[string]string. Absent optional fields are absent from Fields.
 type Event struct {
 	// ID is the idempotency key: the producer's event_id, or one Sluice assigned.
@@ -171,6 +172,22 @@ func (f *Field) normalize(v any) (any, string) {
 			return nil, problem
 		}
 		return t, ""
+	case TypeNumber:
+		x, ok := v.(float64)
+		if !ok {
+			return nil, "must be a number, got " + JSONKind(v)
+		}
+		if problem := f.checkNumber(x); problem != "" {
+			return nil, problem
+		}
+		return v, ""
+	case TypeBoolean:
+		// Only JSON's true and false: "1", 1 or "yes" could as well be a
+		// producer's mistake as a way of saying true.
+		if _, ok := v.(bool); !ok {
+			return nil, "must be true or false, got " + JSONKind(v)
+		}
+		return v, ""
 	case TypeNumberMap:
 		m, ok := v.(map[string]any)
 		if !ok {
@@ -235,6 +252,33 @@ func (f *Field) checkString(s string) string {
 		return fmt.Sprintf("longer than %d bytes", f.MaxLength)
 	}
 	return ""
+}
+
+// checkNumber says what is wrong with the value of a number field. JSON
+// has no NaN or infinities, but Go callers of Validate can pass them, and
+// Encode could not write them. The value quoted is the parsed one, in
+// JSON's shortest form: never the producer's literal, which may run to any
+// length.
+func (f *Field) checkNumber(x float64) string {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return "must be a finite number"
+	}
+	if f.Min != nil && x < *f.Min {
+		return fmt.Sprintf("%s is below the minimum %s", formatNumber(x), formatNumber(*f.Min))
+	}
+	if f.Max != nil && x > *f.Max {
+		return fmt.Sprintf("%s is above the maximum %s", formatNumber(x), formatNumber(*f.Max))
+	}
+	return ""
+}
+
+// formatNumber writes a finite x as Encode does, in at most 25 bytes.
+func formatNumber(x float64) string {
+	b, ok := appendFloat(make([]byte, 0, 25), x)
+	if !ok {
+		return fmt.Sprint(x)
+	}
+	return string(b)
 }
 
 func (f *Field) numberEntry(k string, v any) string {

@@ -9,8 +9,8 @@ import (
 	"testing"
 )
 
-// fuzzSeeds are events as producers send them, valid and not, for both
-// streams.
+// fuzzSeeds are events as producers send them, valid and not, for the
+// built-in streams and machine_state.
 var fuzzSeeds = []string{
 	benchTelemetry,
 	benchLog,
@@ -21,9 +21,21 @@ var fuzzSeeds = []string{
 	`{"event_id":"e","received_at":"2026-11-24T10:00:00Z","ts":1e300,"metrics":[],"tags":"x"}`,
 	`{"ts":-1,"service":7,"level":null,"message":{},"host":true,"attrs":{"k":["v"]}}`,
 	`{}`,
+	`{"machine_id":"m","ts":"2026-11-24T10:00:00.123Z","temperature":21.5,"running":true,"mode":"auto"}`,
+	`{"event_id":"e","machine_id":"m","ts":0,"temperature":-273.15,"running":false,"mode":"maintenance"}`,
+	`{"machine_id":"m","ts":0,"temperature":1e300,"running":"1","mode":"Auto"}`,
+	`{"machine_id":"m","ts":0,"temperature":"NaN","running":1,"mode":null}`,
+	`{"machine_id":"m","ts":0,"temperature":-0.0,"running":true,"mode":"idle","extra":false}`,
 }
 
-// FuzzValidate feeds arbitrary JSON objects to Validate of both built-in
+// fuzzStreams are the streams the fuzz tests run each input through: the
+// built-in ones, and machine_state with and without its bounds.
+func fuzzStreams(tb testing.TB) []*Stream {
+	return []*Stream{builtinStream(tb, "iot_telemetry"), builtinStream(tb, "app_logs"),
+		typedStream(tb), unboundedTypedStream(tb)}
+}
+
+// FuzzValidate feeds arbitrary JSON objects to Validate of the fuzz
 // streams. Validate must not panic and must give the same answer every
 // time; what it accepts must encode to what encodeGeneric writes and
 // decode back to the same event.
@@ -31,7 +43,7 @@ func FuzzValidate(f *testing.F) {
 	for _, s := range fuzzSeeds {
 		f.Add([]byte(s))
 	}
-	streams := []*Stream{builtinStream(f, "iot_telemetry"), builtinStream(f, "app_logs")}
+	streams := fuzzStreams(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var o map[string]any
 		if json.Unmarshal(data, &o) != nil || o == nil {
@@ -75,7 +87,7 @@ func FuzzValidate(f *testing.F) {
 // decodeGeneric (json.Unmarshal and validate) must accept with the same
 // result, and Decode must not panic.
 func FuzzDecode(f *testing.F) {
-	streams := []*Stream{builtinStream(f, "iot_telemetry"), builtinStream(f, "app_logs")}
+	streams := fuzzStreams(f)
 	for _, s := range fuzzSeeds {
 		var o map[string]any
 		if err := json.Unmarshal([]byte(s), &o); err != nil {
@@ -86,10 +98,14 @@ func FuzzDecode(f *testing.F) {
 		f.Add(b)
 		f.Add([]byte(strings.ReplaceAll(string(b), ",", " ,\n ")))
 	}
-	for _, st := range streams {
+	for _, st := range streams[:2] {
 		_, _, _, b := benchInput(f, st.Name, map[string]string{"iot_telemetry": benchTelemetry, "app_logs": benchLog}[st.Name])
 		f.Add(b)
 	}
+	f.Add([]byte(`{"event_id":"e","machine_id":"m","ts":"2026-11-24T10:00:00.123Z","temperature":1e999,` +
+		`"running":truex,"mode":"auto","received_at":"2026-11-24T10:00:01.456Z"}`))
+	f.Add([]byte(`{"event_id":"e","machine_id":"m","ts":"2026-11-24T10:00:00.123Z","temperature":-1000,` +
+		`"running":false,"mode":"idle","received_at":"2026-11-24T10:00:01.456Z"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, st := range streams {
 			fast, ok := st.decodeFast(data)

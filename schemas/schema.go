@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -62,14 +63,82 @@ type Field struct {
 	// Type says which JSON values the field takes.
 	Type FieldType `yaml:"type"`
 	// Required fields must be present and not null; a required string must
-	// not be empty, and a required map must have an entry.
+	// not be empty, and a required map must have an entry. A required
+	// number may be 0 and a required boolean false.
 	Required bool `yaml:"required"`
-	// MaxLength bounds a string, in bytes; for maps, each key and string value.
+	// MaxLength bounds a string, in bytes; for maps, each key and string
+	// value. Zero means the default: none for strings, 256 for map keys.
 	MaxLength int `yaml:"max_length"`
-	// Values lists what an enum accepts.
+	// Values lists what an enum accepts, in the order the enum declares them.
 	Values []string `yaml:"values"`
 	// MaxEntries bounds the number of entries of a map.
 	MaxEntries int `yaml:"max_entries"`
+	// Min and Max bound a number, inclusively; nil means unbounded.
+	Min *float64 `yaml:"min"`
+	Max *float64 `yaml:"max"`
+}
+
+// fieldOptions are the options a field may set besides name, type and
+// required, in the order Field declares them, with the types each applies
+// to and whether a field sets it.
+var fieldOptions = []struct {
+	name  string
+	types []FieldType
+	set   func(*Field) bool
+}{
+	{"max_length", []FieldType{TypeString, TypeNumberMap, TypeStringMap}, func(f *Field) bool { return f.MaxLength != 0 }},
+	{"values", []FieldType{TypeEnum}, func(f *Field) bool { return f.Values != nil }},
+	{"max_entries", []FieldType{TypeNumberMap, TypeStringMap}, func(f *Field) bool { return f.MaxEntries != 0 }},
+	{"min", []FieldType{TypeNumber}, func(f *Field) bool { return f.Min != nil }},
+	{"max", []FieldType{TypeNumber}, func(f *Field) bool { return f.Max != nil }},
+}
+
+// checkOptions validates a field's type and the options it sets for it.
+func (f *Field) checkOptions() error {
+	switch f.Type {
+	case TypeString, TypeEnum, TypeTimestamp, TypeNumberMap, TypeStringMap, TypeNumber, TypeBoolean:
+	default:
+		return fmt.Errorf("unknown type %q", f.Type)
+	}
+	// An option that does not apply would be ignored: say so rather than
+	// leave the author believing it bounds something.
+	for _, o := range fieldOptions {
+		if o.set(f) && !slices.Contains(o.types, f.Type) {
+			return fmt.Errorf("option %s does not apply to type %s", o.name, f.Type)
+		}
+	}
+	if f.MaxLength < 0 {
+		return fmt.Errorf("max_length %d: must not be negative", f.MaxLength)
+	}
+	if f.MaxEntries < 0 {
+		return fmt.Errorf("max_entries %d: must not be negative", f.MaxEntries)
+	}
+	switch f.Type {
+	case TypeEnum:
+		if len(f.Values) == 0 {
+			return errors.New("enum without values")
+		}
+		seen := make(map[string]bool, len(f.Values))
+		for _, v := range f.Values {
+			if seen[v] {
+				return fmt.Errorf("values: %q listed twice", Truncate(v, 64))
+			}
+			seen[v] = true
+		}
+	case TypeNumber:
+		for _, b := range []struct {
+			name string
+			v    *float64
+		}{{"min", f.Min}, {"max", f.Max}} {
+			if b.v != nil && (math.IsNaN(*b.v) || math.IsInf(*b.v, 0)) {
+				return fmt.Errorf("%s %v: must be a finite number", b.name, *b.v)
+			}
+		}
+		if f.Min != nil && f.Max != nil && *f.Min > *f.Max {
+			return fmt.Errorf("min %s is greater than max %s", formatNumber(*f.Min), formatNumber(*f.Max))
+		}
+	}
+	return nil
 }
 
 // Stream is a named event type.
@@ -124,14 +193,8 @@ func (s *Stream) check() error {
 		if _, dup := s.byName[f.Name]; dup {
 			return fmt.Errorf("fields[%d].name %q: defined twice", i, f.Name)
 		}
-		switch f.Type {
-		case TypeString, TypeTimestamp, TypeNumberMap, TypeStringMap:
-		case TypeEnum:
-			if len(f.Values) == 0 {
-				return fmt.Errorf("fields[%d] %s: enum without values", i, f.Name)
-			}
-		default:
-			return fmt.Errorf("fields[%d] %s: unknown type %q", i, f.Name, f.Type)
+		if err := f.checkOptions(); err != nil {
+			return fmt.Errorf("fields[%d] %s: %w", i, f.Name, err)
 		}
 		s.byName[f.Name] = f
 	}

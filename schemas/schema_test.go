@@ -49,6 +49,12 @@ fields:
     values: [low, high]
   - name: readings
     type: map(number)
+  - name: temp
+    type: number
+    min: -40
+    max: 125
+  - name: running
+    type: boolean
 `
 
 func TestLoadDir(t *testing.T) {
@@ -125,6 +131,71 @@ func TestLoadDir(t *testing.T) {
 			`sensors.yaml: order_by "time": no such field`},
 		{"order by a map", map[string]string{"sensors.yaml": edit("[id, ts]", "[readings]")},
 			`sensors.yaml: order_by "readings": maps cannot be sort keys`},
+		{"order by a number and a boolean", map[string]string{"sensors.yaml": edit("[id, ts]", "[running, temp, id]")}, ""},
+		{"partition key a number", map[string]string{"sensors.yaml": edit("partition_key: id", "partition_key: temp")},
+			`sensors.yaml: partition_key "temp": must be a required string field`},
+		{"partition key a boolean", map[string]string{"sensors.yaml": edit("partition_key: id", "partition_key: running",
+			"type: boolean", "type: boolean\n    required: true")},
+			`sensors.yaml: partition_key "running": must be a required string field`},
+
+		// number: min and max, both optional, both finite, in order.
+		{"number without bounds", map[string]string{"sensors.yaml": edit("    min: -40\n    max: 125\n", "")}, ""},
+		{"number with min only", map[string]string{"sensors.yaml": edit("    max: 125\n", "")}, ""},
+		{"number with max only", map[string]string{"sensors.yaml": edit("    min: -40\n", "")}, ""},
+		{"number bounds equal", map[string]string{"sensors.yaml": edit("min: -40", "min: 125")}, ""},
+		{"number bounds fractional", map[string]string{"sensors.yaml": edit("min: -40", "min: -0.5", "max: 125", "max: 1.5e3")}, ""},
+		{"number min above max", map[string]string{"sensors.yaml": edit("min: -40", "min: 125.5")},
+			`sensors.yaml: fields[4] temp: min 125.5 is greater than max 125`},
+		{"number min NaN", map[string]string{"sensors.yaml": edit("min: -40", "min: .nan")},
+			`sensors.yaml: fields[4] temp: min NaN: must be a finite number`},
+		{"number max infinite", map[string]string{"sensors.yaml": edit("max: 125", "max: .inf")},
+			`sensors.yaml: fields[4] temp: max +Inf: must be a finite number`},
+		{"number min infinite", map[string]string{"sensors.yaml": edit("min: -40", "min: -.inf")},
+			`sensors.yaml: fields[4] temp: min -Inf: must be a finite number`},
+		{"number min not a number", map[string]string{"sensors.yaml": edit("min: -40", "min: cold")},
+			"sensors.yaml: yaml: unmarshal errors:\n  line 18: cannot unmarshal !!str `cold` into float64"},
+		{"number with max_length", map[string]string{"sensors.yaml": edit("type: number", "type: number\n    max_length: 8")},
+			`sensors.yaml: fields[4] temp: option max_length does not apply to type number`},
+		{"number with values", map[string]string{"sensors.yaml": edit("type: number", "type: number\n    values: [1, 2]")},
+			`sensors.yaml: fields[4] temp: option values does not apply to type number`},
+		{"number with max_entries", map[string]string{"sensors.yaml": edit("type: number", "type: number\n    max_entries: 3")},
+			`sensors.yaml: fields[4] temp: option max_entries does not apply to type number`},
+
+		// boolean: no options.
+		{"boolean required", map[string]string{"sensors.yaml": edit("type: boolean", "type: boolean\n    required: true")}, ""},
+		{"boolean with min", map[string]string{"sensors.yaml": edit("type: boolean", "type: boolean\n    min: 0")},
+			`sensors.yaml: fields[5] running: option min does not apply to type boolean`},
+		{"boolean with max", map[string]string{"sensors.yaml": edit("type: boolean", "type: boolean\n    max: 1")},
+			`sensors.yaml: fields[5] running: option max does not apply to type boolean`},
+		{"boolean with values", map[string]string{"sensors.yaml": edit("type: boolean", "type: boolean\n    values: [yes, no]")},
+			`sensors.yaml: fields[5] running: option values does not apply to type boolean`},
+		{"boolean with max_length", map[string]string{"sensors.yaml": edit("type: boolean", "type: boolean\n    max_length: 5")},
+			`sensors.yaml: fields[5] running: option max_length does not apply to type boolean`},
+
+		// The other types refuse what does not apply to them too.
+		{"string with min", map[string]string{"sensors.yaml": edit("type: string", "type: string\n    min: 1")},
+			`sensors.yaml: fields[0] id: option min does not apply to type string`},
+		{"string with an empty values list", map[string]string{"sensors.yaml": edit("type: string", "type: string\n    values: []")},
+			`sensors.yaml: fields[0] id: option values does not apply to type string`},
+		{"timestamp with max_length", map[string]string{"sensors.yaml": edit("type: timestamp", "type: timestamp\n    max_length: 30")},
+			`sensors.yaml: fields[1] ts: option max_length does not apply to type timestamp`},
+		{"enum with max_length", map[string]string{"sensors.yaml": edit("type: enum", "type: enum\n    max_length: 4")},
+			`sensors.yaml: fields[2] level: option max_length does not apply to type enum`},
+		{"enum with max", map[string]string{"sensors.yaml": edit("type: enum", "type: enum\n    max: 4")},
+			`sensors.yaml: fields[2] level: option max does not apply to type enum`},
+		{"map with values", map[string]string{"sensors.yaml": edit("type: map(number)", "type: map(number)\n    values: [a]")},
+			`sensors.yaml: fields[3] readings: option values does not apply to type map(number)`},
+		{"map with min", map[string]string{"sensors.yaml": edit("type: map(number)", "type: map(number)\n    min: 0")},
+			`sensors.yaml: fields[3] readings: option min does not apply to type map(number)`},
+		{"map with its options", map[string]string{"sensors.yaml": edit("type: map(number)", "type: map(number)\n    max_entries: 8\n    max_length: 16")}, ""},
+		{"negative max_length", map[string]string{"sensors.yaml": edit("type: string", "type: string\n    max_length: -1")},
+			`sensors.yaml: fields[0] id: max_length -1: must not be negative`},
+		{"negative max_entries", map[string]string{"sensors.yaml": edit("type: map(number)", "type: map(number)\n    max_entries: -1")},
+			`sensors.yaml: fields[3] readings: max_entries -1: must not be negative`},
+		{"enum with an empty values list", map[string]string{"sensors.yaml": edit("[low, high]", "[]")},
+			`sensors.yaml: fields[2] level: enum without values`},
+		{"enum value twice", map[string]string{"sensors.yaml": edit("[low, high]", "[low, high, low]")},
+			`sensors.yaml: fields[2] level: values: "low" listed twice`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -177,5 +248,36 @@ func TestLoadedStreamValidates(t *testing.T) {
 	ev, errs := st.Validate(obj(t, `{"id":"x","ts":0}`))
 	if errs != nil || ev.Key != "x" {
 		t.Errorf("optional fields absent: %+v, %v", ev, errs)
+	}
+	_, errs = st.Validate(obj(t, `{"id":"x","ts":0,"temp":125.01,"running":"yes"}`))
+	if got, want := errStrings(errs), []string{"temp: 125.01 is above the maximum 125", "running: must be true or false, got string"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("errors %q, want %q", got, want)
+	}
+}
+
+// TestTypedTestdata pins testdata/typed/machine_state.yaml, which tests of
+// other packages load.
+func TestTypedTestdata(t *testing.T) {
+	r, err := LoadDir(typedDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Names(); !reflect.DeepEqual(got, []string{"machine_state"}) {
+		t.Fatalf("streams %v, want only machine_state", got)
+	}
+	st := r.Stream("machine_state")
+	if st.PartitionKey != "machine_id" || st.Table != "machine_state" || !reflect.DeepEqual(st.OrderBy, []string{"machine_id", "ts"}) {
+		t.Errorf("stream %+v", st)
+	}
+	ptr := func(x float64) *float64 { return &x }
+	want := []Field{
+		{Name: "machine_id", Type: TypeString, Required: true, MaxLength: 128},
+		{Name: "ts", Type: TypeTimestamp, Required: true},
+		{Name: "temperature", Type: TypeNumber, Min: ptr(-273.15), Max: ptr(1000)},
+		{Name: "running", Type: TypeBoolean, Required: true},
+		{Name: "mode", Type: TypeEnum, Required: true, Values: []string{"idle", "auto", "manual", "maintenance"}},
+	}
+	if !reflect.DeepEqual(st.Fields, want) {
+		t.Errorf("fields\n got %+v\nwant %+v", st.Fields, want)
 	}
 }

@@ -3,6 +3,7 @@ package schemas
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -338,5 +339,153 @@ func TestValidateTimestamps(t *testing.T) {
 				t.Errorf("ts = %s, want %s", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestValidateMachineState(t *testing.T) {
+	st := typedStream(t)
+	modes := "idle, auto, manual, maintenance"
+	base := map[string]string{
+		"machine_id":  `"press-7"`,
+		"ts":          `"2026-11-24T10:00:00.123Z"`,
+		"temperature": `21.5`,
+		"running":     `true`,
+		"mode":        `"auto"`,
+	}
+	with := func(kv ...string) string { return withMembers(t, base, kv...) }
+	zeros := strings.Repeat("0", 400)
+
+	tests := []struct {
+		name string
+		in   string
+		want []string // errors; nil means valid
+		temp any      // the temperature of a valid event; nil means absent
+	}{
+		{"minimal", with("temperature", ""), nil, nil},
+		{"every field", with(), nil, 21.5},
+
+		{"temperature integer", with("temperature", `20`), nil, 20.0},
+		{"temperature zero", with("temperature", `0`), nil, 0.0},
+		{"temperature negative zero", with("temperature", `-0`), nil, 0.0},
+		{"temperature exponent", with("temperature", `2.15E+1`), nil, 21.5},
+		{"temperature at the minimum", with("temperature", `-273.15`), nil, -273.15},
+		{"temperature at the maximum", with("temperature", `1e3`), nil, 1000.0},
+		{"temperature null is absent", with("temperature", `null`), nil, nil},
+		{"temperature long literal, in range", with("temperature", `1`+zeros[:3]+`.`+zeros+`1`), nil, 1000.0},
+		{"temperature underflows to zero", with("temperature", `0.`+zeros+`1`), nil, 0.0},
+		{"temperature below the minimum", with("temperature", `-273.16`),
+			[]string{"temperature: -273.16 is below the minimum -273.15"}, nil},
+		{"temperature above the maximum", with("temperature", `1000.0001`),
+			[]string{"temperature: 1000.0001 is above the maximum 1000"}, nil},
+		{"temperature far above", with("temperature", `1.7976931348623157e308`),
+			[]string{"temperature: 1.7976931348623157e+308 is above the maximum 1000"}, nil},
+		{"temperature long literal is not echoed", with("temperature", `1`+zeros[:300]),
+			[]string{"temperature: 1e+300 is above the maximum 1000"}, nil},
+		{"temperature long negative literal", with("temperature", `-1`+zeros[:30]+`.`+zeros),
+			[]string{"temperature: -1e+30 is below the minimum -273.15"}, nil},
+		{"temperature string", with("temperature", `"21.5"`), []string{"temperature: must be a number, got string"}, nil},
+		{"temperature NaN string", with("temperature", `"NaN"`), []string{"temperature: must be a number, got string"}, nil},
+		{"temperature Infinity string", with("temperature", `"Infinity"`), []string{"temperature: must be a number, got string"}, nil},
+		{"temperature boolean", with("temperature", `true`), []string{"temperature: must be a number, got boolean"}, nil},
+		{"temperature array", with("temperature", `[21.5]`), []string{"temperature: must be a number, got array"}, nil},
+		{"temperature object", with("temperature", `{"c":21.5}`), []string{"temperature: must be a number, got object"}, nil},
+
+		{"running false", with("running", `false`), nil, 21.5},
+		{"running missing", with("running", ""), []string{"running: required"}, nil},
+		{"running null", with("running", `null`), []string{"running: required"}, nil},
+		{"running string 1", with("running", `"1"`), []string{"running: must be true or false, got string"}, nil},
+		{"running string true", with("running", `"true"`), []string{"running: must be true or false, got string"}, nil},
+		{"running number 1", with("running", `1`), []string{"running: must be true or false, got number"}, nil},
+		{"running number 0", with("running", `0`), []string{"running: must be true or false, got number"}, nil},
+		{"running array", with("running", `[true]`), []string{"running: must be true or false, got array"}, nil},
+		{"running object", with("running", `{}`), []string{"running: must be true or false, got object"}, nil},
+
+		{"mode missing", with("mode", ""), []string{"mode: required"}, nil},
+		{"mode not one of", with("mode", `"turbo"`), []string{`mode: "turbo" is not one of ` + modes}, nil},
+		{"mode is case-sensitive", with("mode", `"Auto"`), []string{`mode: "Auto" is not one of ` + modes}, nil},
+		{"mode number", with("mode", `1`), []string{"mode: must be a string, got number"}, nil},
+		{"mode boolean", with("mode", `true`), []string{"mode: must be a string, got boolean"}, nil},
+
+		{"machine_id missing", with("machine_id", ""), []string{"machine_id: required"}, nil},
+		{"machine_id too long", with("machine_id", `"`+strings.Repeat("m", 129)+`"`),
+			[]string{"machine_id: longer than 128 bytes"}, nil},
+		{"every error, in schema order", `{"running":"yes","mode":"x","temperature":-300,"ts":"noon","speed":1}`, []string{
+			"machine_id: required",
+			"ts: not RFC 3339 or epoch ms",
+			"temperature: -300 is below the minimum -273.15",
+			"running: must be true or false, got string",
+			`mode: "x" is not one of ` + modes,
+			"speed: unknown field",
+		}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := obj(t, tt.in)
+			ev, errs := st.Validate(o)
+			if got := errStrings(errs); !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("errors:\n got %q\nwant %q", got, tt.want)
+			}
+			for _, e := range errs {
+				if len(e.Problem) > 100 {
+					t.Errorf("problem of %d bytes: %.100s…", len(e.Problem), e.Problem)
+				}
+			}
+			if tt.want != nil {
+				if !reflect.DeepEqual(ev, Event{}) {
+					t.Errorf("invalid event returned %+v", ev)
+				}
+				return
+			}
+			if got, ok := ev.Fields["temperature"]; got != tt.temp || ok != (tt.temp != nil) {
+				t.Errorf("temperature = %#v (present %v), want %#v", got, ok, tt.temp)
+			}
+			if ev.Fields["running"] != (o["running"] == true) || ev.Key != "press-7" {
+				t.Errorf("event %+v", ev)
+			}
+		})
+	}
+	for _, mode := range strings.Split(modes, ", ") {
+		ev, errs := st.Validate(obj(t, with("mode", `"`+mode+`"`)))
+		if errs != nil || ev.Fields["mode"] != mode {
+			t.Errorf("mode %s: %+v, %v", mode, ev, errs)
+		}
+	}
+}
+
+// TestValidateNormalizesTyped checks the Go types of number, boolean and
+// enum values, which the ClickHouse sink relies on.
+func TestValidateNormalizesTyped(t *testing.T) {
+	st := typedStream(t)
+	ev, errs := st.Validate(obj(t, `{"machine_id":"m","ts":1795946400123,"temperature":-4,"running":false,"mode":"idle"}`))
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	want := Event{Key: "m", Fields: map[string]any{
+		"machine_id":  "m",
+		"ts":          time.UnixMilli(1795946400123).UTC(),
+		"temperature": float64(-4),
+		"running":     false,
+		"mode":        "idle",
+	}}
+	if !reflect.DeepEqual(ev, want) {
+		t.Errorf("got  %#v\nwant %#v", ev, want)
+	}
+}
+
+// Go callers can pass what JSON cannot hold; Validate refuses what Encode
+// could not write.
+func TestValidateNonFiniteNumbers(t *testing.T) {
+	st := unboundedTypedStream(t)
+	for _, x := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
+		o := obj(t, `{"machine_id":"m","ts":0,"running":true,"mode":"idle"}`)
+		o["temperature"] = x
+		_, errs := st.Validate(o)
+		if got, want := errStrings(errs), []string{"temperature: must be a finite number"}; !reflect.DeepEqual(got, want) {
+			t.Errorf("%v: errors %q, want %q", x, got, want)
+		}
+	}
+	o := obj(t, `{"machine_id":"m","ts":0,"running":true,"mode":"idle","temperature":1e308}`)
+	if _, errs := st.Validate(o); errs != nil {
+		t.Errorf("unbounded number: %v", errs)
 	}
 }
