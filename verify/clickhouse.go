@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"strconv"
 	"strings"
 	"time"
 
@@ -54,26 +53,23 @@ func (c *chReader) tableExists(ctx context.Context, table string) (bool, error) 
 	return n > 0, nil
 }
 
-// partitions lists the Kafka partitions the table holds rows of. The
-// tables are partitioned by clickhouse.ColKafkaPartition, so the active
-// parts name them without reading any data.
+// partitions lists the Kafka partitions the table holds rows of. Tables
+// are partitioned by time (or, in the previous layout, by Kafka partition),
+// so this reads the kafka_partition column: small next to the scans that
+// follow.
 func (c *chReader) partitions(ctx context.Context, table string) ([]int32, error) {
-	rows, err := c.conn.Query(ctx, "SELECT DISTINCT partition FROM system.parts WHERE database = ? AND table = ? AND active", c.db, table)
+	rows, err := c.conn.Query(ctx, fmt.Sprintf("SELECT DISTINCT %s FROM %s", colKafkaPartition, c.table(table)))
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: partitions of %s.%s: %w", c.db, table, err)
 	}
 	defer rows.Close()
 	var out []int32
 	for rows.Next() {
-		var p string
+		var p int32
 		if err := rows.Scan(&p); err != nil {
 			return nil, fmt.Errorf("clickhouse: partitions of %s.%s: %w", c.db, table, err)
 		}
-		n, err := strconv.ParseInt(strings.Trim(p, "'"), 10, 32)
-		if err != nil {
-			return nil, fmt.Errorf("clickhouse: %s.%s has partition %q: not partitioned by %s", c.db, table, p, clickhouse.ColKafkaPartition)
-		}
-		out = append(out, int32(n))
+		out = append(out, p)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("clickhouse: partitions of %s.%s: %w", c.db, table, err)

@@ -2,18 +2,23 @@
 // the native protocol. Its Sink is the sinks.Store of the worker core.
 //
 // The tables are the basis of exactly-once delivery. Each row carries its
-// Kafka partition and offset, and each table is partitioned by Kafka
-// partition, so that one INSERT of one Kafka partition's rows is one block
-// landing in one MergeTree part: it is stored entirely or not at all. After
-// a crash, Progress tells how far a Kafka partition got, and Recent
-// rebuilds the window that deduplicates producers' retries. An INSERT whose
-// outcome the client could not learn is settled (see Write) before the Sink
-// answers again for its partition, so Progress is never overtaken by an
-// INSERT still running on the server.
+// Kafka partition and offset, and the time Sluice stored it, stored_at: one
+// value for all the rows of an INSERT, never earlier than the last one of
+// the same Kafka partition. Tables are partitioned by month (or day) of
+// stored_at, so one INSERT of one Kafka partition's rows is one block
+// landing in one MergeTree part: it is stored entirely or not at all, and
+// old data goes a partition at a time. After a crash, Progress tells how far
+// a Kafka partition got and Recent rebuilds the window that deduplicates
+// producers' retries, both reading only the newest time partition holding
+// the Kafka partition. An INSERT whose outcome the client could not learn
+// is settled (see Write) before the Sink answers again for its partition,
+// so Progress is never overtaken by an INSERT still running on the server.
 //
-// The DDL sticks to what both Debian's ClickHouse 18.16 and the current LTS
-// accept: no LowCardinality, DateTime64, Map, CODEC or TTL. Timestamps are
-// stored as DateTime (seconds) plus a <name>_ms UInt16 column.
+// The column types follow the server's version (DDL): on 22.8 and later
+// DateTime64(3), Map, LowCardinality, Bool, codecs, skip indexes and TTL;
+// on older servers (Debian's 18.16) DateTime plus a <name>_ms UInt16
+// column, Nested arrays, String and UInt8. Existing tables are written as
+// they are, whatever their types and layout (EnsureTables, Migrations).
 package clickhouse
 
 import (
@@ -53,6 +58,9 @@ type Options struct {
 	ReadTimeout time.Duration
 	// Logger receives what EnsureTables changes; nil means slog.Default().
 	Logger *slog.Logger
+	// Tables choose the layout of the tables EnsureTables creates, and the
+	// retention DropExpired applies.
+	Tables TableOptions
 }
 
 // Sink writes events to ClickHouse. It is safe for concurrent use: each call
@@ -61,7 +69,15 @@ type Sink struct {
 	conn    driver.Conn
 	db      string
 	version string
+	ver     Version
+	opts    TableOptions
 	log     *slog.Logger
+
+	// now is the clock of stored_at; tests set it.
+	now func() time.Time
+	// observe decorates the context of every query that reads rows
+	// (Progress, Recent); tests use it to count the rows read.
+	observe func(context.Context) context.Context
 
 	// How settling an INSERT of unknown outcome waits (settle.go); Open
 	// sets the defaults, tests shorten them.
@@ -76,6 +92,13 @@ type Sink struct {
 	// INSERT whose end could not be confirmed: the next Write or Progress
 	// of that partition settles it first.
 	unsettled map[partitionKey]string
+	// layouts holds each table as last found, by table name.
+	layouts map[string]*tableLayout
+	// migrations holds, by table name, what EnsureTables found to differ.
+	migrations map[string][]Migration
+	// parts holds what the Sink knows of each Kafka partition of a table
+	// partitioned by time (resume.go).
+	parts map[partitionKey]*partState
 }
 
 var dbNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
@@ -83,6 +106,9 @@ var dbNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
 // Open connects to ClickHouse, checks that it answers, and reads its version.
 // The database need not exist yet: EnsureTables creates it.
 func Open(ctx context.Context, o Options) (*Sink, error) {
+	if err := o.Tables.Validate(); err != nil {
+		return nil, err
+	}
 	conn, o, err := Dial(ctx, o)
 	if err != nil {
 		return nil, err
@@ -96,11 +122,17 @@ func Open(ctx context.Context, o Options) (*Sink, error) {
 		conn:          conn,
 		db:            o.Database,
 		version:       v.Version.String(),
+		ver:           Version{int(v.Version.Major), int(v.Version.Minor)},
+		opts:          o.Tables,
 		log:           o.Logger.With("component", "clickhouse"),
+		now:           time.Now,
 		settleTimeout: defaultSettleTimeout,
 		killAfter:     defaultKillAfter,
 		newQueryID:    newQueryID,
 		unsettled:     make(map[partitionKey]string),
+		layouts:       make(map[string]*tableLayout),
+		migrations:    make(map[string][]Migration),
+		parts:         make(map[partitionKey]*partState),
 	}, nil
 }
 
@@ -113,8 +145,20 @@ func (s *Sink) Close() error {
 }
 
 // ServerVersion returns the server's version as major.minor.patch, for
-// gating features that 18.16 lacks.
+// logs.
 func (s *Sink) ServerVersion() string { return s.version }
+
+// Version returns the server's version, which decides the column types of
+// the tables the Sink creates.
+func (s *Sink) Version() Version { return s.ver }
+
+// readCtx is the context of a query that reads rows.
+func (s *Sink) readCtx(ctx context.Context) context.Context {
+	if s.observe == nil {
+		return ctx
+	}
+	return s.observe(ctx)
+}
 
 // Database returns the database that holds the tables.
 func (s *Sink) Database() string { return s.db }

@@ -65,60 +65,42 @@ func ensure(t testing.TB, s *Sink, streams ...*schemas.Stream) {
 	}
 }
 
-func TestCreateTableSQL(t *testing.T) {
-	s := &Sink{db: "sluice"}
-	got := s.CreateTableSQL(builtin(t, "iot_telemetry"))
-	want := "CREATE TABLE IF NOT EXISTS `sluice`.`iot_telemetry` (\n" +
-		"    `event_id` String,\n" +
-		"    `device_id` String,\n" +
-		"    `ts` DateTime,\n" +
-		"    `ts_ms` UInt16,\n" +
-		"    `metrics` Nested(name String, value Float64),\n" +
-		"    `tags` Nested(name String, value String),\n" +
-		"    `received_at` DateTime,\n" +
-		"    `received_at_ms` UInt16,\n" +
-		"    `kafka_partition` Int32,\n" +
-		"    `kafka_offset` Int64\n" +
-		")\n" +
-		"ENGINE = MergeTree()\n" +
-		"PARTITION BY `kafka_partition`\n" +
-		"ORDER BY (`device_id`, `ts`)"
-	if got != want {
-		t.Errorf("CreateTableSQL:\n%s\nwant:\n%s", got, want)
+// legacyColumns are the physical columns of st's table on 18.16, as
+// system.columns lists them.
+func legacyColumns(st *schemas.Stream) []column {
+	var out []column
+	for _, sl := range wantSlots(st, legacyTypes) {
+		for _, c := range sl.cols {
+			out = append(out, column{name: c.name, typ: c.typ})
+		}
 	}
+	return out
 }
 
 func TestEnsureTables(t *testing.T) {
 	s := openTest(t)
 	ctx := context.Background()
-	for _, name := range []string{"iot_telemetry", "app_logs"} {
-		t.Run(name, func(t *testing.T) {
-			st := builtin(t, name)
+	for _, st := range []*schemas.Stream{builtin(t, "iot_telemetry"), builtin(t, "app_logs"), orderStream()} {
+		t.Run(st.Name, func(t *testing.T) {
 			for range 2 { // idempotent
 				ensure(t, s, st)
 			}
-			rows, err := s.conn.Query(ctx, "SELECT name, type FROM system.columns WHERE database = ? AND table = ?", s.db, st.Table)
+			ti, err := s.describe(ctx, st.Table)
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer rows.Close()
 			var got []column
-			for rows.Next() {
-				var c column
-				if err := rows.Scan(&c.name, &c.typ); err != nil {
-					t.Fatal(err)
-				}
-				got = append(got, c)
+			for _, n := range ti.names {
+				got = append(got, column{name: n, typ: ti.cols[n]})
 			}
-			if want := columns(st); !reflect.DeepEqual(got, want) {
+			if want := legacyColumns(st); !reflect.DeepEqual(got, want) {
 				t.Errorf("columns:\n%v\nwant:\n%v", got, want)
 			}
-			var pk, sk string
-			if err := s.conn.QueryRow(ctx, "SELECT partition_key, sorting_key FROM system.tables WHERE database = ? AND name = ?", s.db, st.Table).Scan(&pk, &sk); err != nil {
-				t.Fatal(err)
+			if want := strings.Join(st.OrderBy, ", "); ti.partitionKey != "toYYYYMM(stored_at)" || ti.sortingKey != want {
+				t.Errorf("partition key %q, sorting key %q; want %q, %q", ti.partitionKey, ti.sortingKey, "toYYYYMM(stored_at)", want)
 			}
-			if want := strings.Join(st.OrderBy, ", "); pk != ColKafkaPartition || sk != want {
-				t.Errorf("partition key %q, sorting key %q; want %q, %q", pk, sk, ColKafkaPartition, want)
+			if m := s.Migrations(); len(m) != 0 {
+				t.Errorf("Migrations of a table Sluice created: %v", m)
 			}
 		})
 	}
@@ -159,8 +141,11 @@ func TestEnsureTablesEvolves(t *testing.T) {
 	if err := s.Write(ctx, st, 0, []sinks.Row{{Offset: 2, Event: ev}}); err != nil {
 		t.Fatal(err)
 	}
+	if m := s.Migrations(); len(m) != 0 {
+		t.Errorf("Migrations after adding columns: %v", m)
+	}
 
-	// A column whose type differs cannot be fixed by Sluice.
+	// A column of a type Sluice cannot write cannot be fixed by Sluice.
 	mistyped := *st
 	mistyped.Table = "mistyped"
 	ddl := strings.Replace(s.CreateTableSQL(&mistyped), "`message` String", "`message` UInt64", 1)
@@ -172,15 +157,15 @@ func TestEnsureTablesEvolves(t *testing.T) {
 		t.Errorf("EnsureTables with a mistyped column: %v", err)
 	}
 
-	// Nor can a table that is not partitioned by Kafka partition.
+	// Nor can a table partitioned by something an INSERT could span.
 	other := *st
 	other.Table = "logs_by_month"
 	if err := s.conn.Exec(ctx, "CREATE TABLE "+s.table(&other)+" (event_id String, ts DateTime) ENGINE = MergeTree() PARTITION BY toYYYYMM(ts) ORDER BY ts"); err != nil {
 		t.Fatal(err)
 	}
 	err = s.EnsureTables(ctx, []*schemas.Stream{&other})
-	if err == nil || !strings.Contains(err.Error(), "inserts are not atomic") {
-		t.Errorf("EnsureTables with a table partitioned by month: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "inserts are not atomic") || !strings.Contains(err.Error(), "RENAME TABLE") {
+		t.Errorf("EnsureTables with a table partitioned by event time: %v", err)
 	}
 }
 
@@ -188,12 +173,15 @@ func TestEnsureTablesEvolves(t *testing.T) {
 // Unix seconds, ordered by kafka_offset.
 func selectAll(t *testing.T, s *Sink, st *schemas.Stream) []map[string]any {
 	t.Helper()
-	cols := columns(st)
-	exprs := make([]string, len(cols))
-	for i, c := range cols {
-		exprs[i] = Quote(c.name)
-		if c.typ == "DateTime" {
-			exprs[i] = "toUnixTimestamp(" + Quote(c.name) + ")"
+	ti, err := s.describe(context.Background(), st.Table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exprs := make([]string, len(ti.names))
+	for i, n := range ti.names {
+		exprs[i] = Quote(n)
+		if ti.cols[n] == "DateTime" {
+			exprs[i] = "toUnixTimestamp(" + Quote(n) + ")"
 		}
 	}
 	rows, err := s.conn.Query(context.Background(), "SELECT "+strings.Join(exprs, ", ")+" FROM "+s.table(st)+" ORDER BY kafka_offset")
@@ -203,33 +191,16 @@ func selectAll(t *testing.T, s *Sink, st *schemas.Stream) []map[string]any {
 	defer rows.Close()
 	var out []map[string]any
 	for rows.Next() {
-		dest := make([]any, len(cols))
-		for i, c := range cols {
-			switch c.typ {
-			case "String":
-				dest[i] = new(string)
-			case "DateTime":
-				dest[i] = new(uint32)
-			case "UInt16":
-				dest[i] = new(uint16)
-			case "Int32":
-				dest[i] = new(int32)
-			case "Int64":
-				dest[i] = new(int64)
-			case "Array(String)":
-				dest[i] = new([]string)
-			case "Array(Float64)":
-				dest[i] = new([]float64)
-			default:
-				t.Fatalf("column %s: unexpected type %s", c.name, c.typ)
-			}
+		dest := make([]any, len(ti.names))
+		for i, n := range ti.names {
+			dest[i] = scanDest(t, ti.cols[n])
 		}
 		if err := rows.Scan(dest...); err != nil {
 			t.Fatal(err)
 		}
-		row := make(map[string]any, len(cols))
-		for i, c := range cols {
-			row[c.name] = reflect.ValueOf(dest[i]).Elem().Interface()
+		row := make(map[string]any, len(dest))
+		for i, n := range ti.names {
+			row[n] = reflect.ValueOf(dest[i]).Elem().Interface()
 		}
 		out = append(out, row)
 	}
@@ -237,6 +208,31 @@ func selectAll(t *testing.T, s *Sink, st *schemas.Stream) []map[string]any {
 		t.Fatal(err)
 	}
 	return out
+}
+
+func scanDest(t *testing.T, typ string) any {
+	switch typ {
+	case "String":
+		return new(string)
+	case "DateTime":
+		return new(uint32)
+	case "UInt8":
+		return new(uint8)
+	case "UInt16":
+		return new(uint16)
+	case "Int32":
+		return new(int32)
+	case "Int64":
+		return new(int64)
+	case "Float64":
+		return new(float64)
+	case "Array(String)":
+		return new([]string)
+	case "Array(Float64)":
+		return new([]float64)
+	}
+	t.Fatalf("unexpected type %s", typ)
+	return nil
 }
 
 // readBackCase is an event and the columns it must be read back as.
@@ -286,26 +282,44 @@ func readBackCases() []readBackCase {
 			"message": "", "host": "", "trace_id": "", "attrs.name": []string{}, "attrs.value": []string{},
 			"received_at": uint32(ts.Unix()), "received_at_ms": uint16(123),
 		}},
+		{"orders", schemas.Event{ID: "o1", Key: "shop-1", ReceivedAt: recv, Fields: map[string]any{
+			"ts": ts, "shop": "shop-1", "status": "paid", "amount": 12.5, "paid": true, "note": "gift",
+			"delivered_at": recv, "prices": map[string]float64{"b": 2, "a": 1.25},
+		}}, map[string]any{
+			"event_id": "o1", "ts": uint32(ts.Unix()), "ts_ms": uint16(123), "shop": "shop-1", "status": "paid",
+			"amount": 12.5, "paid": uint8(1), "note": "gift", "delivered_at": uint32(recv.Unix()), "delivered_at_ms": uint16(7),
+			"prices.name": []string{"a", "b"}, "prices.value": []float64{1.25, 2},
+			"received_at": uint32(recv.Unix()), "received_at_ms": uint16(7),
+		}},
+		{"orders", schemas.Event{ID: "o2-minimal", Key: "shop-1", ReceivedAt: recv, Fields: map[string]any{
+			"ts": ts, "shop": "shop-1", "status": "new", "paid": false,
+		}}, map[string]any{
+			"event_id": "o2-minimal", "ts": uint32(ts.Unix()), "ts_ms": uint16(123), "shop": "shop-1", "status": "new",
+			"amount": 0.0, "paid": uint8(0), "note": "", "delivered_at": uint32(0), "delivered_at_ms": uint16(0),
+			"prices.name": []string{}, "prices.value": []float64{},
+			"received_at": uint32(recv.Unix()), "received_at_ms": uint16(7),
+		}},
 	}
 }
 
 func TestWriteReadsBack(t *testing.T) {
 	tests := readBackCases()
 	s := openTest(t)
-	for _, stream := range []string{"iot_telemetry", "app_logs"} {
-		t.Run(stream, func(t *testing.T) {
-			st := builtin(t, stream)
+	storedAt := time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
+	s.now = func() time.Time { return storedAt.Add(300 * time.Millisecond) }
+	for _, st := range []*schemas.Stream{builtin(t, "iot_telemetry"), builtin(t, "app_logs"), orderStream()} {
+		t.Run(st.Name, func(t *testing.T) {
 			ensure(t, s, st)
 			const partition = 3
 			var rows []sinks.Row
 			var want []map[string]any
 			for _, tt := range tests {
-				if tt.stream != stream {
+				if tt.stream != st.Name {
 					continue
 				}
 				off := int64(100 + len(rows))
 				rows = append(rows, sinks.Row{Offset: off, Event: tt.event})
-				w := map[string]any{"kafka_partition": int32(partition), "kafka_offset": off}
+				w := map[string]any{"kafka_partition": int32(partition), "kafka_offset": off, "stored_at": uint32(storedAt.Unix())}
 				for k, v := range tt.want {
 					w[k] = v
 				}
@@ -319,7 +333,7 @@ func TestWriteReadsBack(t *testing.T) {
 				t.Fatalf("read %d rows, want %d", len(got), len(want))
 			}
 			for i := range want {
-				for _, c := range columns(st) {
+				for _, c := range legacyColumns(st) {
 					if !reflect.DeepEqual(got[i][c.name], want[i][c.name]) {
 						t.Errorf("row %d (%s) column %s = %#v, want %#v", i, want[i]["event_id"], c.name, got[i][c.name], want[i][c.name])
 					}
@@ -365,12 +379,24 @@ func iotRows(first int64, n int, recv time.Time) []sinks.Row {
 	return rows
 }
 
+// layouts are the table layouts the Sink writes and reads: the previous
+// one and the two time partitionings.
+var layouts = []string{"kafka_partition", PartitionMonth, PartitionDay}
+
 func TestProgress(t *testing.T) {
+	for _, layout := range layouts {
+		t.Run(layout, func(t *testing.T) { testProgress(t, layout) })
+	}
+}
+
+func testProgress(t *testing.T, layout string) {
 	s := openTest(t)
 	ctx := context.Background()
 	st := builtin(t, "iot_telemetry")
-	ensure(t, s, st)
+	createLayout(t, s, st, layout)
+	stopMerges(t, s, st)
 	recv := time.Now().UTC()
+	day := func(m time.Month, d int) time.Time { return time.Date(2026, m, d, 12, 0, 0, 0, time.UTC) }
 
 	type check struct {
 		partition int32
@@ -379,62 +405,65 @@ func TestProgress(t *testing.T) {
 	}
 	steps := []struct {
 		name   string
+		at     time.Time // the Sink's clock: which time partition the rows go to
 		insert map[int32][]sinks.Row
 		checks []check
 	}{
-		{"empty table", nil, []check{{0, 0, false}, {1, 0, false}}},
-		{"one partition", map[int32][]sinks.Row{0: iotRows(0, 3, recv)}, []check{{0, 2, true}, {1, 0, false}}},
-		{"another partition", map[int32][]sinks.Row{1: iotRows(10, 2, recv)}, []check{{0, 2, true}, {1, 11, true}}},
+		{"empty table", day(1, 1), nil, []check{{0, 0, false}, {1, 0, false}}},
+		{"one partition", day(1, 10), map[int32][]sinks.Row{0: iotRows(0, 3, recv)}, []check{{0, 2, true}, {1, 0, false}}},
+		{"another partition", day(2, 10), map[int32][]sinks.Row{1: iotRows(10, 2, recv)}, []check{{0, 2, true}, {1, 11, true}}},
 		// 18.16's max() of no rows is 0 too: only count() tells offset 0 apart.
-		{"offset zero", map[int32][]sinks.Row{2: iotRows(0, 1, recv)}, []check{{2, 0, true}, {3, 0, false}}},
-		{"later batch", map[int32][]sinks.Row{0: iotRows(3, 5, recv)}, []check{{0, 7, true}, {1, 11, true}}},
+		{"offset zero", day(3, 10), map[int32][]sinks.Row{2: iotRows(0, 1, recv)}, []check{{2, 0, true}, {3, 0, false}, {1, 11, true}}},
+		{"later batch", day(3, 11), map[int32][]sinks.Row{0: iotRows(3, 5, recv)}, []check{{0, 7, true}, {1, 11, true}}},
 	}
 	for _, step := range steps {
+		s.now = func() time.Time { return step.at }
 		for p, rows := range step.insert {
 			if err := s.Write(ctx, st, p, rows); err != nil {
 				t.Fatalf("%s: %v", step.name, err)
 			}
 		}
+		// The writer knows where its partitions' rows are; a fresh Sink
+		// (another worker after a rebalance) searches.
+		fresh := reopen(t, s)
 		for _, c := range step.checks {
-			off, ok, err := s.Progress(ctx, st, c.partition)
-			if err != nil {
-				t.Fatalf("%s: %v", step.name, err)
-			}
-			if off != c.offset || ok != c.ok {
-				t.Errorf("%s: Progress(partition %d) = %d, %v; want %d, %v", step.name, c.partition, off, ok, c.offset, c.ok)
+			for _, sink := range []*Sink{s, fresh} {
+				off, ok, err := sink.Progress(ctx, st, c.partition)
+				if err != nil {
+					t.Fatalf("%s: %v", step.name, err)
+				}
+				if off != c.offset || ok != c.ok {
+					t.Errorf("%s: Progress(partition %d) = %d, %v; want %d, %v", step.name, c.partition, off, ok, c.offset, c.ok)
+				}
 			}
 		}
 	}
 
-	// Each insert of one Kafka partition made exactly one part, in the
-	// MergeTree partition of that Kafka partition.
-	rows, err := s.conn.Query(ctx, "SELECT partition, count() FROM system.parts WHERE database = ? AND table = ? GROUP BY partition ORDER BY partition", s.db, st.Table)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	got := map[string]uint64{}
-	for rows.Next() {
-		var p string
-		var n uint64
-		if err := rows.Scan(&p, &n); err != nil {
-			t.Fatal(err)
-		}
-		got[p] = n
-	}
-	// Merges may have combined partition 0's two parts since.
-	if got["1"] != 1 || got["2"] != 1 || got["0"] < 1 || got["0"] > 2 || len(got) != 3 {
-		t.Errorf("parts per partition: %v; want 0: 1 or 2, 1: 1, 2: 1", got)
+	// Each insert of one Kafka partition made exactly one part.
+	want := map[string]map[string]uint64{
+		"kafka_partition": {"0": 2, "1": 1, "2": 1},
+		PartitionMonth:    {"202601": 1, "202602": 1, "202603": 2},
+		PartitionDay:      {"20260110": 1, "20260210": 1, "20260310": 1, "20260311": 1},
+	}[layout]
+	if got := partsPerPartition(t, s, st); !reflect.DeepEqual(got, want) {
+		t.Errorf("parts per partition: %v; want %v", got, want)
 	}
 }
 
 func TestRecent(t *testing.T) {
+	for _, layout := range layouts {
+		t.Run(layout, func(t *testing.T) { testRecent(t, layout) })
+	}
+}
+
+func testRecent(t *testing.T, layout string) {
 	s := openTest(t)
 	ctx := context.Background()
 	st := builtin(t, "iot_telemetry")
-	ensure(t, s, st)
+	createLayout(t, s, st, layout)
 
 	t0 := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	s.now = func() time.Time { return t0.Add(time.Second) }
 	at := func(recv ...sinks.Received) []sinks.Row {
 		rows := iotRows(0, len(recv), t0)
 		for i := range rows {
@@ -479,15 +508,18 @@ func TestRecent(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, gotNewest, err := s.Recent(ctx, st, tt.partition, tt.since, tt.limit)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(got, tt.want) {
-				t.Errorf("Recent = %v, want %v", got, tt.want)
-			}
-			if !gotNewest.Equal(tt.wantNewest) || gotNewest.IsZero() != tt.wantNewest.IsZero() {
-				t.Errorf("Recent's newest = %v, want %v", gotNewest, tt.wantNewest)
+			// The writer, and a fresh Sink that has to search.
+			for _, sink := range []*Sink{s, reopen(t, s)} {
+				got, gotNewest, err := sink.Recent(ctx, st, tt.partition, tt.since, tt.limit)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(got, tt.want) {
+					t.Errorf("Recent = %v, want %v", got, tt.want)
+				}
+				if !gotNewest.Equal(tt.wantNewest) || gotNewest.IsZero() != tt.wantNewest.IsZero() {
+					t.Errorf("Recent's newest = %v, want %v", gotNewest, tt.wantNewest)
+				}
 			}
 		})
 	}

@@ -1,9 +1,10 @@
 package clickhouse
 
 import (
-	"context"
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/sluicehq/sluice/schemas"
 )
@@ -13,75 +14,177 @@ import (
 const (
 	// ColEventID holds the event's identity, the key of deduplication.
 	ColEventID = schemas.FieldEventID
-	// ColReceivedAt holds when a collector received the event, in whole
-	// seconds (DateTime); ColReceivedAtMs holds the milliseconds.
+	// ColReceivedAt holds when a collector received the event: DateTime64(3)
+	// on a modern server; on 18.16 DateTime in whole seconds, with the
+	// milliseconds in ColReceivedAtMs.
 	ColReceivedAt   = schemas.FieldReceivedAt
 	ColReceivedAtMs = schemas.FieldReceivedAt + msSuffix
-	// ColKafkaPartition holds the event's Kafka partition. Every table is
-	// partitioned by it (PARTITION BY), so the names of a table's MergeTree
-	// partitions in system.parts are Kafka partition numbers.
+	// ColKafkaPartition holds the event's Kafka partition.
 	ColKafkaPartition = "kafka_partition"
 	// ColKafkaOffset holds the event's offset in its Kafka partition.
 	ColKafkaOffset = "kafka_offset"
+	// ColStoredAt holds when Sluice stored the row, in seconds: one value
+	// for all the rows of one INSERT, never earlier than that of an earlier
+	// INSERT of the same Kafka partition. Tables are partitioned by it.
+	// Tables of the previous layout (partitioned by kafka_partition) lack it.
+	ColStoredAt = "stored_at"
 
 	// msSuffix names the column holding the milliseconds of a timestamp,
 	// since 18.16's DateTime stops at seconds.
 	msSuffix = "_ms"
 )
 
-// column is one column as system.columns and INSERT name it: a Nested field
-// is two Array columns, <field>.name and <field>.value.
-type column struct {
-	name, typ string
+// Partition granularities of TableOptions.
+const (
+	PartitionMonth = "month"
+	PartitionDay   = "day"
+)
+
+// TableOptions choose the layout of the tables Sluice creates.
+type TableOptions struct {
+	// Partition is the time partition of the tables, by stored_at:
+	// PartitionMonth (the default when empty) or PartitionDay. A partition
+	// is the unit of retention and the unit Progress reads at most.
+	Partition string
+	// TTL drops rows stored longer ago than this, a whole part or partition
+	// at a time; 0 keeps them for ever. It counts in whole days, rounded up.
+	// A modern server does it by the table's TTL; on older servers Sluice
+	// does it (Sink.DropExpired).
+	TTL time.Duration
 }
 
-// columns returns the physical columns of st's table, in table order.
-func columns(st *schemas.Stream) []column {
-	cols := make([]column, 0, 2*len(st.Fields)+5)
-	cols = append(cols, column{ColEventID, "String"})
-	for _, f := range st.Fields {
-		switch f.Type {
-		case schemas.TypeTimestamp:
-			cols = append(cols, column{f.Name, "DateTime"}, column{f.Name + msSuffix, "UInt16"})
-		case schemas.TypeNumberMap:
-			cols = append(cols, column{f.Name + ".name", "Array(String)"}, column{f.Name + ".value", "Array(Float64)"})
-		case schemas.TypeStringMap:
-			cols = append(cols, column{f.Name + ".name", "Array(String)"}, column{f.Name + ".value", "Array(String)"})
-		default: // string, enum
-			cols = append(cols, column{f.Name, "String"})
-		}
+// Validate checks the options.
+func (o TableOptions) Validate() error {
+	switch o.Partition {
+	case "", PartitionMonth, PartitionDay:
+	default:
+		return fmt.Errorf("clickhouse: partition %q: want %s or %s", o.Partition, PartitionMonth, PartitionDay)
 	}
-	return append(cols,
-		column{ColReceivedAt, "DateTime"},
-		column{ColReceivedAtMs, "UInt16"},
-		column{ColKafkaPartition, "Int32"},
-		column{ColKafkaOffset, "Int64"},
-	)
+	if o.TTL < 0 {
+		return fmt.Errorf("clickhouse: ttl %v: must not be negative", o.TTL)
+	}
+	return nil
 }
 
-// fieldDefs returns the column definitions of CREATE TABLE, where a map
-// field is one Nested column rather than its two arrays.
-func fieldDefs(st *schemas.Stream) []string {
-	defs := []string{Quote(ColEventID) + " String"}
+// ParseTTL reads a retention as a flag gives it: "90d", or a Go duration
+// such as "2160h"; "0" or "" means none.
+func ParseTTL(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "" || s == "0" {
+		return 0, nil
+	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("clickhouse: ttl %q: want a number of days such as 90d", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("clickhouse: ttl %q: want days (90d) or a duration (2160h)", s)
+	}
+	return d, nil
+}
+
+// ttlDays is the TTL in whole days, rounded up: what the DDL states and
+// what DropExpired keeps.
+func (o TableOptions) ttlDays() int {
+	const day = 24 * time.Hour
+	return int((o.TTL + day - 1) / day)
+}
+
+// partitionKey is the PARTITION BY expression, as system.tables shows it.
+func (o TableOptions) partitionKey() string {
+	if o.Partition == PartitionDay {
+		return "toYYYYMMDD(" + ColStoredAt + ")"
+	}
+	return "toYYYYMM(" + ColStoredAt + ")"
+}
+
+// flavor is the family of column types of a table.
+type flavor int
+
+const (
+	// legacyTypes are 18.16's: DateTime plus a _ms column, Nested arrays,
+	// String, UInt8 for booleans, no codecs.
+	legacyTypes flavor = iota
+	// modernTypes are those of 22.8 and later: DateTime64(3), Map,
+	// LowCardinality, Bool, codecs.
+	modernTypes
+)
+
+func flavorOf(v Version) flavor {
+	if v.Modern() {
+		return modernTypes
+	}
+	return legacyTypes
+}
+
+// DDL returns the statements that create st's table in database db for a
+// server of version v: today one CREATE TABLE IF NOT EXISTS. o should pass
+// Validate; a Partition other than "day" means month.
+//
+// The table is partitioned by stored_at, the time Sluice stored the rows,
+// which is one value per INSERT: so each INSERT lands in one partition,
+// as one part, all or nothing (see Sink.Write), and whole partitions can be
+// dropped when they age. It is ordered by the stream's order_by.
+func DDL(db string, st *schemas.Stream, v Version, o TableOptions) []string {
+	return []string{createTable(TableName(db, st.Table), st, flavorOf(v), o)}
+}
+
+// createTable returns the CREATE TABLE statement of st's table under the
+// (quoted, qualified) name, with types of flavor fl.
+func createTable(name string, st *schemas.Stream, fl flavor, o TableOptions) string {
+	var defs []string
+	for _, sl := range wantSlots(st, fl) {
+		defs = append(defs, sl.ddl()...)
+	}
+	if fl == modernTypes {
+		defs = append(defs, skipIndexes(st)...)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s (\n    %s\n)\n", name, strings.Join(defs, ",\n    "))
+	b.WriteString("ENGINE = MergeTree()\n")
+	fmt.Fprintf(&b, "PARTITION BY %s\n", strings.Replace(o.partitionKey(), ColStoredAt, Quote(ColStoredAt), 1))
+	b.WriteString("ORDER BY " + orderBy(st))
+	if fl == modernTypes && o.TTL > 0 {
+		// ttl_only_drop_parts: a part goes when all its rows have expired,
+		// never by a merge rewriting it without some of its rows.
+		fmt.Fprintf(&b, "\nTTL %s\nSETTINGS ttl_only_drop_parts = 1", ttlExpr(o))
+	}
+	return b.String()
+}
+
+func ttlExpr(o TableOptions) string {
+	return fmt.Sprintf("%s + INTERVAL %d DAY", Quote(ColStoredAt), o.ttlDays())
+}
+
+func orderBy(st *schemas.Stream) string {
+	if len(st.OrderBy) == 0 {
+		return "tuple()"
+	}
+	keys := make([]string, len(st.OrderBy))
+	for i, k := range st.OrderBy {
+		keys[i] = Quote(k)
+	}
+	return "(" + strings.Join(keys, ", ") + ")"
+}
+
+// skipIndexes returns the data-skipping indexes of a modern table: a minmax
+// of the event time, which the sort key (device first) cannot prune by, and
+// a bloom filter on trace_id, which is looked up by value.
+func skipIndexes(st *schemas.Stream) []string {
+	var out []string
 	for _, f := range st.Fields {
-		n := Quote(f.Name)
-		switch f.Type {
-		case schemas.TypeTimestamp:
-			defs = append(defs, n+" DateTime", Quote(f.Name+msSuffix)+" UInt16")
-		case schemas.TypeNumberMap:
-			defs = append(defs, n+" Nested(name String, value Float64)")
-		case schemas.TypeStringMap:
-			defs = append(defs, n+" Nested(name String, value String)")
-		default:
-			defs = append(defs, n+" String")
+		switch {
+		case f.Name == "ts" && f.Type == schemas.TypeTimestamp:
+			out = append(out, "INDEX ts_minmax "+Quote(f.Name)+" TYPE minmax GRANULARITY 4")
+		case f.Name == "trace_id" && f.Type == schemas.TypeString:
+			out = append(out, "INDEX trace_id_bloom "+Quote(f.Name)+" TYPE bloom_filter GRANULARITY 4")
 		}
 	}
-	return append(defs,
-		Quote(ColReceivedAt)+" DateTime",
-		Quote(ColReceivedAtMs)+" UInt16",
-		Quote(ColKafkaPartition)+" Int32",
-		Quote(ColKafkaOffset)+" Int64",
-	)
+	return out
 }
 
 // Quote makes an identifier safe to put in a statement whatever it is,
@@ -96,127 +199,8 @@ func TableName(db, table string) string { return Quote(db) + "." + Quote(table) 
 
 func (s *Sink) table(st *schemas.Stream) string { return TableName(s.db, st.Table) }
 
-// CreateTableSQL returns the CREATE TABLE statement of st's table.
-//
-// PARTITION BY kafka_partition is what makes a Write atomic: MergeTree
-// splits an inserted block into one part per partition it touches and
-// commits the parts one by one, so a block holding one Kafka partition's rows
-// becomes exactly one part. It also lets Progress read one partition only.
+// CreateTableSQL returns the CREATE TABLE statement of st's table on the
+// Sink's server, with the Sink's TableOptions: DDL's first statement.
 func (s *Sink) CreateTableSQL(st *schemas.Stream) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s (\n", s.table(st))
-	defs := fieldDefs(st)
-	for i, d := range defs {
-		b.WriteString("    ")
-		b.WriteString(d)
-		if i < len(defs)-1 {
-			b.WriteByte(',')
-		}
-		b.WriteByte('\n')
-	}
-	b.WriteString(")\nENGINE = MergeTree()\nPARTITION BY " + Quote(ColKafkaPartition) + "\n")
-	if len(st.OrderBy) == 0 {
-		b.WriteString("ORDER BY tuple()")
-	} else {
-		keys := make([]string, len(st.OrderBy))
-		for i, k := range st.OrderBy {
-			keys[i] = Quote(k)
-		}
-		b.WriteString("ORDER BY (" + strings.Join(keys, ", ") + ")")
-	}
-	return b.String()
-}
-
-// EnsureTables creates the database and each stream's table if missing. A
-// table that exists is checked instead: columns a newer schema added are
-// added to it, and a column of another type, or a partitioning that would
-// break the atomicity of inserts, is an error, since rows could not be
-// stored as Sluice stores them. It is idempotent and safe to run from
-// several processes at once.
-func (s *Sink) EnsureTables(ctx context.Context, streams []*schemas.Stream) error {
-	if err := s.conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+Quote(s.db)); err != nil {
-		return fmt.Errorf("clickhouse: create database %s: %w", s.db, err)
-	}
-	for _, st := range streams {
-		if err := s.conn.Exec(ctx, s.CreateTableSQL(st)); err != nil {
-			return fmt.Errorf("clickhouse: create table %s.%s: %w", s.db, st.Table, err)
-		}
-		if err := s.checkTable(ctx, st); err != nil {
-			return fmt.Errorf("clickhouse: table %s.%s of stream %s: %w", s.db, st.Table, st.Name, err)
-		}
-	}
-	return nil
-}
-
-// checkTable reconciles an existing table with st.
-func (s *Sink) checkTable(ctx context.Context, st *schemas.Stream) error {
-	var engine, partitionKey string
-	row := s.conn.QueryRow(ctx, "SELECT engine, partition_key FROM system.tables WHERE database = ? AND name = ?", s.db, st.Table)
-	if err := row.Scan(&engine, &partitionKey); err != nil {
-		return fmt.Errorf("read engine: %w", err)
-	}
-	if !strings.HasSuffix(engine, "MergeTree") || strings.TrimSpace(partitionKey) != ColKafkaPartition {
-		return fmt.Errorf("engine %s partitioned by %q: want a MergeTree partitioned by %s, or inserts are not atomic; drop or rename the table", engine, partitionKey, ColKafkaPartition)
-	}
-
-	have, err := s.tableColumns(ctx, st)
-	if err != nil {
-		return err
-	}
-	want := columns(st)
-	prev := ""
-	for _, c := range want {
-		typ, ok := have[c.name]
-		switch {
-		case ok && typ != c.typ:
-			return fmt.Errorf("column %s is %s, the schema needs %s; alter or drop the table", c.name, typ, c.typ)
-		case !ok:
-			if err := s.addColumn(ctx, st, c, prev); err != nil {
-				return err
-			}
-		}
-		prev = c.name
-	}
-	return nil
-}
-
-func (s *Sink) tableColumns(ctx context.Context, st *schemas.Stream) (map[string]string, error) {
-	rows, err := s.conn.Query(ctx, "SELECT name, type FROM system.columns WHERE database = ? AND table = ?", s.db, st.Table)
-	if err != nil {
-		return nil, fmt.Errorf("read columns: %w", err)
-	}
-	defer rows.Close()
-	have := make(map[string]string)
-	for rows.Next() {
-		var name, typ string
-		if err := rows.Scan(&name, &typ); err != nil {
-			return nil, fmt.Errorf("read columns: %w", err)
-		}
-		have[name] = typ
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read columns: %w", err)
-	}
-	return have, nil
-}
-
-// addColumn adds a column that a schema change introduced. Existing rows get
-// the type's default, which is what Write writes for an absent field.
-func (s *Sink) addColumn(ctx context.Context, st *schemas.Stream, c column, after string) error {
-	q := fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", s.table(st), Quote(c.name), c.typ)
-	if after != "" {
-		q += " AFTER " + Quote(after)
-	}
-	err := s.conn.Exec(ctx, q)
-	if err != nil {
-		// 18.16 has no ADD COLUMN IF NOT EXISTS: another process may have
-		// added it first.
-		have, rerr := s.tableColumns(ctx, st)
-		if rerr == nil && have[c.name] == c.typ {
-			return nil
-		}
-		return fmt.Errorf("add column %s %s: %w", c.name, c.typ, err)
-	}
-	s.log.Info("added column", "table", s.db+"."+st.Table, "column", c.name, "type", c.typ)
-	return nil
+	return DDL(s.db, st, s.ver, s.opts)[0]
 }
