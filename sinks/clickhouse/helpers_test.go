@@ -31,7 +31,7 @@ func orderStream() *schemas.Stream {
 // no stored_at, PARTITION BY kafka_partition.
 func oldLayoutDDL(s *Sink, st *schemas.Stream) string {
 	ddl := createTable(s.table(st), st, legacyTypes, TableOptions{})
-	ddl = strings.Replace(ddl, ",\n    `stored_at` DateTime", "", 1)
+	ddl = strings.Replace(ddl, ",\n    `stored_at` DateTime DEFAULT now()", "", 1)
 	return strings.Replace(ddl, "PARTITION BY toYYYYMM(`stored_at`)", "PARTITION BY `kafka_partition`", 1)
 }
 

@@ -43,6 +43,7 @@ const (
 type column struct {
 	name, typ string
 	codec     string // CODEC(...) of CREATE TABLE, "" for none
+	dflt      string // DEFAULT of CREATE TABLE, "" for none
 }
 
 // slot is one value of a row and the column(s) that hold it.
@@ -64,6 +65,9 @@ func (sl slot) ddl() []string {
 	out := make([]string, len(sl.cols))
 	for i, c := range sl.cols {
 		out[i] = Quote(c.name) + " " + c.typ
+		if c.dflt != "" {
+			out[i] += " DEFAULT " + c.dflt
+		}
 		if c.codec != "" {
 			out[i] += " " + c.codec
 		}
@@ -79,7 +83,7 @@ func codec(fl flavor, first string) string {
 }
 
 func one(src source, name string, f form, typ, codec string) slot {
-	return slot{src: src, name: name, form: f, cols: []column{{name, typ, codec}}}
+	return slot{src: src, name: name, form: f, cols: []column{{name: name, typ: typ, codec: codec}}}
 }
 
 // wantSlots returns the slots of st's table as Sluice creates it with types
@@ -93,10 +97,16 @@ func wantSlots(st *schemas.Stream, fl flavor) []slot {
 	}
 	recv := timeSlot(ColReceivedAt, fl, true)
 	recv.src = srcReceivedAt
+	stored := one(srcStoredAt, ColStoredAt, formDateTime, "DateTime", codec(fl, "DoubleDelta"))
+	// Sluice always sets it. The default covers an INSERT that does not (a
+	// writer that has not seen the table migrated to this layout, a manual
+	// one): now() is one value per INSERT too, so the INSERT is still one
+	// part, and a recent one, where Progress looks.
+	stored.cols[0].dflt = "now()"
 	return append(out, recv,
 		one(srcKafkaPartition, ColKafkaPartition, formInt32, "Int32", ""),
 		one(srcKafkaOffset, ColKafkaOffset, formInt64, "Int64", codec(fl, "Delta")),
-		one(srcStoredAt, ColStoredAt, formDateTime, "DateTime", codec(fl, "DoubleDelta")),
+		stored,
 	)
 }
 
@@ -133,7 +143,7 @@ func wantField(st *schemas.Stream, f *schemas.Field, fl flavor) slot {
 // milliseconds apart.
 func timeSlot(name string, fl flavor, steady bool) slot {
 	if fl == legacyTypes {
-		return slot{name: name, form: formSplitTime, cols: []column{{name, "DateTime", ""}, {name + msSuffix, "UInt16", ""}}}
+		return slot{name: name, form: formSplitTime, cols: []column{{name: name, typ: "DateTime"}, {name: name + msSuffix, typ: "UInt16"}}}
 	}
 	c := ""
 	if steady {
@@ -146,7 +156,7 @@ func timeSlot(name string, fl flavor, steady bool) slot {
 // metrics (few, repeated) as LowCardinality; else Nested arrays.
 func mapSlot(name string, fl flavor, value string) slot {
 	if fl == legacyTypes {
-		return slot{name: name, form: formNested, cols: []column{{name + ".name", "Array(String)", ""}, {name + ".value", "Array(" + value + ")", ""}}}
+		return slot{name: name, form: formNested, cols: []column{{name: name + ".name", typ: "Array(String)"}, {name: name + ".value", typ: "Array(" + value + ")"}}}
 	}
 	key := "String"
 	if value == "Float64" {
@@ -177,7 +187,7 @@ func resolveForm(want slot, have map[string]string) (slot, bool) {
 			return one(want.src, want.name, formTime64, typ, ""), true
 		case isDateTime(typ) && have[want.name+msSuffix] == "UInt16":
 			return slot{src: want.src, name: want.name, form: formSplitTime,
-				cols: []column{{want.name, typ, ""}, {want.name + msSuffix, "UInt16", ""}}}, true
+				cols: []column{{name: want.name, typ: typ}, {name: want.name + msSuffix, typ: "UInt16"}}}, true
 		}
 	case formNested, formMap:
 		value := want.cols[len(want.cols)-1].typ // Array(V) or Map(K, V)
@@ -189,7 +199,7 @@ func resolveForm(want slot, have map[string]string) (slot, bool) {
 		values, okv := have[want.name+".value"]
 		if okn && okv {
 			got = slot{src: want.src, name: want.name, form: formNested,
-				cols: []column{{want.name + ".name", names, ""}, {want.name + ".value", values, ""}}}
+				cols: []column{{name: want.name + ".name", typ: names}, {name: want.name + ".value", typ: values}}}
 			return got, arrayTypeOK(names, false) && arrayTypeOK(values, isNumber)
 		}
 	case formUInt8, formBool:
@@ -201,7 +211,7 @@ func resolveForm(want slot, have map[string]string) (slot, bool) {
 		}
 	default:
 		if found && writableAs(want.form, typ) {
-			got.cols = []column{{want.name, typ, ""}}
+			got.cols = []column{{name: want.name, typ: typ}}
 			return got, true
 		}
 	}

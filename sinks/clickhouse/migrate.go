@@ -87,8 +87,12 @@ func ttlMigration(db string, st *schemas.Stream, v Version, o TableOptions, ti *
 		return Migration{Table: db + "." + st.Table, Problem: "the table has a TTL and the options ask for none",
 			Statements: []string{"ALTER TABLE " + name + " REMOVE TTL"}}, true
 	case o.TTL > 0 && (!has || days != o.ttlDays()):
+		now := "none"
+		if has {
+			now = strings.TrimPrefix(ttlDaysRE.FindString(ti.engineFull), "TTL ")
+		}
 		return Migration{Table: db + "." + st.Table,
-			Problem: fmt.Sprintf("the options ask for a TTL of %d days, the table has %s", o.ttlDays(), map[bool]string{true: "another", false: "none"}[has]),
+			Problem: fmt.Sprintf("the options ask for a TTL of %d days, the table has %s", o.ttlDays(), now),
 			Statements: []string{
 				"ALTER TABLE " + name + " MODIFY SETTING ttl_only_drop_parts = 1",
 				"ALTER TABLE " + name + " MODIFY TTL " + ttlExpr(o),
