@@ -26,13 +26,19 @@ import (
 // server skips the others without reading them. That works on 18.16, which
 // has no skip indexes. So the search for a partition's progress reads, in
 // turn: the rows stored since a time the Sink knows the partition had rows
-// at (its last write or search); else the last hour of the newest time
-// partition, where an active partition has its newest rows; then each time
+// at (its last write or search); else the newest parts, those of recent
+// INSERTs that merges have not yet folded into big ones, as long as they
+// hold no more than an eighth of the newest time partition (probeFloor):
+// a partition being written has its newest rows there; then each time
 // partition, newest first, until one holds rows of the Kafka partition.
+// Reading is by whole parts, so what the search reads is at most the newest
+// time partition holding the Kafka partition, plus the newest parts and the
+// newer time partitions that do not hold it.
 
-// probeWindow is the first look of a search that knows nothing of the
-// partition: the newest stored rows of the whole table, this far back.
-const probeWindow = time.Hour
+// probeShare bounds the first look of a search that knows nothing of the
+// partition: the newest parts, up to this share of the rows of the newest
+// time partition.
+const probeShare = 8
 
 // partState is what the Sink knows of one Kafka partition of a table
 // partitioned by time.
@@ -61,6 +67,14 @@ type found struct {
 type timePart struct {
 	id       string
 	min, max time.Time
+}
+
+// part is one active part of a table: its time partition, the stored_at
+// range it holds, and its rows.
+type part struct {
+	partition string
+	min, max  time.Time
+	rows      uint64
 }
 
 // search finds the partition's progress and records what it learnt.
@@ -105,19 +119,19 @@ func (s *Sink) searchFrom(ctx context.Context, st *schemas.Stream, lay *tableLay
 		}
 		searched = floor // the rows were dropped since (retention)
 	}
-	parts, err := s.timeParts(ctx, st.Table)
+	parts, err := s.activeParts(ctx, st.Table)
 	if err != nil || len(parts) == 0 {
 		return found{}, err
 	}
-	if lo := parts[0].max.Add(-probeWindow); searched.IsZero() || lo.Before(searched) {
+	if lo := probeFloor(parts); !lo.IsZero() && (searched.IsZero() || lo.Before(searched)) {
 		f, err := s.probe(ctx, st, lay, partition, lo, time.Time{})
 		if err != nil || f.ok {
 			return f, err
 		}
 		searched = lo
 	}
-	for _, p := range parts {
-		if !p.min.Before(searched) {
+	for _, p := range timeParts(parts) {
+		if !searched.IsZero() && !p.min.Before(searched) {
 			continue // looked at already
 		}
 		f, err := s.probe(ctx, st, lay, partition, p.min, p.max)
@@ -126,6 +140,40 @@ func (s *Sink) searchFrom(ctx context.Context, st *schemas.Stream, lay *tableLay
 		}
 	}
 	return found{}, nil
+}
+
+// probeFloor returns the lowest stored_at from which a look reads no more
+// than 1/probeShare of the rows of the newest time partition: all parts
+// whose newest row is stored at or after it. It is zero when even the
+// newest part is larger (a merge just folded the recent INSERTs into a big
+// part): then the newest time partition is read whole at once, rather than
+// that part twice. parts are newest first.
+func probeFloor(parts []part) time.Time {
+	var budget uint64
+	for _, p := range parts {
+		if p.partition == parts[0].partition {
+			budget += p.rows
+		}
+	}
+	budget /= probeShare
+	var floor time.Time
+	for _, next := range parts {
+		lo := next.min
+		if !floor.IsZero() && floor.Before(lo) {
+			lo = floor
+		}
+		var cost uint64
+		for _, p := range parts {
+			if !p.max.Before(lo) {
+				cost += p.rows
+			}
+		}
+		if cost > budget {
+			break
+		}
+		floor = lo
+	}
+	return floor
 }
 
 // probe sums up the partition's rows stored at or after lo, and at or
@@ -153,26 +201,45 @@ func (s *Sink) probe(ctx context.Context, st *schemas.Stream, lay *tableLayout, 
 	return f, nil
 }
 
-// timeParts lists the table's time partitions, newest first.
-func (s *Sink) timeParts(ctx context.Context, table string) ([]timePart, error) {
-	rows, err := s.conn.Query(s.readCtx(ctx), `SELECT partition_id, min(min_time) AS lo, max(max_time) AS hi FROM system.parts
-WHERE database = ? AND table = ? AND active GROUP BY partition_id ORDER BY hi DESC`, s.db, table)
+// activeParts lists the table's active parts, newest first.
+func (s *Sink) activeParts(ctx context.Context, table string) ([]part, error) {
+	rows, err := s.conn.Query(s.readCtx(ctx), `SELECT partition_id, min_time, max_time, rows FROM system.parts
+WHERE database = ? AND table = ? AND active ORDER BY max_time DESC`, s.db, table)
 	if err != nil {
-		return nil, fmt.Errorf("partitions of %s.%s: %w", s.db, table, err)
+		return nil, fmt.Errorf("parts of %s.%s: %w", s.db, table, err)
 	}
 	defer rows.Close()
-	var out []timePart
+	var out []part
 	for rows.Next() {
-		var p timePart
-		if err := rows.Scan(&p.id, &p.min, &p.max); err != nil {
-			return nil, fmt.Errorf("partitions of %s.%s: %w", s.db, table, err)
+		var p part
+		if err := rows.Scan(&p.partition, &p.min, &p.max, &p.rows); err != nil {
+			return nil, fmt.Errorf("parts of %s.%s: %w", s.db, table, err)
 		}
 		out = append(out, p)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("partitions of %s.%s: %w", s.db, table, err)
+		return nil, fmt.Errorf("parts of %s.%s: %w", s.db, table, err)
 	}
 	return out, nil
+}
+
+// timeParts groups parts (newest first) by time partition, newest first.
+// Time partitions cover disjoint ranges of stored_at.
+func timeParts(parts []part) []timePart {
+	var out []timePart
+	at := map[string]int{}
+	for _, p := range parts {
+		i, ok := at[p.partition]
+		if !ok {
+			at[p.partition] = len(out)
+			out = append(out, timePart{id: p.partition, min: p.min, max: p.max})
+			continue
+		}
+		if p.min.Before(out[i].min) {
+			out[i].min = p.min
+		}
+	}
+	return out
 }
 
 // lastFound returns what the last search of the partition found, when it

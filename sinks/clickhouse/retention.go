@@ -47,11 +47,11 @@ func (s *Sink) dropExpired(ctx context.Context, st *schemas.Stream, horizon time
 	if !lay.byTime || lay.ownTTL {
 		return nil
 	}
-	parts, err := s.timeParts(ctx, st.Table)
+	parts, err := s.activeParts(ctx, st.Table)
 	if err != nil {
 		return err
 	}
-	for _, p := range parts {
+	for _, p := range timeParts(parts) {
 		if !p.max.Before(horizon) {
 			continue
 		}
