@@ -69,7 +69,9 @@ func sortKey(k string) string {
 	return k
 }
 
-var ttlDaysRE = regexp.MustCompile(`TTL stored_at \+ toIntervalDay\((\d+)\)`)
+// ttlDaysRE finds Sluice's TTL in system.tables' engine_full, which shows
+// INTERVAL 90 DAY as toIntervalDay(90).
+var ttlDaysRE = regexp.MustCompile(`TTL stored_at \+ (?:toIntervalDay\((\d+)\)|INTERVAL (\d+) DAY)`)
 
 // ttlMigration sets a modern table's TTL to the options'. On older servers
 // DropExpired does the TTL's work, so there is nothing to migrate.
@@ -80,7 +82,7 @@ func ttlMigration(db string, st *schemas.Stream, v Version, o TableOptions, ti *
 	name := TableName(db, st.Table)
 	has, days := ti.ownTTL(), 0
 	if m := ttlDaysRE.FindStringSubmatch(ti.engineFull); m != nil {
-		days, _ = strconv.Atoi(m[1])
+		days, _ = strconv.Atoi(m[1] + m[2])
 	}
 	switch {
 	case o.TTL <= 0 && has:
