@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -98,17 +99,29 @@ func (r *restartableStack) stopNATS() {
 	}
 }
 
-// alive fails the test if a process of the stack has exited: the outage
-// tests leave them running throughout.
-func (r *restartableStack) alive(t *testing.T) {
+// checkRunning fails the test if one of the processes has exited: the
+// outage tests leave them running throughout.
+func checkRunning(t *testing.T, procs ...*proc) {
 	t.Helper()
-	for _, p := range append([]*proc{r.ingest}, r.workers...) {
+	for _, p := range procs {
 		select {
 		case <-p.done:
-			t.Fatalf("%s exited during the outage: %v", p.cmd.Path, p.err)
+			t.Fatalf("%s exited: %v\n%s", p.log, p.err, tail(p.log, 5))
 		default:
 		}
 	}
+}
+
+// startWorkerUnready starts one more worker process without waiting for it
+// to be ready: one started during an outage may not be.
+func (s *splitStack) startWorkerUnready() *proc {
+	s.t.Helper()
+	s.nworkers++
+	addr := freeAddr(s.t)
+	w := startProc(s.t, fmt.Sprintf("worker-%d", s.nworkers), append(s.common(), "--role", "work", "--http-addr", addr)...)
+	w.httpAddr = addr
+	s.workers = append(s.workers, w)
+	return w
 }
 
 // storedRows is count() over both stream tables.
