@@ -112,8 +112,8 @@ func TestChaosKillIngest(t *testing.T) {
 
 // TestClickHouseOutage stops ClickHouse for 20 seconds mid-run: the workers
 // wait and catch up, losing and duplicating nothing; and the store does not
-// hold the output back: JetStream keeps receiving every second of the
-// outage, at close to its rate before it. In the end every acknowledged
+// hold the output back: JetStream keeps receiving throughout the outage
+// (never flat for two seconds), at close to its rate before it. In the end every acknowledged
 // event is in ClickHouse and in JetStream exactly once.
 func TestClickHouseOutage(t *testing.T) {
 	addr, stopCH, startCH := privateClickHouse(t)

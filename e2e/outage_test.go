@@ -10,10 +10,11 @@ const outage = 20 * time.Second
 
 // TestNATSOutage stops the NATS server for 20 s under load and starts it
 // again on the same address and JetStream store. It proves that an output
-// does not hold the store back: ClickHouse keeps filling at close to its
-// rate before the outage, every second of it; that the worker's NATS client
-// reconnects by itself and its lane catches up; and that in the end every
-// acknowledged event is in ClickHouse and in JetStream exactly once.
+// does not hold the store back: ClickHouse keeps filling throughout the
+// outage (never flat for two seconds), at close to its rate before it; that
+// the worker's NATS client reconnects by itself and its lane catches up; and
+// that in the end every acknowledged event is in ClickHouse and in JetStream
+// exactly once.
 func TestNATSOutage(t *testing.T) {
 	s := newRestartableStack(t, newTestDB(t))
 	s.startIngest()
