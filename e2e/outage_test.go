@@ -123,9 +123,6 @@ func checkOffsetsKept(t *testing.T, group string, before, after map[string]map[i
 // start-up either: the new worker fills ClickHouse while NATS is still
 // down, and everything lands once in both when NATS returns.
 func TestWorkerStartsDuringNATSOutage(t *testing.T) {
-	t.Skip("BUG (sinks/nats Connect, pipeline/work.go startWork): a worker started while NATS is down exits at once " +
-		"(\"nats: connect ...: nats: no servers available for connection\", exit status 1): the first connect is not retried, " +
-		"so ClickHouse gets nothing until NATS is back")
 	s := newRestartableStack(t, newTestDB(t))
 	s.startIngest()
 	w := s.startWorker()
@@ -152,8 +149,6 @@ func TestWorkerStartsDuringNATSOutage(t *testing.T) {
 // the store at start-up: the new worker fills JetStream while ClickHouse is
 // still down, and everything lands once in both when ClickHouse returns.
 func TestWorkerStartsDuringClickHouseOutage(t *testing.T) {
-	t.Skip("BUG (pipeline/work.go startWork: openClickHouse waits for ClickHouse before the consumer exists): " +
-		"a worker started while ClickHouse is down publishes nothing to NATS until ClickHouse is back")
 	addr, stopCH, startCH := privateClickHouse(t)
 	s := newSplitStack(t, newTestDBAt(t, addr))
 	s.startIngest()
@@ -180,8 +175,6 @@ func TestWorkerStartsDuringClickHouseOutage(t *testing.T) {
 // the output back: once the survivor owns every partition, it publishes
 // them all to NATS although none can be opened in ClickHouse yet.
 func TestRebalanceDuringClickHouseOutage(t *testing.T) {
-	t.Skip("BUG (workers/consumer.go runGeneration opens a partition's sinks one after another, the store first, each retried until it works): " +
-		"after a rebalance during a ClickHouse outage no lane starts, for any sink or partition, until ClickHouse answers, so NATS stops too")
 	addr, stopCH, startCH := privateClickHouse(t)
 	s := newSplitStack(t, newTestDBAt(t, addr))
 	s.startIngest()
