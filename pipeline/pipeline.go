@@ -209,7 +209,7 @@ func Run(ctx context.Context, cfg Config) error {
 		if err != nil {
 			return stop(err)
 		}
-		checks = append(checks, w.ready)
+		checks = append(checks, w.ready...)
 		w.mount(mux)
 		g.Go(func() error {
 			defer w.close()

@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/kafkatopic"
 	"github.com/sluicehq/sluice/ops"
 	"github.com/sluicehq/sluice/schemas"
+	"github.com/sluicehq/sluice/sinks"
 	"github.com/sluicehq/sluice/sinks/clickhouse"
 	natssink "github.com/sluicehq/sluice/sinks/nats"
 	"github.com/sluicehq/sluice/workers"
@@ -21,8 +24,9 @@ import (
 // delivers to.
 type workPart struct {
 	consumer *workers.Consumer
-	// ready fails while a partition is stopped at a gap.
-	ready ops.Check
+	// ready fails while a partition is stopped at a gap, or ClickHouse
+	// was never reached.
+	ready []ops.Check
 	// closers close the sinks, in order, once the consumer has stopped.
 	closers []func() error
 	log     interface{ Warn(string, ...any) }
@@ -33,10 +37,7 @@ type workPart struct {
 func startWork(ctx context.Context, cfg Config, streams *schemas.Registry, byTopic map[string]*schemas.Stream, reg prometheus.Registerer) (*workPart, error) {
 	log := cfg.Logger
 	w := &workPart{log: log}
-	ch, err := openClickHouse(ctx, cfg, streams)
-	if err != nil {
-		return nil, err
-	}
+	ch := &lazyStore{open: func(ctx context.Context) (*clickhouse.Sink, error) { return openClickHouse(ctx, cfg, streams) }}
 	w.closers = append(w.closers, ch.Close)
 	dlq := workers.NewKafkaDLQ(cfg.KafkaBrokers, kafkatopic.DLQ(cfg.TopicPrefix))
 	w.closers = append([]func() error{dlq.Close}, w.closers...)
@@ -84,30 +85,99 @@ func startWork(ctx context.Context, cfg Config, streams *schemas.Registry, byTop
 		w.close()
 		return nil, err
 	}
-	w.ready = ops.Check{Name: "partitions", Ready: w.consumer.CheckGaps}
+	w.ready = []ops.Check{
+		{Name: "partitions", Ready: w.consumer.CheckGaps},
+		{Name: "clickhouse", Ready: ch.ready},
+	}
 	return w, nil
 }
 
-// openClickHouse connects to ClickHouse and creates or checks the tables,
-// waiting for it to come up.
+// openClickHouse connects to ClickHouse and creates or checks the tables.
 func openClickHouse(ctx context.Context, cfg Config, streams *schemas.Registry) (*clickhouse.Sink, error) {
-	log := cfg.Logger
-	var ch *clickhouse.Sink
-	if err := waitFor(ctx, log, "connect to ClickHouse at "+cfg.ClickHouse.Addr, func(ctx context.Context) error {
-		var err error
-		ch, err = clickhouse.Open(ctx, cfg.ClickHouse)
-		return err
-	}); err != nil {
+	ch, err := clickhouse.Open(ctx, cfg.ClickHouse)
+	if err != nil {
 		return nil, err
 	}
-	log.Info("clickhouse connected", "addr", cfg.ClickHouse.Addr, "version", ch.ServerVersion(), "database", cfg.ClickHouse.Database)
-	if err := waitFor(ctx, log, "create ClickHouse tables", func(ctx context.Context) error {
-		return ch.EnsureTables(ctx, streams.Streams())
-	}); err != nil {
+	if err := ch.EnsureTables(ctx, streams.Streams()); err != nil {
 		ch.Close()
 		return nil, err
 	}
+	cfg.Logger.Info("clickhouse connected", "addr", cfg.ClickHouse.Addr, "version", ch.ServerVersion(), "database", cfg.ClickHouse.Database)
 	return ch, nil
+}
+
+// lazyStore is the ClickHouse store, connected (and its tables checked) on
+// first use rather than at start: a worker started while ClickHouse is down
+// still publishes to NATS, and its ClickHouse lanes wait and retry like
+// after any failure. /readyz says ClickHouse was never reached meanwhile.
+type lazyStore struct {
+	open func(context.Context) (*clickhouse.Sink, error)
+
+	mu      sync.Mutex
+	sink    *clickhouse.Sink
+	lastErr error
+}
+
+func (l *lazyStore) get(ctx context.Context) (*clickhouse.Sink, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.sink != nil {
+		return l.sink, nil
+	}
+	s, err := l.open(ctx)
+	if err != nil {
+		l.lastErr = err
+		return nil, err
+	}
+	l.sink, l.lastErr = s, nil
+	return s, nil
+}
+
+func (l *lazyStore) Write(ctx context.Context, st *schemas.Stream, partition int32, rows []sinks.Row) error {
+	s, err := l.get(ctx)
+	if err != nil {
+		return err
+	}
+	return s.Write(ctx, st, partition, rows)
+}
+
+func (l *lazyStore) Progress(ctx context.Context, st *schemas.Stream, partition int32) (int64, bool, error) {
+	s, err := l.get(ctx)
+	if err != nil {
+		return 0, false, err
+	}
+	return s.Progress(ctx, st, partition)
+}
+
+func (l *lazyStore) Recent(ctx context.Context, st *schemas.Stream, partition int32, since time.Time, limit int) ([]sinks.Received, time.Time, error) {
+	s, err := l.get(ctx)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	return s.Recent(ctx, st, partition, since, limit)
+}
+
+// ready fails until ClickHouse was reached once.
+func (l *lazyStore) ready(context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.sink != nil {
+		return nil
+	}
+	if l.lastErr != nil {
+		return fmt.Errorf("not reached yet: %w", l.lastErr)
+	}
+	return errors.New("not reached yet")
+}
+
+// Close closes the connection, if one was made.
+func (l *lazyStore) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.sink == nil {
+		return nil
+	}
+	return l.sink.Close()
 }
 
 // mount serves the operator's action on a partition stopped at a gap:

@@ -1,5 +1,7 @@
 package workers
 
+import "context"
+
 // progress is what one generation's lanes are done with: a Tracker per sink
 // and topic. The group commits, per partition, the lowest of the sinks'
 // done prefixes, so a replay after a crash starts no later than the
@@ -8,16 +10,27 @@ package workers
 // It is owned by the generation's goroutine, apart from the Trackers, which
 // the lanes update and which are safe for concurrent use.
 type progress struct {
-	bySink   []map[string]*Tracker // by sink index, then topic
+	bySink []map[string]*Tracker // by sink index, then topic
+	// saves says, by sink index, that the sink keeps a progress log of its
+	// own (an output): then its Tracker's Committed marks what was saved,
+	// and the group never commits past that.
+	saves    []bool
 	reported map[string]map[int32]int64
 }
 
 func newProgress(sinks []Deliverer) *progress {
-	p := &progress{bySink: make([]map[string]*Tracker, len(sinks)), reported: make(map[string]map[int32]int64)}
-	for i := range p.bySink {
+	p := &progress{bySink: make([]map[string]*Tracker, len(sinks)), saves: make([]bool, len(sinks)),
+		reported: make(map[string]map[int32]int64)}
+	for i, s := range sinks {
 		p.bySink[i] = make(map[string]*Tracker)
+		_, p.saves[i] = s.(progressSaver)
 	}
 	return p
+}
+
+// progressSaver is a Deliverer that keeps its progress itself (an output).
+type progressSaver interface {
+	SaveProgress(ctx context.Context, topic string, partition int32, offset int64) error
 }
 
 // tracker returns the Tracker of a sink's lanes of topic.
@@ -49,7 +62,8 @@ func (p *progress) committable() map[string]map[int]int64 {
 	return out
 }
 
-// lowest is the lowest next offset over the sinks of a partition; ok is
+// lowest is the lowest next offset over the sinks of a partition (for a
+// sink with a progress log, the next offset after what it saved); ok is
 // false when a sink does not track it (its lane never opened).
 func (p *progress) lowest(topic string, part int32) (int64, bool) {
 	var low int64
@@ -59,6 +73,9 @@ func (p *progress) lowest(topic string, part int32) (int64, bool) {
 			return 0, false
 		}
 		next, ok := tr.Next(part)
+		if p.saves[i] {
+			next, ok = tr.Reported(part)
+		}
 		if !ok {
 			return 0, false
 		}

@@ -239,16 +239,24 @@ func (c *Consumer) runGeneration(genCtx context.Context, gen *kafka.Generation, 
 		for _, a := range assigned {
 			p := &Partition{Topic: topic, Stream: c.cfg.Topics[topic], ID: int32(a.ID), Committed: a.Offset, Assigned: nassigned,
 				Outputs: len(c.sinks) - 1}
+			if wm, ok := c.sinks[0].(windowMaker); ok {
+				p.window = wm.newWindow(p)
+			}
 			for i, sink := range c.sinks {
-				start, err := c.open(genCtx, sink, p)
-				if err != nil {
-					break // the generation ended
-				}
-				tr := progress.tracker(i, topic)
-				tr.Start(p.ID, start)
-				l := &lane{c: c, pool: pool, sink: sink, part: p, start: start, output: i > 0, budget: c.budgets[i],
-					tracker: tr, stop: genCtx, deliverCtx: deliverCtx}
-				lanes.Go(l.run)
+				l := &lane{c: c, pool: pool, sink: sink, part: p, output: i > 0, budget: c.budgets[i],
+					tracker: progress.tracker(i, topic), stop: genCtx, deliverCtx: deliverCtx}
+				// Each lane opens on its own: a sink that is down (its
+				// progress unknown) holds back no other sink, and no other
+				// partition.
+				lanes.Go(func() {
+					start, err := c.open(genCtx, sink, p)
+					if err != nil {
+						return // the generation ended
+					}
+					l.start = start
+					l.tracker.Start(p.ID, start)
+					l.run()
+				})
 			}
 		}
 	}
@@ -301,14 +309,12 @@ func (c *Consumer) open(genCtx context.Context, sink Deliverer, p *Partition) (i
 func (c *Consumer) commit(gen *kafka.Generation, p *progress) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for i, sink := range c.sinks[1:] {
-		saver, ok := sink.(interface {
-			SaveProgress(ctx context.Context, topic string, partition int32, offset int64) error
-		})
+	for i, sink := range c.sinks {
+		saver, ok := sink.(progressSaver)
 		if !ok {
 			continue
 		}
-		for topic, tr := range p.bySink[i+1] {
+		for topic, tr := range p.bySink[i] {
 			for part, next := range tr.Committable() {
 				if err := saver.SaveProgress(ctx, topic, part, next-1); err != nil {
 					c.log.Warn("save output progress", "sink", sink.Name(), "topic", topic, "partition", part, "err", err)

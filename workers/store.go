@@ -88,8 +88,10 @@ func (d *StoreDeliverer) Name() string { return d.cfg.Name }
 // newest one it received, which fill the partition's shared window.
 func (d *StoreDeliverer) Open(ctx context.Context, p *Partition) (int64, error) {
 	st := p.Stream
-	perPartition := d.cfg.DedupeMaxIDs / max(1, p.Assigned)
-	p.window = newDedupeWindow(d.cfg.DedupeWindow, perPartition)
+	if p.window == nil {
+		p.window = d.newWindow(p)
+	}
+	perPartition := d.perPartition(p)
 	var stored int64 = -1
 	err := d.retry(ctx, fmt.Sprintf("read progress of %s/%d", st.Name, p.ID), func(ctx context.Context) error {
 		off, ok, err := d.cfg.Store.Progress(ctx, st, p.ID)
@@ -119,6 +121,23 @@ func (d *StoreDeliverer) Open(ctx context.Context, p *Partition) (int64, error) 
 	d.log.Info("partition opened", "stream", st.Name, "partition", p.ID, "stored_up_to", stored,
 		"committed", p.Committed, "start", start, "dedupe_ids", p.window.Len())
 	return start, nil
+}
+
+// windowMaker is implemented by the store's Deliverer: the consumer makes a
+// partition's dedupe window before any of its lanes opens, so that an
+// output's lane can use it while the store is still unreachable (the store
+// fills it once it opens).
+type windowMaker interface {
+	newWindow(p *Partition) *dedupeWindow
+}
+
+func (d *StoreDeliverer) newWindow(p *Partition) *dedupeWindow {
+	return newDedupeWindow(d.cfg.DedupeWindow, d.perPartition(p))
+}
+
+// perPartition is a partition's share of DedupeMaxIDs.
+func (d *StoreDeliverer) perPartition(p *Partition) int {
+	return d.cfg.DedupeMaxIDs / max(1, p.Assigned)
 }
 
 // loadWindow fills the partition's window with the ids the store holds from

@@ -79,6 +79,18 @@ func (t *Tracker) Next(partition int32) (int64, bool) {
 	return p.next, true
 }
 
+// Reported returns the last offset of the partition that Committed
+// recorded (or where it started).
+func (t *Tracker) Reported(partition int32) (int64, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p := t.parts[partition]
+	if p == nil {
+		return 0, false
+	}
+	return p.reported, true
+}
+
 // Partitions returns the partitions tracked.
 func (t *Tracker) Partitions() []int32 {
 	t.mu.Lock()

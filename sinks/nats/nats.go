@@ -90,6 +90,11 @@ func Connect(o Options) (*Publisher, error) {
 		natsgo.Name("sluice"),
 		natsgo.MaxReconnects(-1),
 		natsgo.ReconnectWait(500*time.Millisecond),
+		// A worker that starts while NATS is down must still write to
+		// ClickHouse: the first connection is retried in the background
+		// like any reconnect, and publishing fails (and is retried) until
+		// it succeeds.
+		natsgo.RetryOnFailedConnect(true),
 		// -1 disables the reconnect buffer: a publish while disconnected
 		// fails with ErrReconnectBufExceeded instead of being queued. A
 		// queued batch would still be sent after the reconnect, and the

@@ -1,6 +1,7 @@
 package nats
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"unicode"
@@ -93,17 +94,31 @@ func TestRedact(t *testing.T) {
 }
 
 func TestConnectErrorHidesCredentials(t *testing.T) {
+	_, err := Connect(Options{URL: "nats://sluice:hun/ter2@127.0.0.1:42"}) // fails to parse
+	if err == nil {
+		t.Fatal("Connect of an unparsable URL succeeded")
+	}
+	if strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "hun") {
+		t.Errorf("connect error shows the password: %v", err)
+	}
+}
+
+// A worker that starts while NATS is down keeps going: the first
+// connection is retried in the background, and publishing fails until then.
+func TestConnectWhileNATSIsDown(t *testing.T) {
 	for _, url := range []string{
-		"nats://sluice:hunter2@127.0.0.1:1",   // nothing listens on port 1
-		"nats://sluice:hun/ter2@127.0.0.1:42", // fails to parse
-		"nats://hunter2@127.0.0.1:1",          // a token
+		"nats://sluice:hunter2@127.0.0.1:1", // nothing listens on port 1
+		"nats://hunter2@127.0.0.1:1",        // a token
 	} {
-		_, err := Connect(Options{URL: url})
+		p, err := Connect(Options{URL: url})
+		if err != nil {
+			t.Fatalf("Connect(%s) with the server down: %v", url, err)
+		}
+		st := testStream(t)
+		err = p.Publish(context.Background(), st, 0, rows(0, 1))
 		if err == nil {
-			t.Fatalf("Connect(%s) succeeded", url)
+			t.Errorf("Publish while NATS is down succeeded")
 		}
-		if strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "hun") {
-			t.Errorf("connect error shows the password: %v", err)
-		}
+		_ = p.Close()
 	}
 }
