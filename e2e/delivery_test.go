@@ -507,14 +507,23 @@ func (s *splitStack) checkAfterAccept(t *testing.T, w *proc, probes []string, fi
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
+	// The gap may be recorded in pieces: what went on expiring while the
+	// operator decided is recorded as part of the accepted loss. Together
+	// the records must cover the gap, from its first offset, contiguously.
 	recs := s.readDLQ(t)
-	for _, rec := range recs {
-		if rec.Skip() && rec.Stream == "iot_telemetry" && rec.Partition == 0 && rec.Offset == first && rec.SkippedThrough == last {
-			t.Logf("sluice.dlq: skipped_by %s, offsets %d-%d: %s", rec.SkippedBy, rec.Offset, rec.SkippedThrough, rec.Reason)
-			return
+	covered := first - 1
+	for changed := true; changed; {
+		changed = false
+		for _, rec := range recs {
+			if rec.Skip() && rec.Stream == "iot_telemetry" && rec.Partition == 0 && rec.Offset == covered+1 {
+				t.Logf("sluice.dlq: skipped_by %s, offsets %d-%d: %s", rec.SkippedBy, rec.Offset, rec.SkippedThrough, rec.Reason)
+				covered, changed = rec.SkippedThrough, true
+			}
 		}
 	}
-	t.Errorf("sluice.dlq holds no record (skipped_by, skipped_through) of the gap %d-%d; it holds %+v", first, last, recs)
+	if covered < last {
+		t.Errorf("sluice.dlq records (skipped_by, skipped_through) cover the gap %d-%d only up to %d; it holds %+v", first, last, covered, recs)
+	}
 }
 
 // retentionStack is a split stack of one partition whose broker applies
@@ -542,7 +551,6 @@ func retentionStack(t *testing.T, retention time.Duration) (s *splitStack, stopC
 // stop at the gap from offset 0 like at any other, not start silently at
 // the first offset Kafka still has.
 func TestRetentionGapWithoutProgress(t *testing.T) {
-	t.Skip("product bug: a store lane without progress starts at kafka.FirstOffset (-2); lane.fetch only looks for a jump when next >= 0, so the expired range is skipped silently (no gap, /readyz ready, rows after it written)")
 	const topic = "sluice.iot_telemetry"
 	s, stopCH, startCH := retentionStack(t, 20*time.Second)
 	w := s.workers[len(s.workers)-1]
@@ -572,7 +580,6 @@ func TestRetentionGapWithoutProgress(t *testing.T) {
 // the operator must be able to accept it; the collectors, which shed the
 // stream for the expired offsets, take events again afterwards.
 func TestRetentionGapAtPartitionEnd(t *testing.T) {
-	t.Skip("product bug: a gap is seen only when a message after it is fetched; with none, the lane waits unseen (no gap in /readyz, sluice_worker_gap_messages 0, POST /gaps/accept 404) while the backlog watcher reports the offsets expired and the collectors shed the whole stream for good")
 	const topic = "sluice.iot_telemetry"
 	s, stopCH, startCH := retentionStack(t, 15*time.Second)
 	w := s.workers[len(s.workers)-1]

@@ -116,6 +116,9 @@ type Consumer struct {
 	budgetSize int64
 	// newFetcher, when set (by tests), replaces the lanes' kafka-go readers.
 	newFetcher func(topic string, partition int32) fetcher
+	// logStart returns the first offset Kafka holds of a partition; nil
+	// (tests with fake readers) skips the lanes' checks of it.
+	logStart func(ctx context.Context, topic string, partition int32) (int64, error)
 }
 
 // NewConsumer returns a consumer that delivers to store and outputs.
@@ -136,6 +139,7 @@ func NewConsumer(cfg Config, store Deliverer, outputs ...Deliverer) (*Consumer, 
 	metrics := newConsumerMetrics(cfg.Registerer)
 	c := &Consumer{cfg: cfg, sinks: append([]Deliverer{store}, outputs...), log: cfg.Logger.With("component", "workers"),
 		gaps: newGaps(metrics), metrics: metrics}
+	c.logStart = kafkaLogStart(cfg.Brokers)
 	c.budgetSize = max(1, cfg.MaxInFlightBytes/int64(len(c.sinks)))
 	for range c.sinks {
 		c.budgets = append(c.budgets, semaphore.NewWeighted(c.budgetSize))
@@ -203,6 +207,28 @@ func (c *Consumer) Run(ctx context.Context) error {
 	<-poolDone
 	c.log.Info("consumer stopped")
 	return nil
+}
+
+// kafkaLogStart asks the brokers for a partition's first offset.
+func kafkaLogStart(brokers []string) func(ctx context.Context, topic string, partition int32) (int64, error) {
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	return func(ctx context.Context, topic string, partition int32) (int64, error) {
+		resp, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{
+			Topics: map[string][]kafka.OffsetRequest{topic: {kafka.FirstOffsetOf(int(partition))}},
+		})
+		if err != nil {
+			return 0, err
+		}
+		for _, p := range resp.Topics[topic] {
+			if p.Partition == int(partition) {
+				if p.Error != nil {
+					return 0, p.Error
+				}
+				return p.FirstOffset, nil
+			}
+		}
+		return 0, fmt.Errorf("no offsets of %s/%d in the answer", topic, partition)
+	}
 }
 
 func describe(a map[string][]kafka.PartitionAssignment) map[string][]int {

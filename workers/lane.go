@@ -2,6 +2,7 @@ package workers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -27,6 +28,9 @@ type lane struct {
 	// output is set for an output's lane, which may skip what Kafka no
 	// longer holds; the store's lane stops there instead.
 	output bool
+	// accepted is set, by the fetcher, from an operator's acceptance of a
+	// gap until the next message is read.
+	accepted bool
 	// budget is the sink's share of the byte budget.
 	budget     *semaphore.Weighted
 	tracker    *Tracker
@@ -105,20 +109,24 @@ func (l *lane) fetch(msgs chan<- kafka.Message) {
 	next, wait := l.start, fetchRetry.Initial
 	for {
 		r := l.newReader()
-		err := r.SetOffset(next)
+		err := l.checkLogStart(&next)
+		if err == nil {
+			err = r.SetOffset(next)
+		}
 		for err == nil {
 			var m kafka.Message
-			if m, err = r.FetchMessage(l.stop); err != nil {
+			if m, err = l.fetchOne(r, &next); err != nil {
 				break
 			}
 			wait = fetchRetry.Initial
 			lag.Set(float64(max(0, m.HighWaterMark-m.Offset-1)))
 			if next >= 0 && m.Offset > next {
-				if err = l.gap(next, m.Offset-1); err != nil {
+				if _, err = l.gap(next, m.Offset-1, false); err != nil {
 					break
 				}
 			}
 			next = m.Offset + 1
+			l.accepted = false
 			select {
 			case msgs <- m:
 			case <-l.stop.Done():
@@ -141,29 +149,87 @@ func (l *lane) fetch(msgs chan<- kafka.Message) {
 	}
 }
 
+// idleCheck is how long a lane waits for a message before it checks that
+// Kafka still holds the offset it waits at.
+var idleCheck = 5 * time.Second
+
+// fetchOne returns the partition's next message. While none comes it checks
+// every idleCheck that Kafka has not deleted the offset the lane waits at:
+// kafka-go would move on to the log start quietly, and with no message
+// after the deleted range, the jump would never show.
+func (l *lane) fetchOne(r fetcher, next *int64) (kafka.Message, error) {
+	for {
+		ctx, cancel := context.WithTimeout(l.stop, idleCheck)
+		m, err := r.FetchMessage(ctx)
+		cancel()
+		if err == nil || l.stop.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			return m, err
+		}
+		if err := l.checkLogStart(next); err != nil {
+			return kafka.Message{}, err
+		}
+	}
+}
+
+// checkLogStart reports the range from next to Kafka's first offset of the
+// partition as a gap when Kafka deleted it, and moves next past it. A
+// failure to ask is no gap: the reader's own jump check still holds.
+func (l *lane) checkLogStart(next *int64) error {
+	if *next < 0 || l.c.logStart == nil {
+		return nil
+	}
+	first, err := l.c.logStart(l.stop, l.part.Topic, l.part.ID)
+	if err != nil || first <= *next {
+		return nil
+	}
+	last, err := l.gap(*next, first-1, true)
+	if err != nil {
+		return err
+	}
+	*next = last + 1
+	return nil
+}
+
 // gap handles offsets first..last that the reader jumped over: stream topics
 // are neither compacted nor transactional, so a jump means Kafka deleted them
 // (retention) before this sink read them. An output skips them with a
 // record; the store's lane stops until an operator accepts the loss, so that
 // nothing is ever skipped silently. It returns an error only when the lane
 // stops first.
-func (l *lane) gap(first, last int64) error {
+//
+// With extend set (no message after the gap is in hand yet), the gap takes
+// in what Kafka deleted while it waited for the operator: the same backlog,
+// still expiring, which the operator accepted as lost by accepting "what
+// Kafka no longer holds". It returns the gap's last offset.
+func (l *lane) gap(first, last int64, extend bool) (int64, error) {
 	g := Gap{Stream: l.part.Stream.Name, Topic: l.part.Topic, Partition: l.part.ID, First: first, Last: last}
-	if !l.output {
+	switch {
+	case !l.output && l.accepted:
+		// The backlog the operator accepted as lost goes on expiring
+		// until the lane reads its first message past it: the same loss.
+		l.c.log.Warn("more expired right after the accepted gap, before anything past it was read: part of the accepted loss", "gap", g.String())
+	case !l.output:
 		l.c.log.Error("partition stopped: data expired from Kafka before it was stored; an operator must accept the loss to go on",
 			"gap", g.String(), "sink", l.sink.Name())
 		if err := l.c.gaps.wait(l.stop, g); err != nil {
-			return err
+			return last, err
 		}
+		l.accepted = true
 		l.c.log.Warn("gap accepted by the operator: reading on past it", "gap", g.String())
-	} else {
+		if extend && l.c.logStart != nil {
+			if now, err := l.c.logStart(l.stop, g.Topic, g.Partition); err == nil && now-1 > g.Last {
+				g.Last = now - 1
+				l.c.log.Warn("more expired while the gap waited: the accepted loss grows to Kafka's log start", "gap", g.String())
+			}
+		}
+	default:
 		l.c.log.Warn("output skips data expired from Kafka before it was published", "gap", g.String(), "sink", l.sink.Name())
 	}
 	if err := l.recordGap(g); err != nil {
-		return err
+		return g.Last, err
 	}
-	l.tracker.Done(l.part.ID, first, last)
-	return nil
+	l.tracker.Done(l.part.ID, g.First, g.Last)
+	return g.Last, nil
 }
 
 // recordGap writes a record of a lost range to the dead-letter topic,

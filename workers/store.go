@@ -108,6 +108,11 @@ func (d *StoreDeliverer) Open(ctx context.Context, p *Partition) (int64, error) 
 	}
 	start := p.Committed
 	switch {
+	case stored < 0 && p.Committed < 0:
+		// Nothing stored and nothing committed: from offset 0, not from
+		// wherever the log starts now, so that data Kafka deleted before
+		// the store ever read it shows as a gap rather than vanishing.
+		start = 0
 	case stored < 0:
 		// Nothing stored (or all of it removed on purpose, by TTL): the
 		// committed offset is all there is to go by.
