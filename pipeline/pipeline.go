@@ -215,6 +215,7 @@ func Run(ctx context.Context, cfg Config) error {
 			defer w.close()
 			return w.consumer.Run(gctx)
 		})
+		g.Go(func() error { return w.runExpiry(gctx) })
 	}
 	ops.New(ops.Config{Checks: checks, Gatherer: reg, Detail: map[string]any{"role": cfg.Role, "streams": streams.Names()}}).Register(mux)
 	if cfg.Pprof {

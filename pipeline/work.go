@@ -29,6 +29,9 @@ type workPart struct {
 	ready []ops.Check
 	// closers close the sinks, in order, once the consumer has stopped.
 	closers []func() error
+	// expire drops stored data past --clickhouse-ttl where the server
+	// cannot (nil when no TTL is set).
+	expire func(context.Context) error
 	log     interface{ Warn(string, ...any) }
 }
 
@@ -39,6 +42,15 @@ func startWork(ctx context.Context, cfg Config, streams *schemas.Registry, byTop
 	w := &workPart{log: log}
 	ch := &lazyStore{open: func(ctx context.Context) (*clickhouse.Sink, error) { return openClickHouse(ctx, cfg, streams) }}
 	w.closers = append(w.closers, ch.Close)
+	if cfg.ClickHouse.Tables.TTL > 0 {
+		w.expire = func(ctx context.Context) error {
+			s, err := ch.get(ctx)
+			if err != nil {
+				return err
+			}
+			return s.DropExpired(ctx, streams.Streams())
+		}
+	}
 	dlq := workers.NewKafkaDLQ(cfg.KafkaBrokers, kafkatopic.DLQ(cfg.TopicPrefix))
 	w.closers = append([]func() error{dlq.Close}, w.closers...)
 	metrics := workers.NewSinkMetrics(reg)
@@ -200,6 +212,32 @@ func (w *workPart) mount(mux *http.ServeMux) {
 			ops.WriteJSON(rw, http.StatusOK, map[string]string{"accepted": g.String()})
 		}
 	})
+}
+
+// expireEvery is how often stored data past its TTL is dropped: a whole
+// day or month partition expires at once, so an hour late is nothing.
+const expireEvery = time.Hour
+
+// runExpiry drops stored data past its TTL every expireEvery until ctx
+// ends, on servers without table TTLs (ClickHouse 18.16); elsewhere the
+// tables' own TTL does it and DropExpired finds nothing to do.
+func (w *workPart) runExpiry(ctx context.Context) error {
+	if w.expire == nil {
+		return nil
+	}
+	t := time.NewTimer(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if err := w.expire(ctx); err != nil && ctx.Err() == nil {
+			w.log.Warn("drop expired ClickHouse partitions", "err", err.Error())
+		}
+		t.Reset(expireEvery)
+	}
 }
 
 // close closes the sinks.

@@ -110,6 +110,8 @@ type pipelineFlags struct {
 	pprof          bool
 	kafkaLinger    time.Duration
 	natsMaxLag     time.Duration
+	chPartition    string
+	chTTL          string
 	collectors     collectorFlags
 	dev            bool
 }
@@ -125,6 +127,8 @@ func (p *pipelineFlags) register(cmd *cobra.Command, dev bool) {
 	f.StringVar(&p.chDatabase, "clickhouse-database", "sluice", "ClickHouse database for the stream tables (created if missing)")
 	f.StringVar(&p.chUser, "clickhouse-user", "default", "ClickHouse user")
 	f.StringVar(&p.chPassword, "clickhouse-password", "", "ClickHouse password")
+	f.StringVar(&p.chPartition, "clickhouse-partition", clickhouse.PartitionMonth, "time partitions of the tables Sluice creates, by the time rows were stored: month or day")
+	f.StringVar(&p.chTTL, "clickhouse-ttl", "", "drop stored rows older than this, whole partitions at a time (e.g. 90d; empty: keep everything); a table TTL on servers from 22.8, Sluice's own hourly DROP PARTITION on older ones")
 	f.StringVar(&p.schemasDir, "schemas", "", "directory of stream definitions (*.yaml) replacing the built-in ones")
 	f.StringSliceVar(&p.tokens, "token", nil, "bearer token the collector accepts (repeat or comma-separate; none: no auth)")
 	f.Int64Var(&p.maxBody, "max-body-bytes", 8<<20, "largest request body accepted, after decompression")
@@ -143,6 +147,10 @@ func (p *pipelineFlags) register(cmd *cobra.Command, dev bool) {
 
 func (p *pipelineFlags) config() (pipeline.Config, error) {
 	sources, err := p.collectors.sources(p.dev)
+	if err != nil {
+		return pipeline.Config{}, err
+	}
+	tables, err := tableOptions(p.chPartition, p.chTTL)
 	if err != nil {
 		return pipeline.Config{}, err
 	}
@@ -168,6 +176,7 @@ func (p *pipelineFlags) config() (pipeline.Config, error) {
 			Database: p.chDatabase,
 			Username: p.chUser,
 			Password: p.chPassword,
+			Tables:   tables,
 		},
 	}, nil
 }
