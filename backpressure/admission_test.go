@@ -74,23 +74,32 @@ func TestAdmissionAcquire(t *testing.T) {
 // A large waiter at the front must not be overtaken by small ones, and when
 // it gives up the small ones behind it must be served.
 func TestAdmissionFIFO(t *testing.T) {
-	a := NewAdmission(AdmissionConfig{Capacity: 10, MaxWait: 60 * time.Millisecond})
+	// The big waiter gives up when the test says so (its context), not on
+	// a timer, so that a slow scheduler cannot reorder the steps.
+	a := NewAdmission(AdmissionConfig{Capacity: 10, MaxWait: time.Minute})
 	if err := a.Acquire(context.Background(), 5); err != nil {
 		t.Fatal(err)
 	}
+	bigCtx, giveUp := context.WithCancel(context.Background())
 	bigErr := make(chan error, 1)
-	go func() { bigErr <- a.Acquire(context.Background(), 10) }()
-	waitFor(t, func() bool { a.mu.Lock(); defer a.mu.Unlock(); return a.waiters.Len() == 1 })
+	go func() { bigErr <- a.Acquire(bigCtx, 10) }()
+	waiting := func(n int) func() bool {
+		return func() bool { a.mu.Lock(); defer a.mu.Unlock(); return a.waiters.Len() == n }
+	}
+	waitFor(t, waiting(1))
 
 	// 5 units are free, but the big waiter came first.
 	smallErr := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		smallErr <- a.Acquire(ctx, 3)
-	}()
-	if err := <-bigErr; !errors.Is(err, ErrBusy) {
-		t.Fatalf("big waiter: %v, want ErrBusy", err)
+	go func() { smallErr <- a.Acquire(context.Background(), 3) }()
+	waitFor(t, waiting(2))
+	select {
+	case err := <-smallErr:
+		t.Fatalf("small waiter overtook the big one: %v", err)
+	default:
+	}
+	giveUp()
+	if err := <-bigErr; !errors.Is(err, context.Canceled) {
+		t.Fatalf("big waiter: %v, want it cancelled", err)
 	}
 	if err := <-smallErr; err != nil {
 		t.Fatalf("small waiter after the big one gave up: %v", err)
