@@ -16,49 +16,6 @@ import (
 	"github.com/sluicehq/sluice/internal/testkit"
 )
 
-// The 18.16 tables the 18.16 forms are run on: the layout of issue 8 on
-// 18.16. See the TODO at ltsDDL: both are to come from the sink's
-// clickhouse.DDL once it exists.
-var ddl1816 = []string{
-	`CREATE TABLE iot_telemetry
-(
-    event_id String,
-    device_id String,
-    ts DateTime,
-    ts_ms UInt16,
-    metrics Nested(name String, value Float64),
-    tags Nested(name String, value String),
-    received_at DateTime,
-    received_at_ms UInt16,
-    kafka_partition Int32,
-    kafka_offset Int64,
-    stored_at DateTime DEFAULT now()
-)
-ENGINE = MergeTree
-PARTITION BY toYYYYMM(stored_at)
-ORDER BY (device_id, ts)`,
-	`CREATE TABLE app_logs
-(
-    event_id String,
-    ts DateTime,
-    ts_ms UInt16,
-    service String,
-    level String,
-    message String,
-    host String,
-    trace_id String,
-    attrs Nested(name String, value String),
-    received_at DateTime,
-    received_at_ms UInt16,
-    kafka_partition Int32,
-    kafka_offset Int64,
-    stored_at DateTime DEFAULT now()
-)
-ENGINE = MergeTree
-PARTITION BY toYYYYMM(stored_at)
-ORDER BY (service, ts)`,
-}
-
 // ltsMinMajor is the first server version taken to have the LTS layout's
 // types (Map without the experimental setting, DateTime64, LowCardinality).
 const ltsMinMajor = 23
@@ -94,11 +51,11 @@ func TestQueriesRunOnClickHouse(t *testing.T) {
 				t.Fatal(err)
 			}
 			d := makeDataset(now)
-			ddl := ddl1816
-			if layout == ServerLTS {
-				ddl = ltsDDL
+			var db string
+			if err := conn.QueryRow(ctx, "SELECT currentDatabase()").Scan(&db); err != nil {
+				t.Fatal(err)
 			}
-			for _, stmt := range ddl {
+			for _, stmt := range tableDDL(t, db, layout) {
 				if err := conn.Exec(ctx, stmt); err != nil {
 					t.Fatalf("%v\n%s", err, stmt)
 				}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sluicehq/sluice/internal/testkit"
+	"github.com/sluicehq/sluice/sinks/clickhouse"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -136,52 +138,20 @@ func TestDocQueries(t *testing.T) {
 	}
 }
 
-// The LTS tables the LTS forms are written for: the layout of issue 8 on
-// the current LTS, as the queries see it (codecs and TTL, which queries do
-// not see, left out).
-//
-// TODO(issue 8): replace ltsDDL and ddl1816 (clickhouse_test.go) with the
-// sink's own clickhouse.DDL for each server version once it exists, so that
-// the tables the queries are tested on are the ones Sluice creates; then
-// run `go test ./internal/querydocs/ -update` once and review the golden
-// file's diff.
-var ltsDDL = []string{
-	`CREATE TABLE iot_telemetry
-(
-    event_id String,
-    device_id LowCardinality(String),
-    ts DateTime64(3),
-    metrics Map(LowCardinality(String), Float64),
-    tags Map(String, String),
-    received_at DateTime64(3),
-    kafka_partition Int32,
-    kafka_offset Int64,
-    stored_at DateTime DEFAULT now(),
-    INDEX ts_minmax ts TYPE minmax GRANULARITY 1
-)
-ENGINE = MergeTree
-PARTITION BY toYYYYMM(stored_at)
-ORDER BY (device_id, ts)`,
-	`CREATE TABLE app_logs
-(
-    event_id String,
-    ts DateTime64(3),
-    service LowCardinality(String),
-    level LowCardinality(String),
-    message String,
-    host LowCardinality(String),
-    trace_id String,
-    attrs Map(String, String),
-    received_at DateTime64(3),
-    kafka_partition Int32,
-    kafka_offset Int64,
-    stored_at DateTime DEFAULT now(),
-    INDEX ts_minmax ts TYPE minmax GRANULARITY 1,
-    INDEX trace_id_bloom trace_id TYPE bloom_filter GRANULARITY 1
-)
-ENGINE = MergeTree
-PARTITION BY toYYYYMM(stored_at)
-ORDER BY (service, ts)`,
+// tableDDL is what Sluice creates for the built-in streams on a server of
+// the layout's kind (18.16, or the current LTS), in database db: the tables
+// the queries are tested on are the ones Sluice makes.
+func tableDDL(t testing.TB, db string, layout Server) []string {
+	t.Helper()
+	v := clickhouse.Version{Major: 18, Minor: 16}
+	if layout == ServerLTS {
+		v = clickhouse.Version{Major: 25, Minor: 3}
+	}
+	var out []string
+	for _, name := range []string{"iot_telemetry", "app_logs"} {
+		out = append(out, clickhouse.DDL(db, testkit.Stream(t, name), v, clickhouse.TableOptions{})...)
+	}
+	return out
 }
 
 const goldenHeader = `-- The current LTS forms of the queries in docs/queries.md, and the LTS
@@ -194,10 +164,10 @@ const goldenHeader = `-- The current LTS forms of the queries in docs/queries.md
 
 `
 
-func ltsGolden(qs []Query) string {
+func ltsGolden(t testing.TB, qs []Query) string {
 	var b strings.Builder
 	b.WriteString(goldenHeader)
-	for _, ddl := range ltsDDL {
+	for _, ddl := range tableDDL(t, "sluice", ServerLTS) {
 		b.WriteString(ddl + ";\n\n")
 	}
 	for _, q := range qs {
@@ -210,7 +180,7 @@ func ltsGolden(qs []Query) string {
 
 // TestLTSGolden pins the LTS forms, which cannot run here.
 func TestLTSGolden(t *testing.T) {
-	got := ltsGolden(loadDocQueries(t))
+	got := ltsGolden(t, loadDocQueries(t))
 	if *update {
 		if err := os.MkdirAll(filepath.Dir(goldenFile), 0o755); err != nil {
 			t.Fatal(err)
