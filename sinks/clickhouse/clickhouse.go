@@ -99,6 +99,10 @@ type Sink struct {
 	// parts holds what the Sink knows of each Kafka partition of a table
 	// partitioned by time (resume.go).
 	parts map[partitionKey]*partState
+	// rollupLevel holds, by rollup table and Kafka partition, whether the
+	// Sink knows the rollup to hold exactly what the base table holds
+	// (rollup_write.go): absent means Write checks first.
+	rollupLevel map[partitionKey]bool
 }
 
 var dbNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
@@ -133,6 +137,7 @@ func Open(ctx context.Context, o Options) (*Sink, error) {
 		layouts:       make(map[string]*tableLayout),
 		migrations:    make(map[string][]Migration),
 		parts:         make(map[partitionKey]*partState),
+		rollupLevel:   make(map[partitionKey]bool),
 	}, nil
 }
 

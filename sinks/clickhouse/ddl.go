@@ -122,15 +122,22 @@ func flavorOf(v Version) flavor {
 }
 
 // DDL returns the statements that create st's table in database db for a
-// server of version v: today one CREATE TABLE IF NOT EXISTS. o should pass
+// server of version v: CREATE TABLE IF NOT EXISTS statements. o should pass
 // Validate; a Partition other than "day" means month.
 //
 // The table is partitioned by stored_at, the time Sluice stored the rows,
 // which is one value per INSERT: so each INSERT lands in one partition,
 // as one part, all or nothing (see Sink.Write), and whole partitions can be
 // dropped when they age. It is ordered by the stream's order_by.
+//
+// A built-in stream also gets its rollup table (rollup.go), partitioned
+// the same way and kept twice as long as the table: the second statement.
 func DDL(db string, st *schemas.Stream, v Version, o TableOptions) []string {
-	return []string{createTable(TableName(db, st.Table), st, flavorOf(v), o)}
+	out := []string{createTable(TableName(db, st.Table), st, flavorOf(v), o)}
+	if r := rollupOf(st); r != nil {
+		out = append(out, createRollup(TableName(db, r.table), r, flavorOf(v), o))
+	}
+	return out
 }
 
 // createTable returns the CREATE TABLE statement of st's table under the

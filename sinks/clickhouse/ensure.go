@@ -23,6 +23,8 @@ import (
 //     is logged and listed by Migrations with the statements to run, and
 //     Sluice goes on writing the table as it is.
 //
+// A built-in stream's rollup table is checked the same way (ensureRollup).
+//
 // It is idempotent and safe to run from several processes at once.
 func (s *Sink) EnsureTables(ctx context.Context, streams []*schemas.Stream) error {
 	if err := s.conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+Quote(s.db)); err != nil {
@@ -62,6 +64,11 @@ func (s *Sink) ensureTable(ctx context.Context, st *schemas.Stream) error {
 		s.log.Warn("table differs from what Sluice would create; Sluice writes it as it is until it is migrated",
 			"table", m.Table, "problem", m.Problem, "statements", strings.Join(m.Statements, ";\n"))
 	}
+	rmigs, err := s.ensureRollup(ctx, st)
+	if err != nil {
+		return err
+	}
+	migs = append(migs, rmigs...)
 	s.setLayout(st.Table, lay)
 	s.mu.Lock()
 	s.migrations[st.Table] = migs

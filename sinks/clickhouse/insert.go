@@ -40,6 +40,15 @@ import (
 // the error says so, and the partition's next Write or Progress settles it
 // first, failing until it can.
 //
+// A stream with a rollup (rollup.go) gets a second INSERT right after the
+// first succeeds: the rows summed up per minute. If it fails, the error is
+// transient (the rows are stored, the rollup is behind), and the
+// partition's next Progress, or Write, repairs the rollup from the stored
+// rows before it answers. Write also checks that the rollup is level with
+// the base before it writes, whenever it does not know it to be (its
+// last write of the partition failed, or it has not checked since the
+// Sink opened).
+//
 // Writes of one partition must not overlap; different partitions may be
 // written concurrently.
 func (s *Sink) Write(ctx context.Context, st *schemas.Stream, partition int32, rows []sinks.Row) error {
@@ -49,16 +58,43 @@ func (s *Sink) Write(ctx context.Context, st *schemas.Stream, partition int32, r
 	if len(rows) == 0 {
 		return nil
 	}
-	lay, names, data, err := s.prepare(ctx, st, partition, rows)
-	if err != nil {
+	fail := func(err error) error {
 		return fmt.Errorf("clickhouse: insert into %s.%s partition %d: %w", s.db, st.Table, partition, err)
 	}
+	lay, err := s.layout(ctx, st)
+	if err != nil {
+		return fail(err)
+	}
+	r := s.rollupFor(st, lay)
+	if r != nil && !s.level(r, partition) {
+		// Before nextStoredAt: the check searches the base table, which
+		// must not overwrite what the Sink knows of a write in progress.
+		if err := s.catchUp(ctx, st, lay, r, partition); err != nil {
+			return err
+		}
+	}
+	p, err := s.prepare(ctx, st, partition, rows)
+	if err != nil {
+		return fail(err)
+	}
 	id := s.newQueryID()
-	err = s.send(ch.Context(ctx, ch.WithQueryID(id)), st, names, data)
-	if err == nil {
-		s.stored(st, partition, lay)
+	err = s.send(ch.Context(ctx, ch.WithQueryID(id)), s.table(st), p.names, p.data)
+	if err != nil {
+		return s.writeFailed(ctx, st, partition, p, r, id, rows, err)
+	}
+	s.stored(st, partition, p.lay)
+	if r == nil || p.lay != lay {
+		// The table was migrated since the check: the next Progress
+		// finds the rollup behind, and repairs it.
 		return nil
 	}
+	return s.writeRollup(ctx, st, r, partition, p.storedAt, rows)
+}
+
+// writeFailed reports a failed INSERT of rows into st's table: permanent
+// when it is the rows' fault, else settled (or left for the partition's
+// next Write or Progress to settle).
+func (s *Sink) writeFailed(ctx context.Context, st *schemas.Stream, partition int32, p prepared, r *rollup, id string, rows []sinks.Row, err error) error {
 	if cerr := ctxEnded(ctx); cerr != nil && !errors.Is(err, cerr) {
 		// The driver reports a deadline as the socket's i/o timeout: say
 		// why, so that the caller can tell its own cancellation.
@@ -67,12 +103,17 @@ func (s *Sink) Write(ctx context.Context, st *schemas.Stream, partition int32, r
 	err = fmt.Errorf("clickhouse: insert %d rows (offsets %d-%d) into %s.%s partition %d (query id %s): %w",
 		len(rows), rows[0].Offset, rows[len(rows)-1].Offset, s.db, st.Table, partition, id, err)
 	if isPermanent(err) {
-		if s.layoutChanged(ctx, st, lay) {
+		if s.layoutChanged(ctx, st, p.lay) {
 			// Not the rows' fault: an operator migrated the table while
 			// the INSERT was prepared. The retry encodes for the new one.
 			return fmt.Errorf("%w; the table's layout changed meanwhile, so the rows are to be written again", err)
 		}
+		// Nothing was stored: the rollup stays as level as it was.
 		return sinks.Permanent(err)
+	}
+	if r != nil {
+		// The rows may be stored after all, without their rollup.
+		s.setLevel(r, partition, false)
 	}
 	if neverSent(err) {
 		return err
@@ -83,30 +124,39 @@ func (s *Sink) Write(ctx context.Context, st *schemas.Stream, partition int32, r
 	return err
 }
 
+// prepared is an INSERT ready to send: the table's layout it was encoded
+// for, the columns, and the stored_at all its rows get.
+type prepared struct {
+	lay      *tableLayout
+	names    []string
+	data     []any
+	storedAt time.Time
+}
+
 // prepare checks the rows' order and encodes them for the table as it is.
 // An error of the rows' own is marked permanent.
-func (s *Sink) prepare(ctx context.Context, st *schemas.Stream, partition int32, rows []sinks.Row) (*tableLayout, []string, []any, error) {
+func (s *Sink) prepare(ctx context.Context, st *schemas.Stream, partition int32, rows []sinks.Row) (prepared, error) {
 	for i := 1; i < len(rows); i++ {
 		if rows[i].Offset <= rows[i-1].Offset {
 			// Progress would no longer mark a prefix that is done.
-			return nil, nil, nil, fmt.Errorf("offset %d follows %d; rows must be in increasing offset order", rows[i].Offset, rows[i-1].Offset)
+			return prepared{}, fmt.Errorf("offset %d follows %d; rows must be in increasing offset order", rows[i].Offset, rows[i-1].Offset)
 		}
 	}
 	lay, err := s.layout(ctx, st)
 	if err != nil {
-		return nil, nil, nil, err
+		return prepared{}, err
 	}
-	var storedAt time.Time
+	p := prepared{lay: lay}
 	if lay.storedAt {
-		if storedAt, err = s.nextStoredAt(ctx, st, lay, partition); err != nil {
-			return nil, nil, nil, err
+		if p.storedAt, err = s.nextStoredAt(ctx, st, lay, partition); err != nil {
+			return prepared{}, err
 		}
 	}
-	names, data, err := buildColumns(lay, partition, storedAt, rows)
+	p.names, p.data, err = buildColumns(lay, partition, p.storedAt, rows)
 	if err != nil {
-		return nil, nil, nil, sinks.Permanent(err)
+		return prepared{}, sinks.Permanent(err)
 	}
-	return lay, names, data, nil
+	return p, nil
 }
 
 // layoutChanged reads the table's layout again and reports whether it
@@ -132,14 +182,14 @@ func ctxEnded(ctx context.Context) error {
 // send appends whole columns rather than rows, which skips the driver's
 // per-value type switch: 335k rows/s against 280k row by row, for 20,000-row
 // iot_telemetry batches into 18.16 on the same 2-core machine.
-func (s *Sink) send(ctx context.Context, st *schemas.Stream, names []string, data []any) error {
+func (s *Sink) send(ctx context.Context, table string, names []string, data []any) error {
 	quoted := make([]string, len(names))
 	for i, n := range names {
 		quoted[i] = Quote(n)
 	}
 	// 18.16 needs the columns named: without them the driver's statement
 	// expects no values at all.
-	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.table(st)+" ("+strings.Join(quoted, ", ")+")")
+	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+table+" ("+strings.Join(quoted, ", ")+")")
 	if err != nil {
 		return err
 	}

@@ -76,24 +76,29 @@ var ttlDaysRE = regexp.MustCompile(`TTL stored_at \+ (?:toIntervalDay\((\d+)\)|I
 // ttlMigration sets a modern table's TTL to the options'. On older servers
 // DropExpired does the TTL's work, so there is nothing to migrate.
 func ttlMigration(db string, st *schemas.Stream, v Version, o TableOptions, ti *tableInfo) (Migration, bool) {
+	return ttlMigrationOf(db, st.Table, v, o, ti)
+}
+
+// ttlMigrationOf is ttlMigration for any of Sluice's tables by name.
+func ttlMigrationOf(db, table string, v Version, o TableOptions, ti *tableInfo) (Migration, bool) {
 	if !v.Modern() || !ti.byTime() {
 		return Migration{}, false
 	}
-	name := TableName(db, st.Table)
+	name := TableName(db, table)
 	has, days := ti.ownTTL(), 0
 	if m := ttlDaysRE.FindStringSubmatch(ti.engineFull); m != nil {
 		days, _ = strconv.Atoi(m[1] + m[2])
 	}
 	switch {
 	case o.TTL <= 0 && has:
-		return Migration{Table: db + "." + st.Table, Problem: "the table has a TTL and the options ask for none",
+		return Migration{Table: db + "." + table, Problem: "the table has a TTL and the options ask for none",
 			Statements: []string{"ALTER TABLE " + name + " REMOVE TTL"}}, true
 	case o.TTL > 0 && (!has || days != o.ttlDays()):
 		now := "none"
 		if has {
 			now = strings.TrimPrefix(ttlDaysRE.FindString(ti.engineFull), "TTL ")
 		}
-		return Migration{Table: db + "." + st.Table,
+		return Migration{Table: db + "." + table,
 			Problem: fmt.Sprintf("the options ask for a TTL of %d days, the table has %s", o.ttlDays(), now),
 			Statements: []string{
 				"ALTER TABLE " + name + " MODIFY SETTING ttl_only_drop_parts = 1",

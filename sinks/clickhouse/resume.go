@@ -77,16 +77,40 @@ type part struct {
 	rows      uint64
 }
 
-// search finds the partition's progress and records what it learnt.
+// searched is a table that the search for a Kafka partition's progress
+// reads: st's table, or its rollup. Both are partitioned by stored_at,
+// which never decreases along a Kafka partition's offsets in either.
+type searched struct {
+	// table is the table's name, unquoted.
+	table string
+	// newest is an expression of the newest receive time of rows, in Unix
+	// milliseconds, that the search returns as found.newest; "0" where the
+	// table has none (a rollup).
+	newest string
+}
+
+// baseSearched is st's table as the search reads it.
+func baseSearched(st *schemas.Stream, lay *tableLayout) searched {
+	return searched{table: st.Table, newest: lay.recvMillis()}
+}
+
+// search finds the partition's progress in st's table and records what it
+// learnt.
 func (s *Sink) search(ctx context.Context, st *schemas.Stream, lay *tableLayout, partition int32) (found, error) {
-	key := partitionKey{st.Table, partition}
+	return s.searchTable(ctx, baseSearched(st, lay), partition)
+}
+
+// searchTable finds the partition's progress in the table and records what
+// it learnt, by table and partition.
+func (s *Sink) searchTable(ctx context.Context, tb searched, partition int32) (found, error) {
+	key := partitionKey{tb.table, partition}
 	s.mu.Lock()
 	var floor time.Time
 	if ps := s.parts[key]; ps != nil {
 		floor = ps.floor
 	}
 	s.mu.Unlock()
-	f, err := s.searchFrom(ctx, st, lay, partition, floor)
+	f, err := s.searchFrom(ctx, tb, partition, floor)
 	if err != nil {
 		return found{}, err
 	}
@@ -109,22 +133,22 @@ func (s *Sink) search(ctx context.Context, st *schemas.Stream, lay *tableLayout,
 }
 
 // searchFrom runs the search, first from floor when it is known.
-func (s *Sink) searchFrom(ctx context.Context, st *schemas.Stream, lay *tableLayout, partition int32, floor time.Time) (found, error) {
+func (s *Sink) searchFrom(ctx context.Context, tb searched, partition int32, floor time.Time) (found, error) {
 	// Every row stored at or after searched has been looked at.
 	var searched time.Time
 	if !floor.IsZero() {
-		f, err := s.probe(ctx, st, lay, partition, floor, time.Time{})
+		f, err := s.probe(ctx, tb, partition, floor, time.Time{})
 		if err != nil || f.ok {
 			return f, err
 		}
 		searched = floor // the rows were dropped since (retention)
 	}
-	parts, err := s.activeParts(ctx, st.Table)
+	parts, err := s.activeParts(ctx, tb.table)
 	if err != nil || len(parts) == 0 {
 		return found{}, err
 	}
 	if lo := probeFloor(parts); !lo.IsZero() && (searched.IsZero() || lo.Before(searched)) {
-		f, err := s.probe(ctx, st, lay, partition, lo, time.Time{})
+		f, err := s.probe(ctx, tb, partition, lo, time.Time{})
 		if err != nil || f.ok {
 			return f, err
 		}
@@ -134,7 +158,7 @@ func (s *Sink) searchFrom(ctx context.Context, st *schemas.Stream, lay *tableLay
 		if !searched.IsZero() && !p.min.Before(searched) {
 			continue // looked at already
 		}
-		f, err := s.probe(ctx, st, lay, partition, p.min, p.max)
+		f, err := s.probe(ctx, tb, partition, p.min, p.max)
 		if err != nil || f.ok {
 			return f, err
 		}
@@ -178,9 +202,11 @@ func probeFloor(parts []part) time.Time {
 
 // probe sums up the partition's rows stored at or after lo, and at or
 // before hi unless hi is zero.
-func (s *Sink) probe(ctx context.Context, st *schemas.Stream, lay *tableLayout, partition int32, lo, hi time.Time) (found, error) {
-	q := fmt.Sprintf("SELECT count(), max(%[1]s), max(%[2]s), max(%[3]s) FROM %[4]s WHERE %[5]s = ? AND %[2]s >= toDateTime(?)",
-		Quote(ColKafkaOffset), Quote(ColStoredAt), lay.recvMillis(), s.table(st), Quote(ColKafkaPartition))
+func (s *Sink) probe(ctx context.Context, tb searched, partition int32, lo, hi time.Time) (found, error) {
+	// toInt64: the newest expression is a constant 0 for a rollup, whose
+	// max() would otherwise be a UInt8.
+	q := fmt.Sprintf("SELECT count(), max(%[1]s), max(%[2]s), max(toInt64(%[3]s)) FROM %[4]s WHERE %[5]s = ? AND %[2]s >= toDateTime(?)",
+		Quote(ColKafkaOffset), Quote(ColStoredAt), tb.newest, TableName(s.db, tb.table), Quote(ColKafkaPartition))
 	args := []any{partition, lo.Unix()}
 	if !hi.IsZero() {
 		q += fmt.Sprintf(" AND %s <= toDateTime(?)", Quote(ColStoredAt))

@@ -23,7 +23,8 @@ import (
 // worker resumes from Kafka's committed offset). The pipeline runs it
 // periodically (hourly is plenty; a partition expires at most a day or a
 // month late), from any number of processes: dropping a partition already
-// gone does nothing. ClickHouse refuses to drop a partition larger than the
+// gone does nothing. A stream's rollup table keeps twice the TTL, dropped
+// the same way. ClickHouse refuses to drop a partition larger than the
 // server's max_partition_size_to_drop (50 GB by default); the error says so.
 func (s *Sink) DropExpired(ctx context.Context, streams []*schemas.Stream) error {
 	if s.opts.TTL <= 0 {
@@ -34,6 +35,9 @@ func (s *Sink) DropExpired(ctx context.Context, streams []*schemas.Stream) error
 	for _, st := range streams {
 		if err := s.dropExpired(ctx, st, horizon); err != nil {
 			errs = append(errs, fmt.Errorf("clickhouse: retention of %s.%s: %w", s.db, st.Table, err))
+		}
+		if err := s.dropExpiredRollup(ctx, st); err != nil {
+			errs = append(errs, fmt.Errorf("clickhouse: retention of the rollup of %s.%s: %w", s.db, st.Table, err))
 		}
 	}
 	return errors.Join(errs...)
@@ -47,7 +51,13 @@ func (s *Sink) dropExpired(ctx context.Context, st *schemas.Stream, horizon time
 	if !lay.byTime || lay.ownTTL {
 		return nil
 	}
-	parts, err := s.activeParts(ctx, st.Table)
+	return s.dropPartitionsBefore(ctx, st.Table, horizon, s.opts.ttlDays())
+}
+
+// dropPartitionsBefore drops each time partition of the table whose newest
+// row was stored before horizon, and logs it with the retention in days.
+func (s *Sink) dropPartitionsBefore(ctx context.Context, table string, horizon time.Time, days int) error {
+	parts, err := s.activeParts(ctx, table)
 	if err != nil {
 		return err
 	}
@@ -55,12 +65,12 @@ func (s *Sink) dropExpired(ctx context.Context, st *schemas.Stream, horizon time
 		if !p.max.Before(horizon) {
 			continue
 		}
-		q := fmt.Sprintf("ALTER TABLE %s DROP PARTITION ID '%s'", s.table(st), p.id)
+		q := fmt.Sprintf("ALTER TABLE %s DROP PARTITION ID '%s'", TableName(s.db, table), p.id)
 		if err := s.conn.Exec(ctx, q); err != nil {
 			return fmt.Errorf("drop partition %s: %w", p.id, err)
 		}
-		s.log.Info("dropped an expired partition", "table", s.db+"."+st.Table, "partition", p.id,
-			"newest_stored_at", p.max.UTC(), "ttl_days", s.opts.ttlDays())
+		s.log.Info("dropped an expired partition", "table", s.db+"."+table, "partition", p.id,
+			"newest_stored_at", p.max.UTC(), "ttl_days", days)
 	}
 	return nil
 }

@@ -62,22 +62,38 @@ func neverSent(err error) bool {
 // of its own since ctx may be why the INSERT failed. What it cannot settle
 // it leaves for the partition's next Write or Progress.
 func (s *Sink) afterFailure(ctx context.Context, st *schemas.Stream, partition int32, id string) error {
+	return s.afterFailureKey(ctx, partitionKey{st.Table, partition}, id)
+}
+
+// afterFailureKey is afterFailure for an INSERT into any table of the
+// Sink's: a base table or a rollup.
+func (s *Sink) afterFailureKey(ctx context.Context, key partitionKey, id string) error {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.settleTimeout)
 	defer cancel()
 	if err := s.settle(sctx, id); err != nil {
 		s.mu.Lock()
-		s.unsettled[partitionKey{st.Table, partition}] = id
+		s.unsettled[key] = id
 		s.mu.Unlock()
 		return err
 	}
 	return nil
 }
 
-// settleUnsettled settles the partition's INSERT that an earlier Write left
-// unsettled, if any. Until it can, the partition's state is unknown and
-// the error says so.
+// settleUnsettled settles the partition's INSERTs that an earlier Write or
+// Progress left unsettled, if any: into st's table, and into its rollup.
+// Until it can, the partition's state is unknown and the error says so.
 func (s *Sink) settleUnsettled(ctx context.Context, st *schemas.Stream, partition int32) error {
-	key := partitionKey{st.Table, partition}
+	if err := s.settleKey(ctx, partitionKey{st.Table, partition}); err != nil {
+		return err
+	}
+	if r := rollupOf(st); r != nil {
+		return s.settleKey(ctx, partitionKey{r.table, partition})
+	}
+	return nil
+}
+
+// settleKey settles the INSERT left unsettled for the table's partition.
+func (s *Sink) settleKey(ctx context.Context, key partitionKey) error {
 	s.mu.Lock()
 	id, ok := s.unsettled[key]
 	s.mu.Unlock()
@@ -88,7 +104,7 @@ func (s *Sink) settleUnsettled(ctx context.Context, st *schemas.Stream, partitio
 	defer cancel()
 	if err := s.settle(sctx, id); err != nil {
 		return fmt.Errorf("clickhouse: %s.%s partition %d: an earlier INSERT (query id %s) may still be running: %w",
-			s.db, st.Table, partition, id, err)
+			s.db, key.table, key.partition, id, err)
 	}
 	s.mu.Lock()
 	if s.unsettled[key] == id {

@@ -29,6 +29,10 @@ const recentSlack = time.Hour
 // Write describes, and Progress fails while it cannot be. An INSERT running
 // concurrently (a Write of the same partition that has not returned) is the
 // caller's to avoid.
+//
+// A stream with a rollup (rollup.go) has its rollup checked too, and
+// repaired from the stored rows when it is behind the base table, before
+// Progress answers; Progress fails while the rollup cannot be repaired.
 func (s *Sink) Progress(ctx context.Context, st *schemas.Stream, partition int32) (offset int64, ok bool, err error) {
 	if err := s.settleUnsettled(ctx, st, partition); err != nil {
 		return 0, false, err
@@ -43,6 +47,14 @@ func (s *Sink) Progress(ctx context.Context, st *schemas.Stream, partition int32
 	f, err := s.search(ctx, st, lay, partition)
 	if err != nil {
 		return 0, false, fmt.Errorf("clickhouse: progress of %s.%s partition %d: %w", s.db, st.Table, partition, err)
+	}
+	if r := s.rollupFor(st, lay); r != nil {
+		// The worker asks Progress when it takes a partition and before
+		// it retries a write: the moments a rollup may have been left
+		// behind. It answers only once the rollup is level again.
+		if err := s.syncRollup(ctx, st, lay, r, partition, f); err != nil {
+			return 0, false, err
+		}
 	}
 	return f.offset, f.ok, nil
 }
