@@ -21,6 +21,8 @@ import (
 // as duplicates: nothing is stored twice, and verify is clean. A window
 // kept on the wall clock would have forgotten the originals by then.
 func TestDedupeOutlivesSinkOutage(t *testing.T) {
+	// Waits more than it works: run beside the others of its kind.
+	t.Parallel()
 	const window = 30 * time.Second
 	addr, stopCH, startCH := privateClickHouse(t)
 	db := newTestDBAt(t, addr)
@@ -195,6 +197,8 @@ func checkPoisonAccounted(t *testing.T, s *splitStack, acked map[string]map[stri
 // subscriber receives nothing it already had. A new event afterwards still
 // reaches both, so the silence is not a dead worker.
 func TestReplayFromZero(t *testing.T) {
+	// Waits more than it works: run beside the others of its kind.
+	t.Parallel()
 	s := newSplitStack(t, newTestDB(t))
 	s.startIngest()
 	w := s.startWorker()
@@ -300,6 +304,8 @@ func (s *splitStack) jetStreamHeld(t *testing.T) uint64 {
 // is written until POST /gaps/accept; then later events land and sluice.dlq
 // holds a record of the lost range.
 func TestRetentionPressure(t *testing.T) {
+	// Waits more than it works: run beside the others of its kind.
+	t.Parallel()
 	const retention = 40 * time.Second
 	const topic = "sluice.iot_telemetry"
 	s, stopCH, startCH := retentionStack(t, retention)
@@ -551,6 +557,8 @@ func retentionStack(t *testing.T, retention time.Duration) (s *splitStack, stopC
 // stop at the gap from offset 0 like at any other, not start silently at
 // the first offset Kafka still has.
 func TestRetentionGapWithoutProgress(t *testing.T) {
+	// Waits more than it works: run beside the others of its kind.
+	t.Parallel()
 	const topic = "sluice.iot_telemetry"
 	s, stopCH, startCH := retentionStack(t, 20*time.Second)
 	w := s.workers[len(s.workers)-1]
@@ -580,6 +588,8 @@ func TestRetentionGapWithoutProgress(t *testing.T) {
 // the operator must be able to accept it; the collectors, which shed the
 // stream for the expired offsets, take events again afterwards.
 func TestRetentionGapAtPartitionEnd(t *testing.T) {
+	// Waits more than it works: run beside the others of its kind.
+	t.Parallel()
 	const topic = "sluice.iot_telemetry"
 	s, stopCH, startCH := retentionStack(t, 15*time.Second)
 	w := s.workers[len(s.workers)-1]

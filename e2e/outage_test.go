@@ -123,6 +123,8 @@ func checkOffsetsKept(t *testing.T, group string, before, after map[string]map[i
 // start-up either: the new worker fills ClickHouse while NATS is still
 // down, and everything lands once in both when NATS returns.
 func TestWorkerStartsDuringNATSOutage(t *testing.T) {
+	// Waits more than it works: run beside the others of its kind.
+	t.Parallel()
 	s := newRestartableStack(t, newTestDB(t))
 	s.startIngest()
 	w := s.startWorker()
@@ -149,6 +151,8 @@ func TestWorkerStartsDuringNATSOutage(t *testing.T) {
 // the store at start-up: the new worker fills JetStream while ClickHouse is
 // still down, and everything lands once in both when ClickHouse returns.
 func TestWorkerStartsDuringClickHouseOutage(t *testing.T) {
+	// Waits more than it works: run beside the others of its kind.
+	t.Parallel()
 	addr, stopCH, startCH := privateClickHouse(t)
 	s := newSplitStack(t, newTestDBAt(t, addr))
 	s.startIngest()
