@@ -138,8 +138,8 @@ func (s *splitStack) checkJetStream(t *testing.T, acked map[string]map[string]bo
 	}
 }
 
-// landExactlyOnce waits for the acknowledged events and checks ClickHouse,
-// JetStream and `sluice verify`.
+// landExactlyOnce waits for the acknowledged events and checks ClickHouse
+// (rollups included), JetStream and `sluice verify`.
 func (s *splitStack) landExactlyOnce(t *testing.T, load *loadRun) {
 	t.Helper()
 	acked := load.ackLog.ackedIDs(t)
@@ -149,6 +149,7 @@ func (s *splitStack) landExactlyOnce(t *testing.T, load *loadRun) {
 	}
 	s.db.waitRows(t, want, 180*time.Second)
 	checkExactlyOnce(t, s.db, acked)
+	checkRollups(t, s.db)
 	s.checkJetStream(t, acked)
 	s.verify(t)
 }
