@@ -19,6 +19,10 @@
 // on older servers (Debian's 18.16) DateTime plus a <name>_ms UInt16
 // column, Nested arrays, String and UInt8. Existing tables are written as
 // they are, whatever their types and layout (EnsureTables, Migrations).
+//
+// The built-in streams also have per-minute rollups (iot_telemetry_1m,
+// app_logs_1m), which the Sink writes itself after each INSERT and repairs
+// from the stored rows whenever they fall behind (rollup.go).
 package clickhouse
 
 import (
