@@ -32,7 +32,7 @@ type workPart struct {
 	// expire drops stored data past --clickhouse-ttl where the server
 	// cannot (nil when no TTL is set).
 	expire func(context.Context) error
-	log     interface{ Warn(string, ...any) }
+	log    interface{ Warn(string, ...any) }
 }
 
 // startWork connects the sinks and builds the consumer: ClickHouse is the
