@@ -6,7 +6,10 @@ import (
 	"math/rand/v2"
 	"os"
 	"reflect"
+	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +17,9 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/sluicehq/sluice/internal/testkit"
+	"github.com/sluicehq/sluice/schemas"
+	"github.com/sluicehq/sluice/sinks"
+	"github.com/sluicehq/sluice/sinks/clickhouse"
 )
 
 // ltsMinMajor is the first server version taken to have the LTS layout's
@@ -22,8 +28,10 @@ const ltsMinMajor = 23
 
 // TestQueriesRunOnClickHouse runs every documented query on the test
 // ClickHouse, on tables of the layout it is written for filled with the
-// dataset of data_test.go, and checks that it returns rows and the answer
-// the dataset implies. The test server is 18.16, so the 18.16 forms run;
+// dataset of data_test.go (written through the sink, which fills the
+// rollups too), and checks that it returns rows and the answer the dataset
+// implies; a rollup query's answer must also be the base table's
+// (baseChecks). The test server is 18.16, so the 18.16 forms run;
 // pointed at a current server (SLUICE_CLICKHOUSE_ADDR=127.0.0.1:19000 with
 // the compose stack up), the LTS forms run too.
 func TestQueriesRunOnClickHouse(t *testing.T) {
@@ -60,7 +68,8 @@ func TestQueriesRunOnClickHouse(t *testing.T) {
 					t.Fatalf("%v\n%s", err, stmt)
 				}
 			}
-			insert(t, conn, layout, d)
+			write(t, db, d)
+			checkRollupRows(ctx, t, conn)
 			ran := 0
 			for _, q := range qs {
 				if !q.For(layout) {
@@ -79,6 +88,9 @@ func TestQueriesRunOnClickHouse(t *testing.T) {
 						c(t, d, rows)
 					} else {
 						t.Logf("%s: no answer check, only rows required (%d)", q.Name, len(rows))
+					}
+					if c, ok := baseChecks[q.Name]; ok {
+						c.compare(ctx, t, conn, layout, rows)
 					}
 				})
 			}
@@ -130,83 +142,135 @@ func freshDatabase(t *testing.T, admin driver.Conn) driver.Conn {
 	return dial(t, db)
 }
 
-// insert writes the dataset with native INSERTs, one per table, naming
-// the columns as Sluice does.
-func insert(t *testing.T, conn driver.Conn, layout Server, d *dataset) {
+// numPartitions is the number of Kafka partitions of each stream's topic
+// in the test: events are spread over them by their key as Kafka's default
+// partitioner does.
+const numPartitions = 4
+
+// Batches as the workers write them: a Kafka partition's events in the
+// order they arrived, one Write per batchSlot of received_at or per
+// maxBatch events, whichever ends first. A worker's flush falls anywhere in
+// a minute, so the slots end half-way through one (batchPhase): the
+// (device, metric, minute) groups with readings on both sides are split
+// over two INSERTs, and the rollups hold several partial rows for them, as
+// they do in production.
+const (
+	batchSlot  = 5 * time.Minute
+	batchPhase = 30 * time.Second
+	maxBatch   = 40
+)
+
+// write stores the dataset as the workers would: through the ClickHouse
+// sink, each Kafka partition's events in order at consecutive offsets, the
+// partitions concurrently, so that the base tables and their rollups
+// (iot_telemetry_1m, app_logs_1m) hold what production would. The tables
+// exist already (tableDDL): EnsureTables finds them.
+func write(t *testing.T, db string, d *dataset) {
 	t.Helper()
 	ctx := context.Background()
-	stored := d.now
-	var offset [4]int64
-	next := func(key string) (int32, int64) {
-		p := int(key[len(key)-1]) % len(offset)
-		offset[p]++
-		return int32(p), offset[p]
-	}
-	msOf := func(ts time.Time) uint16 { return uint16(ts.Nanosecond() / int(time.Millisecond)) }
-
-	iotCols := "event_id, device_id, ts, ts_ms, `metrics.name`, `metrics.value`, `tags.name`, `tags.value`, received_at, received_at_ms, kafka_partition, kafka_offset, stored_at"
-	logCols := "event_id, ts, ts_ms, service, level, message, host, trace_id, `attrs.name`, `attrs.value`, received_at, received_at_ms, kafka_partition, kafka_offset, stored_at"
-	if layout == ServerLTS {
-		iotCols = "event_id, device_id, ts, metrics, tags, received_at, kafka_partition, kafka_offset, stored_at"
-		logCols = "event_id, ts, service, level, message, host, trace_id, attrs, received_at, kafka_partition, kafka_offset, stored_at"
-	}
-
-	b, err := conn.PrepareBatch(ctx, "INSERT INTO iot_telemetry ("+iotCols+")")
+	sink, err := clickhouse.Open(ctx, clickhouse.Options{
+		Addr:        testkit.ClickHouseAddr(),
+		Database:    db,
+		DialTimeout: 3 * time.Second,
+		Logger:      testkit.QuietLogger(),
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer sink.Close()
+	iot, logs := testkit.Stream(t, "iot_telemetry"), testkit.Stream(t, "app_logs")
+	if err := sink.EnsureTables(ctx, []*schemas.Stream{iot, logs}); err != nil {
+		t.Fatal(err)
+	}
+
+	var iotEvents, logEvents []schemas.Event
 	for i, r := range d.readings {
-		id := fmt.Sprintf("iot-%06d", i)
-		p, off := next(r.device)
-		tagNames, tagValues := split(r.tags)
-		if layout == ServerLTS {
-			metrics := make(map[string]float64, len(r.names))
-			for j, n := range r.names {
-				metrics[n] = r.values[j]
-			}
-			err = b.Append(id, r.device, r.ts, metrics, toMap(r.tags), r.recv, p, off, stored)
-		} else {
-			err = b.Append(id, r.device, r.ts, msOf(r.ts), r.names, r.values, tagNames, tagValues, r.recv, msOf(r.recv), p, off, stored)
+		metrics := make(map[string]float64, len(r.names))
+		for j, n := range r.names {
+			metrics[n] = r.values[j]
 		}
-		if err != nil {
-			t.Fatal(err)
+		fields := map[string]any{"device_id": r.device, "ts": r.ts, "metrics": metrics}
+		if len(r.tags) > 0 {
+			fields["tags"] = toMap(r.tags)
 		}
-	}
-	if err := b.Send(); err != nil {
-		t.Fatal(err)
-	}
-
-	b, err = conn.PrepareBatch(ctx, "INSERT INTO app_logs ("+logCols+")")
-	if err != nil {
-		t.Fatal(err)
+		iotEvents = append(iotEvents, schemas.Event{ID: fmt.Sprintf("iot-%06d", i), Key: r.device, ReceivedAt: r.recv, Fields: fields})
 	}
 	for i, l := range d.lines {
-		id := fmt.Sprintf("log-%06d", i)
-		p, off := next(l.service)
-		if layout == ServerLTS {
-			err = b.Append(id, l.ts, l.service, l.level, l.message, l.host, l.traceID, toMap(l.attrs), l.recv, p, off, stored)
-		} else {
-			names, values := split(l.attrs)
-			err = b.Append(id, l.ts, msOf(l.ts), l.service, l.level, l.message, l.host, l.traceID, names, values, l.recv, msOf(l.recv), p, off, stored)
+		fields := map[string]any{"ts": l.ts, "service": l.service, "level": l.level, "message": l.message, "host": l.host}
+		if l.traceID != "" {
+			fields["trace_id"] = l.traceID
 		}
-		if err != nil {
-			t.Fatal(err)
+		if len(l.attrs) > 0 {
+			fields["attrs"] = toMap(l.attrs)
+		}
+		logEvents = append(logEvents, schemas.Event{ID: fmt.Sprintf("log-%06d", i), Key: l.service, ReceivedAt: l.recv, Fields: fields})
+	}
+	// Like the workers, one writer per Kafka partition, all at once.
+	var (
+		wg     sync.WaitGroup
+		writes atomic.Int64
+		errs   = make(chan error, 2*numPartitions)
+	)
+	for _, s := range []struct {
+		st     *schemas.Stream
+		events []schemas.Event
+	}{{iot, iotEvents}, {logs, logEvents}} {
+		for p, partBatches := range batches(s.events) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for _, rows := range partBatches {
+					if err := sink.Write(ctx, s.st, int32(p), rows); err != nil {
+						errs <- err
+						return
+					}
+					writes.Add(1)
+				}
+			}()
 		}
 	}
-	if err := b.Send(); err != nil {
-		t.Fatal(err)
+	wg.Wait()
+	close(errs)
+	failed := false
+	for err := range errs {
+		t.Error(err)
+		failed = true
 	}
-	t.Logf("inserted %d iot_telemetry and %d app_logs rows", len(d.readings), len(d.lines))
+	if failed {
+		t.FailNow()
+	}
+	t.Logf("wrote %d iot_telemetry and %d app_logs events through the sink, in %d batches", len(iotEvents), len(logEvents), writes.Load())
 }
 
-func split(kvs [][2]string) (names, values []string) {
-	names, values = []string{}, []string{}
-	for _, kv := range kvs {
-		names = append(names, kv[0])
-		values = append(values, kv[1])
+// batches spreads events over the Kafka partitions by key, orders each
+// partition's by arrival, numbers them from offset 0, and cuts them into
+// the batches a worker would write.
+func batches(events []schemas.Event) [numPartitions][][]sinks.Row {
+	var parts [numPartitions][]schemas.Event
+	for _, ev := range events {
+		p := testkit.JavaMurmur2Partition([]byte(ev.Key), numPartitions)
+		parts[p] = append(parts[p], ev)
 	}
-	return names, values
+	var out [numPartitions][][]sinks.Row
+	for p, evs := range parts {
+		sort.SliceStable(evs, func(i, j int) bool { return evs[i].ReceivedAt.Before(evs[j].ReceivedAt) })
+		var batch []sinks.Row
+		for off, ev := range evs {
+			if len(batch) > 0 && (len(batch) == maxBatch || slotOf(batch[0].Event.ReceivedAt) != slotOf(ev.ReceivedAt)) {
+				out[p] = append(out[p], batch)
+				batch = nil
+			}
+			batch = append(batch, sinks.Row{Offset: int64(off), Event: ev})
+		}
+		if len(batch) > 0 {
+			out[p] = append(out[p], batch)
+		}
+	}
+	return out
 }
+
+// slotOf numbers the batchSlot that received_at at falls in.
+func slotOf(at time.Time) int64 { return at.Add(batchPhase).UnixNano() / int64(batchSlot) }
 
 func toMap(kvs [][2]string) map[string]string {
 	m := make(map[string]string, len(kvs))

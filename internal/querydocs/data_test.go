@@ -46,6 +46,9 @@ var (
 		"sensor-0046", "sensor-0047", "sensor-0048", "sensor-0049", "sensor-0050", "sensor-0051"}
 	// Devices that stopped reporting 31, 36 and 41 minutes ago.
 	silentDevices = map[string]time.Duration{"sensor-0060": 31 * time.Minute, "sensor-0061": 36 * time.Minute, "sensor-0062": 41 * time.Minute}
+	// Active devices that also sent a heartbeat without metrics two hours
+	// ago.
+	heartbeatDevices = []string{"sensor-0043", "sensor-0048"}
 	// A device last heard from two days ago: outside every window.
 	goneDevice = "sensor-0099"
 	services   = []string{"checkout", "payments", "auth", "search", "inventory", "shipping"}
@@ -94,6 +97,15 @@ func makeDataset(now time.Time) *dataset {
 		for ts, i := last, 0; ts.After(start); ts, i = ts.Add(-2*time.Minute), i+1 {
 			addReading(dev, ts.Add(-ms(1000)), i)
 		}
+	}
+	// Two hours ago, two devices sent a heartbeat with no metric at all,
+	// alone in their Kafka partitions at that time: the sink writes each
+	// batch of them to iot_telemetry_1m as a marker row (count 0, minute
+	// 1970-01-01), which the rollup queries must leave out.
+	for i, dev := range heartbeatDevices {
+		ts := now.Add(-2*time.Hour + time.Duration(i)*time.Second + ms(1000))
+		d.readings = append(d.readings, reading{device: dev, ts: ts, recv: ts.Add(50*time.Millisecond + ms(850)),
+			tags: [][2]string{{"site", sites[0]}}})
 	}
 	old := now.Add(-48 * time.Hour)
 	d.readings = append(d.readings, reading{device: goneDevice, ts: old, recv: old.Add(time.Second),
@@ -173,6 +185,58 @@ func (d *dataset) inLastHour(ts time.Time) bool {
 }
 
 func (d *dataset) inLastDay(ts time.Time) bool { return !ts.Before(d.now.Add(-24 * time.Hour)) }
+
+// minuteOf is the start of ts's minute in Unix seconds, as the rollups
+// hold it.
+func minuteOf(ts time.Time) int64 { return ts.Unix() / 60 * 60 }
+
+// minuteInLastHour is the rollup queries' window: the minutes that start
+// within the last hour, minute >= now() - INTERVAL 1 HOUR AND minute <= now().
+func (d *dataset) minuteInLastHour(minute int64) bool {
+	return minute >= d.now.Add(-time.Hour).Unix() && minute <= d.now.Unix()
+}
+
+// valueAgg is what a rollup holds of a group of metric values.
+type valueAgg struct {
+	n             int
+	min, max, sum float64
+}
+
+func (a *valueAgg) add(v float64) {
+	if a.n == 0 || v < a.min {
+		a.min = v
+	}
+	if a.n == 0 || v > a.max {
+		a.max = v
+	}
+	a.n++
+	a.sum += v
+}
+
+// checkAgg compares a row of rollup_metrics_per_minute with the values it
+// sums up: the count, minimum and maximum exactly, the sum and the average
+// up to the rounding of adding them in another order.
+func checkAgg(t *testing.T, what string, r row, w *valueAgg) {
+	t.Helper()
+	if got := num(t, r, "value_count"); int(got) != w.n {
+		t.Errorf("%s: value_count %v, want %d", what, got, w.n)
+	}
+	if got := num(t, r, "value_min"); got != w.min {
+		t.Errorf("%s: value_min %v, want %v", what, got, w.min)
+	}
+	if got := num(t, r, "value_max"); got != w.max {
+		t.Errorf("%s: value_max %v, want %v", what, got, w.max)
+	}
+	if got := num(t, r, "value_sum"); !near(got, w.sum) {
+		t.Errorf("%s: value_sum %v, want %v", what, got, w.sum)
+	}
+	if got := num(t, r, "value_avg"); !near(got, w.sum/float64(w.n)) {
+		t.Errorf("%s: value_avg %v, want %v", what, got, w.sum/float64(w.n))
+	}
+}
+
+// near compares sums of the same float64 values added in another order.
+func near(a, b float64) bool { return math.Abs(a-b) <= 1e-9*math.Max(1, math.Abs(b)) }
 
 // row is one result row, by column name.
 type row map[string]any
@@ -353,6 +417,121 @@ var answerChecks = map[string]check{
 		}
 		if !slices.Equal(got, want) {
 			t.Errorf("lines %q, want %q", got, want)
+		}
+	},
+	"rollup_metrics_per_minute": func(t *testing.T, d *dataset, rows []row) {
+		type key struct {
+			device, metric string
+			minute         int64
+		}
+		want := map[key]*valueAgg{}
+		for _, r := range d.readings {
+			m := minuteOf(r.ts)
+			if !d.minuteInLastHour(m) {
+				continue
+			}
+			for i, n := range r.names {
+				k := key{r.device, n, m}
+				if want[k] == nil {
+					want[k] = &valueAgg{}
+				}
+				want[k].add(r.values[i])
+			}
+		}
+		if len(rows) != len(want) {
+			t.Errorf("%d rows, want %d (device, metric, minute) groups", len(rows), len(want))
+		}
+		var prev key
+		for i, r := range rows {
+			k := key{str(t, r, "device_id"), str(t, r, "metric"), tm(t, r, "minute").Unix()}
+			if i > 0 && (k.device < prev.device || k.device == prev.device && (k.metric < prev.metric || k.metric == prev.metric && k.minute <= prev.minute)) {
+				t.Errorf("row %v after %v: not in order", k, prev)
+			}
+			prev = k
+			w := want[k]
+			if w == nil {
+				t.Errorf("row %v: no such values sent then", k)
+				continue
+			}
+			checkAgg(t, fmt.Sprintf("%s %s %s", k.device, k.metric, time.Unix(k.minute, 0).UTC().Format(time.TimeOnly)), r, w)
+		}
+	},
+	"rollup_metric_per_hour": func(t *testing.T, d *dataset, rows []row) {
+		// The hours are the server's time zone's: check the totals of the
+		// window, and baseChecks each hour. The window starts at the start
+		// of the hour 23 hours ago, between 24 and 23 hours ago, where the
+		// dataset has no reading: inLastDay tells the same.
+		var want valueAgg
+		for _, r := range d.readings {
+			if r.device != "sensor-0042" || r.ts.After(d.now) || !d.inLastDay(r.ts) {
+				continue
+			}
+			if i := slices.Index(r.names, "temperature"); i >= 0 {
+				want.add(r.values[i])
+			}
+		}
+		if len(rows) < 2 {
+			t.Errorf("%d rows, want at least 2 (readings of the last hour, and of three hours ago)", len(rows))
+		}
+		var got valueAgg
+		var prev time.Time
+		for i, r := range rows {
+			h := tm(t, r, "hour")
+			if i > 0 && !h.After(prev) {
+				t.Errorf("hour %s after %s: not in order", h, prev)
+			}
+			prev = h
+			n := int(num(t, r, "value_count"))
+			if n == 0 {
+				t.Errorf("hour %s: no values", h)
+				continue
+			}
+			lo, hi := num(t, r, "value_min"), num(t, r, "value_max")
+			if got.n == 0 || lo < got.min {
+				got.min = lo
+			}
+			if got.n == 0 || hi > got.max {
+				got.max = hi
+			}
+			got.n += n
+			got.sum += num(t, r, "value_avg") * float64(n)
+		}
+		if got.n != want.n || got.min != want.min || got.max != want.max || math.Abs(got.sum-want.sum) > 1e-6*math.Abs(want.sum) {
+			t.Errorf("the day's temperatures of sensor-0042: %d values from %v to %v summing to %v, want %d from %v to %v summing to %v",
+				got.n, got.min, got.max, got.sum, want.n, want.min, want.max, want.sum)
+		}
+	},
+	"rollup_error_rate_per_service": func(t *testing.T, d *dataset, rows []row) {
+		type key struct {
+			minute  int64
+			service string
+		}
+		errs, all := map[key]int{}, map[key]int{}
+		for _, l := range d.lines {
+			k := key{minuteOf(l.ts), l.service}
+			if !d.minuteInLastHour(k.minute) {
+				continue
+			}
+			all[k]++
+			if l.level == "error" || l.level == "fatal" {
+				errs[k]++
+			}
+		}
+		if len(rows) != len(all) {
+			t.Errorf("%d rows, want %d (minute, service) pairs", len(rows), len(all))
+		}
+		for _, r := range rows {
+			k := key{tm(t, r, "minute").Unix(), str(t, r, "service")}
+			if all[k] == 0 {
+				t.Errorf("%v: no lines then", k)
+				continue
+			}
+			if got := num(t, r, "lines"); int(got) != all[k] {
+				t.Errorf("%v: %v lines, want %d", k, got, all[k])
+			}
+			if got, want := num(t, r, "error_rate"), float64(errs[k])/float64(all[k]); math.Abs(got-want) > 1e-12 {
+				t.Errorf("%v: error_rate %v, want %v (%d of %d)", k, got, want, errs[k], all[k])
+			}
 		}
 	},
 	"device_ids": func(t *testing.T, d *dataset, rows []row) {

@@ -33,8 +33,10 @@ const (
 var update = flag.Bool("update", false, "rewrite testdata/lts.golden from docs/queries.md")
 
 // docQueryNames are the queries docs/queries.md must have, in both forms:
-// the questions analysts ask first, and the lists the dashboard's
-// drop-downs show. The dashboard must show every one of them.
+// the questions analysts ask first, the lists the dashboard's drop-downs
+// show, and the rollup queries of the dashboard's long-range panels. The
+// dashboard must show every one of them. The document must also have the
+// rollupQueryNames (rollup_test.go), which need not be on the dashboard.
 var docQueryNames = []string{
 	"latest_value_per_device",
 	"metric_per_minute",
@@ -44,6 +46,8 @@ var docQueryNames = []string{
 	"trace_log_lines",
 	"device_ids",
 	"metric_names",
+	"rollup_metric_per_hour",
+	"rollup_error_rate_per_service",
 }
 
 func loadDocQueries(t testing.TB) []Query {
@@ -131,7 +135,9 @@ func TestDocQueries(t *testing.T) {
 			}
 		}
 	}
-	for _, name := range docQueryNames {
+	required := slices.Concat(docQueryNames, rollupQueryNames)
+	slices.Sort(required)
+	for _, name := range slices.Compact(required) {
 		if has[name] == nil {
 			t.Errorf("%s: query %s is missing", docFile, name)
 		}
@@ -348,10 +354,10 @@ func grafana(t *testing.T) grafanaSetup {
 
 // TestDashboardRunsDocumentedQueries checks every query of the dashboard,
 // panels and variables: with the data source's macros and the variables
-// expanded for the dashboard's default time range and default values, it
-// must be one of the LTS queries of docs/queries.md (whitespace and
-// comments aside), and every query of the document must be on the
-// dashboard. It also checks what the plugin needs to read each target as
+// expanded for the dashboard's default time range (or the panel's own
+// relative time) and default values, it must be one of the LTS queries of
+// docs/queries.md (whitespace and comments aside), and every query of
+// docQueryNames must be on the dashboard. It also checks what the plugin needs to read each target as
 // written: the provisioned data source, the SQL editor, a result format
 // that fits the panel, and the plugin version (an older or missing one
 // makes the plugin migrate the query as a version 3 one).
@@ -397,7 +403,18 @@ func TestDashboardRunsDocumentedQueries(t *testing.T) {
 				t.Errorf("%s: a %s panel with queryType %q and format %v, want %q and %d", q.Where, q.PanelType, q.QueryType, fmtPtr(q.Format), wantType, wantFormat)
 			}
 		}
-		sql, err := exp.Expand(q.RawSQL)
+		e := exp
+		if q.TimeShift != "" {
+			t.Errorf("%s: the panel shifts its time (timeShift %q), which the check does not follow", q.Where, q.TimeShift)
+			continue
+		}
+		if q.TimeFrom != "" {
+			if e.Range, err = PanelRange(q.TimeFrom); err != nil {
+				t.Errorf("%s: the panel's own time range: %v", q.Where, err)
+				continue
+			}
+		}
+		sql, err := e.Expand(q.RawSQL)
 		if err != nil {
 			t.Errorf("%s: %v", q.Where, err)
 			continue

@@ -14,7 +14,7 @@
 //
 // server is 18.16 (the legacy layout: Nested arrays, ts + ts_ms), lts (the
 // current LTS's layout: Map, DateTime64) or any (the same text works on
-// both, as queries of the rollup tables will). Every sql block must be
+// both, as queries of the rollup tables do). Every sql block must be
 // marked, so that no SQL in the document escapes the tests.
 package querydocs
 
@@ -313,6 +313,9 @@ type DashboardQuery struct {
 	QueryType     string
 	Format        *int
 	PluginVersion string
+	// TimeFrom and TimeShift are the panel's own relative time range and
+	// shift ("24h"), which replace the dashboard's; empty for none.
+	TimeFrom, TimeShift string
 }
 
 // Variable is one template variable of a dashboard.
@@ -356,6 +359,8 @@ type rawPanel struct {
 	Type       string          `json:"type"`
 	Title      string          `json:"title"`
 	Datasource json.RawMessage `json:"datasource"`
+	TimeFrom   string          `json:"timeFrom"`
+	TimeShift  string          `json:"timeShift"`
 	Targets    []struct {
 		RefID         string          `json:"refId"`
 		Datasource    json.RawMessage `json:"datasource"`
@@ -428,6 +433,7 @@ func ParseDashboard(b []byte) (*Dashboard, error) {
 				d.Queries = append(d.Queries, DashboardQuery{
 					Where: where, PanelType: p.Type, Datasource: ds, RawSQL: *t.RawSQL,
 					EditorType: t.EditorType, QueryType: t.QueryType, Format: t.Format, PluginVersion: t.PluginVersion,
+					TimeFrom: p.TimeFrom, TimeShift: p.TimeShift,
 				})
 			}
 			if err := walk(p.Panels); err != nil {
@@ -495,6 +501,17 @@ func RelativeRange(from, to string) (TimeRange, error) {
 		return TimeRange{}, err
 	}
 	return TimeRange{From: f, To: t}, nil
+}
+
+// PanelRange is the range a panel with its own relative time (Grafana's
+// "timeFrom", such as "24h" or "now-24h") queries: from that time to now.
+// It understands the forms RelativeRange does.
+func PanelRange(timeFrom string) (TimeRange, error) {
+	from := strings.TrimSpace(timeFrom)
+	if !strings.HasPrefix(from, "now") {
+		from = "now-" + from
+	}
+	return RelativeRange(from, "now")
 }
 
 func relativeTime(s string) (string, error) {

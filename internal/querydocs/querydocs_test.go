@@ -132,6 +132,18 @@ func TestRanges(t *testing.T) {
 			t.Errorf("RelativeRange(%q): no error", bad)
 		}
 	}
+	for in, want := range map[string]TimeRange{
+		"24h":    {"now() - INTERVAL 24 HOUR", "now()"},
+		"now-7d": {"now() - INTERVAL 7 DAY", "now()"},
+		" 15m ":  {"now() - INTERVAL 15 MINUTE", "now()"},
+	} {
+		if got, err := PanelRange(in); err != nil || got != want {
+			t.Errorf("PanelRange(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	if _, err := PanelRange("now/d"); err == nil {
+		t.Error("PanelRange(now/d): no error")
+	}
 	// What the data source sends for a concrete range: the same shape.
 	from := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
 	e := Expander{Range: AbsoluteRange(from, from.Add(time.Hour))}
@@ -154,7 +166,7 @@ func TestParseDashboard(t *testing.T) {
 	      {"id": 2, "type": "table", "title": "p", "datasource": {"type": "x", "uid": "ds"},
 	       "targets": [{"refId": "A", "rawSql": "SELECT 3", "editorType": "sql", "queryType": "table", "format": 1, "pluginVersion": "4.15.0"}]}
 	    ]},
-	    {"id": 3, "type": "timeseries", "title": "q", "datasource": "legacy name",
+	    {"id": 3, "type": "timeseries", "title": "q", "datasource": "legacy name", "timeFrom": "24h",
 	     "targets": [{"refId": "B", "datasource": {"type": "y", "uid": "other"}, "rawSql": "SELECT 4"}]}
 	  ]
 	}`
@@ -175,8 +187,8 @@ func TestParseDashboard(t *testing.T) {
 	if q := d.Queries[2]; q.Datasource.UID != "ds" || q.QueryType != "table" || q.Format == nil || *q.Format != 1 || q.PluginVersion != "4.15.0" || q.PanelType != "table" {
 		t.Errorf("row panel target: %+v", q)
 	}
-	if q := d.Queries[3]; q.Datasource.UID != "other" {
-		t.Errorf("target datasource should win over the panel's: %+v", q)
+	if q := d.Queries[3]; q.Datasource.UID != "other" || q.TimeFrom != "24h" {
+		t.Errorf("target datasource should win over the panel's, and the panel's timeFrom be kept: %+v", q)
 	}
 	if _, err := ParseDashboard([]byte(`{"panels": [{"id": 1, "targets": [{"refId": "A"}]}]}`)); err == nil {
 		t.Error("a target without rawSql: no error")
