@@ -28,6 +28,10 @@ type lane struct {
 	// output is set for an output's lane, which may skip what Kafka no
 	// longer holds; the store's lane stops there instead.
 	output bool
+	// idle bounds the fetcher's wait before it checks the log start;
+	// owned by the fetcher.
+	idle       context.Context
+	cancelIdle context.CancelFunc
 	// accepted is set, by the fetcher, from an operator's acceptance of a
 	// gap until the next message is read.
 	accepted bool
@@ -103,6 +107,11 @@ var fetchRetry = struct{ Initial, Max time.Duration }{100 * time.Millisecond, 5 
 // next offset on a new reader after a backoff.
 func (l *lane) fetch(msgs chan<- kafka.Message) {
 	defer close(msgs)
+	defer func() {
+		if l.cancelIdle != nil {
+			l.cancelIdle()
+		}
+	}()
 	labels := []string{l.sink.Name(), l.part.Stream.Name, strconv.Itoa(int(l.part.ID))}
 	lag := l.c.metrics.lag.WithLabelValues(labels...)
 	defer l.c.metrics.lag.DeleteLabelValues(labels...)
@@ -153,15 +162,20 @@ func (l *lane) fetch(msgs chan<- kafka.Message) {
 // Kafka still holds the offset it waits at.
 var idleCheck = 5 * time.Second
 
-// fetchOne returns the partition's next message. While none comes it checks
-// every idleCheck that Kafka has not deleted the offset the lane waits at:
-// kafka-go would move on to the log start quietly, and with no message
+// fetchOne returns the partition's next message. Every idleCheck (one
+// deadline shared by many fetches, so that a busy lane pays nothing per
+// message) it checks that Kafka has not deleted the offset the lane waits
+// at: kafka-go would move on to the log start quietly, and with no message
 // after the deleted range, the jump would never show.
 func (l *lane) fetchOne(r fetcher, next *int64) (kafka.Message, error) {
 	for {
-		ctx, cancel := context.WithTimeout(l.stop, idleCheck)
-		m, err := r.FetchMessage(ctx)
-		cancel()
+		if l.idle == nil || l.idle.Err() != nil {
+			if l.cancelIdle != nil {
+				l.cancelIdle()
+			}
+			l.idle, l.cancelIdle = context.WithTimeout(l.stop, idleCheck)
+		}
+		m, err := r.FetchMessage(l.idle)
 		if err == nil || l.stop.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
 			return m, err
 		}
