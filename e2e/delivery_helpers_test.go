@@ -15,49 +15,10 @@ import (
 	"time"
 
 	natsgo "github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/deadletter"
-	"github.com/sluicehq/sluice/devstack"
 )
-
-// newSplitStackKafka is newSplitStackPartitions with options for the
-// embedded broker (a short retention cleaner interval, say).
-func newSplitStackKafka(t *testing.T, db *testDB, partitions int, opts ...devstack.KafkaOption) *splitStack {
-	t.Helper()
-	dir := t.TempDir()
-	k, err := devstack.StartKafka(freeAddr(t), dir, false, testLogger(t), opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(k.Close)
-	n, err := devstack.StartNATS("127.0.0.1:-1", dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(n.Close)
-	nc, err := natsgo.Connect(n.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stream, err := js.CreateStream(context.Background(), jetstream.StreamConfig{
-		Name: "SLUICE", Subjects: []string{"sluice.>"}, Duplicates: 10 * time.Minute,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &splitStack{t: t, db: db, chAddr: db.Addr, partitions: partitions, kafkaAddr: k.Addr(), natsURL: n.URL(), js: stream}
-	addr := freeAddr(t)
-	s.ingestURL = "http://" + addr
-	s.ingestArg = append(s.common(), "--role", "ingest", "--http-addr", addr)
-	return s
-}
 
 // startWorkerWith starts one more worker with extra flags. With ready it
 // waits until /readyz answers 200; without, only until the process serves

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/segmentio/kafka-go"
 
@@ -36,28 +35,7 @@ func newRestartableStack(t *testing.T, db *testDB) *restartableStack {
 	// Whichever broker and server run at the end are closed then.
 	t.Cleanup(func() { r.stopNATS(); r.stopKafka() })
 
-	// The test's own connection outlives the outages: it reconnects for
-	// ever, as the workers' does.
-	nc, err := natsgo.Connect(r.nats.URL(), natsgo.MaxReconnects(-1), natsgo.ReconnectWait(250*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stream, err := js.CreateStream(context.Background(), jetstream.StreamConfig{
-		Name: "SLUICE", Subjects: []string{"sluice.>"}, Duplicates: 10 * time.Minute,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &splitStack{t: t, db: db, chAddr: db.Addr, partitions: 4, kafkaAddr: r.kafka.Addr(), natsURL: r.nats.URL(), js: stream}
-	addr := freeAddr(t)
-	s.ingestURL = "http://" + addr
-	s.ingestArg = append(s.common(), "--role", "ingest", "--http-addr", addr)
-	r.splitStack = s
+	r.splitStack = newSplitStackOn(t, db, 4, r.kafka.Addr(), r.nats.URL())
 	return r
 }
 

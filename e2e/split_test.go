@@ -46,8 +46,15 @@ func newSplitStack(t *testing.T, db *testDB) *splitStack {
 
 func newSplitStackPartitions(t *testing.T, db *testDB, partitions int) *splitStack {
 	t.Helper()
+	return newSplitStackKafka(t, db, partitions)
+}
+
+// newSplitStackKafka is newSplitStackPartitions with options for the
+// embedded broker (a short retention cleaner interval, say).
+func newSplitStackKafka(t *testing.T, db *testDB, partitions int, opts ...devstack.KafkaOption) *splitStack {
+	t.Helper()
 	dir := t.TempDir()
-	k, err := devstack.StartKafka(freeAddr(t), dir, false, testLogger(t))
+	k, err := devstack.StartKafka(freeAddr(t), dir, false, testLogger(t), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,10 +64,17 @@ func newSplitStackPartitions(t *testing.T, db *testDB, partitions int) *splitSta
 		t.Fatal(err)
 	}
 	t.Cleanup(n.Close)
+	return newSplitStackOn(t, db, partitions, k.Addr(), n.URL())
+}
 
-	// A JetStream stream captures every event, so the workers publish with
-	// Nats-Msg-Id and the stream's message count is checked like ClickHouse.
-	nc, err := natsgo.Connect(n.URL())
+// newSplitStackOn is a split stack on a running broker and NATS server. A
+// JetStream stream captures every event, so the workers publish with
+// Nats-Msg-Id and the stream's message count is checked like ClickHouse.
+// The test's own connection reconnects for ever, as the workers' does, so
+// it outlives a NATS outage.
+func newSplitStackOn(t *testing.T, db *testDB, partitions int, kafkaAddr, natsURL string) *splitStack {
+	t.Helper()
+	nc, err := natsgo.Connect(natsURL, natsgo.MaxReconnects(-1), natsgo.ReconnectWait(250*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +89,7 @@ func newSplitStackPartitions(t *testing.T, db *testDB, partitions int) *splitSta
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &splitStack{t: t, db: db, chAddr: db.Addr, partitions: partitions, kafkaAddr: k.Addr(), natsURL: n.URL(), js: stream}
+	s := &splitStack{t: t, db: db, chAddr: db.Addr, partitions: partitions, kafkaAddr: kafkaAddr, natsURL: natsURL, js: stream}
 	addr := freeAddr(t)
 	s.ingestURL = "http://" + addr
 	s.ingestArg = append(s.common(), "--role", "ingest", "--http-addr", addr)
