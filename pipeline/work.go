@@ -161,12 +161,12 @@ func (l *lazyStore) Progress(ctx context.Context, st *schemas.Stream, partition 
 	return s.Progress(ctx, st, partition)
 }
 
-func (l *lazyStore) Recent(ctx context.Context, st *schemas.Stream, partition int32, since time.Time, limit int) ([]sinks.Received, time.Time, error) {
+func (l *lazyStore) Resume(ctx context.Context, st *schemas.Stream, partition int32, window time.Duration, limit int) (sinks.Resumed, error) {
 	s, err := l.get(ctx)
 	if err != nil {
-		return nil, time.Time{}, err
+		return sinks.Resumed{}, err
 	}
-	return s.Recent(ctx, st, partition, since, limit)
+	return s.Resume(ctx, st, partition, window, limit)
 }
 
 // ready fails until ClickHouse was reached once.

@@ -52,12 +52,29 @@ type Store interface {
 	// Progress returns the highest offset stored for the partition, and
 	// ok=false when the store holds none of its rows.
 	Progress(ctx context.Context, st *schemas.Stream, partition int32) (offset int64, ok bool, err error)
-	// Recent returns the event_ids (with received_at and offset) of the
-	// partition's rows received at or after since, oldest first, at most
-	// limit of the newest; and the newest received_at the partition holds
-	// (zero when it holds none). The worker rebuilds its dedupe window from
-	// them.
-	Recent(ctx context.Context, st *schemas.Stream, partition int32, since time.Time, limit int) (ids []Received, newest time.Time, err error)
+	// Resume returns what a worker needs when it takes the partition, in
+	// one look at the store rather than one per question, since a worker
+	// asks it of every partition it is assigned: the highest offset
+	// stored (as Progress), and the event_ids received within window of
+	// the newest received_at held, at most limit of them (those with the
+	// highest offsets; none when limit <= 0), from which the worker
+	// rebuilds its dedupe window.
+	Resume(ctx context.Context, st *schemas.Stream, partition int32, window time.Duration, limit int) (Resumed, error)
+}
+
+// Resumed is what a Store holds of a partition when a worker takes it.
+type Resumed struct {
+	// Offset is the highest offset stored; OK is false when the store
+	// holds none of the partition's rows, and then the rest is empty.
+	Offset int64
+	OK     bool
+	// Newest is the newest received_at among the rows the store looked
+	// at: the partition's newest, or early by collectors' clock skew
+	// (which widens the window rebuilt from it, never narrows it).
+	Newest time.Time
+	// IDs are the rows received at or after Newest minus the window, in
+	// increasing offset order.
+	IDs []Received
 }
 
 // Received is a stored event_id, with the time its collector received it

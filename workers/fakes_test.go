@@ -79,8 +79,8 @@ type fakeStore struct {
 	rows map[int32][]sinks.Row
 	// writes counts Write calls; progress counts Progress calls.
 	writes, progress int
-	// recent records the (since, limit) of each Recent call.
-	recent []recentCall
+	// resumes records the (window, limit) of each Resume call.
+	resumes []resumeCall
 
 	// reject refuses, permanently, writes holding these event_ids.
 	reject map[string]bool
@@ -94,13 +94,13 @@ type fakeStore struct {
 	failNext int
 	// failProgress fails the next n Progress calls.
 	failProgress int
-	// failRecent fails the next n Recent calls.
-	failRecent int
+	// failResume fails the next n Resume calls.
+	failResume int
 }
 
-type recentCall struct {
-	since time.Time
-	limit int
+type resumeCall struct {
+	window time.Duration
+	limit  int
 }
 
 func newFakeStore(t testing.TB, ops *opLog) *fakeStore {
@@ -162,30 +162,33 @@ func (f *fakeStore) Progress(_ context.Context, _ *schemas.Stream, part int32) (
 	return held[len(held)-1].Offset, true, nil
 }
 
-func (f *fakeStore) Recent(_ context.Context, _ *schemas.Stream, part int32, since time.Time, limit int) ([]sinks.Received, time.Time, error) {
+func (f *fakeStore) Resume(_ context.Context, _ *schemas.Stream, part int32, window time.Duration, limit int) (sinks.Resumed, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.recent = append(f.recent, recentCall{since, limit})
-	if f.failRecent > 0 {
-		f.failRecent--
-		return nil, time.Time{}, errDown
+	f.resumes = append(f.resumes, resumeCall{window, limit})
+	if f.failResume > 0 {
+		f.failResume--
+		return sinks.Resumed{}, errDown
 	}
-	var (
-		ids    []sinks.Received
-		newest time.Time
-	)
-	for _, r := range f.rows[part] {
-		if r.Event.ReceivedAt.After(newest) {
-			newest = r.Event.ReceivedAt
-		}
-		if !r.Event.ReceivedAt.Before(since) {
-			ids = append(ids, sinks.Received{ID: r.Event.ID, At: r.Event.ReceivedAt, Offset: r.Offset})
+	held := f.rows[part]
+	if len(held) == 0 {
+		return sinks.Resumed{}, nil
+	}
+	res := sinks.Resumed{Offset: held[len(held)-1].Offset, OK: true}
+	for _, r := range held {
+		if r.Event.ReceivedAt.After(res.Newest) {
+			res.Newest = r.Event.ReceivedAt
 		}
 	}
-	if len(ids) > limit {
-		ids = ids[len(ids)-limit:]
+	for _, r := range held {
+		if !r.Event.ReceivedAt.Before(res.Newest.Add(-window)) {
+			res.IDs = append(res.IDs, sinks.Received{ID: r.Event.ID, At: r.Event.ReceivedAt, Offset: r.Offset})
+		}
 	}
-	return ids, newest, nil
+	if len(res.IDs) > limit {
+		res.IDs = res.IDs[len(res.IDs)-limit:]
+	}
+	return res, nil
 }
 
 // seed stores the events of specs at offsets from 0, as a store that held

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"runtime/debug"
 	"time"
 
@@ -94,14 +93,17 @@ func (d *StoreDeliverer) Open(ctx context.Context, p *Partition) (int64, error) 
 	perPartition := d.perPartition(p)
 	var stored int64 = -1
 	err := d.retry(ctx, fmt.Sprintf("read progress of %s/%d", st.Name, p.ID), func(ctx context.Context) error {
-		off, ok, err := d.cfg.Store.Progress(ctx, st, p.ID)
+		res, err := d.cfg.Store.Resume(ctx, st, p.ID, d.cfg.DedupeWindow, perPartition)
 		if err != nil {
 			return err
 		}
-		if ok {
-			stored = off
+		if res.OK {
+			stored = res.Offset
 		}
-		return d.loadWindow(ctx, p, perPartition)
+		for _, r := range res.IDs {
+			p.window.Remember(idHasher.Sum(r.ID), r.Offset, r.At)
+		}
+		return nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("open %s partition %d: %w", st.Name, p.ID, err)
@@ -143,24 +145,6 @@ func (d *StoreDeliverer) newWindow(p *Partition) *dedupeWindow {
 // perPartition is a partition's share of DedupeMaxIDs.
 func (d *StoreDeliverer) perPartition(p *Partition) int {
 	return d.cfg.DedupeMaxIDs / max(1, p.Assigned)
-}
-
-// loadWindow fills the partition's window with the ids the store holds from
-// within DedupeWindow of the newest received_at it holds.
-func (d *StoreDeliverer) loadWindow(ctx context.Context, p *Partition, limit int) error {
-	// A first call that asks for nothing learns the newest receive time.
-	_, newest, err := d.cfg.Store.Recent(ctx, p.Stream, p.ID, time.Unix(math.MaxUint32, 0), 1)
-	if err != nil || newest.IsZero() {
-		return err
-	}
-	ids, _, err := d.cfg.Store.Recent(ctx, p.Stream, p.ID, newest.Add(-d.cfg.DedupeWindow), limit)
-	if err != nil {
-		return err
-	}
-	for _, r := range ids {
-		p.window.Remember(idHasher.Sum(r.ID), r.Offset, r.At)
-	}
-	return nil
 }
 
 // Prepare decodes and validates every message.

@@ -279,22 +279,20 @@ func TestStoreDelivererOpen(t *testing.T) {
 	tests := []struct {
 		name             string
 		maxIDs, assigned int
-		failProgress     int
-		failRecent       int
+		failResume       int
 		wantLimit        int
 		wantStart        int64
 	}{
 		{name: "one partition takes the whole bound", maxIDs: 100, assigned: 1, wantLimit: 100, wantStart: 5},
 		{name: "the bound is shared by the partitions assigned", maxIDs: 100, assigned: 4, wantLimit: 25, wantStart: 5},
-		{name: "progress failures are retried", maxIDs: 100, assigned: 1, failProgress: 3, wantLimit: 100, wantStart: 5},
-		{name: "recent failures are retried", maxIDs: 100, assigned: 1, failRecent: 2, wantLimit: 100, wantStart: 5},
+		{name: "store failures are retried", maxIDs: 100, assigned: 1, failResume: 3, wantLimit: 100, wantStart: 5},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			st := iotStream(t)
 			store := newFakeStore(t, nil)
 			store.seed(t, st, 0, "a", "b", "c", "d", "e")
-			store.failProgress, store.failRecent = tt.failProgress, tt.failRecent
+			store.failResume = tt.failResume
 			d := newTestStoreDeliverer(t, store, &fakeDLQ{}, func(c *StoreConfig) {
 				c.DedupeMaxIDs = tt.maxIDs
 				c.DedupeWindow = time.Minute
@@ -308,10 +306,12 @@ func TestStoreDelivererOpen(t *testing.T) {
 			if start != tt.wantStart {
 				t.Errorf("Open = %d, want %d", start, tt.wantStart)
 			}
-			last := store.recent[len(store.recent)-1]
-			// The events were received a second apart: the newest at recv0+4s.
-			if want := recv0.Add(4 * time.Second).Add(-time.Minute); last.limit != tt.wantLimit || !last.since.Equal(want) {
-				t.Errorf("Recent(since %v, limit %d), want since %v, limit %d", last.since, last.limit, want, tt.wantLimit)
+			last := store.resumes[len(store.resumes)-1]
+			if last.limit != tt.wantLimit || last.window != time.Minute {
+				t.Errorf("Resume(window %v, limit %d), want window %v, limit %d", last.window, last.limit, time.Minute, tt.wantLimit)
+			}
+			if n := len(store.resumes); n != tt.failResume+1 {
+				t.Errorf("Resume called %d times, want %d", n, tt.failResume+1)
 			}
 			if p.window.Len() != 5 {
 				t.Errorf("window holds %d ids, want 5", p.window.Len())
@@ -322,7 +322,7 @@ func TestStoreDelivererOpen(t *testing.T) {
 
 func TestStoreDelivererOpenEndsWithContext(t *testing.T) {
 	store := newFakeStore(t, nil)
-	store.failProgress = 1 << 30
+	store.failResume = 1 << 30
 	d := newTestStoreDeliverer(t, store, &fakeDLQ{})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
 	defer cancel()

@@ -8,7 +8,7 @@
 // stored_at, so one INSERT of one Kafka partition's rows is one block
 // landing in one MergeTree part: it is stored entirely or not at all, and
 // old data goes a partition at a time. After a crash, Progress tells how far
-// a Kafka partition got and Recent rebuilds the window that deduplicates
+// a Kafka partition got and Resume also rebuilds the window that deduplicates
 // producers' retries, both reading only the newest time partition holding
 // the Kafka partition. An INSERT whose outcome the client could not learn
 // is settled (see Write) before the Sink answers again for its partition,
@@ -80,7 +80,7 @@ type Sink struct {
 	// now is the clock of stored_at; tests set it.
 	now func() time.Time
 	// observe decorates the context of every query that reads rows
-	// (Progress, Recent); tests use it to count the rows read.
+	// (Progress, Resume); tests use it to count the rows read.
 	observe func(context.Context) context.Context
 
 	// How settling an INSERT of unknown outcome waits (settle.go); Open

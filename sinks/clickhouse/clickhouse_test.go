@@ -450,13 +450,15 @@ func testProgress(t *testing.T, layout string) {
 	}
 }
 
-func TestRecent(t *testing.T) {
+// Resume finds the highest offset and the ids within the window of the
+// newest receive time, to the millisecond, in every layout.
+func TestResume(t *testing.T) {
 	for _, layout := range layouts {
-		t.Run(layout, func(t *testing.T) { testRecent(t, layout) })
+		t.Run(layout, func(t *testing.T) { testResume(t, layout) })
 	}
 }
 
-func testRecent(t *testing.T, layout string) {
+func testResume(t *testing.T, layout string) {
 	s := openTest(t)
 	ctx := context.Background()
 	st := builtin(t, "iot_telemetry")
@@ -490,35 +492,39 @@ func testRecent(t *testing.T, layout string) {
 		t.Fatal(err)
 	}
 
-	since := edgeAt.At
+	window := newest.At.Sub(edgeAt.At) // edge-at is received exactly window before the newest
+	all := []sinks.Received{old, edgeBefore, edgeAt, edgeAfter, newest, late}
 	tests := []struct {
-		name       string
-		partition  int32
-		since      time.Time
-		limit      int
-		want       []sinks.Received
-		wantNewest time.Time
+		name      string
+		partition int32
+		window    time.Duration
+		limit     int
+		want      sinks.Resumed
 	}{
-		{"window, to the millisecond", 0, since, 100, []sinks.Received{edgeAt, edgeAfter, newest, late}, newest.At},
-		{"limit keeps the highest offsets", 0, since, 2, []sinks.Received{newest, late}, newest.At},
-		{"no limit", 0, time.Time{}, 0, []sinks.Received{old, edgeBefore, edgeAt, edgeAfter, newest, late}, newest.At},
-		{"other partition", 1, since, 100, []sinks.Received{other}, other.At},
-		{"empty partition", 2, since, 100, nil, time.Time{}},
-		{"future", 0, newest.At.Add(time.Millisecond), 100, nil, newest.At},
+		{"window, to the millisecond", 0, window, 100, sinks.Resumed{Offset: 5, OK: true, Newest: newest.At, IDs: all[2:]}},
+		{"limit keeps the highest offsets", 0, window, 2, sinks.Resumed{Offset: 5, OK: true, Newest: newest.At, IDs: all[4:]}},
+		{"a wide window", 0, time.Hour, 100, sinks.Resumed{Offset: 5, OK: true, Newest: newest.At, IDs: all}},
+		{"no ids asked for", 0, window, 0, sinks.Resumed{Offset: 5, OK: true, Newest: newest.At}},
+		{"other partition", 1, window, 100, sinks.Resumed{Offset: 0, OK: true, Newest: other.At, IDs: []sinks.Received{other}}},
+		{"empty partition", 2, window, 100, sinks.Resumed{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			// The writer, and a fresh Sink that has to search.
 			for _, sink := range []*Sink{s, reopen(t, s)} {
-				got, gotNewest, err := sink.Recent(ctx, st, tt.partition, tt.since, tt.limit)
+				got, err := sink.Resume(ctx, st, tt.partition, tt.window, tt.limit)
 				if err != nil {
 					t.Fatal(err)
 				}
-				if !reflect.DeepEqual(got, tt.want) {
-					t.Errorf("Recent = %v, want %v", got, tt.want)
+				if len(got.IDs) == 0 {
+					got.IDs = nil
 				}
-				if !gotNewest.Equal(tt.wantNewest) || gotNewest.IsZero() != tt.wantNewest.IsZero() {
-					t.Errorf("Recent's newest = %v, want %v", gotNewest, tt.wantNewest)
+				if !got.Newest.Equal(tt.want.Newest) {
+					t.Errorf("Resume's newest = %v, want %v", got.Newest, tt.want.Newest)
+				}
+				got.Newest = tt.want.Newest
+				if !reflect.DeepEqual(got, tt.want) {
+					t.Errorf("Resume = %+v, want %+v", got, tt.want)
 				}
 			}
 		})

@@ -271,7 +271,7 @@ type tableLayout struct {
 	// only where the table has it.
 	slots []slot
 	// byTime: partitioned by stored_at (toYYYYMM or toYYYYMMDD), so that
-	// Progress and Recent read the newest time partitions only. Otherwise
+	// Progress and Resume read the newest time partitions only. Otherwise
 	// the table is of the previous layout, partitioned by kafka_partition,
 	// and they filter on it.
 	byTime bool

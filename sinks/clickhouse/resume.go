@@ -1,11 +1,14 @@
 package clickhouse
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/sluicehq/sluice/schemas"
+	"github.com/sluicehq/sluice/sinks"
 )
 
 // Resuming from a table partitioned by time.
@@ -49,9 +52,6 @@ type partState struct {
 	// floor is a stored_at at which the partition is known to have rows,
 	// where the next search starts; zero when unknown.
 	floor time.Time
-	// last is what the last search found; nil once the partition is
-	// written again.
-	last *found
 }
 
 // found is what a search found of a Kafka partition's rows.
@@ -60,6 +60,24 @@ type found struct {
 	offset int64     // the highest offset
 	stored time.Time // the highest stored_at
 	newest time.Time // the newest received_at among the rows looked at
+
+	// Where a window was asked for (windowAsk): the rows of the look that
+	// found the partition were those stored at or after lo; seen of them,
+	// those with the highest offsets, were looked at, and ids are the ones
+	// received within the window of newest, in increasing offset order.
+	lo   time.Time
+	seen int
+	ids  []sinks.Received
+}
+
+// windowAsk asks a search to collect a dedupe window in the same look that
+// finds the partition's progress, so that Resume reads the time partition
+// holding the newest rows once rather than once per question: the rows
+// received within window of the newest, at most limit, those with the
+// highest offsets.
+type windowAsk struct {
+	window time.Duration
+	limit  int
 }
 
 // timePart is one time partition of a table: the stored_at range its
@@ -97,12 +115,12 @@ func baseSearched(st *schemas.Stream, lay *tableLayout) searched {
 // search finds the partition's progress in st's table and records what it
 // learnt.
 func (s *Sink) search(ctx context.Context, st *schemas.Stream, lay *tableLayout, partition int32) (found, error) {
-	return s.searchTable(ctx, baseSearched(st, lay), partition)
+	return s.searchTable(ctx, baseSearched(st, lay), partition, nil)
 }
 
-// searchTable finds the partition's progress in the table and records what
-// it learnt, by table and partition.
-func (s *Sink) searchTable(ctx context.Context, tb searched, partition int32) (found, error) {
+// searchTable finds the partition's progress in the table, and its window
+// when ask is not nil, and records what it learnt, by table and partition.
+func (s *Sink) searchTable(ctx context.Context, tb searched, partition int32, ask *windowAsk) (found, error) {
 	key := partitionKey{tb.table, partition}
 	s.mu.Lock()
 	var floor time.Time
@@ -110,7 +128,7 @@ func (s *Sink) searchTable(ctx context.Context, tb searched, partition int32) (f
 		floor = ps.floor
 	}
 	s.mu.Unlock()
-	f, err := s.searchFrom(ctx, tb, partition, floor)
+	f, err := s.searchFrom(ctx, tb, partition, floor, ask)
 	if err != nil {
 		return found{}, err
 	}
@@ -128,16 +146,15 @@ func (s *Sink) searchTable(ctx context.Context, tb searched, partition int32) (f
 			ps.used = f.stored
 		}
 	}
-	ps.last = &f
 	return f, nil
 }
 
 // searchFrom runs the search, first from floor when it is known.
-func (s *Sink) searchFrom(ctx context.Context, tb searched, partition int32, floor time.Time) (found, error) {
+func (s *Sink) searchFrom(ctx context.Context, tb searched, partition int32, floor time.Time, ask *windowAsk) (found, error) {
 	// Every row stored at or after searched has been looked at.
 	var searched time.Time
 	if !floor.IsZero() {
-		f, err := s.probe(ctx, tb, partition, floor, time.Time{})
+		f, err := s.probe(ctx, tb, partition, floor, time.Time{}, ask)
 		if err != nil || f.ok {
 			return f, err
 		}
@@ -148,7 +165,7 @@ func (s *Sink) searchFrom(ctx context.Context, tb searched, partition int32, flo
 		return found{}, err
 	}
 	if lo := probeFloor(parts); !lo.IsZero() && (searched.IsZero() || lo.Before(searched)) {
-		f, err := s.probe(ctx, tb, partition, lo, time.Time{})
+		f, err := s.probe(ctx, tb, partition, lo, time.Time{}, ask)
 		if err != nil || f.ok {
 			return f, err
 		}
@@ -158,7 +175,7 @@ func (s *Sink) searchFrom(ctx context.Context, tb searched, partition int32, flo
 		if !searched.IsZero() && !p.min.Before(searched) {
 			continue // looked at already
 		}
-		f, err := s.probe(ctx, tb, partition, p.min, p.max)
+		f, err := s.probe(ctx, tb, partition, p.min, p.max, ask)
 		if err != nil || f.ok {
 			return f, err
 		}
@@ -200,18 +217,29 @@ func probeFloor(parts []part) time.Time {
 	return floor
 }
 
-// probe sums up the partition's rows stored at or after lo, and at or
-// before hi unless hi is zero.
-func (s *Sink) probe(ctx context.Context, tb searched, partition int32, lo, hi time.Time) (found, error) {
-	// toInt64: the newest expression is a constant 0 for a rollup, whose
-	// max() would otherwise be a UInt8.
-	q := fmt.Sprintf("SELECT count(), max(%[1]s), max(%[2]s), max(toInt64(%[3]s)) FROM %[4]s WHERE %[5]s = ? AND %[2]s >= toDateTime(?)",
-		Quote(ColKafkaOffset), Quote(ColStoredAt), tb.newest, TableName(s.db, tb.table), Quote(ColKafkaPartition))
+// storedWithin is the condition on the partition's rows stored at or after
+// lo, and at or before hi unless hi is zero, and its arguments.
+func storedWithin(partition int32, lo, hi time.Time) (string, []any) {
+	where := fmt.Sprintf("%[1]s = ? AND %[2]s >= toDateTime(?)", Quote(ColKafkaPartition), Quote(ColStoredAt))
 	args := []any{partition, lo.Unix()}
 	if !hi.IsZero() {
-		q += fmt.Sprintf(" AND %s <= toDateTime(?)", Quote(ColStoredAt))
+		where += fmt.Sprintf(" AND %s <= toDateTime(?)", Quote(ColStoredAt))
 		args = append(args, hi.Unix())
 	}
+	return where, args
+}
+
+// probe sums up the partition's rows stored at or after lo, and at or
+// before hi unless hi is zero; with ask, it collects the window too.
+func (s *Sink) probe(ctx context.Context, tb searched, partition int32, lo, hi time.Time, ask *windowAsk) (found, error) {
+	if ask != nil && ask.limit > 0 {
+		return s.probeWindow(ctx, tb, partition, lo, hi, ask)
+	}
+	where, args := storedWithin(partition, lo, hi)
+	// toInt64: the newest expression is a constant 0 for a rollup, whose
+	// max() would otherwise be a UInt8.
+	q := fmt.Sprintf("SELECT count(), max(%[1]s), max(%[2]s), max(toInt64(%[3]s)) FROM %[4]s WHERE %[5]s",
+		Quote(ColKafkaOffset), Quote(ColStoredAt), tb.newest, TableName(s.db, tb.table), where)
 	var (
 		f      found
 		count  uint64
@@ -224,6 +252,51 @@ func (s *Sink) probe(ctx context.Context, tb searched, partition int32, lo, hi t
 		return found{}, nil
 	}
 	f.ok, f.stored, f.newest = true, f.stored.UTC(), time.UnixMilli(millis).UTC()
+	return f, nil
+}
+
+// probeWindow is probe that also collects ask's window, reading the rows
+// once: the inner query keeps the partition's ask.limit rows with the
+// highest offsets (a bounded sort), and the outer one sums them up and
+// keeps those received within the window of the newest of them. Where the
+// partition's newest receive time is not among those rows (a collector's
+// clock ahead by more than they span), newest is early and the window
+// wider than asked, which remembers more ids, never fewer.
+func (s *Sink) probeWindow(ctx context.Context, tb searched, partition int32, lo, hi time.Time, ask *windowAsk) (found, error) {
+	where, args := storedWithin(partition, lo, hi)
+	q := fmt.Sprintf(`SELECT count(), max(o), max(s), max(r) AS newest,
+  arrayFilter((x, at) -> at >= newest - ?, groupArray(i), groupArray(r)),
+  arrayFilter(at -> at >= newest - ?, groupArray(r)),
+  arrayFilter((x, at) -> at >= newest - ?, groupArray(o), groupArray(r))
+FROM (SELECT %[1]s AS i, toInt64(%[2]s) AS r, %[3]s AS o, %[4]s AS s FROM %[5]s WHERE %[6]s ORDER BY o DESC LIMIT ?)`,
+		Quote(ColEventID), tb.newest, Quote(ColKafkaOffset), Quote(ColStoredAt), TableName(s.db, tb.table), where)
+	w := ask.window.Milliseconds()
+	args = append([]any{w, w, w}, append(args, ask.limit)...)
+	var (
+		f           found
+		count       uint64
+		newest      int64
+		ids         []string
+		at, offsets []int64
+	)
+	if err := s.conn.QueryRow(s.readCtx(ctx), q, args...).Scan(&count, &f.offset, &f.stored, &newest, &ids, &at, &offsets); err != nil {
+		return found{}, err
+	}
+	if count == 0 {
+		return found{}, nil
+	}
+	if len(ids) != len(at) || len(ids) != len(offsets) {
+		return found{}, fmt.Errorf("window of partition %d: %d ids, %d times and %d offsets", partition, len(ids), len(at), len(offsets))
+	}
+	f.ok, f.stored, f.newest = true, f.stored.UTC(), time.UnixMilli(newest).UTC()
+	f.lo, f.seen = lo, int(count)
+	f.ids = make([]sinks.Received, len(ids))
+	for i := range ids {
+		f.ids[i] = sinks.Received{ID: ids[i], At: time.UnixMilli(at[i]).UTC(), Offset: offsets[i]}
+	}
+	// groupArray keeps the order rows reach it in, which several streams
+	// of the inner query do not fix.
+	slices.SortFunc(f.ids, func(a, b sinks.Received) int { return cmp.Compare(a.Offset, b.Offset) })
 	return f, nil
 }
 
@@ -268,22 +341,6 @@ func timeParts(parts []part) []timePart {
 	return out
 }
 
-// lastFound returns what the last search of the partition found, when it
-// has not been written since, or searches again.
-func (s *Sink) lastFound(ctx context.Context, st *schemas.Stream, lay *tableLayout, partition int32) (found, error) {
-	s.mu.Lock()
-	ps := s.parts[partitionKey{st.Table, partition}]
-	var last *found
-	if ps != nil {
-		last = ps.last
-	}
-	s.mu.Unlock()
-	if last != nil {
-		return *last, nil
-	}
-	return s.search(ctx, st, lay, partition)
-}
-
 // nextStoredAt returns the stored_at of the partition's next INSERT: the
 // Sink's clock in whole seconds, or the last one given if the clock is
 // behind it (a clock set back, or another worker's clock ahead). A
@@ -312,7 +369,7 @@ func (s *Sink) nextStoredAt(ctx context.Context, st *schemas.Stream, lay *tableL
 	if at.Before(ps.used) {
 		at = ps.used
 	}
-	ps.used, ps.last = at, nil
+	ps.used = at
 	return at, nil
 }
 

@@ -72,7 +72,7 @@ func (s *Sink) syncRollup(ctx context.Context, st *schemas.Stream, lay *tableLay
 		return fmt.Errorf("clickhouse: rollup %s.%s of partition %d: %w", s.db, r.table, partition, err)
 	}
 	for round := 0; ; round++ {
-		got, err := s.searchTable(ctx, r.searched(), partition)
+		got, err := s.searchTable(ctx, r.searched(), partition, nil)
 		if err != nil {
 			return fail(fmt.Errorf("progress: %w", err))
 		}
@@ -249,7 +249,7 @@ func (s *Sink) insertRollup(ctx context.Context, r *rollup, partition int32, row
 		ps = &partState{}
 		s.parts[key] = ps
 	}
-	ps.floor, ps.last = storedAt, nil
+	ps.floor = storedAt
 	if storedAt.After(ps.used) {
 		ps.used = storedAt
 	}

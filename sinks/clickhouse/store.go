@@ -15,7 +15,7 @@ var _ sinks.Store = (*Sink)(nil)
 
 // recentSlack is how far a collector's clock may run ahead of a worker's:
 // a row received at or after t was stored at or after t minus this, so
-// Recent reads only the parts holding rows stored since then.
+// Resume reads only the parts holding rows stored since then.
 const recentSlack = time.Hour
 
 // Progress returns the highest Kafka offset stored for the partition, and
@@ -75,43 +75,88 @@ func (s *Sink) maxOffset(ctx context.Context, st *schemas.Stream, partition int3
 	return offset, true, nil
 }
 
-// Recent returns the event_ids of the partition's rows received (by
-// received_at, to the millisecond) at or after since, each with its
-// received_at, oldest first by offset. When there are more than limit, it
-// returns the limit with the highest offsets; limit <= 0 means no limit.
+// Resume answers sinks.Store.Resume.
 //
-// It also returns the newest received_at the partition holds, or the zero
-// time when it holds no rows, so that the caller can measure a dedupe window
-// on the events' own receive times rather than on its clock. Right after
-// Progress that is known without reading again; the rows it returns are
-// read from the parts holding rows stored since since minus recentSlack.
-func (s *Sink) Recent(ctx context.Context, st *schemas.Stream, partition int32, since time.Time, limit int) ([]sinks.Received, time.Time, error) {
-	fail := func(err error) ([]sinks.Received, time.Time, error) {
-		return nil, time.Time{}, fmt.Errorf("clickhouse: recent event ids of %s.%s partition %d: %w", s.db, st.Table, partition, err)
+// In a table partitioned by time it is Progress's search (resume.go) with
+// each look also collecting the window: the time partition holding the
+// Kafka partition's newest rows is read once for both answers. Only when
+// the window may reach rows stored before that look (within recentSlack of
+// its lower bound: the window crosses into an older time partition, or the
+// look read only the newest parts) are those read too, by stored_at. Like
+// Progress, it settles an unsettled INSERT first and levels the rollup.
+func (s *Sink) Resume(ctx context.Context, st *schemas.Stream, partition int32, window time.Duration, limit int) (sinks.Resumed, error) {
+	fail := func(err error) (sinks.Resumed, error) {
+		return sinks.Resumed{}, fmt.Errorf("clickhouse: resume %s.%s partition %d: %w", s.db, st.Table, partition, err)
+	}
+	if err := s.settleUnsettled(ctx, st, partition); err != nil {
+		return sinks.Resumed{}, err
 	}
 	lay, err := s.layout(ctx, st)
 	if err != nil {
 		return fail(err)
 	}
-	newest, err := s.newestReceived(ctx, st, lay, partition)
+	if !lay.byTime {
+		return s.resumeByOffset(ctx, st, lay, partition, window, limit)
+	}
+	f, err := s.searchTable(ctx, baseSearched(st, lay), partition, &windowAsk{window: window, limit: limit})
 	if err != nil {
 		return fail(err)
 	}
-	if newest.IsZero() {
-		return nil, time.Time{}, nil
+	if r := s.rollupFor(st, lay); r != nil {
+		if err := s.syncRollup(ctx, st, lay, r, partition, f); err != nil {
+			return sinks.Resumed{}, err
+		}
+	}
+	if !f.ok {
+		return sinks.Resumed{}, nil
+	}
+	res := sinks.Resumed{Offset: f.offset, OK: true, Newest: f.newest, IDs: f.ids}
+	since := f.newest.Add(-window)
+	if limit > 0 && f.seen < limit && since.Add(-recentSlack).Before(f.lo) {
+		// Rows stored before lo have lower offsets than every row looked
+		// at: they come first, and only while the limit has room.
+		older, err := s.recentIDs(ctx, st, lay, partition, since, f.lo, limit-len(f.ids))
+		if err != nil {
+			return fail(err)
+		}
+		res.IDs = append(older, res.IDs...)
+	}
+	return res, nil
+}
+
+// resumeByOffset is Resume in a table of the previous layout, partitioned
+// by Kafka partition, which it reads whole.
+func (s *Sink) resumeByOffset(ctx context.Context, st *schemas.Stream, lay *tableLayout, partition int32, window time.Duration, limit int) (sinks.Resumed, error) {
+	off, ok, err := s.maxOffset(ctx, st, partition)
+	if err != nil || !ok {
+		return sinks.Resumed{}, err
+	}
+	res := sinks.Resumed{Offset: off, OK: true}
+	q := fmt.Sprintf("SELECT max(%s) FROM %s WHERE %s = ?", lay.recvMillis(), s.table(st), Quote(ColKafkaPartition))
+	var millis int64
+	if err := s.conn.QueryRow(s.readCtx(ctx), q, partition).Scan(&millis); err != nil {
+		return sinks.Resumed{}, fmt.Errorf("clickhouse: newest receive time of %s.%s partition %d: %w", s.db, st.Table, partition, err)
+	}
+	res.Newest = time.UnixMilli(millis).UTC()
+	if limit > 0 {
+		if res.IDs, err = s.recentIDs(ctx, st, lay, partition, res.Newest.Add(-window), time.Time{}, limit); err != nil {
+			return sinks.Resumed{}, err
+		}
+	}
+	return res, nil
+}
+
+// recentIDs reads the ids of the partition's rows received at or after
+// since, the limit with the highest offsets, in increasing offset order. In
+// a table partitioned by time it reads only rows stored at or after since
+// minus recentSlack, and before before unless that is zero.
+func (s *Sink) recentIDs(ctx context.Context, st *schemas.Stream, lay *tableLayout, partition int32, since, before time.Time, limit int) ([]sinks.Received, error) {
+	fail := func(err error) ([]sinks.Received, error) {
+		return nil, fmt.Errorf("clickhouse: recent event ids of %s.%s partition %d: %w", s.db, st.Table, partition, err)
 	}
 	if since.Before(minDateTime) {
 		since = minDateTime
 	}
-	ids, err := s.recentIDs(ctx, st, lay, partition, since, limit)
-	if err != nil {
-		return fail(err)
-	}
-	return ids, newest, nil
-}
-
-// recentIDs reads the ids Recent returns.
-func (s *Sink) recentIDs(ctx context.Context, st *schemas.Stream, lay *tableLayout, partition int32, since time.Time, limit int) ([]sinks.Received, error) {
 	where := fmt.Sprintf("%s = ? AND %s >= ?", Quote(ColKafkaPartition), lay.recvMillis())
 	args := []any{partition, since.UnixMilli()}
 	if lay.byTime {
@@ -119,16 +164,17 @@ func (s *Sink) recentIDs(ctx context.Context, st *schemas.Stream, lay *tableLayo
 		// partition key covers stored_at on every server version.
 		where += fmt.Sprintf(" AND %s >= toDateTime(?)", Quote(ColStoredAt))
 		args = append(args, max(0, since.Add(-recentSlack).Unix()))
+		if !before.IsZero() {
+			where += fmt.Sprintf(" AND %s < toDateTime(?)", Quote(ColStoredAt))
+			args = append(args, before.Unix())
+		}
 	}
-	q := fmt.Sprintf("SELECT %s, %s, %s FROM %s WHERE %s ORDER BY %s DESC",
+	q := fmt.Sprintf("SELECT %s, %s, %s FROM %s WHERE %s ORDER BY %s DESC LIMIT ?",
 		Quote(ColEventID), lay.recvMillis(), Quote(ColKafkaOffset), s.table(st), where, Quote(ColKafkaOffset))
-	if limit > 0 {
-		q += " LIMIT ?"
-		args = append(args, limit)
-	}
+	args = append(args, limit)
 	rows, err := s.conn.Query(s.readCtx(ctx), q, args...)
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
 	defer rows.Close()
 	var out []sinks.Received
@@ -139,45 +185,13 @@ func (s *Sink) recentIDs(ctx context.Context, st *schemas.Stream, lay *tableLayo
 			offset int64
 		)
 		if err := rows.Scan(&id, &millis, &offset); err != nil {
-			return nil, err
+			return fail(err)
 		}
 		out = append(out, sinks.Received{ID: id, At: time.UnixMilli(millis).UTC(), Offset: offset})
 	}
 	if err := rows.Err(); err != nil {
-		return nil, err
+		return fail(err)
 	}
 	slices.Reverse(out)
 	return out, nil
-}
-
-// newestReceived returns the newest received_at of the partition's rows, or
-// the zero time when it has none. A row's instant in milliseconds is one
-// number, so one max() finds it: 18.16's max() of a tuple is not relied on.
-//
-// In a table partitioned by time it is what the search for the partition's
-// progress found, in the newest time partition holding the Kafka
-// partition's rows. A row in an older one was stored earlier, and so
-// received earlier, but for collectors' clock skew: the answer can then be
-// early by that skew, which widens the dedupe window the caller rebuilds
-// and never narrows it.
-func (s *Sink) newestReceived(ctx context.Context, st *schemas.Stream, lay *tableLayout, partition int32) (time.Time, error) {
-	if lay.byTime {
-		f, err := s.lastFound(ctx, st, lay, partition)
-		if err != nil || !f.ok {
-			return time.Time{}, err
-		}
-		return f.newest, nil
-	}
-	var (
-		count  uint64
-		millis int64
-	)
-	q := fmt.Sprintf("SELECT count(), max(%s) FROM %s WHERE %s = ?", lay.recvMillis(), s.table(st), Quote(ColKafkaPartition))
-	if err := s.conn.QueryRow(s.readCtx(ctx), q, partition).Scan(&count, &millis); err != nil {
-		return time.Time{}, err
-	}
-	if count == 0 {
-		return time.Time{}, nil
-	}
-	return time.UnixMilli(millis).UTC(), nil
 }
