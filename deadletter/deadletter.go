@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // Letter is one event or input that cannot be delivered, with where it came
@@ -35,8 +36,11 @@ type Letter struct {
 	Key    []byte
 	// Value is the event as received: JSON is kept as JSON, anything else
 	// is carried as a string.
-	Value  []byte
-	Reason string
+	Value []byte
+	// EventID is the event's id where the caller knows it; Encode reads it
+	// from Value otherwise, when it has to cut Value to fit.
+	EventID string
+	Reason  string
 	// SkippedBy names what skipped offsets Offset through SkippedThrough:
 	// an output (nats) that fell further behind than it may, or refused an
 	// event for good, while the store holds them; or SkippedByRetention, a
@@ -64,8 +68,36 @@ type Record struct {
 	SkippedThrough int64           `json:"skipped_through,omitempty"`
 	FailedAt       string          `json:"failed_at"`
 	Event          json.RawMessage `json:"event,omitempty"`
-	// RawEvent carries a value that is not valid JSON, as a string.
+	// RawEvent carries a value that is not valid JSON, as a string, or
+	// the beginning of one too large to carry whole (Truncated).
 	RawEvent string `json:"raw_event,omitempty"`
+	// Truncated says that the event was cut to fit the record: RawEvent
+	// holds its first bytes, EventBytes its size and EventID its id (the
+	// cut event is no longer JSON, and verify needs the id).
+	Truncated  bool   `json:"truncated,omitempty"`
+	EventBytes int    `json:"event_bytes,omitempty"`
+	EventID    string `json:"event_id,omitempty"`
+}
+
+// ID returns the event_id the record stands for: EventID where the event
+// was cut, else the event's own event_id, or "" when it has none.
+func (r Record) ID() string {
+	if r.EventID != "" || len(r.Event) == 0 {
+		return r.EventID
+	}
+	return eventID(r.Event)
+}
+
+// eventID reads the string event_id of a JSON object, or "".
+func eventID(v []byte) string {
+	var ev struct {
+		EventID any `json:"event_id"`
+	}
+	if json.Unmarshal(v, &ev) != nil {
+		return ""
+	}
+	id, _ := ev.EventID.(string)
+	return id
 }
 
 // FromKafka reports whether the record stands for a message that was in a
@@ -92,11 +124,33 @@ type Header struct {
 	Value []byte
 }
 
-// Encode returns the record value and headers of l, stamped failed at now.
-func Encode(l Letter, now time.Time) ([]byte, []Header, error) {
+// MaxRecordBytes is the bound Encode's callers that write to Kafka use: a
+// dead-letter message (key, value and headers) fits under both kafka-go's
+// default BatchBytes and Kafka's default message.max.bytes (about 1 MiB),
+// with room for the record's framing. A letter refused for its size would
+// be retried without end and stall the partition that wrote it.
+const MaxRecordBytes = 1_000_000
+
+// Bounds on the parts of a record other than the event, which no caller
+// needs whole: a database's error text can be long, and a partition key
+// has no bound of its own in a custom schema.
+const (
+	maxReasonBytes = 4096
+	maxOriginBytes = 1024
+	maxKeyBytes    = 4096
+	// framing is what a Kafka record adds to its key, value and headers,
+	// with room to spare.
+	framing = 512
+)
+
+// Encode returns the record key, value and headers of l, stamped failed at
+// now, together at most maxBytes long: an event too large to fit whole is
+// cut (Record.Truncated), the reason and origin are cut to a few KiB, and a
+// key longer than a few KiB is dropped.
+func Encode(l Letter, now time.Time, maxBytes int) (key, value []byte, hs []Header, err error) {
 	rec := Record{
 		Stream: l.Stream, Topic: l.Topic, Partition: l.Partition, Offset: l.Offset,
-		Source: l.Source, Origin: l.Origin, Reason: l.Reason,
+		Source: l.Source, Origin: cut(l.Origin, maxOriginBytes), Reason: cut(l.Reason, maxReasonBytes),
 		SkippedBy: l.SkippedBy, SkippedThrough: l.SkippedThrough,
 		FailedAt: now.UTC().Format(time.RFC3339Nano),
 	}
@@ -105,10 +159,71 @@ func Encode(l Letter, now time.Time) ([]byte, []Header, error) {
 	} else {
 		rec.RawEvent = string(l.Value)
 	}
-	v, err := json.Marshal(rec)
-	if err != nil {
-		return nil, nil, fmt.Errorf("dead letter: encode: %w", err)
+	key = l.Key
+	if len(key) > maxKeyBytes {
+		key = nil // it only spreads letters over partitions
 	}
+	hs = headers(l)
+	room := maxBytes - len(key) - framing
+	for _, h := range hs {
+		room -= len(h.Key) + len(h.Value)
+	}
+	v, err := json.Marshal(rec)
+	if err == nil && len(v) > room {
+		v, err = truncated(rec, l, room)
+	}
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("dead letter: encode: %w", err)
+	}
+	return key, v, hs, nil
+}
+
+// truncated encodes rec with the event cut to fit in room bytes. JSON
+// escaping can make a string up to six times longer, so the cut shrinks
+// in proportion to what the last attempt overshot until the record fits.
+func truncated(rec Record, l Letter, room int) ([]byte, error) {
+	rec.Event, rec.RawEvent = nil, ""
+	rec.Truncated, rec.EventBytes = true, len(l.Value)
+	rec.EventID = l.EventID
+	if rec.EventID == "" && json.Valid(l.Value) {
+		rec.EventID = eventID(l.Value)
+	}
+	rec.EventID = cut(rec.EventID, maxKeyBytes)
+	base, err := json.Marshal(rec)
+	if err != nil {
+		return nil, err
+	}
+	keep := room - len(base)
+	for range 8 {
+		if keep <= 0 {
+			break
+		}
+		rec.RawEvent = cut(string(l.Value), keep)
+		v, err := json.Marshal(rec)
+		if err != nil || len(v) <= room {
+			return v, err
+		}
+		// Scale the cut by how much escaping grew what was kept.
+		keep = int(int64(len(rec.RawEvent)) * int64(room-len(base)) / int64(len(v)-len(base)))
+		keep -= 16
+	}
+	rec.RawEvent = ""
+	return base, nil
+}
+
+// cut returns s cut to at most n bytes, at a character boundary.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// headers returns the headers of l.
+func headers(l Letter) []Header {
 	hs := []Header{{Key: HeaderStream, Value: []byte(l.Stream)}}
 	if l.Topic != "" {
 		hs = append(hs,
@@ -118,7 +233,7 @@ func Encode(l Letter, now time.Time) ([]byte, []Header, error) {
 	if l.Source != "" {
 		hs = append(hs, Header{Key: HeaderSource, Value: []byte(l.Source)})
 	}
-	return v, hs, nil
+	return hs
 }
 
 // Decode parses a dead-letter value. It fails on anything that is not a

@@ -439,18 +439,11 @@ func (b *Batch) deadLetter(value []byte, reason string) {
 		Stream: b.stream.Name, Source: b.origin.Source, Origin: b.origin.Detail,
 		Value: value, Reason: reason,
 	}
-	v, hs, err := deadletter.Encode(l, b.now)
+	// Bounded like an event: the letter goes to Kafka beside the events.
+	_, v, hs, err := deadletter.Encode(l, b.now, b.g.maxEventBytes)
 	if err != nil {
 		b.g.log.Error("cannot encode a dead letter", "source", b.origin.Source, "err", err)
 		return
-	}
-	if len(v) > b.g.maxEventBytes {
-		// Keep the reason: the value is what makes a letter too large.
-		l.Value = []byte(schemas.Truncate(string(value), b.g.maxEventBytes/2))
-		l.Reason = reason + fmt.Sprintf(" (input truncated from %d bytes)", len(value))
-		if v, hs, err = deadletter.Encode(l, b.now); err != nil {
-			return
-		}
 	}
 	headers := make([]Header, len(hs))
 	for i, h := range hs {

@@ -33,6 +33,10 @@ func NewKafkaDLQ(brokers []string, topic string) *KafkaDLQ {
 		RequiredAcks: kafka.RequireAll,
 		BatchTimeout: 5 * time.Millisecond,
 		WriteTimeout: 10 * time.Second,
+		// A message larger than BatchBytes is refused by the client: set
+		// it, rather than rely on the default, above the bound Encode
+		// keeps every letter under.
+		BatchBytes: 1 << 20,
 	}}
 }
 
@@ -41,11 +45,11 @@ func (q *KafkaDLQ) WriteDeadLetters(ctx context.Context, letters []DeadLetter) e
 	msgs := make([]kafka.Message, len(letters))
 	now := time.Now()
 	for i, l := range letters {
-		v, hs, err := deadletter.Encode(l, now)
+		k, v, hs, err := deadletter.Encode(l, now, deadletter.MaxRecordBytes)
 		if err != nil {
 			return err
 		}
-		msgs[i] = kafka.Message{Key: l.Key, Value: v, Headers: kafkaHeaders(hs)}
+		msgs[i] = kafka.Message{Key: k, Value: v, Headers: kafkaHeaders(hs)}
 	}
 	if err := q.w.WriteMessages(ctx, msgs...); err != nil {
 		return fmt.Errorf("dlq: write %d letters: %w", len(letters), err)
