@@ -54,12 +54,13 @@ func (gs *gaps) wait(ctx context.Context, g Gap) error {
 	}
 	og := &openGap{gap: g, accept: make(chan struct{})}
 	key := gapKey(g.Stream, g.Partition)
-	gs.mu.Lock()
-	gs.open[key] = og
-	gs.mu.Unlock()
+	// The gauge first: whoever sees the gap listed sees its size too.
 	gauge := gs.metrics.gap.WithLabelValues(g.Stream, strconv.Itoa(int(g.Partition)))
 	gauge.Set(float64(g.Last - g.First + 1))
 	defer gauge.Set(0)
+	gs.mu.Lock()
+	gs.open[key] = og
+	gs.mu.Unlock()
 	defer func() {
 		gs.mu.Lock()
 		if gs.open[key] == og {

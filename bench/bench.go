@@ -1,0 +1,291 @@
+// Package bench measures the pipeline as an operator would run it: the
+// ingest and work roles as two `sluice run` processes against a Kafka
+// broker and a NATS server (embedded in the bench process) and a real
+// ClickHouse, driven by loadgen at a fixed rate and at saturation. It
+// reports what each role costs per event (CPU, peak resident memory) and
+// what producers and analysts see (acknowledged and stored rates,
+// acknowledgement and visibility latency).
+//
+// The broker, NATS and loadgen run inside the bench process, so their CPU
+// is not counted against Sluice; ClickHouse is a server of its own.
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/sluicehq/sluice/devstack"
+	"github.com/sluicehq/sluice/loadgen"
+)
+
+// Config configures a benchmark. Bin and ClickHouseAddr are required.
+type Config struct {
+	// Bin is the sluice binary that runs the two roles.
+	Bin string
+	// ClickHouseAddr is the ClickHouse server (native protocol) the work
+	// role writes to, into a fresh database that is dropped afterwards
+	// unless Keep.
+	ClickHouseAddr string
+	// Rate is the fixed rate of the first phase, in events per second.
+	Rate float64
+	// Duration is how long loadgen sends in each phase.
+	Duration time.Duration
+	// Drain bounds the wait, after loadgen stops, for the work role to
+	// store every acknowledged event.
+	Drain time.Duration
+	// BatchSize and Concurrency are loadgen's (events per request,
+	// requests in flight).
+	BatchSize, Concurrency int
+	// Saturation adds a phase at loadgen's full speed (rate 0).
+	Saturation bool
+	// Args are passed to both `sluice run` processes (--memory-limit...).
+	Args []string
+	// Dir holds the broker's data and the roles' logs; a temporary
+	// directory, removed afterwards, when empty.
+	Dir string
+	// Keep keeps Dir and the ClickHouse database.
+	Keep bool
+	// Out receives progress lines.
+	Out io.Writer
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Run starts the broker, NATS and the two roles, runs the phases and
+// returns their results. ctx ends it early.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if cfg.Bin == "" || cfg.ClickHouseAddr == "" {
+		return nil, errors.New("bench: the sluice binary and a ClickHouse address are required")
+	}
+	if cfg.Out == nil {
+		cfg.Out = io.Discard
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	env, err := startEnv(ctx, &cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer env.close(cfg)
+
+	rep := &Report{Machine: machine(), Args: cfg.Args}
+	phases := []phaseSpec{{name: fmt.Sprintf("%.0f/s", cfg.Rate), rate: cfg.Rate}}
+	if cfg.Saturation {
+		phases = append(phases, phaseSpec{name: "saturation", rate: 0})
+	}
+	for _, ps := range phases {
+		fmt.Fprintf(cfg.Out, "bench: phase %s for %v\n", ps.name, cfg.Duration)
+		res, err := env.runPhase(ctx, cfg, ps)
+		if err != nil {
+			return rep, fmt.Errorf("bench: phase %s: %w", ps.name, err)
+		}
+		rep.Phases = append(rep.Phases, res)
+	}
+	return rep, nil
+}
+
+// env is what a benchmark runs against, and the two roles.
+type env struct {
+	dir     string
+	tmp     bool
+	db      string
+	kafka   *devstack.Kafka
+	nats    *devstack.NATS
+	ingest  *role
+	work    *role
+	client  *http.Client
+	started time.Time
+}
+
+// startEnv starts the broker, NATS and both roles, and waits until both
+// roles are ready.
+func startEnv(ctx context.Context, cfg *Config) (e *env, err error) {
+	e = &env{dir: cfg.Dir, client: &http.Client{Timeout: 5 * time.Second}, started: time.Now()}
+	if e.dir == "" {
+		if e.dir, err = os.MkdirTemp("", "sluice-bench-"); err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		e.tmp = true
+	}
+	defer func() {
+		if err != nil {
+			e.close(*cfg)
+		}
+	}()
+	quiet := slog.New(slog.DiscardHandler)
+	if e.kafka, err = devstack.StartKafka("127.0.0.1:0", e.dir, false, quiet); err != nil {
+		return e, fmt.Errorf("bench: %w", err)
+	}
+	if e.nats, err = devstack.StartNATS("127.0.0.1:-1", e.dir); err != nil {
+		return e, fmt.Errorf("bench: %w", err)
+	}
+	var id [4]byte
+	_, _ = rand.Read(id[:])
+	e.db = "sluice_bench_" + hex.EncodeToString(id[:])
+	common := []string{
+		"--kafka-brokers", e.kafka.Addr(), "--nats-url", e.nats.URL(),
+		"--clickhouse-addr", cfg.ClickHouseAddr, "--clickhouse-database", e.db,
+	}
+	common = append(common, cfg.Args...)
+	if e.ingest, err = startRole(ctx, cfg.Bin, "ingest", e.dir, common); err != nil {
+		return e, err
+	}
+	if e.work, err = startRole(ctx, cfg.Bin, "work", e.dir, common); err != nil {
+		return e, err
+	}
+	fmt.Fprintf(cfg.Out, "bench: ingest (pid %d) at %s, work (pid %d) at %s, logs in %s\n",
+		e.ingest.pid(), e.ingest.url, e.work.pid(), e.work.url, e.dir)
+	for _, r := range []*role{e.ingest, e.work} {
+		if err := r.waitReady(ctx, e.client, time.Minute); err != nil {
+			return e, err
+		}
+	}
+	return e, nil
+}
+
+// close stops the roles, the broker and NATS, and removes what the
+// benchmark made unless cfg.Keep.
+func (e *env) close(cfg Config) {
+	for _, r := range []*role{e.ingest, e.work} {
+		if r != nil {
+			r.stop(20 * time.Second)
+		}
+	}
+	if e.nats != nil {
+		e.nats.Close()
+	}
+	if e.kafka != nil {
+		e.kafka.Close()
+	}
+	if cfg.Keep {
+		fmt.Fprintf(cfg.Out, "bench: kept %s and database %s\n", e.dir, e.db)
+		return
+	}
+	if e.db != "" {
+		if err := dropDatabase(cfg.ClickHouseAddr, e.db); err != nil {
+			cfg.Logger.Warn("bench: could not drop the benchmark database", "database", e.db, "err", err)
+		}
+	}
+	if e.tmp {
+		_ = os.RemoveAll(e.dir)
+	}
+}
+
+// phaseSpec is one phase: loadgen at rate (0: as fast as acknowledged).
+type phaseSpec struct {
+	name string
+	rate float64
+}
+
+// runPhase drives the pipeline for one phase and measures it.
+func (e *env) runPhase(ctx context.Context, cfg Config, ps phaseSpec) (Phase, error) {
+	before, err := e.snapshot(ctx)
+	if err != nil {
+		return Phase{}, err
+	}
+	peaks := newPeakSampler(100*time.Millisecond, e.ingest.pid(), e.work.pid())
+	peaks.start(ctx)
+	began := time.Now()
+	sum, lerr := loadgen.Run(ctx, loadgen.Config{
+		URL: e.ingest.url, Rate: ps.rate, Duration: cfg.Duration,
+		BatchSize: cfg.BatchSize, Concurrency: cfg.Concurrency, Mix: loadgen.DefaultMix,
+		ReportInterval: -1, Logger: slog.New(slog.DiscardHandler),
+		AckLog: nil,
+	}, nil)
+	if lerr != nil && sum.AckedTotal == 0 {
+		peaks.stop()
+		return Phase{}, fmt.Errorf("loadgen: %w", lerr)
+	}
+	acked := time.Now()
+	stored, err := e.drain(ctx, before, float64(sum.AckedTotal), cfg.Drain)
+	peak := peaks.stop()
+	if err != nil {
+		return Phase{}, err
+	}
+	after, err := e.snapshot(ctx)
+	if err != nil {
+		return Phase{}, err
+	}
+	p := Phase{
+		Name: ps.name, TargetRate: ps.rate,
+		Acked: sum.AckedTotal, Stored: int64(after.stored - before.stored),
+		AckedPerSec: sum.EventsPerSecond, AckP50: sum.Latency.P50, AckP99: sum.Latency.P99,
+		StoredPerSec:   (after.stored - before.stored) / stored.Sub(began).Seconds(),
+		DrainAfterAcks: stored.Sub(acked),
+		VisibleP99:     visible(after.freshness.minus(before.freshness).quantile(0.99)),
+		IngestPeakRSS:  peak[e.ingest.pid()], WorkPeakRSS: peak[e.work.pid()],
+		Unacked: sum.Unacked, Rejected: sum.Rejected,
+	}
+	if sum.AckedTotal > 0 {
+		p.IngestCPUPerEvent = (after.ingestCPU - before.ingestCPU) / time.Duration(sum.AckedTotal)
+	}
+	if p.Stored > 0 {
+		p.WorkCPUPerEvent = (after.workCPU - before.workCPU) / time.Duration(p.Stored)
+	}
+	fmt.Fprintf(cfg.Out, "bench: phase %s: %d acked, %d stored\n", ps.name, p.Acked, p.Stored)
+	return p, nil
+}
+
+// drain waits until the work role has stored want events more than at
+// before, and returns when it had.
+func (e *env) drain(ctx context.Context, before snapshot, want float64, limit time.Duration) (time.Time, error) {
+	deadline := time.Now().Add(limit)
+	for {
+		s, err := e.snapshot(ctx)
+		if err != nil {
+			return time.Time{}, err
+		}
+		if s.stored-before.stored >= want {
+			return time.Now(), nil
+		}
+		if time.Now().After(deadline) {
+			return time.Time{}, fmt.Errorf("stored %.0f of %.0f acknowledged events within %v of the end of the load", s.stored-before.stored, want, limit)
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// snapshot is the counters a phase is measured by, at one moment.
+type snapshot struct {
+	ingestCPU, workCPU time.Duration
+	stored             float64
+	freshness          histogram
+}
+
+func (e *env) snapshot(ctx context.Context) (snapshot, error) {
+	var s snapshot
+	var err error
+	if s.ingestCPU, err = cpuTime(e.ingest.pid()); err != nil {
+		return s, err
+	}
+	if s.workCPU, err = cpuTime(e.work.pid()); err != nil {
+		return s, err
+	}
+	fams, err := scrape(ctx, e.client, e.work.url)
+	if err != nil {
+		return s, err
+	}
+	store := map[string]string{"sink": "clickhouse"}
+	s.stored = counterSum(fams, "sluice_sink_rows_total", store)
+	s.freshness = histogramSum(fams, "sluice_sink_event_freshness_seconds", store)
+	return s, nil
+}
+
+func seconds(f float64) time.Duration { return time.Duration(f * float64(time.Second)) }
+
+// logPath is where a role's output goes.
+func logPath(dir, name string) string { return filepath.Join(dir, name+".log") }

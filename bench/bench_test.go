@@ -1,0 +1,85 @@
+package bench
+
+import (
+	"math"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+const exposition = `# TYPE sluice_sink_rows_total counter
+sluice_sink_rows_total{sink="clickhouse",stream="iot_telemetry"} 700
+sluice_sink_rows_total{sink="clickhouse",stream="app_logs"} 300
+sluice_sink_rows_total{sink="nats",stream="app_logs"} 999
+# TYPE sluice_sink_event_freshness_seconds histogram
+sluice_sink_event_freshness_seconds_bucket{sink="clickhouse",le="0.1"} 10
+sluice_sink_event_freshness_seconds_bucket{sink="clickhouse",le="0.2"} 60
+sluice_sink_event_freshness_seconds_bucket{sink="clickhouse",le="0.4"} 100
+sluice_sink_event_freshness_seconds_bucket{sink="clickhouse",le="+Inf"} 100
+sluice_sink_event_freshness_seconds_sum{sink="clickhouse"} 20
+sluice_sink_event_freshness_seconds_count{sink="clickhouse"} 100
+sluice_sink_event_freshness_seconds_bucket{sink="nats",le="0.1"} 0
+sluice_sink_event_freshness_seconds_bucket{sink="nats",le="0.2"} 0
+sluice_sink_event_freshness_seconds_bucket{sink="nats",le="0.4"} 0
+sluice_sink_event_freshness_seconds_bucket{sink="nats",le="+Inf"} 500
+sluice_sink_event_freshness_seconds_sum{sink="nats"} 5000
+sluice_sink_event_freshness_seconds_count{sink="nats"} 500
+`
+
+func TestMetricsFromExposition(t *testing.T) {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(exposition))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := map[string]string{"sink": "clickhouse"}
+	if got := counterSum(fams, "sluice_sink_rows_total", store); got != 1000 {
+		t.Errorf("stored = %v, want 1000 (the NATS series left out)", got)
+	}
+	h := histogramSum(fams, "sluice_sink_event_freshness_seconds", store)
+	tests := []struct {
+		q, want float64
+	}{
+		{0.05, 0.05},  // within the first bucket, from 0
+		{0.5, 0.18},   // 50 of 100: 40 into the 50 of (0.1, 0.2]
+		{0.99, 0.395}, // 99: 39 into the 40 of (0.2, 0.4]
+	}
+	for _, tt := range tests {
+		if got := h.quantile(tt.q); math.Abs(got-tt.want) > 1e-9 {
+			t.Errorf("quantile(%v) = %v, want %v", tt.q, got, tt.want)
+		}
+	}
+	// A phase's histogram is the difference of two snapshots.
+	if got := h.minus(h).quantile(0.99); !math.IsNaN(got) {
+		t.Errorf("quantile of no observations = %v, want NaN", got)
+	}
+	if got := visible(math.NaN()); got >= 0 {
+		t.Errorf("visible(NaN) = %v, want negative", got)
+	}
+}
+
+// The process figures come from /proc: this process has used some CPU and
+// holds some memory.
+func TestProcFigures(t *testing.T) {
+	deadline := time.Now().Add(50 * time.Millisecond)
+	for time.Now().Before(deadline) {
+	}
+	cpu, err := cpuTime(os.Getpid())
+	if err != nil || cpu <= 0 {
+		t.Errorf("cpuTime = %v, %v", cpu, err)
+	}
+	n, err := rss(os.Getpid())
+	if err != nil || n < 1<<20 {
+		t.Errorf("rss = %d, %v", n, err)
+	}
+	s := newPeakSampler(time.Millisecond, os.Getpid())
+	s.start(t.Context())
+	time.Sleep(5 * time.Millisecond)
+	if peak := s.stop()[os.Getpid()]; peak < 1<<20 {
+		t.Errorf("peak = %d", peak)
+	}
+}
