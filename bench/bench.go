@@ -172,6 +172,7 @@ func (e *env) close(cfg Config) {
 		return
 	}
 	if e.db != "" {
+		fmt.Fprintf(cfg.Out, "bench: dropping database %s\n", e.db)
 		if err := dropDatabase(cfg.ClickHouseAddr, e.db); err != nil {
 			cfg.Logger.Warn("bench: could not drop the benchmark database", "database", e.db, "err", err)
 		}

@@ -100,9 +100,10 @@ func freeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
-// dropDatabase drops the benchmark's database.
+// dropDatabase drops the benchmark's database. 18.16 can take most of a
+// minute over it while merges of its tables are being cancelled.
 func dropDatabase(addr, db string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	conn, _, err := clickhouse.Dial(ctx, clickhouse.Options{Addr: addr, Database: "default"})
 	if err != nil {
