@@ -21,7 +21,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/sluicehq/sluice/devstack"
 	"github.com/sluicehq/sluice/loadgen"
@@ -54,6 +57,10 @@ type Config struct {
 	Dir string
 	// Keep keeps Dir and the ClickHouse database.
 	Keep bool
+	// ProfileDir, when set, receives a CPU profile of each role in each
+	// phase (<phase>-<role>.pprof), taken over most of the phase; the
+	// roles then run with --pprof.
+	ProfileDir string
 	// Out receives progress lines.
 	Out io.Writer
 	// Logger; nil means slog.Default().
@@ -136,6 +143,9 @@ func startEnv(ctx context.Context, cfg *Config) (e *env, err error) {
 		"--kafka-brokers", e.kafka.Addr(), "--nats-url", e.nats.URL(),
 		"--clickhouse-addr", cfg.ClickHouseAddr, "--clickhouse-database", e.db,
 	}
+	if cfg.ProfileDir != "" {
+		common = append(common, "--pprof")
+	}
 	common = append(common, cfg.Args...)
 	if e.ingest, err = startRole(ctx, cfg.Bin, "ingest", e.dir, common); err != nil {
 		return e, err
@@ -196,6 +206,12 @@ func (e *env) runPhase(ctx context.Context, cfg Config, ps phaseSpec) (Phase, er
 	}
 	peaks := newPeakSampler(100*time.Millisecond, e.ingest.pid(), e.work.pid())
 	peaks.start(ctx)
+	profiled := e.profile(ctx, cfg, ps)
+	defer func() {
+		if err := profiled(); err != nil {
+			cfg.Logger.Warn("bench: CPU profile", "phase", ps.name, "err", err)
+		}
+	}()
 	began := time.Now()
 	sum, lerr := loadgen.Run(ctx, loadgen.Config{
 		URL: e.ingest.url, Rate: ps.rate, Duration: cfg.Duration,
@@ -235,6 +251,49 @@ func (e *env) runPhase(ctx context.Context, cfg Config, ps phaseSpec) (Phase, er
 	}
 	fmt.Fprintf(cfg.Out, "bench: phase %s: %d acked, %d stored\n", ps.name, p.Acked, p.Stored)
 	return p, nil
+}
+
+// profile starts taking a CPU profile of each role over most of the phase,
+// when cfg.ProfileDir is set, and returns a function that waits for them.
+func (e *env) profile(ctx context.Context, cfg Config, ps phaseSpec) (wait func() error) {
+	if cfg.ProfileDir == "" {
+		return func() error { return nil }
+	}
+	secs := max(1, int((cfg.Duration - 2*time.Second).Seconds()))
+	client := &http.Client{Timeout: time.Duration(secs+30) * time.Second}
+	name := strings.NewReplacer("/s", "ps", "/", "-", " ", "-").Replace(ps.name)
+	var g errgroup.Group
+	for _, r := range []*role{e.ingest, e.work} {
+		path := filepath.Join(cfg.ProfileDir, fmt.Sprintf("%s-%s.pprof", name, r.name))
+		g.Go(func() error { return fetchProfile(ctx, client, r.url, secs, path) })
+	}
+	return g.Wait
+}
+
+// fetchProfile saves a CPU profile of secs seconds from a role's pprof
+// endpoint.
+func fetchProfile(ctx context.Context, client *http.Client, url string, secs int, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", url, secs), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", req.URL, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // drain waits until the work role has stored want events more than at
