@@ -49,6 +49,11 @@ const (
 	// byte budgets: kafka-go's QueueCapacity of 256 messages, at 1 KiB
 	// (events are a few hundred bytes; larger ones make it more).
 	readerQueueBytes = 256 << 10
+	// maxEventsPerBatch is ingest.DefaultMaxEvents, the most events one
+	// request may hold; envelopeBytes is about what Sluice adds to each
+	// (event_id, received_at and the field names around them).
+	maxEventsPerBatch = 100_000
+	envelopeBytes     = 128
 )
 
 // Shape is what the plan needs to know about the process besides the
@@ -142,8 +147,8 @@ func Plan(s Shape) (Budget, error) {
 	b := Budget{Limit: s.Limit, Readers: s.Sinks * s.Streams * s.Partitions}
 	b.GoLimit = s.Limit - max(s.Limit/10, 32<<20)
 	b.Base = 32<<20 + s.Limit/20
-	f := floors(s, b.Readers)
 	queues := (b.GoLimit - b.Base) * 3 / 4
+	f := floors(s, b.Readers, queues)
 	sh := flexShares(max(0, queues-f.total()), s.Dev)
 
 	// HTTP: a body as read plus the events it encodes into (the
@@ -194,16 +199,24 @@ func (s shares) total() int64 {
 
 // floors are the least memory each bound needs to work at all: two HTTP
 // slots (one slow upload must not lock everyone out), a whole record batch
-// per reader, one largest body's encoded events (a lighter admission
-// refuses it), two 1 MiB batches per sink, 100,000 dedupe ids, 8 MQTT
-// messages of the largest size, two 1 MiB syslog batches and as much UDP
-// queue, and
-// in dev 4 MiB of JetStream memory and 1 MiB per NATS client.
-func floors(s Shape, readers int) shares {
+// per reader, one largest body admitted (see below), two 1 MiB batches per
+// sink, 100,000 dedupe ids, 8 MQTT messages of the largest size, two 1 MiB
+// syslog batches and as much UDP queue, and in dev 4 MiB of JetStream
+// memory and 1 MiB per NATS client.
+//
+// The admission's floor is what the heaviest valid largest body weighs:
+// its bytes plus, for each of up to 100,000 events (ingest's MaxEvents) of
+// 40 bytes or more, the envelope Sluice adds and the per-message overhead.
+// A lighter admission answers such a body 413 though it is within
+// --max-body-bytes. Where that floor does not fit the queues (small
+// ceilings), the floor is the body's bytes alone, and such bodies are
+// refused: the ceiling decides, and docs/memory.md says so.
+func floors(s Shape, readers int, queues int64) shares {
+	heaviest := s.MaxBodyBytes + min(s.MaxBodyBytes/40, maxEventsPerBatch)*(bytesPerEventOverhead+envelopeBytes)
 	f := shares{
 		http:      2 * 2 * s.MaxBodyBytes,
 		fetch:     int64(readers) * (minFetchBytes + readerQueueBytes),
-		admission: 2 * s.MaxBodyBytes,
+		admission: 2 * heaviest,
 		lanes:     4 * int64(s.Sinks) * (2 << 20),
 		dedupe:    100_000 * bytesPerDedupeID,
 		mqtt:      8 * int64(s.MQTTMaxPacketBytes),
@@ -211,6 +224,9 @@ func floors(s Shape, readers int) shares {
 	}
 	if s.Dev {
 		f.nats = 2 * (4 << 20)
+	}
+	if f.total() > queues {
+		f.admission = 2 * s.MaxBodyBytes
 	}
 	return f
 }

@@ -26,16 +26,16 @@ func TestPlan(t *testing.T) {
 			NATSMaxMemory: 4_254_495, NATSMaxPending: 1_063_623,
 		}},
 		{name: "512MiB", shape: devShape(512 << 20), want: Budget{
-			GoLimit: 483_183_821, AdmissionEvents: 100_000, AdmissionBytes: 17_317_029, HTTPParsing: 3,
-			ProducerBatchBytes: 1_004_096, FetchMaxBytes: 1_672_150, Readers: 32, LaneBytes: 10_890_619, BatchMaxBytes: 2_722_654,
-			DedupeMaxIDs: 937_039, MQTTInflight: 16, SyslogBufferBytes: 6_561_362, SyslogUDPQueueBytes: 6_561_362,
-			NATSMaxMemory: 8_658_514, NATSMaxPending: 2_164_628,
+			GoLimit: 483_183_821, AdmissionEvents: 180_115, AdmissionBytes: 57_637_029, HTTPParsing: 2,
+			ProducerBatchBytes: 1 << 20, FetchMaxBytes: 1_392_150, Readers: 32, LaneBytes: 7_530_619, BatchMaxBytes: 1_882_654,
+			DedupeMaxIDs: 517_039, MQTTInflight: 12, SyslogBufferBytes: 4_321_362, SyslogUDPQueueBytes: 4_321_362,
+			NATSMaxMemory: 6_418_514, NATSMaxPending: 1_604_628,
 		}},
 		{name: "2GiB", shape: devShape(2 << 30), want: Budget{
-			GoLimit: 1_932_735_284, AdmissionEvents: 200_000, AdmissionBytes: 68_655_310, HTTPParsing: 12,
-			ProducerBatchBytes: 1 << 20, FetchMaxBytes: 2 << 20, Readers: 32, LaneBytes: 49_394_330, BatchMaxBytes: 8 << 20,
-			DedupeMaxIDs: 4_000_000, MQTTInflight: 65, SyslogBufferBytes: 32_230_503, SyslogUDPQueueBytes: 16 << 20,
-			NATSMaxMemory: 34_327_655, NATSMaxPending: 8_581_913,
+			GoLimit: 1_932_735_284, AdmissionEvents: 200_000, AdmissionBytes: 108_975_310, HTTPParsing: 11,
+			ProducerBatchBytes: 1 << 20, FetchMaxBytes: 2 << 20, Readers: 32, LaneBytes: 46_034_330, BatchMaxBytes: 8 << 20,
+			DedupeMaxIDs: 4_000_000, MQTTInflight: 61, SyslogBufferBytes: 29_990_503, SyslogUDPQueueBytes: 16 << 20,
+			NATSMaxMemory: 32_087_655, NATSMaxPending: 8_021_913,
 		}},
 	}
 	for _, tt := range tests {
@@ -85,6 +85,17 @@ func TestPlanVariants(t *testing.T) {
 	plain, err := Plan(devShape(512 << 20))
 	if err != nil {
 		t.Fatal(err)
+	}
+
+	// The heaviest valid 8 MiB body: 100,000 events of the smallest size,
+	// each with its envelope and per-message overhead. The default ceiling
+	// admits it; 256MiB cannot afford to and admits the body's bytes.
+	heaviest := int64(8<<20) + 100_000*(bytesPerEventOverhead+envelopeBytes)
+	if plain.AdmissionBytes < heaviest {
+		t.Errorf("512MiB admits %d bytes, less than the heaviest largest body (%d)", plain.AdmissionBytes, heaviest)
+	}
+	if p256, _ := Plan(devShape(256 << 20)); p256.AdmissionBytes >= heaviest || p256.AdmissionBytes < 8<<20 {
+		t.Errorf("256MiB admits %d bytes, want the body's bytes (%d) and not the heaviest body's (%d)", p256.AdmissionBytes, 8<<20, heaviest)
 	}
 
 	over := devShape(512 << 20)
