@@ -78,9 +78,9 @@ type Shape struct {
 	Overrides Budget
 }
 
-// Budget is the plan: the bound of every queue and buffer, and the shares
-// they were cut from. Every byte figure is a worst case of memory in use,
-// amplification included (see the comments of Plan).
+// Budget is the plan: the bound of every queue and buffer, the Go limit,
+// and what the bounds add up to at worst (Queues, by the costs Plan
+// divides by) beside the base the process needs anyway.
 type Budget struct {
 	// Limit is the ceiling; GoLimit is what debug.SetMemoryLimit gets.
 	Limit, GoLimit int64
