@@ -83,10 +83,19 @@ func TestAdmissionFIFO(t *testing.T) {
 	bigCtx, giveUp := context.WithCancel(context.Background())
 	bigErr := make(chan error, 1)
 	go func() { bigErr <- a.Acquire(bigCtx, 10) }()
-	waiting := func(n int) func() bool {
-		return func() bool { a.mu.Lock(); defer a.mu.Unlock(); return a.waiters.Len() == n }
+	waiting := func(n int64) func() bool {
+		return func() bool { return a.Waiting() == n }
 	}
 	waitFor(t, waiting(1))
+	// Counted as waiting is not yet queued: with 5 units free, a probe of
+	// 1 fails only once the big waiter is in the semaphore's queue.
+	waitFor(t, func() bool {
+		if a.sem.TryAcquire(1) {
+			a.sem.Release(1)
+			return false
+		}
+		return true
+	})
 
 	// 5 units are free, but the big waiter came first.
 	smallErr := make(chan error, 1)
@@ -106,6 +115,41 @@ func TestAdmissionFIFO(t *testing.T) {
 	}
 	if got := a.InFlight(); got != 8 {
 		t.Errorf("InFlight = %d, want 8", got)
+	}
+}
+
+// An admission of bytes: weights are large, a request over the whole
+// capacity fails at once however long the wait, and the units come back.
+func TestAdmissionBytes(t *testing.T) {
+	a := NewAdmission(AdmissionConfig{Capacity: 64 << 20, MaxWait: time.Hour})
+	start := time.Now()
+	if err := a.Acquire(context.Background(), 64<<20+1); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("Acquire over capacity = %v, want ErrTooLarge", err)
+	}
+	if time.Since(start) > time.Minute {
+		t.Fatalf("Acquire over capacity waited")
+	}
+	if err := a.Acquire(context.Background(), 48<<20); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- a.Acquire(ctx, 32<<20) }()
+	waitFor(t, func() bool { return a.Waiting() == 1 })
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled wait = %v, want context.Canceled", err)
+	}
+	a.Release(48 << 20)
+	if err := a.Acquire(context.Background(), 64<<20); err != nil {
+		t.Fatalf("whole capacity after release: %v", err)
+	}
+	if got := a.InFlight(); got != 64<<20 {
+		t.Errorf("InFlight = %d, want %d", got, 64<<20)
+	}
+	a.Release(64 << 20)
+	if got := a.InFlight(); got != 0 {
+		t.Errorf("InFlight after release = %d", got)
 	}
 }
 

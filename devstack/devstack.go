@@ -106,8 +106,27 @@ type NATS struct {
 	srv *natsserver.Server
 }
 
+// NATSOption changes how StartNATS runs the server.
+type NATSOption func(*natsserver.Options)
+
+// NATSMemory bounds what the server holds in memory, for --memory-limit:
+// maxMemory caps JetStream's memory storage (streams created with
+// MemoryStorage; Sluice creates none, subscribers may), and maxPending what
+// the server buffers for one client that reads slower than it is sent to
+// (64 MiB by default, per client). Zero leaves a bound at NATS's default.
+func NATSMemory(maxMemory, maxPending int64) NATSOption {
+	return func(o *natsserver.Options) {
+		if maxMemory > 0 {
+			o.JetStreamMaxMemory = maxMemory
+		}
+		if maxPending > 0 {
+			o.MaxPending = maxPending
+		}
+	}
+}
+
 // StartNATS starts a server on addr with JetStream storage under dataDir.
-func StartNATS(addr, dataDir string) (*NATS, error) {
+func StartNATS(addr, dataDir string, options ...NATSOption) (*NATS, error) {
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("nats address %q: %w", addr, err)
@@ -116,7 +135,7 @@ func StartNATS(addr, dataDir string) (*NATS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nats address %q: bad port", addr)
 	}
-	srv, err := natsserver.NewServer(&natsserver.Options{
+	opts := &natsserver.Options{
 		ServerName: "sluice-dev",
 		Host:       host,
 		Port:       port,
@@ -124,7 +143,11 @@ func StartNATS(addr, dataDir string) (*NATS, error) {
 		StoreDir:   filepath.Join(dataDir, "nats"),
 		NoSigs:     true,
 		NoLog:      true,
-	})
+	}
+	for _, opt := range options {
+		opt(opts)
+	}
+	srv, err := natsserver.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("start embedded nats on %s: %w", addr, err)
 	}

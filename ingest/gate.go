@@ -21,7 +21,17 @@ const (
 	DefaultMaxReportedErrors = 20
 	DefaultMaxEventBytes     = 1_000_000
 	DefaultProduceTimeout    = 10 * time.Second
+	// DefaultAdmissionBytes bounds the bytes in flight when GateConfig
+	// sets no AdmissionBytes: about what DefaultMaxEvents events of a
+	// few hundred bytes weigh, so that it binds only on large events.
+	DefaultAdmissionBytes = 128 << 20
 )
+
+// MessageOverhead is what an admitted message weighs besides its key,
+// value and headers: the Message and kafka-go's copy of it (about 110 and
+// 200 bytes of structs and slice headers), held while it waits for Kafka.
+// Without it a flood of tiny events would weigh next to nothing.
+const MessageOverhead = 320
 
 // GateConfig configures a Gate. Registry and Producer are required; zero
 // values of the rest take the defaults.
@@ -45,6 +55,11 @@ type GateConfig struct {
 	// Admission bounds events in flight across all sources; nil means a
 	// default one.
 	Admission *backpressure.Admission
+	// AdmissionBytes bounds the bytes of the events in flight across all
+	// sources, each message weighing its key, value and headers plus
+	// MessageOverhead; nil means one of DefaultAdmissionBytes. A batch
+	// takes both admissions: events, then bytes.
+	AdmissionBytes *backpressure.Admission
 	// Breaker guards Kafka; nil means a default one named "kafka".
 	Breaker *backpressure.Breaker
 	// Shedder, when set, is asked before each commit whether a stream's
@@ -77,6 +92,7 @@ type Gate struct {
 	maxReportedErrors int
 	maxEventBytes     int
 	admission         *backpressure.Admission
+	admissionBytes    *backpressure.Admission
 	breaker           *backpressure.Breaker
 	shedder           Shedder
 	produceTimeout    time.Duration
@@ -114,6 +130,9 @@ func NewGate(cfg GateConfig) (*Gate, error) {
 	if cfg.Admission == nil {
 		cfg.Admission = backpressure.NewAdmission(backpressure.AdmissionConfig{})
 	}
+	if cfg.AdmissionBytes == nil {
+		cfg.AdmissionBytes = backpressure.NewAdmission(backpressure.AdmissionConfig{Capacity: DefaultAdmissionBytes})
+	}
 	if cfg.Breaker == nil {
 		cfg.Breaker = backpressure.NewBreaker(backpressure.BreakerConfig{Name: "kafka", Logger: log})
 	}
@@ -129,6 +148,7 @@ func NewGate(cfg GateConfig) (*Gate, error) {
 		maxReportedErrors: cfg.MaxReportedErrors,
 		maxEventBytes:     cfg.MaxEventBytes,
 		admission:         cfg.Admission,
+		admissionBytes:    cfg.AdmissionBytes,
 		breaker:           cfg.Breaker,
 		shedder:           cfg.Shedder,
 		produceTimeout:    cfg.ProduceTimeout,
@@ -141,8 +161,30 @@ func NewGate(cfg GateConfig) (*Gate, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := registerBytesMetrics(cfg.Registerer, g.admissionBytes); err != nil {
+		return nil, err
+	}
 	g.metrics = m
 	return g, nil
+}
+
+// registerBytesMetrics exports the byte admission beside the event one.
+func registerBytesMetrics(reg prometheus.Registerer, adm *backpressure.Admission) error {
+	for _, c := range []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "sluice", Subsystem: "ingest", Name: "inflight_bytes",
+			Help: "Bytes of the events admitted and waiting for Kafka's acknowledgement (key, value, headers and a per-message overhead).",
+		}, func() float64 { return float64(adm.InFlight()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "sluice", Subsystem: "ingest", Name: "inflight_bytes_capacity",
+			Help: "Most bytes of events that may be in flight at once (sized from --memory-limit).",
+		}, func() float64 { return float64(adm.Capacity()) }),
+	} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("ingest: register metrics: %w", err)
+		}
+	}
+	return nil
 }
 
 // Shedder decides which streams the gate refuses for a while although
@@ -244,8 +286,8 @@ var (
 	// ErrCircuitOpen is ErrUnavailable without trying: Kafka failed often
 	// enough lately that the breaker refuses at once.
 	ErrCircuitOpen = fmt.Errorf("%w (circuit open)", ErrUnavailable)
-	// ErrBatchTooLarge: the batch alone holds more events than the whole
-	// admission capacity; waiting cannot help (HTTP 413).
+	// ErrBatchTooLarge: the batch alone holds more events, or more bytes,
+	// than the whole admission capacity; waiting cannot help (HTTP 413).
 	ErrBatchTooLarge = errors.New("more events in one batch than can be in flight")
 	// ErrBacklog: the stream's unread backlog in Kafka nears the topic's
 	// retention, so the gate sheds its events until the store catches up
@@ -332,16 +374,15 @@ func CommitAll(ctx context.Context, bs ...*Batch) error {
 		return refuse(ErrBacklog, errors.New(reason), after)
 	}
 	n := int64(accepted + lettered)
-	if err := g.admission.Acquire(ctx, n); err != nil {
-		switch {
-		case errors.Is(err, backpressure.ErrTooLarge):
-			return refuse(ErrBatchTooLarge, fmt.Errorf("%d events, capacity %d", n, g.admission.Capacity()), 0)
-		case errors.Is(err, backpressure.ErrBusy):
-			return refuse(ErrOverloaded, nil, g.admission.RetryAfter())
-		default:
-			return refuse(err, nil, 0)
+	weight := weightOf(bs)
+	if err := g.admit(ctx, n, weight); err != nil {
+		var r *Refused
+		if errors.As(err, &r) {
+			return refuse(r.Err, r.Cause, r.RetryAfter)
 		}
+		return refuse(err, nil, 0)
 	}
+	defer g.admissionBytes.Release(weight)
 	defer g.admission.Release(n)
 
 	start := time.Now()
@@ -367,6 +408,52 @@ func CommitAll(ctx context.Context, bs ...*Batch) error {
 		g.metrics.events.WithLabelValues(b.origin.Source, b.stream.Name, "dead_lettered").Add(float64(len(b.dead)))
 	}
 	return nil
+}
+
+// admit takes n events and weight bytes from the gate's two admissions, or
+// neither. Two admissions rather than one weighted by bytes: the event
+// count keeps its own meaning for producers (a request of more events than
+// can be in flight is refused as such), bytes are what memory is made of
+// (--memory-limit sizes them), and a batch of many tiny events or of a few
+// large ones is held back by whichever bound it meets first. Events are
+// taken first, always in that order, so two batches cannot each hold what
+// the other waits for; both waits are short (MaxWait) anyway. A refusal of
+// either is the same for sources: 429, withheld acks, paused reads.
+func (g *Gate) admit(ctx context.Context, n, weight int64) error {
+	refusal := func(adm *backpressure.Admission, err error, what string, asked int64) error {
+		switch {
+		case errors.Is(err, backpressure.ErrTooLarge):
+			return &Refused{Err: ErrBatchTooLarge, Cause: fmt.Errorf("%d %s, capacity %d", asked, what, adm.Capacity())}
+		case errors.Is(err, backpressure.ErrBusy):
+			return &Refused{Err: ErrOverloaded, RetryAfter: adm.RetryAfter(), Cause: fmt.Errorf("%s in flight at capacity %d", what, adm.Capacity())}
+		}
+		return err
+	}
+	if err := g.admission.Acquire(ctx, n); err != nil {
+		return refusal(g.admission, err, "events", n)
+	}
+	if err := g.admissionBytes.Acquire(ctx, weight); err != nil {
+		g.admission.Release(n)
+		return refusal(g.admissionBytes, err, "bytes", weight)
+	}
+	return nil
+}
+
+// weightOf is what the batches' messages weigh in the byte admission.
+func weightOf(bs []*Batch) int64 {
+	var w int64
+	for _, b := range bs {
+		for _, list := range [][]Message{b.msgs, b.dead} {
+			for i := range list {
+				m := &list[i]
+				w += int64(len(m.Key)+len(m.Value)) + MessageOverhead
+				for _, h := range m.Headers {
+					w += int64(len(h.Key) + len(h.Value))
+				}
+			}
+		}
+	}
+	return w
 }
 
 // shed asks the shedder about the stream of every batch with events. A

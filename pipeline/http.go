@@ -30,19 +30,20 @@ type ingestPart struct {
 // startIngest builds the gate, mounts the HTTP collector on mux and builds
 // the configured sources.
 func startIngest(cfg Config, streams *schemas.Registry, reg *prometheus.Registry, mux *http.ServeMux, shedder ingest.Shedder) (*ingestPart, error) {
-	producer, err := ingest.NewKafkaProducer(ingest.KafkaConfig{Brokers: cfg.KafkaBrokers, BatchTimeout: cfg.KafkaLinger, Logger: cfg.Logger})
+	producer, err := ingest.NewKafkaProducer(ingest.KafkaConfig{Brokers: cfg.KafkaBrokers, BatchTimeout: cfg.KafkaLinger, BatchBytes: cfg.KafkaBatchBytes, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}
 	p := &ingestPart{producer: producer, log: cfg.Logger}
 	gate, err := ingest.NewGate(ingest.GateConfig{
-		Registry:    streams,
-		Producer:    producer,
-		TopicPrefix: cfg.TopicPrefix,
-		Admission:   backpressure.NewAdmission(backpressure.AdmissionConfig{Capacity: cfg.MaxInFlightEvents}),
-		Shedder:     shedder,
-		Logger:      cfg.Logger,
-		Registerer:  reg,
+		Registry:       streams,
+		Producer:       producer,
+		TopicPrefix:    cfg.TopicPrefix,
+		Admission:      backpressure.NewAdmission(backpressure.AdmissionConfig{Capacity: cfg.MaxInFlightEvents}),
+		AdmissionBytes: backpressure.NewAdmission(backpressure.AdmissionConfig{Capacity: cfg.MaxInFlightBytes}),
+		Shedder:        shedder,
+		Logger:         cfg.Logger,
+		Registerer:     reg,
 	})
 	if err != nil {
 		p.close(cfg.Logger)
@@ -51,6 +52,7 @@ func startIngest(cfg Config, streams *schemas.Registry, reg *prometheus.Registry
 	collector, err := httpapi.NewCollector(httpapi.CollectorConfig{
 		Gate:         gate,
 		MaxBodyBytes: cfg.MaxBodyBytes,
+		MaxParsing:   cfg.HTTPMaxParsing,
 		Tokens:       cfg.Tokens,
 		Logger:       cfg.Logger,
 		Registerer:   reg,

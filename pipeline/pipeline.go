@@ -24,6 +24,7 @@ import (
 	"github.com/sluicehq/sluice/backpressure"
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/kafkatopic"
+	"github.com/sluicehq/sluice/membudget"
 	"github.com/sluicehq/sluice/ops"
 	"github.com/sluicehq/sluice/schemas"
 	"github.com/sluicehq/sluice/sinks/clickhouse"
@@ -65,6 +66,15 @@ type Config struct {
 	// MaxInFlightEvents bounds events accepted but not yet acknowledged by
 	// Kafka across all requests (default 200,000); beyond it requests get 429.
 	MaxInFlightEvents int64
+	// MaxInFlightBytes bounds the bytes of those events (default
+	// ingest.DefaultAdmissionBytes); beyond it too requests get 429.
+	MaxInFlightBytes int64
+	// HTTPMaxParsing bounds the request bodies read and parsed at once
+	// (default httpapi.DefaultMaxParsing).
+	HTTPMaxParsing int
+	// KafkaBatchBytes is the collectors' producer batch size in bytes
+	// (default ingest.DefaultBatchBytes).
+	KafkaBatchBytes int64
 
 	KafkaBrokers []string
 	// KafkaLinger is how long the collectors' producer waits to fill a
@@ -103,6 +113,18 @@ type Config struct {
 	DedupeWindow     time.Duration
 	// DedupeMaxIDs bounds the event_ids remembered across all partitions.
 	DedupeMaxIDs int
+	// FetchMaxBytes, WorkInFlightBytes and BatchMaxBytes are the workers'
+	// fetch size per reader, byte budget of batches in work (split between
+	// the sinks) and largest batch in bytes; zero takes the workers'
+	// defaults.
+	FetchMaxBytes     int
+	WorkInFlightBytes int64
+	BatchMaxBytes     int
+
+	// Memory, when set, is the budget the bounds above were sized from
+	// (--memory-limit): its limit and the memory in use are exported as
+	// metrics.
+	Memory *membudget.Budget
 
 	Logger *slog.Logger
 }
@@ -125,6 +147,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxInFlightEvents <= 0 {
 		c.MaxInFlightEvents = 200_000
+	}
+	if c.MaxInFlightBytes <= 0 {
+		c.MaxInFlightBytes = ingest.DefaultAdmissionBytes
 	}
 	if c.GroupID == "" {
 		c.GroupID = DefaultGroupID
@@ -157,6 +182,11 @@ func Run(ctx context.Context, cfg Config) error {
 	log := cfg.Logger
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if cfg.Memory != nil {
+		if err := cfg.Memory.Register(reg); err != nil {
+			return err
+		}
+	}
 
 	streams, err := schemas.Load(cfg.SchemasDir)
 	if err != nil {

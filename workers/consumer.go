@@ -45,6 +45,13 @@ type Config struct {
 	// sinks, so that one sink down cannot take the others' room.
 	MaxInFlightBytes int64
 
+	// FetchMaxBytes is the most bytes one fetch of a lane's reader asks
+	// for (kafka-go's MaxBytes; default 2 MiB). Every sink reads every
+	// assigned partition on a reader of its own, so the fetches of all
+	// readers together are outside MaxInFlightBytes: keep it small, but at
+	// least Kafka's message.max.bytes, or a whole record batch may not fit.
+	FetchMaxBytes int
+
 	// BatchMaxEvents, BatchMaxBytes and BatchLinger close a batch at this
 	// many events (default 10,000), this many value bytes (default 8 MiB), or
 	// this long after its first message (default 250 ms).
@@ -90,6 +97,7 @@ func (c *Config) setDefaults() {
 	if c.MaxInFlightBytes <= 0 {
 		c.MaxInFlightBytes = 64 << 20
 	}
+	def(&c.FetchMaxBytes, 2<<20)
 	def(&c.BatchMaxEvents, 10_000)
 	def(&c.BatchMaxBytes, 8<<20)
 	defDur(&c.BatchLinger, 250*time.Millisecond)

@@ -88,7 +88,7 @@ func (l *lane) newReader() fetcher {
 		MinBytes:  1,
 		// Small fetches keep a lane's read-ahead, which is outside the byte
 		// budget, to a few MiB per partition.
-		MaxBytes:        2 << 20,
+		MaxBytes:        l.c.cfg.FetchMaxBytes,
 		MaxWait:         200 * time.Millisecond,
 		QueueCapacity:   256,
 		ReadLagInterval: -1,

@@ -7,9 +7,11 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/sluicehq/sluice/devstack"
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/membudget"
 	"github.com/sluicehq/sluice/pipeline"
 	"github.com/sluicehq/sluice/sinks/clickhouse"
 	"github.com/sluicehq/sluice/workers"
@@ -51,6 +53,13 @@ same --data-dir carries on where it stopped, losing and duplicating nothing.`,
 			if err := os.MkdirAll(dataDir, 0o755); err != nil {
 				return fmt.Errorf("data dir: %w", err)
 			}
+			// The memory budget comes first: it bounds the embedded
+			// servers too, and the collectors are built with their share.
+			cfg, err := p.config(1)
+			if err != nil {
+				return err
+			}
+			setMemoryLimit(*cfg.Memory, log)
 			kafka, err := devstack.StartKafka(kafkaAddr, dataDir, syncWrites, log)
 			if err != nil {
 				return err
@@ -62,17 +71,13 @@ same --data-dir carries on where it stopped, losing and duplicating nothing.`,
 				log.Info("embedded kafka stopped")
 			}()
 			log.Info("embedded kafka listening", "addr", kafka.Addr(), "data", dataDir)
-			nats, err := devstack.StartNATS(natsAddr, dataDir)
+			nats, err := devstack.StartNATS(natsAddr, dataDir, devstack.NATSMemory(cfg.Memory.NATSMaxMemory, cfg.Memory.NATSMaxPending))
 			if err != nil {
 				return err
 			}
 			defer nats.Close()
 			log.Info("embedded nats listening", "url", nats.URL())
 
-			cfg, err := p.config()
-			if err != nil {
-				return err
-			}
 			cfg.KafkaBrokers = []string{kafka.Addr()}
 			cfg.NATSURL = nats.URL()
 			cfg.Role = pipeline.RoleAll
@@ -114,13 +119,17 @@ type pipelineFlags struct {
 	chTTL          string
 	collectors     collectorFlags
 	dev            bool
+	memoryLimit    membudget.Size
+	flags          *pflag.FlagSet
 }
 
 // register adds the flags to cmd; dev says whether cmd is `sluice dev`,
 // whose collectors default to on.
 func (p *pipelineFlags) register(cmd *cobra.Command, dev bool) {
 	f := cmd.Flags()
-	p.dev = dev
+	p.dev, p.flags = dev, f
+	p.memoryLimit = membudget.Size(membudget.DefaultLimit)
+	f.Var(&p.memoryLimit, "memory-limit", memoryLimitHelp)
 	p.collectors.register(f, dev)
 	f.StringVar(&p.httpAddr, "http-addr", "127.0.0.1:8080", "address of the HTTP collector, /metrics, /healthz and /readyz")
 	f.StringVar(&p.chAddr, "clickhouse-addr", "127.0.0.1:9000", "ClickHouse native-protocol address")
@@ -140,12 +149,18 @@ func (p *pipelineFlags) register(cmd *cobra.Command, dev bool) {
 	f.DurationVar(&p.rebalance, "rebalance-timeout", 30*time.Second, "how long the consumer group waits for workers to rejoin in a rebalance; a revoked partition's in-flight delivery gets two thirds of it to finish")
 	f.DurationVar(&p.dedupeWindow, "dedupe-window", 10*time.Minute, "how far back in receive time (received_at) a retried event_id is recognised as a duplicate; a sink outage does not shorten it")
 	f.DurationVar(&p.natsMaxLag, "nats-max-lag", workers.DefaultMaxLag, "how far NATS may fall behind (by Kafka timestamp) before its lane skips ahead, recording the skipped range in the dead-letter topic; ClickHouse never skips")
-	f.IntVar(&p.dedupeMaxIDs, "dedupe-max-ids", 4_000_000, "bound on event_ids remembered for deduplication (about 50 bytes each)")
+	f.IntVar(&p.dedupeMaxIDs, "dedupe-max-ids", 0, "bound on event_ids remembered for deduplication (about 50 bytes each); 0 sizes it from --memory-limit")
 	f.DurationVar(&p.kafkaLinger, "kafka-linger", ingest.DefaultBatchTimeout, "how long the collectors' Kafka producer waits to fill a batch (Kafka's linger.ms): shorter lowers acknowledgement latency (a single RELP connection, whose sender waits for its window, gains most), longer spends less CPU per event under load")
 	f.BoolVar(&p.pprof, "pprof", false, "serve Go's profiler at /debug/pprof/ on --http-addr (for diagnosing CPU and memory)")
 }
 
-func (p *pipelineFlags) config() (pipeline.Config, error) {
+// config builds the pipeline's configuration with the bounds sized from
+// --memory-limit, for ClickHouse and outputs other sinks (NATS).
+func (p *pipelineFlags) config(outputs int) (pipeline.Config, error) {
+	budget, err := p.memoryBudget(outputs)
+	if err != nil {
+		return pipeline.Config{}, err
+	}
 	sources, err := p.collectors.sources(p.dev)
 	if err != nil {
 		return pipeline.Config{}, err
@@ -154,7 +169,7 @@ func (p *pipelineFlags) config() (pipeline.Config, error) {
 	if err != nil {
 		return pipeline.Config{}, err
 	}
-	return pipeline.Config{
+	cfg := pipeline.Config{
 		Sources:          sources,
 		KafkaLinger:      p.kafkaLinger,
 		HTTPAddr:         p.httpAddr,
@@ -178,5 +193,7 @@ func (p *pipelineFlags) config() (pipeline.Config, error) {
 			Password: p.chPassword,
 			Tables:   tables,
 		},
-	}, nil
+	}
+	applyBudget(&cfg, budget)
+	return cfg, nil
 }

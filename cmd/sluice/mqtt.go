@@ -15,6 +15,7 @@ import (
 
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/ingest/mqtt"
+	"github.com/sluicehq/sluice/membudget"
 	"github.com/sluicehq/sluice/pipeline"
 )
 
@@ -65,7 +66,7 @@ func (m *mqttFlags) register(f *pflag.FlagSet, dev bool) {
 	f.StringVar(&m.clientID, "mqtt-client-id", mqtt.DefaultClientID(), "MQTT client id of the subscriber's persistent session; keep it fixed across restarts (give each collector of a share group its own)")
 	f.DurationVar(&m.sessionExpiry, "mqtt-session-expiry", mqtt.DefaultSessionExpiry, "how long the broker keeps the session, and queues messages for it, while the subscriber is away (non-zero)")
 	f.StringVar(&m.shareGroup, "mqtt-share-group", mqtt.DefaultShareGroup, "subscribe as $share/GROUP/FILTER so that several collectors split the messages (empty: a plain subscription)")
-	f.IntVar(&m.maxInflight, "mqtt-max-inflight", mqtt.DefaultMaxInflight, "most MQTT messages held unacknowledged (waiting for Kafka); the subscriber's MQTT 5 Receive Maximum, so the broker sends no more")
+	f.IntVar(&m.maxInflight, "mqtt-max-inflight", mqtt.DefaultMaxInflight, "most MQTT messages held unacknowledged (waiting for Kafka); the subscriber's MQTT 5 Receive Maximum, so the broker sends no more. Unless given, sized from --memory-limit (messages of --mqtt-max-packet-bytes)")
 	f.StringVar(&m.username, "mqtt-username", "", "user name for the MQTT broker")
 	f.StringVar(&m.passwordFile, "mqtt-password-file", "", "file holding the MQTT broker password")
 	f.StringVar(&m.password, "mqtt-password", "", "MQTT broker password (visible in ps: prefer --mqtt-password-file)")
@@ -73,6 +74,14 @@ func (m *mqttFlags) register(f *pflag.FlagSet, dev bool) {
 	f.StringVar(&m.tlsCert, "mqtt-tls-cert", "", "PEM client certificate for an ssl:// broker (with --mqtt-tls-key)")
 	f.StringVar(&m.tlsKey, "mqtt-tls-key", "", "PEM private key of --mqtt-tls-cert")
 	f.BoolVar(&m.deriveIDs, "mqtt-derive-ids", true, "give events without event_id one derived from the topic, the payload and the event's index, so that a message the broker redelivers counts once (two byte-identical messages on one topic within the dedupe window also count once); false: random ids")
+}
+
+// useBudget takes the messages in flight from --memory-limit unless
+// --mqtt-max-inflight was given.
+func (m *mqttFlags) useBudget(b membudget.Budget, explicit func(string) bool) {
+	if !explicit("mqtt-max-inflight") {
+		m.maxInflight = b.MQTTInflight
+	}
 }
 
 func (m *mqttFlags) sources(dev bool) ([]pipeline.SourceFactory, error) {

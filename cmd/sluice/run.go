@@ -71,10 +71,15 @@ subscription (--mqtt-share-group).`,
 			if len(brokers) == 0 {
 				return fmt.Errorf("--kafka-brokers: required")
 			}
-			cfg, err := p.config()
+			outputs := 0
+			if natsURL != "" {
+				outputs = 1
+			}
+			cfg, err := p.config(outputs)
 			if err != nil {
 				return err
 			}
+			setMemoryLimit(*cfg.Memory, slog.Default())
 			cfg.Role = r
 			cfg.KafkaBrokers = brokers
 			cfg.NATSURL = natsURL

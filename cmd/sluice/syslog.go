@@ -10,6 +10,7 @@ import (
 
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/ingest/syslog"
+	"github.com/sluicehq/sluice/membudget"
 	"github.com/sluicehq/sluice/pipeline"
 )
 
@@ -26,6 +27,15 @@ type syslogFlags struct {
 	maxConns         int
 	readTimeout      time.Duration
 	idleTimeout      time.Duration
+	// bufferBytes and udpQueueBytes come from --memory-limit (zero: the
+	// collector's defaults).
+	bufferBytes, udpQueueBytes int
+}
+
+// useBudget takes the TCP batches and UDP queue held at once from
+// --memory-limit.
+func (s *syslogFlags) useBudget(b membudget.Budget, _ func(string) bool) {
+	s.bufferBytes, s.udpQueueBytes = b.SyslogBufferBytes, b.SyslogUDPQueueBytes
 }
 
 func (s *syslogFlags) register(f *pflag.FlagSet, dev bool) {
@@ -64,6 +74,8 @@ func (s *syslogFlags) sources(bool) ([]pipeline.SourceFactory, error) {
 		MaxConnections:  s.maxConns,
 		ReadTimeout:     s.readTimeout,
 		IdleTimeout:     s.idleTimeout,
+		MaxBufferBytes:  s.bufferBytes,
+		UDPQueueBytes:   s.udpQueueBytes,
 	}
 	return []pipeline.SourceFactory{func(gate *ingest.Gate, reg prometheus.Registerer, log *slog.Logger) (ingest.Source, error) {
 		c := cfg

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strconv"
+
+	"github.com/spf13/pflag"
+
+	"github.com/sluicehq/sluice/ingest/mqtt"
+	"github.com/sluicehq/sluice/membudget"
+	"github.com/sluicehq/sluice/pipeline"
+	"github.com/sluicehq/sluice/schemas"
+)
+
+// memoryLimitHelp is --memory-limit's help; the split is in docs/memory.md.
+const memoryLimitHelp = "ceiling on the process's memory (256MiB, 1GiB, or bytes): Sluice sets the Go runtime's limit below it and sizes its queues and buffers from it (in-flight events and bytes, HTTP parsing slots, Kafka batches and fetches, the dedupe window, MQTT and syslog in flight, and in dev the embedded NATS server); past them producers get 429/503, MQTT acks slow down and syslog reads pause. Bounds given by their own flags win"
+
+// budgeted is implemented by the collectors' flags whose in-flight bounds
+// --memory-limit sizes; explicit reports whether a flag was set by the
+// command line, the environment or the config file, which then wins.
+type budgeted interface {
+	useBudget(b membudget.Budget, explicit func(flag string) bool)
+}
+
+// memoryBudget plans the bounds for p's settings, with outputs sinks
+// besides ClickHouse (NATS), and hands the collectors theirs. Bounds whose
+// flags were given explicitly stay as given.
+func (p *pipelineFlags) memoryBudget(outputs int) (membudget.Budget, error) {
+	explicit := func(name string) bool {
+		f := p.flags.Lookup(name)
+		return f != nil && f.Changed
+	}
+	streams, err := schemas.Load(p.schemasDir)
+	if err != nil {
+		return membudget.Budget{}, err
+	}
+	shape := membudget.Shape{
+		Limit: int64(p.memoryLimit), MaxBodyBytes: p.maxBody, Streams: len(streams.Names()),
+		Partitions: p.partitions, Sinks: 1 + outputs, MQTTMaxPacketBytes: flagInt(p.flags, "mqtt-max-packet-bytes", mqtt.DefaultMaxPacketBytes),
+		Dev: p.dev,
+	}
+	if explicit("dedupe-max-ids") {
+		shape.Overrides.DedupeMaxIDs = p.dedupeMaxIDs
+	}
+	if explicit("mqtt-max-inflight") {
+		shape.Overrides.MQTTInflight = flagInt(p.flags, "mqtt-max-inflight", 0)
+	}
+	b, err := membudget.Plan(shape)
+	if err != nil {
+		return membudget.Budget{}, fmt.Errorf("--memory-limit: %w", err)
+	}
+	for _, c := range p.collectors {
+		if u, ok := c.(budgeted); ok {
+			u.useBudget(b, explicit)
+		}
+	}
+	return b, nil
+}
+
+// flagInt is an int flag's value, or def when the command has no such flag.
+func flagInt(f *pflag.FlagSet, name string, def int) int {
+	fl := f.Lookup(name)
+	if fl == nil {
+		return def
+	}
+	v, err := strconv.Atoi(fl.Value.String())
+	if err != nil {
+		return def
+	}
+	return v
+}
+
+// applyBudget sets the pipeline's bounds from b.
+func applyBudget(cfg *pipeline.Config, b membudget.Budget) {
+	cfg.Memory = &b
+	cfg.MaxInFlightEvents = b.AdmissionEvents
+	cfg.MaxInFlightBytes = b.AdmissionBytes
+	cfg.HTTPMaxParsing = b.HTTPParsing
+	cfg.KafkaBatchBytes = b.ProducerBatchBytes
+	cfg.FetchMaxBytes = b.FetchMaxBytes
+	cfg.WorkInFlightBytes = b.LaneBytes
+	cfg.BatchMaxBytes = b.BatchMaxBytes
+	cfg.DedupeMaxIDs = b.DedupeMaxIDs
+}
+
+// setMemoryLimit hands the Go runtime its share of the ceiling and logs
+// the split, once, at start-up; a split whose worst case does not fit (its
+// floors or explicit bounds are too large for the ceiling) is a warning,
+// not a refusal: it is a worst case, and the operator chose the settings.
+func setMemoryLimit(b membudget.Budget, log *slog.Logger) {
+	debug.SetMemoryLimit(b.GoLimit)
+	log.Info("memory budget", b.LogAttrs()...)
+	if err := b.Fits(); err != nil {
+		log.Warn("memory budget does not fit its ceiling", "err", err)
+	}
+}

@@ -1,0 +1,315 @@
+// Package membudget turns the process's memory ceiling (--memory-limit)
+// into the bounds of every queue and buffer that grows with load: the
+// ingest admission (events and bytes), the HTTP parsing slots, the Kafka
+// producer's batches, the workers' fetch buffers and per-sink byte budgets,
+// the dedupe window, the MQTT and syslog in-flight bounds, and in `sluice
+// dev` the embedded broker and NATS server. Plan is a pure function, so the
+// split can be tested and logged before anything starts.
+package membudget
+
+import (
+	"errors"
+	"fmt"
+)
+
+// DefaultLimit is --memory-limit's default (SPEC "Memory").
+const DefaultLimit int64 = 512 << 20
+
+// MinLimit is the smallest ceiling Plan accepts: below it the fixed base of
+// the process and the smallest useful bounds (two HTTP parsing slots, one
+// full fetch per reader) do not fit, and a ceiling that cannot hold is worse
+// than a clear refusal at start-up.
+const MinLimit int64 = 128 << 20
+
+// Sizes that the rest of Sluice fixes and the plan must respect. They are
+// repeated here, not imported, so that this package stays a leaf.
+const (
+	// kafkaMessageMax is Kafka's default message.max.bytes (1 MiB + 12):
+	// no record batch is larger, so a producer batch may not be either.
+	kafkaMessageMax = 1<<20 + 12
+	// maxEventBytes is ingest.DefaultMaxEventBytes: a producer batch must
+	// hold the largest event alone.
+	maxEventBytes = 1_000_000
+	// minFetchBytes is the smallest fetch that surely holds one whole
+	// record batch: kafka-go cannot make progress past a batch that a
+	// fetch cuts short.
+	minFetchBytes = kafkaMessageMax + 64<<10
+	// maxFetchBytes is what the lanes fetched before there was a budget;
+	// more buys no throughput here (2 cores) and costs per reader.
+	maxFetchBytes = 2 << 20
+	// bytesPerDedupeID is what one remembered event_id costs: about 50
+	// bytes in use (docs/delivery.md, and measured), plus slack for the
+	// map and queue growing by doubling.
+	bytesPerDedupeID = 64
+	// bytesPerEventOverhead is what an admitted event costs besides its
+	// key, value and headers: the ingest.Message (112 bytes) and kafka-go's
+	// Message (about 200) structs.
+	bytesPerEventOverhead = 320
+	// readerQueueBytes is what a lane's reader holds ahead, outside the
+	// byte budgets: kafka-go's QueueCapacity of 256 messages, at 1 KiB
+	// (events are a few hundred bytes; larger ones make it more).
+	readerQueueBytes = 256 << 10
+	// maxEventsPerBatch is ingest.DefaultMaxEvents, the most events one
+	// request may hold; envelopeBytes is about what Sluice adds to each
+	// (event_id, received_at and the field names around them).
+	maxEventsPerBatch = 100_000
+	envelopeBytes     = 128
+)
+
+// Shape is what the plan needs to know about the process besides the
+// limit: how many readers, partitions and collectors share it.
+type Shape struct {
+	// Limit is the ceiling on the resident memory, in bytes.
+	Limit int64
+	// MaxBodyBytes is the largest HTTP body (--max-body-bytes), which
+	// sizes each HTTP parsing slot.
+	MaxBodyBytes int64
+	// Streams and Partitions (per stream topic) count the producer's
+	// partition batches and, with Sinks, the workers' readers: each sink
+	// reads each partition on a reader of its own.
+	Streams, Partitions, Sinks int
+	// MQTTMaxPacketBytes is the largest MQTT publish one in-flight message
+	// may hold (--mqtt-max-packet-bytes).
+	MQTTMaxPacketBytes int
+	// Dev says the embedded broker and NATS server share the process.
+	Dev bool
+	// Overrides are bounds set explicitly (flags): their non-zero fields
+	// replace the planned ones, and count in Queues as they are.
+	Overrides Budget
+}
+
+// Budget is the plan: the bound of every queue and buffer, the Go limit,
+// and what the bounds add up to at worst (Queues, by the costs Plan
+// divides by) beside the base the process needs anyway.
+type Budget struct {
+	// Limit is the ceiling; GoLimit is what debug.SetMemoryLimit gets.
+	Limit, GoLimit int64
+	// Base is kept for the process itself: the runtime, the libraries'
+	// fixed buffers, goroutine stacks, metrics, the embedded servers' own
+	// state. Queues is the worst case of all bounds below together;
+	// GoLimit-Base-Queues is room for garbage between collections.
+	Base, Queues int64
+
+	// AdmissionEvents and AdmissionBytes bound the events accepted by the
+	// ingest gate and not yet acknowledged by Kafka.
+	AdmissionEvents, AdmissionBytes int64
+	// HTTPParsing is how many request bodies are read and parsed at once.
+	HTTPParsing int
+	// ProducerBatchBytes is the Kafka producer's batch size in bytes.
+	ProducerBatchBytes int64
+	// FetchMaxBytes is one lane reader's fetch size (kafka-go MaxBytes);
+	// Readers is how many readers the plan counted.
+	FetchMaxBytes int
+	Readers       int
+	// LaneBytes is the workers' byte budget for batches queued or in work
+	// (workers.Config.MaxInFlightBytes, split evenly between the sinks);
+	// BatchMaxBytes caps one batch so that a sink's share holds two.
+	LaneBytes     int64
+	BatchMaxBytes int
+	// DedupeMaxIDs bounds the event_ids the dedupe window remembers.
+	DedupeMaxIDs int
+	// MQTTInflight bounds the MQTT messages held unacknowledged.
+	MQTTInflight int
+	// SyslogBufferBytes and SyslogUDPQueueBytes bound the syslog TCP
+	// batches and the UDP datagrams held at once.
+	SyslogBufferBytes, SyslogUDPQueueBytes int
+	// NATSMaxMemory bounds JetStream's memory storage and NATSMaxPending
+	// what the server buffers for one slow client (dev only; 0 otherwise).
+	NATSMaxMemory, NATSMaxPending int64
+}
+
+// Plan splits shape.Limit, with all the arithmetic in one place:
+//
+//   - GoLimit: the limit less 10% (at least 32 MiB). Go's limit counts only
+//     memory the runtime maps; the resident set also holds the executable's
+//     text and data pages (about 10 MiB of sluice's are resident) and pages
+//     the runtime has freed but not yet returned, so the headroom is that.
+//   - Base: 32 MiB plus 5% of the limit for what does not scale with load
+//     (measured idle with every collector and the embedded servers up: 12
+//     MiB of heap, 26 MiB mapped by Go, 36 MiB resident) and what grows
+//     slowly (goroutines per connection, the embedded broker's index).
+//   - Queues: three quarters of what GoLimit leaves above Base. The last
+//     quarter is room for garbage, so that the collector does not run
+//     without pause when every bound is full at once.
+//
+// Every bound first gets its floor (two HTTP slots, a whole record batch
+// per reader, one largest body admitted, ...), then a share of what the
+// floors leave of Queues (see flexShares). Each bound is its memory divided
+// by what one unit of it costs; worstCase adds them up again, and Fits
+// says when floors or overrides take that over.
+func Plan(s Shape) (Budget, error) {
+	if s.Limit < MinLimit {
+		return Budget{}, fmt.Errorf("memory limit %s is below the minimum %s", FormatSize(s.Limit), FormatSize(MinLimit))
+	}
+	if s.MaxBodyBytes <= 0 || s.Streams <= 0 || s.Partitions <= 0 || s.Sinks <= 0 || s.MQTTMaxPacketBytes <= 0 {
+		return Budget{}, errors.New("memory plan: body size, streams, partitions, sinks and MQTT packet size must be positive")
+	}
+	b := Budget{Limit: s.Limit, Readers: s.Sinks * s.Streams * s.Partitions}
+	b.GoLimit = s.Limit - max(s.Limit/10, 32<<20)
+	b.Base = 32<<20 + s.Limit/20
+	queues := (b.GoLimit - b.Base) * 3 / 4
+	f := floors(s, b.Readers, queues)
+	sh := flexShares(max(0, queues-f.total()), s.Dev)
+
+	// HTTP: a body as read plus the events it encodes into (the
+	// collector's own estimate, CollectorConfig.MaxParsing).
+	b.HTTPParsing = int(min((f.http+sh.http)/(2*s.MaxBodyBytes), 32))
+	// Readers: the fetch response (kafka-go streams it, the embedded
+	// broker builds it whole) and the reader's queue of messages ahead.
+	b.FetchMaxBytes = int(min((f.fetch+sh.fetch)/int64(b.Readers)-readerQueueBytes, maxFetchBytes))
+	// Admitted events are held twice at worst: the gate's encoded copy,
+	// and kafka-go's produce request or the embedded broker's decoded
+	// copy of it.
+	b.AdmissionBytes = (f.admission + sh.admission) / 2
+	b.AdmissionEvents = clamp(b.AdmissionBytes/bytesPerEventOverhead, 100_000, 200_000)
+	producerBatches := int64(s.Streams+1) * int64(s.Partitions) // and the dead-letter topic
+	b.ProducerBatchBytes = clamp(b.AdmissionBytes/producerBatches, maxEventBytes+4096, 1<<20)
+	// Batches decode into rows a few times their encoded size, and the
+	// ClickHouse client compresses a copy: four times.
+	b.LaneBytes = (f.lanes + sh.lanes) / 4
+	b.BatchMaxBytes = int(clamp(b.LaneBytes/int64(s.Sinks)/2, 1<<20, 8<<20))
+	b.DedupeMaxIDs = int(min((f.dedupe+sh.dedupe)/bytesPerDedupeID, 4_000_000))
+	b.MQTTInflight = int(min((f.mqtt+sh.mqtt)/int64(s.MQTTMaxPacketBytes), 1000))
+	// Syslog: the TCP batches and the UDP queue alike.
+	b.SyslogBufferBytes = int(min((f.syslog+sh.syslog)/2, 64<<20))
+	b.SyslogUDPQueueBytes = int(min((f.syslog+sh.syslog)/2, 16<<20))
+	if s.Dev {
+		// JetStream's memory store, and what the server buffers for each
+		// of a few slow clients (Sluice's publisher, subscribers).
+		b.NATSMaxMemory = min((f.nats+sh.nats)/2, 256<<20)
+		b.NATSMaxPending = min((f.nats+sh.nats)/2/natsClients, 64<<20)
+	}
+	b.override(s.Overrides)
+	b.Queues = b.worstCase(s)
+	return b, nil
+}
+
+// natsClients is how many slow clients the embedded NATS server's pending
+// buffers are counted for.
+const natsClients = 4
+
+// shares are memory for each kind of bound.
+type shares struct {
+	http, fetch, admission, lanes, dedupe, mqtt, syslog, nats int64
+}
+
+func (s shares) total() int64 {
+	return s.http + s.fetch + s.admission + s.lanes + s.dedupe + s.mqtt + s.syslog + s.nats
+}
+
+// floors are the least memory each bound needs to work at all: two HTTP
+// slots (one slow upload must not lock everyone out), a whole record batch
+// per reader, one largest body admitted (see below), two 1 MiB batches per
+// sink, 100,000 dedupe ids, 8 MQTT messages of the largest size, two 1 MiB
+// syslog batches and as much UDP queue, and in dev 4 MiB of JetStream
+// memory and 1 MiB per NATS client.
+//
+// The admission's floor is what the heaviest valid largest body weighs:
+// its bytes plus, for each of up to 100,000 events (ingest's MaxEvents) of
+// 40 bytes or more, the envelope Sluice adds and the per-message overhead.
+// A lighter admission answers such a body 413 though it is within
+// --max-body-bytes. Where that floor does not fit the queues (small
+// ceilings), the floor is the body's bytes alone, and such bodies are
+// refused: the ceiling decides, and docs/memory.md says so.
+func floors(s Shape, readers int, queues int64) shares {
+	heaviest := s.MaxBodyBytes + min(s.MaxBodyBytes/40, maxEventsPerBatch)*(bytesPerEventOverhead+envelopeBytes)
+	f := shares{
+		http:      2 * 2 * s.MaxBodyBytes,
+		fetch:     int64(readers) * (minFetchBytes + readerQueueBytes),
+		admission: 2 * heaviest,
+		lanes:     4 * int64(s.Sinks) * (2 << 20),
+		dedupe:    100_000 * bytesPerDedupeID,
+		mqtt:      8 * int64(s.MQTTMaxPacketBytes),
+		syslog:    4 << 20,
+	}
+	if s.Dev {
+		f.nats = 2 * (4 << 20)
+	}
+	if f.total() > queues {
+		f.admission = 2 * s.MaxBodyBytes
+	}
+	return f
+}
+
+// flexShares divides what the floors leave. The dedupe window has the
+// largest share because it buys correctness (a retry within the window
+// counts once); the others buy throughput, and past them producers are
+// told to retry. In dev the embedded NATS server's share comes out of the
+// dedupe window's.
+func flexShares(q int64, dev bool) shares {
+	pct := func(p int64) int64 { return q * p / 100 }
+	s := shares{http: pct(15), fetch: pct(10), admission: pct(10), lanes: pct(15), dedupe: pct(35), mqtt: pct(5), syslog: pct(5)}
+	if dev {
+		s.nats = pct(5)
+		s.dedupe -= s.nats
+	}
+	return s
+}
+
+// worstCase adds up what the bounds hold at most, by the same costs Plan
+// divided them by; overrides can take it over the planned queues.
+func (b Budget) worstCase(s Shape) int64 {
+	return int64(b.HTTPParsing)*2*s.MaxBodyBytes +
+		int64(b.Readers)*(int64(b.FetchMaxBytes)+readerQueueBytes) +
+		2*b.AdmissionBytes +
+		4*b.LaneBytes +
+		int64(b.DedupeMaxIDs)*bytesPerDedupeID +
+		int64(b.MQTTInflight)*int64(s.MQTTMaxPacketBytes) +
+		int64(b.SyslogBufferBytes+b.SyslogUDPQueueBytes) +
+		b.NATSMaxMemory + natsClients*b.NATSMaxPending
+}
+
+// Fits reports whether the bounds' worst case, all full at once, and the
+// base fit nine tenths of the Go limit; an error says by how much they do
+// not (floors or overrides that took them over) and what to lower.
+func (b Budget) Fits() error {
+	if over := b.Base + b.Queues - b.GoLimit*9/10; over > 0 {
+		return fmt.Errorf("the bounds' worst case (%s) and the base (%s) exceed nine tenths of the Go limit (%s) by %s: raise --memory-limit, or lower --max-body-bytes, --partitions or the overrides",
+			FormatSize(b.Queues), FormatSize(b.Base), FormatSize(b.GoLimit), FormatSize(over))
+	}
+	return nil
+}
+
+// override replaces the planned bounds by the non-zero ones of o.
+func (b *Budget) override(o Budget) {
+	pick := func(dst *int64, v int64) {
+		if v > 0 {
+			*dst = v
+		}
+	}
+	pickInt := func(dst *int, v int) {
+		if v > 0 {
+			*dst = v
+		}
+	}
+	pick(&b.AdmissionEvents, o.AdmissionEvents)
+	pick(&b.AdmissionBytes, o.AdmissionBytes)
+	pickInt(&b.HTTPParsing, o.HTTPParsing)
+	pick(&b.ProducerBatchBytes, o.ProducerBatchBytes)
+	pickInt(&b.FetchMaxBytes, o.FetchMaxBytes)
+	pick(&b.LaneBytes, o.LaneBytes)
+	pickInt(&b.BatchMaxBytes, o.BatchMaxBytes)
+	pickInt(&b.DedupeMaxIDs, o.DedupeMaxIDs)
+	pickInt(&b.MQTTInflight, o.MQTTInflight)
+	pickInt(&b.SyslogBufferBytes, o.SyslogBufferBytes)
+	pickInt(&b.SyslogUDPQueueBytes, o.SyslogUDPQueueBytes)
+	pick(&b.NATSMaxMemory, o.NATSMaxMemory)
+	pick(&b.NATSMaxPending, o.NATSMaxPending)
+}
+
+// LogAttrs are the split as slog key-value pairs, for the one start-up line.
+func (b Budget) LogAttrs() []any {
+	return []any{
+		"limit", FormatSize(b.Limit), "go_limit", FormatSize(b.GoLimit), "base", FormatSize(b.Base),
+		"queues_worst_case", FormatSize(b.Queues),
+		"admission_events", b.AdmissionEvents, "admission_bytes", FormatSize(b.AdmissionBytes),
+		"http_parsing_slots", b.HTTPParsing, "producer_batch_bytes", FormatSize(b.ProducerBatchBytes),
+		"fetch_max_bytes", FormatSize(int64(b.FetchMaxBytes)), "readers", b.Readers,
+		"lane_bytes", FormatSize(b.LaneBytes), "batch_max_bytes", FormatSize(int64(b.BatchMaxBytes)),
+		"dedupe_max_ids", b.DedupeMaxIDs, "mqtt_inflight", b.MQTTInflight,
+		"syslog_buffer_bytes", FormatSize(int64(b.SyslogBufferBytes)), "syslog_udp_queue_bytes", FormatSize(int64(b.SyslogUDPQueueBytes)),
+		"nats_max_memory", FormatSize(b.NATSMaxMemory), "nats_max_pending", FormatSize(b.NATSMaxPending),
+	}
+}
+
+func clamp(v, lo, hi int64) int64 { return min(max(v, lo), hi) }

@@ -1,0 +1,155 @@
+package membudget
+
+import (
+	"strings"
+	"testing"
+)
+
+// devShape is `sluice dev` with its defaults: two streams of 8 partitions,
+// ClickHouse and NATS, 8 MiB bodies, 1 MiB MQTT packets.
+func devShape(limit int64) Shape {
+	return Shape{Limit: limit, MaxBodyBytes: 8 << 20, Streams: 2, Partitions: 8, Sinks: 2, MQTTMaxPacketBytes: 1 << 20, Dev: true}
+}
+
+// TestPlan pins the split of the documented limits (docs/memory.md quotes
+// these figures) and checks the rules every plan keeps.
+func TestPlan(t *testing.T) {
+	tests := []struct {
+		name  string
+		shape Shape
+		want  Budget // Limit, Base and Queues are checked by rule
+	}{
+		{name: "256MiB", shape: devShape(256 << 20), want: Budget{
+			GoLimit: 224 << 20, AdmissionEvents: 100_000, AdmissionBytes: 8_508_990, HTTPParsing: 2,
+			ProducerBatchBytes: 1_004_096, FetchMaxBytes: 1_121_647, Readers: 32, LaneBytes: 4_284_591, BatchMaxBytes: 1_071_147,
+			DedupeMaxIDs: 111_285, MQTTInflight: 8, SyslogBufferBytes: 2_157_343, SyslogUDPQueueBytes: 2_157_343,
+			NATSMaxMemory: 4_254_495, NATSMaxPending: 1_063_623,
+		}},
+		{name: "512MiB", shape: devShape(512 << 20), want: Budget{
+			GoLimit: 483_183_821, AdmissionEvents: 180_115, AdmissionBytes: 57_637_029, HTTPParsing: 2,
+			ProducerBatchBytes: 1 << 20, FetchMaxBytes: 1_392_150, Readers: 32, LaneBytes: 7_530_619, BatchMaxBytes: 1_882_654,
+			DedupeMaxIDs: 517_039, MQTTInflight: 12, SyslogBufferBytes: 4_321_362, SyslogUDPQueueBytes: 4_321_362,
+			NATSMaxMemory: 6_418_514, NATSMaxPending: 1_604_628,
+		}},
+		{name: "2GiB", shape: devShape(2 << 30), want: Budget{
+			GoLimit: 1_932_735_284, AdmissionEvents: 200_000, AdmissionBytes: 108_975_310, HTTPParsing: 11,
+			ProducerBatchBytes: 1 << 20, FetchMaxBytes: 2 << 20, Readers: 32, LaneBytes: 46_034_330, BatchMaxBytes: 8 << 20,
+			DedupeMaxIDs: 4_000_000, MQTTInflight: 61, SyslogBufferBytes: 29_990_503, SyslogUDPQueueBytes: 16 << 20,
+			NATSMaxMemory: 32_087_655, NATSMaxPending: 8_021_913,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Plan(tt.shape)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Log(got.LogAttrs()...)
+			want := tt.want
+			want.Limit, want.Base, want.Queues = tt.shape.Limit, got.Base, got.Queues
+			if got != want {
+				t.Errorf("Plan(%+v)\n got %#v\nwant %#v", tt.shape, got, want)
+			}
+			checkRules(t, tt.shape, got)
+		})
+	}
+}
+
+// checkRules checks what every plan of a sane shape keeps: the pieces fit
+// the Go limit with room for garbage, and the Kafka sizes stay valid.
+func checkRules(t *testing.T, s Shape, b Budget) {
+	t.Helper()
+	if err := b.Fits(); err != nil {
+		t.Error(err)
+	}
+	if b.GoLimit >= b.Limit || b.Limit-b.GoLimit < 32<<20 {
+		t.Errorf("Go limit %d leaves less than 32 MiB of limit %d", b.GoLimit, b.Limit)
+	}
+	if b.ProducerBatchBytes < maxEventBytes || b.ProducerBatchBytes > kafkaMessageMax {
+		t.Errorf("producer batch %d outside [max event %d, message.max.bytes %d]", b.ProducerBatchBytes, maxEventBytes, kafkaMessageMax)
+	}
+	if b.FetchMaxBytes < minFetchBytes {
+		t.Errorf("fetch %d cannot hold a whole record batch (%d)", b.FetchMaxBytes, minFetchBytes)
+	}
+	if b.HTTPParsing < 2 || b.AdmissionBytes < s.MaxBodyBytes || b.DedupeMaxIDs < 100_000 {
+		t.Errorf("a bound is below its floor: %+v", b)
+	}
+	if s.Dev != (b.NATSMaxMemory > 0) {
+		t.Errorf("NATS bounds %d in dev %v", b.NATSMaxMemory, s.Dev)
+	}
+}
+
+// Explicit settings replace their bound and nothing else; smaller bodies
+// and a process without the embedded servers leave more to the rest.
+func TestPlanVariants(t *testing.T) {
+	plain, err := Plan(devShape(512 << 20))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The heaviest valid 8 MiB body: 100,000 events of the smallest size,
+	// each with its envelope and per-message overhead. The default ceiling
+	// admits it; 256MiB cannot afford to and admits the body's bytes.
+	heaviest := int64(8<<20) + 100_000*(bytesPerEventOverhead+envelopeBytes)
+	if plain.AdmissionBytes < heaviest {
+		t.Errorf("512MiB admits %d bytes, less than the heaviest largest body (%d)", plain.AdmissionBytes, heaviest)
+	}
+	if p256, _ := Plan(devShape(256 << 20)); p256.AdmissionBytes >= heaviest || p256.AdmissionBytes < 8<<20 {
+		t.Errorf("256MiB admits %d bytes, want the body's bytes (%d) and not the heaviest body's (%d)", p256.AdmissionBytes, 8<<20, heaviest)
+	}
+
+	over := devShape(512 << 20)
+	over.Overrides = Budget{DedupeMaxIDs: 4_000_000, MQTTInflight: 1000, HTTPParsing: 8}
+	got, err := Plan(over)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := plain
+	want.DedupeMaxIDs, want.MQTTInflight, want.HTTPParsing, want.Queues = 4_000_000, 1000, 8, got.Queues
+	if got != want {
+		t.Errorf("overrides:\n got %#v\nwant %#v", got, want)
+	}
+	if err := got.Fits(); err == nil || !strings.Contains(err.Error(), "exceed") {
+		t.Errorf("Fits() with 4M ids, 1000 MiB of MQTT and 8 slots of 16 MiB in 512 MiB = %v, want it to say they exceed", err)
+	}
+
+	small := devShape(256 << 20)
+	small.MaxBodyBytes = 1 << 20
+	s, err := Plan(small)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkRules(t, small, s)
+	if s.HTTPParsing <= 2 {
+		t.Errorf("1 MiB bodies in 256 MiB: %d HTTP slots, want more than with 8 MiB bodies (2)", s.HTTPParsing)
+	}
+
+	run := devShape(512 << 20)
+	run.Dev = false
+	r, err := Plan(run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkRules(t, run, r)
+	if r.DedupeMaxIDs <= plain.DedupeMaxIDs {
+		t.Errorf("without the embedded servers: %d dedupe ids, want more than dev's %d", r.DedupeMaxIDs, plain.DedupeMaxIDs)
+	}
+
+	wide := devShape(256 << 20)
+	wide.Partitions = 64
+	w, err := Plan(wide)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Fits(); err == nil {
+		t.Errorf("256 readers of a whole record batch each in 256 MiB: Fits() = nil, want an error")
+	}
+}
+
+func TestPlanRefuses(t *testing.T) {
+	for _, s := range []Shape{devShape(64 << 20), {Limit: 512 << 20}} {
+		if _, err := Plan(s); err == nil {
+			t.Errorf("Plan(%+v) accepted", s)
+		}
+	}
+}
