@@ -51,6 +51,7 @@ func startIngest(cfg Config, streams *schemas.Registry, reg *prometheus.Registry
 	collector, err := httpapi.NewCollector(httpapi.CollectorConfig{
 		Gate:         gate,
 		MaxBodyBytes: cfg.MaxBodyBytes,
+		MinBodyRate:  cfg.HTTPMinBodyRate,
 		Tokens:       cfg.Tokens,
 		Logger:       cfg.Logger,
 		Registerer:   reg,
