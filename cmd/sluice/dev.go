@@ -10,6 +10,7 @@ import (
 
 	"github.com/sluicehq/sluice/devstack"
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/ingest/httpapi"
 	"github.com/sluicehq/sluice/pipeline"
 	"github.com/sluicehq/sluice/sinks/clickhouse"
 	"github.com/sluicehq/sluice/workers"
@@ -99,6 +100,8 @@ type pipelineFlags struct {
 	schemasDir     string
 	tokens         []string
 	maxBody        int64
+	maxConns       int
+	minBodyRate    int64
 	partitions     int
 	workers        int
 	batchMax       int
@@ -132,6 +135,8 @@ func (p *pipelineFlags) register(cmd *cobra.Command, dev bool) {
 	f.StringVar(&p.schemasDir, "schemas", "", "directory of stream definitions (*.yaml) replacing the built-in ones")
 	f.StringSliceVar(&p.tokens, "token", nil, "bearer token the collector accepts (repeat or comma-separate; none: no auth)")
 	f.Int64Var(&p.maxBody, "max-body-bytes", 8<<20, "largest request body accepted, after decompression")
+	f.IntVar(&p.maxConns, "http-max-connections", httpapi.DefaultMaxConnections, "most connections the HTTP server serves at once; beyond it new connections wait to be accepted")
+	f.Int64Var(&p.minBodyRate, "http-min-body-rate", httpapi.DefaultMinBodyRate, fmt.Sprintf("slowest average rate, in bytes/s, at which a request body may arrive once its first %s have passed; a slower (or silent) upload is answered 408 and closed. The server's read timeout is sized from it and --max-body-bytes", httpapi.DefaultBodyGrace))
 	f.IntVar(&p.partitions, "partitions", 8, "partitions of each stream topic when Sluice creates it")
 	f.IntVar(&p.workers, "workers", 8, "worker goroutines delivering batches")
 	f.IntVar(&p.batchMax, "batch-max-events", 10_000, "largest batch (one ClickHouse INSERT) in events")
@@ -146,6 +151,9 @@ func (p *pipelineFlags) register(cmd *cobra.Command, dev bool) {
 }
 
 func (p *pipelineFlags) config() (pipeline.Config, error) {
+	if p.maxConns <= 0 || p.minBodyRate <= 0 {
+		return pipeline.Config{}, fmt.Errorf("--http-max-connections and --http-min-body-rate must be positive")
+	}
 	sources, err := p.collectors.sources(p.dev)
 	if err != nil {
 		return pipeline.Config{}, err
@@ -155,22 +163,24 @@ func (p *pipelineFlags) config() (pipeline.Config, error) {
 		return pipeline.Config{}, err
 	}
 	return pipeline.Config{
-		Sources:          sources,
-		KafkaLinger:      p.kafkaLinger,
-		HTTPAddr:         p.httpAddr,
-		Tokens:           p.tokens,
-		MaxBodyBytes:     p.maxBody,
-		Partitions:       p.partitions,
-		Workers:          p.workers,
-		BatchMaxEvents:   p.batchMax,
-		BatchLinger:      p.batchLinger,
-		SessionTimeout:   p.sessionTimeout,
-		RebalanceTimeout: p.rebalance,
-		DedupeWindow:     p.dedupeWindow,
-		DedupeMaxIDs:     p.dedupeMaxIDs,
-		NATSMaxLag:       p.natsMaxLag,
-		SchemasDir:       p.schemasDir,
-		Pprof:            p.pprof,
+		Sources:            sources,
+		KafkaLinger:        p.kafkaLinger,
+		HTTPAddr:           p.httpAddr,
+		Tokens:             p.tokens,
+		MaxBodyBytes:       p.maxBody,
+		HTTPMaxConnections: p.maxConns,
+		HTTPMinBodyRate:    p.minBodyRate,
+		Partitions:         p.partitions,
+		Workers:            p.workers,
+		BatchMaxEvents:     p.batchMax,
+		BatchLinger:        p.batchLinger,
+		SessionTimeout:     p.sessionTimeout,
+		RebalanceTimeout:   p.rebalance,
+		DedupeWindow:       p.dedupeWindow,
+		DedupeMaxIDs:       p.dedupeMaxIDs,
+		NATSMaxLag:         p.natsMaxLag,
+		SchemasDir:         p.schemasDir,
+		Pprof:              p.pprof,
 		ClickHouse: clickhouse.Options{
 			Addr:     p.chAddr,
 			Database: p.chDatabase,
