@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/sluicehq/sluice/devstack"
 	"github.com/sluicehq/sluice/ingest"
@@ -49,6 +50,11 @@ same --data-dir carries on where it stopped, losing and duplicating nothing.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := slog.Default()
+			// Settings first: a bad one fails before anything starts.
+			cfg, err := p.config()
+			if err != nil {
+				return err
+			}
 			if err := os.MkdirAll(dataDir, 0o755); err != nil {
 				return fmt.Errorf("data dir: %w", err)
 			}
@@ -70,10 +76,6 @@ same --data-dir carries on where it stopped, losing and duplicating nothing.`,
 			defer nats.Close()
 			log.Info("embedded nats listening", "url", nats.URL())
 
-			cfg, err := p.config()
-			if err != nil {
-				return err
-			}
 			cfg.KafkaBrokers = []string{kafka.Addr()}
 			cfg.NATSURL = nats.URL()
 			cfg.Role = pipeline.RoleAll
@@ -99,6 +101,8 @@ type pipelineFlags struct {
 	chPassword     string
 	schemasDir     string
 	tokens         []string
+	tokenFile      string
+	flags          *pflag.FlagSet
 	maxBody        int64
 	maxConns       int
 	minBodyRate    int64
@@ -124,16 +128,18 @@ type pipelineFlags struct {
 func (p *pipelineFlags) register(cmd *cobra.Command, dev bool) {
 	f := cmd.Flags()
 	p.dev = dev
+	p.flags = f
 	p.collectors.register(f, dev)
 	f.StringVar(&p.httpAddr, "http-addr", "127.0.0.1:8080", "address of the HTTP collector, /metrics, /healthz and /readyz")
 	f.StringVar(&p.chAddr, "clickhouse-addr", "127.0.0.1:9000", "ClickHouse native-protocol address")
 	f.StringVar(&p.chDatabase, "clickhouse-database", "sluice", "ClickHouse database for the stream tables (created if missing)")
 	f.StringVar(&p.chUser, "clickhouse-user", "default", "ClickHouse user")
 	f.StringVar(&p.chPassword, "clickhouse-password", "", "ClickHouse password")
+	markSecret(f, "clickhouse-password")
 	f.StringVar(&p.chPartition, "clickhouse-partition", clickhouse.PartitionMonth, "time partitions of the tables Sluice creates, by the time rows were stored: month or day")
 	f.StringVar(&p.chTTL, "clickhouse-ttl", "", "drop stored rows older than this, whole partitions at a time (e.g. 90d; empty: keep everything); a table TTL on servers from 22.8, Sluice's own hourly DROP PARTITION on older ones")
 	f.StringVar(&p.schemasDir, "schemas", "", "directory of stream definitions (*.yaml) replacing the built-in ones")
-	f.StringSliceVar(&p.tokens, "token", nil, "bearer token the collector accepts (repeat or comma-separate; none: no auth)")
+	registerTokenFlags(f, &p.tokens, &p.tokenFile)
 	f.Int64Var(&p.maxBody, "max-body-bytes", 8<<20, "largest request body accepted, after decompression")
 	f.IntVar(&p.maxConns, "http-max-connections", httpapi.DefaultMaxConnections, "most connections the HTTP server serves at once; beyond it new connections wait to be accepted")
 	f.Int64Var(&p.minBodyRate, "http-min-body-rate", httpapi.DefaultMinBodyRate, fmt.Sprintf("slowest average rate, in bytes/s, at which a request body may arrive once its first %s have passed; a slower (or silent) upload is answered 408 and closed. The server's read timeout is sized from it and --max-body-bytes", httpapi.DefaultBodyGrace))
@@ -154,6 +160,10 @@ func (p *pipelineFlags) config() (pipeline.Config, error) {
 	if p.maxConns <= 0 || p.minBodyRate <= 0 {
 		return pipeline.Config{}, fmt.Errorf("--http-max-connections and --http-min-body-rate must be positive")
 	}
+	tokens, err := resolveTokens(p.flags, p.tokens, p.tokenFile, slog.Default())
+	if err != nil {
+		return pipeline.Config{}, err
+	}
 	sources, err := p.collectors.sources(p.dev)
 	if err != nil {
 		return pipeline.Config{}, err
@@ -166,7 +176,7 @@ func (p *pipelineFlags) config() (pipeline.Config, error) {
 		Sources:            sources,
 		KafkaLinger:        p.kafkaLinger,
 		HTTPAddr:           p.httpAddr,
-		Tokens:             p.tokens,
+		Tokens:             tokens,
 		MaxBodyBytes:       p.maxBody,
 		HTTPMaxConnections: p.maxConns,
 		HTTPMinBodyRate:    p.minBodyRate,

@@ -64,16 +64,16 @@ subscription (--mqtt-share-group).`,
 					return err
 				}
 			}
+			cfg, err := p.config()
+			if err != nil {
+				return err
+			}
 			r, err := pipeline.ParseRole(role)
 			if err != nil {
 				return fmt.Errorf("--role: %w", err)
 			}
 			if len(brokers) == 0 {
 				return fmt.Errorf("--kafka-brokers: required")
-			}
-			cfg, err := p.config()
-			if err != nil {
-				return err
 			}
 			cfg.Role = r
 			cfg.KafkaBrokers = brokers
@@ -122,6 +122,15 @@ func applyConfigFile(flags *pflag.FlagSet, path string) error {
 			parts := make([]string, len(x))
 			for i, e := range x {
 				parts[i] = fmt.Sprint(e)
+			}
+			if sv, ok := f.Value.(pflag.SliceValue); ok && len(parts) > 0 {
+				// Element by element: joined with commas, a list of
+				// tokens would become one token.
+				if err := sv.Replace(parts); err != nil {
+					return fmt.Errorf("config %s: %s: %w", path, key, err)
+				}
+				f.Changed = true
+				continue
 			}
 			s = strings.Join(parts, ",")
 		case nil:
