@@ -56,21 +56,10 @@ func startSlowStack(t *testing.T, grace time.Duration, maxConns int) *slowStack 
 	return &slowStack{c: c, reg: reg, addr: ln.Addr().String()}
 }
 
-// stall opens a connection that sends a request's headers, announcing a
-// body of 1000 bytes, and the first sent bytes of it, then nothing.
+// stall stalls an upload to the collector after sent bytes of its body.
 func (s *slowStack) stall(t *testing.T, sent int) net.Conn {
 	t.Helper()
-	conn, err := net.Dial("tcp", s.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	req := "POST /v1/streams/iot_telemetry/events HTTP/1.1\r\nHost: sluice\r\n" +
-		"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n" + strings.Repeat(" ", sent)
-	if _, err := io.WriteString(conn, req); err != nil {
-		t.Fatal(err)
-	}
-	return conn
+	return testkit.StallUpload(t, s.addr, "/v1/streams/iot_telemetry/events", sent)
 }
 
 func (s *slowStack) post(client *http.Client, body string) (int, error) {
