@@ -192,9 +192,9 @@ func (c *Collector) handleEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// The slot is taken only once the body has begun to arrive: a client
-	// that stalls before then holds a goroutine until the rate runs out,
-	// but no slot.
+	// The slot is taken only once the first prereadBytes of the body (all
+	// of a smaller one) have arrived: a client that stalls before then
+	// holds a goroutine until the minimum rate runs out, but no slot.
 	if rerr := c.awaitBody(w, r); rerr != nil {
 		c.failRead(w, r, label, rerr)
 		return
