@@ -53,6 +53,7 @@ func startIngest(cfg Config, streams *schemas.Registry, reg *prometheus.Registry
 		Gate:         gate,
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		MaxParsing:   cfg.HTTPMaxParsing,
+		MinBodyRate:  cfg.HTTPMinBodyRate,
 		Tokens:       cfg.Tokens,
 		Logger:       cfg.Logger,
 		Registerer:   reg,
@@ -62,6 +63,7 @@ func startIngest(cfg Config, streams *schemas.Registry, reg *prometheus.Registry
 		return nil, err
 	}
 	mux.Handle("/", collector)
+	logAuth(cfg.Logger, len(cfg.Tokens))
 	for _, newSource := range cfg.Sources {
 		src, err := newSource(gate, reg, cfg.Logger)
 		if err != nil {
@@ -73,6 +75,16 @@ func startIngest(cfg Config, streams *schemas.Registry, reg *prometheus.Registry
 	topics := gate.Topics()
 	p.ready = ops.Check{Name: "kafka", Ready: func(ctx context.Context) error { return producer.Ping(ctx, topics...) }}
 	return p, nil
+}
+
+// logAuth says once whether the collector requires a bearer token, and how
+// many it accepts (never which).
+func logAuth(log *slog.Logger, tokens int) {
+	if tokens == 0 {
+		log.Info("http collector authentication off: any client may post events (give --token-file to require bearer tokens)", "auth", "off")
+		return
+	}
+	log.Info("http collector authentication on: bearer token required", "auth", "on", "tokens", tokens)
 }
 
 // run runs the sources until ctx ends and each has stopped; the first that

@@ -23,6 +23,7 @@ import (
 	"github.com/sluicehq/sluice/backlog"
 	"github.com/sluicehq/sluice/backpressure"
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/ingest/httpapi"
 	"github.com/sluicehq/sluice/kafkatopic"
 	"github.com/sluicehq/sluice/membudget"
 	"github.com/sluicehq/sluice/ops"
@@ -63,6 +64,13 @@ type Config struct {
 	Tokens []string
 	// MaxBodyBytes bounds a request body, decompressed (default 8 MiB).
 	MaxBodyBytes int64
+	// HTTPMaxConnections bounds the connections the HTTP server serves at
+	// once (default httpapi.DefaultMaxConnections).
+	HTTPMaxConnections int
+	// HTTPMinBodyRate is the slowest average rate, in bytes per second, at
+	// which a request body may arrive after a few seconds' grace (default
+	// httpapi.DefaultMinBodyRate); slower ones are answered 408.
+	HTTPMinBodyRate int64
 	// MaxInFlightEvents bounds events accepted but not yet acknowledged by
 	// Kafka across all requests (default 200,000); beyond it requests get 429.
 	MaxInFlightEvents int64
@@ -144,6 +152,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = 8 << 20
+	}
+	if c.HTTPMaxConnections <= 0 {
+		c.HTTPMaxConnections = httpapi.DefaultMaxConnections
+	}
+	if c.HTTPMinBodyRate <= 0 {
+		c.HTTPMinBodyRate = httpapi.DefaultMinBodyRate
 	}
 	if c.MaxInFlightEvents <= 0 {
 		c.MaxInFlightEvents = 200_000
@@ -251,7 +265,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Pprof {
 		mountPprof(mux)
 	}
-	serveHTTP(gctx, g, ln, mux, log, cfg.Role)
+	if err := serveHTTP(gctx, g, ln, mux, cfg, reg); err != nil {
+		return stop(err)
+	}
 	err = g.Wait()
 	if in != nil {
 		// Last: HTTP requests and sources in flight used the producer.
@@ -263,9 +279,20 @@ func Run(ctx context.Context, cfg Config) error {
 
 // serveHTTP runs the HTTP server as two actors: one serves, one shuts it
 // down gracefully (requests in flight finish) when ctx ends.
-func serveHTTP(ctx context.Context, g *errgroup.Group, ln net.Listener, h http.Handler, log *slog.Logger, role Role) {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
-	log.Info("http listening", "addr", ln.Addr().String(), "role", role)
+func serveHTTP(ctx context.Context, g *errgroup.Group, ln net.Listener, h http.Handler, cfg Config, reg prometheus.Registerer) error {
+	log := cfg.Logger
+	srv, err := httpapi.NewServer(httpapi.ServerConfig{
+		Handler:        h,
+		MaxBodyBytes:   cfg.MaxBodyBytes,
+		MinBodyRate:    cfg.HTTPMinBodyRate,
+		MaxConnections: cfg.HTTPMaxConnections,
+		Registerer:     reg,
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("http listening", "addr", ln.Addr().String(), "role", cfg.Role,
+		"max_connections", cfg.HTTPMaxConnections, "read_timeout", srv.ReadTimeout())
 	g.Go(func() error {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http server: %w", err)
@@ -282,6 +309,7 @@ func serveHTTP(ctx context.Context, g *errgroup.Group, ln net.Listener, h http.H
 		}
 		return nil
 	})
+	return nil
 }
 
 // ensureTopics creates the streams' topics and the dead-letter topic where

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sluicehq/sluice/devstack"
 	"github.com/sluicehq/sluice/ingest"
+	"github.com/sluicehq/sluice/ingest/httpapi"
 	"github.com/sluicehq/sluice/membudget"
 	"github.com/sluicehq/sluice/pipeline"
 	"github.com/sluicehq/sluice/sinks/clickhouse"
@@ -50,14 +51,15 @@ same --data-dir carries on where it stopped, losing and duplicating nothing.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := slog.Default()
-			if err := os.MkdirAll(dataDir, 0o755); err != nil {
-				return fmt.Errorf("data dir: %w", err)
-			}
-			// The memory budget comes first: it bounds the embedded
-			// servers too, and the collectors are built with their share.
+			// Settings first: a bad one fails before anything starts. The
+			// memory budget is among them: it bounds the embedded servers
+			// too, and the collectors are built with their share.
 			cfg, err := p.config(1)
 			if err != nil {
 				return err
+			}
+			if err := os.MkdirAll(dataDir, 0o755); err != nil {
+				return fmt.Errorf("data dir: %w", err)
 			}
 			setMemoryLimit(*cfg.Memory, log)
 			kafka, err := devstack.StartKafka(kafkaAddr, dataDir, syncWrites, log)
@@ -103,7 +105,11 @@ type pipelineFlags struct {
 	chPassword     string
 	schemasDir     string
 	tokens         []string
+	tokenFile      string
+	flags          *pflag.FlagSet
 	maxBody        int64
+	maxConns       int
+	minBodyRate    int64
 	partitions     int
 	workers        int
 	batchMax       int
@@ -120,7 +126,6 @@ type pipelineFlags struct {
 	collectors     collectorFlags
 	dev            bool
 	memoryLimit    membudget.Size
-	flags          *pflag.FlagSet
 }
 
 // register adds the flags to cmd; dev says whether cmd is `sluice dev`,
@@ -136,11 +141,14 @@ func (p *pipelineFlags) register(cmd *cobra.Command, dev bool) {
 	f.StringVar(&p.chDatabase, "clickhouse-database", "sluice", "ClickHouse database for the stream tables (created if missing)")
 	f.StringVar(&p.chUser, "clickhouse-user", "default", "ClickHouse user")
 	f.StringVar(&p.chPassword, "clickhouse-password", "", "ClickHouse password")
+	markSecret(f, "clickhouse-password")
 	f.StringVar(&p.chPartition, "clickhouse-partition", clickhouse.PartitionMonth, "time partitions of the tables Sluice creates, by the time rows were stored: month or day")
 	f.StringVar(&p.chTTL, "clickhouse-ttl", "", "drop stored rows older than this, whole partitions at a time (e.g. 90d; empty: keep everything); a table TTL on servers from 22.8, Sluice's own hourly DROP PARTITION on older ones")
 	f.StringVar(&p.schemasDir, "schemas", "", "directory of stream definitions (*.yaml) replacing the built-in ones")
-	f.StringSliceVar(&p.tokens, "token", nil, "bearer token the collector accepts (repeat or comma-separate; none: no auth)")
+	registerTokenFlags(f, &p.tokens, &p.tokenFile)
 	f.Int64Var(&p.maxBody, "max-body-bytes", 8<<20, "largest request body accepted, after decompression")
+	f.IntVar(&p.maxConns, "http-max-connections", httpapi.DefaultMaxConnections, "most connections the HTTP server serves at once; beyond it new connections wait to be accepted")
+	f.Int64Var(&p.minBodyRate, "http-min-body-rate", httpapi.DefaultMinBodyRate, fmt.Sprintf("slowest average rate, in bytes/s, at which a request body may arrive once its first %s have passed; a slower (or silent) upload is answered 408 and closed. The server's read timeout is sized from it and --max-body-bytes", httpapi.DefaultBodyGrace))
 	f.IntVar(&p.partitions, "partitions", 8, "partitions of each stream topic when Sluice creates it")
 	f.IntVar(&p.workers, "workers", 8, "worker goroutines delivering batches")
 	f.IntVar(&p.batchMax, "batch-max-events", 10_000, "largest batch (one ClickHouse INSERT) in events")
@@ -155,8 +163,16 @@ func (p *pipelineFlags) register(cmd *cobra.Command, dev bool) {
 }
 
 // config builds the pipeline's configuration with the bounds sized from
-// --memory-limit, for ClickHouse and outputs other sinks (NATS).
+// --memory-limit, for ClickHouse and outputs other sinks (NATS). It checks
+// every setting, so that a bad one fails before anything starts.
 func (p *pipelineFlags) config(outputs int) (pipeline.Config, error) {
+	if p.maxConns <= 0 || p.minBodyRate <= 0 {
+		return pipeline.Config{}, fmt.Errorf("--http-max-connections and --http-min-body-rate must be positive")
+	}
+	tokens, err := resolveTokens(p.flags, p.tokens, p.tokenFile, slog.Default())
+	if err != nil {
+		return pipeline.Config{}, err
+	}
 	budget, err := p.memoryBudget(outputs)
 	if err != nil {
 		return pipeline.Config{}, err
@@ -170,22 +186,24 @@ func (p *pipelineFlags) config(outputs int) (pipeline.Config, error) {
 		return pipeline.Config{}, err
 	}
 	cfg := pipeline.Config{
-		Sources:          sources,
-		KafkaLinger:      p.kafkaLinger,
-		HTTPAddr:         p.httpAddr,
-		Tokens:           p.tokens,
-		MaxBodyBytes:     p.maxBody,
-		Partitions:       p.partitions,
-		Workers:          p.workers,
-		BatchMaxEvents:   p.batchMax,
-		BatchLinger:      p.batchLinger,
-		SessionTimeout:   p.sessionTimeout,
-		RebalanceTimeout: p.rebalance,
-		DedupeWindow:     p.dedupeWindow,
-		DedupeMaxIDs:     p.dedupeMaxIDs,
-		NATSMaxLag:       p.natsMaxLag,
-		SchemasDir:       p.schemasDir,
-		Pprof:            p.pprof,
+		Sources:            sources,
+		KafkaLinger:        p.kafkaLinger,
+		HTTPAddr:           p.httpAddr,
+		Tokens:             tokens,
+		MaxBodyBytes:       p.maxBody,
+		HTTPMaxConnections: p.maxConns,
+		HTTPMinBodyRate:    p.minBodyRate,
+		Partitions:         p.partitions,
+		Workers:            p.workers,
+		BatchMaxEvents:     p.batchMax,
+		BatchLinger:        p.batchLinger,
+		SessionTimeout:     p.sessionTimeout,
+		RebalanceTimeout:   p.rebalance,
+		DedupeWindow:       p.dedupeWindow,
+		DedupeMaxIDs:       p.dedupeMaxIDs,
+		NATSMaxLag:         p.natsMaxLag,
+		SchemasDir:         p.schemasDir,
+		Pprof:              p.pprof,
 		ClickHouse: clickhouse.Options{
 			Addr:     p.chAddr,
 			Database: p.chDatabase,

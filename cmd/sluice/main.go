@@ -94,7 +94,7 @@ func applyEnv(cmd *cobra.Command) error {
 			return
 		}
 		if err := f.Value.Set(v); err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q: %w", name, v, err))
+			errs = append(errs, fmt.Errorf("%s=%s: %w", name, shown(f, v), err))
 			return
 		}
 		f.Changed = true

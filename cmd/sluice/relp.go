@@ -27,6 +27,7 @@ type relpFlags struct {
 	maxFrame     int
 	maxConns     int
 	frameTimeout time.Duration
+	idleTimeout  time.Duration
 	flags        *pflag.FlagSet
 }
 
@@ -39,15 +40,16 @@ func (r *relpFlags) register(f *pflag.FlagSet, dev bool) {
 	f.StringVar(&r.addr, "relp-addr", def, "address of the RELP collector (rsyslog's omrelp); empty turns it off")
 	f.IntVar(&r.maxFrame, "relp-max-frame-bytes", relp.DefaultMaxFrameBytes, "largest RELP frame (DATALEN) taken; a bigger one closes its connection")
 	f.IntVar(&r.maxConns, "relp-max-connections", relp.DefaultMaxConnections, "most RELP connections open at once; more are closed when accepted")
-	f.DurationVar(&r.frameTimeout, "relp-frame-timeout", relp.DefaultFrameTimeout, "a RELP connection that starts a frame and does not finish it within this time is closed (idle connections between frames stay open)")
+	f.DurationVar(&r.frameTimeout, "relp-frame-timeout", relp.DefaultFrameTimeout, "a RELP connection that starts a frame and does not finish it within this time is closed")
+	f.DurationVar(&r.idleTimeout, "relp-idle-timeout", relp.DefaultIdleTimeout, "a RELP connection that sends nothing between frames for this long is told serverclose and closed (omrelp reconnects when it has more to send)")
 }
 
 func (r *relpFlags) sources(bool) ([]pipeline.SourceFactory, error) {
 	if r.addr == "" {
 		return nil, nil
 	}
-	if r.maxFrame <= 0 || r.maxConns <= 0 || r.frameTimeout <= 0 {
-		return nil, fmt.Errorf("--relp-max-frame-bytes, --relp-max-connections and --relp-frame-timeout must be positive")
+	if r.maxFrame <= 0 || r.maxConns <= 0 || r.frameTimeout <= 0 || r.idleTimeout <= 0 {
+		return nil, fmt.Errorf("--relp-max-frame-bytes, --relp-max-connections, --relp-frame-timeout and --relp-idle-timeout must be positive")
 	}
 	derive, err := r.deriveIDs()
 	if err != nil {
@@ -60,6 +62,7 @@ func (r *relpFlags) sources(bool) ([]pipeline.SourceFactory, error) {
 		MaxFrameBytes:  r.maxFrame,
 		MaxConnections: r.maxConns,
 		FrameTimeout:   r.frameTimeout,
+		IdleTimeout:    r.idleTimeout,
 	}
 	return []pipeline.SourceFactory{func(gate *ingest.Gate, reg prometheus.Registerer, log *slog.Logger) (ingest.Source, error) {
 		c := cfg

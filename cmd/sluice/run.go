@@ -64,13 +64,7 @@ subscription (--mqtt-share-group).`,
 					return err
 				}
 			}
-			r, err := pipeline.ParseRole(role)
-			if err != nil {
-				return fmt.Errorf("--role: %w", err)
-			}
-			if len(brokers) == 0 {
-				return fmt.Errorf("--kafka-brokers: required")
-			}
+			// Settings first: a bad one fails before anything starts.
 			outputs := 0
 			if natsURL != "" {
 				outputs = 1
@@ -78,6 +72,13 @@ subscription (--mqtt-share-group).`,
 			cfg, err := p.config(outputs)
 			if err != nil {
 				return err
+			}
+			r, err := pipeline.ParseRole(role)
+			if err != nil {
+				return fmt.Errorf("--role: %w", err)
+			}
+			if len(brokers) == 0 {
+				return fmt.Errorf("--kafka-brokers: required")
 			}
 			setMemoryLimit(*cfg.Memory, slog.Default())
 			cfg.Role = r
@@ -127,6 +128,15 @@ func applyConfigFile(flags *pflag.FlagSet, path string) error {
 			parts := make([]string, len(x))
 			for i, e := range x {
 				parts[i] = fmt.Sprint(e)
+			}
+			if sv, ok := f.Value.(pflag.SliceValue); ok && len(parts) > 0 {
+				// Element by element: joined with commas, a list of
+				// tokens would become one token.
+				if err := sv.Replace(parts); err != nil {
+					return fmt.Errorf("config %s: %s: %w", path, key, err)
+				}
+				f.Changed = true
+				continue
 			}
 			s = strings.Join(parts, ",")
 		case nil:

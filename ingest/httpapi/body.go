@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"net/http"
+	"os"
 	"strings"
+	"time"
 
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/schemas"
@@ -80,6 +83,85 @@ func (f fullReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// errBodyTooSlow ends a body that arrived below the collector's minimum
+// rate; the collector answers it 408.
+var errBodyTooSlow = errors.New("request body arrived too slowly")
+
+// rateReader enforces a minimum average transfer rate on a request body,
+// as Kestrel's MinRequestBodyDataRate does, so that a client trickling its
+// body (or sending none) cannot hold a connection, a goroutine and maybe a
+// parsing slot for long. Before every read it sets the connection's read
+// deadline to when the average would fall below rate: grace, plus the
+// time the bytes read so far pay for, minus the time already spent waiting
+// for them. Only time spent in the underlying Read counts, so a server
+// slow to read (busy CPU, a parsing slot to wait for) does not count
+// against the client.
+type rateReader struct {
+	r io.ReadCloser
+	// setDeadline sets the connection's read deadline; nil when the
+	// connection does not support it (then no rate is enforced).
+	setDeadline func(time.Time) error
+	now         func() time.Time
+	rate        float64 // bytes per second
+	grace       time.Duration
+	read        int64         // bytes read so far
+	waited      time.Duration // time spent in r.Read so far
+	done        bool          // the body ended: the deadline is cleared
+}
+
+func newRateReader(r io.ReadCloser, setDeadline func(time.Time) error, rate int64, grace time.Duration) *rateReader {
+	return &rateReader{r: r, setDeadline: setDeadline, now: time.Now, rate: float64(rate), grace: grace}
+}
+
+// allowance is how long the next read may wait for data.
+func (rr *rateReader) allowance() time.Duration {
+	paid := time.Duration(math.Min(float64(rr.read)/rr.rate*float64(time.Second), math.MaxInt64/2))
+	return rr.grace + paid - rr.waited
+}
+
+func (rr *rateReader) Read(p []byte) (int, error) {
+	if rr.setDeadline == nil || rr.done {
+		return rr.r.Read(p)
+	}
+	left := rr.allowance()
+	if left <= 0 {
+		return 0, rr.tooSlow()
+	}
+	start := rr.now()
+	if err := rr.setDeadline(start.Add(left)); err != nil {
+		return 0, fmt.Errorf("set body read deadline: %w", err)
+	}
+	n, err := rr.r.Read(p)
+	rr.waited += rr.now().Sub(start)
+	rr.read += int64(n)
+	switch {
+	case err == io.EOF:
+		rr.finish()
+	case err != nil && errors.Is(err, os.ErrDeadlineExceeded):
+		return n, rr.tooSlow()
+	}
+	return n, err
+}
+
+// finish clears the deadline once the body has ended. It must not outlive
+// the body: the server reads on in the background to notice a client that
+// goes away, and a deadline passing then would cancel the request while it
+// waits for Kafka.
+func (rr *rateReader) finish() {
+	if rr.setDeadline != nil && !rr.done {
+		rr.done = true
+		_ = rr.setDeadline(time.Time{})
+	}
+}
+
+func (rr *rateReader) tooSlow() error {
+	return fmt.Errorf("%w: %d bytes in %s, below %.0f bytes/s after a %s grace",
+		errBodyTooSlow, rr.read, rr.waited.Round(time.Millisecond), rr.rate, rr.grace)
+}
+
+// Close closes the body.
+func (rr *rateReader) Close() error { return rr.r.Close() }
+
 // openBody returns the decompressed, size-limited body.
 func (c *Collector) openBody(w http.ResponseWriter, r *http.Request) (io.Reader, *requestError) {
 	limit := c.maxBodyBytes
@@ -112,6 +194,10 @@ func (c *Collector) tooLarge() *requestError {
 
 // readFailure maps an error that ended reading a body to a request error.
 func (c *Collector) readFailure(err error) *requestError {
+	if errors.Is(err, errBodyTooSlow) {
+		// The message says how much arrived in how long, and the bound.
+		return &requestError{http.StatusRequestTimeout, err.Error()}
+	}
 	var mbe *http.MaxBytesError
 	if errors.Is(err, ingest.ErrInputTooLarge) || errors.As(err, &mbe) || errors.Is(err, bufio.ErrTooLong) {
 		return c.tooLarge()

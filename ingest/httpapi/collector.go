@@ -1,10 +1,12 @@
 package httpapi
 
 import (
+	"bufio"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net/http"
@@ -28,7 +30,20 @@ const (
 	DefaultMaxBodyBytes = 8 << 20
 	// DefaultMaxParsing bounds request bodies parsed at once.
 	DefaultMaxParsing = 32
+	// DefaultMinBodyRate is the slowest average rate, in bytes per second,
+	// at which a request body may arrive after DefaultBodyGrace: a body of
+	// DefaultMaxBodyBytes then has about two minutes.
+	DefaultMinBodyRate = 64 << 10
+	// DefaultBodyGrace is how long a body may take before the minimum rate
+	// applies; a body that sends nothing at all is answered 408 after it.
+	DefaultBodyGrace = 5 * time.Second
 )
+
+// prereadBytes of a body (all of a smaller one) must have arrived before
+// the request takes a parsing slot, so that uploads stalled at their start
+// hold none. It is also what a connection may hold outside the slots:
+// with the connection cap, 16 MiB at 4096 connections.
+const prereadBytes = 4 << 10
 
 // CollectorConfig configures a Collector. Gate is required; zero values of
 // the rest take the defaults.
@@ -45,6 +60,14 @@ type CollectorConfig struct {
 	// memory without limit; with it, the peak is about MaxParsing times
 	// twice MaxBodyBytes.
 	MaxParsing int
+	// MinBodyRate is the slowest average rate, in bytes per second, at
+	// which a body may arrive once BodyGrace has passed; slower bodies are
+	// answered 408 (default DefaultMinBodyRate). Only time spent waiting
+	// for the client counts.
+	MinBodyRate int64
+	// BodyGrace is the time a body has before MinBodyRate applies
+	// (default DefaultBodyGrace).
+	BodyGrace time.Duration
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 	// Registerer receives the collector's metrics; nil means a private
@@ -62,6 +85,8 @@ type Collector struct {
 	maxBodyBytes int64
 	tokens       [][sha256.Size]byte
 	parsing      *backpressure.Admission
+	minBodyRate  int64
+	bodyGrace    time.Duration
 	log          *slog.Logger
 	metrics      *metrics
 	mux          *http.ServeMux
@@ -82,6 +107,12 @@ func NewCollector(cfg CollectorConfig) (*Collector, error) {
 	if cfg.MaxParsing <= 0 {
 		cfg.MaxParsing = DefaultMaxParsing
 	}
+	if cfg.MinBodyRate <= 0 {
+		cfg.MinBodyRate = DefaultMinBodyRate
+	}
+	if cfg.BodyGrace <= 0 {
+		cfg.BodyGrace = DefaultBodyGrace
+	}
 	if cfg.Gate.AdmissionCapacity() < int64(cfg.Gate.MaxEvents()) {
 		log.Warn("admission capacity below the per-request event limit: larger requests get 413",
 			"capacity", cfg.Gate.AdmissionCapacity(), "max_events", cfg.Gate.MaxEvents())
@@ -92,6 +123,8 @@ func NewCollector(cfg CollectorConfig) (*Collector, error) {
 		registry:     cfg.Gate.Registry(),
 		maxBodyBytes: cfg.MaxBodyBytes,
 		parsing:      backpressure.NewAdmission(backpressure.AdmissionConfig{Capacity: int64(cfg.MaxParsing)}),
+		minBodyRate:  cfg.MinBodyRate,
+		bodyGrace:    cfg.BodyGrace,
 		log:          log,
 	}
 	for i, tok := range cfg.Tokens {
@@ -159,6 +192,13 @@ func (c *Collector) handleEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	// The slot is taken only once the first prereadBytes of the body (all
+	// of a smaller one) have arrived: a client that stalls before then
+	// holds a goroutine until the minimum rate runs out, but no slot.
+	if rerr := c.awaitBody(w, r); rerr != nil {
+		c.failRead(w, r, label, rerr)
+		return
+	}
 	if err := c.parsing.Acquire(r.Context(), 1); err != nil {
 		setRetryAfter(w, c.parsing.RetryAfter())
 		c.fail(w, label, http.StatusTooManyRequests, "too many requests being parsed at once; retry later")
@@ -172,24 +212,71 @@ func (c *Collector) handleEvents(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, label, http.StatusInternalServerError, err.Error())
 		return
 	}
-	body, rerr := c.openBody(w, r)
-	if rerr == nil {
-		var err error
-		if isNDJSON(r.Header.Get("Content-Type")) {
-			err = b.ReadNDJSON(body, int(c.maxBodyBytes)+64)
-		} else {
-			err = b.ReadJSON(body)
-		}
-		if err == nil {
-			// The body is parsed and encoded: the slot goes to the next
-			// request while this one waits for Kafka.
-			releaseParsing()
-			c.commit(w, r, label, b)
-			return
-		}
-		rerr = c.readFailure(err)
+	if rerr := c.parse(w, r, b); rerr != nil {
+		c.failRead(w, r, label, rerr)
+		return
 	}
-	c.fail(w, label, rerr.status, rerr.msg)
+	// The body is parsed and encoded: the slot goes to the next request
+	// while this one waits for Kafka.
+	releaseParsing()
+	c.commit(w, r, label, b)
+}
+
+// awaitBody puts the minimum rate on the body and waits until its first
+// prereadBytes (all of a smaller body) have arrived.
+func (c *Collector) awaitBody(w http.ResponseWriter, r *http.Request) *requestError {
+	if r.ContentLength > c.maxBodyBytes {
+		return c.tooLarge()
+	}
+	rc := http.NewResponseController(w)
+	setDeadline := rc.SetReadDeadline
+	// Clearing the server's own deadline is harmless: the rate reader sets
+	// one before every read. It fails only where deadlines are not
+	// supported (a test's recorder).
+	if err := rc.SetReadDeadline(time.Time{}); err != nil {
+		setDeadline = nil
+	}
+	rr := newRateReader(r.Body, setDeadline, c.minBodyRate, c.bodyGrace)
+	br := bufio.NewReaderSize(rr, prereadBytes)
+	r.Body = struct {
+		io.Reader
+		io.Closer
+	}{br, rr}
+	if _, err := br.Peek(prereadBytes); err != nil && err != io.EOF {
+		return c.readFailure(&ingest.ReadError{What: "reading body", Err: err})
+	}
+	return nil
+}
+
+// parse reads the body into b.
+func (c *Collector) parse(w http.ResponseWriter, r *http.Request, b *ingest.Batch) *requestError {
+	body, rerr := c.openBody(w, r)
+	if rerr != nil {
+		return rerr
+	}
+	var err error
+	if isNDJSON(r.Header.Get("Content-Type")) {
+		err = b.ReadNDJSON(body, int(c.maxBodyBytes)+64)
+	} else {
+		err = b.ReadJSON(body)
+	}
+	if err != nil {
+		return c.readFailure(err)
+	}
+	return nil
+}
+
+// failRead answers a request whose body could not be read or parsed. A
+// body too slow is also logged and counted, and its connection closed:
+// what the client still sends would only be read to be thrown away.
+func (c *Collector) failRead(w http.ResponseWriter, r *http.Request, stream string, rerr *requestError) {
+	if rerr.status == http.StatusRequestTimeout {
+		c.metrics.slowBodies.Inc()
+		c.log.Warn("request body below the minimum rate: answered 408 and closed",
+			"remote", r.RemoteAddr, "stream", stream, "err", rerr.msg)
+		w.Header().Set("Connection", "close")
+	}
+	c.fail(w, stream, rerr.status, rerr.msg)
 }
 
 // commit sends a parsed batch to Kafka and answers.
@@ -276,6 +363,9 @@ type metrics struct {
 	// label is empty for names that are not known streams.
 	requests *prometheus.CounterVec
 	inflight prometheus.Gauge
+	// slowBodies counts bodies answered 408 for arriving below the
+	// minimum rate (or not at all).
+	slowBodies prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -288,8 +378,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "sluice", Subsystem: "ingest", Name: "inflight_requests",
 			Help: "Event posts being handled by the HTTP collector.",
 		}),
+		slowBodies: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "sluice", Subsystem: "ingest", Name: "slow_bodies_total",
+			Help: "Event posts answered 408 because the body arrived below the minimum rate (--http-min-body-rate) after its grace, or not at all.",
+		}),
 	}
-	for _, col := range []prometheus.Collector{m.requests, m.inflight} {
+	for _, col := range []prometheus.Collector{m.requests, m.inflight, m.slowBodies} {
 		if err := reg.Register(col); err != nil {
 			return nil, fmt.Errorf("http collector: register metrics: %w", err)
 		}

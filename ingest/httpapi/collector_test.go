@@ -601,7 +601,9 @@ func TestCollectorParsingBound(t *testing.T) {
 	pr, pw := io.Pipe()
 	slow := make(chan *httptest.ResponseRecorder)
 	go func() { slow <- post(pr) }()
-	if _, err := io.WriteString(pw, "["+goodIoT); err != nil { // the slow body is being read
+	// The slow body is being read: past the pre-read that comes before
+	// the slot, so the parser holds the slot while it waits for the rest.
+	if _, err := io.WriteString(pw, "["+goodIoT+strings.Repeat(" ", prereadBytes)); err != nil {
 		t.Fatal(err)
 	}
 	if rec := post(strings.NewReader(goodIoT2)); rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") == "" {

@@ -27,9 +27,11 @@
 // one error per problem field, capped with "errors_omitted" counting the
 // rest. 202 means at least one event was accepted and acknowledged by Kafka;
 // 400 means none was valid. Other failures carry {"error":"..."}: 401, 404
-// (with "streams"), 405, 413 (body, events per request, or more events than
-// the admission capacity), 415 (Content-Encoding), and 429 or 503 with
-// Retry-After, after which nothing of the request counts as acknowledged.
+// (with "streams"), 405, 408 (a body that arrived below the minimum rate,
+// or not at all, after its grace; the connection is closed), 413 (body,
+// events per request, or more events than the admission capacity), 415
+// (Content-Encoding), and 429 or 503 with Retry-After, after which nothing
+// of the request counts as acknowledged.
 //
 // A request that fails after reaching Kafka may still have been partly
 // written. Retrying it with the same event_ids is safe because the workers

@@ -43,7 +43,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		protocolErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "sluice", Subsystem: "relp", Name: "connection_errors_total",
-			Help: "RELP connections closed for a fault of the peer, by reason (invalid_frame, frame_too_large, stalled, txnr, protocol).",
+			Help: "RELP connections closed by the server for what the peer did or did not do, by reason (invalid_frame, frame_too_large, stalled, txnr, protocol, idle).",
 		}, []string{"reason"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "sluice", Subsystem: "relp", Name: "answer_latency_seconds",

@@ -27,9 +27,13 @@ const (
 	DefaultMaxBatch        = 512
 	DefaultLinger          = time.Millisecond
 	DefaultFrameTimeout    = 30 * time.Second
-	DefaultWriteTimeout    = 30 * time.Second
-	DefaultShutdownGrace   = 5 * time.Second
-	DefaultStream          = syslog.Stream
+	// DefaultIdleTimeout is the syslog TCP listener's: an omrelp session
+	// whose rsyslog has nothing to send for ten minutes gives its slot
+	// back, and librelp reconnects when it has.
+	DefaultIdleTimeout   = 10 * time.Minute
+	DefaultWriteTimeout  = 30 * time.Second
+	DefaultShutdownGrace = 5 * time.Second
+	DefaultStream        = syslog.Stream
 )
 
 // Config configures a Server. Addr and Gate are required; zero
@@ -64,9 +68,13 @@ type Config struct {
 	// already read are taken.
 	Linger time.Duration
 	// FrameTimeout closes a connection that started a frame and did not
-	// finish it within this time. Between frames a connection may stay
-	// idle as long as it likes: omrelp keeps its session open.
+	// finish it within this time.
 	FrameTimeout time.Duration
+	// IdleTimeout closes, with a serverclose, a connection that sent
+	// nothing between frames for this long, so that idle sessions cannot
+	// hold every one of MaxConnections (default DefaultIdleTimeout).
+	// Frames read before are answered first.
+	IdleTimeout time.Duration
 	// WriteTimeout closes a connection that does not take answers.
 	WriteTimeout time.Duration
 	// ShutdownGrace is how long, once Run's context ends, commits in flight
@@ -144,6 +152,9 @@ func setDefaults(cfg *Config) {
 	}
 	if cfg.FrameTimeout <= 0 {
 		cfg.FrameTimeout = DefaultFrameTimeout
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
 	}
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = DefaultWriteTimeout

@@ -345,6 +345,56 @@ func TestStalledHalfFrame(t *testing.T) {
 	}
 }
 
+// TestIdleSessionClosed: a session that sends nothing for the idle timeout
+// is told serverclose and closed, once the frames it sent are answered;
+// one that keeps sending stays open.
+func TestIdleSessionClosed(t *testing.T) {
+	k := testkit.StartKafka(t)
+	const idle = time.Second
+	s := startServer(t, testkit.NewGate(t, k, nil), func(cfg *relp.Config) { cfg.IdleTimeout = idle })
+	quiet := testkit.OpenRELP(t, s.addr())
+	busy := testkit.OpenRELP(t, s.addr())
+	first := sendLines(t, quiet, []string{line(1)})
+	expectAnswers(t, quiet, first, 1)
+	start := time.Now()
+	stop := make(chan struct{})
+	flowed := make(chan int)
+	go func() {
+		n := 0
+		defer func() { flowed <- n }()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(idle / 4):
+			}
+			first := sendLines(t, busy, []string{line(100 + n)})
+			expectAnswers(t, busy, first, 1)
+			n++
+		}
+	}()
+	_ = quiet.Conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	f, err := quiet.ReadFrame()
+	if err != nil || f.Cmd != "serverclose" {
+		t.Fatalf("idle session got %+v, %v; want serverclose", f, err)
+	}
+	if took := time.Since(start); took < idle-50*time.Millisecond {
+		t.Errorf("serverclose after %s, before the %s idle timeout", took, idle)
+	}
+	expectClosed(t, quiet, 10*time.Second)
+	// The busy session outlives the idle timeout several times over.
+	time.Sleep(2 * idle)
+	close(stop)
+	if n := <-flowed; n == 0 {
+		t.Error("nothing flowed on the busy session")
+	}
+	first = sendLines(t, busy, []string{line(9999)})
+	expectAnswers(t, busy, first, 1)
+	if got := testkit.Metric(t, s.reg, "sluice_relp_connection_errors_total", map[string]string{"reason": "idle"}); got != 1 {
+		t.Errorf("%v connections closed idle, want 1", got)
+	}
+}
+
 func TestMaxConnections(t *testing.T) {
 	k := testkit.StartKafka(t)
 	s := startServer(t, testkit.NewGate(t, k, nil), func(cfg *relp.Config) { cfg.MaxConnections = 2 })

@@ -35,8 +35,11 @@ var (
 	offers = []byte("200 OK\nrelp_version=0\nrelp_software=sluice,1,https://github.com/sluicehq/sluice\ncommands=syslog")
 
 	errSessionDone = errors.New("session ended")
-	errProtocol    = errors.New("relp: protocol error")
-	errTxnr        = errors.New("relp: transaction number out of sequence")
+	// errIdle ends a session that sent nothing between frames for
+	// Config.IdleTimeout.
+	errIdle     = errors.New("relp: session idle")
+	errProtocol = errors.New("relp: protocol error")
+	errTxnr     = errors.New("relp: transaction number out of sequence")
 )
 
 // received is a frame and when it was read.
@@ -112,6 +115,11 @@ func (c *session) process(ctx, commitCtx context.Context) error {
 			return nil
 		case r, ok := <-c.frames:
 			if !ok {
+				if errors.Is(c.readErr, errIdle) {
+					// Said so that librelp reconnects when it next has
+					// something to send, rather than finding out then.
+					c.serverClose()
+				}
 				return c.readErr
 			}
 			first = r
@@ -276,13 +284,16 @@ func (c *session) serverClose() {
 }
 
 // readLoop reads frames until the connection fails or ends. Between frames
-// it waits without a deadline; once a frame has begun, the rest of it must
+// it waits up to IdleTimeout; once a frame has begun, the rest of it must
 // arrive within FrameTimeout.
 func (c *session) readLoop() error {
 	expect := 1
 	for {
-		c.rd.set(time.Time{})
+		c.rd.set(time.Now().Add(c.s.cfg.IdleTimeout))
 		if _, err := c.br.Peek(1); err != nil {
+			if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+				return errIdle
+			}
 			return err
 		}
 		c.rd.set(time.Now().Add(c.s.cfg.FrameTimeout))
@@ -316,6 +327,9 @@ func (c *session) logEnd(ctx context.Context, err error) {
 	switch {
 	case err == nil, errors.Is(err, io.EOF), errors.Is(err, errSessionDone), ctx.Err() != nil:
 		c.log.Info("relp connection closed", "err", err)
+	case errors.Is(err, errIdle):
+		c.s.m.protocolErrors.WithLabelValues("idle").Inc()
+		c.log.Info("relp connection idle: closed", "idle_timeout", c.s.cfg.IdleTimeout)
 	case errors.Is(err, ErrFrameTooLarge):
 		c.s.m.protocolErrors.WithLabelValues("frame_too_large").Inc()
 		c.log.Error("relp connection closed: frame too large", "err", err, "max_frame_bytes", c.s.cfg.MaxFrameBytes)

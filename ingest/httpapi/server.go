@@ -1,0 +1,126 @@
+package httpapi
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/netutil"
+)
+
+// Defaults for ServerConfig.
+const (
+	// DefaultMaxConnections bounds the connections served at once.
+	DefaultMaxConnections = 4096
+	// MaxHeaderBytes bounds a request's header block.
+	MaxHeaderBytes = 64 << 10
+	// ReadHeaderTimeout bounds the wait for a request's headers.
+	ReadHeaderTimeout = 10 * time.Second
+	// IdleTimeout closes a kept-alive connection with no request.
+	IdleTimeout = 2 * time.Minute
+	// answerTime is what a request may take after its body, to be
+	// acknowledged by Kafka (the gate's produce timeout, 10 s by default)
+	// and answered, before the server stops writing to it.
+	answerTime = time.Minute
+)
+
+// ServerConfig configures the HTTP server in front of the collector (and
+// the probes and metrics beside it). Zero values take the defaults.
+type ServerConfig struct {
+	Handler http.Handler
+	// MaxBodyBytes, MinBodyRate and BodyGrace are the collector's: with
+	// them the server sizes its own timeouts to let the slowest body the
+	// collector accepts through, and no slower one.
+	MaxBodyBytes int64
+	MinBodyRate  int64
+	BodyGrace    time.Duration
+	// MaxConnections bounds the connections served at once
+	// (DefaultMaxConnections). Beyond it the server stops accepting:
+	// further connections wait in the kernel's backlog.
+	MaxConnections int
+	// Registerer receives the server's metrics; nil means a private
+	// registry.
+	Registerer prometheus.Registerer
+}
+
+// Server is an http.Server with bounds against clients that hold
+// connections without using them: a cap on connections, on the header's
+// size and time, a whole-request read timeout sized for the slowest body
+// the collector accepts, a write timeout, and an idle timeout. The
+// collector enforces the body's minimum rate itself, per request.
+type Server struct {
+	srv      *http.Server
+	maxConns int
+}
+
+// NewServer builds a Server and registers its metrics.
+func NewServer(cfg ServerConfig) (*Server, error) {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.MinBodyRate <= 0 {
+		cfg.MinBodyRate = DefaultMinBodyRate
+	}
+	if cfg.BodyGrace <= 0 {
+		cfg.BodyGrace = DefaultBodyGrace
+	}
+	if cfg.MaxConnections <= 0 {
+		cfg.MaxConnections = DefaultMaxConnections
+	}
+	reg := cfg.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	open := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "sluice", Subsystem: "http", Name: "connections_open",
+		Help: "Connections open to the HTTP server (--http-addr).",
+	})
+	limit := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "sluice", Subsystem: "http", Name: "max_connections",
+		Help: "Most connections the HTTP server serves at once (--http-max-connections); beyond it, new ones wait to be accepted.",
+	})
+	limit.Set(float64(cfg.MaxConnections))
+	for _, col := range []prometheus.Collector{open, limit} {
+		if err := reg.Register(col); err != nil {
+			return nil, fmt.Errorf("http server: register metrics: %w", err)
+		}
+	}
+	// The slowest body accepted: the grace, then the largest body at the
+	// minimum rate. The collector's own deadline ends it sooner when the
+	// rate is not kept; this bounds every other handler.
+	slowestBody := cfg.BodyGrace + time.Duration(float64(cfg.MaxBodyBytes)/float64(cfg.MinBodyRate)*float64(time.Second))
+	readTimeout := ReadHeaderTimeout + slowestBody
+	srv := &http.Server{
+		Handler:           cfg.Handler,
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      readTimeout + answerTime,
+		IdleTimeout:       IdleTimeout,
+		MaxHeaderBytes:    MaxHeaderBytes,
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			switch st {
+			case http.StateNew:
+				open.Inc()
+			case http.StateClosed, http.StateHijacked:
+				open.Dec()
+			}
+		},
+	}
+	return &Server{srv: srv, maxConns: cfg.MaxConnections}, nil
+}
+
+// Serve serves on ln, at most MaxConnections connections at once, until
+// Shutdown; it then returns http.ErrServerClosed.
+func (s *Server) Serve(ln net.Listener) error {
+	return s.srv.Serve(netutil.LimitListener(ln, s.maxConns))
+}
+
+// Shutdown stops accepting and waits, within ctx, for requests in flight.
+func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
+
+// ReadTimeout is the server's whole-request read timeout, for logs and
+// tests.
+func (s *Server) ReadTimeout() time.Duration { return s.srv.ReadTimeout }
