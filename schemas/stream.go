@@ -93,7 +93,7 @@ type Decoder struct {
 	lineStart int64 // NDJSON: input offset of the current line
 	state     frameState
 	array     bool // the input is a JSON array
-	values    int // values returned so far
+	values    int  // values returned so far
 
 	raw     []byte
 	rawFrom int // start of the recorded value in buf, or -1
