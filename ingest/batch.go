@@ -303,9 +303,11 @@ func isReadFailure(err error) bool {
 func (b *Batch) ReadJSON(r io.Reader) error {
 	d := b.decoder(r, schemas.FramingJSON, 0)
 	var v schemas.Decoded
+	// Declared once: errors.As makes it escape, and an allocation per
+	// event would make a body of a million empty objects cost megabytes.
+	var se *schemas.SyntaxError
 	for {
 		err := d.Next(&v)
-		var se *schemas.SyntaxError
 		switch {
 		case err == io.EOF:
 			switch {
@@ -335,9 +337,11 @@ func (b *Batch) ReadJSON(r io.Reader) error {
 func (b *Batch) ReadNDJSON(r io.Reader, maxLine int) error {
 	d := b.decoder(r, schemas.FramingNDJSON, maxLine)
 	var v schemas.Decoded
+	// Declared once: errors.As makes it escape, and an allocation per
+	// event would make a body of a million empty objects cost megabytes.
+	var se *schemas.SyntaxError
 	for {
 		err := d.Next(&v)
-		var se *schemas.SyntaxError
 		switch {
 		case err == io.EOF:
 			if b.next == 0 {
