@@ -263,7 +263,7 @@ func TestDecoderHostileAllocations(t *testing.T) {
 // check; FuzzDecoder does it for the inputs the fuzzer makes.
 func TestDecoderMatchesValidate(t *testing.T) {
 	for _, st := range fuzzStreams(t) {
-		for _, s := range append(slices.Clone(fuzzSeeds), decoderSeeds...) {
+		for _, s := range slices.Concat(fuzzSeeds, decoderSeeds) {
 			checkDecoderMatchesValidate(t, st, []byte(s))
 		}
 	}
@@ -423,7 +423,7 @@ func hasLongNumber(data []byte) bool {
 // FuzzDecoder compares the Decoder with encoding/json and Validate on the
 // fuzz streams (checkDecoderMatchesValidate).
 func FuzzDecoder(f *testing.F) {
-	for _, s := range append(slices.Clone(fuzzSeeds), decoderSeeds...) {
+	for _, s := range slices.Concat(fuzzSeeds, decoderSeeds) {
 		f.Add([]byte(s))
 	}
 	streams := fuzzStreams(f)
