@@ -34,7 +34,8 @@ type Response struct {
 	// is capped (GateConfig.MaxReportedErrors) so that a large bad input
 	// does not produce a large answer.
 	Errors []IndexError `json:"errors"`
-	// ErrorsOmitted counts the problems left out of Errors by the cap.
+	// ErrorsOmitted counts the problems left out of Errors: by the cap on
+	// the list, and beyond the first schemas.MaxProblems of one event.
 	ErrorsOmitted int `json:"errors_omitted,omitempty"`
 }
 

@@ -36,7 +36,7 @@ func (b *Batch) oracleReadJSON(r io.Reader) error {
 		return b.oracleJSONFailure(err, skipped)
 	}
 	for dec.More() {
-		if done, err := b.oracleDecodeOne(dec, skipped); done {
+		if done, err := b.oracleDecodeOne(dec, skipped, true); done {
 			return err
 		}
 	}
@@ -62,17 +62,25 @@ func (b *Batch) oracleReadJSON(r io.Reader) error {
 // oracleReadValues adds top-level values until the input ends.
 func (b *Batch) oracleReadValues(dec *json.Decoder, skipped int64) error {
 	for {
-		done, err := b.oracleDecodeOne(dec, skipped)
+		done, err := b.oracleDecodeOne(dec, skipped, false)
 		if done {
 			return err
 		}
 	}
 }
 
-// oracleDecodeOne decodes and adds one value. done reports whether to stop.
-func (b *Batch) oracleDecodeOne(dec *json.Decoder, skipped int64) (done bool, err error) {
+// oracleDecodeOne decodes and adds one value, an element of an array if
+// inArray. done reports whether to stop.
+func (b *Batch) oracleDecodeOne(dec *json.Decoder, skipped int64, inArray bool) (done bool, err error) {
 	var v any
 	if err := dec.Decode(&v); err != nil {
+		if err == io.EOF && inArray {
+			// Fixed here, as ReadJSON now reads it (FuzzReadBody found
+			// it): the end of the input right after an element's comma
+			// was taken for the end of the array, and "[0," or
+			// "[{...}," accepted as whole.
+			return true, b.oracleJSONFailure(io.ErrUnexpectedEOF, skipped)
+		}
 		if err == io.EOF {
 			return true, nil
 		}
