@@ -24,6 +24,8 @@ type SyntaxError struct {
 	EOF bool
 }
 
+// Error reads as encoding/json's message, or "unexpected end of input";
+// the offset is left for the caller to place.
 func (e *SyntaxError) Error() string {
 	if e.EOF {
 		return "unexpected end of input"
