@@ -34,7 +34,8 @@ type Response struct {
 	// is capped (GateConfig.MaxReportedErrors) so that a large bad input
 	// does not produce a large answer.
 	Errors []IndexError `json:"errors"`
-	// ErrorsOmitted counts the problems left out of Errors by the cap.
+	// ErrorsOmitted counts the problems left out of Errors: by the cap on
+	// the list, and beyond the first schemas.MaxProblems of one event.
 	ErrorsOmitted int `json:"errors_omitted,omitempty"`
 }
 
@@ -90,6 +91,16 @@ func (b *Batch) report(index int, problem string) {
 	}
 }
 
+// reportField is report for a problem with a field, formatted only when
+// it is listed: a body of many bad events costs no string for each.
+func (b *Batch) reportField(index int, fe schemas.FieldError) {
+	if len(b.resp.Errors) < b.g.maxReportedErrors {
+		b.report(index, fe.Error())
+	} else {
+		b.resp.ErrorsOmitted++
+	}
+}
+
 // Reject counts the next event as rejected for problem, dead-lettering raw
 // when the origin asks for it. Sources call it for input they cannot even
 // decode into an event (a syslog line that does not parse, say).
@@ -109,7 +120,8 @@ func (b *Batch) Reject(raw []byte, problem string) error {
 // Add validates, completes and encodes one decoded JSON value (what
 // encoding/json decodes into an any). An invalid event is reported, and
 // dead-lettered if the origin asks for it; the error is only for a batch
-// that is full.
+// that is full. Bodies read with ReadJSON and ReadNDJSON never become such
+// values: Add is for sources that parse their input themselves.
 func (b *Batch) Add(v any) error { return b.AddWithID(v, "") }
 
 // AddWithID is Add with the event_id to give the event if it has none; an
@@ -128,19 +140,41 @@ func (b *Batch) AddWithID(v any, id string) error {
 			obj[k] = fill
 		}
 	}
+	raw := func() []byte { return marshalRaw(obj) }
 	ev, ferrs := b.stream.Validate(obj)
 	if len(ferrs) > 0 {
-		b.resp.Rejected++
-		problems := make([]string, len(ferrs))
-		for j, fe := range ferrs {
-			problems[j] = fe.Error()
-			b.report(i, problems[j])
-		}
-		if b.origin.DeadLetter {
-			b.deadLetter(marshalRaw(obj), strings.Join(problems, "; "))
-		}
+		b.rejectInvalid(i, ferrs, 0, raw)
 		return nil
 	}
+	b.complete(i, ev, id, raw)
+	return nil
+}
+
+// rejectInvalid rejects event i, already counted, for its problems and
+// omitted more that are only counted.
+func (b *Batch) rejectInvalid(i int, problems []schemas.FieldError, omitted int, raw func() []byte) {
+	b.resp.Rejected++
+	for _, fe := range problems {
+		b.reportField(i, fe)
+	}
+	b.resp.ErrorsOmitted += omitted
+	if b.origin.DeadLetter {
+		all := make([]string, len(problems))
+		for j, fe := range problems {
+			all[j] = fe.Error()
+		}
+		reason := strings.Join(all, "; ")
+		if omitted > 0 {
+			reason += fmt.Sprintf("; and %d more", omitted)
+		}
+		b.deadLetter(raw(), reason)
+	}
+}
+
+// complete gives valid event i, already counted, its event_id (the
+// producer's, id, derived or random) and received_at, encodes it and adds
+// it to the batch. raw gives the event's JSON for a dead letter.
+func (b *Batch) complete(i int, ev schemas.Event, id string, raw func() []byte) {
 	if ev.ID == "" {
 		ev.ID = id
 	}
@@ -151,31 +185,30 @@ func (b *Batch) AddWithID(v any, id string) error {
 		// v7: time-ordered, so IDs Sluice assigns sort by arrival.
 		u, err := uuid.NewV7()
 		if err != nil {
-			b.rejectValid(i, obj, "event_id: cannot assign one: "+err.Error())
-			return nil
+			b.rejectValid(i, raw, "event_id: cannot assign one: "+err.Error())
+			return
 		}
 		ev.ID = u.String()
 	}
 	ev.ReceivedAt = b.now
 	val, err := b.stream.Encode(ev)
 	if err != nil {
-		b.rejectValid(i, obj, "event: "+err.Error())
-		return nil
+		b.rejectValid(i, raw, "event: "+err.Error())
+		return
 	}
 	if size := len(ev.Key) + len(val); size > b.g.maxEventBytes {
-		b.rejectValid(i, obj, fmt.Sprintf("event: %d bytes encoded, over the %d-byte limit", size, b.g.maxEventBytes))
-		return nil
+		b.rejectValid(i, raw, fmt.Sprintf("event: %d bytes encoded, over the %d-byte limit", size, b.g.maxEventBytes))
+		return
 	}
 	b.msgs = append(b.msgs, Message{Topic: b.topic, Key: []byte(ev.Key), Value: val, Time: b.now})
-	return nil
 }
 
 // rejectValid rejects event i, already counted, for one problem.
-func (b *Batch) rejectValid(i int, obj map[string]any, problem string) {
+func (b *Batch) rejectValid(i int, raw func() []byte, problem string) {
 	b.resp.Rejected++
 	b.report(i, problem)
 	if b.origin.DeadLetter {
-		b.deadLetter(marshalRaw(obj), problem)
+		b.deadLetter(raw(), problem)
 	}
 }
 
@@ -238,8 +271,8 @@ func marshalRaw(v any) []byte {
 }
 
 // ReadError marks an error from the reader a batch reads, as opposed to a
-// problem with the JSON in it: json.Decoder and bufio.Scanner pass reader
-// errors through unchanged, so tagging them is how the two are told apart.
+// problem with the JSON in it: the decoder passes reader errors through
+// unchanged, so tagging them is how the two are told apart.
 type ReadError struct {
 	What string
 	Err  error
@@ -263,89 +296,39 @@ func isReadFailure(err error) bool {
 // top-level values from r. It returns an error only for what ends the
 // input as a whole: ErrTooManyEvents, or a failure of r (a *ReadError,
 // ErrInputTooLarge); JSON problems are reported per event.
+//
+// Events are validated as they are read (schemas.Decoder), so that what a
+// body costs in memory is bounded by what its valid events keep, not by
+// its size: unknown keys, deep nesting or long values are refused as they
+// come and skipped without being held.
 func (b *Batch) ReadJSON(r io.Reader) error {
-	br := bufio.NewReaderSize(r, 64<<10)
-	first, skipped, err := peekNonSpace(br)
-	if err == io.EOF {
-		b.report(0, "empty body: expected a JSON object, an array of objects, or NDJSON")
-		return nil
-	}
-	if err != nil {
-		return b.jsonFailure(err, skipped)
-	}
-	dec := json.NewDecoder(br)
-	if first != '[' {
-		return b.readValues(dec, skipped)
-	}
-	if _, err := dec.Token(); err != nil { // the '['
-		return b.jsonFailure(err, skipped)
-	}
-	for dec.More() {
-		if done, err := b.decodeOne(dec, skipped); done {
-			return err
-		}
-	}
-	if _, err := dec.Token(); err != nil { // the ']', or why it is missing
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
-		return b.jsonFailure(err, skipped)
-	}
-	if b.next == 0 {
-		b.report(0, "empty array: no events")
-		return nil
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		if err == nil {
-			err = errors.New("unexpected data after the top-level array")
-		}
-		return b.jsonFailure(err, skipped)
-	}
-	return nil
-}
-
-// readValues adds top-level values until the input ends.
-func (b *Batch) readValues(dec *json.Decoder, skipped int64) error {
+	d := b.decoder(r, schemas.FramingJSON, 0)
+	var v schemas.Decoded
+	// Declared once: errors.As makes it escape, and an allocation per
+	// event would make a body of a million empty objects cost megabytes.
+	var se *schemas.SyntaxError
 	for {
-		done, err := b.decodeOne(dec, skipped)
-		if done {
+		err := d.Next(&v)
+		switch {
+		case err == io.EOF:
+			switch {
+			case b.next > 0:
+			case d.InArray():
+				b.report(0, "empty array: no events")
+			default:
+				b.report(0, "empty body: expected a JSON object, an array of objects, or NDJSON")
+			}
+			return nil
+		case errors.As(err, &se):
+			b.malformed(jsonProblem(se))
+			return nil
+		case err != nil:
+			return readFailure(err)
+		}
+		if err := b.addDecoded(&v); err != nil {
 			return err
 		}
 	}
-}
-
-// decodeOne decodes and adds one value. done reports whether to stop.
-func (b *Batch) decodeOne(dec *json.Decoder, skipped int64) (done bool, err error) {
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		if err == io.EOF {
-			return true, nil
-		}
-		// A type error (a number out of float64 range) leaves the decoder
-		// in step, so only that event is rejected; anything else ends.
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			if err := b.Reject(nil, typeErrorProblem(te)); err != nil {
-				return true, err
-			}
-			return false, nil
-		}
-		return true, b.jsonFailure(err, skipped)
-	}
-	if err := b.Add(v); err != nil {
-		return true, err
-	}
-	return false, nil
-}
-
-// jsonFailure ends reading: a read failure is returned, a JSON error makes
-// the input malformed.
-func (b *Batch) jsonFailure(err error, skipped int64) error {
-	if isReadFailure(err) {
-		return err
-	}
-	b.malformed(jsonProblem(err, skipped))
-	return nil
 }
 
 // ReadNDJSON adds one JSON object per line of r; lines longer than maxLine
@@ -353,77 +336,74 @@ func (b *Batch) jsonFailure(err error, skipped int64) error {
 // malformed line rejects only itself. Blank lines are skipped and take no
 // index.
 func (b *Batch) ReadNDJSON(r io.Reader, maxLine int) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, min(64<<10, maxLine)), maxLine)
-	for sc.Scan() {
-		line := bytes.TrimSpace(sc.Bytes())
-		if len(line) == 0 {
-			continue
-		}
-		var v any
-		if err := json.Unmarshal(line, &v); err != nil {
-			var te *json.UnmarshalTypeError
-			problem := jsonProblem(err, 0)
-			if errors.As(err, &te) {
-				problem = typeErrorProblem(te)
+	d := b.decoder(r, schemas.FramingNDJSON, maxLine)
+	var v schemas.Decoded
+	// Declared once: errors.As makes it escape, and an allocation per
+	// event would make a body of a million empty objects cost megabytes.
+	var se *schemas.SyntaxError
+	for {
+		err := d.Next(&v)
+		switch {
+		case err == io.EOF:
+			if b.next == 0 {
+				b.report(0, "empty body: no NDJSON lines")
 			}
-			if err := b.Reject(line, problem); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := b.Add(v); err != nil {
-			return err
-		}
-	}
-	if err := sc.Err(); err != nil {
-		if errors.Is(err, bufio.ErrTooLong) {
+			return nil
+		case errors.Is(err, schemas.ErrLineTooLong):
 			return fmt.Errorf("%w: a line over %d bytes", ErrInputTooLarge, maxLine)
+		case errors.As(err, &se):
+			err = b.Reject(nil, jsonProblem(se))
+		case err != nil:
+			return readFailure(err)
+		default:
+			err = b.addDecoded(&v)
 		}
-		if isReadFailure(err) {
+		if err != nil {
 			return err
 		}
-		return &ReadError{What: "reading body", Err: err}
 	}
-	if b.next == 0 {
-		b.report(0, "empty body: no NDJSON lines")
+}
+
+// decoder returns a schemas.Decoder of the batch's stream over r. Only an
+// origin that dead-letters needs each event's text, and its input is
+// already in memory (an MQTT payload).
+func (b *Batch) decoder(r io.Reader, framing schemas.Framing, maxLine int) *schemas.Decoder {
+	return b.stream.NewDecoder(r, schemas.DecoderConfig{
+		Framing: framing, MaxLine: maxLine, Fill: b.origin.Fields, KeepRaw: b.origin.DeadLetter,
+	})
+}
+
+// addDecoded adds one value a Decoder read.
+func (b *Batch) addDecoded(v *schemas.Decoded) error {
+	raw := func() []byte { return bytes.Clone(v.Raw) }
+	if v.NotObject != "" {
+		return b.Reject(raw(), "not a JSON object (got "+v.NotObject+")")
 	}
+	i, err := b.count()
+	if err != nil {
+		return err
+	}
+	if len(v.Problems) > 0 {
+		b.rejectInvalid(i, v.Problems, v.Omitted, raw)
+		return nil
+	}
+	b.complete(i, v.Event, "", raw)
 	return nil
 }
 
-// peekNonSpace consumes leading JSON whitespace and returns the next byte
-// without consuming it, and how many bytes it skipped.
-func peekNonSpace(br *bufio.Reader) (byte, int64, error) {
-	var skipped int64
-	for {
-		c, err := br.ReadByte()
-		if err != nil {
-			return 0, skipped, err
-		}
-		switch c {
-		case ' ', '\t', '\r', '\n':
-			skipped++
-			continue
-		}
-		_ = br.UnreadByte()
-		return c, skipped, nil
+// readFailure returns an error of the reader as ReadJSON's callers expect
+// one: tagged as a read failure.
+func readFailure(err error) error {
+	if isReadFailure(err) {
+		return err
 	}
+	return &ReadError{What: "reading body", Err: err}
 }
 
-func jsonProblem(err error, offsetBase int64) string {
-	var se *json.SyntaxError
-	switch {
-	case errors.As(err, &se) && se.Error() != "unexpected end of JSON input":
-		return fmt.Sprintf("invalid JSON near byte %d: %s", offsetBase+se.Offset, se.Error())
-	case errors.As(err, &se), errors.Is(err, io.ErrUnexpectedEOF):
+// jsonProblem describes malformed JSON for the producer.
+func jsonProblem(se *schemas.SyntaxError) string {
+	if se.EOF {
 		return "invalid JSON: unexpected end of input"
 	}
-	return "invalid JSON: " + strings.TrimPrefix(err.Error(), "json: ")
-}
-
-// typeErrorProblem describes the one type error decoding into an empty
-// interface can produce: a number too large for float64. The decoder does
-// not say which field held it.
-func typeErrorProblem(te *json.UnmarshalTypeError) string {
-	return fmt.Sprintf("invalid JSON: %s out of range", schemas.Truncate(te.Value, 40))
+	return fmt.Sprintf("invalid JSON near byte %d: %s", se.Offset, se.Msg)
 }

@@ -324,14 +324,19 @@ func (f *Field) checkKey(k string) string {
 	if k == "" {
 		return "empty name"
 	}
-	limit := f.MaxLength
-	if limit <= 0 || limit > 256 {
-		limit = 256
-	}
-	if len(k) > limit {
+	if limit := f.keyLimit(); len(k) > limit {
 		return fmt.Sprintf("name %q longer than %d bytes", Truncate(k, 32), limit)
 	}
 	return ""
+}
+
+// keyLimit bounds the names of a map's entries, in bytes: max_length, up
+// to 256.
+func (f *Field) keyLimit() int {
+	if f.MaxLength <= 0 || f.MaxLength > 256 {
+		return 256
+	}
+	return f.MaxLength
 }
 
 const notTime = "not RFC 3339 or epoch ms"

@@ -160,6 +160,7 @@ type Stream struct {
 	Fields []Field `yaml:"fields"`
 
 	byName map[string]*Field
+	index  map[string]int // field name -> index in Fields
 }
 
 // Field returns the named field, or nil.
@@ -182,6 +183,7 @@ func (s *Stream) check() error {
 		return errors.New("fields: none defined")
 	}
 	s.byName = make(map[string]*Field, len(s.Fields))
+	s.index = make(map[string]int, len(s.Fields))
 	for i := range s.Fields {
 		f := &s.Fields[i]
 		if !identRE.MatchString(f.Name) {
@@ -197,6 +199,7 @@ func (s *Stream) check() error {
 			return fmt.Errorf("fields[%d] %s: %w", i, f.Name, err)
 		}
 		s.byName[f.Name] = f
+		s.index[f.Name] = i
 	}
 	for _, f := range s.Fields {
 		// Generated column names (ts_ms, tags.name) must not collide.

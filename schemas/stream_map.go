@@ -1,0 +1,229 @@
+package schemas
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"unicode/utf8"
+)
+
+// mapValue reads the object at the next byte, '{', as the value of map
+// field f, at depth. The first bad entry is the field's problem: the
+// entries after it are skipped, not built.
+func (d *Decoder) mapValue(f *Field, depth int) (any, string, error) {
+	d.pos++
+	var (
+		nums    map[string]float64
+		strs    map[string]string
+		n       int
+		problem string
+	)
+	c, ok := d.nonSpace()
+	if !ok {
+		return nil, "", d.endErr()
+	}
+	if c == '}' {
+		d.pos++
+	}
+	for c != '}' {
+		if err := d.expect('"', "looking for beginning of object key string"); err != nil {
+			return nil, "", err
+		}
+		keep := f.keyLimit() + 1
+		if problem != "" {
+			keep = 0
+		}
+		k, over, err := d.str(d.key[:0], keep)
+		d.key = k[:0]
+		if err != nil {
+			return nil, "", err
+		}
+		if err := d.expect(':', "after object key"); err != nil {
+			return nil, "", err
+		}
+		if n++; problem == "" {
+			problem = f.entryName(k, over, n, nums, strs)
+		}
+		if problem == "" && f.Type == TypeNumberMap {
+			problem, err = d.numberEntry(k, &nums, depth)
+		} else if problem == "" {
+			problem, err = d.stringEntry(f, k, &strs, depth)
+		} else {
+			err = d.skip(depth)
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		if c, ok = d.nonSpace(); !ok {
+			return nil, "", d.endErr()
+		}
+		if c != ',' && c != '}' {
+			return nil, "", d.syntax("after object key:value pair")
+		}
+		d.pos++
+	}
+	if problem == "" {
+		problem = f.checkMapSize(n)
+	}
+	switch {
+	case problem != "":
+		return nil, problem, nil
+	case f.Type == TypeNumberMap && nums == nil:
+		return map[string]float64{}, "", nil
+	case f.Type == TypeNumberMap:
+		return nums, "", nil
+	case strs == nil:
+		return map[string]string{}, "", nil
+	}
+	return strs, "", nil
+}
+
+// entryName says what is wrong with the name k (cut, if over) of entry n
+// of a map that holds nums or strs so far, if anything.
+func (f *Field) entryName(k []byte, over bool, n int, nums map[string]float64, strs map[string]string) string {
+	if f.MaxEntries > 0 && n > f.MaxEntries {
+		return fmt.Sprintf("more than %d entries", f.MaxEntries)
+	}
+	if over {
+		return fmt.Sprintf("name %q longer than %d bytes", Truncate(string(k), 32), f.keyLimit())
+	}
+	if problem := f.checkKey(string(k)); problem != "" {
+		return problem
+	}
+	if !utf8.Valid(k) {
+		return fmt.Sprintf("name %q is not valid UTF-8", strings.ToValidUTF8(Truncate(string(k), 32), "\uFFFD"))
+	}
+	_, dupNum := nums[string(k)]
+	_, dupStr := strs[string(k)]
+	if dupNum || dupStr {
+		return Truncate(string(k), 64) + ": duplicate key"
+	}
+	return ""
+}
+
+// numberEntry reads the value of entry k of a map(number) into *m.
+func (d *Decoder) numberEntry(k []byte, m *map[string]float64, depth int) (string, error) {
+	c, ok := d.nonSpace()
+	if !ok {
+		return "", d.endErr()
+	}
+	if kindAt(c) != "number" {
+		kind := kindAt(c)
+		return fmt.Sprintf("%s: must be a number, got %s", Truncate(string(k), 64), kind), d.skip(depth)
+	}
+	x, problem, err := d.num()
+	if problem != "" || err != nil {
+		return Truncate(string(k), 64) + ": " + problem, err
+	}
+	if *m == nil {
+		*m = make(map[string]float64, 8)
+	}
+	(*m)[string(k)] = x
+	return "", nil
+}
+
+// stringEntry reads the value of entry k of map(string) field f into *m.
+func (d *Decoder) stringEntry(f *Field, k []byte, m *map[string]string, depth int) (string, error) {
+	c, ok := d.nonSpace()
+	if !ok {
+		return "", d.endErr()
+	}
+	if c != '"' {
+		return fmt.Sprintf("%s: must be a string, got %s", Truncate(string(k), 64), kindAt(c)), d.skip(depth)
+	}
+	keep := math.MaxInt
+	if f.MaxLength > 0 {
+		keep = f.MaxLength
+	}
+	d.pos++
+	b, over, err := d.str(d.lit[:0], keep)
+	d.lit = b[:0]
+	switch {
+	case err != nil:
+		return "", err
+	case over:
+		return fmt.Sprintf("%s: longer than %d bytes", Truncate(string(k), 64), f.MaxLength), nil
+	case !utf8.Valid(b):
+		return Truncate(string(k), 64) + ": invalid UTF-8", nil
+	}
+	if *m == nil {
+		*m = make(map[string]string, 8)
+	}
+	(*m)[string(k)] = string(b)
+	return "", nil
+}
+
+// finish completes the event just read: fills what the Decoder's Fill
+// gives, checks required fields, and builds the Event or lists problems.
+func (d *Decoder) finish(out *Decoded) {
+	e := &d.ev
+	for i, k := range d.fillKeys {
+		if !e.filled[i] {
+			d.fillMember(k, d.cfg.Fill[k])
+		}
+	}
+	for i := range d.s.Fields {
+		if f := &d.s.Fields[i]; f.Required && e.state[i] <= fieldNull {
+			e.add(i+1, f.Name, "required")
+		}
+	}
+	if len(e.problems) > 0 {
+		slices.SortStableFunc(e.problems, func(a, b rankedProblem) int {
+			if a.rank != b.rank {
+				return a.rank - b.rank
+			}
+			if a.rank == d.rankUnknown() {
+				return strings.Compare(a.Field, b.Field)
+			}
+			return 0
+		})
+		e.out = e.out[:0]
+		for _, p := range e.problems {
+			e.out = append(e.out, p.FieldError)
+		}
+		out.Problems, out.Omitted = e.out, e.omitted
+		return
+	}
+	n := 0
+	for _, s := range e.state {
+		if s == fieldSet {
+			n++
+		}
+	}
+	ev := Event{ID: e.id, Fields: make(map[string]any, n)}
+	for i, s := range e.state {
+		if s == fieldSet {
+			ev.Fields[d.s.Fields[i].Name] = e.vals[i]
+		}
+	}
+	ev.Key, _ = ev.Fields[d.s.PartitionKey].(string)
+	out.Event = ev
+}
+
+// fillMember sets name to value for an event that did not set it, as if
+// it had.
+func (d *Decoder) fillMember(name, value string) {
+	e := &d.ev
+	i, known := d.s.index[name]
+	switch {
+	case name == FieldEventID:
+		if problem := checkEventID(value); problem != "" {
+			e.add(0, FieldEventID, problem)
+		} else {
+			e.id, e.idState = value, fieldSet
+		}
+	case name == FieldReceivedAt:
+		e.add(d.rankReceived(), FieldReceivedAt, "set by Sluice, not by producers")
+	case !known:
+		d.unknown([]byte(name))
+	default:
+		f := &d.s.Fields[i]
+		if v, problem := f.normalize(value); problem != "" {
+			e.state[i] = fieldBad
+			e.add(i+1, f.Name, problem)
+		} else {
+			e.state[i], e.vals[i] = fieldSet, v
+		}
+	}
+}
