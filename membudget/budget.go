@@ -73,6 +73,10 @@ type Shape struct {
 	MQTTMaxPacketBytes int
 	// Dev says the embedded broker and NATS server share the process.
 	Dev bool
+	// NoIngest and NoWork say the process runs no collectors, or no
+	// workers (`sluice run --role work`, `--role ingest`): the bounds of
+	// the absent role get nothing, and the others share its memory.
+	NoIngest, NoWork bool
 	// Overrides are bounds set explicitly (flags): their non-zero fields
 	// replace the planned ones, and count in Queues as they are.
 	Overrides Budget
@@ -144,19 +148,27 @@ func Plan(s Shape) (Budget, error) {
 	if s.MaxBodyBytes <= 0 || s.Streams <= 0 || s.Partitions <= 0 || s.Sinks <= 0 || s.MQTTMaxPacketBytes <= 0 {
 		return Budget{}, errors.New("memory plan: body size, streams, partitions, sinks and MQTT packet size must be positive")
 	}
-	b := Budget{Limit: s.Limit, Readers: s.Sinks * s.Streams * s.Partitions}
+	if s.NoIngest && s.NoWork {
+		return Budget{}, errors.New("memory plan: a process runs collectors, workers or both")
+	}
+	b := Budget{Limit: s.Limit}
+	if !s.NoWork {
+		b.Readers = s.Sinks * s.Streams * s.Partitions
+	}
 	b.GoLimit = s.Limit - max(s.Limit/10, 32<<20)
 	b.Base = 32<<20 + s.Limit/20
 	queues := (b.GoLimit - b.Base) * 3 / 4
 	f := floors(s, b.Readers, queues)
-	sh := flexShares(max(0, queues-f.total()), s.Dev)
+	sh := flexShares(max(0, queues-f.total()), s)
 
 	// HTTP: a body as read plus the events it encodes into (the
 	// collector's own estimate, CollectorConfig.MaxParsing).
 	b.HTTPParsing = int(min((f.http+sh.http)/(2*s.MaxBodyBytes), 32))
 	// Readers: the fetch response (kafka-go streams it, the embedded
 	// broker builds it whole) and the reader's queue of messages ahead.
-	b.FetchMaxBytes = int(min((f.fetch+sh.fetch)/int64(b.Readers)-readerQueueBytes, maxFetchBytes))
+	if b.Readers > 0 {
+		b.FetchMaxBytes = int(min((f.fetch+sh.fetch)/int64(b.Readers)-readerQueueBytes, maxFetchBytes))
+	}
 	// Admitted events are held twice at worst: the gate's encoded copy,
 	// and kafka-go's produce request or the embedded broker's decoded
 	// copy of it.
@@ -225,23 +237,39 @@ func floors(s Shape, readers int, queues int64) shares {
 	if s.Dev {
 		f.nats = 2 * (4 << 20)
 	}
-	if f.total() > queues {
+	f = f.only(s)
+	if f.total() > queues && !s.NoIngest {
 		f.admission = 2 * s.MaxBodyBytes
 	}
 	return f
 }
 
-// flexShares divides what the floors leave. The dedupe window has the
-// largest share because it buys correctness (a retry within the window
-// counts once); the others buy throughput, and past them producers are
-// told to retry. In dev the embedded NATS server's share comes out of the
-// dedupe window's.
-func flexShares(q int64, dev bool) shares {
-	pct := func(p int64) int64 { return q * p / 100 }
-	s := shares{http: pct(15), fetch: pct(10), admission: pct(10), lanes: pct(15), dedupe: pct(35), mqtt: pct(5), syslog: pct(5)}
-	if dev {
-		s.nats = pct(5)
-		s.dedupe -= s.nats
+// flexShares divides what the floors leave, by weight among the bounds of
+// the roles the process runs. The dedupe window has the largest share
+// because it buys correctness (a retry within the window counts once); the
+// others buy throughput, and past them producers are told to retry. In dev
+// the embedded NATS server's share comes out of the dedupe window's.
+func flexShares(q int64, sh Shape) shares {
+	w := shares{http: 15, fetch: 10, admission: 10, lanes: 20, dedupe: 35, mqtt: 5, syslog: 5}
+	if sh.Dev {
+		w.nats, w.dedupe = 5, 30
+	}
+	w = w.only(sh)
+	total := w.total()
+	part := func(weight int64) int64 { return q * weight / total }
+	return shares{
+		http: part(w.http), fetch: part(w.fetch), admission: part(w.admission), lanes: part(w.lanes),
+		dedupe: part(w.dedupe), mqtt: part(w.mqtt), syslog: part(w.syslog), nats: part(w.nats),
+	}
+}
+
+// only zeroes the shares of a role the process does not run.
+func (s shares) only(sh Shape) shares {
+	if sh.NoIngest {
+		s.http, s.admission, s.mqtt, s.syslog = 0, 0, 0, 0
+	}
+	if sh.NoWork {
+		s.fetch, s.lanes, s.dedupe = 0, 0, 0
 	}
 	return s
 }

@@ -21,19 +21,19 @@ func TestPlan(t *testing.T) {
 	}{
 		{name: "256MiB", shape: devShape(256 << 20), want: Budget{
 			GoLimit: 224 << 20, AdmissionEvents: 100_000, AdmissionBytes: 8_508_990, HTTPParsing: 2,
-			ProducerBatchBytes: 1_004_096, FetchMaxBytes: 1_121_647, Readers: 32, LaneBytes: 4_284_591, BatchMaxBytes: 1_071_147,
+			ProducerBatchBytes: 1_004_096, FetchMaxBytes: 1_121_647, Readers: 32, LaneBytes: 4_314_686, BatchMaxBytes: 1_078_671,
 			DedupeMaxIDs: 111_285, MQTTInflight: 8, SyslogBufferBytes: 2_157_343, SyslogUDPQueueBytes: 2_157_343,
 			NATSMaxMemory: 4_254_495, NATSMaxPending: 1_063_623,
 		}},
 		{name: "512MiB", shape: devShape(512 << 20), want: Budget{
 			GoLimit: 483_183_821, AdmissionEvents: 180_115, AdmissionBytes: 57_637_029, HTTPParsing: 2,
-			ProducerBatchBytes: 1 << 20, FetchMaxBytes: 1_392_150, Readers: 32, LaneBytes: 7_530_619, BatchMaxBytes: 1_882_654,
+			ProducerBatchBytes: 1 << 20, FetchMaxBytes: 1_392_150, Readers: 32, LaneBytes: 8_642_725, BatchMaxBytes: 2_160_681,
 			DedupeMaxIDs: 517_039, MQTTInflight: 12, SyslogBufferBytes: 4_321_362, SyslogUDPQueueBytes: 4_321_362,
 			NATSMaxMemory: 6_418_514, NATSMaxPending: 1_604_628,
 		}},
 		{name: "2GiB", shape: devShape(2 << 30), want: Budget{
 			GoLimit: 1_932_735_284, AdmissionEvents: 200_000, AdmissionBytes: 108_975_310, HTTPParsing: 11,
-			ProducerBatchBytes: 1 << 20, FetchMaxBytes: 2 << 20, Readers: 32, LaneBytes: 46_034_330, BatchMaxBytes: 8 << 20,
+			ProducerBatchBytes: 1 << 20, FetchMaxBytes: 2 << 20, Readers: 32, LaneBytes: 59_981_006, BatchMaxBytes: 8 << 20,
 			DedupeMaxIDs: 4_000_000, MQTTInflight: 61, SyslogBufferBytes: 29_990_503, SyslogUDPQueueBytes: 16 << 20,
 			NATSMaxMemory: 32_087_655, NATSMaxPending: 8_021_913,
 		}},
@@ -68,11 +68,14 @@ func checkRules(t *testing.T, s Shape, b Budget) {
 	if b.ProducerBatchBytes < maxEventBytes || b.ProducerBatchBytes > kafkaMessageMax {
 		t.Errorf("producer batch %d outside [max event %d, message.max.bytes %d]", b.ProducerBatchBytes, maxEventBytes, kafkaMessageMax)
 	}
-	if b.FetchMaxBytes < minFetchBytes {
+	if !s.NoWork && b.FetchMaxBytes < minFetchBytes {
 		t.Errorf("fetch %d cannot hold a whole record batch (%d)", b.FetchMaxBytes, minFetchBytes)
 	}
-	if b.HTTPParsing < 2 || b.AdmissionBytes < s.MaxBodyBytes || b.DedupeMaxIDs < 100_000 {
-		t.Errorf("a bound is below its floor: %+v", b)
+	if !s.NoIngest && (b.HTTPParsing < 2 || b.AdmissionBytes < s.MaxBodyBytes) {
+		t.Errorf("a collector's bound is below its floor: %+v", b)
+	}
+	if !s.NoWork && b.DedupeMaxIDs < 100_000 {
+		t.Errorf("the dedupe window is below its floor: %+v", b)
 	}
 	if s.Dev != (b.NATSMaxMemory > 0) {
 		t.Errorf("NATS bounds %d in dev %v", b.NATSMaxMemory, s.Dev)
@@ -152,4 +155,40 @@ func TestPlanRefuses(t *testing.T) {
 			t.Errorf("Plan(%+v) accepted", s)
 		}
 	}
+}
+
+// A process that runs one role gives the other role's memory to its own
+// bounds: a work process has larger lanes and a larger dedupe window than
+// one that runs both, an ingest process more admission and parsing.
+func TestPlanOneRole(t *testing.T) {
+	run := func(noIngest, noWork bool) Shape {
+		s := devShape(512 << 20)
+		s.Dev, s.NoIngest, s.NoWork = false, noIngest, noWork
+		return s
+	}
+	both, err := Plan(run(false, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	work, err := Plan(run(true, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ingest, err := Plan(run(false, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkRules(t, run(true, false), work)
+	checkRules(t, run(false, true), ingest)
+	if work.LaneBytes <= both.LaneBytes || work.DedupeMaxIDs <= both.DedupeMaxIDs || work.Readers != both.Readers {
+		t.Errorf("work only: lanes %d, dedupe %d, readers %d; both roles: %d, %d, %d", work.LaneBytes, work.DedupeMaxIDs, work.Readers, both.LaneBytes, both.DedupeMaxIDs, both.Readers)
+	}
+	if ingest.AdmissionBytes <= both.AdmissionBytes || ingest.HTTPParsing < both.HTTPParsing || ingest.Readers != 0 {
+		t.Errorf("ingest only: admission %d, parsing %d, readers %d; both roles: %d, %d", ingest.AdmissionBytes, ingest.HTTPParsing, ingest.Readers, both.AdmissionBytes, both.HTTPParsing)
+	}
+	if _, err := Plan(run(true, true)); err == nil {
+		t.Error("Plan of a process with no role: no error")
+	}
+	t.Log("work:", work.LogAttrs())
+	t.Log("ingest:", ingest.LogAttrs())
 }

@@ -54,7 +54,7 @@ same --data-dir carries on where it stopped, losing and duplicating nothing.`,
 			// Settings first: a bad one fails before anything starts. The
 			// memory budget is among them: it bounds the embedded servers
 			// too, and the collectors are built with their share.
-			cfg, err := p.config(1)
+			cfg, err := p.config(1, pipeline.RoleAll)
 			if err != nil {
 				return err
 			}
@@ -163,9 +163,10 @@ func (p *pipelineFlags) register(cmd *cobra.Command, dev bool) {
 }
 
 // config builds the pipeline's configuration with the bounds sized from
-// --memory-limit, for ClickHouse and outputs other sinks (NATS). It checks
-// every setting, so that a bad one fails before anything starts.
-func (p *pipelineFlags) config(outputs int) (pipeline.Config, error) {
+// --memory-limit, for a process running role with ClickHouse and outputs
+// other sinks (NATS). It checks every setting, so that a bad one fails
+// before anything starts.
+func (p *pipelineFlags) config(outputs int, role pipeline.Role) (pipeline.Config, error) {
 	if p.maxConns <= 0 || p.minBodyRate <= 0 {
 		return pipeline.Config{}, fmt.Errorf("--http-max-connections and --http-min-body-rate must be positive")
 	}
@@ -173,7 +174,7 @@ func (p *pipelineFlags) config(outputs int) (pipeline.Config, error) {
 	if err != nil {
 		return pipeline.Config{}, err
 	}
-	budget, err := p.memoryBudget(outputs)
+	budget, err := p.memoryBudget(outputs, role)
 	if err != nil {
 		return pipeline.Config{}, err
 	}

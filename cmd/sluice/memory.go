@@ -27,7 +27,7 @@ type budgeted interface {
 // memoryBudget plans the bounds for p's settings, with outputs sinks
 // besides ClickHouse (NATS), and hands the collectors theirs. Bounds whose
 // flags were given explicitly stay as given.
-func (p *pipelineFlags) memoryBudget(outputs int) (membudget.Budget, error) {
+func (p *pipelineFlags) memoryBudget(outputs int, role pipeline.Role) (membudget.Budget, error) {
 	explicit := func(name string) bool {
 		f := p.flags.Lookup(name)
 		return f != nil && f.Changed
@@ -39,7 +39,7 @@ func (p *pipelineFlags) memoryBudget(outputs int) (membudget.Budget, error) {
 	shape := membudget.Shape{
 		Limit: int64(p.memoryLimit), MaxBodyBytes: p.maxBody, Streams: len(streams.Names()),
 		Partitions: p.partitions, Sinks: 1 + outputs, MQTTMaxPacketBytes: flagInt(p.flags, "mqtt-max-packet-bytes", mqtt.DefaultMaxPacketBytes),
-		Dev: p.dev,
+		Dev: p.dev, NoIngest: role == pipeline.RoleWork, NoWork: role == pipeline.RoleIngest,
 	}
 	if explicit("dedupe-max-ids") {
 		shape.Overrides.DedupeMaxIDs = p.dedupeMaxIDs

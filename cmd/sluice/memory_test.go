@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sluicehq/sluice/membudget"
+	"github.com/sluicehq/sluice/pipeline"
 )
 
 // TestMemoryLimitSetting checks that --memory-limit reads sizes from the
@@ -74,7 +75,7 @@ func TestMemoryBudgetApplied(t *testing.T) {
 		if err := cmd.ParseFlags(args); err != nil {
 			t.Fatal(err)
 		}
-		cfg, err := p.config(1)
+		cfg, err := p.config(1, pipeline.RoleAll)
 		if err != nil {
 			t.Fatal(err)
 		}

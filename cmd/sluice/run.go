@@ -65,17 +65,17 @@ subscription (--mqtt-share-group).`,
 				}
 			}
 			// Settings first: a bad one fails before anything starts.
+			r, roleErr := pipeline.ParseRole(role)
 			outputs := 0
 			if natsURL != "" {
 				outputs = 1
 			}
-			cfg, err := p.config(outputs)
+			cfg, err := p.config(outputs, r)
 			if err != nil {
 				return err
 			}
-			r, err := pipeline.ParseRole(role)
-			if err != nil {
-				return fmt.Errorf("--role: %w", err)
+			if roleErr != nil {
+				return fmt.Errorf("--role: %w", roleErr)
 			}
 			if len(brokers) == 0 {
 				return fmt.Errorf("--kafka-brokers: required")
