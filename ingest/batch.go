@@ -302,7 +302,16 @@ func isReadFailure(err error) bool {
 // its size: unknown keys, deep nesting or long values are refused as they
 // come and skipped without being held.
 func (b *Batch) ReadJSON(r io.Reader) error {
-	d := b.decoder(r, schemas.FramingJSON, 0)
+	return b.readJSON(b.decoder(r, schemas.FramingJSON, 0))
+}
+
+// ReadJSONBytes is ReadJSON of input already in memory (an MQTT payload),
+// read in place.
+func (b *Batch) ReadJSONBytes(input []byte) error {
+	return b.readJSON(b.stream.NewDecoderBytes(input, b.decoderConfig(schemas.FramingJSON, 0)))
+}
+
+func (b *Batch) readJSON(d *schemas.Decoder) error {
 	var v schemas.Decoded
 	// Declared once: errors.As makes it escape, and an allocation per
 	// event would make a body of a million empty objects cost megabytes.
@@ -368,9 +377,11 @@ func (b *Batch) ReadNDJSON(r io.Reader, maxLine int) error {
 // origin that dead-letters needs each event's text, and its input is
 // already in memory (an MQTT payload).
 func (b *Batch) decoder(r io.Reader, framing schemas.Framing, maxLine int) *schemas.Decoder {
-	return b.stream.NewDecoder(r, schemas.DecoderConfig{
-		Framing: framing, MaxLine: maxLine, Fill: b.origin.Fields, KeepRaw: b.origin.DeadLetter,
-	})
+	return b.stream.NewDecoder(r, b.decoderConfig(framing, maxLine))
+}
+
+func (b *Batch) decoderConfig(framing schemas.Framing, maxLine int) schemas.DecoderConfig {
+	return schemas.DecoderConfig{Framing: framing, MaxLine: maxLine, Fill: b.origin.Fields, KeepRaw: b.origin.DeadLetter}
 }
 
 // addDecoded adds one value a Decoder read.

@@ -131,6 +131,16 @@ func (s *Stream) NewDecoder(r io.Reader, cfg DecoderConfig) *Decoder {
 	return d
 }
 
+// NewDecoderBytes returns a Decoder of input already in memory: it reads
+// input in place, without the read buffer, and never writes to it.
+func (s *Stream) NewDecoderBytes(input []byte, cfg DecoderConfig) *Decoder {
+	d := s.NewDecoder(nil, cfg)
+	// With the input as the whole buffer and the end already reached,
+	// refill never moves or reads: the buffer is never written.
+	d.buf, d.rerr = input[:len(input):len(input)], io.EOF
+	return d
+}
+
 // InArray reports whether the input is a JSON array, so far as read.
 func (d *Decoder) InArray() bool { return d.array }
 

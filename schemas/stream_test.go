@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"reflect"
 	"runtime"
@@ -17,7 +18,11 @@ import (
 // each gave and the error that ended the input (nil at its end).
 func decodeAll(tb testing.TB, st *Stream, src string, cfg DecoderConfig) ([]Decoded, error) {
 	tb.Helper()
-	d := st.NewDecoder(strings.NewReader(src), cfg)
+	return decodeFrom(st.NewDecoder(strings.NewReader(src), cfg), cfg)
+}
+
+// decodeFrom reads every value d holds, as decodeAll does.
+func decodeFrom(d *Decoder, cfg DecoderConfig) ([]Decoded, error) {
 	var out []Decoded
 	for {
 		var v Decoded
@@ -34,7 +39,38 @@ func decodeAll(tb testing.TB, st *Stream, src string, cfg DecoderConfig) ([]Deco
 			return out, err
 		}
 		v.Problems = slices.Clone(v.Problems)
+		v.Raw = slices.Clone(v.Raw)
 		out = append(out, v)
+	}
+}
+
+// checkBytesDecoder checks that a Decoder of input in memory reads what a
+// Decoder of a reader does, and leaves the input as it was.
+func checkBytesDecoder(t *testing.T, st *Stream, data []byte) {
+	t.Helper()
+	for _, cfg := range []DecoderConfig{{Framing: FramingJSON, KeepRaw: true}, {Framing: FramingNDJSON, MaxLine: 1 << 20, KeepRaw: true}} {
+		want, wantErr := decodeAll(t, st, string(data), cfg)
+		in := slices.Clone(data)
+		got, gotErr := decodeFrom(st.NewDecoderBytes(in, cfg), cfg)
+		if !bytes.Equal(in, data) {
+			t.Fatalf("NewDecoderBytes wrote to its input")
+		}
+		if fmt.Sprint(gotErr) != fmt.Sprint(wantErr) || !reflect.DeepEqual(got, want) {
+			t.Fatalf("framing %v: from bytes %+v, %v; from a reader %+v, %v", cfg.Framing, got, gotErr, want, wantErr)
+		}
+	}
+}
+
+func TestDecoderBytes(t *testing.T) {
+	st := builtinStream(t, "iot_telemetry")
+	for _, s := range decoderSeeds {
+		checkBytesDecoder(t, st, []byte(s))
+	}
+	// Values longer than the read buffer, which a Decoder of a reader
+	// reads across refills and one of bytes in one piece.
+	hostile := hostileBodies()
+	for _, name := range []string{"long number", "long string"} {
+		t.Run(name, func(t *testing.T) { checkBytesDecoder(t, st, hostile[name]) })
 	}
 }
 
@@ -430,6 +466,7 @@ func FuzzDecoder(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, st := range streams {
 			checkDecoderMatchesValidate(t, st, data)
+			checkBytesDecoder(t, st, data)
 		}
 	})
 }

@@ -7,10 +7,8 @@
 package mqtt
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -192,38 +190,11 @@ func (h *Handler) whole(stream string, o ingest.Origin, payload []byte, why erro
 	return b, nil
 }
 
-// fastPathBytes bounds the payloads decoded whole: a larger one is read an
-// event at a time, so that its decoded form (several times its size) is
-// never in memory at once.
-const fastPathBytes = 64 << 10
-
-// readPayload adds the events of a payload to b. An MQTT payload is already
-// in memory and usually small: a single object or an array of up to
-// fastPathBytes is decoded whole, sparing the 64 KiB read buffer ReadJSON
-// allocates for streamed HTTP bodies (a fifth of the collector's CPU at
-// 40,000 messages/s). What does not decode that way (NDJSON, invalid JSON,
-// empty arrays, numbers out of range) goes through ReadJSON, which reports
-// it exactly as for HTTP.
+// readPayload adds the events of a payload to b. The payload is already in
+// memory, so it is read in place (no read buffer), by the same decoder
+// and with the same limits and messages as an HTTP body.
 func readPayload(b *ingest.Batch, payload []byte) error {
-	if t := bytes.TrimLeft(payload, " \t\r\n"); len(payload) <= fastPathBytes && len(t) > 0 && (t[0] == '{' || t[0] == '[') {
-		var v any
-		if err := json.Unmarshal(payload, &v); err == nil {
-			switch v := v.(type) {
-			case map[string]any:
-				return b.Add(v)
-			case []any:
-				if len(v) > 0 {
-					for _, e := range v {
-						if err := b.Add(e); err != nil {
-							return err
-						}
-					}
-					return nil
-				}
-			}
-		}
-	}
-	return b.ReadJSON(bytes.NewReader(payload))
+	return b.ReadJSONBytes(payload)
 }
 
 // identity is what a message's derived event_ids come from: its topic and
