@@ -20,20 +20,8 @@ import (
 // catches a peak between samples.
 func TestDevStaysUnderMemoryLimit(t *testing.T) {
 	const limit = 256 << 20
-	// Not the race-detector build the other tests run: its shadow memory
-	// would be most of the resident set. make test's $SLUICE_BIN is a
-	// plain build already.
-	if os.Getenv("SLUICE_BIN") == "" {
-		t.Setenv("SLUICE_BIN", testkit.SluiceBin(t))
-	}
-	db := newTestDB(t)
-	httpAddr := freeAddr(t)
-	url := "http://" + httpAddr
-	dev := startProc(t, "dev", "dev", "--memory-limit", "256MiB", "--data-dir", t.TempDir(), "--http-addr", httpAddr,
-		"--kafka-addr", freeAddr(t), "--nats-addr", freeAddr(t),
-		"--clickhouse-addr", clickhouseAddr(), "--clickhouse-database", db.Name,
-		"--mqtt-addr", freeAddr(t), "--syslog-tcp-addr", freeAddr(t), "--syslog-udp-addr", freeAddr(t), "--relp-addr", freeAddr(t))
-	waitReady(t, url, dev.exited())
+	usePlainBinary(t)
+	dev, url := startLimitedDev(t, "256MiB")
 	pid := dev.cmd.Process.Pid
 
 	load := exec.Command(sluiceBin(t), "loadgen", "--url", url, "--rate", "0", "--duration", "20s",
