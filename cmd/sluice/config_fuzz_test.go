@@ -24,7 +24,7 @@ func FuzzConfigFile(f *testing.F) {
 		"token: [a, b]\n", "token: ''\n", "token-file: /nonexistent\n", "config: x\n", "htp-addr: x\n", "~: 1\n",
 		"1: 2\n", "[1, 2]\n", "a\n", "http-addr: {a: 1}\n", "pprof: yes\n", "max-body-bytes: -5\n", "batch-linger: -1s\n",
 		"http-max-connections: 0\n", "partitions: 0\n", "mqtt-max-packet-bytes: 0\n", "dedupe-max-ids: 1e9\n", "mqtt-route: [\"a=b\", \"c\"]\n", "http-addr: null\n",
-		"role: work\n", "log-level: nonsense\n", "clickhouse-ttl: 90x\n", "partitions: 0x10\n", "workers: -1\n",
+		"role: work\n", "log-level: nonsense\n", "log-format: xml\n", "log-level: debug\n", "clickhouse-ttl: 90x\n", "partitions: 0x10\n", "workers: -1\n",
 		"&a x: *a\n", "a: &a [*a]\n", "http-addr: !!binary aGk=\n", "\xff: 1\n",
 	} {
 		f.Add([]byte(s))
