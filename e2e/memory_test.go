@@ -3,10 +3,8 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -22,20 +20,8 @@ import (
 // catches a peak between samples.
 func TestDevStaysUnderMemoryLimit(t *testing.T) {
 	const limit = 256 << 20
-	// Not the race-detector build the other tests run: its shadow memory
-	// would be most of the resident set. make test's $SLUICE_BIN is a
-	// plain build already.
-	if os.Getenv("SLUICE_BIN") == "" {
-		t.Setenv("SLUICE_BIN", testkit.SluiceBin(t))
-	}
-	db := newTestDB(t)
-	httpAddr := freeAddr(t)
-	url := "http://" + httpAddr
-	dev := startProc(t, "dev", "dev", "--memory-limit", "256MiB", "--data-dir", t.TempDir(), "--http-addr", httpAddr,
-		"--kafka-addr", freeAddr(t), "--nats-addr", freeAddr(t),
-		"--clickhouse-addr", clickhouseAddr(), "--clickhouse-database", db.Name,
-		"--mqtt-addr", freeAddr(t), "--syslog-tcp-addr", freeAddr(t), "--syslog-udp-addr", freeAddr(t), "--relp-addr", freeAddr(t))
-	waitReady(t, url, dev.exited())
+	usePlainBinary(t)
+	dev, url := startLimitedDev(t, "256MiB")
 	pid := dev.cmd.Process.Pid
 
 	load := exec.Command(sluiceBin(t), "loadgen", "--url", url, "--rate", "0", "--duration", "20s",
@@ -61,15 +47,15 @@ sampling:
 			t.Fatalf("sluice dev exited under load: %v", err)
 		case <-tick.C:
 		}
-		rss := procStatusBytes(t, pid, "VmRSS")
+		rss := testkit.ProcStatusBytes(t, pid, "VmRSS")
 		samples++
 		peak = max(peak, rss)
 		if rss > limit {
 			_ = load.Process.Kill()
-			t.Fatalf("resident set %s over the limit of 256MiB after %d samples", mib(rss), samples)
+			t.Fatalf("resident set %s over the limit of 256MiB after %d samples", testkit.MiB(rss), samples)
 		}
 	}
-	hwm := procStatusBytes(t, pid, "VmHWM")
+	hwm := testkit.ProcStatusBytes(t, pid, "VmHWM")
 	if loadErr != nil {
 		t.Fatalf("loadgen: %v\n%s", loadErr, errOut.String())
 	}
@@ -78,9 +64,9 @@ sampling:
 		t.Fatalf("loadgen summary %q: %v", out.String(), err)
 	}
 	t.Logf("peak VmRSS %s in %d samples, VmHWM %s, limit 256MiB; %d events acknowledged, %d retries (429/503)",
-		mib(peak), samples, mib(hwm), sum.AckedTotal, sum.Retries)
+		testkit.MiB(peak), samples, testkit.MiB(hwm), sum.AckedTotal, sum.Retries)
 	if hwm > limit {
-		t.Errorf("peak resident set (VmHWM) %s over the limit of 256MiB", mib(hwm))
+		t.Errorf("peak resident set (VmHWM) %s over the limit of 256MiB", testkit.MiB(hwm))
 	}
 	// A process that refused everything would stay small too: the load
 	// must have gone through.
@@ -93,25 +79,3 @@ sampling:
 		t.Errorf("no memory budget line for 256MiB in the log (%v)", err)
 	}
 }
-
-// procStatusBytes reads a "kB" field of /proc/<pid>/status, in bytes.
-func procStatusBytes(t *testing.T, pid int, field string) int64 {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatalf("read /proc/%d/status: %v", pid, err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			if err != nil {
-				t.Fatalf("%s %q: %v", field, v, err)
-			}
-			return kb << 10
-		}
-	}
-	t.Fatalf("no %s in /proc/%d/status", field, pid)
-	return 0
-}
-
-func mib(b int64) string { return fmt.Sprintf("%.1fMiB", float64(b)/(1<<20)) }

@@ -170,6 +170,9 @@ func (p *pipelineFlags) config(outputs int, role pipeline.Role) (pipeline.Config
 	if p.maxConns <= 0 || p.minBodyRate <= 0 {
 		return pipeline.Config{}, fmt.Errorf("--http-max-connections and --http-min-body-rate must be positive")
 	}
+	if err := p.checkPositive(); err != nil {
+		return pipeline.Config{}, err
+	}
 	tokens, err := resolveTokens(p.flags, p.tokens, p.tokenFile, slog.Default())
 	if err != nil {
 		return pipeline.Config{}, err
@@ -215,4 +218,24 @@ func (p *pipelineFlags) config(outputs int, role pipeline.Role) (pipeline.Config
 	}
 	applyBudget(&cfg, budget)
 	return cfg, nil
+}
+
+// checkPositive refuses a size the memory plan divides by when it is not
+// positive, naming its flag: the plan's own error would blame
+// --memory-limit, which the user may not have set at all.
+func (p *pipelineFlags) checkPositive() error {
+	sizes := []struct {
+		name string
+		v    int64
+	}{
+		{"max-body-bytes", p.maxBody},
+		{"partitions", int64(p.partitions)},
+		{"mqtt-max-packet-bytes", int64(flagInt(p.flags, "mqtt-max-packet-bytes", 1))},
+	}
+	for _, s := range sizes {
+		if s.v <= 0 {
+			return fmt.Errorf("--%s %d: must be positive", s.name, s.v)
+		}
+	}
+	return nil
 }

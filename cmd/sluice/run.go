@@ -63,6 +63,14 @@ subscription (--mqtt-share-group).`,
 				if err := applyConfigFile(cmd.Flags(), configFile); err != nil {
 					return err
 				}
+				// Logging was set up before the file was read: set it up
+				// again, or the file's log-level and log-format would be
+				// accepted and ignored (and a bad value never refused).
+				f := cmd.Flags()
+				if err := setupLogging(globalFlags{logLevel: f.Lookup("log-level").Value.String(),
+					logFormat: f.Lookup("log-format").Value.String()}); err != nil {
+					return fmt.Errorf("config %s: %w", configFile, err)
+				}
 			}
 			// Settings first: a bad one fails before anything starts.
 			r, roleErr := pipeline.ParseRole(role)

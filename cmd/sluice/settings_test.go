@@ -26,6 +26,8 @@ func TestSettingsPrecedence(t *testing.T) {
 		{name: "list in file", file: "kafka-brokers: [a:1, b:2]\n", want: "127.0.0.1:8080"},
 		{name: "unknown key", file: "htp-addr: x\n", wantErr: `unknown setting "htp-addr"`},
 		{name: "bad value", file: "partitions: many\n", wantErr: "partitions"},
+		{name: "bad log level in file", file: "log-level: nonsense\n", wantErr: `--log-level "nonsense"`},
+		{name: "plan size not positive in file", file: "max-body-bytes: 0\n", wantErr: "--max-body-bytes 0: must be positive"},
 		{name: "bad env value", env: map[string]string{"SLUICE_PARTITIONS": "many"}, wantErr: "SLUICE_PARTITIONS"},
 	}
 	for _, tt := range tests {

@@ -7,26 +7,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/internal/testkit"
 )
-
-// unknownKeys renders one object of n distinct unknown keys.
-func unknownKeys(n int) string {
-	var b strings.Builder
-	b.WriteString(`{"device_id":"d","ts":1,"metrics":{"t":1}`)
-	for i := range n {
-		b.WriteString(`,"`)
-		b.WriteString(strconv.FormatInt(int64(i), 36))
-		b.WriteString(`":0`)
-	}
-	b.WriteString("}")
-	return b.String()
-}
 
 // gzipped compresses s.
 func gzipped(tb testing.TB, s string) []byte {
@@ -48,7 +34,7 @@ func gzipped(tb testing.TB, s string) []byte {
 func TestCollectorHostileBodies(t *testing.T) {
 	const head = `{"device_id":"d","ts":1,"metrics":{"t":1}`
 	mb := strings.Repeat("7", 1<<20)
-	keys := unknownKeys(700_000)
+	keys := testkit.UnknownKeys(700_000)
 	million := "[" + strings.Repeat("{},", 999_999) + "{}]"
 	tests := []struct {
 		name   string
