@@ -37,10 +37,11 @@ const (
 	// maxFetchBytes is what the lanes fetched before there was a budget;
 	// more buys no throughput here (2 cores) and costs per reader.
 	maxFetchBytes = 2 << 20
-	// bytesPerDedupeID is what one remembered event_id costs: about 50
-	// bytes in use (docs/delivery.md, and measured), plus slack for the
-	// map and queue growing by doubling.
-	bytesPerDedupeID = 64
+	// bytesPerDedupeID is what one remembered event_id costs: measured 104
+	// bytes in a worker's heap profile (the key, its first offset, the
+	// receive-time queue entry, and the map and queue growing by
+	// doubling), with a little slack.
+	bytesPerDedupeID = 112
 	// bytesPerEventOverhead is what an admitted event costs besides its
 	// key, value and headers: the ingest.Message (112 bytes) and kafka-go's
 	// Message (about 200) structs.

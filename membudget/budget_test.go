@@ -20,22 +20,22 @@ func TestPlan(t *testing.T) {
 		want  Budget // Limit, Base and Queues are checked by rule
 	}{
 		{name: "256MiB", shape: devShape(256 << 20), want: Budget{
-			GoLimit: 224 << 20, AdmissionEvents: 100_000, AdmissionBytes: 8_508_990, HTTPParsing: 2,
-			ProducerBatchBytes: 1_004_096, FetchMaxBytes: 1_121_647, Readers: 32, LaneBytes: 4_314_686, BatchMaxBytes: 1_078_671,
-			DedupeMaxIDs: 111_285, MQTTInflight: 8, SyslogBufferBytes: 2_157_343, SyslogUDPQueueBytes: 2_157_343,
-			NATSMaxMemory: 4_254_495, NATSMaxPending: 1_063_623,
+			GoLimit: 224 << 20, AdmissionEvents: 100_000, AdmissionBytes: 8 << 20, HTTPParsing: 2,
+			ProducerBatchBytes: 1_004_096, FetchMaxBytes: 1_114_124, Readers: 32, LaneBytes: 4 << 20, BatchMaxBytes: 1 << 20,
+			DedupeMaxIDs: 100_000, MQTTInflight: 8, SyslogBufferBytes: 2 << 20, SyslogUDPQueueBytes: 2 << 20,
+			NATSMaxMemory: 4 << 20, NATSMaxPending: 1 << 20,
 		}},
 		{name: "512MiB", shape: devShape(512 << 20), want: Budget{
-			GoLimit: 483_183_821, AdmissionEvents: 180_115, AdmissionBytes: 57_637_029, HTTPParsing: 2,
-			ProducerBatchBytes: 1 << 20, FetchMaxBytes: 1_392_150, Readers: 32, LaneBytes: 8_642_725, BatchMaxBytes: 2_160_681,
-			DedupeMaxIDs: 517_039, MQTTInflight: 12, SyslogBufferBytes: 4_321_362, SyslogUDPQueueBytes: 4_321_362,
-			NATSMaxMemory: 6_418_514, NATSMaxPending: 1_604_628,
+			GoLimit: 483_183_821, AdmissionEvents: 179_365, AdmissionBytes: 57_397_029, HTTPParsing: 2,
+			ProducerBatchBytes: 1 << 20, FetchMaxBytes: 1_377_150, Readers: 32, LaneBytes: 8_402_725, BatchMaxBytes: 2_100_681,
+			DedupeMaxIDs: 325_451, MQTTInflight: 12, SyslogBufferBytes: 4_201_362, SyslogUDPQueueBytes: 4_201_362,
+			NATSMaxMemory: 6_298_514, NATSMaxPending: 1_574_628,
 		}},
 		{name: "2GiB", shape: devShape(2 << 30), want: Budget{
-			GoLimit: 1_932_735_284, AdmissionEvents: 200_000, AdmissionBytes: 108_975_310, HTTPParsing: 11,
-			ProducerBatchBytes: 1 << 20, FetchMaxBytes: 2 << 20, Readers: 32, LaneBytes: 59_981_006, BatchMaxBytes: 8 << 20,
-			DedupeMaxIDs: 4_000_000, MQTTInflight: 61, SyslogBufferBytes: 29_990_503, SyslogUDPQueueBytes: 16 << 20,
-			NATSMaxMemory: 32_087_655, NATSMaxPending: 8_021_913,
+			GoLimit: 1_932_735_284, AdmissionEvents: 200_000, AdmissionBytes: 108_735_310, HTTPParsing: 11,
+			ProducerBatchBytes: 1 << 20, FetchMaxBytes: 2 << 20, Readers: 32, LaneBytes: 59_741_006, BatchMaxBytes: 8 << 20,
+			DedupeMaxIDs: 3_075_716, MQTTInflight: 60, SyslogBufferBytes: 29_870_503, SyslogUDPQueueBytes: 16 << 20,
+			NATSMaxMemory: 31_967_655, NATSMaxPending: 7_991_913,
 		}},
 	}
 	for _, tt := range tests {

@@ -45,6 +45,18 @@ const (
 // with the connection cap, 16 MiB at 4096 connections.
 const prereadBytes = 4 << 10
 
+// Small bodies have parsing slots of their own, so that large ones (a
+// hostile client's 8 MiB bodies, sent again without waiting) cannot keep a
+// device's small batches waiting until they are refused: a body of a known
+// length up to smallBodyBytes, not compressed (a small gzip body can
+// inflate to MaxBodyBytes), takes one of smallParsing slots. They hold at
+// most smallParsing times the body and the events it encodes into: about
+// 4 MiB.
+const (
+	smallBodyBytes = 32 << 10
+	smallParsing   = 32
+)
+
 // CollectorConfig configures a Collector. Gate is required; zero values of
 // the rest take the defaults.
 type CollectorConfig struct {
@@ -85,6 +97,7 @@ type Collector struct {
 	maxBodyBytes int64
 	tokens       [][sha256.Size]byte
 	parsing      *backpressure.Admission
+	smallParsing *backpressure.Admission
 	minBodyRate  int64
 	bodyGrace    time.Duration
 	log          *slog.Logger
@@ -123,6 +136,7 @@ func NewCollector(cfg CollectorConfig) (*Collector, error) {
 		registry:     cfg.Gate.Registry(),
 		maxBodyBytes: cfg.MaxBodyBytes,
 		parsing:      backpressure.NewAdmission(backpressure.AdmissionConfig{Capacity: int64(cfg.MaxParsing)}),
+		smallParsing: backpressure.NewAdmission(backpressure.AdmissionConfig{Capacity: smallParsing}),
 		minBodyRate:  cfg.MinBodyRate,
 		bodyGrace:    cfg.BodyGrace,
 		log:          log,
@@ -199,12 +213,13 @@ func (c *Collector) handleEvents(w http.ResponseWriter, r *http.Request) {
 		c.failRead(w, r, label, rerr)
 		return
 	}
-	if err := c.parsing.Acquire(r.Context(), 1); err != nil {
-		setRetryAfter(w, c.parsing.RetryAfter())
+	slots := c.slotsFor(r)
+	if err := slots.Acquire(r.Context(), 1); err != nil {
+		setRetryAfter(w, slots.RetryAfter())
 		c.fail(w, label, http.StatusTooManyRequests, "too many requests being parsed at once; retry later")
 		return
 	}
-	releaseParsing := sync.OnceFunc(func() { c.parsing.Release(1) })
+	releaseParsing := sync.OnceFunc(func() { slots.Release(1) })
 	defer releaseParsing()
 
 	b, err := c.gate.Begin(name, ingest.Origin{Source: Source})
@@ -220,6 +235,16 @@ func (c *Collector) handleEvents(w http.ResponseWriter, r *http.Request) {
 	// while this one waits for Kafka.
 	releaseParsing()
 	c.commit(w, r, label, b)
+}
+
+// slotsFor returns the parsing slots r's body takes: the small bodies' own,
+// or the others'.
+func (c *Collector) slotsFor(r *http.Request) *backpressure.Admission {
+	identity := r.Header.Get("Content-Encoding") == "" || strings.EqualFold(r.Header.Get("Content-Encoding"), "identity")
+	if r.ContentLength >= 0 && r.ContentLength <= smallBodyBytes && identity {
+		return c.smallParsing
+	}
+	return c.parsing
 }
 
 // awaitBody puts the minimum rate on the body and waits until its first

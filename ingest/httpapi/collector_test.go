@@ -606,29 +606,41 @@ func TestCollectorParsingBound(t *testing.T) {
 	if _, err := io.WriteString(pw, "["+goodIoT+strings.Repeat(" ", prereadBytes)); err != nil {
 		t.Fatal(err)
 	}
-	if rec := post(strings.NewReader(goodIoT2)); rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") == "" {
+	// A body of unknown length (chunked) takes the large bodies' slots.
+	chunked := func() io.Reader { return io.MultiReader(strings.NewReader(goodIoT2)) }
+	if rec := post(chunked()); rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") == "" {
 		t.Fatalf("while a body is parsed: %d Retry-After %q, want 429 with Retry-After; %s", rec.Code, rec.Header().Get("Retry-After"), rec.Body)
+	}
+	// A small body of known length has slots of its own.
+	small := make(chan *httptest.ResponseRecorder)
+	go func() { small <- post(strings.NewReader(goodIoT2)) }()
+	smallBy := time.Now().Add(5 * time.Second)
+	for fp.Calls() == 0 { // the slow body still holds the large slot
+		if time.Now().After(smallBy) {
+			t.Fatal("a small body waited for the large bodies' slot")
+		}
+		time.Sleep(time.Millisecond)
 	}
 	io.WriteString(pw, "]")
 	pw.Close()
 	deadline := time.Now().Add(5 * time.Second)
-	for fp.Calls() == 0 {
+	for fp.Calls() < 2 {
 		if time.Now().After(deadline) {
-			t.Fatal("slow request never reached the producer")
+			t.Fatal("the slow request and the small one never reached the producer")
 		}
 		time.Sleep(time.Millisecond)
 	}
 	// The slow request now waits for Kafka; its slot is free.
 	third := make(chan *httptest.ResponseRecorder)
-	go func() { third <- post(strings.NewReader(goodIoT2)) }()
-	for fp.Calls() < 2 {
+	go func() { third <- post(chunked()) }()
+	for fp.Calls() < 3 {
 		if time.Now().After(deadline) {
 			t.Fatal("a request waiting for Kafka still holds the parsing slot")
 		}
 		time.Sleep(time.Millisecond)
 	}
 	close(fp.Block)
-	for _, ch := range []chan *httptest.ResponseRecorder{slow, third} {
+	for _, ch := range []chan *httptest.ResponseRecorder{slow, small, third} {
 		if rec := <-ch; rec.Code != http.StatusAccepted {
 			t.Errorf("got %d %s, want 202", rec.Code, rec.Body)
 		}
