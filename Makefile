@@ -30,7 +30,7 @@ vet:
 # The whole suite, against the real ClickHouse, embedded Kafka broker and
 # embedded NATS, with the race detector.
 test: clickhouse peers vet build
-	SLUICE_BIN=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 20m ./...
+	SLUICE_BIN=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 24m ./...
 
 # The kill tests, longer: SLUICE_CHAOS_KILLS kills per test.
 SLUICE_CHAOS_KILLS ?= 30

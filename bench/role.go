@@ -37,6 +37,8 @@ func startRole(ctx context.Context, bin, name, dir string, args []string) (*role
 	all := append([]string{"run", "--role", name, "--http-addr", addr, "--group-id", "sluice-bench"}, args...)
 	cmd := exec.Command(bin, all...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// A bench killed before it could stop its roles takes them along.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("bench: start %s: %w", name, err)

@@ -20,7 +20,9 @@ import (
 func TestBenchCommand(t *testing.T) {
 	t.Parallel()
 	bin := testkit.SluiceBin(t) // without -race: the roles' cost is what is measured
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	// Start-up, 3 s of load, a drain of up to 60 s, the roles' shutdown
+	// and ClickHouse dropping the database (45 s seen under load).
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "bench", "--clickhouse-addr", testkit.ClickHouseAddr(),
 		"--rate", "2000", "--duration", "3s", "--saturation=false", "--drain", "60s")

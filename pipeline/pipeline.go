@@ -185,6 +185,19 @@ const DefaultGroupID = "sluice-workers"
 // metrics with reg. The pipeline runs it and stops it on shutdown.
 type SourceFactory func(gate *ingest.Gate, reg prometheus.Registerer, log *slog.Logger) (ingest.Source, error)
 
+// newRegistry returns the process's metrics registry, with the Go runtime's
+// and the process's own metrics, and the memory budget's where there is one.
+func newRegistry(cfg Config) (*prometheus.Registry, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if cfg.Memory != nil {
+		if err := cfg.Memory.Register(reg); err != nil {
+			return nil, err
+		}
+	}
+	return reg, nil
+}
+
 // Run runs the configured roles until ctx ends, then shuts down: the
 // collectors stop taking input and finish what is in flight (acknowledged
 // by Kafka or refused), the workers drain and commit, then connections
@@ -194,12 +207,9 @@ type SourceFactory func(gate *ingest.Gate, reg prometheus.Registerer, log *slog.
 func Run(ctx context.Context, cfg Config) error {
 	cfg.setDefaults()
 	log := cfg.Logger
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if cfg.Memory != nil {
-		if err := cfg.Memory.Register(reg); err != nil {
-			return err
-		}
+	reg, err := newRegistry(cfg)
+	if err != nil {
+		return err
 	}
 
 	streams, err := schemas.Load(cfg.SchemasDir)

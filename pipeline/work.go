@@ -148,6 +148,7 @@ func (l *lazyStore) get(ctx context.Context) (*clickhouse.Sink, error) {
 	return s, nil
 }
 
+// Write writes through the Sink, connecting first if it never has.
 func (l *lazyStore) Write(ctx context.Context, st *schemas.Stream, partition int32, rows []sinks.Row) error {
 	s, err := l.get(ctx)
 	if err != nil {
@@ -156,6 +157,7 @@ func (l *lazyStore) Write(ctx context.Context, st *schemas.Stream, partition int
 	return s.Write(ctx, st, partition, rows)
 }
 
+// Progress asks the Sink, connecting first if it never has.
 func (l *lazyStore) Progress(ctx context.Context, st *schemas.Stream, partition int32) (int64, bool, error) {
 	s, err := l.get(ctx)
 	if err != nil {
@@ -164,6 +166,7 @@ func (l *lazyStore) Progress(ctx context.Context, st *schemas.Stream, partition 
 	return s.Progress(ctx, st, partition)
 }
 
+// Resume asks the Sink, connecting first if it never has.
 func (l *lazyStore) Resume(ctx context.Context, st *schemas.Stream, partition int32, window time.Duration, limit int) (sinks.Resumed, error) {
 	s, err := l.get(ctx)
 	if err != nil {

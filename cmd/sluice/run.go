@@ -13,21 +13,8 @@ import (
 	"github.com/sluicehq/sluice/pipeline"
 )
 
-func newRunCmd() *cobra.Command {
-	var (
-		configFile string
-		role       string
-		brokers    []string
-		natsURL    string
-		topicPfx   string
-		replicas   int
-		groupID    string
-		p          pipelineFlags
-	)
-	cmd := &cobra.Command{
-		Use:   "run",
-		Short: "Run the pipeline against external Kafka, NATS and ClickHouse",
-		Long: `run is the production form of Sluice: the collectors, the workers, or both
+// runLong is `sluice run --help`'s description.
+const runLong = `run is the production form of Sluice: the collectors, the workers, or both
 (--role), against external Kafka, NATS and ClickHouse.
 
 Settings come from, in order of precedence: the command line, SLUICE_<FLAG>
@@ -52,7 +39,23 @@ Run collectors and workers as separate processes to scale them on their own:
 each worker process joins the consumer group and takes a share of the
 partitions; HTTP, syslog and RELP collectors are stateless behind a load
 balancer, and MQTT collectors split the messages through a shared
-subscription (--mqtt-share-group).`,
+subscription (--mqtt-share-group).`
+
+func newRunCmd() *cobra.Command {
+	var (
+		configFile string
+		role       string
+		brokers    []string
+		natsURL    string
+		topicPfx   string
+		replicas   int
+		groupID    string
+		p          pipelineFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the pipeline against external Kafka, NATS and ClickHouse",
+		Long:  runLong,
 		Example: `  sluice run --config /etc/sluice/sluice.yaml
   sluice run --role ingest --kafka-brokers kafka:9092 --http-addr 0.0.0.0:8080
   sluice run --role ingest --kafka-brokers kafka:9092 --mqtt-broker tcp://mosquitto:1883 --relp-addr 0.0.0.0:2514

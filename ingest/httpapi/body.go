@@ -119,6 +119,8 @@ func (rr *rateReader) allowance() time.Duration {
 	return rr.grace + paid - rr.waited
 }
 
+// Read reads from the body with a deadline that leaves it just the
+// allowance the minimum rate has earned so far.
 func (rr *rateReader) Read(p []byte) (int, error) {
 	if rr.setDeadline == nil || rr.done {
 		return rr.r.Read(p)

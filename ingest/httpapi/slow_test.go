@@ -104,7 +104,7 @@ func TestStalledBodiesDoNotLockOutProducers(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if got := s.c.parsing.InFlight(); got != 0 {
+	if got := s.c.parsing.InFlight() + s.c.smallParsing.InFlight(); got != 0 {
 		t.Errorf("stalled uploads hold %d parsing slots, want 0", got)
 	}
 	if got := testkit.Metric(t, s.reg, "sluice_ingest_inflight_requests", nil); got < stalled {
