@@ -145,6 +145,16 @@ func (rr *rateReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// spendGrace gives up what is left of the grace but slack: the collector
+// calls it once the body holds a parsing slot, so that a client that sends
+// the first bytes and stalls gives the slot back after slack, not after
+// the whole grace. The minimum rate still pays for every byte that comes.
+func (rr *rateReader) spendGrace(slack time.Duration) {
+	if left := rr.allowance(); left > slack {
+		rr.grace -= left - slack
+	}
+}
+
 // finish clears the deadline once the body has ended. It must not outlive
 // the body: the server reads on in the background to notice a client that
 // goes away, and a deadline passing then would cancel the request while it

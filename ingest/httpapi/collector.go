@@ -57,6 +57,12 @@ const (
 	smallParsing   = 32
 )
 
+// slotSlack is how long a body holding a parsing slot may go without data
+// beyond what the minimum rate has paid for: what is left of the grace
+// goes once the slot is taken, so that uploads that send their first bytes
+// and stall give the slot back quickly.
+const slotSlack = 2 * time.Second
+
 // CollectorConfig configures a Collector. Gate is required; zero values of
 // the rest take the defaults.
 type CollectorConfig struct {
@@ -209,7 +215,8 @@ func (c *Collector) handleEvents(w http.ResponseWriter, r *http.Request) {
 	// The slot is taken only once the first prereadBytes of the body (all
 	// of a smaller one) have arrived: a client that stalls before then
 	// holds a goroutine until the minimum rate runs out, but no slot.
-	if rerr := c.awaitBody(w, r); rerr != nil {
+	rr, rerr := c.awaitBody(w, r)
+	if rerr != nil {
 		c.failRead(w, r, label, rerr)
 		return
 	}
@@ -221,6 +228,7 @@ func (c *Collector) handleEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	releaseParsing := sync.OnceFunc(func() { slots.Release(1) })
 	defer releaseParsing()
+	rr.spendGrace(slotSlack)
 
 	b, err := c.gate.Begin(name, ingest.Origin{Source: Source})
 	if err != nil {
@@ -249,9 +257,9 @@ func (c *Collector) slotsFor(r *http.Request) *backpressure.Admission {
 
 // awaitBody puts the minimum rate on the body and waits until its first
 // prereadBytes (all of a smaller body) have arrived.
-func (c *Collector) awaitBody(w http.ResponseWriter, r *http.Request) *requestError {
+func (c *Collector) awaitBody(w http.ResponseWriter, r *http.Request) (*rateReader, *requestError) {
 	if r.ContentLength > c.maxBodyBytes {
-		return c.tooLarge()
+		return nil, c.tooLarge()
 	}
 	rc := http.NewResponseController(w)
 	setDeadline := rc.SetReadDeadline
@@ -268,9 +276,9 @@ func (c *Collector) awaitBody(w http.ResponseWriter, r *http.Request) *requestEr
 		io.Closer
 	}{br, rr}
 	if _, err := br.Peek(prereadBytes); err != nil && err != io.EOF {
-		return c.readFailure(&ingest.ReadError{What: "reading body", Err: err})
+		return nil, c.readFailure(&ingest.ReadError{What: "reading body", Err: err})
 	}
-	return nil
+	return rr, nil
 }
 
 // parse reads the body into b.

@@ -117,3 +117,31 @@ func TestRateReaderWithoutDeadlines(t *testing.T) {
 		t.Fatalf("read: %d, %v", n, err)
 	}
 }
+
+// Once the body holds a parsing slot, what is left of the grace goes but
+// the slack: the next read may wait only that long plus what new bytes pay.
+func TestRateReaderSpendGrace(t *testing.T) {
+	rr, now, deadlines := newScripted(
+		step{takes: time.Second, n: 500}, // 0.5 s paid, 1 s waited: 4.5 s left
+		step{takes: time.Second, n: 1000},
+	)
+	buf := make([]byte, 4096)
+	if n, err := rr.Read(buf); n != 500 || err != nil {
+		t.Fatalf("first read: %d, %v", n, err)
+	}
+	rr.spendGrace(2 * time.Second)
+	before := *now
+	if n, err := rr.Read(buf); n != 1000 || err != nil {
+		t.Fatalf("second read: %d, %v", n, err)
+	}
+	if got := (*deadlines)[1].Sub(before); got != 2*time.Second {
+		t.Errorf("deadline after the grace was spent: +%s, want +2s", got)
+	}
+	if got := rr.allowance(); got != 2*time.Second {
+		t.Errorf("allowance after a second that paid for one: %s, want 2s", got)
+	}
+	rr.spendGrace(10 * time.Second) // never adds
+	if got := rr.allowance(); got != 2*time.Second {
+		t.Errorf("allowance after a larger slack: %s, want 2s", got)
+	}
+}
