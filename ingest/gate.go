@@ -157,34 +157,12 @@ func NewGate(cfg GateConfig) (*Gate, error) {
 	for _, name := range cfg.Registry.Names() {
 		g.topics[name] = kafkatopic.Name(cfg.TopicPrefix, name)
 	}
-	m, err := newGateMetrics(cfg.Registerer, g.admission, g.breaker)
+	m, err := newGateMetrics(cfg.Registerer, g.admission, g.admissionBytes, g.breaker)
 	if err != nil {
-		return nil, err
-	}
-	if err := registerBytesMetrics(cfg.Registerer, g.admissionBytes); err != nil {
 		return nil, err
 	}
 	g.metrics = m
 	return g, nil
-}
-
-// registerBytesMetrics exports the byte admission beside the event one.
-func registerBytesMetrics(reg prometheus.Registerer, adm *backpressure.Admission) error {
-	for _, c := range []prometheus.Collector{
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: "sluice", Subsystem: "ingest", Name: "inflight_bytes",
-			Help: "Bytes of the events admitted and waiting for Kafka's acknowledgement (key, value, headers and a per-message overhead).",
-		}, func() float64 { return float64(adm.InFlight()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: "sluice", Subsystem: "ingest", Name: "inflight_bytes_capacity",
-			Help: "Most bytes of events that may be in flight at once (sized from --memory-limit).",
-		}, func() float64 { return float64(adm.Capacity()) }),
-	} {
-		if err := reg.Register(c); err != nil {
-			return fmt.Errorf("ingest: register metrics: %w", err)
-		}
-	}
-	return nil
 }
 
 // Shedder decides which streams the gate refuses for a while although

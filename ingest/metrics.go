@@ -19,7 +19,9 @@ type gateMetrics struct {
 	retries *prometheus.CounterVec
 }
 
-func newGateMetrics(reg prometheus.Registerer, adm *backpressure.Admission, br *backpressure.Breaker) (*gateMetrics, error) {
+// newGateMetrics registers the gate's metrics: its counters, and gauges of
+// the two admissions (events, bytes) and the breaker.
+func newGateMetrics(reg prometheus.Registerer, adm, admBytes *backpressure.Admission, br *backpressure.Breaker) (*gateMetrics, error) {
 	m := &gateMetrics{
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "sluice", Subsystem: "ingest", Name: "events_total",
@@ -45,6 +47,14 @@ func newGateMetrics(reg prometheus.Registerer, adm *backpressure.Admission, br *
 			Namespace: "sluice", Subsystem: "ingest", Name: "inflight_events_capacity",
 			Help: "Most events that may be in flight at once.",
 		}, func() float64 { return float64(adm.Capacity()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "sluice", Subsystem: "ingest", Name: "inflight_bytes",
+			Help: "Bytes of the events admitted and waiting for Kafka's acknowledgement (key, value, headers and a per-message overhead).",
+		}, func() float64 { return float64(admBytes.InFlight()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "sluice", Subsystem: "ingest", Name: "inflight_bytes_capacity",
+			Help: "Most bytes of events that may be in flight at once (sized from --memory-limit).",
+		}, func() float64 { return float64(admBytes.Capacity()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "sluice", Subsystem: "ingest", Name: "kafka_breaker_state",
 			Help: "State of the Kafka circuit breaker: 0 closed, 1 half-open, 2 open.",
