@@ -12,7 +12,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
-	"unicode/utf8"
+
+	"github.com/sluicehq/sluice/schemas"
 )
 
 // Letter is one event or input that cannot be delivered, with where it came
@@ -150,7 +151,7 @@ const (
 func Encode(l Letter, now time.Time, maxBytes int) (key, value []byte, hs []Header, err error) {
 	rec := Record{
 		Stream: l.Stream, Topic: l.Topic, Partition: l.Partition, Offset: l.Offset,
-		Source: l.Source, Origin: cut(l.Origin, maxOriginBytes), Reason: cut(l.Reason, maxReasonBytes),
+		Source: l.Source, Origin: schemas.Cut(l.Origin, maxOriginBytes), Reason: schemas.Cut(l.Reason, maxReasonBytes),
 		SkippedBy: l.SkippedBy, SkippedThrough: l.SkippedThrough,
 		FailedAt: now.UTC().Format(time.RFC3339Nano),
 	}
@@ -188,7 +189,7 @@ func truncated(rec Record, l Letter, room int) ([]byte, error) {
 	if rec.EventID == "" && json.Valid(l.Value) {
 		rec.EventID = eventID(l.Value)
 	}
-	rec.EventID = cut(rec.EventID, maxKeyBytes)
+	rec.EventID = schemas.Cut(rec.EventID, maxKeyBytes)
 	base, err := json.Marshal(rec)
 	if err != nil {
 		return nil, err
@@ -198,7 +199,7 @@ func truncated(rec Record, l Letter, room int) ([]byte, error) {
 		if keep <= 0 {
 			break
 		}
-		rec.RawEvent = cut(string(l.Value), keep)
+		rec.RawEvent = schemas.Cut(string(l.Value), keep)
 		v, err := json.Marshal(rec)
 		if err != nil || len(v) <= room {
 			return v, err
@@ -209,17 +210,6 @@ func truncated(rec Record, l Letter, room int) ([]byte, error) {
 	}
 	rec.RawEvent = ""
 	return base, nil
-}
-
-// cut returns s cut to at most n bytes, at a character boundary.
-func cut(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }
 
 // headers returns the headers of l.

@@ -435,10 +435,19 @@ func Truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
+	return Cut(s, n) + "…"
+}
+
+// Cut returns s cut to at most n bytes, without splitting a UTF-8
+// sequence, and unmarked: for values that are stored or sent cut.
+func Cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
 	for n > 0 && !utf8.RuneStart(s[n]) {
 		n--
 	}
-	return s[:n] + "…"
+	return s[:n]
 }
 
 func sortedKeys[V any](m map[string]V) []string {

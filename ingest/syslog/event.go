@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	gosyslog "github.com/leodido/go-syslog/v4"
 	"github.com/leodido/go-syslog/v4/common"
@@ -233,26 +232,26 @@ func baseEvent(m *gosyslog.Base, now time.Time, sdParams int) map[string]any {
 	ev := make(map[string]any, 6)
 	ev["service"] = UnknownService
 	if m.Appname != nil && *m.Appname != "" {
-		ev["service"] = cut(*m.Appname, maxService)
+		ev["service"] = schemas.Cut(*m.Appname, maxService)
 	}
 	ev["level"] = level(*m.Severity)
 	ev["ts"] = timestamp(m.Timestamp, now)
 	if m.Hostname != nil && *m.Hostname != "" {
-		ev["host"] = cut(*m.Hostname, maxHost)
+		ev["host"] = schemas.Cut(*m.Hostname, maxHost)
 	}
 	ev["message"] = EmptyMessage
 	if m.Message != nil {
 		text := strings.TrimPrefix(*m.Message, "\xef\xbb\xbf") // a UTF-8 BOM
 		if text != "" {
-			ev["message"] = cut(text, maxMessage)
+			ev["message"] = schemas.Cut(text, maxMessage)
 		}
 	}
 	attrs := make(map[string]any, 3+sdParams)
 	if m.ProcID != nil {
-		attrs["procid"] = cut(*m.ProcID, maxAttrText)
+		attrs["procid"] = schemas.Cut(*m.ProcID, maxAttrText)
 	}
 	if m.MsgID != nil {
-		attrs["msgid"] = cut(*m.MsgID, maxAttrText)
+		attrs["msgid"] = schemas.Cut(*m.MsgID, maxAttrText)
 	}
 	if m.Facility != nil {
 		attrs["facility"] = facility(*m.Facility)
@@ -274,7 +273,7 @@ func addStructuredData(attrs map[string]any, sd map[string]map[string]string) {
 		for id, params := range sd {
 			for p, v := range params {
 				if k := id + "." + p; attrs[k] == nil {
-					attrs[k] = cut(v, maxAttrText)
+					attrs[k] = schemas.Cut(v, maxAttrText)
 				}
 			}
 		}
@@ -293,7 +292,7 @@ func addStructuredData(attrs map[string]any, sd map[string]map[string]string) {
 			return
 		}
 		if _, taken := attrs[e.k]; !taken {
-			attrs[e.k] = cut(e.v, maxAttrText)
+			attrs[e.k] = schemas.Cut(e.v, maxAttrText)
 		}
 	}
 }
@@ -331,15 +330,4 @@ func timestamp(t *time.Time, now time.Time) string {
 		}
 	}
 	return now.UTC().Format(schemas.TimeLayout)
-}
-
-// cut shortens s to at most n bytes without splitting a UTF-8 sequence.
-func cut(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }

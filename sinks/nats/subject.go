@@ -6,6 +6,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/sluicehq/sluice/schemas"
 )
 
 // MaxKeyToken bounds, in bytes, the subject token a partition key becomes.
@@ -50,12 +52,8 @@ func keyToken(key string) string {
 	if len(t) <= MaxKeyToken {
 		return t
 	}
-	cut := keyKeep
-	for cut > 0 && !utf8.RuneStart(t[cut]) {
-		cut--
-	}
 	sum := sha256.Sum256([]byte(key))
-	return t[:cut] + "~" + hex.EncodeToString(sum[:16])
+	return schemas.Cut(t, keyKeep) + "~" + hex.EncodeToString(sum[:16])
 }
 
 // msgIDHashPrefix marks a Nats-Msg-Id that is a hash of the event_id.
