@@ -301,29 +301,26 @@ func (b Budget) Fits() error {
 
 // override replaces the planned bounds by the non-zero ones of o.
 func (b *Budget) override(o Budget) {
-	pick := func(dst *int64, v int64) {
-		if v > 0 {
-			*dst = v
-		}
-	}
-	pickInt := func(dst *int, v int) {
-		if v > 0 {
-			*dst = v
-		}
-	}
 	pick(&b.AdmissionEvents, o.AdmissionEvents)
 	pick(&b.AdmissionBytes, o.AdmissionBytes)
-	pickInt(&b.HTTPParsing, o.HTTPParsing)
+	pick(&b.HTTPParsing, o.HTTPParsing)
 	pick(&b.ProducerBatchBytes, o.ProducerBatchBytes)
-	pickInt(&b.FetchMaxBytes, o.FetchMaxBytes)
+	pick(&b.FetchMaxBytes, o.FetchMaxBytes)
 	pick(&b.LaneBytes, o.LaneBytes)
-	pickInt(&b.BatchMaxBytes, o.BatchMaxBytes)
-	pickInt(&b.DedupeMaxIDs, o.DedupeMaxIDs)
-	pickInt(&b.MQTTInflight, o.MQTTInflight)
-	pickInt(&b.SyslogBufferBytes, o.SyslogBufferBytes)
-	pickInt(&b.SyslogUDPQueueBytes, o.SyslogUDPQueueBytes)
+	pick(&b.BatchMaxBytes, o.BatchMaxBytes)
+	pick(&b.DedupeMaxIDs, o.DedupeMaxIDs)
+	pick(&b.MQTTInflight, o.MQTTInflight)
+	pick(&b.SyslogBufferBytes, o.SyslogBufferBytes)
+	pick(&b.SyslogUDPQueueBytes, o.SyslogUDPQueueBytes)
 	pick(&b.NATSMaxMemory, o.NATSMaxMemory)
 	pick(&b.NATSMaxPending, o.NATSMaxPending)
+}
+
+// pick sets *dst to v when v is set (positive).
+func pick[T int | int64](dst *T, v T) {
+	if v > 0 {
+		*dst = v
+	}
 }
 
 // LogAttrs are the split as slog key-value pairs, for the one start-up line.
