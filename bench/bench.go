@@ -27,6 +27,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sluicehq/sluice/devstack"
+	"github.com/sluicehq/sluice/internal/procstat"
 	"github.com/sluicehq/sluice/loadgen"
 )
 
@@ -329,10 +330,10 @@ type snapshot struct {
 func (e *env) snapshot(ctx context.Context) (snapshot, error) {
 	var s snapshot
 	var err error
-	if s.ingestCPU, err = cpuTime(e.ingest.pid()); err != nil {
+	if s.ingestCPU, err = procstat.CPUTime(e.ingest.pid()); err != nil {
 		return s, err
 	}
-	if s.workCPU, err = cpuTime(e.work.pid()); err != nil {
+	if s.workCPU, err = procstat.CPUTime(e.work.pid()); err != nil {
 		return s, err
 	}
 	fams, err := scrape(ctx, e.client, e.work.url)

@@ -2,40 +2,22 @@ package testkit
 
 import (
 	"fmt"
-	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/procstat"
 )
 
 // ProcStatusBytes reads a "kB" field of /proc/<pid>/status (VmRSS, VmHWM),
 // in bytes.
 func ProcStatusBytes(t testing.TB, pid int, field string) int64 {
 	t.Helper()
-	n, err := procStatusBytes(pid, field)
+	n, err := procstat.StatusBytes(pid, field)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return n
-}
-
-func procStatusBytes(pid int, field string) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, fmt.Errorf("read /proc/%d/status: %w", pid, err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("%s %q: %w", field, v, err)
-			}
-			return kb << 10, nil
-		}
-	}
-	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
 }
 
 // MiB renders a byte count in MiB with one decimal.
@@ -72,7 +54,7 @@ func (w *RSSWatch) run(period time.Duration) {
 	tick := time.NewTicker(period)
 	defer tick.Stop()
 	for {
-		rss, err := procStatusBytes(w.pid, "VmRSS")
+		rss, err := procstat.StatusBytes(w.pid, "VmRSS")
 		w.mu.Lock()
 		if err != nil {
 			w.err = err
