@@ -1,8 +1,6 @@
 package main
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -32,22 +30,11 @@ func TestMemoryLimitSetting(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			env := map[string]string{}
 			if tt.env != "" {
-				t.Setenv("SLUICE_MEMORY_LIMIT", tt.env)
+				env["SLUICE_MEMORY_LIMIT"] = tt.env
 			}
-			args := append([]string{"run", "--role", "nonsense"}, tt.args...)
-			if tt.file != "" {
-				path := filepath.Join(t.TempDir(), "sluice.yaml")
-				if err := os.WriteFile(path, []byte(tt.file), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				args = append(args, "--config", path)
-			}
-			root := newRootCmd()
-			root.SetArgs(args)
-			cmd, _, _ := root.Find(args)
-			// The invalid role stops run right after settings are resolved.
-			err := root.Execute()
+			cmd, err := resolveRun(t, tt.args, env, tt.file)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error %v, want one containing %q", err, tt.wantErr)

@@ -5,7 +5,33 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
 )
+
+// resolveRun runs `sluice run` with args, the environment env and, when
+// file is not empty, a config file holding it, and an invalid --role, which
+// stops run right after its settings are resolved, before it connects to
+// anything. It returns the run command, whose flags hold the settings, and
+// run's error: the --role one when every setting was valid.
+func resolveRun(t *testing.T, args []string, env map[string]string, file string) (*cobra.Command, error) {
+	t.Helper()
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	args = append([]string{"run", "--role", "nonsense"}, args...)
+	if file != "" {
+		path := filepath.Join(t.TempDir(), "sluice.yaml")
+		if err := os.WriteFile(path, []byte(file), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--config", path)
+	}
+	root := newRootCmd()
+	root.SetArgs(args)
+	cmd, _, _ := root.Find(args)
+	return cmd, root.Execute()
+}
 
 // TestSettingsPrecedence checks that a setting comes from the command line,
 // else the environment, else the config file, else the default.
@@ -32,24 +58,8 @@ func TestSettingsPrecedence(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			for k, v := range tt.env {
-				t.Setenv(k, v)
-			}
-			args := append([]string{"run", "--role", "nonsense"}, tt.args...)
-			if tt.file != "" {
-				path := filepath.Join(t.TempDir(), "sluice.yaml")
-				if err := os.WriteFile(path, []byte(tt.file), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				args = append(args, "--config", path)
-			}
-			root := newRootCmd()
+			cmd, err := resolveRun(t, tt.args, tt.env, tt.file)
 			var got string
-			// Stop right after settings are resolved: the invalid role
-			// makes run fail before it connects to anything.
-			root.SetArgs(args)
-			cmd, _, _ := root.Find(args)
-			err := root.Execute()
 			if f := cmd.Flags().Lookup("http-addr"); f != nil {
 				got = f.Value.String()
 			}

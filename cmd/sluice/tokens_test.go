@@ -152,17 +152,7 @@ func TestTokensTakenWhole(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			for k, v := range tt.env {
-				t.Setenv(k, v)
-			}
-			args := append([]string{"run", "--role", "nonsense"}, tt.args...)
-			if tt.file != "" {
-				args = append(args, "--config", writeFile(t, tt.file))
-			}
-			root := newRootCmd()
-			root.SetArgs(args)
-			cmd, _, _ := root.Find(args)
-			err := root.Execute()
+			cmd, err := resolveRun(t, tt.args, tt.env, tt.file)
 			if err == nil || !strings.Contains(err.Error(), "--role") {
 				t.Fatalf("error %v, want only the --role error", err)
 			}
