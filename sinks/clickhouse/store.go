@@ -48,15 +48,21 @@ func (s *Sink) Progress(ctx context.Context, st *schemas.Stream, partition int32
 	if err != nil {
 		return 0, false, fmt.Errorf("clickhouse: progress of %s.%s partition %d: %w", s.db, st.Table, partition, err)
 	}
-	if r := s.rollupFor(st, lay); r != nil {
-		// The worker asks Progress when it takes a partition and before
-		// it retries a write: the moments a rollup may have been left
-		// behind. It answers only once the rollup is level again.
-		if err := s.syncRollup(ctx, st, lay, r, partition, f); err != nil {
-			return 0, false, err
-		}
+	if err := s.levelRollup(ctx, st, lay, partition, f); err != nil {
+		return 0, false, err
 	}
 	return f.offset, f.ok, nil
+}
+
+// levelRollup repairs st's rollup, if it has one, up to what the search
+// found in the base table. The worker asks Progress or Resume when it takes
+// a partition and before it retries a write: the moments a rollup may have
+// been left behind. They answer only once the rollup is level again.
+func (s *Sink) levelRollup(ctx context.Context, st *schemas.Stream, lay *tableLayout, partition int32, f found) error {
+	if r := s.rollupFor(st, lay); r != nil {
+		return s.syncRollup(ctx, st, lay, r, partition, f)
+	}
+	return nil
 }
 
 // maxOffset reads the partition's highest stored offset in a table of the
@@ -102,10 +108,8 @@ func (s *Sink) Resume(ctx context.Context, st *schemas.Stream, partition int32, 
 	if err != nil {
 		return fail(err)
 	}
-	if r := s.rollupFor(st, lay); r != nil {
-		if err := s.syncRollup(ctx, st, lay, r, partition, f); err != nil {
-			return sinks.Resumed{}, err
-		}
+	if err := s.levelRollup(ctx, st, lay, partition, f); err != nil {
+		return sinks.Resumed{}, err
 	}
 	if !f.ok {
 		return sinks.Resumed{}, nil
