@@ -283,17 +283,6 @@ type tableLayout struct {
 	ownTTL bool
 }
 
-// insertColumns names the columns an INSERT fills, quoted.
-func (l *tableLayout) insertColumns() []string {
-	var out []string
-	for _, sl := range l.slots {
-		for _, c := range sl.cols {
-			out = append(out, Quote(c.name))
-		}
-	}
-	return out
-}
-
 // recvMillis is an expression of received_at in Unix milliseconds (Int64).
 func (l *tableLayout) recvMillis() string {
 	if l.recv64 {
