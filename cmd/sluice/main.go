@@ -98,6 +98,7 @@ func applyEnv(cmd *cobra.Command) error {
 			return
 		}
 		f.Changed = true
+		f.Annotations = withSource(f.Annotations, "env")
 	}
 	cmd.Flags().VisitAll(set)
 	cmd.InheritedFlags().VisitAll(set)

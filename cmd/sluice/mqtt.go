@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/ingest/mqtt"
+	"github.com/sluicehq/sluice/internal/tlsfiles"
 	"github.com/sluicehq/sluice/membudget"
 	"github.com/sluicehq/sluice/pipeline"
 )
@@ -35,8 +35,7 @@ type mqttFlags struct {
 	shareGroup    string
 	maxInflight   int
 	username      string
-	passwordFile  string
-	password      string
+	flags         *pflag.FlagSet // for the password, see registerSecret
 	tlsCA         string
 	tlsCert       string
 	tlsKey        string
@@ -68,8 +67,8 @@ func (m *mqttFlags) register(f *pflag.FlagSet, dev bool) {
 	f.StringVar(&m.shareGroup, "mqtt-share-group", mqtt.DefaultShareGroup, "subscribe as $share/GROUP/FILTER so that several collectors split the messages (empty: a plain subscription)")
 	f.IntVar(&m.maxInflight, "mqtt-max-inflight", mqtt.DefaultMaxInflight, "most MQTT messages held unacknowledged (waiting for Kafka); the subscriber's MQTT 5 Receive Maximum, so the broker sends no more. Unless given, sized from --memory-limit (messages of --mqtt-max-packet-bytes)")
 	f.StringVar(&m.username, "mqtt-username", "", "user name for the MQTT broker")
-	f.StringVar(&m.passwordFile, "mqtt-password-file", "", "file holding the MQTT broker password")
-	f.StringVar(&m.password, "mqtt-password", "", "MQTT broker password (visible in ps: prefer --mqtt-password-file)")
+	registerSecret(f, "mqtt-password", "MQTT broker password")
+	m.flags = f
 	f.StringVar(&m.tlsCA, "mqtt-tls-ca", "", "PEM CA bundle to verify an ssl:// broker (default: the system roots)")
 	f.StringVar(&m.tlsCert, "mqtt-tls-cert", "", "PEM client certificate for an ssl:// broker (with --mqtt-tls-key)")
 	f.StringVar(&m.tlsKey, "mqtt-tls-key", "", "PEM private key of --mqtt-tls-cert")
@@ -152,42 +151,21 @@ func (m *mqttFlags) subscriberConfig() (mqtt.SubscriberConfig, error) {
 		Broker: m.broker, ClientID: m.clientID, SessionExpiry: m.sessionExpiry,
 		ShareGroup: m.shareGroup, MaxInflight: m.maxInflight, Username: m.username,
 	}
-	pw, err := m.readPassword()
+	pw, err := secretValue(m.flags, "mqtt-password", slog.Default())
 	if err != nil {
 		return mqtt.SubscriberConfig{}, err
 	}
-	cfg.Password = pw
+	if pw != "" {
+		cfg.Password = []byte(pw)
+	}
 	if mqtt.IsTLS(u) {
-		if cfg.TLS, err = mqtt.TLSConfig(m.tlsCA, m.tlsCert, m.tlsKey); err != nil {
+		if cfg.TLS, err = (tlsfiles.Client{CA: m.tlsCA, Cert: m.tlsCert, Key: m.tlsKey}).Config("--mqtt-tls"); err != nil {
 			return mqtt.SubscriberConfig{}, err
 		}
 	} else if m.tlsCA != "" || m.tlsCert != "" || m.tlsKey != "" {
 		return mqtt.SubscriberConfig{}, fmt.Errorf("--mqtt-tls-* given but --mqtt-broker %s is not ssl://", redacted(u))
 	}
 	return cfg, nil
-}
-
-// readPassword returns the broker password from --mqtt-password-file, or
-// from --mqtt-password with a warning (it shows in ps).
-func (m *mqttFlags) readPassword() ([]byte, error) {
-	switch {
-	case m.passwordFile != "" && m.password != "":
-		return nil, errors.New("give --mqtt-password-file or --mqtt-password, not both")
-	case m.passwordFile != "":
-		b, err := os.ReadFile(m.passwordFile)
-		if err != nil {
-			return nil, fmt.Errorf("--mqtt-password-file: %w", err)
-		}
-		pw := strings.TrimRight(string(b), "\r\n")
-		if pw == "" {
-			return nil, fmt.Errorf("--mqtt-password-file %s is empty", m.passwordFile)
-		}
-		return []byte(pw), nil
-	case m.password != "":
-		slog.Warn("the MQTT password was given as a flag value, which other users can see in ps: use --mqtt-password-file")
-		return []byte(m.password), nil
-	}
-	return nil, nil
 }
 
 func redacted(u *url.URL) string { return u.Redacted() }

@@ -144,9 +144,10 @@ func applyConfigFile(flags *pflag.FlagSet, path string) error {
 				// Element by element: joined with commas, a list of
 				// tokens would become one token.
 				if err := sv.Replace(parts); err != nil {
-					return fmt.Errorf("config %s: %s: %w", path, key, err)
+					return fmt.Errorf("config %s: %s: %w", path, key, shownErr(f, err))
 				}
 				f.Changed = true
+				f.Annotations = withSource(f.Annotations, "config")
 				continue
 			}
 			s = strings.Join(parts, ",")
@@ -156,9 +157,10 @@ func applyConfigFile(flags *pflag.FlagSet, path string) error {
 			s = fmt.Sprint(x)
 		}
 		if err := f.Value.Set(s); err != nil {
-			return fmt.Errorf("config %s: %s: %w", path, key, err)
+			return fmt.Errorf("config %s: %s: %w", path, key, shownErr(f, err))
 		}
 		f.Changed = true
+		f.Annotations = withSource(f.Annotations, "config")
 	}
 	return nil
 }
