@@ -326,7 +326,7 @@ func pick[T int | int64](dst *T, v T) {
 // LogAttrs are the split as slog key-value pairs, for the one start-up line.
 func (b Budget) LogAttrs() []any {
 	return []any{
-		"limit", FormatSize(b.Limit), "go_limit", FormatSize(b.GoLimit), "base", FormatSize(b.Base),
+		"limit", FormatSize(b.Limit), "go_limit", FormatSize(b.GoLimit), "base", FormatSize(b.Base), "gc_floor", FormatSize(b.GCFloor()),
 		"queues_worst_case", FormatSize(b.Queues),
 		"admission_events", b.AdmissionEvents, "admission_bytes", FormatSize(b.AdmissionBytes),
 		"http_parsing_slots", b.HTTPParsing, "producer_batch_bytes", FormatSize(b.ProducerBatchBytes),

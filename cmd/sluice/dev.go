@@ -61,7 +61,7 @@ same --data-dir carries on where it stopped, losing and duplicating nothing.`,
 			if err := os.MkdirAll(dataDir, 0o755); err != nil {
 				return fmt.Errorf("data dir: %w", err)
 			}
-			setMemoryLimit(*cfg.Memory, log)
+			setMemoryLimit(cmd.Context(), *cfg.Memory, log)
 			kafka, err := devstack.StartKafka(kafkaAddr, dataDir, syncWrites, log)
 			if err != nil {
 				return err

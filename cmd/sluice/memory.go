@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -85,12 +86,14 @@ func applyBudget(cfg *pipeline.Config, b membudget.Budget) {
 	cfg.DedupeMaxIDs = b.DedupeMaxIDs
 }
 
-// setMemoryLimit hands the Go runtime its share of the ceiling and logs
+// setMemoryLimit hands the Go runtime its share of the ceiling, paces
+// the collector from it until ctx ends (membudget.Budget.TuneGC), and logs
 // the split, once, at start-up; a split whose worst case does not fit (its
 // floors or explicit bounds are too large for the ceiling) is a warning,
 // not a refusal: it is a worst case, and the operator chose the settings.
-func setMemoryLimit(b membudget.Budget, log *slog.Logger) {
+func setMemoryLimit(ctx context.Context, b membudget.Budget, log *slog.Logger) {
 	debug.SetMemoryLimit(b.GoLimit)
+	go b.TuneGC(ctx)
 	log.Info("memory budget", b.LogAttrs()...)
 	if err := b.Fits(); err != nil {
 		log.Warn("memory budget does not fit its ceiling", "err", err)

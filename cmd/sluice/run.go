@@ -91,7 +91,7 @@ func newRunCmd() *cobra.Command {
 			if len(brokers) == 0 {
 				return fmt.Errorf("--kafka-brokers: required")
 			}
-			setMemoryLimit(*cfg.Memory, slog.Default())
+			setMemoryLimit(cmd.Context(), *cfg.Memory, slog.Default())
 			cfg.Role = r
 			cfg.KafkaBrokers = brokers
 			cfg.NATSURL = natsURL
