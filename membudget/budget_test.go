@@ -26,16 +26,16 @@ func TestPlan(t *testing.T) {
 			NATSMaxMemory: 4 << 20, NATSMaxPending: 1 << 20,
 		}},
 		{name: "512MiB", shape: devShape(512 << 20), want: Budget{
-			GoLimit: 483_183_821, AdmissionEvents: 179_365, AdmissionBytes: 57_397_029, HTTPParsing: 2,
-			ProducerBatchBytes: 1 << 20, FetchMaxBytes: 1_377_150, Readers: 32, LaneBytes: 8_402_725, BatchMaxBytes: 2_100_681,
-			DedupeMaxIDs: 325_451, MQTTInflight: 12, SyslogBufferBytes: 4_201_362, SyslogUDPQueueBytes: 4_201_362,
-			NATSMaxMemory: 6_298_514, NATSMaxPending: 1_574_628,
+			GoLimit: 483_183_821, AdmissionEvents: 178_710, AdmissionBytes: 57_187_313, HTTPParsing: 2,
+			ProducerBatchBytes: 1 << 20, FetchMaxBytes: 1_364_043, Readers: 32, LaneBytes: 8_193_009, BatchMaxBytes: 2_048_252,
+			DedupeMaxIDs: 314_216, MQTTInflight: 11, SyslogBufferBytes: 4_096_504, SyslogUDPQueueBytes: 4_096_504,
+			NATSMaxMemory: 6_193_656, NATSMaxPending: 1_548_414,
 		}},
 		{name: "2GiB", shape: devShape(2 << 30), want: Budget{
-			GoLimit: 1_932_735_284, AdmissionEvents: 200_000, AdmissionBytes: 108_735_310, HTTPParsing: 11,
-			ProducerBatchBytes: 1 << 20, FetchMaxBytes: 2 << 20, Readers: 32, LaneBytes: 59_741_006, BatchMaxBytes: 8 << 20,
-			DedupeMaxIDs: 3_075_716, MQTTInflight: 60, SyslogBufferBytes: 29_870_503, SyslogUDPQueueBytes: 16 << 20,
-			NATSMaxMemory: 31_967_655, NATSMaxPending: 7_991_913,
+			GoLimit: 1_932_735_284, AdmissionEvents: 200_000, AdmissionBytes: 108_525_594, HTTPParsing: 11,
+			ProducerBatchBytes: 1 << 20, FetchMaxBytes: 2 << 20, Readers: 32, LaneBytes: 59_531_290, BatchMaxBytes: 8 << 20,
+			DedupeMaxIDs: 3_064_481, MQTTInflight: 60, SyslogBufferBytes: 29_765_645, SyslogUDPQueueBytes: 16 << 20,
+			NATSMaxMemory: 31_862_797, NATSMaxPending: 7_965_699,
 		}},
 	}
 	for _, tt := range tests {
@@ -117,14 +117,14 @@ func TestPlanVariants(t *testing.T) {
 	}
 
 	small := devShape(256 << 20)
-	small.MaxBodyBytes = 1 << 20
+	small.MaxBodyBytes = 512 << 10
 	s, err := Plan(small)
 	if err != nil {
 		t.Fatal(err)
 	}
 	checkRules(t, small, s)
 	if s.HTTPParsing <= 2 {
-		t.Errorf("1 MiB bodies in 256 MiB: %d HTTP slots, want more than with 8 MiB bodies (2)", s.HTTPParsing)
+		t.Errorf("512 KiB bodies in 256 MiB: %d HTTP slots, want more than with 8 MiB bodies (2)", s.HTTPParsing)
 	}
 
 	run := devShape(512 << 20)

@@ -272,7 +272,7 @@ func (c *Consumer) runGeneration(genCtx context.Context, gen *kafka.Generation, 
 	for topic, assigned := range gen.Assignments {
 		for _, a := range assigned {
 			p := &Partition{Topic: topic, Stream: c.cfg.Topics[topic], ID: int32(a.ID), Committed: a.Offset, Assigned: nassigned,
-				Outputs: len(c.sinks) - 1}
+				Outputs: len(c.sinks) - 1, decoded: newSharedDecode(len(c.sinks))}
 			if wm, ok := c.sinks[0].(windowMaker); ok {
 				p.window = wm.newWindow(p)
 			}

@@ -302,7 +302,7 @@ func (l *lane) batch(msgs <-chan kafka.Message, ordered chan<- *job) {
 				return
 			}
 			if cur == nil {
-				cur = &Batch{Topic: l.part.Topic, Stream: l.part.Stream, Partition: l.part.ID}
+				cur = &Batch{Topic: l.part.Topic, Stream: l.part.Stream, Partition: l.part.ID, shared: l.part.decoded}
 				linger.Reset(cfg.BatchLinger)
 			}
 			cur.Messages = append(cur.Messages, Message{Offset: m.Offset, Key: m.Key, Value: m.Value, Time: m.Time})

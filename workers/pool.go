@@ -32,6 +32,9 @@ type Batch struct {
 	Bytes int
 	// Decoded holds what Deliverer.Prepare made of each message, by index.
 	Decoded []Decoded
+	// shared, when set, is the partition's ring of events other lanes
+	// decoded (see sharedDecode).
+	shared *sharedDecode
 }
 
 // Decoded is one message after decoding and validation.

@@ -302,9 +302,17 @@ func (d *StoreDeliverer) retry(ctx context.Context, what string, op func(context
 // the decoder is marked bad on its own.
 func prepare(b *Batch) {
 	b.Decoded = make([]Decoded, len(b.Messages))
-	for i, m := range b.Messages {
-		b.Decoded[i] = decodeOne(b.Stream, m.Value)
+	if b.shared == nil {
+		for i, m := range b.Messages {
+			b.Decoded[i] = decodeOne(b.Stream, m.Value)
+		}
+		return
 	}
+	missing := b.shared.take(b)
+	for _, i := range missing {
+		b.Decoded[i] = decodeOne(b.Stream, b.Messages[i].Value)
+	}
+	b.shared.leave(b, missing)
 }
 
 func decodeOne(st *schemas.Stream, value []byte) (d Decoded) {
