@@ -1,8 +1,10 @@
 package clickhouse
 
 import (
+	"cmp"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -229,9 +231,14 @@ func minuteOf(t time.Time) int64 {
 	return t.Truncate(time.Minute).Unix()
 }
 
-// aggregate sums up rows by the rollup's groups, in the order the groups
-// first appear. Write has checked the rows' field types already; a value
-// of another type counts as absent.
+// aggregate sums up rows by the rollup's groups, ordered by dimensions,
+// metric and minute. Write has checked the rows' field types already; a
+// value of another type counts as absent.
+//
+// It runs for every batch the store writes, so it allocates per group, not
+// per row: the dimensions are read into one scratch slice and copied only
+// for a new group, and a row's metrics are taken in map order (the groups
+// are sorted once at the end instead).
 func (r *rollup) aggregate(rows []sinks.Row) []*rollupRow {
 	type groupKey struct {
 		dims, metric string
@@ -239,11 +246,12 @@ func (r *rollup) aggregate(rows []sinks.Row) []*rollupRow {
 	}
 	index := make(map[groupKey]*rollupRow)
 	var out []*rollupRow
-	add := func(dims []string, metric string, minute int64, v float64) {
-		k := groupKey{dimsKey(dims), metric, minute}
+	dims := make([]string, len(r.dims))
+	add := func(key string, metric string, minute int64, v float64) {
+		k := groupKey{key, metric, minute}
 		g := index[k]
 		if g == nil {
-			g = &rollupRow{dims: dims, metric: metric, minute: minute, min: v, max: v}
+			g = &rollupRow{dims: slices.Clone(dims), metric: metric, minute: minute, min: v, max: v}
 			index[k] = g
 			out = append(out, g)
 		}
@@ -251,22 +259,30 @@ func (r *rollup) aggregate(rows []sinks.Row) []*rollupRow {
 		g.min, g.max, g.sum = math.Min(g.min, v), math.Max(g.max, v), g.sum+v
 	}
 	for _, row := range rows {
-		dims := make([]string, len(r.dims))
 		for i, d := range r.dims {
 			dims[i], _ = row.Event.Fields[d].(string)
 		}
+		key := dimsKey(dims)
 		ts, _ := row.Event.Fields[r.time].(time.Time)
 		minute := minuteOf(ts)
 		if r.values == "" {
-			add(dims, "", minute, 0)
+			add(key, "", minute, 0)
 			continue
 		}
 		m, _ := row.Event.Fields[r.values].(map[string]float64)
-		names, vals := sortedEntries(m)
-		for i, name := range names {
-			add(dims, name, minute, vals[i])
+		for name, v := range m {
+			add(key, name, minute, v)
 		}
 	}
+	slices.SortFunc(out, func(a, b *rollupRow) int {
+		if c := slices.Compare(a.dims, b.dims); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.metric, b.metric); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.minute, b.minute)
+	})
 	return out
 }
 
