@@ -50,11 +50,11 @@ const (
 	// byte budgets: kafka-go's QueueCapacity of 256 messages, at 1 KiB
 	// (events are a few hundred bytes; larger ones make it more).
 	//
-	// It also counts the reader's half of its partition's ring of decoded
-	// events, which the partition's lanes share so as to decode each
-	// message once (workers.sharedDecodeSlots: 256 events, about 1 KiB
-	// each once decoded, between two lanes).
-	readerQueueBytes = 256<<10 + 128<<10
+	// It also counts the reader's half of the decoded events its
+	// partition's lanes leave each other so as to decode each message once
+	// (workers.sharedDecodeBytes, 128 KiB encoded, three times that
+	// decoded, between two lanes).
+	readerQueueBytes = 256<<10 + 192<<10
 	// maxEventsPerBatch is ingest.DefaultMaxEvents, the most events one
 	// request may hold; envelopeBytes is about what Sluice adds to each
 	// (event_id, received_at and the field names around them).

@@ -26,16 +26,16 @@ func TestPlan(t *testing.T) {
 			NATSMaxMemory: 4 << 20, NATSMaxPending: 1 << 20,
 		}},
 		{name: "512MiB", shape: devShape(512 << 20), want: Budget{
-			GoLimit: 483_183_821, AdmissionEvents: 178_710, AdmissionBytes: 57_187_313, HTTPParsing: 2,
-			ProducerBatchBytes: 1 << 20, FetchMaxBytes: 1_364_043, Readers: 32, LaneBytes: 8_193_009, BatchMaxBytes: 2_048_252,
-			DedupeMaxIDs: 314_216, MQTTInflight: 11, SyslogBufferBytes: 4_096_504, SyslogUDPQueueBytes: 4_096_504,
-			NATSMaxMemory: 6_193_656, NATSMaxPending: 1_548_414,
+			GoLimit: 483_183_821, AdmissionEvents: 178_382, AdmissionBytes: 57_082_456, HTTPParsing: 2,
+			ProducerBatchBytes: 1 << 20, FetchMaxBytes: 1_357_489, Readers: 32, LaneBytes: 8_088_152, BatchMaxBytes: 2_022_038,
+			DedupeMaxIDs: 308_599, MQTTInflight: 11, SyslogBufferBytes: 4_044_076, SyslogUDPQueueBytes: 4_044_076,
+			NATSMaxMemory: 6_141_228, NATSMaxPending: 1_535_307,
 		}},
 		{name: "2GiB", shape: devShape(2 << 30), want: Budget{
-			GoLimit: 1_932_735_284, AdmissionEvents: 200_000, AdmissionBytes: 108_525_594, HTTPParsing: 11,
-			ProducerBatchBytes: 1 << 20, FetchMaxBytes: 2 << 20, Readers: 32, LaneBytes: 59_531_290, BatchMaxBytes: 8 << 20,
-			DedupeMaxIDs: 3_064_481, MQTTInflight: 60, SyslogBufferBytes: 29_765_645, SyslogUDPQueueBytes: 16 << 20,
-			NATSMaxMemory: 31_862_797, NATSMaxPending: 7_965_699,
+			GoLimit: 1_932_735_284, AdmissionEvents: 200_000, AdmissionBytes: 108_420_737, HTTPParsing: 11,
+			ProducerBatchBytes: 1 << 20, FetchMaxBytes: 2 << 20, Readers: 32, LaneBytes: 59_426_433, BatchMaxBytes: 8 << 20,
+			DedupeMaxIDs: 3_058_864, MQTTInflight: 60, SyslogBufferBytes: 29_713_216, SyslogUDPQueueBytes: 16 << 20,
+			NATSMaxMemory: 31_810_368, NATSMaxPending: 7_952_592,
 		}},
 	}
 	for _, tt := range tests {

@@ -277,7 +277,7 @@ func (c *Consumer) runGeneration(genCtx context.Context, gen *kafka.Generation, 
 				p.window = wm.newWindow(p)
 			}
 			for i, sink := range c.sinks {
-				l := &lane{c: c, pool: pool, sink: sink, part: p, output: i > 0, budget: c.budgets[i],
+				l := &lane{c: c, pool: pool, sink: sink, part: p, output: i > 0, index: i, budget: c.budgets[i],
 					tracker: progress.tracker(i, topic), stop: genCtx, deliverCtx: deliverCtx}
 				// Each lane opens on its own: a sink that is down (its
 				// progress unknown) holds back no other sink, and no other

@@ -308,11 +308,11 @@ func prepare(b *Batch) {
 		}
 		return
 	}
-	missing := b.shared.take(b)
+	missing := b.shared.take(b.lane, b)
 	for _, i := range missing {
 		b.Decoded[i] = decodeOne(b.Stream, b.Messages[i].Value)
 	}
-	b.shared.leave(b, missing)
+	b.shared.leave(b.lane, b, missing)
 }
 
 func decodeOne(st *schemas.Stream, value []byte) (d Decoded) {
