@@ -72,15 +72,15 @@ type reading struct {
 	sinkRows   map[string]float64
 	sinkErrors map[string]float64
 
-	streams    map[string]bool
-	lag        map[partKey]map[string]float64
-	age        map[partKey]float64
-	alarm      map[partKey]bool
-	failing    map[string]map[string]bool // sink -> stream -> failing
-	natsUp     *float64
-	breaker    *float64
-	memory     Memory
-	startedAt  time.Time
+	streams   map[string]bool
+	lag       map[partKey]map[string]float64
+	age       map[partKey]float64
+	alarm     map[partKey]bool
+	failing   map[string]map[string]bool // sink -> stream -> failing
+	natsUp    *float64
+	breaker   *float64
+	memory    Memory
+	startedAt time.Time
 }
 
 func newReading(at time.Time) *reading {
