@@ -138,11 +138,14 @@ func sinks(role string, old, cur *reading, dt float64) []Sink {
 		if cur.natsUp != nil {
 			names = append(names, "nats")
 		}
+		var others []string
 		for sink := range cur.sinkRows {
 			if sink != sinkKafka && !slices.Contains(names, sink) {
-				names = append(names, sink)
+				others = append(others, sink)
 			}
 		}
+		slices.Sort(others)
+		names = append(names, others...)
 	}
 	out := make([]Sink, 0, len(names))
 	for _, name := range names {
