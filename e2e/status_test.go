@@ -63,6 +63,8 @@ func TestStatusPage(t *testing.T) {
 		return liveStages(apiStatus(t, url), status.StageReceived, status.StageInKafka, status.StageStored, status.StagePublished)
 	})
 
+	checkDevStatus(t, apiStatus(t, url))
+
 	dom := testkit.HeadlessDOM(t, url+"/", 5*time.Second)
 	rates := domRates(dom)
 	t.Logf("rates the page drew: %v", rates)
@@ -78,6 +80,39 @@ func TestStatusPage(t *testing.T) {
 		if !strings.Contains(dom, want) {
 			t.Errorf("the page lacks %s", want)
 		}
+	}
+}
+
+// checkDevStatus checks the figures of a `sluice dev --memory-limit
+// 512MiB` under load that come from gauges: they prove that the metric
+// names the status reads are the ones the process exports.
+func checkDevStatus(t *testing.T, st status.Status) {
+	t.Helper()
+	if st.Role != "all" || st.UptimeSeconds <= 0 || st.WindowSeconds <= 0 {
+		t.Errorf("role %q, uptime %v s, window %v s", st.Role, st.UptimeSeconds, st.WindowSeconds)
+	}
+	if m := st.Memory; m.LimitBytes != 512<<20 || m.GoLimitBytes <= 0 || m.GoUsedBytes <= 0 || m.ResidentBytes <= 0 {
+		t.Errorf("memory %+v, want a 512MiB limit and figures in use", m)
+	}
+	sinks := map[string]status.Sink{}
+	for _, s := range st.Sinks {
+		sinks[s.Name] = s
+	}
+	for _, name := range []string{"kafka", "clickhouse", "nats"} {
+		if s, ok := sinks[name]; !ok || s.State != status.SinkUp || s.Rate <= 0 {
+			t.Errorf("sink %s: %+v, want up and writing", name, s)
+		}
+	}
+	worked := 0
+	for _, p := range st.Partitions {
+		if _, ok := p.Lag["clickhouse"]; ok {
+			if _, ok := p.Lag["nats"]; ok {
+				worked++
+			}
+		}
+	}
+	if worked == 0 || len(st.Partitions) < 2 {
+		t.Errorf("partitions %+v, want each with a lag per sink", st.Partitions)
 	}
 }
 
