@@ -49,9 +49,12 @@ does not answer shows as down; the view goes on. q, Esc or Ctrl-C quits.`,
 			}
 			ctx := cmd.Context()
 			p := tea.NewProgram(top.New(ctx, bases, interval, timeout), tea.WithAltScreen(), tea.WithContext(ctx))
-			if _, err := p.Run(); err != nil && !errors.Is(err, tea.ErrProgramKilled) {
+			_, err := p.Run()
+			stopped := errors.Is(err, tea.ErrProgramKilled) || errors.Is(err, tea.ErrInterrupted)
+			if err != nil && (!stopped || errors.Is(err, tea.ErrProgramPanic)) {
 				return fmt.Errorf("top: %w", err)
 			}
+			// Stopped by a signal (Ctrl-C from outside the terminal, SIGTERM): what the operator asked for.
 			return nil
 		},
 	}
