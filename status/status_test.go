@@ -39,7 +39,7 @@ type fakeProcess struct {
 	breaker prometheus.Gauge
 }
 
-func newFakeProcess(t *testing.T) *fakeProcess {
+func newFakeProcess(t testing.TB) *fakeProcess {
 	t.Helper()
 	f := &fakeProcess{
 		reg:     prometheus.NewRegistry(),
