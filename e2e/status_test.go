@@ -55,7 +55,8 @@ func liveStages(st status.Status, stages ...status.Stage) bool {
 // headless Chromium: the DOM that the page's script drew after polling
 // /api/status holds a stream's row with non-zero rates into Kafka and into
 // ClickHouse. The page's HTML alone has empty tables, so only the script
-// can have put them there.
+// can have put them there. Then `sluice top` on the same process shows the
+// same stream live, and quits on q.
 func TestStatusPage(t *testing.T) {
 	_, url := startLimitedDev(t, "512MiB")
 	startSteadyLoad(t, url)
@@ -81,6 +82,8 @@ func TestStatusPage(t *testing.T) {
 			t.Errorf("the page lacks %s", want)
 		}
 	}
+
+	watchTop(t, []string{"received", "in_kafka", "stored", "published"}, "1 process(es), 0 down", url)
 }
 
 // checkDevStatus checks the figures of a `sluice dev --memory-limit
@@ -154,30 +157,45 @@ func TestTopMergesIngestAndWork(t *testing.T) {
 	checkWorkOnlyStatus(t, workURL)
 	startSteadyLoad(t, s.ingestURL)
 
-	tm := testkit.StartTmux(t, 160, 50, sluiceBin(t), "top", "--url", s.ingestURL, "--url", workURL, "--url", "http://"+freeAddr(t))
-	var screen string
-	var rates map[string]float64
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		screen = tm.Screen()
-		rates = topRates(screen, "iot_telemetry")
-		if rates["received"] > 0 && rates["stored"] > 0 && strings.Contains(screen, "connection refused") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("sluice top shows no live rates from both processes (%v) within 30s:\n%s", rates, screen)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-	t.Logf("sluice top:\n%s", screen)
+	screen := watchTop(t, []string{"received", "stored"}, "connection refused", s.ingestURL, workURL, "http://"+freeAddr(t))
 	for _, want := range []string{"3 process(es), 1 down", " ingest ", " work ", "lag clickhouse"} {
 		if !strings.Contains(screen, want) {
 			t.Errorf("the screen lacks %q", want)
 		}
 	}
-	tm.SendKeys("q")
-	if rc := tm.WaitExit(10 * time.Second); rc != 0 {
-		t.Errorf("sluice top exited with status %d after q", rc)
+}
+
+// watchTop runs `sluice top` on urls in a 160×50 tmux terminal until its
+// screen shows iot_telemetry with a non-zero rate at each of the stages
+// and the text also, then types q and checks that it exits with status 0.
+// It returns the screen.
+func watchTop(t *testing.T, stages []string, also string, urls ...string) string {
+	t.Helper()
+	args := []string{sluiceBin(t), "top"}
+	for _, u := range urls {
+		args = append(args, "--url", u)
+	}
+	tm := testkit.StartTmux(t, 160, 50, args...)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		screen := tm.Screen()
+		rates := topRates(screen, "iot_telemetry")
+		live := strings.Contains(screen, also)
+		for _, stage := range stages {
+			live = live && rates[stage] > 0
+		}
+		if live {
+			t.Logf("sluice top:\n%s", screen)
+			tm.SendKeys("q")
+			if rc := tm.WaitExit(10 * time.Second); rc != 0 {
+				t.Errorf("sluice top exited with status %d after q", rc)
+			}
+			return screen
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sluice top shows no live %v rates (%v) or no %q within 30s:\n%s", stages, rates, also, screen)
+		}
+		time.Sleep(250 * time.Millisecond)
 	}
 }
 
