@@ -75,5 +75,5 @@ func (m Model) View() string {
 	if m.fetchedAt.IsZero() {
 		return "sluice top: asking " + strings.Join(m.urls, ", ") + " …\n"
 	}
-	return Render(m.view, m.fetchedAt, m.height)
+	return Render(m.view, m.fetchedAt, m.width, m.height)
 }

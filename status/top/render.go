@@ -35,10 +35,12 @@ var stageTitles = map[status.Stage]string{
 	status.StageDeadLettered: "dead-lettered",
 }
 
-// Render draws a view taken at as text for a terminal of height lines
-// (0: unknown, draw everything). The partitions come last and are cut
-// short to fit, saying how many were left out.
-func Render(v status.View, at time.Time, height int) string {
+// Render draws a view taken at as text for a terminal of width columns
+// and height lines (0: unknown, draw everything). The partitions come last
+// and are cut short to fit, saying how many were left out; lines wider
+// than the terminal are cut rather than wrapped, which would scramble the
+// tables.
+func Render(v status.View, at time.Time, width, height int) string {
 	down := 0
 	for _, p := range v.Processes {
 		if !p.Up {
@@ -55,7 +57,11 @@ func Render(v status.View, at time.Time, height int) string {
 	}
 	used := lipgloss.Height(strings.Join(parts, "\n"))
 	parts = append(parts, section("Partitions", partitionTable(v.Partitions, height-used-4)))
-	return strings.Join(parts, "\n") + "\n"
+	screen := strings.Join(parts, "\n")
+	if width > 0 {
+		screen = lipgloss.NewStyle().MaxWidth(width).Render(screen)
+	}
+	return screen + "\n"
 }
 
 func section(title, body string) string {
@@ -115,7 +121,7 @@ func streamTable(v status.View) string {
 		rows = append(rows, row)
 	}
 	if len(rows) == 0 {
-		return mutedStyle.Render("  no process answered")
+		return mutedStyle.Render("  none")
 	}
 	return newTable(headers, rows, 1, nil)
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/lipgloss"
 
 	"github.com/sluicehq/sluice/status"
 )
@@ -142,20 +143,25 @@ func TestModelPollsDrawsAndQuits(t *testing.T) {
 	}
 }
 
-func TestRenderCutsPartitionsToHeight(t *testing.T) {
+func TestRenderFitsTheTerminal(t *testing.T) {
 	var v status.View
 	v.Processes = []status.Process{{URL: "http://a", Up: true, Role: "work"}}
 	for i := range 40 {
 		v.Partitions = append(v.Partitions, status.Partition{Stream: "app_logs", Partition: i, Lag: map[string]float64{"clickhouse": 1500}})
 	}
-	screen := Render(v, time.Now(), 30)
+	screen := Render(v, time.Now(), 0, 30)
 	if lines := strings.Count(screen, "\n"); lines > 30 {
 		t.Errorf("%d lines for a 30-line terminal:\n%s", lines, screen)
 	}
 	if !strings.Contains(screen, "more partitions") || !strings.Contains(screen, "1,500") {
 		t.Errorf("no note of the partitions left out, or no lag:\n%s", screen)
 	}
-	if all := Render(v, time.Now(), 0); strings.Contains(all, "more partitions") || !strings.Contains(all, " 39 ") {
+	for _, line := range strings.Split(Render(v, time.Now(), 40, 30), "\n") {
+		if w := lipgloss.Width(line); w > 40 {
+			t.Errorf("a line of %d columns on a 40-column terminal: %q", w, line)
+		}
+	}
+	if all := Render(v, time.Now(), 0, 0); strings.Contains(all, "more partitions") || !strings.Contains(all, " 39 ") {
 		t.Errorf("unknown height should draw every partition:\n%s", all)
 	}
 }
