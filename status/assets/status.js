@@ -8,6 +8,16 @@ const STAGE_TITLES = {
   received: "received", rejected: "rejected", refused: "refused", in_kafka: "in Kafka",
   stored: "stored", published: "published", dead_lettered: "dead-lettered",
 };
+// What each stage counts, shown when the pointer rests on its column title.
+const STAGE_HELP = {
+  received: "every event a collector answered for: in Kafka + rejected + refused",
+  rejected: "invalid or malformed events, answered as such or dead-lettered",
+  refused: "valid events not taken (load, shed stream, Kafka unavailable); producers retry them",
+  in_kafka: "events Kafka acknowledged: what the collectors accepted",
+  stored: "events written to ClickHouse",
+  published: "events published to NATS",
+  dead_lettered: "events sent to the dead-letter topic, by the collectors or the workers",
+};
 
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
@@ -52,7 +62,7 @@ function fill(table, head, rows, emptyText) {
 }
 
 function drawStreams(st) {
-  const head = [el("th", {}, "stream"), ...st.stages.map(s => el("th", { class: "num" }, STAGE_TITLES[s] || s))];
+  const head = [el("th", {}, "stream"), ...st.stages.map(s => el("th", { class: "num", title: STAGE_HELP[s] || "" }, STAGE_TITLES[s] || s))];
   const rows = st.streams.map(stream => el("tr", { "data-stream": stream.name },
     el("td", {}, stream.name),
     ...st.stages.map(stage => {
@@ -103,6 +113,7 @@ function drawPartitions(st) {
 
 function draw(st) {
   document.getElementById("role").textContent = "role: " + st.role;
+  document.title = `Sluice ${st.role} · status`;
   document.getElementById("uptime").textContent = "up " + fmtDuration(st.uptime_seconds);
   document.getElementById("window").textContent = st.window_seconds.toFixed(0);
   drawStreams(st);
