@@ -33,6 +33,9 @@ func HeadlessDOM(t testing.TB, url string, budget time.Duration) string {
 	cmd := exec.CommandContext(ctx, bin, "--headless", "--no-sandbox", "--disable-gpu",
 		"--disable-background-networking", "--no-first-run", "--user-data-dir="+filepath.Join(dir, "profile"),
 		"--virtual-time-budget="+strconv.FormatInt(budget.Milliseconds(), 10), "--dump-dom", url)
+	// Its caches and crash reports go under the test's directory, not the
+	// user's home (which CI may not even set).
+	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_CONFIG_HOME="+dir, "XDG_CACHE_HOME="+dir)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
