@@ -272,6 +272,9 @@ func Run(ctx context.Context, cfg Config) error {
 		g.Go(func() error { return w.runExpiry(gctx) })
 	}
 	ops.New(ops.Config{Checks: checks, Gatherer: reg, Detail: map[string]any{"role": cfg.Role, "streams": streams.Names()}}).Register(mux)
+	if err := mountStatus(gctx, g, mux, cfg, reg, streams.Names()); err != nil {
+		return stop(err)
+	}
 	if cfg.Pprof {
 		mountPprof(mux)
 	}

@@ -3,6 +3,8 @@
 #   mosquitto, mosquitto_pub  an external MQTT broker and devices
 #   rsyslogd + omrelp         a log shipper forwarding over RELP
 #   logger (util-linux)       a syslog sender over TCP and UDP
+#   chromium                  a headless browser that loads the status page
+#   tmux                      a terminal that runs `sluice top`
 #
 #   scripts/peers.sh          install what is missing (idempotent, quick when done)
 #
@@ -23,6 +25,8 @@ command -v mosquitto_pub >/dev/null 2>&1 || missing+=(mosquitto-clients)
 command -v rsyslogd >/dev/null 2>&1 || missing+=(rsyslog)
 [[ -e /usr/lib/x86_64-linux-gnu/rsyslog/omrelp.so || -n "$(find /usr/lib -name omrelp.so 2>/dev/null | head -1)" ]] || missing+=(rsyslog-relp)
 command -v logger >/dev/null 2>&1 || missing+=(bsdutils)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v tmux >/dev/null 2>&1 || missing+=(tmux)
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
 command -v apt-get >/dev/null 2>&1 || die "missing ${missing[*]} and apt-get is not available; install them by hand"

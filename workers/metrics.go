@@ -41,7 +41,7 @@ func NewSinkMetrics(reg prometheus.Registerer) *SinkMetrics {
 		retries: counter("sluice_sink_retries_total", "Writes to a sink attempted again after a failure.", bySink),
 		errors:  counter("sluice_sink_errors_total", "Failed writes to a sink, by kind: transient (retried), permanent (the data's fault: isolated and dead-lettered), progress (reading the sink's progress failed).", []string{"sink", "stream", "kind"}),
 		failing: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "sluice_sink_failing", Help: "1 while the last write to the sink failed and is being retried (the partition waits), 0 once a write succeeds.",
+			Name: "sluice_sink_failing", Help: "1 while the last write to the sink, or read of its progress when a partition opens, failed and is being retried (the partition waits), 0 once one succeeds.",
 		}, bySink),
 		freshness: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "sluice_sink_event_freshness_seconds", Help: "Age of events (now minus received_at) when the sink took them.",
@@ -74,4 +74,16 @@ func (m *SinkMetrics) observeWrite(sink, stream string, start time.Time, err err
 		m.failing.WithLabelValues(sink, stream).Set(1)
 	}
 	m.writeSeconds.WithLabelValues(sink, stream, result).Observe(time.Since(start).Seconds())
+}
+
+// observeProgress records one read of the store's progress when a
+// partition opens: a store that cannot be reached fails there before any
+// write, and would otherwise look healthy while every partition waits.
+func (m *SinkMetrics) observeProgress(sink, stream string, err error) {
+	if err != nil {
+		m.errors.WithLabelValues(sink, stream, "progress").Inc()
+		m.failing.WithLabelValues(sink, stream).Set(1)
+		return
+	}
+	m.failing.WithLabelValues(sink, stream).Set(0)
 }

@@ -94,6 +94,7 @@ func (d *StoreDeliverer) Open(ctx context.Context, p *Partition) (int64, error) 
 	var stored int64 = -1
 	err := d.retry(ctx, fmt.Sprintf("read progress of %s/%d", st.Name, p.ID), func(ctx context.Context) error {
 		res, err := d.cfg.Store.Resume(ctx, st, p.ID, d.cfg.DedupeWindow, perPartition)
+		d.m.observeProgress(d.cfg.Name, st.Name, err)
 		if err != nil {
 			return err
 		}

@@ -331,6 +331,38 @@ func TestStoreDelivererOpenEndsWithContext(t *testing.T) {
 	}
 }
 
+// TestStoreDelivererOpenShowsAnUnreachableStore: a store that cannot be
+// reached fails when partitions open, before any write; the sink must show
+// as failing then (sluice_sink_failing, what the status page reads), and
+// healthy again once a partition opens.
+func TestStoreDelivererOpenShowsAnUnreachableStore(t *testing.T) {
+	st := iotStream(t)
+	store := newFakeStore(t, nil)
+	store.failResume = 1 << 30
+	d := newTestStoreDeliverer(t, store, &fakeDLQ{})
+	failing := d.m.failing.WithLabelValues("clickhouse", st.Name)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := d.Open(ctx, newTestPartition(st, 0)); err == nil {
+		t.Fatal("Open returned nil although the store never answered")
+	}
+	if got := testutil.ToFloat64(failing); got != 1 {
+		t.Errorf("sluice_sink_failing = %v while the store is unreachable, want 1", got)
+	}
+	if got := testutil.ToFloat64(d.m.errors.WithLabelValues("clickhouse", st.Name, "progress")); got < 1 {
+		t.Errorf("no progress error counted (%v)", got)
+	}
+	store.mu.Lock()
+	store.failResume = 0
+	store.mu.Unlock()
+	if _, err := d.Open(context.Background(), newTestPartition(st, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(failing); got != 0 {
+		t.Errorf("sluice_sink_failing = %v once the store answers, want 0", got)
+	}
+}
+
 // Deliver gives up only when its context ends, and then has written
 // nothing past a row that is not done.
 func TestStoreDelivererAbandonsWhenContextEnds(t *testing.T) {

@@ -76,7 +76,7 @@ A flag given on the command line wins over the environment.`,
 	}
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
-	root.AddCommand(newDevCmd(), newRunCmd(), newLoadgenCmd(), newVerifyCmd(), newSchemaCmd(), newBenchCmd())
+	root.AddCommand(newDevCmd(), newRunCmd(), newLoadgenCmd(), newVerifyCmd(), newSchemaCmd(), newBenchCmd(), newTopCmd())
 	return root
 }
 
