@@ -10,7 +10,9 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"path"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -19,6 +21,8 @@ import (
 
 	"github.com/prometheus/prometheus/promql/parser"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/sluicehq/sluice/internal/testkit"
 )
 
 const (
@@ -442,6 +446,7 @@ func TestObservability(t *testing.T) {
 			checkExpr(t, pipelineDash+": "+q.where, q.expr, exp, doc, targetLabels)
 		}
 	})
+	t.Run("AlertTestSeries", func(t *testing.T) { checkAlertTestSeries(t, exp, doc, targetLabels) })
 	t.Run("Alerts", func(t *testing.T) {
 		for _, r := range loadAlerts(t) {
 			out := checkExpr(t, alertsFile+": "+r.Alert, r.Expr, exp, doc, targetLabels)
@@ -601,10 +606,37 @@ func (c exprChecker) labelsOf(n parser.Node) map[string]bool {
 				}
 			}
 		}
-		if lhs == nil {
-			return rhs
+		if lhs == nil || rhs == nil || x.Op.IsSetOperator() {
+			if lhs == nil {
+				return rhs
+			}
+			return lhs
 		}
-		return lhs
+		// Vector to vector: one-to-one matching on (...) keeps only those
+		// labels; group_left keeps the left side's and group_right the
+		// right side's, plus the labels they include.
+		switch vm := x.VectorMatching; {
+		case vm == nil:
+			return lhs
+		case vm.Card == parser.CardOneToOne && vm.On:
+			out := map[string]bool{}
+			for _, l := range vm.MatchingLabels {
+				out[l] = true
+			}
+			return out
+		case vm.Card == parser.CardManyToOne, vm.Card == parser.CardOneToMany:
+			out := lhs
+			if vm.Card == parser.CardOneToMany {
+				out = rhs
+			}
+			out = maps(out)
+			for _, l := range vm.Include {
+				out[l] = true
+			}
+			return out
+		default:
+			return lhs
+		}
 	default:
 		c.t.Errorf("%s: cannot check %T", c.where, n)
 		return nil
@@ -809,6 +841,106 @@ func TestDocLinks(t *testing.T) {
 			if anchor != "" && strings.HasSuffix(target, ".md") && !headingAnchors(t, target)[anchor] {
 				t.Errorf("%s: link %s: no heading #%s in %s", file, link, anchor, target)
 			}
+		}
+	}
+}
+
+const alertTestsFile = "alerts_test.yml"
+
+// alertTests is the part of a `promtool test rules` file that the checks
+// below read.
+type alertTests struct {
+	RuleFiles []string `yaml:"rule_files"`
+	Tests     []struct {
+		InputSeries []struct {
+			Series string `yaml:"series"`
+		} `yaml:"input_series"`
+		AlertRuleTest []struct {
+			Alertname string           `yaml:"alertname"`
+			ExpAlerts []map[string]any `yaml:"exp_alerts"`
+		} `yaml:"alert_rule_test"`
+	} `yaml:"tests"`
+}
+
+func loadAlertTests(t *testing.T) alertTests {
+	t.Helper()
+	b, err := os.ReadFile(alertTestsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var at alertTests
+	if err := yaml.Unmarshal(b, &at); err != nil {
+		t.Fatalf("%s: %v", alertTestsFile, err)
+	}
+	return at
+}
+
+// TestAlertsFire runs Prometheus's own checks on the compose stack's
+// configuration: promtool check config (prometheus.yml with its rule file),
+// and promtool test rules, the unit tests in alerts_test.yml that feed
+// series to each alert and say when it must fire, with which labels and
+// annotations, and when it must not. Every alert must have a case where it
+// fires.
+func TestAlertsFire(t *testing.T) {
+	promtool := testkit.LookPath(t, "promtool")
+	at := loadAlertTests(t)
+	if !slices.Equal(at.RuleFiles, []string{alertsFile}) {
+		t.Errorf("%s: rule_files %v, want [%s]", alertTestsFile, at.RuleFiles, alertsFile)
+	}
+	fires := map[string]bool{}
+	for _, tc := range at.Tests {
+		for _, r := range tc.AlertRuleTest {
+			if len(r.ExpAlerts) > 0 {
+				fires[r.Alertname] = true
+			}
+		}
+	}
+	for _, r := range loadAlerts(t) {
+		if !fires[r.Alert] {
+			t.Errorf("%s: no test where %s fires", alertTestsFile, r.Alert)
+		}
+	}
+
+	// prometheus.yml names the rule file by its path in the container.
+	dir := t.TempDir()
+	b, err := os.ReadFile(prometheusFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	abs, err := filepath.Abs(alertsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg promConfig
+	loadYAMLFile(t, prometheusFile, &cfg)
+	local := strings.ReplaceAll(string(b), cfg.RuleFiles[0], abs)
+	if err := os.WriteFile(filepath.Join(dir, prometheusFile), []byte(local), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"check", "config", filepath.Join(dir, prometheusFile)},
+		{"test", "rules", alertTestsFile},
+	} {
+		out, err := exec.Command(promtool, args...).CombinedOutput()
+		if err != nil {
+			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+}
+
+// checkAlertTestSeries checks that the series alerts_test.yml feeds the
+// alerts are named and labelled as Sluice exports them, so that a rule
+// proven there fires on the real metrics too.
+func checkAlertTestSeries(t *testing.T, exp exported, doc map[string]docMetric, target map[string]bool) {
+	p := parser.NewParser(parser.Options{})
+	for _, tc := range loadAlertTests(t).Tests {
+		for _, in := range tc.InputSeries {
+			e, err := p.ParseExpr(in.Series)
+			if err != nil {
+				t.Errorf("%s: series %s: %v", alertTestsFile, in.Series, err)
+				continue
+			}
+			checkExpr(t, alertTestsFile+": series "+in.Series, e.String(), exp, doc, target)
 		}
 	}
 }
