@@ -182,15 +182,30 @@ func sendTraffic(t *testing.T, bin, url, syslogAddr, relpAddr string, mosq *test
 		}
 	}
 
-	line := func(i int) string {
-		return fmt.Sprintf("<11>1 %s host checkout 1 - - payment declined %d", time.Now().UTC().Format(time.RFC3339Nano), i)
-	}
+	sendSyslog(t, syslogAddr)
+	sendRELP(t, relpAddr)
+
+	mosq.Publish(t, "devices/sensor-7/telemetry", []string{
+		fmt.Sprintf(`{"ts":%d,"metrics":{"t":1}}`, time.Now().UnixMilli()),
+		fmt.Sprintf(`{"ts":%d,"metrics":{"t":2}}`, time.Now().UnixMilli()),
+	})
+}
+
+// syslogLine is an RFC 5424 line of app_logs.
+func syslogLine(i int) string {
+	return fmt.Sprintf("<11>1 %s host checkout 1 - - payment declined %d", time.Now().UTC().Format(time.RFC3339Nano), i)
+}
+
+// sendSyslog sends lines over TCP (octet-counted) and UDP, and a frame
+// whose octet count is over the maximum, which closes its connection.
+func sendSyslog(t *testing.T, syslogAddr string) {
+	t.Helper()
 	tcp, err := net.Dial("tcp", syslogAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range 10 {
-		fmt.Fprintf(tcp, "%d %s", len(line(i)), line(i))
+		fmt.Fprintf(tcp, "%d %s", len(syslogLine(i)), syslogLine(i))
 	}
 	tcp.Close()
 	bad, err := net.Dial("tcp", syslogAddr)
@@ -206,13 +221,18 @@ func sendTraffic(t *testing.T, bin, url, syslogAddr, relpAddr string, mosq *test
 		t.Fatal(err)
 	}
 	for i := range 10 {
-		fmt.Fprint(udp, line(100+i))
+		fmt.Fprint(udp, syslogLine(100+i))
 	}
 	udp.Close()
+}
 
+// sendRELP sends frames over a RELP session and reads their answers, then
+// a frame that is no RELP, which closes its connection.
+func sendRELP(t *testing.T, relpAddr string) {
+	t.Helper()
 	relp := testkit.OpenRELP(t, relpAddr)
 	for i := range 5 {
-		if err := relp.Queue("syslog", []byte(line(200+i))); err != nil {
+		if err := relp.Queue("syslog", []byte(syslogLine(200+i))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -232,11 +252,6 @@ func sendTraffic(t *testing.T, bin, url, syslogAddr, relpAddr string, mosq *test
 		_, _ = bad.Conn.Read(make([]byte, 512))
 		bad.Conn.Close()
 	}
-
-	mosq.Publish(t, "devices/sensor-7/telemetry", []string{
-		fmt.Sprintf(`{"ts":%d,"metrics":{"t":1}}`, time.Now().UnixMilli()),
-		fmt.Sprintf(`{"ts":%d,"metrics":{"t":2}}`, time.Now().UnixMilli()),
-	})
 }
 
 // loadgen runs `sluice loadgen` with args to completion.

@@ -230,6 +230,41 @@ func TestPrometheusScrapesSluice(t *testing.T) {
 		t.Errorf("%s: rule_files %v: want the mount of ./%s", prometheusFile, cfg.RuleFiles, alertsFile)
 	}
 
+	scraped := scrapedServices(t, doc, cfg)
+	for _, name := range sluiceRunServices(doc) {
+		_, settings := sluiceConfig(t, name, doc.Services[name])
+		addr := str(settings["http-addr"])
+		if v, ok := env(doc.Services[name])["SLUICE_HTTP_ADDR"]; ok {
+			addr = v
+		}
+		_, port := splitHostPort(t, "http-addr", addr)
+		if got, ok := scraped[name]; !ok {
+			t.Errorf("%s: service %s (`sluice run`) is not scraped", prometheusFile, name)
+		} else if got != port {
+			t.Errorf("%s: service %s is scraped on port %s, but serves /metrics on %s", prometheusFile, name, got, port)
+		}
+	}
+	// The scaled workers must be found by DNS, not a static target.
+	for _, sc := range cfg.ScrapeConfigs {
+		for _, st := range sc.StaticConfigs {
+			for _, target := range st.Targets {
+				if strings.HasPrefix(target, "sluice-worker:") {
+					t.Errorf("%s: job %s scrapes sluice-worker statically: with --scale only one container would be scraped", prometheusFile, sc.JobName)
+				}
+			}
+		}
+	}
+
+	checkPrometheusDatasource(t)
+	if deps := dependsOn(doc.Services["grafana"]); deps["prometheus"] == "" {
+		t.Error("grafana does not depend on prometheus")
+	}
+}
+
+// scrapedServices returns the compose services prometheus.yml scrapes, with
+// the port, and fails t for a target that names no service.
+func scrapedServices(t *testing.T, doc composeDoc, cfg promConfig) map[string]string {
+	t.Helper()
 	scraped := map[string]string{} // service -> port scraped
 	jobs := map[string]bool{}
 	for _, sc := range cfg.ScrapeConfigs {
@@ -268,31 +303,13 @@ func TestPrometheusScrapesSluice(t *testing.T) {
 			}
 		}
 	}
-	for _, name := range sluiceRunServices(doc) {
-		_, settings := sluiceConfig(t, name, doc.Services[name])
-		addr := str(settings["http-addr"])
-		if v, ok := env(doc.Services[name])["SLUICE_HTTP_ADDR"]; ok {
-			addr = v
-		}
-		_, port := splitHostPort(t, "http-addr", addr)
-		if got, ok := scraped[name]; !ok {
-			t.Errorf("%s: service %s (`sluice run`) is not scraped", prometheusFile, name)
-		} else if got != port {
-			t.Errorf("%s: service %s is scraped on port %s, but serves /metrics on %s", prometheusFile, name, got, port)
-		}
-	}
-	// The scaled workers must be found by DNS, not a static target.
-	for _, sc := range cfg.ScrapeConfigs {
-		for _, st := range sc.StaticConfigs {
-			for _, target := range st.Targets {
-				if strings.HasPrefix(target, "sluice-worker:") {
-					t.Errorf("%s: job %s scrapes sluice-worker statically: with --scale only one container would be scraped", prometheusFile, sc.JobName)
-				}
-			}
-		}
-	}
+	return scraped
+}
 
-	// Grafana's data source points at this service.
+// checkPrometheusDatasource checks that Grafana's Prometheus data source
+// points at the prometheus service.
+func checkPrometheusDatasource(t *testing.T) {
+	t.Helper()
 	var ds struct {
 		Datasources []struct {
 			UID, Type, URL string
@@ -311,9 +328,6 @@ func TestPrometheusScrapesSluice(t *testing.T) {
 	u, err := url.Parse(ds.Datasources[0].URL)
 	if err != nil || u.Hostname() != "prometheus" || u.Port() != "9090" {
 		t.Errorf("%s: url %s: want http://prometheus:9090", promDatasource, ds.Datasources[0].URL)
-	}
-	if deps := dependsOn(doc.Services["grafana"]); deps["prometheus"] == "" {
-		t.Error("grafana does not depend on prometheus")
 	}
 }
 
@@ -573,73 +587,85 @@ func (c exprChecker) labelsOf(n parser.Node) map[string]bool {
 		}
 		return out
 	case *parser.AggregateExpr:
-		if x.Param != nil {
-			c.labelsOf(x.Param)
-		}
-		in := c.labelsOf(x.Expr)
-		if in == nil {
-			return nil
-		}
-		if x.Without {
-			out := maps(in)
-			for _, g := range x.Grouping {
-				delete(out, g)
-			}
-			return out
-		}
-		out := map[string]bool{}
-		for _, g := range x.Grouping {
-			if !in[g] {
-				c.t.Errorf("%s: %s by (%s): the series aggregated have no label %s (they have %v)", c.where, x.Op, strings.Join(x.Grouping, ", "), g, sortedKeys(in))
-			}
-			out[g] = true
-		}
-		return out
+		return c.aggregateLabels(x)
 	case *parser.BinaryExpr:
-		lhs, rhs := c.labelsOf(x.LHS), c.labelsOf(x.RHS)
-		if vm := x.VectorMatching; vm != nil && vm.On {
-			for _, side := range []map[string]bool{lhs, rhs} {
-				for _, l := range vm.MatchingLabels {
-					if side != nil && !side[l] {
-						c.t.Errorf("%s: on (%s): one side has no label %s (it has %v)", c.where, strings.Join(vm.MatchingLabels, ", "), l, sortedKeys(side))
-					}
-				}
-			}
-		}
-		if lhs == nil || rhs == nil || x.Op.IsSetOperator() {
-			if lhs == nil {
-				return rhs
-			}
-			return lhs
-		}
-		// Vector to vector: one-to-one matching on (...) keeps only those
-		// labels; group_left keeps the left side's and group_right the
-		// right side's, plus the labels they include.
-		switch vm := x.VectorMatching; {
-		case vm == nil:
-			return lhs
-		case vm.Card == parser.CardOneToOne && vm.On:
-			out := map[string]bool{}
-			for _, l := range vm.MatchingLabels {
-				out[l] = true
-			}
-			return out
-		case vm.Card == parser.CardManyToOne, vm.Card == parser.CardOneToMany:
-			out := lhs
-			if vm.Card == parser.CardOneToMany {
-				out = rhs
-			}
-			out = maps(out)
-			for _, l := range vm.Include {
-				out[l] = true
-			}
-			return out
-		default:
-			return lhs
-		}
+		return c.binaryLabels(x)
 	default:
 		c.t.Errorf("%s: cannot check %T", c.where, n)
 		return nil
+	}
+}
+
+// aggregateLabels checks that an aggregation's by (...) labels are on the
+// series it aggregates, and returns the labels it keeps.
+func (c exprChecker) aggregateLabels(x *parser.AggregateExpr) map[string]bool {
+	if x.Param != nil {
+		c.labelsOf(x.Param)
+	}
+	in := c.labelsOf(x.Expr)
+	if in == nil {
+		return nil
+	}
+	if x.Without {
+		out := maps(in)
+		for _, g := range x.Grouping {
+			delete(out, g)
+		}
+		return out
+	}
+	out := map[string]bool{}
+	for _, g := range x.Grouping {
+		if !in[g] {
+			c.t.Errorf("%s: %s by (%s): the series aggregated have no label %s (they have %v)", c.where, x.Op, strings.Join(x.Grouping, ", "), g, sortedKeys(in))
+		}
+		out[g] = true
+	}
+	return out
+}
+
+// binaryLabels checks the on (...) labels of a binary operation and returns
+// the labels of its result.
+func (c exprChecker) binaryLabels(x *parser.BinaryExpr) map[string]bool {
+	lhs, rhs := c.labelsOf(x.LHS), c.labelsOf(x.RHS)
+	if vm := x.VectorMatching; vm != nil && vm.On {
+		for _, side := range []map[string]bool{lhs, rhs} {
+			for _, l := range vm.MatchingLabels {
+				if side != nil && !side[l] {
+					c.t.Errorf("%s: on (%s): one side has no label %s (it has %v)", c.where, strings.Join(vm.MatchingLabels, ", "), l, sortedKeys(side))
+				}
+			}
+		}
+	}
+	if lhs == nil || rhs == nil || x.Op.IsSetOperator() {
+		if lhs == nil {
+			return rhs
+		}
+		return lhs
+	}
+	// Vector to vector: one-to-one matching on (...) keeps only those
+	// labels; group_left keeps the left side's and group_right the
+	// right side's, plus the labels they include.
+	switch vm := x.VectorMatching; {
+	case vm == nil:
+		return lhs
+	case vm.Card == parser.CardOneToOne && vm.On:
+		out := map[string]bool{}
+		for _, l := range vm.MatchingLabels {
+			out[l] = true
+		}
+		return out
+	case vm.Card == parser.CardManyToOne, vm.Card == parser.CardOneToMany:
+		out := lhs
+		if vm.Card == parser.CardOneToMany {
+			out = rhs
+		}
+		out = maps(out)
+		for _, l := range vm.Include {
+			out[l] = true
+		}
+		return out
+	default:
+		return lhs
 	}
 }
 
