@@ -95,9 +95,18 @@ func sortedKeys(m map[string]bool) []string {
 	return out
 }
 
+// pipelineRun is what runPipeline leaves running: the scrapes, and the
+// address of each process under the name of the compose service that runs
+// it in the stack (sluice-ingest, sluice-worker), for a Prometheus to scrape.
+type pipelineRun struct {
+	exp   exported
+	addrs map[string]string
+}
+
 // runPipeline starts the processes, sends every kind of traffic, stops NATS
-// under load and returns the scrapes. It takes about 30 s.
-func runPipeline(t *testing.T) exported {
+// under load and scrapes every process. They run until t ends, NATS still
+// down. It takes a few seconds.
+func runPipeline(t *testing.T) pipelineRun {
 	t.Helper()
 	bin := sluiceBin(t)
 	k := testkit.StartKafka(t)
@@ -158,7 +167,7 @@ func runPipeline(t *testing.T) exported {
 		}
 		out.add(role, mfs)
 	}
-	return out
+	return pipelineRun{exp: out, addrs: map[string]string{"sluice-ingest": ingestAddr, "sluice-worker": workAddr}}
 }
 
 // sendTraffic gives every collector of the ingest process events: HTTP

@@ -449,7 +449,8 @@ func TestPipelineDashboard(t *testing.T) {
 // dashboard's and the alerts' metrics and labels, and docs/metrics.md,
 // against what it exports.
 func TestObservability(t *testing.T) {
-	exp := runPipeline(t)
+	run := runPipeline(t)
+	exp := run.exp
 	doc := parseMetricsDoc(t)
 	targetLabels := prometheusTargetLabels(t)
 
@@ -460,6 +461,7 @@ func TestObservability(t *testing.T) {
 			checkExpr(t, pipelineDash+": "+q.where, q.expr, exp, doc, targetLabels)
 		}
 	})
+	t.Run("Prometheus", func(t *testing.T) { checkWithPrometheus(t, run) })
 	t.Run("AlertTestSeries", func(t *testing.T) { checkAlertTestSeries(t, exp, doc, targetLabels) })
 	t.Run("Alerts", func(t *testing.T) {
 		for _, r := range loadAlerts(t) {
