@@ -7,7 +7,8 @@ package compose
 // its embedded MQTT broker exports. Every collector gets traffic, and NATS is
 // stopped under load, so that the metrics that only appear with their first
 // event (an error, a retry) appear too. The dashboard, the alerts and
-// docs/metrics.md are checked against these scrapes.
+// docs/metrics.md are checked against these scrapes, and a real Prometheus
+// scrapes the same processes (prometheus_run_test.go).
 
 import (
 	"context"
