@@ -32,7 +32,7 @@ import (
 const composeFile = "docker-compose.yml"
 
 // The services the README and the other services rely on.
-var requiredServices = []string{"kafka", "clickhouse", "nats", "nats-init", "mosquitto", "sluice-ingest", "sluice-worker", "loadgen", "loadgen-mqtt"}
+var requiredServices = []string{"kafka", "clickhouse", "nats", "nats-init", "mosquitto", "sluice-ingest", "sluice-worker", "loadgen", "loadgen-mqtt", "prometheus", "grafana"}
 
 // ---------------------------------------------------------------------------
 // Loading

@@ -5,6 +5,8 @@
 #   logger (util-linux)       a syslog sender over TCP and UDP
 #   chromium                  a headless browser that loads the status page
 #   tmux                      a terminal that runs `sluice top`
+#   promtool (prometheus)     checks compose/prometheus.yml and runs the unit
+#                             tests of compose/alerts.yml
 #
 #   scripts/peers.sh          install what is missing (idempotent, quick when done)
 #
@@ -27,6 +29,7 @@ command -v rsyslogd >/dev/null 2>&1 || missing+=(rsyslog)
 command -v logger >/dev/null 2>&1 || missing+=(bsdutils)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v tmux >/dev/null 2>&1 || missing+=(tmux)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
 command -v apt-get >/dev/null 2>&1 || die "missing ${missing[*]} and apt-get is not available; install them by hand"
@@ -52,17 +55,17 @@ apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Time
 "${apt[@]}" install -y -o Dpkg::Use-Pty=0 --no-install-recommends "${missing[@]}" >/dev/null
 
 # Where the policy did not hold (systemd ignores it), stop what started.
-for svc in mosquitto rsyslog; do
+for svc in mosquitto rsyslog prometheus; do
 	if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
 		say "stopping and disabling the system $svc service"
 		"${sudo[@]}" systemctl disable --now "$svc" >/dev/null 2>&1 || true
 	fi
 done
-for bin in mosquitto rsyslogd; do
+for bin in mosquitto rsyslogd prometheus; do
 	if pids=$(pgrep -x "$bin" 2>/dev/null) && [[ -n $pids ]]; then
 		# Only a daemon started by the package runs as this; ours run from tests.
 		for pid in $pids; do
-			if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qE '/etc/(mosquitto|rsyslog)'; then
+			if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qE '/etc/(mosquitto|rsyslog)|/usr/bin/prometheus'; then
 				say "stopping the system $bin (pid $pid)"
 				"${sudo[@]}" kill "$pid" || true
 			fi
