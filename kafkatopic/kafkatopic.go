@@ -1,5 +1,4 @@
-// Package kafkatopic names Sluice's Kafka topics, creates them, and checks
-// that the brokers answer.
+// Package kafkatopic names Sluice's Kafka topics and creates them.
 package kafkatopic
 
 import (
@@ -11,6 +10,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/sluicehq/sluice/kafkaconn"
 )
 
 // DefaultPrefix is the topic prefix when none is configured.
@@ -28,9 +29,10 @@ type Spec struct {
 	ReplicationFactor int
 }
 
-// Ensure creates the given topics where they are missing. Topics that exist
-// are left as they are, whatever their partition count.
-func Ensure(ctx context.Context, brokers []string, topics []string, spec Spec) error {
+// Ensure creates the given topics where they are missing, connecting with
+// sec's TLS and SASL. Topics that exist are left as they are, whatever
+// their partition count.
+func Ensure(ctx context.Context, sec kafkaconn.Security, brokers []string, topics []string, spec Spec) error {
 	if len(brokers) == 0 {
 		return errors.New("kafka: no brokers configured")
 	}
@@ -40,9 +42,12 @@ func Ensure(ctx context.Context, brokers []string, topics []string, spec Spec) e
 	if spec.ReplicationFactor <= 0 {
 		spec.ReplicationFactor = 1
 	}
-	dialer := &kafka.Dialer{Timeout: 10 * time.Second}
+	dialer := sec.Dialer("sluice", 10*time.Second)
 	conn, err := dialer.DialContext(ctx, "tcp", brokers[0])
 	if err != nil {
+		if err = sec.Explain(brokers[0], err); kafkaconn.IsPermanent(err) {
+			return err
+		}
 		return fmt.Errorf("kafka: dial %s: %w", brokers[0], err)
 	}
 	defer conn.Close()
@@ -65,30 +70,4 @@ func Ensure(ctx context.Context, brokers []string, topics []string, spec Spec) e
 		return fmt.Errorf("kafka: create topics %v: %w", topics, err)
 	}
 	return nil
-}
-
-// Ping reports whether any of brokers accepts a connection and answers a
-// metadata request. A broker that accepts connections but never answers is
-// cut off at ctx's deadline, or after the dialer's timeout when ctx has none.
-func Ping(ctx context.Context, dialer *kafka.Dialer, brokers []string) error {
-	var errs error
-	for _, addr := range brokers {
-		conn, err := dialer.DialContext(ctx, "tcp", addr)
-		if err != nil {
-			errs = errors.Join(errs, err)
-			continue
-		}
-		deadline, ok := ctx.Deadline()
-		if !ok {
-			deadline = time.Now().Add(dialer.Timeout)
-		}
-		_ = conn.SetDeadline(deadline)
-		_, err = conn.Brokers()
-		_ = conn.Close()
-		if err == nil {
-			return nil
-		}
-		errs = errors.Join(errs, fmt.Errorf("metadata from %s: %w", addr, err))
-	}
-	return fmt.Errorf("kafka: no broker reachable: %w", errs)
 }

@@ -1,0 +1,107 @@
+package kafkaconn
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// Error is a refusal that retrying cannot cure: the broker rejected the
+// credentials, or the TLS handshake failed on a certificate. Its message
+// is one line that names what failed, where, and the flag to check;
+// Unwrap gives kafka-go's error.
+type Error struct {
+	msg string
+	err error
+}
+
+func (e *Error) Error() string { return e.msg }
+
+// Unwrap returns the error the connection failed with.
+func (e *Error) Unwrap() error { return e.err }
+
+// IsPermanent reports whether err holds an *Error: start-up gives up at
+// once on it instead of waiting for the broker to change its mind.
+func IsPermanent(err error) bool {
+	var e *Error
+	return errors.As(err, &e)
+}
+
+// Explain returns err, a failure to connect to the broker at addr, as an
+// *Error when it is a refused login or a certificate problem, and as it
+// is otherwise (a broker down or slow is worth retrying).
+func (s Security) Explain(addr string, err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := s.explain(addr, err)
+	if msg == "" {
+		return err
+	}
+	return &Error{msg: "kafka: " + msg, err: err}
+}
+
+func (s Security) explain(addr string, err error) string {
+	var (
+		verify *tls.CertificateVerificationError
+		header tls.RecordHeaderError
+		op     *net.OpError
+	)
+	switch {
+	case errors.Is(err, kafka.SASLAuthenticationFailed):
+		return fmt.Sprintf("SASL authentication failed for user %q (mechanism %s) at %s: check --kafka-sasl-username and --kafka-sasl-password-file",
+			s.user, s.Mechanism(), addr)
+	case errors.Is(err, kafka.UnsupportedSASLMechanism):
+		return fmt.Sprintf("the broker at %s does not accept SASL mechanism %s: check --kafka-sasl-mechanism", addr, s.Mechanism())
+	case errors.As(err, &verify):
+		return fmt.Sprintf("TLS: the certificate of the broker at %s is not trusted (%v): check --kafka-tls-ca", addr, verify.Err)
+	case errors.As(err, new(x509.UnknownAuthorityError)), errors.As(err, new(x509.HostnameError)):
+		return fmt.Sprintf("TLS: the certificate of the broker at %s is not trusted (%v): check --kafka-tls-ca", addr, err)
+	case errors.As(err, &header):
+		return fmt.Sprintf("TLS: the broker at %s did not answer in TLS (a plaintext listener?): check --kafka-brokers and --kafka-tls", addr)
+	case s.tls != nil && errors.As(err, &op) && op.Op == "remote error":
+		// A TLS alert from the broker: most often it wants a client
+		// certificate that was not given or that it does not trust.
+		return fmt.Sprintf("TLS: the broker at %s refused the handshake (%v): check --kafka-tls-cert and --kafka-tls-key", addr, op.Err)
+	}
+	return ""
+}
+
+// Ping reports whether any of brokers accepts a connection (with TLS and
+// SASL as configured) and answers a metadata request. A refused login or
+// certificate ends it at once with an *Error: the other brokers would say
+// the same. A broker that accepts connections but never answers is cut
+// off at ctx's deadline, or after 10 seconds when ctx has none.
+func (s Security) Ping(ctx context.Context, brokers []string) error {
+	const timeout = 10 * time.Second
+	dialer := s.Dialer("sluice", timeout)
+	var errs error
+	for _, addr := range brokers {
+		conn, err := dialer.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			if err = s.Explain(addr, err); IsPermanent(err) {
+				return err
+			}
+			errs = errors.Join(errs, err)
+			continue
+		}
+		deadline, ok := ctx.Deadline()
+		if !ok {
+			deadline = time.Now().Add(timeout)
+		}
+		_ = conn.SetDeadline(deadline)
+		_, err = conn.Brokers()
+		_ = conn.Close()
+		if err == nil {
+			return nil
+		}
+		errs = errors.Join(errs, fmt.Errorf("metadata from %s: %w", addr, err))
+	}
+	return fmt.Errorf("kafka: no broker reachable: %w", errs)
+}
