@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"time"
 
@@ -101,7 +102,25 @@ func (s Security) Ping(ctx context.Context, brokers []string) error {
 		if err == nil {
 			return nil
 		}
-		errs = errors.Join(errs, fmt.Errorf("metadata from %s: %w", addr, err))
+		errs = errors.Join(errs, fmt.Errorf("metadata from %s: %w%s", addr, err, s.closedHint(err)))
 	}
 	return fmt.Errorf("kafka: no broker reachable: %w", errs)
+}
+
+// closedHint explains a connection closed before its first answer: that
+// is how a broker that wants TLS or SASL treats a client without them. A
+// restarting broker does it too, so this is a hint, not a permanent error.
+func (s Security) closedHint(err error) string {
+	if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return ""
+	}
+	switch {
+	case s.tls == nil && s.sasl == nil:
+		return " (the broker closed the connection: does it want TLS or SASL? see --kafka-tls and --kafka-sasl-mechanism)"
+	case s.sasl == nil:
+		return " (the broker closed the connection: does it want SASL? see --kafka-sasl-mechanism)"
+	case s.tls == nil:
+		return " (the broker closed the connection: does it want TLS? see --kafka-tls)"
+	}
+	return ""
 }

@@ -1,0 +1,142 @@
+package kafkaconn_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/sluicehq/sluice/internal/testkit"
+	"github.com/sluicehq/sluice/internal/tlsfiles"
+	"github.com/sluicehq/sluice/kafkaconn"
+)
+
+// TestSASLOverTLS writes and reads back through each mechanism over TLS,
+// on the three kinds of connection kafka-go makes: a Writer on the shared
+// transport, a Reader on the dialer, and a Client's metadata request.
+func TestSASLOverTLS(t *testing.T) {
+	ca := testkit.NewCA(t)
+	for _, mech := range []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"} {
+		t.Run(mech, func(t *testing.T) {
+			k := testkit.StartKafka(t, testkit.KafkaSASL(mech, "sluice", secret), testkit.KafkaTLS(ca))
+			sec, err := kafkaconn.Settings{
+				Files:     tlsfiles.Client{CA: ca.Path("ca.pem")},
+				Mechanism: strings.ToLower(mech), Username: "sluice", Password: secret,
+			}.Security()
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(sec.Close)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			if err := sec.Ping(ctx, k.Brokers); err != nil {
+				t.Fatalf("Ping: %v", err)
+			}
+			topic := testkit.StreamTopic("app_logs")
+			w := &kafka.Writer{Addr: kafka.TCP(k.Brokers...), Topic: topic, Transport: sec.Shared(),
+				RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
+			if err := w.WriteMessages(ctx, kafka.Message{Key: []byte("k"), Value: []byte("over " + mech)}); err != nil {
+				t.Fatalf("write: %v", err)
+			}
+			_ = w.Close()
+			md, err := sec.Client(k.Brokers, 5*time.Second).Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+			if err != nil {
+				t.Fatalf("metadata: %v", err)
+			}
+			found := false
+			for _, p := range md.Topics[0].Partitions {
+				r := kafka.NewReader(kafka.ReaderConfig{Brokers: k.Brokers, Dialer: sec.Dialer("test", 5*time.Second),
+					Topic: topic, Partition: p.ID, MaxWait: 100 * time.Millisecond})
+				last, err := sec.Dialer("test", 5*time.Second).DialLeader(ctx, "tcp", k.Brokers[0], topic, p.ID)
+				if err != nil {
+					t.Fatalf("dial leader: %v", err)
+				}
+				end, err := last.ReadLastOffset()
+				last.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if end > 0 {
+					m, err := r.ReadMessage(ctx)
+					if err != nil {
+						t.Fatalf("read: %v", err)
+					}
+					found = string(m.Value) == "over "+mech
+				}
+				r.Close()
+			}
+			if !found {
+				t.Errorf("the message written over %s was not read back", mech)
+			}
+		})
+	}
+}
+
+// TestRefusals checks that a wrong password, an unknown user and an
+// untrusted certificate each give one permanent error line saying what
+// failed and which flag to check, without the password.
+func TestRefusals(t *testing.T) {
+	ca, other := testkit.NewCA(t), testkit.NewCA(t)
+	k := testkit.StartKafka(t, testkit.KafkaSASL("SCRAM-SHA-256", "sluice", secret), testkit.KafkaTLS(ca))
+	addr := k.Brokers[0]
+	for _, tc := range []struct {
+		name string
+		s    kafkaconn.Settings
+		want string
+	}{
+		{"wrong password", kafkaconn.Settings{Files: tlsfiles.Client{CA: ca.Path("ca.pem")}, Mechanism: "scram-sha-256", Username: "sluice", Password: "wrong-" + secret},
+			`kafka: SASL authentication failed for user "sluice" (mechanism SCRAM-SHA-256) at ` + addr + `: check --kafka-sasl-username and --kafka-sasl-password-file`},
+		{"unknown user", kafkaconn.Settings{Files: tlsfiles.Client{CA: ca.Path("ca.pem")}, Mechanism: "scram-sha-256", Username: "nobody", Password: secret},
+			`kafka: SASL authentication failed for user "nobody"`},
+		{"mechanism without the user", kafkaconn.Settings{Files: tlsfiles.Client{CA: ca.Path("ca.pem")}, Mechanism: "scram-sha-512", Username: "sluice", Password: secret},
+			`(mechanism SCRAM-SHA-512)`},
+		{"untrusted CA", kafkaconn.Settings{Files: tlsfiles.Client{CA: other.Path("ca.pem")}, Mechanism: "scram-sha-256", Username: "sluice", Password: secret},
+			`kafka: TLS: the certificate of the broker at ` + addr + ` is not trusted (x509: certificate signed by unknown authority`},
+	} {
+		sec, err := tc.s.Security()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		start := time.Now()
+		err = sec.Ping(ctx, k.Brokers)
+		cancel()
+		var kerr *kafkaconn.Error
+		switch {
+		case !errors.As(err, &kerr) || !kafkaconn.IsPermanent(err):
+			t.Errorf("%s: %v (%T), want a permanent *kafkaconn.Error", tc.name, err, err)
+		case !strings.Contains(err.Error(), tc.want):
+			t.Errorf("%s: %q, want it to contain %q", tc.name, err, tc.want)
+		case !strings.Contains(err.Error(), ": check --kafka-"):
+			t.Errorf("%s: %q names no flag to check", tc.name, err)
+		case strings.Contains(err.Error(), secret) || strings.Contains(err.Error(), "\n"):
+			t.Errorf("%s: %q shows the password or is not one line", tc.name, err)
+		case time.Since(start) > 5*time.Second:
+			t.Errorf("%s: refused after %s, want at once", tc.name, time.Since(start))
+		}
+		sec.Close()
+	}
+}
+
+// TestPlaintextUnchanged checks that the zero Security still reaches a
+// plaintext broker and that an unreachable broker is not permanent: it
+// may come up, as in a compose stack.
+func TestPlaintextUnchanged(t *testing.T) {
+	k := testkit.StartKafka(t)
+	var sec kafkaconn.Security
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := sec.Ping(ctx, k.Brokers); err != nil {
+		t.Fatalf("Ping: %v", err)
+	}
+	if sec.String() != "plaintext" {
+		t.Errorf("String() = %q", sec.String())
+	}
+	err := sec.Ping(ctx, []string{"127.0.0.1:1"})
+	if err == nil || kafkaconn.IsPermanent(err) {
+		t.Errorf("Ping of a closed port: %v, want a retriable error", err)
+	}
+}
