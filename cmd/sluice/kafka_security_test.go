@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/sluicehq/sluice/internal/testkit"
 )
 
@@ -60,5 +62,38 @@ func TestKafkaSecuritySettings(t *testing.T) {
 				t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestKafkaSecurityDocExamples checks that every key of the config file
+// examples in docs/security.md's Kafka section is a setting of `sluice run`,
+// so that the documentation cannot drift from the flags.
+func TestKafkaSecurityDocExamples(t *testing.T) {
+	b, err := os.ReadFile("../../docs/security.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(b), "\n## Kafka\n")
+	if !ok {
+		t.Fatal("docs/security.md has no ## Kafka section")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	run := newRunCmd()
+	blocks := 0
+	for _, part := range strings.Split(section, "```yaml\n")[1:] {
+		block, _, _ := strings.Cut(part, "```")
+		var settings map[string]any
+		if err := yaml.Unmarshal([]byte(block), &settings); err != nil {
+			t.Fatalf("example %d: %v", blocks+1, err)
+		}
+		for key := range settings {
+			if run.Flags().Lookup(key) == nil {
+				t.Errorf("example %d: %q is not a flag of sluice run", blocks+1, key)
+			}
+		}
+		blocks++
+	}
+	if blocks < 2 {
+		t.Errorf("%d config file examples found, want the MSK and Confluent ones", blocks)
 	}
 }
