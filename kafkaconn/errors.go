@@ -14,18 +14,19 @@ import (
 )
 
 // Error is a refusal that retrying cannot cure: the broker rejected the
-// credentials, or the TLS handshake failed on a certificate. Its message
-// is one line that names what failed, where, and the flag to check;
-// Unwrap gives kafka-go's error.
+// credentials or a right, or the TLS handshake failed on a certificate.
 type Error struct {
-	msg string
-	err error
+	// Msg is the whole message: one line that names what failed, where,
+	// and the flag or the right to check.
+	Msg string
+	// Err is kafka-go's error.
+	Err error
 }
 
-func (e *Error) Error() string { return e.msg }
+func (e *Error) Error() string { return e.Msg }
 
 // Unwrap returns the error the connection failed with.
-func (e *Error) Unwrap() error { return e.err }
+func (e *Error) Unwrap() error { return e.Err }
 
 // IsPermanent reports whether err holds an *Error: start-up gives up at
 // once on it instead of waiting for the broker to change its mind.
@@ -45,7 +46,7 @@ func (s Security) Explain(addr string, err error) error {
 	if msg == "" {
 		return err
 	}
-	return &Error{msg: "kafka: " + msg, err: err}
+	return &Error{Msg: "kafka: " + msg, Err: err}
 }
 
 func (s Security) explain(addr string, err error) string {

@@ -397,5 +397,8 @@ func waitFor(ctx context.Context, log *slog.Logger, what string, op func(context
 }
 
 // startupRetry gives a dependency about two minutes to come up; then the
-// process exits with the reason, for its supervisor to restart it.
-var startupRetry = backpressure.RetryPolicy{Initial: time.Second, Max: 5 * time.Second, MaxAttempts: 30}
+// process exits with the reason, for its supervisor to restart it. A
+// refused login, an untrusted certificate or a missing right will not get
+// better by waiting (kafkaconn.IsPermanent): those end the process at once
+// with one line saying what failed, instead of two minutes of retries.
+var startupRetry = backpressure.RetryPolicy{Initial: time.Second, Max: 5 * time.Second, MaxAttempts: 30, IsPermanent: kafkaconn.IsPermanent}
