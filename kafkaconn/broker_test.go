@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/internal/tlsfiles"
@@ -138,5 +139,50 @@ func TestPlaintextUnchanged(t *testing.T) {
 	err := sec.Ping(ctx, []string{"127.0.0.1:1"})
 	if err == nil || kafkaconn.IsPermanent(err) {
 		t.Errorf("Ping of a closed port: %v, want a retriable error", err)
+	}
+}
+
+// TestMutualTLS checks a broker that requires a client certificate: with
+// one it answers; without, the refusal is permanent and names the flags.
+func TestMutualTLS(t *testing.T) {
+	ca := testkit.NewCA(t)
+	requireCert := func(t testing.TB) []kfake.Opt {
+		cfg, err := tlsfiles.Server("--test-tls", ca.Path("server.pem"), ca.Path("server-key.pem"), ca.Path("ca.pem"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []kfake.Opt{kfake.TLS(cfg)}
+	}
+	k := testkit.StartKafka(t, requireCert)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	with, err := kafkaconn.Settings{Files: tlsfiles.Client{CA: ca.Path("ca.pem"), Cert: ca.Path("client.pem"), Key: ca.Path("client-key.pem")}}.Security()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := with.Ping(ctx, k.Brokers); err != nil {
+		t.Errorf("Ping with a client certificate: %v", err)
+	}
+	without, err := kafkaconn.Settings{Files: tlsfiles.Client{CA: ca.Path("ca.pem")}}.Security()
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = without.Ping(ctx, k.Brokers)
+	want := "kafka: TLS: the broker at " + k.Brokers[0] + " refused the handshake (tls: certificate required): check --kafka-tls-cert and --kafka-tls-key"
+	if !kafkaconn.IsPermanent(err) || err.Error() != want {
+		t.Errorf("Ping without a client certificate: %v, want the permanent %q", err, want)
+	}
+}
+
+// TestClosedConnectionHint checks that a client without SASL, which a
+// SASL broker hangs up on, is told what that may mean, and is retried: a
+// restarting broker hangs up too.
+func TestClosedConnectionHint(t *testing.T) {
+	k := testkit.StartKafka(t, testkit.KafkaSASL("PLAIN", "u", secret))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := kafkaconn.Security{}.Ping(ctx, k.Brokers)
+	if err == nil || kafkaconn.IsPermanent(err) || !strings.Contains(err.Error(), "does it want TLS or SASL? see --kafka-tls and --kafka-sasl-mechanism") {
+		t.Errorf("Ping without SASL: %v, want a retriable error with the hint", err)
 	}
 }

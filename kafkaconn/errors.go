@@ -103,6 +103,11 @@ func (s Security) Ping(ctx context.Context, brokers []string) error {
 		if err == nil {
 			return nil
 		}
+		// With TLS 1.3 a broker refuses a client certificate after the
+		// handshake, so its alert comes with the first answer.
+		if err = s.Explain(addr, err); IsPermanent(err) {
+			return err
+		}
 		errs = errors.Join(errs, fmt.Errorf("metadata from %s: %w%s", addr, err, s.closedHint(err)))
 	}
 	return fmt.Errorf("kafka: no broker reachable: %w", errs)
