@@ -2,7 +2,11 @@ package kafkaconn_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -184,5 +188,43 @@ func TestClosedConnectionHint(t *testing.T) {
 	err := kafkaconn.Security{}.Ping(ctx, k.Brokers)
 	if err == nil || kafkaconn.IsPermanent(err) || !strings.Contains(err.Error(), "does it want TLS or SASL? see --kafka-tls and --kafka-sasl-mechanism") {
 		t.Errorf("Ping without SASL: %v, want a retriable error with the hint", err)
+	}
+}
+
+// TestTLSMismatches checks the refusals of a TLS handshake that no wait
+// will cure: a certificate for other names, and a port that does not
+// answer in TLS at all.
+func TestTLSMismatches(t *testing.T) {
+	ca := testkit.NewCA(t)
+	ca.Issue(t, "elsewhere", &x509.Certificate{DNSNames: []string{"kafka.elsewhere.example"},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature})
+	otherName := func(t testing.TB) []kfake.Opt {
+		cert, err := tls.LoadX509KeyPair(ca.Path("elsewhere.pem"), ca.Path("elsewhere-key.pem"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []kfake.Opt{kfake.TLS(&tls.Config{Certificates: []tls.Certificate{cert}})}
+	}
+	k := testkit.StartKafka(t, otherName)
+	sec, err := kafkaconn.Settings{Files: tlsfiles.Client{CA: ca.Path("ca.pem")}}.Security()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = sec.Ping(ctx, k.Brokers)
+	want := "kafka: TLS: the certificate of the broker at " + k.Brokers[0] + " is for other names (x509: cannot validate certificate for 127.0.0.1 because it doesn't contain any IP SANs): check the host names in --kafka-brokers"
+	if !kafkaconn.IsPermanent(err) || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("Ping of a broker with another name: %v, want the permanent %q...", err, want)
+	}
+
+	// An HTTP server answers a TLS ClientHello with a plaintext 400.
+	web := httptest.NewServer(http.NotFoundHandler())
+	defer web.Close()
+	addr := strings.TrimPrefix(web.URL, "http://")
+	err = sec.Ping(ctx, []string{addr})
+	want = "kafka: TLS: the broker at " + addr + " did not answer in TLS (a plaintext listener?): check --kafka-brokers and --kafka-tls"
+	if !kafkaconn.IsPermanent(err) || err.Error() != want {
+		t.Errorf("Ping of a plaintext port: %v, want the permanent %q", err, want)
 	}
 }

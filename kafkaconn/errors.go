@@ -51,7 +51,6 @@ func (s Security) Explain(addr string, err error) error {
 
 func (s Security) explain(addr string, err error) string {
 	var (
-		verify *tls.CertificateVerificationError
 		header tls.RecordHeaderError
 		op     *net.OpError
 	)
@@ -61,10 +60,10 @@ func (s Security) explain(addr string, err error) string {
 			s.user, s.Mechanism(), addr)
 	case errors.Is(err, kafka.UnsupportedSASLMechanism):
 		return fmt.Sprintf("the broker at %s does not accept SASL mechanism %s: check --kafka-sasl-mechanism", addr, s.Mechanism())
-	case errors.As(err, &verify):
-		return fmt.Sprintf("TLS: the certificate of the broker at %s is not trusted (%v): check --kafka-tls-ca", addr, verify.Err)
-	case errors.As(err, new(x509.UnknownAuthorityError)), errors.As(err, new(x509.HostnameError)):
-		return fmt.Sprintf("TLS: the certificate of the broker at %s is not trusted (%v): check --kafka-tls-ca", addr, err)
+	case errors.As(err, new(x509.HostnameError)):
+		return fmt.Sprintf("TLS: the certificate of the broker at %s is for other names (%v): check the host names in --kafka-brokers and those the brokers advertise", addr, unwrapVerify(err))
+	case errors.As(err, new(*tls.CertificateVerificationError)), errors.As(err, new(x509.UnknownAuthorityError)), errors.As(err, new(x509.CertificateInvalidError)):
+		return fmt.Sprintf("TLS: the certificate of the broker at %s is not trusted (%v): check --kafka-tls-ca", addr, unwrapVerify(err))
 	case errors.As(err, &header):
 		return fmt.Sprintf("TLS: the broker at %s did not answer in TLS (a plaintext listener?): check --kafka-brokers and --kafka-tls", addr)
 	case s.tls != nil && errors.As(err, &op) && op.Op == "remote error":
@@ -73,6 +72,16 @@ func (s Security) explain(addr string, err error) string {
 		return fmt.Sprintf("TLS: the broker at %s refused the handshake (%v): check --kafka-tls-cert and --kafka-tls-key", addr, op.Err)
 	}
 	return ""
+}
+
+// unwrapVerify returns the x509 error inside crypto/tls's wrapper, whose
+// own text ("tls: failed to verify certificate: ") adds nothing.
+func unwrapVerify(err error) error {
+	var verify *tls.CertificateVerificationError
+	if errors.As(err, &verify) {
+		return verify.Err
+	}
+	return err
 }
 
 // Ping reports whether any of brokers accepts a connection (with TLS and
