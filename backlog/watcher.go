@@ -13,6 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
+
+	"github.com/sluicehq/sluice/kafkaconn"
 )
 
 // Defaults for Options.
@@ -51,9 +53,11 @@ type Options struct {
 	// RetentionEvery is how often the topics' retention.ms is read again
 	// (default a minute), so that a changed retention is taken up.
 	RetentionEvery time.Duration
+	// Kafka is the TLS and SASL of the watcher's own transport; zero is
+	// plaintext.
+	Kafka kafkaconn.Security
 	// Transport carries the requests to the brokers; nil means one of the
-	// watcher's own. Pass the transport of the other Kafka clients to
-	// share their TLS and SASL settings, or a wrapper in tests.
+	// watcher's own, built with Kafka. Tests pass a wrapper.
 	Transport kafka.RoundTripper
 	// Logger receives the alarm transitions; nil means slog.Default().
 	Logger *slog.Logger
@@ -149,7 +153,7 @@ func New(opts Options) (*Watcher, error) {
 	}
 	tr := opts.Transport
 	if tr == nil {
-		w.own = &kafka.Transport{ClientID: "sluice-backlog", DialTimeout: 5 * time.Second}
+		w.own = opts.Kafka.Transport("sluice-backlog", 5*time.Second)
 		tr = w.own
 	}
 	w.client = &kafka.Client{Addr: kafka.TCP(opts.Brokers...), Transport: tr}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/sluicehq/sluice/kafkatopic"
+	"github.com/sluicehq/sluice/kafkaconn"
 )
 
 // Message is one record to write to Kafka.
@@ -59,6 +59,8 @@ const (
 type KafkaConfig struct {
 	// Brokers are the bootstrap addresses, host:port.
 	Brokers []string
+	// Kafka is the TLS and SASL of the connections; zero is plaintext.
+	Kafka kafkaconn.Security
 	// ClientID names this producer to the brokers; default "sluice-ingest".
 	ClientID string
 	// BatchTimeout is how long a partially filled batch waits for more
@@ -103,7 +105,7 @@ type KafkaConfig struct {
 type KafkaProducer struct {
 	w         *kafka.Writer
 	transport *kafka.Transport
-	dialer    *kafka.Dialer
+	sec       kafkaconn.Security
 	brokers   []string
 }
 
@@ -144,11 +146,8 @@ func NewKafkaProducer(cfg KafkaConfig) (*KafkaProducer, error) {
 	}
 	log = log.With("component", "kafka-producer")
 
-	transport := &kafka.Transport{
-		ClientID:    cfg.ClientID,
-		DialTimeout: cfg.DialTimeout,
-		MetadataTTL: cfg.MetadataTTL,
-	}
+	transport := cfg.Kafka.Transport(cfg.ClientID, cfg.DialTimeout)
+	transport.MetadataTTL = cfg.MetadataTTL
 	w := &kafka.Writer{
 		Addr:         kafka.TCP(cfg.Brokers...),
 		Balancer:     &kafka.Murmur2Balancer{},
@@ -169,7 +168,7 @@ func NewKafkaProducer(cfg KafkaConfig) (*KafkaProducer, error) {
 	return &KafkaProducer{
 		w:         w,
 		transport: transport,
-		dialer:    &kafka.Dialer{ClientID: cfg.ClientID, Timeout: cfg.DialTimeout},
+		sec:       cfg.Kafka,
 		brokers:   cfg.Brokers,
 	}, nil
 }
@@ -215,7 +214,7 @@ func (p *KafkaProducer) Produce(ctx context.Context, msgs []Message) error {
 // notices a broker that went away; the second uses the producer's cached
 // metadata, which is what Produce relies on.
 func (p *KafkaProducer) Ping(ctx context.Context, topics ...string) error {
-	if err := kafkatopic.Ping(ctx, p.dialer, p.brokers); err != nil {
+	if err := p.sec.Ping(ctx, p.brokers); err != nil {
 		return err
 	}
 	if len(topics) == 0 {

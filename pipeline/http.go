@@ -30,7 +30,7 @@ type ingestPart struct {
 // startIngest builds the gate, mounts the HTTP collector on mux and builds
 // the configured sources.
 func startIngest(cfg Config, streams *schemas.Registry, reg *prometheus.Registry, mux *http.ServeMux, shedder ingest.Shedder) (*ingestPart, error) {
-	producer, err := ingest.NewKafkaProducer(ingest.KafkaConfig{Brokers: cfg.KafkaBrokers, BatchTimeout: cfg.KafkaLinger, BatchBytes: cfg.KafkaBatchBytes, Logger: cfg.Logger})
+	producer, err := ingest.NewKafkaProducer(ingest.KafkaConfig{Brokers: cfg.KafkaBrokers, Kafka: cfg.Kafka, BatchTimeout: cfg.KafkaLinger, BatchBytes: cfg.KafkaBatchBytes, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}

@@ -17,13 +17,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/segmentio/kafka-go"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sluicehq/sluice/backlog"
 	"github.com/sluicehq/sluice/backpressure"
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/ingest/httpapi"
+	"github.com/sluicehq/sluice/kafkaconn"
 	"github.com/sluicehq/sluice/kafkatopic"
 	"github.com/sluicehq/sluice/membudget"
 	"github.com/sluicehq/sluice/ops"
@@ -85,6 +85,9 @@ type Config struct {
 	KafkaBatchBytes int64
 
 	KafkaBrokers []string
+	// Kafka is the TLS and SASL of every Kafka connection; zero is
+	// plaintext (sluice dev's embedded broker).
+	Kafka kafkaconn.Security
 	// KafkaLinger is how long the collectors' producer waits to fill a
 	// batch (Kafka's linger.ms); zero means ingest.DefaultBatchTimeout.
 	KafkaLinger       time.Duration
@@ -217,6 +220,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	log.Info("schemas loaded", "streams", streams.Names())
+	if err := checkKafka(ctx, cfg); err != nil {
+		return err
+	}
 	byTopic, err := ensureTopics(ctx, cfg, streams)
 	if err != nil {
 		return err
@@ -256,7 +262,7 @@ func Run(ctx context.Context, cfg Config) error {
 		checks = append(checks, in.ready)
 		g.Go(func() error { return in.run(gctx) })
 	} else {
-		checks = append(checks, kafkaReachable(cfg.KafkaBrokers))
+		checks = append(checks, kafkaReachable(cfg.Kafka, cfg.KafkaBrokers))
 	}
 	if cfg.Role.works() {
 		w, err := startWork(ctx, cfg, streams, byTopic, reg)
@@ -337,7 +343,7 @@ func ensureTopics(ctx context.Context, cfg Config, streams *schemas.Registry) (m
 	}
 	topics = append(topics, kafkatopic.DLQ(cfg.TopicPrefix))
 	err := waitFor(ctx, cfg.Logger, "create Kafka topics", func(ctx context.Context) error {
-		return kafkatopic.Ensure(ctx, cfg.KafkaBrokers, topics, kafkatopic.Spec{Partitions: cfg.Partitions, ReplicationFactor: cfg.ReplicationFactor})
+		return kafkatopic.Ensure(ctx, cfg.Kafka, cfg.KafkaBrokers, topics, kafkatopic.Spec{Partitions: cfg.Partitions, ReplicationFactor: cfg.ReplicationFactor})
 	})
 	return byTopic, err
 }
@@ -350,7 +356,7 @@ func watchBacklog(cfg Config, byTopic map[string]*schemas.Stream, reg prometheus
 	for t, st := range byTopic {
 		topics[t] = st.Name
 	}
-	return backlog.New(backlog.Options{Brokers: cfg.KafkaBrokers, GroupID: cfg.GroupID, Topics: topics, Logger: cfg.Logger, Registerer: reg})
+	return backlog.New(backlog.Options{Brokers: cfg.KafkaBrokers, Kafka: cfg.Kafka, GroupID: cfg.GroupID, Topics: topics, Logger: cfg.Logger, Registerer: reg})
 }
 
 // schemasLoaded fails readiness when a schema directory held no streams.
@@ -364,10 +370,11 @@ func schemasLoaded(streams *schemas.Registry) ops.Check {
 }
 
 // kafkaReachable is the work role's readiness: a broker answers.
-func kafkaReachable(brokers []string) ops.Check {
-	dialer := &kafka.Dialer{Timeout: 2 * time.Second}
+func kafkaReachable(sec kafkaconn.Security, brokers []string) ops.Check {
 	return ops.Check{Name: "kafka", Ready: func(ctx context.Context) error {
-		return kafkatopic.Ping(ctx, dialer, brokers)
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		return sec.Ping(ctx, brokers)
 	}}
 }
 
@@ -393,5 +400,8 @@ func waitFor(ctx context.Context, log *slog.Logger, what string, op func(context
 }
 
 // startupRetry gives a dependency about two minutes to come up; then the
-// process exits with the reason, for its supervisor to restart it.
-var startupRetry = backpressure.RetryPolicy{Initial: time.Second, Max: 5 * time.Second, MaxAttempts: 30}
+// process exits with the reason, for its supervisor to restart it. A
+// refused login, an untrusted certificate or a missing right will not get
+// better by waiting (kafkaconn.IsPermanent): those end the process at once
+// with one line saying what failed, instead of two minutes of retries.
+var startupRetry = backpressure.RetryPolicy{Initial: time.Second, Max: 5 * time.Second, MaxAttempts: 30, IsPermanent: kafkaconn.IsPermanent}

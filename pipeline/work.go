@@ -51,7 +51,7 @@ func startWork(ctx context.Context, cfg Config, streams *schemas.Registry, byTop
 			return s.DropExpired(ctx, streams.Streams())
 		}
 	}
-	dlq := workers.NewKafkaDLQ(cfg.KafkaBrokers, kafkatopic.DLQ(cfg.TopicPrefix))
+	dlq := workers.NewKafkaDLQ(cfg.KafkaBrokers, cfg.Kafka, kafkatopic.DLQ(cfg.TopicPrefix))
 	w.closers = append([]func() error{dlq.Close}, w.closers...)
 	metrics := workers.NewSinkMetrics(reg)
 	store, err := workers.NewStoreDeliverer(workers.StoreConfig{
@@ -70,7 +70,7 @@ func startWork(ctx context.Context, cfg Config, streams *schemas.Registry, byTop
 		}
 		w.closers = append([]func() error{pub.Close}, w.closers...)
 		out, err := workers.NewOutputDeliverer(workers.OutputConfig{
-			Output: pub, Progress: workers.NewKafkaProgress(cfg.KafkaBrokers, cfg.GroupID+"."+pub.Name()), DLQ: dlq,
+			Output: pub, Progress: workers.NewKafkaProgress(cfg.KafkaBrokers, cfg.Kafka, cfg.GroupID+"."+pub.Name()), DLQ: dlq,
 			MaxLag: cfg.NATSMaxLag, Logger: log, Metrics: metrics,
 		})
 		if err != nil {
@@ -81,6 +81,7 @@ func startWork(ctx context.Context, cfg Config, streams *schemas.Registry, byTop
 	}
 	w.consumer, err = workers.NewConsumer(workers.Config{
 		Brokers:          cfg.KafkaBrokers,
+		Kafka:            cfg.Kafka,
 		GroupID:          cfg.GroupID,
 		Topics:           byTopic,
 		Workers:          cfg.Workers,

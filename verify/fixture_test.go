@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/sluicehq/sluice/internal/testkit"
+	"github.com/sluicehq/sluice/kafkaconn"
 	"github.com/sluicehq/sluice/kafkatopic"
 	"github.com/sluicehq/sluice/schemas"
 	"github.com/sluicehq/sluice/sinks"
@@ -73,7 +74,7 @@ func newFixtureN(t testing.TB, n int) *fixture {
 	for _, n := range reg.Names() {
 		topics = append(topics, kafkatopic.Name(kafkatopic.DefaultPrefix, n))
 	}
-	if err := kafkatopic.Ensure(ctx, brokers, topics, kafkatopic.Spec{Partitions: n}); err != nil {
+	if err := kafkatopic.Ensure(ctx, kafkaconn.Security{}, brokers, topics, kafkatopic.Spec{Partitions: n}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -263,7 +264,7 @@ func (f *fixture) insert(st *schemas.Stream, partition int32, rows ...sinks.Row)
 // deadLetter writes letters to the dead-letter topic as the workers do.
 func (f *fixture) deadLetter(letters ...workers.DeadLetter) {
 	f.t.Helper()
-	q := workers.NewKafkaDLQ(f.brokers, kafkatopic.DLQ(kafkatopic.DefaultPrefix))
+	q := workers.NewKafkaDLQ(f.brokers, kafkaconn.Security{}, kafkatopic.DLQ(kafkatopic.DefaultPrefix))
 	defer q.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/sluicehq/sluice/kafkaconn"
 )
 
 // Reading tunables. A fetch of up to 16 MiB keeps round trips few on big
@@ -36,11 +38,11 @@ type kafkaReader struct {
 	timeout time.Duration
 }
 
-func newKafkaReader(brokers []string, timeout time.Duration) *kafkaReader {
+func newKafkaReader(brokers []string, sec kafkaconn.Security, timeout time.Duration) *kafkaReader {
 	return &kafkaReader{
 		brokers: brokers,
-		client:  &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: timeout},
-		dialer:  &kafka.Dialer{Timeout: timeout, ClientID: "sluice-verify"},
+		client:  sec.Client(brokers, timeout),
+		dialer:  sec.Dialer("sluice-verify", timeout),
 		timeout: timeout,
 	}
 }

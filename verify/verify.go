@@ -44,6 +44,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/eventkey"
+	"github.com/sluicehq/sluice/kafkaconn"
 	"github.com/sluicehq/sluice/kafkatopic"
 	"github.com/sluicehq/sluice/schemas"
 	"github.com/sluicehq/sluice/sinks/clickhouse"
@@ -60,6 +61,8 @@ const (
 type Config struct {
 	// Brokers are Kafka bootstrap addresses, host:port.
 	Brokers []string
+	// Kafka is the TLS and SASL of the connections; zero is plaintext.
+	Kafka kafkaconn.Security
 	// TopicPrefix names the topics: <prefix><stream> and <prefix>dlq.
 	// Empty means kafkatopic.DefaultPrefix.
 	TopicPrefix string
@@ -120,6 +123,19 @@ func (c Config) withDefaults() (Config, error) {
 	return c, nil
 }
 
+// checkKafkaLogin connects once, so that a refused login or certificate
+// is reported as such (one line naming the flag to check) rather than as a
+// failed metadata request. Other failures are left to the requests that
+// follow, which say what they were doing.
+func checkKafkaLogin(ctx context.Context, cfg Config) error {
+	ctx, cancel := context.WithTimeout(ctx, cfg.KafkaTimeout)
+	defer cancel()
+	if err := cfg.Kafka.Ping(ctx, cfg.Brokers); kafkaconn.IsPermanent(err) {
+		return err
+	}
+	return nil
+}
+
 // Run reconciles Kafka with ClickHouse and reports what differs. progress,
 // when not nil, receives a line a second about long steps. An error means
 // the check could not be completed (Kafka or ClickHouse unreachable, a
@@ -136,7 +152,10 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Report, error) {
 		return Report{}, err
 	}
 	defer chr.Close()
-	kr := newKafkaReader(cfg.Brokers, cfg.KafkaTimeout)
+	if err := checkKafkaLogin(ctx, cfg); err != nil {
+		return Report{}, err
+	}
+	kr := newKafkaReader(cfg.Brokers, cfg.Kafka, cfg.KafkaTimeout)
 
 	topics := make([]string, len(cfg.Streams))
 	names := make([]string, len(cfg.Streams))

@@ -19,12 +19,17 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/sluicehq/sluice/backpressure"
+	"github.com/sluicehq/sluice/kafkaconn"
 	"github.com/sluicehq/sluice/schemas"
 )
 
 // Config configures a Consumer. Zero values take the defaults noted.
 type Config struct {
 	Brokers []string
+	// Kafka is the TLS and SASL of every connection the consumer makes:
+	// the group's, the lanes' readers' and its offset queries. Zero is
+	// plaintext.
+	Kafka kafkaconn.Security
 	// GroupID names the consumer group (default "sluice-workers").
 	GroupID string
 	// Topics maps each topic to consume to its stream.
@@ -117,6 +122,8 @@ type Consumer struct {
 	log     *slog.Logger
 	gaps    *gaps
 	metrics *consumerMetrics
+	// dialer connects the group and the lanes' readers, with cfg.Kafka.
+	dialer *kafka.Dialer
 	// budgets hold MaxInFlightBytes, split evenly between the sinks, by
 	// sink index; a batch takes its bytes from its sink's. Apart, so that
 	// the batches of a sink that is down cannot take the room of the others.
@@ -147,7 +154,8 @@ func NewConsumer(cfg Config, store Deliverer, outputs ...Deliverer) (*Consumer, 
 	metrics := newConsumerMetrics(cfg.Registerer)
 	c := &Consumer{cfg: cfg, sinks: append([]Deliverer{store}, outputs...), log: cfg.Logger.With("component", "workers"),
 		gaps: newGaps(metrics), metrics: metrics}
-	c.logStart = kafkaLogStart(cfg.Brokers)
+	c.dialer = cfg.Kafka.Dialer("sluice-workers", 10*time.Second)
+	c.logStart = kafkaLogStart(cfg.Kafka.Client(cfg.Brokers, 10*time.Second))
 	c.budgetSize = max(1, cfg.MaxInFlightBytes/int64(len(c.sinks)))
 	for range c.sinks {
 		c.budgets = append(c.budgets, semaphore.NewWeighted(c.budgetSize))
@@ -165,6 +173,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID:                c.cfg.GroupID,
 		Brokers:           c.cfg.Brokers,
+		Dialer:            c.dialer,
 		Topics:            topics,
 		SessionTimeout:    c.cfg.SessionTimeout,
 		RebalanceTimeout:  c.cfg.RebalanceTimeout,
@@ -217,9 +226,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 	return nil
 }
 
-// kafkaLogStart asks the brokers for a partition's first offset.
-func kafkaLogStart(brokers []string) func(ctx context.Context, topic string, partition int32) (int64, error) {
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+// kafkaLogStart asks the brokers, through client, for a partition's first
+// offset.
+func kafkaLogStart(client *kafka.Client) func(ctx context.Context, topic string, partition int32) (int64, error) {
 	return func(ctx context.Context, topic string, partition int32) (int64, error) {
 		resp, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{
 			Topics: map[string][]kafka.OffsetRequest{topic: {kafka.FirstOffsetOf(int(partition))}},

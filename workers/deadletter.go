@@ -8,6 +8,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/deadletter"
+	"github.com/sluicehq/sluice/kafkaconn"
 )
 
 // DeadLetter is an event that cannot be delivered, with where it came
@@ -24,10 +25,12 @@ type KafkaDLQ struct {
 	w *kafka.Writer
 }
 
-// NewKafkaDLQ returns a writer to topic.
-func NewKafkaDLQ(brokers []string, topic string) *KafkaDLQ {
+// NewKafkaDLQ returns a writer to topic on brokers, connecting with sec's
+// TLS and SASL.
+func NewKafkaDLQ(brokers []string, sec kafkaconn.Security, topic string) *KafkaDLQ {
 	return &KafkaDLQ{w: &kafka.Writer{
 		Addr:         kafka.TCP(brokers...),
+		Transport:    sec.Shared(),
 		Topic:        topic,
 		Balancer:     &kafka.Murmur2Balancer{},
 		RequiredAcks: kafka.RequireAll,

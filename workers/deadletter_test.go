@@ -8,6 +8,7 @@ import (
 
 	"github.com/sluicehq/sluice/deadletter"
 	"github.com/sluicehq/sluice/internal/testkit"
+	"github.com/sluicehq/sluice/kafkaconn"
 	"github.com/sluicehq/sluice/kafkatopic"
 )
 
@@ -15,7 +16,7 @@ import (
 // with its id, rather than failing for ever and stalling its partition.
 func TestKafkaDLQWritesOversizedLetters(t *testing.T) {
 	k := testkit.StartKafka(t)
-	q := NewKafkaDLQ(k.Brokers, kafkatopic.DLQ(kafkatopic.DefaultPrefix))
+	q := NewKafkaDLQ(k.Brokers, kafkaconn.Security{}, kafkatopic.DLQ(kafkatopic.DefaultPrefix))
 	defer q.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

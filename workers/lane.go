@@ -86,6 +86,7 @@ func (l *lane) newReader() fetcher {
 	}
 	return kafka.NewReader(kafka.ReaderConfig{
 		Brokers:   l.c.cfg.Brokers,
+		Dialer:    l.c.dialer,
 		Topic:     l.part.Topic,
 		Partition: int(l.part.ID),
 		// The broker answers a fetch once it has MinBytes or MaxWait has

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/sluicehq/sluice/kafkaconn"
 )
 
 // KafkaProgress is a sinks.ProgressLog kept as the committed offsets of a
@@ -23,9 +25,10 @@ type KafkaProgress struct {
 	client *kafka.Client
 }
 
-// NewKafkaProgress returns a progress log kept in group's offsets.
-func NewKafkaProgress(brokers []string, group string) *KafkaProgress {
-	return &KafkaProgress{group: group, client: &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}}
+// NewKafkaProgress returns a progress log kept in group's offsets on
+// brokers, connecting with sec's TLS and SASL.
+func NewKafkaProgress(brokers []string, sec kafkaconn.Security, group string) *KafkaProgress {
+	return &KafkaProgress{group: group, client: sec.Client(brokers, 10*time.Second)}
 }
 
 // Group returns the consumer group the progress is kept in.

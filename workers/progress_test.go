@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/internal/testkit"
+	"github.com/sluicehq/sluice/kafkaconn"
 )
 
 // KafkaProgress keeps an output's progress as a standalone consumer
@@ -14,7 +15,7 @@ func TestKafkaProgress(t *testing.T) {
 	k := testkit.StartKafka(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	prog := NewKafkaProgress(k.Brokers, "sluice-workers.nats")
+	prog := NewKafkaProgress(k.Brokers, kafkaconn.Security{}, "sluice-workers.nats")
 	if prog.Group() != "sluice-workers.nats" {
 		t.Errorf("Group = %q", prog.Group())
 	}
@@ -35,7 +36,7 @@ func TestKafkaProgress(t *testing.T) {
 			}
 		}
 	}
-	other := NewKafkaProgress(k.Brokers, "sluice-workers.webhook")
+	other := NewKafkaProgress(k.Brokers, kafkaconn.Security{}, "sluice-workers.webhook")
 
 	check("before any save", load{prog: prog, part: 0}, load{prog: other, part: 0})
 	if err := prog.Save(ctx, topic, 0, 41); err != nil {
@@ -55,5 +56,5 @@ func TestKafkaProgress(t *testing.T) {
 		load{prog: prog, part: 0, want: 99, ok: true},
 		load{prog: prog, part: 1, want: 0, ok: true})
 	// A new process reads what the last one saved.
-	check("from another client", load{prog: NewKafkaProgress(k.Brokers, "sluice-workers.nats"), part: 0, want: 99, ok: true})
+	check("from another client", load{prog: NewKafkaProgress(k.Brokers, kafkaconn.Security{}, "sluice-workers.nats"), part: 0, want: 99, ok: true})
 }

@@ -51,6 +51,7 @@ func newRunCmd() *cobra.Command {
 		replicas   int
 		groupID    string
 		p          pipelineFlags
+		kafkaSec   kafkaSecurityFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -85,6 +86,10 @@ func newRunCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if cfg.Kafka, err = kafkaSec.security(cmd.Flags(), slog.Default()); err != nil {
+				return err
+			}
+			defer cfg.Kafka.Close()
 			if roleErr != nil {
 				return fmt.Errorf("--role: %w", roleErr)
 			}
@@ -111,6 +116,7 @@ func newRunCmd() *cobra.Command {
 	f.IntVar(&replicas, "replication-factor", 1, "replication factor of topics Sluice creates")
 	f.StringVar(&groupID, "group-id", "sluice-workers", "Kafka consumer group of the workers")
 	p.register(cmd, false)
+	kafkaSec.register(f)
 	return cmd
 }
 

@@ -41,6 +41,7 @@ func newVerifyCmd() *cobra.Command {
 		wait       time.Duration
 		jsonOut    bool
 		examples   int
+		kafkaSec   kafkaSecurityFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "verify",
@@ -112,8 +113,14 @@ duplicated or unexpected, 2 when the check could not be made.`,
 			if err != nil {
 				return fail(err)
 			}
+			sec, err := kafkaSec.security(cmd.Flags(), slog.Default())
+			if err != nil {
+				return fail(err)
+			}
+			defer sec.Close()
 			rep, err := verify.Run(cmd.Context(), verify.Config{
 				Brokers:     brokers,
+				Kafka:       sec,
 				TopicPrefix: topicPfx,
 				ClickHouse: clickhouse.Options{
 					Addr:     chAddr,
@@ -151,6 +158,7 @@ duplicated or unexpected, 2 when the check could not be made.`,
 	f.DurationVar(&wait, "wait", 0, "keep re-checking missing events this long, for a pipeline still delivering (0: check once)")
 	f.BoolVar(&jsonOut, "json", false, "write the report as JSON instead of a table")
 	f.IntVar(&examples, "examples", verify.DefaultExamples, "event_ids to show per stream for each of missing, duplicated and unexpected")
+	kafkaSec.register(f)
 	return cmd
 }
 

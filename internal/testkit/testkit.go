@@ -6,6 +6,7 @@ package testkit
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"os/exec"
 	"testing"
@@ -54,15 +55,45 @@ type Kafka struct {
 	Brokers []string
 }
 
+// KafkaOption changes the embedded broker StartKafka runs.
+type KafkaOption func(t testing.TB) []kfake.Opt
+
+// KafkaSASL makes the broker require SASL, with one user of mechanism
+// "PLAIN", "SCRAM-SHA-256" or "SCRAM-SHA-512" (the broker's names).
+// Kafka's own readers (ReadTopic and the like) connect in plaintext
+// without SASL: use them only on a broker without this option.
+func KafkaSASL(mechanism, user, password string) KafkaOption {
+	return func(testing.TB) []kfake.Opt {
+		return []kfake.Opt{kfake.EnableSASL(), kfake.Superuser(mechanism, user, password)}
+	}
+}
+
+// KafkaTLS makes the broker serve TLS only, with ca's server certificate
+// (for 127.0.0.1 and localhost).
+func KafkaTLS(ca *CA) KafkaOption {
+	return func(t testing.TB) []kfake.Opt {
+		t.Helper()
+		cert, err := tls.LoadX509KeyPair(ca.Path("server.pem"), ca.Path("server-key.pem"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []kfake.Opt{kfake.TLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})}
+	}
+}
+
 // StartKafka runs an embedded Kafka-protocol broker, closed when t ends.
-func StartKafka(t testing.TB) *Kafka {
+func StartKafka(t testing.TB, opts ...KafkaOption) *Kafka {
 	t.Helper()
 	topics := []string{
 		kafkatopic.Name(kafkatopic.DefaultPrefix, "iot_telemetry"),
 		kafkatopic.Name(kafkatopic.DefaultPrefix, "app_logs"),
 		kafkatopic.DLQ(kafkatopic.DefaultPrefix),
 	}
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(0), kfake.SeedTopics(Partitions, topics...))
+	kopts := []kfake.Opt{kfake.NumBrokers(1), kfake.Ports(0), kfake.SeedTopics(Partitions, topics...)}
+	for _, o := range opts {
+		kopts = append(kopts, o(t)...)
+	}
+	c, err := kfake.NewCluster(kopts...)
 	if err != nil {
 		t.Fatal(err)
 	}
