@@ -2,9 +2,12 @@ package clickhouse
 
 import (
 	"errors"
+	"fmt"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	chcol "github.com/ClickHouse/clickhouse-go/v2/lib/column"
+
+	"github.com/sluicehq/sluice/internal/tlsfiles"
 )
 
 // permanentCodes are the ClickHouse error codes by which the server rejects
@@ -65,4 +68,66 @@ func isPermanent(err error) bool {
 	return errors.As(err, &invalid) || errors.As(err, &convert) || errors.As(err, &converter) ||
 		errors.As(err, &colErr) || errors.As(err, &typeErr) ||
 		errors.Is(err, ch.ErrBatchInvalid)
+}
+
+// loginCodes are the ClickHouse error codes by which a server refuses a
+// login: 18.16 says which part was wrong, servers from 20.x say only
+// AUTHENTICATION_FAILED (whichever part it was, so as not to tell an
+// attacker which users exist).
+var loginCodes = map[int32]string{
+	192: "UNKNOWN_USER",
+	193: "WRONG_PASSWORD",
+	194: "REQUIRED_PASSWORD",
+	195: "IP_ADDRESS_NOT_ALLOWED",
+	516: "AUTHENTICATION_FAILED",
+}
+
+// Refusal reasons of a RefusedError.
+const (
+	// RefusedLogin: the server refused the user name or password.
+	RefusedLogin = "login"
+	// RefusedTLS: the TLS handshake failed over a certificate, or the
+	// server does not speak TLS.
+	RefusedTLS = "TLS"
+)
+
+// RefusedError is a connection that failed for a reason retrying cannot
+// mend: the server refused the login, or the TLS handshake failed over a
+// certificate. A caller stops with it, naming the settings to check,
+// rather than waiting for ClickHouse as if it were down. Its message never
+// holds the password.
+type RefusedError struct {
+	Addr   string
+	User   string
+	Reason string // RefusedLogin or RefusedTLS
+	// Detail is the server's error name (WRONG_PASSWORD) or what was wrong
+	// with the handshake.
+	Detail string
+	Err    error
+}
+
+func (e *RefusedError) Error() string {
+	if e.Reason == RefusedLogin {
+		return fmt.Sprintf("clickhouse %s refused the login of user %q (%s)", e.Addr, e.User, e.Detail)
+	}
+	return fmt.Sprintf("clickhouse %s: TLS handshake failed: %s", e.Addr, e.Detail)
+}
+
+func (e *RefusedError) Unwrap() error { return e.Err }
+
+// refusal returns a *RefusedError when err, from connecting with o, is a
+// refused login or a failed TLS handshake, else nil. The driver's own
+// messages are not kept in Detail: they are long, and a server's message
+// could quote what it was sent.
+func refusal(err error, o Options) *RefusedError {
+	var exc *ch.Exception
+	if errors.As(err, &exc) {
+		if name, ok := loginCodes[exc.Code]; ok {
+			return &RefusedError{Addr: o.Addr, User: o.Username, Reason: RefusedLogin, Detail: fmt.Sprintf("code %d %s", exc.Code, name), Err: err}
+		}
+	}
+	if why := tlsfiles.Refusal(err); why != "" {
+		return &RefusedError{Addr: o.Addr, User: o.Username, Reason: RefusedTLS, Detail: why, Err: err}
+	}
+	return nil
 }
