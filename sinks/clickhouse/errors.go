@@ -8,6 +8,7 @@ import (
 	chcol "github.com/ClickHouse/clickhouse-go/v2/lib/column"
 
 	"github.com/sluicehq/sluice/internal/tlsfiles"
+	"github.com/sluicehq/sluice/sinks"
 )
 
 // permanentCodes are the ClickHouse error codes by which the server rejects
@@ -82,52 +83,20 @@ var loginCodes = map[int32]string{
 	516: "AUTHENTICATION_FAILED",
 }
 
-// Refusal reasons of a RefusedError.
-const (
-	// RefusedLogin: the server refused the user name or password.
-	RefusedLogin = "login"
-	// RefusedTLS: the TLS handshake failed over a certificate, or the
-	// server does not speak TLS.
-	RefusedTLS = "TLS"
-)
-
-// RefusedError is a connection that failed for a reason retrying cannot
-// mend: the server refused the login, or the TLS handshake failed over a
-// certificate. A caller stops with it, naming the settings to check,
-// rather than waiting for ClickHouse as if it were down. Its message never
-// holds the password.
-type RefusedError struct {
-	Addr   string
-	User   string
-	Reason string // RefusedLogin or RefusedTLS
-	// Detail is the server's error name (WRONG_PASSWORD) or what was wrong
-	// with the handshake.
-	Detail string
-	Err    error
-}
-
-func (e *RefusedError) Error() string {
-	if e.Reason == RefusedLogin {
-		return fmt.Sprintf("clickhouse %s refused the login of user %q (%s)", e.Addr, e.User, e.Detail)
-	}
-	return fmt.Sprintf("clickhouse %s: TLS handshake failed: %s", e.Addr, e.Detail)
-}
-
-func (e *RefusedError) Unwrap() error { return e.Err }
-
-// refusal returns a *RefusedError when err, from connecting with o, is a
-// refused login or a failed TLS handshake, else nil. The driver's own
+// refusal returns a *sinks.RefusedError when err, from connecting with o,
+// is a refused login or a failed TLS handshake, else nil. The driver's own
 // messages are not kept in Detail: they are long, and a server's message
 // could quote what it was sent.
-func refusal(err error, o Options) *RefusedError {
+func refusal(err error, o Options) *sinks.RefusedError {
 	var exc *ch.Exception
 	if errors.As(err, &exc) {
 		if name, ok := loginCodes[exc.Code]; ok {
-			return &RefusedError{Addr: o.Addr, User: o.Username, Reason: RefusedLogin, Detail: fmt.Sprintf("code %d %s", exc.Code, name), Err: err}
+			return &sinks.RefusedError{Sink: "clickhouse", Addr: o.Addr, Reason: sinks.RefusedLogin,
+				Detail: fmt.Sprintf("user %q: code %d %s", o.Username, exc.Code, name), Err: err}
 		}
 	}
 	if why := tlsfiles.Refusal(err); why != "" {
-		return &RefusedError{Addr: o.Addr, User: o.Username, Reason: RefusedTLS, Detail: why, Err: err}
+		return &sinks.RefusedError{Sink: "clickhouse", Addr: o.Addr, Reason: sinks.RefusedTLS, Detail: why, Err: err}
 	}
 	return nil
 }

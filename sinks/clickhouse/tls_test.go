@@ -11,6 +11,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/internal/tlsfiles"
+	"github.com/sluicehq/sluice/sinks"
 )
 
 // TestOpenTLS connects to a real ClickHouse's TLS port with a password, and
@@ -46,13 +47,13 @@ func TestOpenTLS(t *testing.T) {
 		cfg                  *tls.Config
 		reason, want         string
 	}{
-		{"wrong password", srv.Addr, "not-" + password, trusted, RefusedLogin, `refused the login of user "` + srv.User + `"`},
-		{"untrusted certificate", srv.Addr, password, systemRoots, RefusedTLS, "not trusted"},
-		{"TLS to the plain port", srv.PlainAddr, password, trusted, RefusedTLS, "did not answer in TLS"},
+		{"wrong password", srv.Addr, "not-" + password, trusted, sinks.RefusedLogin, `refused the login: user "` + srv.User + `"`},
+		{"untrusted certificate", srv.Addr, password, systemRoots, sinks.RefusedTLS, "not trusted"},
+		{"TLS to the plain port", srv.PlainAddr, password, trusted, sinks.RefusedTLS, "did not answer in TLS"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := open(tc.addr, tc.password, tc.cfg)
-			var r *RefusedError
+			var r *sinks.RefusedError
 			if !errors.As(err, &r) || r.Reason != tc.reason || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %v, want a %s RefusedError containing %q", err, tc.reason, tc.want)
 			}
