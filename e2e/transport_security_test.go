@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -171,6 +172,37 @@ func TestNATSTLSWithPassword(t *testing.T) {
 			t.Errorf("the output shows the password")
 		}
 	})
+	t.Run("password in the URL", func(t *testing.T) {
+		url := "nats://sluice:" + password + "@" + srv.Addr
+		for _, fromEnv := range []bool{true, false} {
+			addr := freeAddr(t)
+			args := []string{"run", "--role", "work", "--kafka-brokers", k.Addr(), "--http-addr", addr, "--nats-tls-ca", ca.Path("ca.pem"),
+				"--clickhouse-addr", db.Addr, "--clickhouse-database", db.Name}
+			if fromEnv {
+				t.Setenv("SLUICE_NATS_URL", url)
+			} else {
+				args = append(args, "--nats-url", url)
+			}
+			w := startProc(t, fmt.Sprintf("url-env-%v", fromEnv), args...)
+			waitReady(t, "http://"+addr, w.exited())
+			for _, page := range []string{"/readyz", "/metrics"} {
+				if body := get(t, "http://"+addr+page); strings.Contains(body, password) {
+					t.Errorf("%s shows the password", page)
+				}
+			}
+			if cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", w.cmd.Process.Pid)); err != nil || (fromEnv && strings.Contains(string(cmdline), password)) {
+				t.Errorf("ps shows the password given in the environment (or: %v)", err)
+			}
+			w.signal(syscall.SIGTERM)
+			if err := w.wait(t, 60*time.Second); err != nil {
+				t.Errorf("sluice run: %v", err)
+			}
+			assertNotInLog(t, w.log, password)
+			if warned := logContains(t, w.log, "--nats-url holds credentials"); warned == fromEnv {
+				t.Errorf("URL from the environment: %v; warned about ps: %v", fromEnv, warned)
+			}
+		}
+	})
 	t.Run("password in the URL, untrusted certificate", func(t *testing.T) {
 		url := "nats://sluice:" + password + "@" + srv.Addr
 		cmdLine := []string{"run", "--role", "work", "--kafka-brokers", k.Addr(), "--http-addr", freeAddr(t),
@@ -232,6 +264,31 @@ func assertNotInLog(t *testing.T, path, secret string) {
 	if strings.Contains(string(b), secret) {
 		t.Errorf("the log %s shows a secret", path)
 	}
+}
+
+// logContains reports whether the log at path holds s.
+func logContains(t *testing.T, path, s string) bool {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Contains(string(b), s)
+}
+
+// get returns the body of a GET of url.
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 // startKafka starts the embedded broker in a test directory, stopped when
