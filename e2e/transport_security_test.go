@@ -334,3 +334,69 @@ func waitReadyWith(t *testing.T, client *http.Client, url string, exited <-chan 
 	}
 	t.Fatalf("%s/readyz not ready within 60s", url)
 }
+
+// TestNATSCreds runs `sluice run` publishing to a NATS server in operator
+// mode with a credentials file (--nats-creds): every event posted arrives.
+func TestNATSCreds(t *testing.T) {
+	srv := testkit.StartOperatorNATS(t)
+	var received atomic.Int64
+	nc, err := natsgo.Connect(srv.URL(), natsgo.UserCredentials(srv.Creds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	if _, err := nc.Subscribe("sluice.>", func(*natsgo.Msg) { received.Add(1) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	db := newTestDB(t)
+	k := startKafka(t)
+	addr := freeAddr(t)
+	p := startProc(t, "sluice", "run", "--role", "all", "--kafka-brokers", k.Addr(), "--http-addr", addr,
+		"--nats-url", srv.URL(), "--nats-creds", srv.Creds,
+		"--clickhouse-addr", db.Addr, "--clickhouse-database", db.Name, "--partitions", "2", "--batch-linger", "100ms")
+	waitReady(t, "http://"+addr, p.exited())
+	const events = 20
+	for i := range events {
+		body := fmt.Sprintf(`{"device_id":"c-%d","ts":1795514400000,"metrics":{"seq":%d}}`, i%4, i)
+		resp, err := http.Post("http://"+addr+"/v1/streams/iot_telemetry/events", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("post: %d, want 202", resp.StatusCode)
+		}
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for received.Load() < events && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := received.Load(); n != events {
+		t.Errorf("NATS received %d events, want %d", n, events)
+	}
+	p.signal(syscall.SIGTERM)
+	if err := p.wait(t, 60*time.Second); err != nil {
+		t.Errorf("sluice run: %v", err)
+	}
+	seed := credsSeed(t, srv.Creds)
+	assertNotInLog(t, p.log, seed)
+}
+
+// credsSeed returns the nkey seed of a credentials file: the secret in it.
+func credsSeed(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if line = strings.TrimSpace(line); strings.HasPrefix(line, "SU") {
+			return line
+		}
+	}
+	t.Fatalf("no seed in %s", path)
+	return ""
+}

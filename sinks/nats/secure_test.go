@@ -2,14 +2,18 @@ package nats
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"errors"
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
+	natsgo "github.com/nats-io/nats.go"
 	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/internal/tlsfiles"
+	"github.com/sluicehq/sluice/schemas"
 	"github.com/sluicehq/sluice/sinks"
 )
 
@@ -71,4 +75,32 @@ func TestConnectSecure(t *testing.T) {
 			t.Logf("%s: %v\n%s", tc.name, err, logs.String())
 		})
 	}
+}
+
+// TestConnectCreds logs in to a server in operator mode with a real
+// credentials file (user JWT and nkey seed), publishes and receives; a
+// user of an account the server does not know is refused at once.
+func TestConnectCreds(t *testing.T) {
+	srv := testkit.StartOperatorNATS(t)
+	pub, err := Connect(Options{URL: srv.URL(), CredsFile: srv.Creds, Logger: testkit.QuietLogger()})
+	if err != nil {
+		t.Fatalf("Connect with creds: %v", err)
+	}
+	defer pub.Close()
+	sub := subscribe(t, srv.URL(), natsgo.UserCredentials(srv.Creds))
+	st := testkit.Stream(t, "iot_telemetry")
+	rows := []sinks.Row{{Offset: 1, Event: schemas.Event{ID: "e1", Key: "d1"}, Value: []byte(`{"event_id":"e1"}`)}}
+	if err := pub.Publish(context.Background(), st, 0, rows); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	if msg, err := sub.NextMsg(10 * time.Second); err != nil || string(msg.Data) != `{"event_id":"e1"}` {
+		t.Fatalf("received %v, %v", msg, err)
+	}
+
+	_, err = Connect(Options{URL: srv.URL(), CredsFile: srv.Stranger, Logger: testkit.QuietLogger()})
+	var r *sinks.RefusedError
+	if !errors.As(err, &r) || r.Reason != sinks.RefusedLogin {
+		t.Fatalf("Connect with another operator's creds: %v, want a login RefusedError", err)
+	}
+	t.Logf("refused: %v", err)
 }
