@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -53,6 +54,13 @@ func TestClickHouseTLSAndHTTPS(t *testing.T) {
 	db.waitRows(t, map[string]uint64{"iot_telemetry": events}, 60*time.Second)
 	if rows, distinct := db.counts(t, "iot_telemetry"); rows != events || distinct != events {
 		t.Errorf("iot_telemetry: %d rows, %d distinct, want %d", rows, distinct, events)
+	}
+	out, err := exec.Command(sluiceBin(t), "verify", "--kafka-brokers", k.Addr(), "--stream", "iot_telemetry",
+		"--clickhouse-addr", chTLS.Addr, "--clickhouse-tls-ca", chTLS.CA,
+		"--clickhouse-user", chTLS.User, "--clickhouse-password-file", chTLS.PasswordFile,
+		"--clickhouse-database", db.Name, "--wait", "30s").CombinedOutput()
+	if err != nil || strings.Contains(string(out), chTLS.Password(t)) {
+		t.Errorf("sluice verify over TLS: %v (or the output shows the password)\n%s", err, out)
 	}
 	resp, err := http.Post("http://"+addr+"/v1/streams/iot_telemetry/events", "application/json", strings.NewReader(`{}`))
 	if err == nil {
