@@ -23,6 +23,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	natsgo "github.com/nats-io/nats.go"
@@ -80,6 +81,10 @@ type Publisher struct {
 	prefix string
 	log    *slog.Logger
 	m      *metrics
+
+	// closing is set by Close, so that the connection closing then is not
+	// reported as the client giving up.
+	closing atomic.Bool
 
 	mu    sync.Mutex
 	modes map[string]mode
@@ -161,11 +166,17 @@ func (p *Publisher) connectOptions(o Options) []natsgo.Option {
 			p.m.reconnects.Inc()
 			p.log.Info("reconnected", "url", c.ConnectedUrlRedacted())
 		}),
+		// Asynchronous errors (a refused login while reconnecting, a
+		// slow consumer) go to the log; nats.go would print them to
+		// stderr.
+		natsgo.ErrorHandler(func(_ *natsgo.Conn, _ *natsgo.Subscription, err error) {
+			p.log.Warn("connection error", "err", redactErr(err))
+		}),
 		// nats.go gives up on a server that refuses the login twice in a
 		// row while reconnecting; say so, or publishing would fail for
 		// ever with no reason given.
 		natsgo.ClosedHandler(func(c *natsgo.Conn) {
-			if err := c.LastError(); err != nil {
+			if err := c.LastError(); err != nil && !p.closing.Load() {
 				p.log.Error("connection closed for good; publishing fails until sluice restarts", "err", redactErr(err))
 			}
 		}),
@@ -189,6 +200,7 @@ func (p *Publisher) Name() string { return "nats" }
 // Close drains and closes the connection and unregisters the metrics, so a
 // new Publisher can register them again.
 func (p *Publisher) Close() error {
+	p.closing.Store(true)
 	p.m.unregister()
 	if err := p.nc.Drain(); err != nil && !errors.Is(err, natsgo.ErrConnectionClosed) {
 		return fmt.Errorf("nats: drain: %w", err)

@@ -1,15 +1,14 @@
 package nats
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
+	natsserver "github.com/nats-io/nats-server/v2/server"
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/internal/tlsfiles"
@@ -50,8 +49,8 @@ func TestConnectSecure(t *testing.T) {
 		{"no client certificate", Options{URL: mutual.URL(), User: "sluice", Password: password, TLS: trusted}, sinks.RefusedTLS},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var logs bytes.Buffer
-			tc.o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+			var logs testkit.LogBuffer
+			tc.o.Logger = logs.Logger()
 			pub, err := Connect(tc.o)
 			if err == nil {
 				defer pub.Close()
@@ -103,4 +102,31 @@ func TestConnectCreds(t *testing.T) {
 		t.Fatalf("Connect with another operator's creds: %v, want a login RefusedError", err)
 	}
 	t.Logf("refused: %v", err)
+}
+
+// TestGivesUpOnRefusalLogged: when a server the Publisher reconnects to
+// refuses the login (the password was changed), nats.go gives up after
+// two refusals; that is logged at error level, without the password.
+func TestGivesUpOnRefusalLogged(t *testing.T) {
+	const password = "s3cret-first"
+	srv := startServer(t, func(o *natsserver.Options) { o.Username, o.Password = "sluice", password })
+	var logs testkit.LogBuffer
+	pub, err := Connect(Options{URL: srv.URL(), User: "sluice", Password: password, Logger: logs.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	srv.stop()
+	srv.opts.Password = "s3cret-second"
+	srv.start()
+	deadline := time.Now().Add(20 * time.Second)
+	for !logs.Contains("connection closed for good") && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !logs.Contains("level=ERROR") || !strings.Contains(strings.ToLower(logs.String()), "authorization violation") {
+		t.Fatalf("no error logged for the refused reconnects:\n%s", logs.String())
+	}
+	if logs.Contains("s3cret") {
+		t.Errorf("the log shows the password:\n%s", logs.String())
+	}
 }
