@@ -29,7 +29,7 @@ func TestClickHouseTLSAndHTTPS(t *testing.T) {
 	chTLS := testkit.StartClickHouseTLS(t)
 	db := newTestDBAt(t, chTLS.PlainAddr)
 	ca := testkit.NewCA(t)
-	k := startKafka(t)
+	k := startEmbeddedKafka(t)
 	addr := freeAddr(t)
 	p := startProc(t, "sluice", "run", "--role", "all", "--kafka-brokers", k.Addr(), "--nats-url", "",
 		"--http-addr", addr, "--http-tls-cert", ca.Path("server.pem"), "--http-tls-key", ca.Path("server-key.pem"),
@@ -81,7 +81,7 @@ func TestClickHouseTLSAndHTTPS(t *testing.T) {
 // failed and the flags to check, never the password.
 func TestClickHouseRefusedAtStart(t *testing.T) {
 	chTLS := testkit.StartClickHouseTLS(t)
-	k := startKafka(t)
+	k := startEmbeddedKafka(t)
 	wrong := filepath.Join(t.TempDir(), "wrong")
 	const wrongPassword = "n0t-the-Passw0rd"
 	if err := os.WriteFile(wrong, []byte(wrongPassword+"\n"), 0o600); err != nil {
@@ -136,7 +136,7 @@ func TestNATSTLSWithPassword(t *testing.T) {
 	}
 
 	db := newTestDB(t)
-	k := startKafka(t)
+	k := startEmbeddedKafka(t)
 	addr := freeAddr(t)
 	p := startProc(t, "sluice", "run", "--role", "all", "--kafka-brokers", k.Addr(), "--http-addr", addr,
 		"--nats-url", srv.URL(), "--nats-user", "sluice", "--nats-password-file", pwFile, "--nats-tls-ca", ca.Path("ca.pem"),
@@ -194,7 +194,7 @@ func TestNATSTLSWithPassword(t *testing.T) {
 			w := startProc(t, fmt.Sprintf("url-env-%v", fromEnv), args...)
 			waitReady(t, "http://"+addr, w.exited())
 			for _, page := range []string{"/readyz", "/metrics"} {
-				if body := get(t, "http://"+addr+page); strings.Contains(body, password) {
+				if body := getBody(t, "http://"+addr+page); strings.Contains(body, password) {
 					t.Errorf("%s shows the password", page)
 				}
 			}
@@ -284,8 +284,8 @@ func logContains(t *testing.T, path, s string) bool {
 	return strings.Contains(string(b), s)
 }
 
-// get returns the body of a GET of url.
-func get(t *testing.T, url string) string {
+// getBody returns the body of a GET of url.
+func getBody(t *testing.T, url string) string {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
@@ -299,9 +299,9 @@ func get(t *testing.T, url string) string {
 	return string(b)
 }
 
-// startKafka starts the embedded broker in a test directory, stopped when
+// startEmbeddedKafka starts the embedded broker in a test directory, stopped when
 // the test ends.
-func startKafka(t *testing.T) *devstack.Kafka {
+func startEmbeddedKafka(t *testing.T) *devstack.Kafka {
 	t.Helper()
 	k, err := devstack.StartKafka(freeAddr(t), t.TempDir(), false, testLogger(t))
 	if err != nil {
@@ -360,7 +360,7 @@ func TestNATSCreds(t *testing.T) {
 		t.Fatal(err)
 	}
 	db := newTestDB(t)
-	k := startKafka(t)
+	k := startEmbeddedKafka(t)
 	addr := freeAddr(t)
 	p := startProc(t, "sluice", "run", "--role", "all", "--kafka-brokers", k.Addr(), "--http-addr", addr,
 		"--nats-url", srv.URL(), "--nats-creds", srv.Creds,
