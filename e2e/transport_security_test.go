@@ -100,14 +100,26 @@ func TestClickHouseRefusedAtStart(t *testing.T) {
 			[]string{"TLS handshake failed", "not trusted", "--clickhouse-tls-ca"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			line := runRefused(t, append(common, tc.args...), tc.want)
+			out := runRefused(t, append(common, tc.args...), tc.want)
 			for _, secret := range []string{wrongPassword, chTLS.Password(t)} {
-				if strings.Contains(line, secret) {
+				if strings.Contains(out, secret) {
 					t.Errorf("the output shows the password")
 				}
 			}
 		})
 	}
+	// Given on the command line, the password still works, with a warning
+	// naming the file flag; the output never shows it.
+	t.Run("wrong password on the command line", func(t *testing.T) {
+		out := runRefused(t, append(common, "--clickhouse-tls-ca", chTLS.CA, "--clickhouse-password", wrongPassword),
+			[]string{"refused the login", "code 193 WRONG_PASSWORD"})
+		if !strings.Contains(out, "use=--clickhouse-password-file") {
+			t.Errorf("no warning naming --clickhouse-password-file:\n%s", out)
+		}
+		if strings.Contains(out, wrongPassword) {
+			t.Errorf("the output shows the password")
+		}
+	})
 }
 
 // TestNATSTLSWithPassword runs `sluice run` publishing to a NATS server
