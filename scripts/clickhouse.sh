@@ -453,9 +453,10 @@ status() {
 	return 1
 }
 
-# tls_env prints where the running server takes TLS connections, for the
-# tests: the server this script started, else one that another checkout's
-# copy of this script started (its --config-file names the directory).
+# tls_env prints where the running server on $TCP_PORT takes TLS
+# connections, for the tests: the server this script started, else one that
+# another checkout's copy of this script started (its --config-file names
+# the directory).
 tls_env() {
 	local config=$CONFIG dir=$DIR pid f cmd port
 	if ! our_pid >/dev/null; then
@@ -463,7 +464,11 @@ tls_env() {
 		for f in /proc/[0-9]*; do
 			pid=${f#/proc/}
 			cmd=$(cmdline "$pid") || continue
-			if [[ $cmd =~ clickhouse.*--config-file=([^ ]*/config.xml) ]] && [[ -s $(dirname "${BASH_REMATCH[1]}")/tls/password ]]; then
+			# Only the server on $TCP_PORT: private servers of other tests,
+			# which stop when their test ends, have TLS directories too.
+			if [[ $cmd =~ clickhouse.*--config-file=([^ ]*/config.xml) ]] &&
+				[[ -s $(dirname "${BASH_REMATCH[1]}")/tls/password ]] &&
+				grep -q "<tcp_port>$TCP_PORT</tcp_port>" "${BASH_REMATCH[1]}"; then
 				config=${BASH_REMATCH[1]}
 				break
 			fi

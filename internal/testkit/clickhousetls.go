@@ -3,6 +3,7 @@ package testkit
 import (
 	"bufio"
 	"bytes"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,12 +35,16 @@ type ClickHouseTLS struct {
 func StartClickHouseTLS(t testing.TB) ClickHouseTLS {
 	t.Helper()
 	script := scriptPath(t, "clickhouse.sh")
-	shared := exec.Command(script, "tls-env")
-	shared.Env = withoutClickHouseEnv()
-	if out, err := shared.Output(); err == nil {
-		c := parseTLSEnv(t, out)
-		c.PlainAddr = ClickHouseAddr()
-		return c
+	// The shared server only when the tests' ClickHouse is on this machine:
+	// its plain port is where the tests create their databases.
+	if host, port, err := net.SplitHostPort(ClickHouseAddr()); err == nil && (host == "localhost" || net.ParseIP(host).IsLoopback()) {
+		shared := exec.Command(script, "tls-env")
+		shared.Env = append(withoutClickHouseEnv(), "CLICKHOUSE_TCP_PORT="+port)
+		if out, err := shared.Output(); err == nil {
+			c := parseTLSEnv(t, out)
+			c.PlainAddr = ClickHouseAddr()
+			return c
+		}
 	}
 	dir := t.TempDir()
 	ports := map[string]string{"CLICKHOUSE_TCP_PORT": "", "CLICKHOUSE_HTTP_PORT": "", "CLICKHOUSE_TLS_PORT": ""}
