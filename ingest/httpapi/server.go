@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,9 +48,10 @@ type ServerConfig struct {
 	// Registerer receives the server's metrics; nil means a private
 	// registry.
 	Registerer prometheus.Registerer
-	// Logger receives the server's own errors (failed TLS handshakes,
-	// accept errors) at debug level: a port scanner or a misconfigured
-	// client must not flood the log. Nil means slog.Default().
+	// Logger receives the server's own errors: failed TLS handshakes at
+	// debug level (a port scanner or a misconfigured client must not flood
+	// the log), others (accept errors, say) as warnings. Nil means
+	// slog.Default().
 	Logger *slog.Logger
 	// TLS, when set, serves HTTPS only, with its certificates (and client
 	// certificate policy); nil serves plain HTTP.
@@ -122,7 +125,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	srv.ErrorLog = slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)
+	srv.ErrorLog = log.New(serverErrorLog{cfg.Logger}, "", 0)
 	if cfg.TLS != nil {
 		srv.TLSConfig = cfg.TLS.Clone()
 		// HTTP/1.1 only, as over plain HTTP: the bounds above (connections,
@@ -132,6 +135,20 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		srv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
 	}
 	return &Server{srv: srv, maxConns: cfg.MaxConnections, tls: cfg.TLS != nil}, nil
+}
+
+// serverErrorLog takes the http.Server's own messages, which it writes to a
+// *log.Logger, into the structured log, each at its level.
+type serverErrorLog struct{ log *slog.Logger }
+
+func (w serverErrorLog) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	level := slog.LevelWarn
+	if strings.HasPrefix(msg, "http: TLS handshake error") {
+		level = slog.LevelDebug
+	}
+	w.log.Log(context.Background(), level, msg, "component", "http server")
+	return len(p), nil
 }
 
 // Serve serves on ln, at most MaxConnections connections at once, until

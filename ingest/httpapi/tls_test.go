@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -43,7 +44,8 @@ func TestServerHTTPS(t *testing.T) {
 		return resp.StatusCode, nil
 	}
 
-	addr := serveTLS(t, c, ca, "")
+	var logs testkit.LogBuffer
+	addr := serveTLS(t, c, ca, "", logs.Logger())
 	if code, err := post(trusting(false), "https://"+addr); err != nil || code != http.StatusAccepted {
 		t.Fatalf("HTTPS post: %d, %v; want 202", code, err)
 	}
@@ -55,7 +57,17 @@ func TestServerHTTPS(t *testing.T) {
 		t.Errorf("client without the CA: %v, want a certificate verification error", err)
 	}
 
-	mutual := serveTLS(t, c, ca, ca.Path("ca.pem"))
+	// The server logs the failed handshake once it reads the client's
+	// alert, which may be after the client gave up.
+	const handshakeLogged = "level=DEBUG msg=\"http: TLS handshake error"
+	for deadline := time.Now().Add(5 * time.Second); !logs.Contains(handshakeLogged) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !logs.Contains(handshakeLogged) || logs.Contains("level=WARN") {
+		t.Errorf("failed handshakes not logged at debug level:\n%s", logs.String())
+	}
+
+	mutual := serveTLS(t, c, ca, ca.Path("ca.pem"), testkit.FileLogger(t, "https-server.log"))
 	if code, err := post(trusting(true), "https://"+mutual); err != nil || code != http.StatusAccepted {
 		t.Errorf("HTTPS post with a client certificate: %d, %v; want 202", code, err)
 	}
@@ -68,14 +80,15 @@ func TestServerHTTPS(t *testing.T) {
 }
 
 // serveTLS serves h over HTTPS with the CA's server certificate (and
-// clientCA's client certificates, when given) until the test ends.
-func serveTLS(t *testing.T, h http.Handler, ca *testkit.CA, clientCA string) string {
+// clientCA's client certificates, when given), logging to log, until the
+// test ends.
+func serveTLS(t *testing.T, h http.Handler, ca *testkit.CA, clientCA string, log *slog.Logger) string {
 	t.Helper()
 	cfg, err := tlsfiles.Server("--http-tls", ca.Path("server.pem"), ca.Path("server-key.pem"), clientCA)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := NewServer(ServerConfig{Handler: h, TLS: cfg, Logger: testkit.FileLogger(t, "https-server.log")})
+	srv, err := NewServer(ServerConfig{Handler: h, TLS: cfg, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
