@@ -74,24 +74,31 @@ find_binaries() {
 	fi
 }
 
+# apt_install installs Debian packages with apt-get, as root or through
+# sudo; what names what is missing, for the error when neither works.
+apt_install() {
+	local what=$1
+	shift
+	command -v apt-get >/dev/null 2>&1 ||
+		die "$what is not installed and apt-get is not available; install $*"
+	local sudo=()
+	if [[ $(id -u) -ne 0 ]]; then
+		command -v sudo >/dev/null 2>&1 || die "$what is not installed; run as root to install it with apt-get"
+		sudo=(sudo)
+	fi
+	say "installing $* with apt-get"
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		-o Dpkg::Use-Pty=0 --no-install-recommends "$@" >/dev/null
+}
+
 JUST_INSTALLED=0
 install_clickhouse() {
 	find_binaries
 	if [[ ${#SERVER[@]} -gt 0 && ${#CLIENT[@]} -gt 0 ]]; then
 		return
 	fi
-	command -v apt-get >/dev/null 2>&1 ||
-		die "ClickHouse is not installed and apt-get is not available; install clickhouse-server and clickhouse-client"
-	local sudo=()
-	if [[ $(id -u) -ne 0 ]]; then
-		command -v sudo >/dev/null 2>&1 || die "ClickHouse is not installed; run as root to install it with apt-get"
-		sudo=(sudo)
-	fi
-	say "installing clickhouse-server and clickhouse-client with apt-get"
-	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-		-o Dpkg::Use-Pty=0 --no-install-recommends \
-		clickhouse-server clickhouse-client >/dev/null
+	apt_install ClickHouse clickhouse-server clickhouse-client
 	JUST_INSTALLED=1
 	find_binaries
 	[[ ${#SERVER[@]} -gt 0 && ${#CLIENT[@]} -gt 0 ]] ||
@@ -210,7 +217,7 @@ EOF
 # that expires within a day is made again.
 make_tls() {
 	[[ -n $TLS_PORT ]] || return 0
-	command -v openssl >/dev/null 2>&1 || die "openssl is needed for the TLS port (apt-get install openssl)"
+	command -v openssl >/dev/null 2>&1 || apt_install openssl openssl
 	mkdir -p "$TLS_DIR" "$DIR/users.d"
 	if ! openssl x509 -checkend 86400 -noout -in "$TLS_DIR/server.pem" >/dev/null 2>&1 ||
 		[[ ! -s $TLS_DIR/ca.pem || ! -s $TLS_DIR/server-key.pem ]]; then
