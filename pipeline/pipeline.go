@@ -7,6 +7,7 @@ package pipeline
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -60,6 +61,8 @@ type Config struct {
 	// HTTPAddr is where the collector (and /metrics, /healthz, /readyz)
 	// listen; a work-only process serves only the latter three.
 	HTTPAddr string
+	// HTTPTLS, when set, serves HTTPAddr over HTTPS only (--http-tls-cert).
+	HTTPTLS *tls.Config
 	// Tokens, when set, are the bearer tokens the collector accepts.
 	Tokens []string
 	// MaxBodyBytes bounds a request body, decompressed (default 8 MiB).
@@ -98,6 +101,12 @@ type Config struct {
 
 	NATSURL    string
 	NATSPrefix string
+	// NATSTLS, NATSUser, NATSPassword and NATSCredsFile secure the NATS
+	// connection (see the nats sink's Options); credentials may also be in
+	// NATSURL.
+	NATSTLS                *tls.Config
+	NATSUser, NATSPassword string
+	NATSCredsFile          string
 	// NATSMaxLag is how far NATS may fall behind before its lane skips
 	// ahead (default workers.DefaultMaxLag).
 	NATSMaxLag time.Duration
@@ -306,11 +315,14 @@ func serveHTTP(ctx context.Context, g *errgroup.Group, ln net.Listener, h http.H
 		MinBodyRate:    cfg.HTTPMinBodyRate,
 		MaxConnections: cfg.HTTPMaxConnections,
 		Registerer:     reg,
+		Logger:         log,
+		TLS:            cfg.HTTPTLS,
 	})
 	if err != nil {
 		return err
 	}
-	log.Info("http listening", "addr", ln.Addr().String(), "role", cfg.Role,
+	log.Info("http listening", "addr", ln.Addr().String(), "role", cfg.Role, "https", cfg.HTTPTLS != nil,
+		"client_certificates", cfg.HTTPTLS != nil && cfg.HTTPTLS.ClientCAs != nil,
 		"max_connections", cfg.HTTPMaxConnections, "read_timeout", srv.ReadTimeout())
 	g.Go(func() error {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

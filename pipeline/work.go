@@ -42,6 +42,10 @@ func startWork(ctx context.Context, cfg Config, streams *schemas.Registry, byTop
 	w := &workPart{log: log}
 	ch := &lazyStore{open: func(ctx context.Context) (*clickhouse.Sink, error) { return openClickHouse(ctx, cfg, streams) }}
 	w.closers = append(w.closers, ch.Close)
+	if err := ch.checkRefused(ctx); err != nil {
+		w.close()
+		return nil, err
+	}
 	if cfg.ClickHouse.Tables.TTL > 0 {
 		w.expire = func(ctx context.Context) error {
 			s, err := ch.get(ctx)
@@ -63,7 +67,10 @@ func startWork(ctx context.Context, cfg Config, streams *schemas.Registry, byTop
 	}
 	var outputs []workers.Deliverer
 	if cfg.NATSURL != "" {
-		pub, err := natssink.Connect(natssink.Options{URL: cfg.NATSURL, Prefix: cfg.NATSPrefix, Logger: log, Registerer: reg})
+		pub, err := natssink.Connect(natssink.Options{
+			URL: cfg.NATSURL, TLS: cfg.NATSTLS, User: cfg.NATSUser, Password: cfg.NATSPassword, CredsFile: cfg.NATSCredsFile,
+			Prefix: cfg.NATSPrefix, Logger: log, Registerer: reg,
+		})
 		if err != nil {
 			w.close()
 			return nil, err
@@ -174,6 +181,19 @@ func (l *lazyStore) Resume(ctx context.Context, st *schemas.Stream, partition in
 		return sinks.Resumed{}, err
 	}
 	return s.Resume(ctx, st, partition, window, limit)
+}
+
+// checkRefused connects once, at start-up, so that a refused login or
+// certificate stops the process with the reason: the lanes would retry it
+// for ever as if ClickHouse were down. Any other failure (ClickHouse not up
+// yet) is left to the lanes' retries.
+func (l *lazyStore) checkRefused(ctx context.Context) error {
+	_, err := l.get(ctx)
+	var r *sinks.RefusedError
+	if errors.As(err, &r) {
+		return r
+	}
+	return nil
 }
 
 // ready fails until ClickHouse was reached once.

@@ -7,10 +7,23 @@
 #   scripts/clickhouse.sh stop      stop the server this script started
 #   scripts/clickhouse.sh status    say whether a server answers, and whose it is
 #
+#   scripts/clickhouse.sh tls-env   print the TLS port, CA, user and password
+#                                   file of the running server, as NAME=value
+#                                   lines (the tests of --clickhouse-tls read them)
+#
 # Environment: CLICKHOUSE_WAIT (seconds to wait for start-up, default 60);
 # CLICKHOUSE_DIR, CLICKHOUSE_TCP_PORT and CLICKHOUSE_HTTP_PORT run a second,
 # private server (tests that stop ClickHouse on purpose use one, so as not to
-# pull the shared server from under other tests).
+# pull the shared server from under other tests). CLICKHOUSE_TLS_PORT is the
+# native protocol over TLS: 9440 for the shared server, none for a private
+# one unless given (empty: none).
+#
+# With a TLS port, the script makes a CA and a server certificate for
+# 127.0.0.1 and localhost with openssl under $DIR/tls/ (ca.pem, server.pem,
+# server-key.pem), and a user sluice_tls whose random password is in
+# $DIR/tls/password (users.d/sluice_tls.xml holds only its SHA-256). A server
+# this script started earlier without the TLS port is restarted once to
+# open it; the user needs no restart (ClickHouse rereads users.d).
 #
 # The server runs detached (own session, output in .local/clickhouse/log/) so
 # that a CI step or `make` piping this script's output does not hang waiting
@@ -29,6 +42,15 @@ HOST=127.0.0.1
 TCP_PORT=${CLICKHOUSE_TCP_PORT:-9000}
 HTTP_PORT=${CLICKHOUSE_HTTP_PORT:-8123}
 WAIT=${CLICKHOUSE_WAIT:-60}
+if [[ -n ${CLICKHOUSE_TLS_PORT+set} ]]; then
+	TLS_PORT=$CLICKHOUSE_TLS_PORT
+elif [[ -z ${CLICKHOUSE_DIR:-} ]]; then
+	TLS_PORT=9440
+else
+	TLS_PORT=
+fi
+TLS_DIR="$DIR/tls"
+TLS_USER=sluice_tls
 
 say() { echo "clickhouse.sh: $*"; }
 die() { echo "clickhouse.sh: $*" >&2; exit 1; }
@@ -52,24 +74,31 @@ find_binaries() {
 	fi
 }
 
+# apt_install installs Debian packages with apt-get, as root or through
+# sudo; what names what is missing, for the error when neither works.
+apt_install() {
+	local what=$1
+	shift
+	command -v apt-get >/dev/null 2>&1 ||
+		die "$what is not installed and apt-get is not available; install $*"
+	local sudo=()
+	if [[ $(id -u) -ne 0 ]]; then
+		command -v sudo >/dev/null 2>&1 || die "$what is not installed; run as root to install it with apt-get"
+		sudo=(sudo)
+	fi
+	say "installing $* with apt-get"
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		-o Dpkg::Use-Pty=0 --no-install-recommends "$@" >/dev/null
+}
+
 JUST_INSTALLED=0
 install_clickhouse() {
 	find_binaries
 	if [[ ${#SERVER[@]} -gt 0 && ${#CLIENT[@]} -gt 0 ]]; then
 		return
 	fi
-	command -v apt-get >/dev/null 2>&1 ||
-		die "ClickHouse is not installed and apt-get is not available; install clickhouse-server and clickhouse-client"
-	local sudo=()
-	if [[ $(id -u) -ne 0 ]]; then
-		command -v sudo >/dev/null 2>&1 || die "ClickHouse is not installed; run as root to install it with apt-get"
-		sudo=(sudo)
-	fi
-	say "installing clickhouse-server and clickhouse-client with apt-get"
-	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-		-o Dpkg::Use-Pty=0 --no-install-recommends \
-		clickhouse-server clickhouse-client >/dev/null
+	apt_install ClickHouse clickhouse-server clickhouse-client
 	JUST_INSTALLED=1
 	find_binaries
 	[[ ${#SERVER[@]} -gt 0 && ${#CLIENT[@]} -gt 0 ]] ||
@@ -138,6 +167,7 @@ write_config() {
     <mlock_executable>false</mlock_executable>
     <max_table_size_to_drop>0</max_table_size_to_drop>
     <max_partition_size_to_drop>0</max_partition_size_to_drop>
+$(tls_config)
 </yandex>
 EOF
 	cat >"$DIR/users.xml" <<'EOF'
@@ -179,6 +209,87 @@ EOF
     </quotas>
 </yandex>
 EOF
+}
+
+# make_tls writes, once, the CA, the server's certificate and the TLS user's
+# password under $TLS_DIR, and the user into users.d (rewritten every time,
+# which ClickHouse picks up within seconds, restart or not). A certificate
+# that expires within a day is made again.
+make_tls() {
+	[[ -n $TLS_PORT ]] || return 0
+	command -v openssl >/dev/null 2>&1 || apt_install openssl openssl
+	mkdir -p "$TLS_DIR" "$DIR/users.d"
+	if ! openssl x509 -checkend 86400 -noout -in "$TLS_DIR/server.pem" >/dev/null 2>&1 ||
+		[[ ! -s $TLS_DIR/ca.pem || ! -s $TLS_DIR/server-key.pem ]]; then
+		say "making a CA and a server certificate for the TLS port in $TLS_DIR"
+		(
+			cd "$TLS_DIR"
+			umask 077
+			openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=sluice-test-clickhouse-ca" \
+				-addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+				-keyout ca-key.pem -out ca.pem 2>/dev/null
+			openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout server-key.pem -out server.csr 2>/dev/null
+			printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' >server.ext
+			openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 825 \
+				-extfile server.ext -out server.pem 2>/dev/null
+			rm -f server.csr server.ext
+			chmod 644 ca.pem server.pem
+		) || die "openssl could not make the certificates in $TLS_DIR"
+	fi
+	if [[ ! -s $TLS_DIR/password ]]; then
+		(umask 077 && head -c 24 /dev/urandom | base64 | tr -d '/+=\n' >"$TLS_DIR/password")
+	fi
+	local sha
+	sha=$(tr -d '\n' <"$TLS_DIR/password" | sha256sum | cut -d' ' -f1)
+	cat >"$DIR/users.d/$TLS_USER.xml" <<EOF
+<?xml version="1.0"?>
+<!-- Generated by scripts/clickhouse.sh: the user the tests of TLS connections
+     log in as; its password is in $TLS_DIR/password. (No double hyphen in an
+     XML comment: 18.16 refuses the file.) -->
+<yandex>
+    <users>
+        <$TLS_USER>
+            <password_sha256_hex>$sha</password_sha256_hex>
+            <networks>
+                <ip>127.0.0.1</ip>
+                <ip>::1</ip>
+            </networks>
+            <profile>default</profile>
+            <quota>default</quota>
+        </$TLS_USER>
+    </users>
+</yandex>
+EOF
+}
+
+# tls_config prints the config.xml lines of the TLS port, if there is one.
+# 18.16 reads the server's certificate from <openSSL><server>; clients are
+# not asked for one (verificationMode none).
+tls_config() {
+	[[ -n $TLS_PORT ]] || return 0
+	cat <<EOF
+    <tcp_port_secure>$TLS_PORT</tcp_port_secure>
+    <openSSL>
+        <server>
+            <certificateFile>$TLS_DIR/server.pem</certificateFile>
+            <privateKeyFile>$TLS_DIR/server-key.pem</privateKeyFile>
+            <verificationMode>none</verificationMode>
+            <loadDefaultCAFile>false</loadDefaultCAFile>
+            <cacheSessions>true</cacheSessions>
+            <disableProtocols>sslv2,sslv3,tlsv1,tlsv1_1</disableProtocols>
+            <preferServerCiphers>true</preferServerCiphers>
+        </server>
+    </openSSL>
+EOF
+}
+
+# tls_answers reports whether a TLS handshake checked against the CA in
+# directory $2 (default $TLS_DIR) succeeds on port $1 (default $TLS_PORT).
+tls_answers() {
+	local port=${1:-$TLS_PORT} dir=${2:-$TLS_DIR}
+	[[ -n $port && -s $dir/ca.pem ]] || return 1
+	timeout 3 openssl s_client -connect "$HOST:$port" -CAfile "$dir/ca.pem" -verify_return_error \
+		</dev/null >/dev/null 2>&1
 }
 
 show_logs() {
@@ -229,11 +340,33 @@ system_server_pid() {
 
 reused() { say "reusing the ClickHouse $(query 'SELECT version()') answering on $HOST:$TCP_PORT"; }
 
+# lacks_tls reports whether the server answering on $TCP_PORT was started
+# without the TLS port this script now wants. Its config file says so (it is
+# only written when a server starts): a handshake that fails once on a
+# loaded machine must not restart the server under other tests. A server
+# this script did not start is left alone, with a word.
+lacks_tls() {
+	[[ -n $TLS_PORT ]] || return 1
+	local pid
+	if pid=$(our_pid); then
+		grep -q "<tcp_port_secure>$TLS_PORT</tcp_port_secure>" "$CONFIG" && return 1
+		say "the ClickHouse started earlier (pid $pid) has no TLS port; restarting it once to open $HOST:$TLS_PORT"
+		return 0
+	fi
+	tls_answers ||
+		say "warning: the ClickHouse on $HOST:$TCP_PORT was not started by this script and has no TLS port on $TLS_PORT; the --clickhouse-tls tests need one (stop that server and run this script again)"
+	return 1
+}
+
 start() {
 	install_clickhouse
+	make_tls
 	if answers; then
-		reused
-		return
+		if ! lacks_tls; then
+			reused
+			return
+		fi
+		stop
 	fi
 
 	local pid rc
@@ -327,12 +460,45 @@ status() {
 	return 1
 }
 
+# tls_env prints where the running server on $TCP_PORT takes TLS
+# connections, for the tests: the server this script started, else one that
+# another checkout's copy of this script started (its --config-file names
+# the directory).
+tls_env() {
+	local config=$CONFIG dir=$DIR pid f cmd port
+	if ! our_pid >/dev/null; then
+		config=
+		for f in /proc/[0-9]*; do
+			pid=${f#/proc/}
+			cmd=$(cmdline "$pid") || continue
+			# Only the server on $TCP_PORT: private servers of other tests,
+			# which stop when their test ends, have TLS directories too.
+			if [[ $cmd =~ clickhouse.*--config-file=([^ ]*/config.xml) ]] &&
+				[[ -s $(dirname "${BASH_REMATCH[1]}")/tls/password ]] &&
+				grep -q "<tcp_port>$TCP_PORT</tcp_port>" "${BASH_REMATCH[1]}"; then
+				config=${BASH_REMATCH[1]}
+				break
+			fi
+		done
+		[[ -n $config ]] || die "no ClickHouse started by this script runs with a TLS port: run scripts/clickhouse.sh start"
+		dir=$(dirname "$config")
+	fi
+	port=$(sed -n 's:.*<tcp_port_secure>\([0-9]*\)</tcp_port_secure>.*:\1:p' "$config")
+	[[ -n $port ]] || die "the ClickHouse of $dir has no TLS port: run scripts/clickhouse.sh start to restart it with one"
+	tls_answers "$port" "$dir/tls" || die "no TLS handshake on $HOST:$port with $dir/tls/ca.pem"
+	echo "CLICKHOUSE_TLS_ADDR=$HOST:$port"
+	echo "CLICKHOUSE_TLS_CA=$dir/tls/ca.pem"
+	echo "CLICKHOUSE_TLS_USER=$TLS_USER"
+	echo "CLICKHOUSE_TLS_PASSWORD_FILE=$dir/tls/password"
+}
+
 case "${1:-start}" in
 start) start ;;
+tls-env) tls_env ;;
 stop)
 	find_binaries
 	stop
 	;;
 status) status ;;
-*) die "usage: $0 [start|stop|status]" ;;
+*) die "usage: $0 [start|stop|status|tls-env]" ;;
 esac

@@ -84,7 +84,7 @@ same --data-dir carries on where it stopped, losing and duplicating nothing.`,
 			cfg.NATSURL = nats.URL()
 			cfg.Role = pipeline.RoleAll
 			cfg.Logger = log
-			return pipeline.Run(cmd.Context(), cfg)
+			return explainRefusal(pipeline.Run(cmd.Context(), cfg))
 		},
 	}
 	f := cmd.Flags()
@@ -102,7 +102,8 @@ type pipelineFlags struct {
 	chAddr         string
 	chDatabase     string
 	chUser         string
-	chPassword     string
+	chSecurity     clickhouseSecurity
+	https          httpsFlags
 	schemasDir     string
 	tokens         []string
 	tokenFile      string
@@ -140,8 +141,8 @@ func (p *pipelineFlags) register(cmd *cobra.Command, dev bool) {
 	f.StringVar(&p.chAddr, "clickhouse-addr", "127.0.0.1:9000", "ClickHouse native-protocol address")
 	f.StringVar(&p.chDatabase, "clickhouse-database", "sluice", "ClickHouse database for the stream tables (created if missing)")
 	f.StringVar(&p.chUser, "clickhouse-user", "default", "ClickHouse user")
-	f.StringVar(&p.chPassword, "clickhouse-password", "", "ClickHouse password")
-	markSecret(f, "clickhouse-password")
+	p.chSecurity.register(f)
+	p.https.register(f)
 	f.StringVar(&p.chPartition, "clickhouse-partition", clickhouse.PartitionMonth, "time partitions of the tables Sluice creates, by the time rows were stored: month or day")
 	f.StringVar(&p.chTTL, "clickhouse-ttl", "", "drop stored rows older than this, whole partitions at a time (e.g. 90d; empty: keep everything); a table TTL on servers from 22.8, Sluice's own hourly DROP PARTITION on older ones")
 	f.StringVar(&p.schemasDir, "schemas", "", "directory of stream definitions (*.yaml) replacing the built-in ones")
@@ -212,9 +213,14 @@ func (p *pipelineFlags) config(outputs int, role pipeline.Role) (pipeline.Config
 			Addr:     p.chAddr,
 			Database: p.chDatabase,
 			Username: p.chUser,
-			Password: p.chPassword,
 			Tables:   tables,
 		},
+	}
+	if err := p.chSecurity.apply(&cfg.ClickHouse, slog.Default()); err != nil {
+		return pipeline.Config{}, err
+	}
+	if err := p.https.apply(&cfg); err != nil {
+		return pipeline.Config{}, err
 	}
 	applyBudget(&cfg, budget)
 	return cfg, nil

@@ -52,6 +52,7 @@ func newRunCmd() *cobra.Command {
 		groupID    string
 		p          pipelineFlags
 		kafkaSec   kafkaSecurityFlags
+		natsSec    natsSecurity
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -90,6 +91,9 @@ func newRunCmd() *cobra.Command {
 				return err
 			}
 			defer cfg.Kafka.Close()
+			if err := natsSec.apply(&cfg, natsURL, slog.Default()); err != nil {
+				return err
+			}
 			if roleErr != nil {
 				return fmt.Errorf("--role: %w", roleErr)
 			}
@@ -104,14 +108,15 @@ func newRunCmd() *cobra.Command {
 			cfg.ReplicationFactor = replicas
 			cfg.GroupID = groupID
 			cfg.Logger = slog.Default()
-			return pipeline.Run(cmd.Context(), cfg)
+			return explainRefusal(pipeline.Run(cmd.Context(), cfg))
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&configFile, "config", "", "YAML file of settings, keyed by flag name")
 	f.StringVar(&role, "role", "all", "what this process runs: ingest (collectors), work (workers) or all")
 	f.StringSliceVar(&brokers, "kafka-brokers", []string{"127.0.0.1:9092"}, "Kafka bootstrap brokers, host:port,...")
-	f.StringVar(&natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URL (empty: do not publish to NATS)")
+	f.StringVar(&natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URL, or several separated by commas (empty: do not publish to NATS); tls:// asks for TLS. It may hold credentials (nats://user:password@host), which are never logged, but prefer --nats-user and --nats-password-file")
+	natsSec.register(f)
 	f.StringVar(&topicPfx, "topic-prefix", "sluice.", "prefix of stream topics (<prefix><stream>), the DLQ (<prefix>dlq) and NATS subjects")
 	f.IntVar(&replicas, "replication-factor", 1, "replication factor of topics Sluice creates")
 	f.StringVar(&groupID, "group-id", "sluice-workers", "Kafka consumer group of the workers")

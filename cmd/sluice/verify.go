@@ -35,7 +35,7 @@ func newVerifyCmd() *cobra.Command {
 		chAddr     string
 		chDatabase string
 		chUser     string
-		chPassword string
+		chSecurity clickhouseSecurity
 		streams    []string
 		schemasDir string
 		wait       time.Duration
@@ -118,23 +118,22 @@ duplicated or unexpected, 2 when the check could not be made.`,
 				return fail(err)
 			}
 			defer sec.Close()
+			chOpts := clickhouse.Options{Addr: chAddr, Database: chDatabase, Username: chUser}
+			if err := chSecurity.apply(&chOpts, slog.Default()); err != nil {
+				return fail(err)
+			}
 			rep, err := verify.Run(cmd.Context(), verify.Config{
 				Brokers:     brokers,
 				Kafka:       sec,
 				TopicPrefix: topicPfx,
-				ClickHouse: clickhouse.Options{
-					Addr:     chAddr,
-					Database: chDatabase,
-					Username: chUser,
-					Password: chPassword,
-				},
-				Streams:  sts,
-				Wait:     wait,
-				Examples: examples,
-				Logger:   slog.Default(),
+				ClickHouse:  chOpts,
+				Streams:     sts,
+				Wait:        wait,
+				Examples:    examples,
+				Logger:      slog.Default(),
 			}, cmd.ErrOrStderr())
 			if err != nil {
-				return fail(err)
+				return fail(explainRefusal(err))
 			}
 			if err := writeVerifyReport(cmd.OutOrStdout(), rep, jsonOut); err != nil {
 				return fail(fmt.Errorf("write report: %w", err))
@@ -152,7 +151,7 @@ duplicated or unexpected, 2 when the check could not be made.`,
 	f.StringVar(&chAddr, "clickhouse-addr", "127.0.0.1:9000", "ClickHouse native-protocol address")
 	f.StringVar(&chDatabase, "clickhouse-database", "sluice", "ClickHouse database holding the stream tables")
 	f.StringVar(&chUser, "clickhouse-user", "default", "ClickHouse user (read access is enough)")
-	f.StringVar(&chPassword, "clickhouse-password", "", "ClickHouse password")
+	chSecurity.register(f)
 	f.StringArrayVar(&streams, "stream", nil, "stream to verify (repeatable; default: every stream)")
 	f.StringVar(&schemasDir, "schemas", "", "directory of stream definitions (*.yaml) replacing the built-in ones, as given to dev and run")
 	f.DurationVar(&wait, "wait", 0, "keep re-checking missing events this long, for a pipeline still delivering (0: check once)")

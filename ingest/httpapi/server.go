@@ -2,9 +2,13 @@ package httpapi
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"log"
+	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,6 +48,14 @@ type ServerConfig struct {
 	// Registerer receives the server's metrics; nil means a private
 	// registry.
 	Registerer prometheus.Registerer
+	// Logger receives the server's own errors: failed TLS handshakes at
+	// debug level (a port scanner or a misconfigured client must not flood
+	// the log), others (accept errors, say) as warnings. Nil means
+	// slog.Default().
+	Logger *slog.Logger
+	// TLS, when set, serves HTTPS only, with its certificates (and client
+	// certificate policy); nil serves plain HTTP.
+	TLS *tls.Config
 }
 
 // Server is an http.Server with bounds against clients that hold
@@ -54,6 +66,7 @@ type ServerConfig struct {
 type Server struct {
 	srv      *http.Server
 	maxConns int
+	tls      bool
 }
 
 // NewServer builds a Server and registers its metrics.
@@ -109,13 +122,45 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 			}
 		},
 	}
-	return &Server{srv: srv, maxConns: cfg.MaxConnections}, nil
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	srv.ErrorLog = log.New(serverErrorLog{cfg.Logger}, "", 0)
+	if cfg.TLS != nil {
+		srv.TLSConfig = cfg.TLS.Clone()
+		// HTTP/1.1 only, as over plain HTTP: the bounds above (connections,
+		// body rate, parsing slots) are sized for one request at a time per
+		// connection, and HTTP/2 would multiplex many on one.
+		srv.TLSConfig.NextProtos = []string{"http/1.1"}
+		srv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
+	}
+	return &Server{srv: srv, maxConns: cfg.MaxConnections, tls: cfg.TLS != nil}, nil
+}
+
+// serverErrorLog takes the http.Server's own messages, which it writes to a
+// *log.Logger, into the structured log, each at its level.
+type serverErrorLog struct{ log *slog.Logger }
+
+func (w serverErrorLog) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	level := slog.LevelWarn
+	if strings.HasPrefix(msg, "http: TLS handshake error") {
+		level = slog.LevelDebug
+	}
+	w.log.Log(context.Background(), level, msg, "component", "http server")
+	return len(p), nil
 }
 
 // Serve serves on ln, at most MaxConnections connections at once, until
-// Shutdown; it then returns http.ErrServerClosed.
+// Shutdown; it then returns http.ErrServerClosed. With TLS configured it
+// serves HTTPS only: a plain HTTP request is answered 400. The TLS
+// handshake is bounded by the header timeout.
 func (s *Server) Serve(ln net.Listener) error {
-	return s.srv.Serve(netutil.LimitListener(ln, s.maxConns))
+	ln = netutil.LimitListener(ln, s.maxConns)
+	if s.tls {
+		return s.srv.ServeTLS(ln, "", "")
+	}
+	return s.srv.Serve(ln)
 }
 
 // Shutdown stops accepting and waits, within ctx, for requests in flight.

@@ -27,6 +27,7 @@ package clickhouse
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"regexp"
@@ -55,6 +56,9 @@ type Options struct {
 	// no password unless configured.
 	Username string
 	Password string
+	// TLS, when set, speaks the native protocol over TLS with this
+	// configuration (ClickHouse's tcp_port_secure, 9440 by convention).
+	TLS *tls.Config
 	// DialTimeout bounds connecting, including the handshake.
 	DialTimeout time.Duration
 	// ReadTimeout bounds waiting for one block of a reply (the driver's
@@ -200,6 +204,7 @@ func Dial(ctx context.Context, o Options) (driver.Conn, Options, error) {
 		Protocol:    ch.Native,
 		Addr:        []string{o.Addr},
 		Auth:        ch.Auth{Username: o.Username, Password: o.Password},
+		TLS:         o.TLS,
 		DialTimeout: o.DialTimeout,
 		ReadTimeout: o.ReadTimeout,
 		// Events compress well; LZ4 costs little CPU and saves bandwidth to
@@ -213,6 +218,9 @@ func Dial(ctx context.Context, o Options) (driver.Conn, Options, error) {
 	defer cancel()
 	if err := conn.Ping(pingCtx); err != nil {
 		conn.Close()
+		if r := refusal(err, o); r != nil {
+			return nil, o, r
+		}
 		return nil, o, fmt.Errorf("clickhouse: ping %s: %w", o.Addr, err)
 	}
 	return conn, o, nil

@@ -2,9 +2,13 @@ package clickhouse
 
 import (
 	"errors"
+	"fmt"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	chcol "github.com/ClickHouse/clickhouse-go/v2/lib/column"
+
+	"github.com/sluicehq/sluice/internal/tlsfiles"
+	"github.com/sluicehq/sluice/sinks"
 )
 
 // permanentCodes are the ClickHouse error codes by which the server rejects
@@ -65,4 +69,34 @@ func isPermanent(err error) bool {
 	return errors.As(err, &invalid) || errors.As(err, &convert) || errors.As(err, &converter) ||
 		errors.As(err, &colErr) || errors.As(err, &typeErr) ||
 		errors.Is(err, ch.ErrBatchInvalid)
+}
+
+// loginCodes are the ClickHouse error codes by which a server refuses a
+// login: 18.16 says which part was wrong, servers from 20.x say only
+// AUTHENTICATION_FAILED (whichever part it was, so as not to tell an
+// attacker which users exist).
+var loginCodes = map[int32]string{
+	192: "UNKNOWN_USER",
+	193: "WRONG_PASSWORD",
+	194: "REQUIRED_PASSWORD",
+	195: "IP_ADDRESS_NOT_ALLOWED",
+	516: "AUTHENTICATION_FAILED",
+}
+
+// refusal returns a *sinks.RefusedError when err, from connecting with o,
+// is a refused login or a failed TLS handshake, else nil. The driver's own
+// messages are not kept in Detail: they are long, and a server's message
+// could quote what it was sent.
+func refusal(err error, o Options) *sinks.RefusedError {
+	var exc *ch.Exception
+	if errors.As(err, &exc) {
+		if name, ok := loginCodes[exc.Code]; ok {
+			return &sinks.RefusedError{Sink: "clickhouse", Addr: o.Addr, Reason: sinks.RefusedLogin,
+				Detail: fmt.Sprintf("user %q: code %d %s", o.Username, exc.Code, name), Err: err}
+		}
+	}
+	if why := tlsfiles.Refusal(err); why != "" {
+		return &sinks.RefusedError{Sink: "clickhouse", Addr: o.Addr, Reason: sinks.RefusedTLS, Detail: why, Err: err}
+	}
+	return nil
 }

@@ -15,24 +15,41 @@
 package nats
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/internal/tlsfiles"
+	"github.com/sluicehq/sluice/sinks"
 )
 
 // Options configures a Publisher.
 type Options struct {
 	// URL is the server URL, or several separated by commas. It may carry
-	// credentials (nats://user:pass@host); they are never logged.
+	// credentials (nats://user:pass@host, nats://token@host); they are
+	// never logged. A tls:// URL asks for TLS, checked against the system
+	// roots unless TLS is set.
 	URL string
+	// TLS, when set, requires TLS with this configuration (a private CA, a
+	// client certificate).
+	TLS *tls.Config
+	// User and Password log in with a user name and password, instead of
+	// credentials in the URL.
+	User, Password string
+	// CredsFile is a NATS credentials file (a user JWT and its nkey seed,
+	// as `nsc` writes them), for servers in operator mode.
+	CredsFile string
 	// Prefix starts every subject (default "sluice.").
 	Prefix string
 	// Logger; nil means slog.Default().
@@ -65,6 +82,10 @@ type Publisher struct {
 	log    *slog.Logger
 	m      *metrics
 
+	// closing is set by Close, so that the connection closing then is not
+	// reported as the client giving up.
+	closing atomic.Bool
+
 	mu    sync.Mutex
 	modes map[string]mode
 }
@@ -86,30 +107,26 @@ func Connect(o Options) (*Publisher, error) {
 	}
 	p := &Publisher{prefix: o.Prefix, log: o.Logger.With("component", "nats"), modes: make(map[string]mode)}
 	p.m = newMetrics(p)
-	nc, err := natsgo.Connect(o.URL,
-		natsgo.Name("sluice"),
-		natsgo.MaxReconnects(-1),
-		natsgo.ReconnectWait(500*time.Millisecond),
-		// A worker that starts while NATS is down must still write to
-		// ClickHouse: the first connection is retried in the background
-		// like any reconnect, and publishing fails (and is retried) until
-		// it succeeds.
-		natsgo.RetryOnFailedConnect(true),
-		// -1 disables the reconnect buffer: a publish while disconnected
-		// fails with ErrReconnectBufExceeded instead of being queued. A
-		// queued batch would still be sent after the reconnect, and the
-		// caller, told the attempt failed, would publish it again.
-		natsgo.ReconnectBufSize(-1),
-		natsgo.DisconnectErrHandler(func(_ *natsgo.Conn, err error) {
-			if err != nil { // nil: Close
-				p.log.Warn("disconnected; publishing fails until reconnected", "err", err)
-			}
-		}),
-		natsgo.ReconnectHandler(func(c *natsgo.Conn) {
-			p.m.reconnects.Inc()
-			p.log.Info("reconnected", "url", c.ConnectedUrlRedacted())
-		}),
-	)
+	opts := p.connectOptions(o)
+	// Once without retrying in the background, so that a refused login or
+	// certificate stops the worker with the reason rather than being
+	// retried for ever as if NATS were down.
+	nc, err := natsgo.Connect(o.URL, append(opts, natsgo.RetryOnFailedConnect(false))...)
+	if err != nil {
+		if r := refusal(err, o.URL); r != nil {
+			return nil, r
+		}
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			return nil, fmt.Errorf("nats: connect: %w", redactErr(err))
+		}
+		// NATS is down or unreachable. A worker that starts meanwhile must
+		// still write to ClickHouse: the connection is retried in the
+		// background like any reconnect, and publishing fails (and is
+		// retried) until it succeeds.
+		p.log.Warn("not reachable yet; retrying in the background", "url", redact(o.URL), "err", redactErr(err))
+		nc, err = natsgo.Connect(o.URL, append(opts, natsgo.RetryOnFailedConnect(true))...)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("nats: connect %s: %w", redact(o.URL), redactErr(err))
 	}
@@ -129,6 +146,53 @@ func Connect(o Options) (*Publisher, error) {
 	return p, nil
 }
 
+// connectOptions are the options of every connection attempt.
+func (p *Publisher) connectOptions(o Options) []natsgo.Option {
+	opts := []natsgo.Option{
+		natsgo.Name("sluice"),
+		natsgo.MaxReconnects(-1),
+		natsgo.ReconnectWait(500 * time.Millisecond),
+		// -1 disables the reconnect buffer: a publish while disconnected
+		// fails with ErrReconnectBufExceeded instead of being queued. A
+		// queued batch would still be sent after the reconnect, and the
+		// caller, told the attempt failed, would publish it again.
+		natsgo.ReconnectBufSize(-1),
+		natsgo.DisconnectErrHandler(func(_ *natsgo.Conn, err error) {
+			if err != nil { // nil: Close
+				p.log.Warn("disconnected; publishing fails until reconnected", "err", redactErr(err))
+			}
+		}),
+		natsgo.ReconnectHandler(func(c *natsgo.Conn) {
+			p.m.reconnects.Inc()
+			p.log.Info("reconnected", "url", c.ConnectedUrlRedacted())
+		}),
+		// Asynchronous errors (a refused login while reconnecting, a
+		// slow consumer) go to the log; nats.go would print them to
+		// stderr.
+		natsgo.ErrorHandler(func(_ *natsgo.Conn, _ *natsgo.Subscription, err error) {
+			p.log.Warn("connection error", "err", redactErr(err))
+		}),
+		// nats.go gives up on a server that refuses the login twice in a
+		// row while reconnecting; say so, or publishing would fail for
+		// ever with no reason given.
+		natsgo.ClosedHandler(func(c *natsgo.Conn) {
+			if err := c.LastError(); err != nil && !p.closing.Load() {
+				p.log.Error("connection closed for good; publishing fails until sluice restarts", "err", redactErr(err))
+			}
+		}),
+	}
+	if o.TLS != nil {
+		opts = append(opts, natsgo.Secure(o.TLS))
+	}
+	if o.User != "" {
+		opts = append(opts, natsgo.UserInfo(o.User, o.Password))
+	}
+	if o.CredsFile != "" {
+		opts = append(opts, natsgo.UserCredentials(o.CredsFile))
+	}
+	return opts
+}
+
 // Name returns "nats", the output's name in logs, metrics and its progress
 // log.
 func (p *Publisher) Name() string { return "nats" }
@@ -136,6 +200,7 @@ func (p *Publisher) Name() string { return "nats" }
 // Close drains and closes the connection and unregisters the metrics, so a
 // new Publisher can register them again.
 func (p *Publisher) Close() error {
+	p.closing.Store(true)
 	p.m.unregister()
 	if err := p.nc.Drain(); err != nil && !errors.Is(err, natsgo.ErrConnectionClosed) {
 		return fmt.Errorf("nats: drain: %w", err)
@@ -242,6 +307,40 @@ func redactErr(err error) error {
 		return redactedError{msg: msg, err: err}
 	}
 	return err
+}
+
+// refusal returns a *sinks.RefusedError when err, from connecting to
+// rawURL, is a refused login or a failed TLS handshake, else nil. Its
+// detail is the library's fixed message, never the server's text.
+func refusal(err error, rawURL string) *sinks.RefusedError {
+	r := &sinks.RefusedError{Sink: "nats", Addr: redact(rawURL), Reason: sinks.RefusedLogin, Err: err}
+	for _, e := range []error{natsgo.ErrAuthorization, natsgo.ErrAuthExpired, natsgo.ErrAuthRevoked, natsgo.ErrAccountAuthExpired} {
+		if errors.Is(err, e) {
+			r.Detail = strings.TrimPrefix(e.Error(), "nats: ")
+			return r
+		}
+	}
+	var pathErr *fs.PathError
+	if errors.As(err, &pathErr) {
+		// Only the credentials file is read while connecting.
+		r.Detail = "credentials file: " + pathErr.Error()
+		return r
+	}
+	r.Reason = sinks.RefusedTLS
+	if errors.Is(err, natsgo.ErrSecureConnWanted) {
+		r.Detail = "the server does not offer TLS"
+		return r
+	}
+	if r.Detail = tlsfiles.Refusal(err); r.Detail != "" {
+		return r
+	}
+	if errors.Is(err, natsgo.ErrTLS) {
+		// With TLS 1.3 a server that refuses the client's certificate
+		// may just close the connection once the handshake is done.
+		r.Detail = "the server closed the connection after the TLS handshake (does it require a client certificate?)"
+		return r
+	}
+	return nil
 }
 
 // redactedError shows a redacted message but keeps the original error for
