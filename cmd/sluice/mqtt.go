@@ -63,6 +63,7 @@ func (m *mqttFlags) register(f *pflag.FlagSet, dev bool) {
 	}
 	f.StringArrayVar(&m.routes, "mqtt-route", nil, "FILTER=STREAM: messages on topics matching FILTER go to STREAM; a level {field} matches like + and fills that field when the payload lacks it (repeatable; default "+strings.Join(mqtt.DefaultRoutes, " and ")+")")
 	f.StringVar(&m.clientID, "mqtt-client-id", mqtt.DefaultClientID(), "MQTT client id of the subscriber's persistent session; keep it fixed across restarts (give each collector of a share group its own)")
+	setDocDefault(f, "mqtt-client-id", "sluice-<hostname>")
 	f.DurationVar(&m.sessionExpiry, "mqtt-session-expiry", mqtt.DefaultSessionExpiry, "how long the broker keeps the session, and queues messages for it, while the subscriber is away (non-zero)")
 	f.StringVar(&m.shareGroup, "mqtt-share-group", mqtt.DefaultShareGroup, "subscribe as $share/GROUP/FILTER so that several collectors split the messages (empty: a plain subscription)")
 	f.IntVar(&m.maxInflight, "mqtt-max-inflight", mqtt.DefaultMaxInflight, "most MQTT messages held unacknowledged (waiting for Kafka); the subscriber's MQTT 5 Receive Maximum, so the broker sends no more. Unless given, sized from --memory-limit (messages of --mqtt-max-packet-bytes)")
