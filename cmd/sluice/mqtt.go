@@ -17,6 +17,7 @@ import (
 	"github.com/sluicehq/sluice/internal/tlsfiles"
 	"github.com/sluicehq/sluice/membudget"
 	"github.com/sluicehq/sluice/pipeline"
+	"github.com/sluicehq/sluice/schemas"
 )
 
 func init() {
@@ -93,6 +94,9 @@ func (m *mqttFlags) sources(dev bool) ([]pipeline.SourceFactory, error) {
 	if m.broker == "" && !embedded {
 		return nil, nil
 	}
+	if err := routeStreamsKnown(routes, m.flags); err != nil {
+		return nil, err
+	}
 	if m.maxInflight <= 0 {
 		return nil, errors.New("--mqtt-max-inflight must be positive")
 	}
@@ -167,6 +171,27 @@ func (m *mqttFlags) subscriberConfig() (mqtt.SubscriberConfig, error) {
 		return mqtt.SubscriberConfig{}, fmt.Errorf("--mqtt-tls-* given but --mqtt-broker %s is not ssl://", redacted(u))
 	}
 	return cfg, nil
+}
+
+// routeStreamsKnown checks that every route leads to a stream of the
+// registry --schemas gives, so that a route to a stream that does not
+// exist fails with the settings (and in sluice validate), not once the
+// pipeline has started.
+func routeStreamsKnown(routes mqtt.Router, f *pflag.FlagSet) error {
+	dir := ""
+	if fl := f.Lookup("schemas"); fl != nil {
+		dir = fl.Value.String()
+	}
+	reg, err := schemas.Load(dir)
+	if err != nil {
+		return err
+	}
+	for _, r := range routes {
+		if reg.Stream(r.Stream) == nil {
+			return fmt.Errorf("--mqtt-route %s=%s: no stream %q (streams: %v)", r.Filter, r.Stream, r.Stream, reg.Names())
+		}
+	}
+	return nil
 }
 
 func redacted(u *url.URL) string { return u.Redacted() }
