@@ -157,6 +157,7 @@ func newRootCmd() *cobra.Command {
 			return applySettings(cmd, &g)
 		},
 	}
+	root.SuggestionsMinimumDistance = 2 // cobra's own default, which SuggestionsFor does not apply
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.configFile, configFlag, "", configHelp)
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
