@@ -265,3 +265,23 @@ func TestSuggestion(t *testing.T) {
 		t.Errorf("editDistance(kitten, sitting) = %d, want 3", d)
 	}
 }
+
+// TestConfigFileFromEnvironment checks that SLUICE_CONFIG names the file
+// like --config, and that --config wins over it.
+func TestConfigFileFromEnvironment(t *testing.T) {
+	t.Setenv("SLUICE_CONFIG", writeConfig(t, "clickhouse-database: fromenvfile\n"))
+	cmd, err := resolveSettings(t.Context(), []string{"verify"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cmd.Flags().Lookup("clickhouse-database").Value.String(); got != "fromenvfile" {
+		t.Errorf("--clickhouse-database = %q from the file SLUICE_CONFIG names, want fromenvfile", got)
+	}
+	cmd, err = resolveSettings(t.Context(), []string{"verify", "--config", writeConfig(t, "clickhouse-database: fromflagfile\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cmd.Flags().Lookup("clickhouse-database").Value.String(); got != "fromflagfile" {
+		t.Errorf("--clickhouse-database = %q, want fromflagfile: --config wins over SLUICE_CONFIG", got)
+	}
+}
