@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 
@@ -34,16 +37,26 @@ func readSettings(path string) ([]setting, error) {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	var doc yaml.Node
-	if err := yaml.Unmarshal(b, &doc); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
-	if doc.Kind == 0 || len(doc.Content) == 0 {
+	// A second document would be ignored: say so instead. An empty one
+	// (a trailing ---) sets nothing and is let be.
+	for {
+		var more yaml.Node
+		err := dec.Decode(&more)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil || !emptyDocument(&more) {
+			return nil, fmt.Errorf("config %s: want one YAML document of settings, found more (a --- line?)", path)
+		}
+	}
+	if emptyDocument(&doc) {
 		return nil, nil // an empty file (or only comments) sets nothing
 	}
 	m := doc.Content[0]
-	if m.Kind == yaml.ScalarNode && m.Tag == "!!null" {
-		return nil, nil
-	}
 	if m.Kind != yaml.MappingNode {
 		return nil, fmt.Errorf("config %s: want a mapping of settings keyed by flag name (key: value lines), got %s", path, nodeKind(m))
 	}
@@ -64,6 +77,15 @@ func readSettings(path string) ([]setting, error) {
 		out = append(out, setting{key: k.Value, line: k.Line, value: v})
 	}
 	return out, nil
+}
+
+// emptyDocument reports whether doc holds nothing: no content, or null.
+func emptyDocument(doc *yaml.Node) bool {
+	if doc.Kind == 0 || len(doc.Content) == 0 {
+		return true
+	}
+	c := doc.Content[0]
+	return c.Kind == yaml.ScalarNode && c.Tag == "!!null"
 }
 
 func nodeKind(n *yaml.Node) string {

@@ -110,6 +110,7 @@ func TestConfigFileRefusals(t *testing.T) {
 		{"bad duration", "batch-linger: soon\n", []string{"line 1: batch-linger:", "invalid"}},
 		{"secret not shown", "mqtt-password: [a, b]\n", []string{"mqtt-password: want one string value"}},
 		{"bad yaml", "a: [\n", []string{"config "}},
+		{"two documents", "workers: 1\n---\nworkers: 2\n", []string{"want one YAML document of settings, found more"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -193,7 +193,11 @@ func applySettings(cmd *cobra.Command, g *globalFlags) error {
 		if strings.HasPrefix(err.Error(), "--log-level") {
 			name = "log-level"
 		}
-		switch src := lookupFlag(cmd, name).Annotations[sourceAnnotation]; {
+		var src []string
+		if f := lookupFlag(cmd, name); f != nil {
+			src = f.Annotations[sourceAnnotation]
+		}
+		switch {
 		case slices.Contains(src, "config"):
 			err = fmt.Errorf("config %s: %w", g.configFile, err)
 		case slices.Contains(src, "env"):
