@@ -119,7 +119,7 @@ func applyConfigFile(cmd *cobra.Command, path string) error {
 			return fmt.Errorf("%s: %s: a config file cannot name another config file", at, s.key)
 		}
 		f := lookupFlag(cmd, s.key)
-		if f == nil {
+		if f == nil || s.key == "help" {
 			if known[s.key] {
 				continue // another command's setting
 			}

@@ -101,6 +101,7 @@ func TestConfigFileRefusals(t *testing.T) {
 		{"unknown key, suggestion", "http-addr: x:1\nkafka-broker: k:9092\n", []string{"line 2", `unknown setting "kafka-broker"`, `did you mean "kafka-brokers"?`}},
 		{"unknown key, nothing near", "zzzzzzzzzz: 1\n", []string{`unknown setting "zzzzzzzzzz"`}},
 		{"another command's misspelt key", "ratte: 5\n", []string{`did you mean "rate"?`}},
+		{"help is no setting", "help: true\n", []string{`unknown setting "help"`}},
 		{"config names a config", "config: other.yaml\n", []string{"config: a config file cannot name another"}},
 		{"key twice", "workers: 1\nworkers: 2\n", []string{`"workers" is set twice (first on line 1)`}},
 		{"mapping value", "http-addr: {host: a}\n", []string{"http-addr: want a string value, got a mapping"}},
