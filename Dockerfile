@@ -32,11 +32,20 @@ COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod \
     go mod download
 
+# What `sluice version` reports. .git is not in the build context, so give
+# them: docker build --build-arg VERSION=$(git describe --tags --always
+# --dirty) --build-arg REVISION=$(git rev-parse HEAD) .
+ARG VERSION=dev
+ARG REVISION=unknown
+ARG BUILD_DATE=
+
 COPY . .
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
-    GOOS=$TARGETOS GOARCH=$TARGETARCH \
-    go build -trimpath -ldflags="-s -w" -o /out/sluice ./cmd/sluice
+    export GOOS=$TARGETOS GOARCH=$TARGETARCH && \
+    BI=github.com/sluicehq/sluice/internal/buildinfo && \
+    DATE=${BUILD_DATE:-$(date -u +%Y-%m-%dT%H:%M:%SZ)} && \
+    go build -trimpath -ldflags="-s -w -X $BI.version=${VERSION} -X $BI.revision=${REVISION} -X $BI.date=${DATE}" -o /out/sluice ./cmd/sluice
 
 
 FROM alpine:${ALPINE_VERSION}

@@ -7,12 +7,26 @@ BIN      := bin/sluice
 DURATION ?=
 RATE     ?= 20000
 
-.PHONY: all build test soak demo clickhouse clickhouse-stop peers vet clean
+# What `sluice version` and sluice_build_info report: stamped into the
+# binary at link time. Outside a git checkout (or without git) the version
+# reads "dev" and the revision "unknown".
+VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION   ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+BUILD_DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+BUILDINFO  := github.com/sluicehq/sluice/internal/buildinfo
+LDFLAGS    := -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).revision=$(REVISION) -X $(BUILDINFO).date=$(BUILD_DATE)
+
+.PHONY: all build generate test soak demo clickhouse clickhouse-stop peers vet clean
 
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/sluice
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/sluice
+
+# sluice.example.yaml and the tables of docs/configuration.md, from the
+# commands' flags (cmd/sluice tests fail when they are out of date).
+generate:
+	$(GO) generate ./cmd/sluice
 
 clickhouse:
 	scripts/clickhouse.sh start

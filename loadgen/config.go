@@ -198,6 +198,13 @@ func (c Config) target() string {
 // or quoting in SQL, and short enough that event_ids stay under 128 bytes.
 var runIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$`)
 
+// Validate says what is wrong with c, as Run would, without sending
+// anything: for `sluice validate`.
+func (c Config) Validate() error {
+	_, err := c.withDefaults()
+	return err
+}
+
 // withDefaults fills in defaults and checks the result.
 func (c Config) withDefaults() (Config, error) {
 	c = c.protocolDefaults()

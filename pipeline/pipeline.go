@@ -24,6 +24,7 @@ import (
 	"github.com/sluicehq/sluice/backpressure"
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/ingest/httpapi"
+	"github.com/sluicehq/sluice/internal/buildinfo"
 	"github.com/sluicehq/sluice/kafkaconn"
 	"github.com/sluicehq/sluice/kafkatopic"
 	"github.com/sluicehq/sluice/membudget"
@@ -198,10 +199,12 @@ const DefaultGroupID = "sluice-workers"
 type SourceFactory func(gate *ingest.Gate, reg prometheus.Registerer, log *slog.Logger) (ingest.Source, error)
 
 // newRegistry returns the process's metrics registry, with the Go runtime's
-// and the process's own metrics, and the memory budget's where there is one.
+// and the process's own metrics, sluice_build_info, and the memory budget's
+// where there is one.
 func newRegistry(cfg Config) (*prometheus.Registry, error) {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		buildinfo.NewCollector())
 	if cfg.Memory != nil {
 		if err := cfg.Memory.Register(reg); err != nil {
 			return nil, err

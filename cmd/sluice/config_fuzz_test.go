@@ -7,16 +7,14 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-
-	"go.yaml.in/yaml/v3"
 )
 
 // FuzzConfigFile feeds any bytes to `sluice run --config` and checks that
 // the file is either applied (run then fails only at the deliberately bad
 // --role given on the command line, before it connects to anything) or
 // refused with an error that names the setting at fault. A file that is
-// not a YAML mapping may be refused as a whole; it names no key because it
-// has none. Panics are what the fuzzer looks for first.
+// not a YAML mapping (or with a key twice) may be refused as a whole,
+// naming the file. Panics are what the fuzzer looks for first.
 func FuzzConfigFile(f *testing.F) {
 	for _, s := range []string{
 		"", "http-addr: 0.0.0.0:1\n", "kafka-brokers: [a:1, b:2]\n", "kafka-brokers: []\n", "partitions: many\n",
@@ -47,15 +45,15 @@ func FuzzConfigFile(f *testing.F) {
 		if strings.HasPrefix(msg, "--role: ") {
 			return // applied
 		}
-		var settings map[string]any
-		if yaml.Unmarshal(data, &settings) != nil {
+		settings, err := readSettings(path)
+		if err != nil {
 			if !strings.HasPrefix(msg, "config "+path) {
 				t.Fatalf("config %q refused with %q, which does not say it is the file", data, msg)
 			}
 			return
 		}
-		for key := range settings {
-			if strings.Contains(msg, key) || strings.Contains(msg, strconv.Quote(key)) {
+		for _, s := range settings {
+			if strings.Contains(msg, s.key) || strings.Contains(msg, strconv.Quote(s.key)) {
 				return
 			}
 		}

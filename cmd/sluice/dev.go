@@ -48,7 +48,8 @@ same --data-dir carries on where it stopped, losing and duplicating nothing.`,
     -d '{"device_id":"sensor-1","ts":"2026-11-24T10:00:00Z","metrics":{"temperature":21.5}}'
   mosquitto_pub -q 1 -t devices/sensor-1/telemetry -m '{"ts":1795514400123,"metrics":{"temperature":21.5}}'
   logger -n 127.0.0.1 -P 5514 -T --octet-count --rfc5424 -t checkout -p user.err "payment declined"`,
-		Args: cobra.NoArgs,
+		Args:        cobra.NoArgs,
+		Annotations: checksSettings(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := slog.Default()
 			// Settings first: a bad one fails before anything starts. The
@@ -56,7 +57,10 @@ same --data-dir carries on where it stopped, losing and duplicating nothing.`,
 			// too, and the collectors are built with their share.
 			cfg, err := p.config(1, pipeline.RoleAll)
 			if err != nil {
-				return err
+				return asUsage(err)
+			}
+			if settingsOnly(cmd) {
+				return nil // sluice validate: checked, start nothing
 			}
 			if err := os.MkdirAll(dataDir, 0o755); err != nil {
 				return fmt.Errorf("data dir: %w", err)

@@ -65,10 +65,15 @@ landed in ClickHouse.`,
   sluice loadgen --events 100000 --run-id eo1 --ack-log acks.tsv
   sluice loadgen --protocol mqtt --rate 0 --concurrency 16 --batch-size 10 --duration 30s
   sluice loadgen --protocol syslog --syslog-addr 127.0.0.1:5514 --rate 2000`,
-		Args: cobra.NoArgs,
+		Args:        cobra.NoArgs,
+		Annotations: checksSettings(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cmd.SilenceUsage = true
 			cfg.MaxEvents = maxEvent
+			if settingsOnly(cmd) {
+				// sluice validate: check the settings, send nothing.
+				return asUsage(cfg.Validate())
+			}
 			if ackLog != "" {
 				f, err := os.OpenFile(ackLog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 				if err != nil {

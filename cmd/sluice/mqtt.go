@@ -17,6 +17,7 @@ import (
 	"github.com/sluicehq/sluice/internal/tlsfiles"
 	"github.com/sluicehq/sluice/membudget"
 	"github.com/sluicehq/sluice/pipeline"
+	"github.com/sluicehq/sluice/schemas"
 )
 
 func init() {
@@ -63,6 +64,7 @@ func (m *mqttFlags) register(f *pflag.FlagSet, dev bool) {
 	}
 	f.StringArrayVar(&m.routes, "mqtt-route", nil, "FILTER=STREAM: messages on topics matching FILTER go to STREAM; a level {field} matches like + and fills that field when the payload lacks it (repeatable; default "+strings.Join(mqtt.DefaultRoutes, " and ")+")")
 	f.StringVar(&m.clientID, "mqtt-client-id", mqtt.DefaultClientID(), "MQTT client id of the subscriber's persistent session; keep it fixed across restarts (give each collector of a share group its own)")
+	setDocDefault(f, "mqtt-client-id", "sluice-<hostname>")
 	f.DurationVar(&m.sessionExpiry, "mqtt-session-expiry", mqtt.DefaultSessionExpiry, "how long the broker keeps the session, and queues messages for it, while the subscriber is away (non-zero)")
 	f.StringVar(&m.shareGroup, "mqtt-share-group", mqtt.DefaultShareGroup, "subscribe as $share/GROUP/FILTER so that several collectors split the messages (empty: a plain subscription)")
 	f.IntVar(&m.maxInflight, "mqtt-max-inflight", mqtt.DefaultMaxInflight, "most MQTT messages held unacknowledged (waiting for Kafka); the subscriber's MQTT 5 Receive Maximum, so the broker sends no more. Unless given, sized from --memory-limit (messages of --mqtt-max-packet-bytes)")
@@ -91,6 +93,9 @@ func (m *mqttFlags) sources(dev bool) ([]pipeline.SourceFactory, error) {
 	embedded := dev && m.addr != ""
 	if m.broker == "" && !embedded {
 		return nil, nil
+	}
+	if err := routeStreamsKnown(routes, m.flags); err != nil {
+		return nil, err
 	}
 	if m.maxInflight <= 0 {
 		return nil, errors.New("--mqtt-max-inflight must be positive")
@@ -166,6 +171,27 @@ func (m *mqttFlags) subscriberConfig() (mqtt.SubscriberConfig, error) {
 		return mqtt.SubscriberConfig{}, fmt.Errorf("--mqtt-tls-* given but --mqtt-broker %s is not ssl://", redacted(u))
 	}
 	return cfg, nil
+}
+
+// routeStreamsKnown checks that every route leads to a stream of the
+// registry --schemas gives, so that a route to a stream that does not
+// exist fails with the settings (and in sluice validate), not once the
+// pipeline has started.
+func routeStreamsKnown(routes mqtt.Router, f *pflag.FlagSet) error {
+	dir := ""
+	if fl := f.Lookup("schemas"); fl != nil {
+		dir = fl.Value.String()
+	}
+	reg, err := schemas.Load(dir)
+	if err != nil {
+		return err
+	}
+	for _, r := range routes {
+		if reg.Stream(r.Stream) == nil {
+			return fmt.Errorf("--mqtt-route %s=%s: no stream %q (streams: %v)", r.Filter, r.Stream, r.Stream, reg.Names())
+		}
+	}
+	return nil
 }
 
 func redacted(u *url.URL) string { return u.Redacted() }

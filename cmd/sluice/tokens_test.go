@@ -105,9 +105,6 @@ func TestEmptyTokenRefused(t *testing.T) {
 	}
 	for _, cmdName := range []string{"run", "dev"} {
 		for _, tt := range tests {
-			if cmdName == "dev" && tt.file != "" {
-				continue // dev reads no config file
-			}
 			t.Run(cmdName+"/"+tt.name, func(t *testing.T) {
 				for k, v := range tt.env {
 					t.Setenv(k, v)

@@ -95,6 +95,7 @@ duplicated or unexpected, 2 when the check could not be made.`,
 			}
 			return nil
 		},
+		Annotations: checksSettings(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fail := func(err error) error {
 				fmt.Fprintln(cmd.ErrOrStderr(), "sluice verify:", err)
@@ -121,6 +122,9 @@ duplicated or unexpected, 2 when the check could not be made.`,
 			chOpts := clickhouse.Options{Addr: chAddr, Database: chDatabase, Username: chUser}
 			if err := chSecurity.apply(&chOpts, slog.Default()); err != nil {
 				return fail(err)
+			}
+			if settingsOnly(cmd) {
+				return nil // sluice validate: checked, connect to nothing
 			}
 			rep, err := verify.Run(cmd.Context(), verify.Config{
 				Brokers:     brokers,
