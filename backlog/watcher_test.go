@@ -1,7 +1,6 @@
 package backlog_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -34,7 +33,7 @@ func TestWatcherAlarmExpiryAndRecovery(t *testing.T) {
 	produce(t, k, logs, func(int) int { return 3 })
 
 	reg := prometheus.NewRegistry()
-	var logged syncBuffer
+	var logged testkit.LogBuffer
 	w, err := backlog.New(backlog.Options{
 		Brokers: k.Brokers, GroupID: group,
 		Topics:   map[string]string{iot: "iot_telemetry", logs: "app_logs"},
@@ -86,7 +85,7 @@ func TestWatcherAlarmExpiryAndRecovery(t *testing.T) {
 
 // checkAlarm checks what the watcher says while topic's partitions are in
 // alarm but nothing expired yet.
-func checkAlarm(t *testing.T, w *backlog.Watcher, reg *prometheus.Registry, logged *syncBuffer, topic string) {
+func checkAlarm(t *testing.T, w *backlog.Watcher, reg *prometheus.Registry, logged *testkit.LogBuffer, topic string) {
 	t.Helper()
 	after, reason, _ := w.Shed("iot_telemetry")
 	if after != time.Second || !strings.Contains(reason, "(stream iot_telemetry): oldest unread event") {
@@ -240,24 +239,6 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// syncBuffer is a bytes.Buffer for a logger on another goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // A watcher that cannot reach Kafka sheds nothing (it fails open, since a

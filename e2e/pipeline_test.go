@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,29 +13,19 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/loadgen"
 	natssink "github.com/sluicehq/sluice/sinks/nats"
 )
 
 // syncBuffer is an ack log that several loadgen workers may write.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
+type syncBuffer struct{ testkit.LogBuffer }
 
 // ackedIDs parses an ack log into event_ids per stream.
 func (b *syncBuffer) ackedIDs(t *testing.T) map[string]map[string]bool {
 	t.Helper()
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	out := map[string]map[string]bool{}
-	sc := bufio.NewScanner(bytes.NewReader(b.buf.Bytes()))
+	sc := bufio.NewScanner(strings.NewReader(b.String()))
 	for sc.Scan() {
 		stream, id, ok := strings.Cut(sc.Text(), "\t")
 		if !ok {

@@ -154,29 +154,7 @@ func TestNATSTLSWithPassword(t *testing.T) {
 		"--nats-url", srv.URL(), "--nats-user", "sluice", "--nats-password-file", pwFile, "--nats-tls-ca", ca.Path("ca.pem"),
 		"--clickhouse-addr", db.Addr, "--clickhouse-database", db.Name, "--partitions", "2", "--batch-linger", "100ms")
 	waitReady(t, "http://"+addr, p.exited())
-	const events = 40
-	for i := range events {
-		body := fmt.Sprintf(`{"device_id":"n-%d","ts":1795514400000,"metrics":{"seq":%d}}`, i%4, i)
-		resp, err := http.Post("http://"+addr+"/v1/streams/iot_telemetry/events", "application/json", strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusAccepted {
-			t.Fatalf("post: %d, want 202", resp.StatusCode)
-		}
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for received.Load() < events && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-	}
-	if n := received.Load(); n != events {
-		t.Errorf("NATS received %d events, want %d", n, events)
-	}
-	p.signal(syscall.SIGTERM)
-	if err := p.wait(t, 60*time.Second); err != nil {
-		t.Errorf("sluice run: %v", err)
-	}
+	postAndAwaitNATS(t, p, addr, "n", 40, &received)
 	assertNotInLog(t, p.log, password)
 
 	t.Run("wrong password", func(t *testing.T) {
@@ -378,9 +356,18 @@ func TestNATSCreds(t *testing.T) {
 		"--nats-url", srv.URL(), "--nats-creds", srv.Creds,
 		"--clickhouse-addr", db.Addr, "--clickhouse-database", db.Name, "--partitions", "2", "--batch-linger", "100ms")
 	waitReady(t, "http://"+addr, p.exited())
-	const events = 20
+	postAndAwaitNATS(t, p, addr, "c", 20, &received)
+	seed := credsSeed(t, srv.Creds)
+	assertNotInLog(t, p.log, seed)
+}
+
+// postAndAwaitNATS posts events to the sluice run p at addr one request
+// each (devices DEVICE-0..3), waits until received counts them all on NATS,
+// and stops p.
+func postAndAwaitNATS(t *testing.T, p *proc, addr, device string, events int64, received *atomic.Int64) {
+	t.Helper()
 	for i := range events {
-		body := fmt.Sprintf(`{"device_id":"c-%d","ts":1795514400000,"metrics":{"seq":%d}}`, i%4, i)
+		body := fmt.Sprintf(`{"device_id":"%s-%d","ts":1795514400000,"metrics":{"seq":%d}}`, device, i%4, i)
 		resp, err := http.Post("http://"+addr+"/v1/streams/iot_telemetry/events", "application/json", strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
@@ -401,8 +388,6 @@ func TestNATSCreds(t *testing.T) {
 	if err := p.wait(t, 60*time.Second); err != nil {
 		t.Errorf("sluice run: %v", err)
 	}
-	seed := credsSeed(t, srv.Creds)
-	assertNotInLog(t, p.log, seed)
 }
 
 // credsSeed returns the nkey seed of a credentials file: the secret in it.

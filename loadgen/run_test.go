@@ -186,24 +186,13 @@ func (fc *fakeCollector) recordAccepted(stream string, ids []string, body string
 }
 
 // ackLog is a concurrency-safe buffer for Config.AckLog.
-type ackLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (a *ackLog) Write(p []byte) (int, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.buf.Write(p)
-}
+type ackLog struct{ testkit.LogBuffer }
 
 // lines parses the ack log, failing on a line listed twice.
 func (a *ackLog) lines(t *testing.T) map[string]string {
 	t.Helper()
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	out := map[string]string{}
-	sc := bufio.NewScanner(bytes.NewReader(a.buf.Bytes()))
+	sc := bufio.NewScanner(strings.NewReader(a.String()))
 	for sc.Scan() {
 		stream, id, ok := strings.Cut(sc.Text(), "\t")
 		if !ok {

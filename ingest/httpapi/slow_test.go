@@ -37,6 +37,13 @@ func startSlowStack(t *testing.T, grace time.Duration, maxConns int) *slowStack 
 	if err != nil {
 		t.Fatal(err)
 	}
+	return &slowStack{c: c, reg: reg, addr: serve(t, srv)}
+}
+
+// serve serves srv on a free loopback port until the test ends, and
+// returns its address.
+func serve(t *testing.T, srv *Server) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +60,7 @@ func startSlowStack(t *testing.T, grace time.Duration, maxConns int) *slowStack 
 			t.Errorf("serve: %v", err)
 		}
 	})
-	return &slowStack{c: c, reg: reg, addr: ln.Addr().String()}
+	return ln.Addr().String()
 }
 
 // stall stalls an upload to the collector after sent bytes of its body.

@@ -54,6 +54,15 @@ func StartSecureNATS(t testing.TB, ca *CA, auth NATSAuth, requireClientCert bool
 		Username:   auth.User, Password: auth.Password, Authorization: auth.Token,
 		LogFile: filepath.Join(t.TempDir(), "nats-server.log"),
 	}
+	srv := startNATSServer(t, opts)
+	return &SecureNATS{Addr: srv.Addr().(*net.TCPAddr).String(), srv: srv}
+}
+
+// startNATSServer starts an embedded server with opts (which name its log
+// file), waits until it takes connections, and shuts it down when the test
+// ends.
+func startNATSServer(t testing.TB, opts *natsserver.Options) *natsserver.Server {
+	t.Helper()
 	srv, err := natsserver.NewServer(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -65,9 +74,9 @@ func StartSecureNATS(t testing.TB, ca *CA, auth NATSAuth, requireClientCert bool
 		srv.WaitForShutdown()
 	})
 	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("secure nats server not ready")
+		t.Fatalf("nats server on %s:%d not ready", opts.Host, opts.Port)
 	}
-	return &SecureNATS{Addr: srv.Addr().(*net.TCPAddr).String(), srv: srv}
+	return srv
 }
 
 // URL is nats://Addr, without credentials.
@@ -110,20 +119,7 @@ func StartOperatorNATS(t testing.TB) *OperatorNATS {
 		TrustedOperators: []*jwt.OperatorClaims{oclaims}, AccountResolver: resolver,
 		LogFile: filepath.Join(dir, "nats-server.log"),
 	}
-	srv, err := natsserver.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.ConfigureLogger()
-	srv.Start()
-	t.Cleanup(func() {
-		srv.Shutdown()
-		srv.WaitForShutdown()
-	})
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("operator-mode nats server not ready")
-	}
-	n.Addr = srv.Addr().(*net.TCPAddr).String()
+	n.Addr = startNATSServer(t, opts).Addr().(*net.TCPAddr).String()
 	return n
 }
 

@@ -70,23 +70,6 @@ func StartSluice(t testing.TB, bin, name, httpAddr string, args ...string) *Slui
 	}
 }
 
-// Stop ends the process gracefully (SIGTERM), killing it if it has not
-// exited within 30 s. Stopping a stopped process does nothing.
-func (p *SluiceProc) Stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.Cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(30 * time.Second):
-		_ = p.Cmd.Process.Kill()
-		<-p.done
-	}
-}
-
 // Kill ends the process at once (SIGKILL) and waits for it.
 func (p *SluiceProc) Kill() {
 	select {
