@@ -97,3 +97,34 @@ func TestKafkaSecurityDocExamples(t *testing.T) {
 		t.Errorf("%d config file examples found, want the MSK and Confluent ones", blocks)
 	}
 }
+
+// TestReadmeProductionExample: the config file the README's "Run it in
+// production" shows uses only settings of sluice run.
+func TestReadmeProductionExample(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(b), "\n## Run it in production\n")
+	if !ok {
+		t.Fatal("README has no ## Run it in production section")
+	}
+	_, block, ok := strings.Cut(section, "```yaml\n")
+	if !ok {
+		t.Fatal("the README's production section has no config file example")
+	}
+	block, _, _ = strings.Cut(block, "```")
+	var settings map[string]any
+	if err := yaml.Unmarshal([]byte(block), &settings); err != nil {
+		t.Fatal(err)
+	}
+	run := newRunCmd()
+	for key := range settings {
+		if run.Flags().Lookup(key) == nil {
+			t.Errorf("README example: %q is not a flag of sluice run", key)
+		}
+	}
+	if len(settings) < 10 {
+		t.Errorf("README example has %d settings, want the whole production example", len(settings))
+	}
+}
