@@ -129,7 +129,7 @@ type Consumer struct {
 	// the batches of a sink that is down cannot take the room of the others.
 	budgets    []*semaphore.Weighted
 	budgetSize int64
-	// newFetcher, when set (by tests), replaces the lanes' kafka-go readers.
+	// newFetcher, when set (by tests), replaces the lanes' partitionReaders.
 	newFetcher func(topic string, partition int32) fetcher
 	// logStart returns the first offset Kafka holds of a partition; nil
 	// (tests with fake readers) skips the lanes' checks of it.

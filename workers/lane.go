@@ -71,8 +71,8 @@ func (l *lane) run() {
 	<-fetched
 }
 
-// fetcher is what a lane reads a partition with: a *kafka.Reader, or a fake
-// in tests.
+// fetcher is what a lane reads a partition with: a *partitionReader, or a
+// fake in tests.
 type fetcher interface {
 	SetOffset(offset int64) error
 	FetchMessage(ctx context.Context) (kafka.Message, error)
@@ -84,25 +84,22 @@ func (l *lane) newReader() fetcher {
 	if l.c.newFetcher != nil {
 		return l.c.newFetcher(l.part.Topic, l.part.ID)
 	}
-	return kafka.NewReader(kafka.ReaderConfig{
-		Brokers:   l.c.cfg.Brokers,
-		Dialer:    l.c.dialer,
-		Topic:     l.part.Topic,
-		Partition: int(l.part.ID),
-		// The broker answers a fetch once it has MinBytes or MaxWait has
-		// passed. With MinBytes 1 each lane fetched once per produce
+	return &partitionReader{
+		dialer:    l.c.dialer,
+		brokers:   l.c.cfg.Brokers,
+		topic:     l.part.Topic,
+		partition: int(l.part.ID),
+		// The broker answers a fetch once it has minBytes or maxWait has
+		// passed. With minBytes 1 each lane fetched once per produce
 		// batch, about a hundred times a second per partition, and the
 		// requests were a fifth of the work role's CPU; waiting for 64 KiB
 		// or 100 ms costs at most 100 ms of latency at low rates.
-		MinBytes: min(fetchMinBytes, l.c.cfg.FetchMaxBytes/2),
-		// Small fetches keep a lane's read-ahead, which is outside the byte
-		// budget, to a few MiB per partition.
-		MaxBytes:        l.c.cfg.FetchMaxBytes,
-		MaxWait:         fetchMaxWait,
-		QueueCapacity:   256,
-		ReadLagInterval: -1,
-		ErrorLogger:     kafka.LoggerFunc(func(f string, a ...any) { l.c.log.Debug(fmt.Sprintf(f, a...), "source", "kafka-go") }),
-	})
+		minBytes: min(fetchMinBytes, l.c.cfg.FetchMaxBytes/2),
+		// Small fetches keep what a lane holds outside the byte budget to
+		// a few MiB per partition.
+		maxBytes: l.c.cfg.FetchMaxBytes,
+		maxWait:  fetchMaxWait,
+	}
 }
 
 // fetchMinBytes and fetchMaxWait are what a lane's fetch waits for: the

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 
 	"github.com/sluicehq/sluice/schemas"
@@ -201,11 +203,34 @@ func (s *Sink) send(ctx context.Context, table string, names []string, data []an
 		}
 	}()
 	for i, col := range data {
-		if err := batch.Column(i).Append(col); err != nil {
+		if err := appendColumn(batch.Column(i), col); err != nil {
 			return &conversionError{column: names[i], err: err}
 		}
 	}
 	return batch.Send()
+}
+
+// appendColumn appends a column's values to the batch. The driver appends
+// the rows of an Array column (a Nested map's names and values) by
+// reflection when given them all at once, but takes a typed path for one
+// row at a time.
+func appendColumn(c driver.BatchColumn, col any) error {
+	switch rows := col.(type) {
+	case [][]string:
+		return appendRows(c, rows)
+	case [][]float64:
+		return appendRows(c, rows)
+	}
+	return c.Append(col)
+}
+
+func appendRows[T any](c driver.BatchColumn, rows [][]T) error {
+	for _, r := range rows {
+		if err := c.AppendRow(r); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // conversionError is the driver refusing to convert values to the type of

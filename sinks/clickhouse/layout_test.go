@@ -259,3 +259,20 @@ func TestMergingEnginesRefused(t *testing.T) {
 		}
 	}
 }
+
+func TestCompressionOnlyAcrossANetwork(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:9000":        false,
+		"localhost:9000":        false,
+		"[::1]:9440":            false,
+		"127.0.0.2:9000":        false,
+		"clickhouse:9000":       true,
+		"10.0.0.5:9000":         true,
+		"ch.example.com:9440":   true,
+		"not an address at all": true,
+	} {
+		if got := compression(addr) != nil; got != want {
+			t.Errorf("compression(%q): got %v, want %v", addr, got, want)
+		}
+	}
+}

@@ -1,0 +1,168 @@
+package workers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// partitionReader reads one partition from its leader, a fetch request at a
+// time, and hands the fetched messages out in the caller's goroutine.
+//
+// kafka-go's Reader does the same in a goroutine of its own that passes
+// every message through a channel, and sets the connection's read deadline
+// before every message (a clock read and a runtime timer update each); in
+// the work role that was a sixth of the CPU for two lanes a partition. Here
+// a fetch waits at most maxWait, the deadline is set once a fetch, and the
+// caller's context is looked at between fetches, so cancelling it takes
+// effect within maxWait.
+//
+// A failure closes the connection and is returned: the lane opens a new
+// reader after a pause, at its next offset. Not safe for concurrent use: the
+// lane's fetcher goroutine owns it.
+type partitionReader struct {
+	dialer    *kafka.Dialer
+	brokers   []string
+	topic     string
+	partition int
+	minBytes  int
+	maxBytes  int
+	maxWait   time.Duration
+
+	// offset is the next offset to read, or kafka.FirstOffset or
+	// kafka.LastOffset until the first fetch.
+	offset int64
+	conn   *kafka.Conn
+	batch  *kafka.Batch
+}
+
+// batchReadTimeout bounds reading one fetched batch off the connection,
+// once the broker has started to answer.
+const batchReadTimeout = 10 * time.Second
+
+// SetOffset sets where reading starts. Called before the first fetch.
+func (r *partitionReader) SetOffset(offset int64) error {
+	r.offset = offset
+	return nil
+}
+
+// FetchMessage returns the partition's next message, waiting for one to be
+// produced when there is none yet.
+func (r *partitionReader) FetchMessage(ctx context.Context) (kafka.Message, error) {
+	for {
+		if r.batch != nil {
+			m, err := r.batch.ReadMessage()
+			if err == nil {
+				r.offset = m.Offset + 1
+				return m, nil
+			}
+			if err := r.endBatch(err); err != nil {
+				return kafka.Message{}, err
+			}
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return kafka.Message{}, err
+		}
+		if err := r.fetch(ctx); err != nil {
+			r.closeConn()
+			return kafka.Message{}, err
+		}
+	}
+}
+
+// fetch sends one fetch request, connecting first if needed, and leaves
+// its answer in r.batch.
+func (r *partitionReader) fetch(ctx context.Context) error {
+	if r.conn == nil {
+		if err := r.connect(ctx); err != nil {
+			return err
+		}
+	}
+	if err := r.conn.SetReadDeadline(time.Now().Add(r.maxWait + batchReadTimeout)); err != nil {
+		return err
+	}
+	r.batch = r.conn.ReadBatchWith(kafka.ReadBatchConfig{MinBytes: r.minBytes, MaxBytes: r.maxBytes, MaxWait: r.maxWait})
+	return nil
+}
+
+// endBatch closes the batch that ReadMessage ended with err. The end of the
+// batch is no error; any other closes the connection. An offset Kafka no
+// longer holds is returned as an error too (kafka-go's Reader would move on
+// to the log start quietly): the lane then reports the jump as a gap.
+func (r *partitionReader) endBatch(err error) error {
+	closeErr := r.batch.Close()
+	r.batch = nil
+	if errors.Is(err, io.EOF) {
+		err = closeErr
+	}
+	// A fetch that waited maxWait without minBytes arriving may answer
+	// RequestTimedOut: nothing to read yet, as kafka-go's Reader takes it.
+	if err == nil || errors.Is(err, kafka.RequestTimedOut) {
+		return nil
+	}
+	r.closeConn()
+	return fmt.Errorf("fetch %s/%d at offset %d: %w", r.topic, r.partition, r.offset, err)
+}
+
+// connect dials the partition's leader and seeks to r.offset, resolving
+// kafka.FirstOffset and kafka.LastOffset. An offset before the log start
+// is moved to it, as kafka-go's Reader does; the lane sees the jump.
+func (r *partitionReader) connect(ctx context.Context) error {
+	var errs []error
+	for _, broker := range r.brokers {
+		conn, err := r.dialer.DialLeader(ctx, "tcp", broker, r.topic, r.partition)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := r.seek(conn); err != nil {
+			_ = conn.Close()
+			return err
+		}
+		r.conn = conn
+		return nil
+	}
+	return fmt.Errorf("connect to the leader of %s/%d: %w", r.topic, r.partition, errors.Join(errs...))
+}
+
+func (r *partitionReader) seek(conn *kafka.Conn) error {
+	if err := conn.SetDeadline(time.Now().Add(batchReadTimeout)); err != nil {
+		return err
+	}
+	first, last, err := conn.ReadOffsets()
+	if err != nil {
+		return fmt.Errorf("read the offsets of %s/%d: %w", r.topic, r.partition, err)
+	}
+	switch {
+	case r.offset == kafka.LastOffset:
+		r.offset = last
+	case r.offset < first:
+		r.offset = first
+	}
+	if _, err := conn.Seek(r.offset, kafka.SeekAbsolute); err != nil {
+		return fmt.Errorf("seek %s/%d to offset %d: %w", r.topic, r.partition, r.offset, err)
+	}
+	return conn.SetDeadline(time.Time{})
+}
+
+func (r *partitionReader) closeConn() {
+	if r.batch != nil {
+		_ = r.batch.Close()
+		r.batch = nil
+	}
+	if r.conn != nil {
+		_ = r.conn.Close()
+		r.conn = nil
+	}
+}
+
+// Close releases the connection.
+func (r *partitionReader) Close() error {
+	r.closeConn()
+	return nil
+}

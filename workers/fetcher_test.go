@@ -1,0 +1,84 @@
+package workers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/sluicehq/sluice/internal/testkit"
+)
+
+// A partitionReader against the embedded broker: it starts where it is
+// told, resolves FirstOffset, hands out every message in order across
+// fetches, waits for messages produced later, and gives up waiting when its
+// context ends, within about maxWait.
+func TestPartitionReader(t *testing.T) {
+	k := testkit.StartKafka(t)
+	topic := testkit.StreamTopic(testStream)
+	w := &kafka.Writer{Addr: kafka.TCP(k.Brokers...), Topic: topic, BatchTimeout: time.Millisecond,
+		Balancer: kafka.BalancerFunc(func(kafka.Message, ...int) int { return 2 })}
+	defer w.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	produce := func(from, to int) {
+		t.Helper()
+		var msgs []kafka.Message
+		for i := from; i < to; i++ {
+			msgs = append(msgs, kafka.Message{Value: fmt.Appendf(nil, "m%d", i)})
+		}
+		if err := w.WriteMessages(ctx, msgs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	produce(0, 10)
+	produce(10, 20)
+
+	newReader := func(at int64) *partitionReader {
+		r := &partitionReader{dialer: &kafka.Dialer{Timeout: 5 * time.Second}, brokers: k.Brokers, topic: topic, partition: 2,
+			minBytes: 1, maxBytes: 1 << 20, maxWait: 50 * time.Millisecond}
+		if err := r.SetOffset(at); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = r.Close() })
+		return r
+	}
+	expect := func(r *partitionReader, from, to int) {
+		t.Helper()
+		for i := from; i < to; i++ {
+			m, err := r.FetchMessage(ctx)
+			if err != nil {
+				t.Fatalf("message %d: %v", i, err)
+			}
+			if m.Offset != int64(i) || string(m.Value) != fmt.Sprintf("m%d", i) || m.HighWaterMark < m.Offset+1 {
+				t.Fatalf("message %d: got offset %d value %q high water mark %d", i, m.Offset, m.Value, m.HighWaterMark)
+			}
+		}
+	}
+
+	r := newReader(3)
+	expect(r, 3, 20)
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		produce(20, 25)
+	}()
+	expect(r, 20, 25)
+
+	short, stop := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer stop()
+	start := time.Now()
+	if _, err := r.FetchMessage(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("waiting past the context: got %v, want context.DeadlineExceeded", err)
+	}
+	if waited := time.Since(start); waited > 2*time.Second {
+		t.Errorf("the reader gave up %v after its context ended; want within about maxWait", waited)
+	}
+	// It reads on after a wait that ended.
+	produce(25, 26)
+	expect(r, 25, 26)
+
+	expect(newReader(kafka.FirstOffset), 0, 3)
+}
