@@ -70,7 +70,7 @@ func BenchmarkCollector(b *testing.B) {
 	})
 	b.StopTimer()
 	b.ReportMetric(float64(b.N*eventsPerRequest)/b.Elapsed().Seconds(), "events/s")
-	if st := p.Stats(); st.Writes > 0 {
-		b.ReportMetric(float64(st.Messages)/float64(st.Writes), "msgs/produce")
+	if st := p.Stats(); st.Requests > 0 {
+		b.ReportMetric(float64(st.Messages)/float64(st.Requests), "msgs/produce")
 	}
 }

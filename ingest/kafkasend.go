@@ -1,0 +1,278 @@
+package ingest
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/protocol"
+	metadataAPI "github.com/segmentio/kafka-go/protocol/metadata"
+	produceAPI "github.com/segmentio/kafka-go/protocol/produce"
+)
+
+// send writes a sealed batch: one request per partition leader, sent
+// together, and the partitions that failed with a retriable error again,
+// up to MaxAttempts, with a pause that doubles from 100 ms. What still
+// failed is left in b.failed.
+func (p *KafkaProducer) send(b *produceBatch) {
+	pending := b.order
+	pause := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		failed := p.sendOnce(b, pending)
+		var retry []topicPartition
+		for _, tp := range pending {
+			if err := failed[tp]; err != nil && retriable(err) {
+				retry = append(retry, tp)
+			}
+		}
+		if len(retry) == 0 || attempt >= p.cfg.MaxAttempts {
+			b.failed = failed
+			return
+		}
+		p.log.Warn("produce failed; retrying", "partitions", len(retry), "attempt", attempt, "retry_in", pause, "err", failed[retry[0]].Error())
+		time.Sleep(pause)
+		pause *= 2
+		pending = retry
+	}
+}
+
+// retriable reports whether writing the same messages again may succeed:
+// a Kafka error that says so (a leader that moved, a timeout), or a
+// failure of the connection.
+func retriable(err error) bool {
+	var ke kafka.Error
+	if errors.As(err, &ke) {
+		return ke.Temporary()
+	}
+	return true
+}
+
+// sendOnce sends the pending partitions of b, grouped by leader, and
+// returns the error of each partition that was not acknowledged.
+func (p *KafkaProducer) sendOnce(b *produceBatch, pending []topicPartition) map[topicPartition]error {
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.WriteTimeout)
+	defer cancel()
+	failed := make(map[topicPartition]error)
+	groups, err := p.byLeader(ctx, pending)
+	if err != nil {
+		for _, tp := range pending {
+			failed[tp] = err
+		}
+		return failed
+	}
+	var (
+		mu sync.Mutex
+		wg sync.WaitGroup
+	)
+	for _, group := range groups {
+		wg.Go(func() {
+			errs := p.produce(ctx, b, group)
+			mu.Lock()
+			defer mu.Unlock()
+			for tp, err := range errs {
+				failed[tp] = err
+			}
+		})
+	}
+	wg.Wait()
+	return failed
+}
+
+// produce sends one request holding the partitions of one leader, and
+// returns the error of each partition that was not acknowledged.
+func (p *KafkaProducer) produce(ctx context.Context, b *produceBatch, parts []topicPartition) map[topicPartition]error {
+	req := &produceAPI.Request{Acks: int16(kafka.RequireAll), Timeout: int32(p.cfg.WriteTimeout.Milliseconds())}
+	attrs := protocol.Attributes(p.cfg.Compression) & 0x7
+	for _, tp := range parts {
+		if n := len(req.Topics); n == 0 || req.Topics[n-1].Topic != tp.topic {
+			req.Topics = append(req.Topics, produceAPI.RequestTopic{Topic: tp.topic})
+		}
+		t := &req.Topics[len(req.Topics)-1]
+		t.Partitions = append(t.Partitions, produceAPI.RequestPartition{Partition: tp.partition,
+			RecordSet: protocol.RecordSet{Attributes: attrs, Records: &messageRecords{msgs: b.parts[tp]}}})
+	}
+	p.acc.requests.Add(1)
+	failed := make(map[topicPartition]error)
+	res, err := p.transport.RoundTrip(ctx, p.client.Addr, req)
+	if err != nil {
+		for _, tp := range parts {
+			failed[tp] = err
+		}
+		return failed
+	}
+	acked := make(map[topicPartition]bool, len(parts))
+	for _, t := range res.(*produceAPI.Response).Topics {
+		for _, rp := range t.Partitions {
+			tp := topicPartition{t.Topic, rp.Partition}
+			if rp.ErrorCode != 0 {
+				failed[tp] = kafka.Error(rp.ErrorCode)
+				continue
+			}
+			acked[tp] = true
+			p.acc.messages.Add(int64(len(b.parts[tp])))
+		}
+	}
+	for _, tp := range parts {
+		if !acked[tp] && failed[tp] == nil {
+			failed[tp] = errors.New("not in the broker's answer")
+		}
+	}
+	return failed
+}
+
+// byLeader groups partitions by the broker that leads them, in the order
+// given.
+func (p *KafkaProducer) byLeader(ctx context.Context, parts []topicPartition) ([][]topicPartition, error) {
+	var topics []string
+	for _, tp := range parts {
+		if !slices.Contains(topics, tp.topic) {
+			topics = append(topics, tp.topic)
+		}
+	}
+	md, err := p.metadata(ctx, topics)
+	if err != nil {
+		return nil, err
+	}
+	index := make(map[int32]int)
+	var groups [][]topicPartition
+	for _, tp := range parts {
+		leaders := md[tp.topic]
+		if int(tp.partition) >= len(leaders) {
+			return nil, fmt.Errorf("topic %s has no partition %d", tp.topic, tp.partition)
+		}
+		i, ok := index[leaders[tp.partition]]
+		if !ok {
+			i = len(groups)
+			index[leaders[tp.partition]] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], tp)
+	}
+	// A request names each topic once, with its partitions.
+	for _, g := range groups {
+		slices.SortFunc(g, func(a, b topicPartition) int {
+			return cmp.Or(strings.Compare(a.topic, b.topic), cmp.Compare(a.partition, b.partition))
+		})
+	}
+	return groups, nil
+}
+
+// metadata returns, by topic, the leader of each partition. kafka-go's
+// Transport answers from its cache of the cluster's metadata, refreshed
+// every MetadataTTL.
+func (p *KafkaProducer) metadata(ctx context.Context, topics []string) (map[string][]int32, error) {
+	res, err := p.transport.RoundTrip(ctx, p.client.Addr, &metadataAPI.Request{TopicNames: topics})
+	if err != nil {
+		return nil, fmt.Errorf("topic metadata: %w", err)
+	}
+	md := make(map[string][]int32, len(topics))
+	for _, t := range res.(*metadataAPI.Response).Topics {
+		if t.ErrorCode != 0 {
+			return nil, fmt.Errorf("topic %s: %w", t.Name, kafka.Error(t.ErrorCode))
+		}
+		leaders := make([]int32, len(t.Partitions))
+		for _, part := range t.Partitions {
+			if int(part.PartitionIndex) < len(leaders) {
+				leaders[part.PartitionIndex] = part.LeaderID
+			}
+		}
+		md[t.Name] = leaders
+	}
+	for _, t := range topics {
+		if len(md[t]) == 0 {
+			return nil, fmt.Errorf("topic %s: %w", t, kafka.UnknownTopicOrPartition)
+		}
+	}
+	return md, nil
+}
+
+// partitions returns the partition of each message: murmur2 of its key,
+// as the Java client and kafka-go's Murmur2Balancer choose.
+func (p *KafkaProducer) partitions(ctx context.Context, msgs []Message) ([]int32, error) {
+	var topics []string
+	for _, m := range msgs {
+		if !slices.Contains(topics, m.Topic) {
+			topics = append(topics, m.Topic)
+		}
+	}
+	md, err := p.metadata(ctx, topics)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]int32, len(msgs))
+	var balancer kafka.Murmur2Balancer
+	for i, m := range msgs {
+		n := len(md[m.Topic])
+		out[i] = int32(balancer.Balance(kafka.Message{Key: m.Key}, partitionIndexes(n)...))
+	}
+	return out, nil
+}
+
+// partitionIndexes returns 0..n-1, shared for the common counts.
+func partitionIndexes(n int) []int {
+	if n < len(smallIndexes) {
+		return smallIndexes[:n]
+	}
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	return idx
+}
+
+var smallIndexes = func() []int {
+	idx := make([]int, 256)
+	for i := range idx {
+		idx[i] = i
+	}
+	return idx
+}()
+
+// messageRecords reads messages as Kafka records for a produce request,
+// reusing one record and two byte readers: the encoder copies each record
+// before it asks for the next.
+type messageRecords struct {
+	msgs       []Message
+	i          int
+	rec        protocol.Record
+	key, value bytesReader
+	headers    []protocol.Header
+}
+
+func (r *messageRecords) ReadRecord() (*protocol.Record, error) {
+	if r.i >= len(r.msgs) {
+		return nil, io.EOF
+	}
+	m := &r.msgs[r.i]
+	r.i++
+	r.rec = protocol.Record{Time: m.Time}
+	if m.Key != nil {
+		r.key.Reset(m.Key)
+		r.rec.Key = &r.key
+	}
+	if m.Value != nil {
+		r.value.Reset(m.Value)
+		r.rec.Value = &r.value
+	}
+	if len(m.Headers) > 0 {
+		r.headers = r.headers[:0]
+		for _, h := range m.Headers {
+			r.headers = append(r.headers, protocol.Header{Key: h.Key, Value: h.Value})
+		}
+		r.rec.Headers = r.headers
+	}
+	return &r.rec, nil
+}
+
+// bytesReader is a bytes.Reader that is a protocol.Bytes.
+type bytesReader struct{ bytes.Reader }
+
+func (*bytesReader) Close() error { return nil }
