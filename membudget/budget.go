@@ -46,15 +46,10 @@ const (
 	// key, value and headers: the ingest.Message (112 bytes) and kafka-go's
 	// Message (about 200) structs.
 	bytesPerEventOverhead = 320
-	// readerQueueBytes is what a lane's reader holds ahead, outside the
-	// byte budgets: kafka-go's QueueCapacity of 256 messages, at 1 KiB
+	// readerQueueBytes is what a lane holds ahead of its batches, outside
+	// the byte budgets: its queue of 256 fetched messages, at 1 KiB
 	// (events are a few hundred bytes; larger ones make it more).
-	//
-	// It also counts the reader's half of the decoded events its
-	// partition's lanes leave each other so as to decode each message once
-	// (workers.sharedDecodeBytes, 128 KiB encoded, three times that
-	// decoded, between two lanes).
-	readerQueueBytes = 256<<10 + 192<<10
+	readerQueueBytes = 256 << 10
 	// maxEventsPerBatch is ingest.DefaultMaxEvents, the most events one
 	// request may hold; envelopeBytes is about what Sluice adds to each
 	// (event_id, received_at and the field names around them).

@@ -281,12 +281,12 @@ func (c *Consumer) runGeneration(genCtx context.Context, gen *kafka.Generation, 
 	for topic, assigned := range gen.Assignments {
 		for _, a := range assigned {
 			p := &Partition{Topic: topic, Stream: c.cfg.Topics[topic], ID: int32(a.ID), Committed: a.Offset, Assigned: nassigned,
-				Outputs: len(c.sinks) - 1, decoded: newSharedDecode(len(c.sinks))}
+				Outputs: len(c.sinks) - 1}
 			if wm, ok := c.sinks[0].(windowMaker); ok {
 				p.window = wm.newWindow(p)
 			}
 			for i, sink := range c.sinks {
-				l := &lane{c: c, pool: pool, sink: sink, part: p, output: i > 0, index: i, budget: c.budgets[i],
+				l := &lane{c: c, pool: pool, sink: sink, part: p, output: i > 0, budget: c.budgets[i],
 					tracker: progress.tracker(i, topic), stop: genCtx, deliverCtx: deliverCtx}
 				// Each lane opens on its own: a sink that is down (its
 				// progress unknown) holds back no other sink, and no other

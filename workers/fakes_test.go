@@ -196,7 +196,7 @@ func (f *fakeStore) Resume(_ context.Context, _ *schemas.Stream, part int32, win
 func (f *fakeStore) seed(t testing.TB, st *schemas.Stream, part int32, specs ...string) {
 	t.Helper()
 	b := makeBatch(t, st, 0, specs...)
-	prepare(b)
+	prepare(b, (*schemas.Stream).Decode)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for i, m := range b.Messages {

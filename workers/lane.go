@@ -28,9 +28,6 @@ type lane struct {
 	// output is set for an output's lane, which may skip what Kafka no
 	// longer holds; the store's lane stops there instead.
 	output bool
-	// index is the lane's place among its partition's lanes: 0 for the
-	// store's, then the outputs' in order.
-	index int
 	// idle bounds the fetcher's wait before it checks the log start;
 	// owned by the fetcher.
 	idle       context.Context
@@ -316,7 +313,7 @@ func (l *lane) batch(msgs <-chan kafka.Message, ordered chan<- *job) {
 				return
 			}
 			if cur == nil {
-				cur = &Batch{Topic: l.part.Topic, Stream: l.part.Stream, Partition: l.part.ID, shared: l.part.decoded, lane: l.index}
+				cur = &Batch{Topic: l.part.Topic, Stream: l.part.Stream, Partition: l.part.ID}
 				linger.Reset(cfg.BatchLinger)
 			}
 			cur.Messages = append(cur.Messages, Message{Offset: m.Offset, Key: m.Key, Value: m.Value, Time: m.Time})

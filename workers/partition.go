@@ -28,10 +28,6 @@ type Partition struct {
 	// Outputs is how many outputs have a lane of the partition.
 	Outputs int
 
-	// decoded shares decoded events between the partition's lanes; nil
-	// with one lane.
-	decoded *sharedDecode
-
 	mu sync.Mutex
 	// rejected holds the offsets the store dead-lettered for their
 	// content, so that an output that is behind does not publish them.

@@ -32,11 +32,6 @@ type Batch struct {
 	Bytes int
 	// Decoded holds what Deliverer.Prepare made of each message, by index.
 	Decoded []Decoded
-	// shared, when set, holds the events the partition's other lanes
-	// decoded (see sharedDecode); lane is the index of the batch's lane
-	// among the partition's (0 the store's, then the outputs').
-	shared *sharedDecode
-	lane   int
 }
 
 // Decoded is one message after decoding and validation.

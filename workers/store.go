@@ -149,7 +149,7 @@ func (d *StoreDeliverer) perPartition(p *Partition) int {
 }
 
 // Prepare decodes and validates every message.
-func (d *StoreDeliverer) Prepare(b *Batch) { prepare(b) }
+func (d *StoreDeliverer) Prepare(b *Batch) { prepare(b, (*schemas.Stream).Decode) }
 
 // Deliver writes one batch. It returns an error only when ctx ends first.
 func (d *StoreDeliverer) Deliver(ctx context.Context, p *Partition, b *Batch) error {
@@ -299,30 +299,22 @@ func (d *StoreDeliverer) retry(ctx context.Context, what string, op func(context
 	return backpressure.Retry(ctx, d.log, what, retry, op)
 }
 
-// prepare decodes and validates every message of b. A message that panics
-// the decoder is marked bad on its own.
-func prepare(b *Batch) {
+// prepare decodes and validates every message of b with decode. A message
+// that panics the decoder is marked bad on its own.
+func prepare(b *Batch, decode func(*schemas.Stream, []byte) (schemas.Event, error)) {
 	b.Decoded = make([]Decoded, len(b.Messages))
-	if b.shared == nil {
-		for i, m := range b.Messages {
-			b.Decoded[i] = decodeOne(b.Stream, m.Value)
-		}
-		return
+	for i, m := range b.Messages {
+		b.Decoded[i] = decodeOne(b.Stream, m.Value, decode)
 	}
-	missing := b.shared.take(b.lane, b)
-	for _, i := range missing {
-		b.Decoded[i] = decodeOne(b.Stream, b.Messages[i].Value)
-	}
-	b.shared.leave(b.lane, b, missing)
 }
 
-func decodeOne(st *schemas.Stream, value []byte) (d Decoded) {
+func decodeOne(st *schemas.Stream, value []byte, decode func(*schemas.Stream, []byte) (schemas.Event, error)) (d Decoded) {
 	defer func() {
 		if r := recover(); r != nil {
 			d = Decoded{Err: fmt.Errorf("panic while decoding: %v", r)}
 		}
 	}()
-	ev, err := st.Decode(value)
+	ev, err := decode(st, value)
 	return Decoded{Event: ev, Err: err}
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/segmentio/kafka-go"
+	"github.com/sluicehq/sluice/schemas"
 )
 
 // TestStoreDeliverer runs a partition through the store's delivery: the
@@ -446,13 +447,13 @@ func TestNewStoreDeliverer(t *testing.T) {
 func TestPrepareIsolatesDecodePanics(t *testing.T) {
 	st := iotStream(t)
 	b := makeBatch(t, st, 0, "a", "b")
-	prepare(b)
+	prepare(b, (*schemas.Stream).Decode)
 	for i, dec := range b.Decoded {
 		if want := []string{"a", "b"}[i]; dec.Err != nil || dec.Event.ID != want {
 			t.Errorf("Decoded[%d] = %+v", i, dec)
 		}
 	}
-	if got := decodeOne(nil, []byte("{}")); got.Err == nil || !strings.Contains(got.Err.Error(), "panic") {
+	if got := decodeOne(nil, []byte("{}"), (*schemas.Stream).Decode); got.Err == nil || !strings.Contains(got.Err.Error(), "panic") {
 		t.Errorf("decoding with no stream = %+v, want a panic turned into an error", got)
 	}
 }
