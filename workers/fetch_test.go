@@ -174,14 +174,17 @@ func TestLaneFetchSurvivesErrors(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	l := &lane{c: c, sink: sink, part: newTestPartition(iotStream(t), 0), start: 0, tracker: NewTracker(), stop: ctx}
-	msgs := make(chan kafka.Message)
+	msgs := make(chan []kafka.Message)
 	go l.fetch(msgs)
 
-	for want := int64(0); want < script.high; want++ {
+	for want := int64(0); want < script.high; {
 		select {
-		case m := <-msgs:
-			if m.Offset != want {
-				t.Fatalf("offset %d read, want %d", m.Offset, want)
+		case ms := <-msgs:
+			for _, m := range ms {
+				if m.Offset != want {
+					t.Fatalf("offset %d read, want %d", m.Offset, want)
+				}
+				want++
 			}
 		case <-time.After(5 * time.Second):
 			t.Fatalf("lane stopped reading at offset %d", want)

@@ -38,6 +38,9 @@ type partitionReader struct {
 	offset int64
 	conn   *kafka.Conn
 	batch  *kafka.Batch
+	// err is a failure met after FetchMessages had messages to return:
+	// the next call returns it.
+	err error
 }
 
 // batchReadTimeout bounds reading one fetched batch off the connection,
@@ -73,6 +76,32 @@ func (r *partitionReader) FetchMessage(ctx context.Context) (kafka.Message, erro
 			return kafka.Message{}, err
 		}
 	}
+}
+
+// FetchMessages returns the partition's next messages: the first as
+// FetchMessage does, then those that follow it in the same fetch, without
+// waiting for the broker, up to limit.
+func (r *partitionReader) FetchMessages(ctx context.Context, limit int) ([]kafka.Message, error) {
+	if err := r.err; err != nil {
+		r.err = nil
+		return nil, err
+	}
+	m, err := r.FetchMessage(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]kafka.Message, 1, limit)
+	out[0] = m
+	for len(out) < limit && r.batch != nil {
+		m, err := r.batch.ReadMessage()
+		if err != nil {
+			r.err = r.endBatch(err)
+			break
+		}
+		r.offset = m.Offset + 1
+		out = append(out, m)
+	}
+	return out, nil
 }
 
 // fetch sends one fetch request, connecting first if needed, and leaves

@@ -81,4 +81,26 @@ func TestPartitionReader(t *testing.T) {
 	expect(r, 25, 26)
 
 	expect(newReader(kafka.FirstOffset), 0, 3)
+
+	// FetchMessages hands out what one fetch holds, in order, up to its
+	// limit, and the next call goes on from there.
+	r = newReader(0)
+	var got []int64
+	for len(got) < 26 {
+		ms, err := r.FetchMessages(ctx, 8)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ms) == 0 || len(ms) > 8 {
+			t.Fatalf("FetchMessages(8) returned %d messages", len(ms))
+		}
+		for _, m := range ms {
+			got = append(got, m.Offset)
+		}
+	}
+	for i, off := range got {
+		if off != int64(i) {
+			t.Fatalf("offsets read in chunks: %v", got)
+		}
+	}
 }

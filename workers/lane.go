@@ -44,7 +44,9 @@ type lane struct {
 
 func (l *lane) run() {
 	cfg := l.c.cfg
-	msgs := make(chan kafka.Message, 256)
+	// Two chunks of up to maxChunk messages: what the lane holds ahead
+	// of its batches (membudget counts 256 messages a reader).
+	msgs := make(chan []kafka.Message, 2)
 	fetched := make(chan struct{})
 	go func() {
 		defer close(fetched)
@@ -116,7 +118,7 @@ var fetchRetry = struct{ Initial, Max time.Duration }{100 * time.Millisecond, 5 
 // lane that ended would leave the partition unread until the next
 // rebalance. The failure is logged and counted, and reading resumes at the
 // next offset on a new reader after a backoff.
-func (l *lane) fetch(msgs chan<- kafka.Message) {
+func (l *lane) fetch(msgs chan<- []kafka.Message) {
 	defer close(msgs)
 	defer func() {
 		if l.cancelIdle != nil {
@@ -134,24 +136,14 @@ func (l *lane) fetch(msgs chan<- kafka.Message) {
 			err = r.SetOffset(next)
 		}
 		for err == nil {
-			var m kafka.Message
-			if m, err = l.fetchOne(r, &next); err != nil {
+			var ms []kafka.Message
+			if ms, err = l.fetchSome(r, &next); err != nil {
 				break
 			}
 			wait = fetchRetry.Initial
-			lag.Set(float64(max(0, m.HighWaterMark-m.Offset-1)))
-			if next >= 0 && m.Offset > next {
-				if _, err = l.gap(next, m.Offset-1, false); err != nil {
-					break
-				}
-			}
-			next = m.Offset + 1
-			l.accepted = false
-			select {
-			case msgs <- m:
-			case <-l.stop.Done():
-				err = l.stop.Err()
-			}
+			last := ms[len(ms)-1]
+			lag.Set(float64(max(0, last.HighWaterMark-last.Offset-1)))
+			err = l.pass(ms, &next, msgs)
 		}
 		_ = r.Close()
 		if l.stop.Err() != nil {
@@ -173,12 +165,54 @@ func (l *lane) fetch(msgs chan<- kafka.Message) {
 // Kafka still holds the offset it waits at.
 var idleCheck = 5 * time.Second
 
-// fetchOne returns the partition's next message. Every idleCheck (one
-// deadline shared by many fetches, so that a busy lane pays nothing per
-// message) it checks that Kafka has not deleted the offset the lane waits
-// at: kafka-go would move on to the log start quietly, and with no message
-// after the deleted range, the jump would never show.
-func (l *lane) fetchOne(r fetcher, next *int64) (kafka.Message, error) {
+// pass hands ms to the batcher. A jump over offsets before a message is
+// handled as a gap, after the messages before it were handed on.
+func (l *lane) pass(ms []kafka.Message, next *int64, msgs chan<- []kafka.Message) error {
+	start := 0
+	for i, m := range ms {
+		if *next >= 0 && m.Offset > *next {
+			if err := l.send(ms[start:i], msgs); err != nil {
+				return err
+			}
+			start = i
+			if _, err := l.gap(*next, m.Offset-1, false); err != nil {
+				return err
+			}
+		}
+		*next = m.Offset + 1
+		l.accepted = false
+	}
+	return l.send(ms[start:], msgs)
+}
+
+func (l *lane) send(ms []kafka.Message, msgs chan<- []kafka.Message) error {
+	if len(ms) == 0 {
+		return nil
+	}
+	select {
+	case msgs <- ms:
+		return nil
+	case <-l.stop.Done():
+		return l.stop.Err()
+	}
+}
+
+// maxChunk is the most messages a lane's fetcher hands its batcher at
+// once: handing them over one at a time cost two channel operations each.
+const maxChunk = 128
+
+// chunkFetcher is a fetcher that can hand out the messages it holds
+// together (a partitionReader: those of one fetch).
+type chunkFetcher interface {
+	FetchMessages(ctx context.Context, limit int) ([]kafka.Message, error)
+}
+
+// fetchSome returns the partition's next messages, one or more. Every
+// idleCheck (one deadline shared by many fetches, so that a busy lane pays
+// nothing per message) it checks that Kafka has not deleted the offset the
+// lane waits at: the reader would move on to the log start, and with no
+// message after the deleted range, the jump would never show.
+func (l *lane) fetchSome(r fetcher, next *int64) ([]kafka.Message, error) {
 	for {
 		if l.idle == nil || l.idle.Err() != nil {
 			if l.cancelIdle != nil {
@@ -186,12 +220,23 @@ func (l *lane) fetchOne(r fetcher, next *int64) (kafka.Message, error) {
 			}
 			l.idle, l.cancelIdle = context.WithTimeout(l.stop, idleCheck)
 		}
-		m, err := r.FetchMessage(l.idle)
+		var (
+			ms  []kafka.Message
+			err error
+		)
+		if cf, ok := r.(chunkFetcher); ok {
+			ms, err = cf.FetchMessages(l.idle, maxChunk)
+		} else {
+			var m kafka.Message
+			if m, err = r.FetchMessage(l.idle); err == nil {
+				ms = []kafka.Message{m}
+			}
+		}
 		if err == nil || l.stop.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
-			return m, err
+			return ms, err
 		}
 		if err := l.checkLogStart(next); err != nil {
-			return kafka.Message{}, err
+			return nil, err
 		}
 	}
 }
@@ -274,7 +319,7 @@ func (l *lane) recordGap(g Gap) error {
 
 // batch cuts msgs into batches by count, bytes and time, and hands each to
 // the pool and, in order, to the deliverer.
-func (l *lane) batch(msgs <-chan kafka.Message, ordered chan<- *job) {
+func (l *lane) batch(msgs <-chan []kafka.Message, ordered chan<- *job) {
 	cfg := l.c.cfg
 	var cur *Batch
 	linger := time.NewTimer(time.Hour)
@@ -308,19 +353,21 @@ func (l *lane) batch(msgs <-chan kafka.Message, ordered chan<- *job) {
 
 	for {
 		select {
-		case m, ok := <-msgs:
+		case ms, ok := <-msgs:
 			if !ok {
 				return
 			}
-			if cur == nil {
-				cur = &Batch{Topic: l.part.Topic, Stream: l.part.Stream, Partition: l.part.ID}
-				linger.Reset(cfg.BatchLinger)
-			}
-			cur.Messages = append(cur.Messages, Message{Offset: m.Offset, Key: m.Key, Value: m.Value, Time: m.Time})
-			cur.Bytes += len(m.Value)
-			if len(cur.Messages) >= cfg.BatchMaxEvents || cur.Bytes >= cfg.BatchMaxBytes {
-				if !flush() {
-					return
+			for _, m := range ms {
+				if cur == nil {
+					cur = &Batch{Topic: l.part.Topic, Stream: l.part.Stream, Partition: l.part.ID}
+					linger.Reset(cfg.BatchLinger)
+				}
+				cur.Messages = append(cur.Messages, Message{Offset: m.Offset, Key: m.Key, Value: m.Value, Time: m.Time})
+				cur.Bytes += len(m.Value)
+				if len(cur.Messages) >= cfg.BatchMaxEvents || cur.Bytes >= cfg.BatchMaxBytes {
+					if !flush() {
+						return
+					}
 				}
 			}
 		case <-linger.C:
