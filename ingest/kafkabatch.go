@@ -17,9 +17,10 @@ type topicPartition struct {
 
 // produceBatch is the messages gathered for one round of produce requests,
 // by partition. The accumulator fills it under its lock; once sealed, the
-// sender owns it, sets failed and closes done.
+// sender owns it, sets failed and closes done. It points into the callers'
+// messages, which Produce keeps until done.
 type produceBatch struct {
-	parts map[topicPartition][]Message
+	parts map[topicPartition][]*Message
 	// order is the partitions in the order they were first added, so that
 	// requests are built the same way every time.
 	order []topicPartition
@@ -31,11 +32,11 @@ type produceBatch struct {
 	failed map[topicPartition]error
 }
 
-func newProduceBatch() *produceBatch {
-	return &produceBatch{parts: make(map[topicPartition][]Message), done: make(chan struct{})}
+func newProduceBatch(partitions int) *produceBatch {
+	return &produceBatch{parts: make(map[topicPartition][]*Message, partitions), done: make(chan struct{})}
 }
 
-func (b *produceBatch) add(tp topicPartition, m Message, size int64) {
+func (b *produceBatch) add(tp topicPartition, m *Message, size int64) {
 	ms, ok := b.parts[tp]
 	if !ok {
 		b.order = append(b.order, tp)
@@ -64,7 +65,7 @@ type batchWait struct {
 }
 
 // messageSize is what a message weighs against a request's BatchBytes.
-func messageSize(m Message) int64 {
+func messageSize(m *Message) int64 {
 	n := len(m.Key) + len(m.Value)
 	for _, h := range m.Headers {
 		n += len(h.Key) + len(h.Value)
@@ -87,6 +88,9 @@ type accumulator struct {
 	timer  *time.Timer
 	sealed []*produceBatch
 	closed bool
+	// lastParts is how many partitions the last batch sealed had: the
+	// next is sized for as many.
+	lastParts int
 
 	// wake tells the sender that a batch was sealed; stopped is closed
 	// when it has sent the last one after close.
@@ -114,13 +118,14 @@ func (a *accumulator) add(msgs []Message, parts []int32) ([]batchWait, error) {
 		return nil, errProducerClosed
 	}
 	var waits []batchWait
-	for i, m := range msgs {
+	for i := range msgs {
+		m := &msgs[i]
 		size := messageSize(m)
 		if b := a.open; b != nil && b.bytes+size > a.maxBytes {
 			a.seal()
 		}
 		if a.open == nil {
-			b := newProduceBatch()
+			b := newProduceBatch(a.lastParts)
 			a.open = b
 			a.timer = time.AfterFunc(a.linger, func() { a.sealIfOpen(b) })
 		}
@@ -151,6 +156,7 @@ func (a *accumulator) sealIfOpen(b *produceBatch) {
 // seal hands the open batch to the sender. Called with a.mu held.
 func (a *accumulator) seal() {
 	a.timer.Stop()
+	a.lastParts = len(a.open.order)
 	a.sealed = append(a.sealed, a.open)
 	a.open = nil
 	select {

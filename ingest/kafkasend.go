@@ -240,7 +240,7 @@ var smallIndexes = func() []int {
 // reusing one record and two byte readers: the encoder copies each record
 // before it asks for the next.
 type messageRecords struct {
-	msgs       []Message
+	msgs       []*Message
 	i          int
 	rec        protocol.Record
 	key, value bytesReader
@@ -251,7 +251,7 @@ func (r *messageRecords) ReadRecord() (*protocol.Record, error) {
 	if r.i >= len(r.msgs) {
 		return nil, io.EOF
 	}
-	m := &r.msgs[r.i]
+	m := r.msgs[r.i]
 	r.i++
 	r.rec = protocol.Record{Time: m.Time}
 	if m.Key != nil {

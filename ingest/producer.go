@@ -175,7 +175,8 @@ func NewKafkaProducer(cfg KafkaConfig) (*KafkaProducer, error) {
 // message fails, the whole call fails, and the client retries them all.
 //
 // When ctx ends first, Produce returns its error, but the messages already
-// gathered are still written.
+// gathered are still written: the caller must not modify msgs, nor the
+// bytes they point to, once passed, even after an early return.
 func (p *KafkaProducer) Produce(ctx context.Context, msgs []Message) error {
 	if len(msgs) == 0 {
 		return nil

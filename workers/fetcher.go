@@ -90,7 +90,9 @@ func (r *partitionReader) FetchMessages(ctx context.Context, limit int) ([]kafka
 	if err != nil {
 		return nil, err
 	}
-	out := make([]kafka.Message, 1, limit)
+	// A fetch at a low rate holds a few messages: start small, since a
+	// kafka.Message is some 200 bytes.
+	out := make([]kafka.Message, 1, min(limit, 16))
 	out[0] = m
 	for len(out) < limit && r.batch != nil {
 		m, err := r.batch.ReadMessage()

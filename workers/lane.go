@@ -322,6 +322,9 @@ func (l *lane) recordGap(g Gap) error {
 func (l *lane) batch(msgs <-chan []kafka.Message, ordered chan<- *job) {
 	cfg := l.c.cfg
 	var cur *Batch
+	// lastLen sizes a new batch like the one before, rather than growing
+	// it by doubling from nothing.
+	lastLen := 0
 	linger := time.NewTimer(time.Hour)
 	linger.Stop()
 	defer linger.Stop()
@@ -332,6 +335,7 @@ func (l *lane) batch(msgs <-chan []kafka.Message, ordered chan<- *job) {
 		}
 		b := cur
 		cur = nil
+		lastLen = len(b.Messages)
 		linger.Stop()
 		if err := l.budget.Acquire(l.stop, l.weight(b)); err != nil {
 			return false
@@ -359,7 +363,8 @@ func (l *lane) batch(msgs <-chan []kafka.Message, ordered chan<- *job) {
 			}
 			for _, m := range ms {
 				if cur == nil {
-					cur = &Batch{Topic: l.part.Topic, Stream: l.part.Stream, Partition: l.part.ID}
+					cur = &Batch{Topic: l.part.Topic, Stream: l.part.Stream, Partition: l.part.ID,
+						Messages: make([]Message, 0, min(lastLen+lastLen/4, cfg.BatchMaxEvents))}
 					linger.Reset(cfg.BatchLinger)
 				}
 				cur.Messages = append(cur.Messages, Message{Offset: m.Offset, Key: m.Key, Value: m.Value, Time: m.Time})
