@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -353,8 +352,8 @@ func (d *Decoder) num() (float64, string, error) {
 	if over {
 		return 0, fmt.Sprintf("number %s longer than %d bytes", Truncate(string(lit), 32), MaxNumberLength), nil
 	}
-	x, perr := strconv.ParseFloat(string(lit), 64)
-	if perr != nil {
+	x, ok := parseFloat(lit)
+	if !ok {
 		return 0, "number " + Truncate(string(lit), 32) + " out of range", nil
 	}
 	return x, "", nil
