@@ -2,6 +2,8 @@ package schemas
 
 import (
 	"encoding/json"
+	"fmt"
+	"maps"
 	"testing"
 	"time"
 )
@@ -82,6 +84,46 @@ func BenchmarkDecode(b *testing.B) {
 				if _, err := st.Decode(enc); err != nil {
 					b.Fatal(err)
 				}
+			}
+		})
+	}
+}
+
+// BenchmarkDecodeUnique is BenchmarkDecode of events whose IDs, device
+// ids, messages, trace ids and readings differ from one event to the next,
+// as they do in production, where caches of repeated strings miss.
+func BenchmarkDecodeUnique(b *testing.B) {
+	for _, bc := range benchEvents {
+		b.Run(bc.name, func(b *testing.B) {
+			st, obj, _, _ := benchInput(b, bc.stream, bc.json)
+			msgs := make([][]byte, 4096)
+			for i := range msgs {
+				o := maps.Clone(obj)
+				o["event_id"] = fmt.Sprintf("0193a5c2-7d1e-7b3a-9f00-%012x", i)
+				if bc.stream == "iot_telemetry" {
+					o["device_id"] = fmt.Sprintf("sensor-%06d", i*7919%100000)
+					o["metrics"] = map[string]any{"temperature": 15 + float64(i%200)/10, "humidity": float64(i % 100), "battery": 0.5}
+				} else {
+					o["message"] = fmt.Sprintf("payment %d declined: card expired (code %d)", i*31, i%97)
+					o["trace_id"] = fmt.Sprintf("4bf92f3577b34da6a3ce%012x", i*104729)
+				}
+				ev, errs := st.Validate(o)
+				if errs != nil {
+					b.Fatal(errs)
+				}
+				ev.ReceivedAt = time.Date(2026, 11, 24, 10, 0, 1, 456e6, time.UTC).Add(time.Duration(i) * time.Millisecond)
+				var err error
+				if msgs[i], err = st.Encode(ev); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if _, err := st.Decode(msgs[i%len(msgs)]); err != nil {
+					b.Fatal(err)
+				}
+				i++
 			}
 		})
 	}

@@ -67,12 +67,22 @@ func (s *Stream) decodeFast(b []byte) (ev Event, ok bool) {
 	if s.byName == nil {
 		return Event{}, false
 	}
-	p := parser{b: b}
+	p := parser{b: b, intern: s.intern}
 	if !p.consume('{') {
 		return Event{}, false
 	}
+	// Which fields the event set, by index: cheaper than looking each up
+	// in ev.Fields for duplicates and again for required ones.
+	var seenBuf [32]bool
+	seen := seenBuf[:0]
+	if len(s.Fields) <= len(seenBuf) {
+		seen = seenBuf[:len(s.Fields)]
+	} else {
+		seen = make([]bool, len(s.Fields))
+	}
 	ev.Fields = make(map[string]any, len(s.Fields))
 	var haveID, haveReceived bool
+	next := 0 // the index of the field Encode writes next
 	for first := true; ; first = false {
 		if !first && !p.consume(',') {
 			break
@@ -95,25 +105,26 @@ func (s *Stream) decodeFast(b []byte) (ev Event, ok bool) {
 			}
 			ev.ReceivedAt, haveReceived = t, true
 		default:
-			f := s.byName[string(name)]
-			if f == nil {
+			i, known := next, next < len(s.Fields) && s.Fields[next].Name == string(name)
+			if !known {
+				i, known = s.index[string(name)]
+			}
+			if !known || seen[i] {
 				return Event{}, false
 			}
-			if _, dup := ev.Fields[f.Name]; dup {
-				return Event{}, false
-			}
+			f := &s.Fields[i]
 			v, ok := p.value(f)
 			if !ok {
 				return Event{}, false
 			}
-			ev.Fields[f.Name] = v
+			ev.Fields[f.Name], seen[i], next = v, true, i+1
 		}
 	}
 	if !p.consume('}') || !p.end() || !haveID || !haveReceived {
 		return Event{}, false
 	}
 	for i := range s.Fields {
-		if _, ok := ev.Fields[s.Fields[i].Name]; !ok && s.Fields[i].Required {
+		if !seen[i] && s.Fields[i].Required {
 			return Event{}, false
 		}
 	}
@@ -125,8 +136,9 @@ func (s *Stream) decodeFast(b []byte) (ev Event, ok bool) {
 // white space before what it reads, and reports false when that is not
 // there or not in the form decodeFast accepts.
 type parser struct {
-	b []byte
-	i int
+	b      []byte
+	i      int
+	intern *internTable // the stream's, for names and short values
 }
 
 func (p *parser) skipSpace() {
@@ -184,33 +196,37 @@ func (p *parser) name() ([]byte, bool) {
 
 // str reads a string.
 func (p *parser) str() (string, bool) {
+	b, ok := p.strBytes()
+	return string(b), ok
+}
+
+// strBytes reads a string and returns its value: in place when it has no
+// escapes, else in a new buffer. Callers that keep it convert or intern
+// it.
+func (p *parser) strBytes() ([]byte, bool) {
 	if !p.consume('"') {
-		return "", false
+		return nil, false
 	}
-	start, ascii := p.i, true
-	for i := start; i < len(p.b); i++ {
-		switch c := p.b[i]; {
-		case c == '"':
-			raw := p.b[start:i]
-			if !ascii && !utf8.Valid(raw) {
-				return "", false
-			}
-			p.i = i + 1
-			return string(raw), true
-		case c == '\\':
-			return p.unescape(start, i)
-		case c < 0x20:
-			return "", false
-		case c >= utf8.RuneSelf:
-			ascii = false
-		}
+	start := p.i
+	n, nonASCII := stringRun(p.b[start:])
+	i := start + n
+	switch {
+	case i == len(p.b) || p.b[i] < 0x20:
+		return nil, false
+	case p.b[i] == '\\':
+		return p.unescape(start, i)
 	}
-	return "", false
+	raw := p.b[start:i]
+	if nonASCII && !utf8.Valid(raw) {
+		return nil, false
+	}
+	p.i = i + 1
+	return raw, true
 }
 
 // unescape reads the rest of a string that starts at start and has its
 // first backslash at i.
-func (p *parser) unescape(start, i int) (string, bool) {
+func (p *parser) unescape(start, i int) ([]byte, bool) {
 	out := make([]byte, 0, i-start+16)
 	out = append(out, p.b[start:i]...)
 	for i < len(p.b) {
@@ -220,19 +236,19 @@ func (p *parser) unescape(start, i int) (string, bool) {
 			// Escapes produce whole runes, so the raw bytes between them
 			// are valid exactly when the result is.
 			if !utf8.Valid(out) {
-				return "", false
+				return nil, false
 			}
 			p.i = i + 1
-			return string(out), true
+			return out, true
 		case c < 0x20:
-			return "", false
+			return nil, false
 		case c != '\\':
 			out = append(out, c)
 			i++
 			continue
 		}
 		if i+1 >= len(p.b) {
-			return "", false
+			return nil, false
 		}
 		switch e := p.b[i+1]; e {
 		case '"', '\\', '/':
@@ -249,21 +265,21 @@ func (p *parser) unescape(start, i int) (string, bool) {
 			out = append(out, '\t')
 		case 'u':
 			if i+6 > len(p.b) {
-				return "", false
+				return nil, false
 			}
 			r, ok := hex4(p.b[i+2 : i+6])
 			if !ok || utf16.IsSurrogate(r) {
-				return "", false
+				return nil, false
 			}
 			out = utf8.AppendRune(out, r)
 			i += 6
 			continue
 		default:
-			return "", false
+			return nil, false
 		}
 		i += 2
 	}
-	return "", false
+	return nil, false
 }
 
 // hex4 decodes the four hex digits of a \u escape.
@@ -321,8 +337,8 @@ func (p *parser) number() (float64, bool) {
 			return 0, false
 		}
 	}
-	f, err := strconv.ParseFloat(string(b[p.i:i]), 64)
-	if err != nil {
+	f, ok := parseFloat(b[p.i:i])
+	if !ok {
 		return 0, false
 	}
 	p.i = i
@@ -352,11 +368,11 @@ func (p *parser) time() (time.Time, bool) {
 		problem string
 	)
 	if p.peek() == '"' {
-		s, ok := p.str()
+		b, ok := p.strBytes()
 		if !ok {
 			return time.Time{}, false
 		}
-		t, problem = parseTimeString(s)
+		t, problem = parseTimeBytes(b)
 	} else {
 		x, ok := p.number()
 		if !ok {
@@ -371,11 +387,15 @@ func (p *parser) time() (time.Time, bool) {
 func (p *parser) value(f *Field) (any, bool) {
 	switch f.Type {
 	case TypeString, TypeEnum:
-		s, ok := p.str()
-		if !ok || f.checkString(s) != "" {
+		b, ok := p.strBytes()
+		if !ok {
 			return nil, false
 		}
-		return s, true
+		s, v := p.intern.value(b)
+		if f.checkString(s) != "" {
+			return nil, false
+		}
+		return v, true
 	case TypeTimestamp:
 		t, ok := p.time()
 		if !ok {
@@ -409,7 +429,8 @@ func (p *parser) value(f *Field) (any, bool) {
 	case TypeStringMap:
 		m := make(map[string]string, 8)
 		ok := p.object(f, func(k string) bool {
-			s, ok := p.str()
+			b, ok := p.strBytes()
+			s := p.intern.str(b)
 			n := len(m)
 			m[k] = s
 			return ok && len(m) > n && f.checkMapString(k, s) == ""
@@ -433,7 +454,8 @@ func (p *parser) object(f *Field, entry func(name string) bool) bool {
 		return true
 	}
 	for {
-		k, ok := p.str()
+		b, ok := p.strBytes()
+		k := p.intern.str(b)
 		if !ok || f.checkKey(k) != "" || !p.consume(':') || !entry(k) {
 			return false
 		}

@@ -161,6 +161,7 @@ type Stream struct {
 
 	byName map[string]*Field
 	index  map[string]int // field name -> index in Fields
+	intern *internTable   // strings the decoders read, shared by copies
 }
 
 // Field returns the named field, or nil.
@@ -184,6 +185,7 @@ func (s *Stream) check() error {
 	}
 	s.byName = make(map[string]*Field, len(s.Fields))
 	s.index = make(map[string]int, len(s.Fields))
+	s.intern = newInternTable()
 	for i := range s.Fields {
 		f := &s.Fields[i]
 		if !identRE.MatchString(f.Name) {

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -40,6 +39,7 @@ type eventState struct {
 	id       string
 	idState  uint8
 	received bool
+	next     int    // the field after the last one read
 	filled   []bool // by index in fillKeys: the event set the name itself
 	problems []rankedProblem
 	omitted  int
@@ -55,7 +55,7 @@ func (e *eventState) reset() {
 	clear(e.vals)
 	clear(e.state)
 	clear(e.filled)
-	e.id, e.idState, e.received = "", fieldAbsent, false
+	e.id, e.idState, e.received, e.next = "", fieldAbsent, false, 0
 	e.problems, e.omitted = e.problems[:0], 0
 }
 
@@ -124,7 +124,7 @@ func (d *Decoder) member(key []byte, over bool, depth int) error {
 			e.filled[i] = true
 		}
 	}
-	switch i, known := d.s.index[string(key)]; {
+	switch i, known := d.fieldIndex(key); {
 	case over || !known && string(key) != FieldEventID && string(key) != FieldReceivedAt:
 		d.unknown(key)
 		return d.skip(depth)
@@ -140,6 +140,7 @@ func (d *Decoder) member(key []byte, over bool, depth int) error {
 		return d.skip(depth)
 	default:
 		f := &d.s.Fields[i]
+		e.next = i + 1
 		if e.state[i] != fieldAbsent {
 			e.state[i] = fieldBad
 			e.add(i+1, f.Name, "duplicate key")
@@ -159,6 +160,17 @@ func (d *Decoder) member(key []byte, over bool, depth int) error {
 		}
 		return nil
 	}
+}
+
+// fieldIndex looks up the field named key, trying first the one after the
+// field last read: producers mostly send fields in schema order, and a
+// comparison is cheaper than a map lookup.
+func (d *Decoder) fieldIndex(key []byte) (int, bool) {
+	if n := d.ev.next; n < len(d.s.Fields) && d.s.Fields[n].Name == string(key) {
+		return n, true
+	}
+	i, ok := d.s.index[string(key)]
+	return i, ok
 }
 
 // unknown reports a name that is not the stream's. The name is the
@@ -303,11 +315,11 @@ func (d *Decoder) stringValue(f *Field) (any, string, error) {
 	case !over && !utf8.Valid(b):
 		return nil, "invalid UTF-8", nil
 	}
-	s := string(b)
+	s, v := d.s.intern.value(b)
 	if problem := f.checkString(s); problem != "" {
 		return nil, problem, nil
 	}
-	return s, "", nil
+	return v, "", nil
 }
 
 // timeValue reads a timestamp: RFC 3339 or epoch milliseconds.
@@ -321,7 +333,7 @@ func (d *Decoder) timeValue(c byte, depth int) (any, string, error) {
 		if err != nil || over {
 			return nil, notTime, err
 		}
-		return timeOrProblem(parseTimeString(string(b)))
+		return timeOrProblem(parseTimeBytes(b))
 	case "number":
 		x, problem, err := d.num()
 		if problem != "" || err != nil {
@@ -353,8 +365,8 @@ func (d *Decoder) num() (float64, string, error) {
 	if over {
 		return 0, fmt.Sprintf("number %s longer than %d bytes", Truncate(string(lit), 32), MaxNumberLength), nil
 	}
-	x, perr := strconv.ParseFloat(string(lit), 64)
-	if perr != nil {
+	x, ok := parseFloat(lit)
+	if !ok {
 		return 0, "number " + Truncate(string(lit), 32) + " out of range", nil
 	}
 	return x, "", nil

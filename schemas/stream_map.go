@@ -43,7 +43,7 @@ func (d *Decoder) mapValue(f *Field, depth int) (any, string, error) {
 			return nil, "", err
 		}
 		if n++; problem == "" {
-			problem = f.entryName(k, over, n, nums, strs)
+			problem = f.entryName(k, over, n)
 		}
 		if problem == "" && f.Type == TypeNumberMap {
 			problem, err = d.numberEntry(k, &nums, depth)
@@ -80,26 +80,32 @@ func (d *Decoder) mapValue(f *Field, depth int) (any, string, error) {
 }
 
 // entryName says what is wrong with the name k (cut, if over) of entry n
-// of a map that holds nums or strs so far, if anything.
-func (f *Field) entryName(k []byte, over bool, n int, nums map[string]float64, strs map[string]string) string {
+// of a map, if anything but a duplicate, which the entry's value finds.
+func (f *Field) entryName(k []byte, over bool, n int) string {
 	if f.MaxEntries > 0 && n > f.MaxEntries {
 		return fmt.Sprintf("more than %d entries", f.MaxEntries)
 	}
 	if over {
 		return fmt.Sprintf("name %q longer than %d bytes", Truncate(string(k), 32), f.keyLimit())
 	}
-	if problem := f.checkKey(string(k)); problem != "" {
-		return problem
+	// Only a bad name is converted: checkKey's messages would make every
+	// name escape, an allocation per entry.
+	if len(k) == 0 || len(k) > f.keyLimit() {
+		return f.checkKey(string(k))
 	}
 	if !utf8.Valid(k) {
 		return fmt.Sprintf("name %q is not valid UTF-8", strings.ToValidUTF8(Truncate(string(k), 32), "\uFFFD"))
 	}
-	_, dupNum := nums[string(k)]
-	_, dupStr := strs[string(k)]
-	if dupNum || dupStr {
+	return ""
+}
+
+// duplicate is the problem of entry k when m already holds it. A problem
+// of the value only stands for one that is not a duplicate.
+func duplicate[V any](k []byte, m map[string]V, problem string) string {
+	if _, dup := m[string(k)]; dup {
 		return Truncate(string(k), 64) + ": duplicate key"
 	}
-	return ""
+	return problem
 }
 
 // numberEntry reads the value of entry k of a map(number) into *m.
@@ -110,16 +116,21 @@ func (d *Decoder) numberEntry(k []byte, m *map[string]float64, depth int) (strin
 	}
 	if kindAt(c) != "number" {
 		kind := kindAt(c)
-		return fmt.Sprintf("%s: must be a number, got %s", Truncate(string(k), 64), kind), d.skip(depth)
+		return duplicate(k, *m, fmt.Sprintf("%s: must be a number, got %s", Truncate(string(k), 64), kind)), d.skip(depth)
 	}
 	x, problem, err := d.num()
 	if problem != "" || err != nil {
-		return Truncate(string(k), 64) + ": " + problem, err
+		return duplicate(k, *m, Truncate(string(k), 64)+": "+problem), err
 	}
 	if *m == nil {
 		*m = make(map[string]float64, 8)
 	}
-	(*m)[string(k)] = x
+	// The insert finds a duplicate: the map does not grow.
+	n := len(*m)
+	(*m)[d.s.intern.str(k)] = x
+	if len(*m) == n {
+		return Truncate(string(k), 64) + ": duplicate key", nil
+	}
 	return "", nil
 }
 
@@ -130,7 +141,7 @@ func (d *Decoder) stringEntry(f *Field, k []byte, m *map[string]string, depth in
 		return "", d.endErr()
 	}
 	if c != '"' {
-		return fmt.Sprintf("%s: must be a string, got %s", Truncate(string(k), 64), kindAt(c)), d.skip(depth)
+		return duplicate(k, *m, fmt.Sprintf("%s: must be a string, got %s", Truncate(string(k), 64), kindAt(c))), d.skip(depth)
 	}
 	keep := math.MaxInt
 	if f.MaxLength > 0 {
@@ -143,14 +154,18 @@ func (d *Decoder) stringEntry(f *Field, k []byte, m *map[string]string, depth in
 	case err != nil:
 		return "", err
 	case over:
-		return fmt.Sprintf("%s: longer than %d bytes", Truncate(string(k), 64), f.MaxLength), nil
+		return duplicate(k, *m, fmt.Sprintf("%s: longer than %d bytes", Truncate(string(k), 64), f.MaxLength)), nil
 	case !utf8.Valid(b):
-		return Truncate(string(k), 64) + ": invalid UTF-8", nil
+		return duplicate(k, *m, Truncate(string(k), 64)+": invalid UTF-8"), nil
 	}
 	if *m == nil {
 		*m = make(map[string]string, 8)
 	}
-	(*m)[string(k)] = string(b)
+	n := len(*m)
+	(*m)[d.s.intern.str(k)] = d.s.intern.str(b)
+	if len(*m) == n {
+		return Truncate(string(k), 64) + ": duplicate key", nil
+	}
 	return "", nil
 }
 
