@@ -128,3 +128,19 @@ func BenchmarkDecodeUnique(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDecodeEnvelope is what an output's lane pays per message.
+func BenchmarkDecodeEnvelope(b *testing.B) {
+	for _, bc := range benchEvents {
+		b.Run(bc.name, func(b *testing.B) {
+			st, _, _, enc := benchInput(b, bc.stream, bc.json)
+			b.ReportAllocs()
+			b.SetBytes(int64(len(enc)))
+			for b.Loop() {
+				if _, err := st.DecodeEnvelope(enc); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -19,10 +19,24 @@ func (s *Stream) Decode(b []byte) (Event, error) {
 	// The workers decode every message they consume. json.Unmarshal builds a
 	// map[string]any that validate then copies into typed maps, at some 60
 	// allocations an event; decodeFast parses straight into the Event.
-	if ev, ok := s.decodeFast(b); ok {
+	if ev, ok := s.decodeFast(b, true); ok {
 		return ev, nil
 	}
 	return s.decodeGeneric(b)
+}
+
+// DecodeEnvelope is Decode for a reader that passes the encoded event on
+// and needs only its envelope: it accepts and refuses exactly what Decode
+// does, with the same errors, and returns the same ID, Key and ReceivedAt,
+// but leaves Fields nil. It checks the fields without building them, which
+// is most of what decoding costs.
+func (s *Stream) DecodeEnvelope(b []byte) (Event, error) {
+	if ev, ok := s.decodeFast(b, false); ok {
+		return ev, nil
+	}
+	ev, err := s.decodeGeneric(b)
+	ev.Fields = nil
+	return ev, err
 }
 
 // decodeGeneric is Decode for any input: it decides what is wrong, and says
@@ -63,7 +77,11 @@ func (s *Stream) decodeGeneric(b []byte) (Event, error) {
 // always safe, as decodeGeneric then decides; accepting is only right when
 // decodeGeneric would accept too, with the same result, which FuzzDecode
 // checks.
-func (s *Stream) decodeFast(b []byte) (ev Event, ok bool) {
+//
+// Without keep, it checks the fields but builds only the partition key,
+// for DecodeEnvelope. It then also accepts duplicate names inside a map
+// field, as encoding/json does: those it checked all, and json keeps one.
+func (s *Stream) decodeFast(b []byte, keep bool) (ev Event, ok bool) {
 	if s.byName == nil {
 		return Event{}, false
 	}
@@ -80,8 +98,10 @@ func (s *Stream) decodeFast(b []byte) (ev Event, ok bool) {
 	} else {
 		seen = make([]bool, len(s.Fields))
 	}
-	ev.Fields = make(map[string]any, len(s.Fields))
-	var haveID, haveReceived bool
+	if keep {
+		ev.Fields = make(map[string]any, len(s.Fields))
+	}
+	var haveID, haveReceived, haveKey bool
 	next := 0 // the index of the field Encode writes next
 	for first := true; ; first = false {
 		if !first && !p.consume(',') {
@@ -113,11 +133,24 @@ func (s *Stream) decodeFast(b []byte) (ev Event, ok bool) {
 				return Event{}, false
 			}
 			f := &s.Fields[i]
+			if !keep && f.Name != s.PartitionKey {
+				if !p.check(f) {
+					return Event{}, false
+				}
+				seen[i], next = true, i+1
+				continue
+			}
 			v, ok := p.value(f)
 			if !ok {
 				return Event{}, false
 			}
-			ev.Fields[f.Name], seen[i], next = v, true, i+1
+			if keep {
+				ev.Fields[f.Name] = v
+			}
+			if f.Name == s.PartitionKey {
+				ev.Key, haveKey = v.(string)
+			}
+			seen[i], next = true, i+1
 		}
 	}
 	if !p.consume('}') || !p.end() || !haveID || !haveReceived {
@@ -128,8 +161,7 @@ func (s *Stream) decodeFast(b []byte) (ev Event, ok bool) {
 			return Event{}, false
 		}
 	}
-	ev.Key, ok = ev.Fields[s.PartitionKey].(string)
-	return ev, ok
+	return ev, haveKey
 }
 
 // parser reads JSON from b at i, for decodeFast. Each method skips the
@@ -441,6 +473,40 @@ func (p *parser) value(f *Field) (any, bool) {
 		return m, true
 	}
 	return nil, false
+}
+
+// check reads a value of field f and checks it as value does, without
+// building it: maps are counted, not filled.
+func (p *parser) check(f *Field) bool {
+	switch f.Type {
+	case TypeNumber:
+		x, ok := p.number()
+		return ok && f.checkNumber(x) == ""
+	case TypeTimestamp:
+		_, ok := p.time()
+		return ok
+	case TypeBoolean:
+		_, ok := p.boolean()
+		return ok
+	case TypeNumberMap:
+		n := 0
+		ok := p.object(f, func(string) bool {
+			_, ok := p.number()
+			n++
+			return ok
+		})
+		return ok && f.checkMapSize(n) == ""
+	case TypeStringMap:
+		n := 0
+		ok := p.object(f, func(string) bool {
+			b, ok := p.strBytes()
+			n++
+			return ok && (f.MaxLength <= 0 || len(b) <= f.MaxLength) // checkMapString
+		})
+		return ok && f.checkMapSize(n) == ""
+	}
+	_, ok := p.value(f)
+	return ok
 }
 
 // object reads the entries of a map field: for each name, checked as

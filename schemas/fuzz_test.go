@@ -3,6 +3,7 @@ package schemas
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math"
 	"reflect"
 	"strings"
@@ -106,9 +107,13 @@ func FuzzDecode(f *testing.F) {
 		`"running":truex,"mode":"auto","received_at":"2026-11-24T10:00:01.456Z"}`))
 	f.Add([]byte(`{"event_id":"e","machine_id":"m","ts":"2026-11-24T10:00:00.123Z","temperature":-1000,` +
 		`"running":false,"mode":"idle","received_at":"2026-11-24T10:00:01.456Z"}`))
+	// Duplicate names in a map: the envelope counts and checks every
+	// entry, encoding/json keeps the last.
+	f.Add([]byte(`{"event_id":"e","device_id":"d","ts":"2026-11-24T10:00:00.123Z","metrics":{"t":1,"t":2},` +
+		`"tags":{"a":"x","a":"yy"},"received_at":"2026-11-24T10:00:01.456Z"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, st := range streams {
-			fast, ok := st.decodeFast(data)
+			fast, ok := st.decodeFast(data, true)
 			slow, err := st.decodeGeneric(data)
 			if ok && err != nil {
 				t.Fatalf("%s: decodeFast accepted what decodeGeneric rejects (%v): %q", st.Name, err, data)
@@ -119,6 +124,14 @@ func FuzzDecode(f *testing.F) {
 			got, gotErr := st.Decode(data)
 			if (gotErr == nil) != (err == nil) || !reflect.DeepEqual(got, slow) {
 				t.Fatalf("%s: Decode = %#v, %v; want %#v, %v", st.Name, got, gotErr, slow, err)
+			}
+			// DecodeEnvelope: the same verdict and error, the same
+			// envelope, no fields.
+			env, envErr := st.DecodeEnvelope(data)
+			want := got
+			want.Fields = nil
+			if fmt.Sprint(envErr) != fmt.Sprint(gotErr) || !reflect.DeepEqual(env, want) {
+				t.Fatalf("%s: DecodeEnvelope = %#v, %v; want %#v, %v", st.Name, env, envErr, want, gotErr)
 			}
 		}
 	})
