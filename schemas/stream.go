@@ -3,6 +3,7 @@ package schemas
 import (
 	"errors"
 	"io"
+	"sync"
 )
 
 // Why a hand-written decoder. Producers' bodies were decoded whole into
@@ -87,10 +88,13 @@ type Decoder struct {
 	cfg DecoderConfig
 	r   io.Reader
 
-	buf  []byte
-	pos  int   // next unread byte of buf
-	off  int64 // input offset of buf[0]
-	rerr error // why r gave no more: io.EOF or a read error
+	buf []byte
+	// pooled is where buf came from, for Release; nil when buf is the
+	// caller's input (NewDecoderBytes).
+	pooled *[]byte
+	pos    int   // next unread byte of buf
+	off    int64 // input offset of buf[0]
+	rerr   error // why r gave no more: io.EOF or a read error
 
 	lines     bool  // NDJSON: '\n' ends a value
 	lineStart int64 // NDJSON: input offset of the current line
@@ -120,8 +124,37 @@ const (
 )
 
 // NewDecoder returns a Decoder reading the events of s from r.
+//
+// Its read buffer comes from a pool: Release gives it back.
 func (s *Stream) NewDecoder(r io.Reader, cfg DecoderConfig) *Decoder {
-	d := &Decoder{s: s, cfg: cfg, r: r, buf: make([]byte, 0, bufSize), rawFrom: -1}
+	d := s.newDecoder(cfg)
+	d.pooled = readBuffers.Get().(*[]byte)
+	d.r, d.buf = r, (*d.pooled)[:0]
+	return d
+}
+
+// readBuffers holds the read buffers of released Decoders: a collector
+// decodes every request with a new Decoder, and a fresh 64 KiB buffer each
+// was a twentieth of what the ingest role allocated.
+var readBuffers = sync.Pool{New: func() any {
+	b := make([]byte, 0, bufSize)
+	return &b
+}}
+
+// Release gives the Decoder's read buffer back for other Decoders. Neither
+// the Decoder nor the Raw of what it returned may be used afterwards.
+// Calling it is optional; calling it twice is harmless.
+func (d *Decoder) Release() {
+	if d.pooled == nil {
+		return
+	}
+	*d.pooled = d.buf[:0]
+	readBuffers.Put(d.pooled)
+	d.pooled, d.buf, d.r, d.rerr = nil, nil, nil, io.ErrClosedPipe
+}
+
+func (s *Stream) newDecoder(cfg DecoderConfig) *Decoder {
+	d := &Decoder{s: s, cfg: cfg, rawFrom: -1}
 	if cfg.Framing == FramingNDJSON {
 		d.lines, d.state = true, frameLines
 	}
@@ -134,7 +167,7 @@ func (s *Stream) NewDecoder(r io.Reader, cfg DecoderConfig) *Decoder {
 // NewDecoderBytes returns a Decoder of input already in memory: it reads
 // input in place, without the read buffer, and never writes to it.
 func (s *Stream) NewDecoderBytes(input []byte, cfg DecoderConfig) *Decoder {
-	d := s.NewDecoder(nil, cfg)
+	d := s.newDecoder(cfg)
 	// With the input as the whole buffer and the end already reached,
 	// refill never moves or reads: the buffer is never written.
 	d.buf, d.rerr = input[:len(input):len(input)], io.EOF
