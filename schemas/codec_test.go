@@ -84,6 +84,10 @@ func TestAppendTimeMatchesFormat(t *testing.T) {
 	for range 1000 {
 		times = append(times, time.Unix(0, r.Int64N(1<<62)).In(time.FixedZone("", 60*(r.IntN(1500)-750))))
 	}
+	// Days from 1970 to 9999, every leap rule among them.
+	for day := int64(0); day < 2932897; day += 59 {
+		times = append(times, time.Unix(day*86400+r.Int64N(86400), r.Int64N(1e9)))
+	}
 	for _, tm := range times {
 		want := `"` + tm.UTC().Format(TimeLayout) + `"`
 		if got := string(appendTime(nil, tm)); got != want {

@@ -31,6 +31,9 @@ func TestStringRun(t *testing.T) {
 		if n, high := stringRun(b); n != want || high != wantHigh {
 			t.Fatalf("stringRun(%q) = %d, %v; want %d, %v", b, n, high, want, wantHigh)
 		}
+		if n, high := stringRun(string(b)); n != want || high != wantHigh {
+			t.Fatalf("stringRun of string %q = %d, %v; want %d, %v", b, n, high, want, wantHigh)
+		}
 	}
 }
 

@@ -1,8 +1,8 @@
 package schemas
 
 import (
-	"encoding/binary"
 	"io"
+	"math/bits"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -466,29 +466,51 @@ func (d *Decoder) skipKey() error {
 // string as they are, up to a quote, a backslash or a control character,
 // and whether any of them is not ASCII. It tests eight bytes at a time:
 // strings were the lexers' largest cost, a byte-by-byte loop.
-func stringRun(b []byte) (n int, nonASCII bool) {
-	const (
-		ones  = 0x0101010101010101
-		highs = 0x8080808080808080
-	)
+func stringRun[T string | []byte](b T) (n int, nonASCII bool) {
+	const highs = 0x8080808080808080
+	if len(b) < 8 {
+		var seen byte
+		for i := 0; i < len(b); i++ {
+			c := b[i]
+			if c == '"' || c == '\\' || c < 0x20 {
+				return i, seen >= 0x80
+			}
+			seen |= c
+		}
+		return len(b), seen >= 0x80
+	}
 	var seen uint64
-	i := 0
-	for ; i+8 <= len(b); i += 8 {
-		w := binary.LittleEndian.Uint64(b[i:])
-		q, bs := w^('"'*ones), w^('\\'*ones)
-		// Each term has a high bit set exactly when some byte of w is a
-		// control character, a quote or a backslash.
-		if ((w-0x20*ones)&^w|(q-ones)&^q|(bs-ones)&^bs)&highs != 0 {
-			break
+	for i := 0; ; i += 8 {
+		if i+8 > len(b) {
+			// The last eight bytes, overlapping those already tested.
+			i = len(b) - 8
+		}
+		w := load64(b, i)
+		if m := specials(w); m != 0 {
+			k := bits.TrailingZeros64(m) / 8
+			seen |= w & (1<<(8*k) - 1)
+			return i + k, seen&highs != 0
 		}
 		seen |= w
-	}
-	for ; i < len(b); i++ {
-		c := b[i]
-		if c == '"' || c == '\\' || c < 0x20 {
-			break
+		if i+8 == len(b) {
+			return len(b), seen&highs != 0
 		}
-		seen |= uint64(c)
 	}
-	return i, seen&highs != 0
+}
+
+// specials has the high bit of each byte of w set that is a control
+// character, a quote or a backslash, and perhaps of bytes after the first
+// such, where the subtractions borrow: the lowest bit set is exact.
+func specials(w uint64) uint64 {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	q, bs := w^('"'*ones), w^('\\'*ones)
+	return ((w-0x20*ones)&^w | (q-ones)&^q | (bs-ones)&^bs) & highs
+}
+
+// load64 reads the eight bytes of b at i, little-endian; the compiler
+// makes it one load.
+func load64[T string | []byte](b T, i int) uint64 {
+	b = b[i : i+8]
+	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
 }
