@@ -312,7 +312,6 @@ func (b *Batch) ReadJSONBytes(input []byte) error {
 }
 
 func (b *Batch) readJSON(d *schemas.Decoder) error {
-	defer d.Release()
 	var v schemas.Decoded
 	// Declared once: errors.As makes it escape, and an allocation per
 	// event would make a body of a million empty objects cost megabytes.
@@ -347,7 +346,6 @@ func (b *Batch) readJSON(d *schemas.Decoder) error {
 // index.
 func (b *Batch) ReadNDJSON(r io.Reader, maxLine int) error {
 	d := b.decoder(r, schemas.FramingNDJSON, maxLine)
-	defer d.Release()
 	var v schemas.Decoded
 	// Declared once: errors.As makes it escape, and an allocation per
 	// event would make a body of a million empty objects cost megabytes.

@@ -214,14 +214,10 @@ func (p *parser) name() ([]byte, bool) {
 		return nil, false
 	}
 	start := p.i
-	for i := start; i < len(p.b); i++ {
-		switch c := p.b[i]; {
-		case c == '"':
-			p.i = i + 1
-			return p.b[start:i], true
-		case c == '\\' || c < 0x20:
-			return nil, false
-		}
+	n, _ := stringRun(p.b[start:])
+	if i := start + n; i < len(p.b) && p.b[i] == '"' {
+		p.i = i + 1
+		return p.b[start:i], true
 	}
 	return nil, false
 }

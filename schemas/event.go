@@ -390,15 +390,20 @@ func parseLayout[T string | []byte](x T) (time.Time, bool) {
 		x[16] != ':' || x[19] != '.' || x[23] != 'Z' {
 		return time.Time{}, false
 	}
-	year, ok1 := atoiFixed(x[0:4])
-	month, ok2 := atoiFixed(x[5:7])
-	day, ok3 := atoiFixed(x[8:10])
-	hour, ok4 := atoiFixed(x[11:13])
-	minute, ok5 := atoiFixed(x[14:16])
-	sec, ok6 := atoiFixed(x[17:19])
-	ms, ok7 := atoiFixed(x[20:23])
-	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7) || month < 1 || month > 12 ||
-		day < 1 || day > daysIn(time.Month(month), year) || hour > 23 || minute > 59 || sec > 59 {
+	century, ok1 := digits2(x, 0)
+	year, ok2 := digits2(x, 2)
+	month, ok3 := digits2(x, 5)
+	day, ok4 := digits2(x, 8)
+	hour, ok5 := digits2(x, 11)
+	minute, ok6 := digits2(x, 14)
+	sec, ok7 := digits2(x, 17)
+	ms, ok8 := digits2(x, 20)
+	msLast := int(x[22]) - '0'
+	year += century * 100
+	ms = ms*10 + msLast
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7 && ok8) || msLast < 0 || msLast > 9 ||
+		month < 1 || month > 12 || day < 1 || day > daysIn(time.Month(month), year) ||
+		hour > 23 || minute > 59 || sec > 59 {
 		return time.Time{}, false
 	}
 	// What time.Date(..., time.UTC) returns, without its normalizing.
@@ -423,17 +428,10 @@ func daysSinceEpoch(year, month, day int) int64 {
 	return era*146097 + doe - 719468
 }
 
-// atoiFixed parses x, all decimal digits.
-func atoiFixed[T string | []byte](x T) (int, bool) {
-	n := 0
-	for i := 0; i < len(x); i++ {
-		c := x[i] - '0'
-		if c > 9 {
-			return 0, false
-		}
-		n = n*10 + int(c)
-	}
-	return n, true
+// digits2 parses the two decimal digits of x at i.
+func digits2[T string | []byte](x T, i int) (int, bool) {
+	a, b := x[i]-'0', x[i+1]-'0'
+	return int(a)*10 + int(b), a <= 9 && b <= 9
 }
 
 // daysIn is the number of days of month in year.

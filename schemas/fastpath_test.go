@@ -1,9 +1,12 @@
 package schemas
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"reflect"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -126,4 +129,34 @@ func TestParseFloat(t *testing.T) {
 			t.Fatalf("parseFloat(%s) = %v, %v; ParseFloat: %v, %v", lit, got, ok, want, err)
 		}
 	}
+}
+
+// TestInternConcurrent decodes events from several goroutines at once,
+// with more distinct strings than the intern table holds, so that slots
+// are replaced while others read them: every event must still decode to
+// what decodeGeneric makes of it (and the race detector stay quiet).
+func TestInternConcurrent(t *testing.T) {
+	st := builtinStream(t, "iot_telemetry")
+	msgs := make([][]byte, 3*internSlots)
+	for i := range msgs {
+		msgs[i] = []byte(fmt.Sprintf(`{"event_id":"e%d","device_id":"d-%d","ts":"2026-11-24T10:00:00.123Z",`+
+			`"metrics":{"m%d":1,"t":2},"tags":{"site":"s%d"},"received_at":"2026-11-24T10:00:01.456Z"}`, i, i%700, i%900, i%500))
+	}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range msgs {
+				b := msgs[(i*(g+1))%len(msgs)]
+				got, err := st.Decode(b)
+				want, werr := st.decodeGeneric(b)
+				if err != nil || werr != nil || !reflect.DeepEqual(got, want) {
+					t.Errorf("Decode(%s) = %v, %v; want %v, %v", b, got, err, want, werr)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -88,13 +88,11 @@ type Decoder struct {
 	cfg DecoderConfig
 	r   io.Reader
 
-	buf []byte
-	// pooled is where buf came from, for Release; nil when buf is the
-	// caller's input (NewDecoderBytes).
-	pooled *[]byte
-	pos    int   // next unread byte of buf
-	off    int64 // input offset of buf[0]
-	rerr   error // why r gave no more: io.EOF or a read error
+	buf  []byte
+	pool *[]byte // where buf came from in bufPool, while the Decoder has it
+	pos  int     // next unread byte of buf
+	off  int64   // input offset of buf[0]
+	rerr error   // why r gave no more: io.EOF or a read error
 
 	lines     bool  // NDJSON: '\n' ends a value
 	lineStart int64 // NDJSON: input offset of the current line
@@ -123,54 +121,42 @@ const (
 	frameDone
 )
 
-// NewDecoder returns a Decoder reading the events of s from r.
-//
-// Its read buffer comes from a pool: Release gives it back.
-func (s *Stream) NewDecoder(r io.Reader, cfg DecoderConfig) *Decoder {
-	d := s.newDecoder(cfg)
-	d.pooled = readBuffers.Get().(*[]byte)
-	d.r, d.buf = r, (*d.pooled)[:0]
-	return d
-}
-
-// readBuffers holds the read buffers of released Decoders: a collector
-// decodes every request with a new Decoder, and a fresh 64 KiB buffer each
-// was a twentieth of what the ingest role allocated.
-var readBuffers = sync.Pool{New: func() any {
+// bufPool holds read buffers of Decoders that reached the end of their
+// input. A buffer was a quarter of the bytes the collector allocated for
+// a body of 100 events: bodies are mostly far smaller than bufSize, and a
+// new buffer is zeroed.
+var bufPool = sync.Pool{New: func() any {
 	b := make([]byte, 0, bufSize)
 	return &b
 }}
 
-// Release gives the Decoder's read buffer back for other Decoders. Neither
-// the Decoder nor the Raw of what it returned may be used afterwards.
-// Calling it is optional; calling it twice is harmless.
-func (d *Decoder) Release() {
-	if d.pooled == nil {
-		return
-	}
-	*d.pooled = d.buf[:0]
-	readBuffers.Put(d.pooled)
-	d.pooled, d.buf, d.r, d.rerr = nil, nil, nil, io.ErrClosedPipe
-}
-
-func (s *Stream) newDecoder(cfg DecoderConfig) *Decoder {
-	d := &Decoder{s: s, cfg: cfg, rawFrom: -1}
-	if cfg.Framing == FramingNDJSON {
-		d.lines, d.state = true, frameLines
-	}
-	d.ev.init(s)
-	d.fillKeys = sortedKeys(cfg.Fill)
-	d.ev.filled = make([]bool, len(d.fillKeys))
+// NewDecoder returns a Decoder reading the events of s from r.
+func (s *Stream) NewDecoder(r io.Reader, cfg DecoderConfig) *Decoder {
+	d := s.newDecoder(r, cfg)
+	d.pool = bufPool.Get().(*[]byte)
+	d.buf = (*d.pool)[:0]
 	return d
 }
 
 // NewDecoderBytes returns a Decoder of input already in memory: it reads
 // input in place, without the read buffer, and never writes to it.
 func (s *Stream) NewDecoderBytes(input []byte, cfg DecoderConfig) *Decoder {
-	d := s.newDecoder(cfg)
+	d := s.newDecoder(nil, cfg)
 	// With the input as the whole buffer and the end already reached,
 	// refill never moves or reads: the buffer is never written.
 	d.buf, d.rerr = input[:len(input):len(input)], io.EOF
+	return d
+}
+
+// newDecoder returns a Decoder without its buffer.
+func (s *Stream) newDecoder(r io.Reader, cfg DecoderConfig) *Decoder {
+	d := &Decoder{s: s, cfg: cfg, r: r, rawFrom: -1}
+	if cfg.Framing == FramingNDJSON {
+		d.lines, d.state = true, frameLines
+	}
+	d.ev.init(s)
+	d.fillKeys = sortedKeys(cfg.Fill)
+	d.ev.filled = make([]bool, len(d.fillKeys))
 	return d
 }
 
@@ -182,6 +168,19 @@ func (d *Decoder) InArray() bool { return d.array }
 // After a *SyntaxError in NDJSON, Next goes on with the next line; in JSON
 // nothing more can be read.
 func (d *Decoder) Next(out *Decoded) error {
+	err := d.next(out)
+	if d.state == frameDone && d.pool != nil {
+		// Nothing more is read, and nothing returned points into the
+		// buffer (Raw is a copy): another Decoder can have it.
+		*d.pool = d.buf[:0]
+		bufPool.Put(d.pool)
+		d.buf, d.pos, d.pool = nil, 0, nil
+	}
+	return err
+}
+
+// next is Next, but for giving back the buffer.
+func (d *Decoder) next(out *Decoded) error {
 	*out = Decoded{}
 	for {
 		switch d.state {
