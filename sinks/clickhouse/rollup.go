@@ -1,7 +1,6 @@
 package clickhouse
 
 import (
-	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -231,14 +230,14 @@ func minuteOf(t time.Time) int64 {
 	return t.Truncate(time.Minute).Unix()
 }
 
-// aggregate sums up rows by the rollup's groups, ordered by dimensions,
-// metric and minute. Write has checked the rows' field types already; a
-// value of another type counts as absent.
+// aggregate sums up rows by the rollup's groups, in the order the groups
+// first appear (MergeTree sorts an INSERT's rows by the table's key
+// itself). Write has checked the rows' field types already; a value of
+// another type counts as absent.
 //
 // It runs for every batch the store writes, so it allocates per group, not
 // per row: the dimensions are read into one scratch slice and copied only
-// for a new group, and a row's metrics are taken in map order (the groups
-// are sorted once at the end instead).
+// for a new group.
 func (r *rollup) aggregate(rows []sinks.Row) []*rollupRow {
 	type groupKey struct {
 		dims, metric string
@@ -274,15 +273,6 @@ func (r *rollup) aggregate(rows []sinks.Row) []*rollupRow {
 			add(key, name, minute, v)
 		}
 	}
-	slices.SortFunc(out, func(a, b *rollupRow) int {
-		if c := slices.Compare(a.dims, b.dims); c != 0 {
-			return c
-		}
-		if c := strings.Compare(a.metric, b.metric); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.minute, b.minute)
-	})
 	return out
 }
 
