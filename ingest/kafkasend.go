@@ -131,13 +131,7 @@ func (p *KafkaProducer) produce(ctx context.Context, b *produceBatch, parts []to
 // byLeader groups partitions by the broker that leads them, in the order
 // given.
 func (p *KafkaProducer) byLeader(ctx context.Context, parts []topicPartition) ([][]topicPartition, error) {
-	var topics []string
-	for _, tp := range parts {
-		if !slices.Contains(topics, tp.topic) {
-			topics = append(topics, tp.topic)
-		}
-	}
-	md, err := p.metadata(ctx, topics)
+	md, err := p.metadata(ctx, distinct(parts, func(tp topicPartition) string { return tp.topic }))
 	if err != nil {
 		return nil, err
 	}
@@ -197,13 +191,7 @@ func (p *KafkaProducer) metadata(ctx context.Context, topics []string) (map[stri
 // partitions returns the partition of each message: murmur2 of its key,
 // as the Java client and kafka-go's Murmur2Balancer choose.
 func (p *KafkaProducer) partitions(ctx context.Context, msgs []Message) ([]int32, error) {
-	var topics []string
-	for _, m := range msgs {
-		if !slices.Contains(topics, m.Topic) {
-			topics = append(topics, m.Topic)
-		}
-	}
-	md, err := p.metadata(ctx, topics)
+	md, err := p.metadata(ctx, distinct(msgs, func(m Message) string { return m.Topic }))
 	if err != nil {
 		return nil, err
 	}
@@ -214,6 +202,18 @@ func (p *KafkaProducer) partitions(ctx context.Context, msgs []Message) ([]int32
 		out[i] = int32(balancer.Balance(kafka.Message{Key: m.Key}, partitionIndexes(n)...))
 	}
 	return out, nil
+}
+
+// distinct returns the topics of items, each once, in order. A request
+// names a topic or two: a list beats a set.
+func distinct[T any](items []T, topic func(T) string) []string {
+	var topics []string
+	for _, it := range items {
+		if t := topic(it); !slices.Contains(topics, t) {
+			topics = append(topics, t)
+		}
+	}
+	return topics
 }
 
 // partitionIndexes returns 0..n-1, shared for the common counts.
