@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -16,6 +15,7 @@ import (
 	"github.com/segmentio/kafka-go/protocol"
 	metadataAPI "github.com/segmentio/kafka-go/protocol/metadata"
 	produceAPI "github.com/segmentio/kafka-go/protocol/produce"
+	"github.com/segmentio/kafka-go/protocol/rawproduce"
 )
 
 // send writes a sealed batch: one request per partition leader, sent
@@ -89,15 +89,21 @@ func (p *KafkaProducer) sendOnce(b *produceBatch, pending []topicPartition) map[
 // produce sends one request holding the partitions of one leader, and
 // returns the error of each partition that was not acknowledged.
 func (p *KafkaProducer) produce(ctx context.Context, b *produceBatch, parts []topicPartition) map[topicPartition]error {
-	req := &produceAPI.Request{Acks: int16(kafka.RequireAll), Timeout: int32(p.cfg.WriteTimeout.Milliseconds())}
-	attrs := protocol.Attributes(p.cfg.Compression) & 0x7
+	req := &rawproduce.Request{Acks: int16(kafka.RequireAll), Timeout: int32(p.cfg.WriteTimeout.Milliseconds())}
+	size := 0
+	for _, tp := range parts {
+		size += recordBatchSize(b.parts[tp])
+	}
+	buf, now := make([]byte, 0, size), time.Now()
 	for _, tp := range parts {
 		if n := len(req.Topics); n == 0 || req.Topics[n-1].Topic != tp.topic {
-			req.Topics = append(req.Topics, produceAPI.RequestTopic{Topic: tp.topic})
+			req.Topics = append(req.Topics, rawproduce.RequestTopic{Topic: tp.topic})
 		}
 		t := &req.Topics[len(req.Topics)-1]
-		t.Partitions = append(t.Partitions, produceAPI.RequestPartition{Partition: tp.partition,
-			RecordSet: protocol.RecordSet{Attributes: attrs, Records: &messageRecords{msgs: b.parts[tp]}}})
+		from := len(buf)
+		buf = appendRecordBatch(buf, b.parts[tp], now)
+		t.Partitions = append(t.Partitions, rawproduce.RequestPartition{Partition: tp.partition,
+			RecordSet: protocol.RawRecordSet{Reader: bytes.NewReader(buf[from:])}})
 	}
 	p.acc.requests.Add(1)
 	failed := make(map[topicPartition]error)
@@ -235,44 +241,3 @@ var smallIndexes = func() []int {
 	}
 	return idx
 }()
-
-// messageRecords reads messages as Kafka records for a produce request,
-// reusing one record and two byte readers: the encoder copies each record
-// before it asks for the next.
-type messageRecords struct {
-	msgs       []*Message
-	i          int
-	rec        protocol.Record
-	key, value bytesReader
-	headers    []protocol.Header
-}
-
-func (r *messageRecords) ReadRecord() (*protocol.Record, error) {
-	if r.i >= len(r.msgs) {
-		return nil, io.EOF
-	}
-	m := r.msgs[r.i]
-	r.i++
-	r.rec = protocol.Record{Time: m.Time}
-	if m.Key != nil {
-		r.key.Reset(m.Key)
-		r.rec.Key = &r.key
-	}
-	if m.Value != nil {
-		r.value.Reset(m.Value)
-		r.rec.Value = &r.value
-	}
-	if len(m.Headers) > 0 {
-		r.headers = r.headers[:0]
-		for _, h := range m.Headers {
-			r.headers = append(r.headers, protocol.Header{Key: h.Key, Value: h.Value})
-		}
-		r.rec.Headers = r.headers
-	}
-	return &r.rec, nil
-}
-
-// bytesReader is a bytes.Reader that is a protocol.Bytes.
-type bytesReader struct{ bytes.Reader }
-
-func (*bytesReader) Close() error { return nil }

@@ -82,8 +82,6 @@ type KafkaConfig struct {
 	// MaxAttempts is how often a request is tried on retriable errors
 	// (a leader that moved, a broker that timed out).
 	MaxAttempts int
-	// Compression of batches; zero means none.
-	Compression kafka.Compression
 	// MetadataTTL is how often topic metadata is refreshed; a topic created
 	// after the producer started becomes writable within this time.
 	MetadataTTL time.Duration
@@ -134,7 +132,8 @@ func (cfg *KafkaConfig) setDefaults() {
 // and a quarter of the ingest role's CPU. One request for all partitions
 // of a leader sends the same messages in a tenth of the requests. The
 // requests go through kafka-go's Transport, which keeps the connections
-// and the cluster's metadata.
+// and the cluster's metadata; their record batches are written here
+// (recordbatch.go), uncompressed.
 //
 // Requests are sent one at a time: messages gather for the next while one
 // is in flight, so that under load requests grow rather than multiply, and
