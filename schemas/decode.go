@@ -475,6 +475,9 @@ func (p *parser) value(f *Field) (any, bool) {
 // building it: maps are counted, not filled.
 func (p *parser) check(f *Field) bool {
 	switch f.Type {
+	case TypeString, TypeEnum:
+		b, ok := p.strBytes()
+		return ok && stringOK(f, b)
 	case TypeNumber:
 		x, ok := p.number()
 		return ok && f.checkNumber(x) == ""

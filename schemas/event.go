@@ -239,19 +239,24 @@ func firstProblem(m map[string]any, check func(string, any) string) string {
 
 // checkString says what is wrong with the value of a string or enum field.
 func (f *Field) checkString(s string) string {
-	if f.Type == TypeEnum {
-		if !slices.Contains(f.Values, s) {
-			return fmt.Sprintf("%q is not one of %s", Truncate(s, 32), strings.Join(f.Values, ", "))
-		}
+	switch {
+	case stringOK(f, s):
 		return ""
-	}
-	if s == "" && f.Required {
+	case f.Type == TypeEnum:
+		return fmt.Sprintf("%q is not one of %s", Truncate(s, 32), strings.Join(f.Values, ", "))
+	case s == "":
 		return "must not be empty"
 	}
-	if f.MaxLength > 0 && len(s) > f.MaxLength {
-		return fmt.Sprintf("longer than %d bytes", f.MaxLength)
+	return fmt.Sprintf("longer than %d bytes", f.MaxLength)
+}
+
+// stringOK reports whether checkString finds nothing wrong with s, without
+// needing s as a string.
+func stringOK[T string | []byte](f *Field, s T) bool {
+	if f.Type == TypeEnum {
+		return slices.ContainsFunc(f.Values, func(v string) bool { return v == string(s) })
 	}
-	return ""
+	return (len(s) > 0 || !f.Required) && (f.MaxLength <= 0 || len(s) <= f.MaxLength)
 }
 
 // checkNumber says what is wrong with the value of a number field. JSON

@@ -160,3 +160,22 @@ func TestInternConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// An input's probe stops interning a field whose values do not repeat, and
+// keeps interning one whose values do; either way the values are right.
+func TestInternProbe(t *testing.T) {
+	tab := newInternTable()
+	var unique, repeated internProbe
+	for i := range 100 {
+		want := fmt.Sprintf("trace-%032d", i)
+		if s, v := unique.value(tab, []byte(want)); s != want || v != want {
+			t.Fatalf("value %d: %q, %v", i, s, v)
+		}
+		if s, _ := repeated.value(tab, []byte("checkout")); s != "checkout" {
+			t.Fatalf("value %d: %q", i, s)
+		}
+	}
+	if !unique.off || repeated.off {
+		t.Errorf("after 100 values: unique off=%v (want true), repeated off=%v (want false)", unique.off, repeated.off)
+	}
+}

@@ -82,9 +82,15 @@ func (t *internTable) str(b []byte) string {
 // value returns b as a string and as the same string in an interface: the
 // interned copies if there are any.
 func (t *internTable) value(b []byte) (string, any) {
+	s, v, _ := t.valueHit(b)
+	return s, v
+}
+
+// valueHit is value, and whether b was in the table already.
+func (t *internTable) valueHit(b []byte) (string, any, bool) {
 	if t == nil || len(b) == 0 || len(b) > internMaxLen {
 		s := string(b)
-		return s, s
+		return s, s, false
 	}
 	slot, e, hit := t.lookup(b)
 	switch {
@@ -93,9 +99,40 @@ func (t *internTable) value(b []byte) (string, any) {
 		e = t.store(slot, b)
 	default:
 		s := string(b)
+		return s, s, false
+	}
+	return e.s, e.v, hit
+}
+
+// internTrial is how many values of a string field one input looks up
+// before it decides whether the field's values repeat.
+const internTrial = 16
+
+// internProbe follows, for one string field of one Decoder's input,
+// whether interning its values pays. Values that do not repeat (messages,
+// trace ids) cost a lookup each and are seldom found: after internTrial
+// values with fewer than a quarter found, the rest of the input's values
+// of the field are not looked up. It is per input, not shared, so that it
+// needs no synchronization, and a field is tried again with each input.
+type internProbe struct {
+	tries, hits uint8
+	off         bool
+}
+
+// value is t.value(b), or a plain copy once the probe is off.
+func (p *internProbe) value(t *internTable, b []byte) (string, any) {
+	if p.off {
+		s := string(b)
 		return s, s
 	}
-	return e.s, e.v
+	s, v, hit := t.valueHit(b)
+	if hit {
+		p.hits++
+	}
+	if p.tries++; p.tries == internTrial {
+		p.off = p.hits < internTrial/4
+	}
+	return s, v
 }
 
 // store puts a new entry for b in slot.

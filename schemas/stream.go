@@ -104,7 +104,8 @@ type Decoder struct {
 	rawFrom int // start of the recorded value in buf, or -1
 
 	ev       eventState
-	fillKeys []string // the names of cfg.Fill, sorted
+	probes   []internProbe // by field index, for stringValue
+	fillKeys []string      // the names of cfg.Fill, sorted
 	// Scratch reused for every event: names, strings, number literals, the
 	// nesting of skipped values.
 	key, lit, stack []byte

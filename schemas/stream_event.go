@@ -289,6 +289,20 @@ func (d *Decoder) wrongKind(prefix string, c byte, depth int) (any, string, erro
 	return nil, prefix + kindAt(c), d.skip(depth)
 }
 
+// probe returns the Decoder's interning probe of field f, one of its
+// stream's: found by address, a few comparisons.
+func (d *Decoder) probe(f *Field) *internProbe {
+	if d.probes == nil {
+		d.probes = make([]internProbe, len(d.s.Fields))
+	}
+	for i := range d.s.Fields {
+		if &d.s.Fields[i] == f {
+			return &d.probes[i]
+		}
+	}
+	return &internProbe{}
+}
+
 // stringValue reads a string or enum value, keeping no more of it than
 // the field can take.
 func (d *Decoder) stringValue(f *Field) (any, string, error) {
@@ -315,7 +329,7 @@ func (d *Decoder) stringValue(f *Field) (any, string, error) {
 	case !over && !utf8.Valid(b):
 		return nil, "invalid UTF-8", nil
 	}
-	s, v := d.s.intern.value(b)
+	s, v := d.probe(f).value(d.s.intern, b)
 	if problem := f.checkString(s); problem != "" {
 		return nil, problem, nil
 	}
