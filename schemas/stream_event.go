@@ -371,13 +371,18 @@ func timeOrProblem(t time.Time, problem string) (any, string, error) {
 // any. A literal too long or out of float64's range is a problem that
 // quotes it cut short.
 func (d *Decoder) num() (float64, string, error) {
-	lit, over, err := d.number(d.lit[:0], MaxNumberLength)
-	d.lit = lit[:0]
-	if err != nil {
-		return 0, "", err
-	}
-	if over {
-		return 0, fmt.Sprintf("number %s longer than %d bytes", Truncate(string(lit), 32), MaxNumberLength), nil
+	lit, ok := d.numberInPlace()
+	if !ok {
+		var over bool
+		var err error
+		lit, over, err = d.number(d.lit[:0], MaxNumberLength)
+		d.lit = lit[:0]
+		if err != nil {
+			return 0, "", err
+		}
+		if over {
+			return 0, fmt.Sprintf("number %s longer than %d bytes", Truncate(string(lit), 32), MaxNumberLength), nil
+		}
 	}
 	x, ok := parseFloat(lit)
 	if !ok {
