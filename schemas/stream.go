@@ -109,6 +109,8 @@ type Decoder struct {
 	// Scratch reused for every event: names, strings, number literals, the
 	// nesting of skipped values.
 	key, lit, stack []byte
+	// nonASCII says a raw byte of the last string read was not ASCII.
+	nonASCII bool
 }
 
 type frameState int

@@ -222,7 +222,7 @@ func (d *Decoder) eventID(depth int) error {
 	switch {
 	case over:
 		problem = fmt.Sprintf("longer than %d bytes", MaxEventIDLength)
-	case !utf8.Valid(b):
+	case !d.validUTF8(b):
 		problem = "invalid UTF-8"
 	default:
 		problem = checkEventID(string(b))
@@ -326,7 +326,7 @@ func (d *Decoder) stringValue(f *Field) (any, string, error) {
 		return nil, "", err
 	case over && f.Type == TypeString:
 		return nil, fmt.Sprintf("longer than %d bytes", f.MaxLength), nil
-	case !over && !utf8.Valid(b):
+	case !over && !d.validUTF8(b):
 		return nil, "invalid UTF-8", nil
 	}
 	s, v := d.probe(f).value(d.s.intern, b)

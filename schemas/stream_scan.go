@@ -182,8 +182,25 @@ func (d *Decoder) expectSlow(c byte, context string) error {
 // appending at most keep bytes of its value to dst; over says the value
 // was longer. Escapes are decoded as encoding/json decodes them (a lone
 // surrogate becomes U+FFFD); raw bytes are kept as they are, for the
-// caller to check with utf8.Valid where it keeps the value.
+// caller to check with d.validUTF8 where it keeps the value.
 func (d *Decoder) str(dst []byte, keep int) (out []byte, over bool, err error) {
+	// Most strings lie whole in the buffer, without escapes: one scan and
+	// one copy, without the general loop's per-run bookkeeping, which cost
+	// as much as the scan.
+	rest := d.buf[d.pos:]
+	n, nonASCII := stringRun(rest)
+	if n < len(rest) && rest[n] == '"' && n <= keep-len(dst) {
+		d.nonASCII = nonASCII
+		d.pos += n + 1
+		return append(dst, rest[:n]...), false, nil
+	}
+	d.nonASCII = false
+	return d.strSlow(dst, keep)
+}
+
+// strSlow is str for a string with escapes, longer than keep, or not yet
+// all in the buffer.
+func (d *Decoder) strSlow(dst []byte, keep int) (out []byte, over bool, err error) {
 	add := func(b []byte) {
 		if room := keep - len(dst); room < len(b) {
 			over = true
@@ -196,7 +213,8 @@ func (d *Decoder) str(dst []byte, keep int) (out []byte, over bool, err error) {
 			return dst, over, d.endErr()
 		}
 		start := d.pos
-		n, _ := stringRun(d.buf[d.pos:])
+		n, nonASCII := stringRun(d.buf[d.pos:])
+		d.nonASCII = d.nonASCII || nonASCII
 		d.pos += n
 		add(d.buf[start:d.pos])
 		if d.pos == len(d.buf) {
@@ -216,6 +234,13 @@ func (d *Decoder) str(dst []byte, keep int) (out []byte, over bool, err error) {
 		var enc [utf8.UTFMax]byte
 		add(enc[:utf8.EncodeRune(enc[:], r)])
 	}
+}
+
+// validUTF8 reports whether b, the value the last str read, is valid
+// UTF-8. Decoded escapes always are: only raw bytes need checking, and
+// only if one of them is not ASCII, which str saw as it scanned them.
+func (d *Decoder) validUTF8(b []byte) bool {
+	return !d.nonASCII || utf8.Valid(b)
 }
 
 // escape reads one escape sequence at the backslash.
