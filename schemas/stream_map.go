@@ -177,9 +177,13 @@ func (d *Decoder) finish(out *Decoded) {
 			d.fillMember(k, d.cfg.Fill[k])
 		}
 	}
+	set := 0
 	for i := range d.s.Fields {
 		if f := &d.s.Fields[i]; f.Required && e.state[i] <= fieldNull {
 			e.add(i+1, f.Name, "required")
+		}
+		if e.state[i] == fieldSet {
+			set++
 		}
 	}
 	if len(e.problems) > 0 {
@@ -199,19 +203,17 @@ func (d *Decoder) finish(out *Decoded) {
 		out.Problems, out.Omitted = e.out, e.omitted
 		return
 	}
-	n := 0
-	for _, s := range e.state {
-		if s == fieldSet {
-			n++
-		}
-	}
-	ev := Event{ID: e.id, Fields: make(map[string]any, n)}
+	ev := Event{ID: e.id, Fields: make(map[string]any, set)}
 	for i, s := range e.state {
 		if s == fieldSet {
 			ev.Fields[d.s.Fields[i].Name] = e.vals[i]
 		}
 	}
-	ev.Key, _ = ev.Fields[d.s.PartitionKey].(string)
+	// The key is the partition key field's value, as Validate takes it
+	// from the map, but without a lookup.
+	if k := d.keyField; k >= 0 && e.state[k] == fieldSet {
+		ev.Key, _ = e.vals[k].(string)
+	}
 	out.Event = ev
 }
 
