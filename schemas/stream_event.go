@@ -371,6 +371,9 @@ func timeOrProblem(t time.Time, problem string) (any, string, error) {
 // any. A literal too long or out of float64's range is a problem that
 // quotes it cut short.
 func (d *Decoder) num() (float64, string, error) {
+	if x, ok := d.shortNumber(); ok {
+		return x, "", nil
+	}
 	lit, ok := d.numberInPlace()
 	if !ok {
 		var over bool

@@ -419,6 +419,55 @@ func (d *Decoder) numberInPlace() ([]byte, bool) {
 	return b[:i], true
 }
 
+// shortNumber consumes a number at the next byte and returns its value,
+// when the buffer holds all of it and the byte after it, and it has at
+// most 15 digits and no exponent: the readings most events carry. It
+// computes what parseFloat does, in the same pass as the scan. Otherwise
+// it consumes nothing and reports false.
+func (d *Decoder) shortNumber() (float64, bool) {
+	b := d.buf[d.pos:]
+	i, neg := 0, len(b) > 0 && b[0] == '-'
+	if neg {
+		i = 1
+	}
+	var m uint64
+	digits, frac := 0, 0
+	switch {
+	case i >= len(b):
+		return 0, false
+	case b[i] == '0':
+		i, digits = i+1, 1
+	case '1' <= b[i] && b[i] <= '9':
+		for ; i < len(b) && '0' <= b[i] && b[i] <= '9'; i++ {
+			m, digits = m*10+uint64(b[i]-'0'), digits+1
+		}
+	default:
+		return 0, false
+	}
+	if i < len(b) && b[i] == '.' {
+		for i++; i < len(b) && '0' <= b[i] && b[i] <= '9'; i++ {
+			m, digits, frac = m*10+uint64(b[i]-'0'), digits+1, frac+1
+		}
+		if frac == 0 {
+			return 0, false
+		}
+	}
+	// An exponent, or a number that may go on past the buffer, is left to
+	// the general reading; so are more digits than a float64 holds exactly.
+	if i >= len(b) || b[i] == 'e' || b[i] == 'E' || digits > 15 {
+		return 0, false
+	}
+	x := float64(m)
+	if frac > 0 {
+		x /= pow10[frac]
+	}
+	if neg {
+		x = -x
+	}
+	d.pos += i
+	return x, true
+}
+
 // digitsEnd returns the index of the first byte at or after i in b that
 // is not a decimal digit.
 func digitsEnd(b []byte, i int) int {
