@@ -126,8 +126,8 @@ func quoteChar(c byte) string {
 // consuming it; ok is false at the end of the input. In NDJSON a '\n' is
 // returned rather than skipped: it ends the value.
 func (d *Decoder) nonSpace() (c byte, ok bool) {
-	// Most values follow their comma or colon at once: that case is small
-	// enough to inline, and a call per token was a tenth of the lexer.
+	// Most values follow their comma or colon at once: that case returns
+	// before the refill check and the loop.
 	if i := d.pos; uint(i) < uint(len(d.buf)) {
 		if c := d.buf[i]; c > ' ' {
 			return c, true
