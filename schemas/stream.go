@@ -104,11 +104,14 @@ type Decoder struct {
 	rawFrom int // start of the recorded value in buf, or -1
 
 	ev       eventState
+	keyField int           // index of the partition key field, or -1
 	probes   []internProbe // by field index, for stringValue
 	fillKeys []string      // the names of cfg.Fill, sorted
 	// Scratch reused for every event: names, strings, number literals, the
 	// nesting of skipped values.
 	key, lit, stack []byte
+	// nonASCII says a raw byte of the last string read was not ASCII.
+	nonASCII bool
 }
 
 type frameState int
@@ -156,6 +159,10 @@ func (s *Stream) newDecoder(r io.Reader, cfg DecoderConfig) *Decoder {
 		d.lines, d.state = true, frameLines
 	}
 	d.ev.init(s)
+	d.keyField = -1
+	if i, ok := s.index[s.PartitionKey]; ok {
+		d.keyField = i
+	}
 	d.fillKeys = sortedKeys(cfg.Fill)
 	d.ev.filled = make([]bool, len(d.fillKeys))
 	return d

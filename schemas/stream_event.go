@@ -222,7 +222,7 @@ func (d *Decoder) eventID(depth int) error {
 	switch {
 	case over:
 		problem = fmt.Sprintf("longer than %d bytes", MaxEventIDLength)
-	case !utf8.Valid(b):
+	case !d.validUTF8(b):
 		problem = "invalid UTF-8"
 	default:
 		problem = checkEventID(string(b))
@@ -326,7 +326,7 @@ func (d *Decoder) stringValue(f *Field) (any, string, error) {
 		return nil, "", err
 	case over && f.Type == TypeString:
 		return nil, fmt.Sprintf("longer than %d bytes", f.MaxLength), nil
-	case !over && !utf8.Valid(b):
+	case !over && !d.validUTF8(b):
 		return nil, "invalid UTF-8", nil
 	}
 	s, v := d.probe(f).value(d.s.intern, b)
@@ -371,13 +371,21 @@ func timeOrProblem(t time.Time, problem string) (any, string, error) {
 // any. A literal too long or out of float64's range is a problem that
 // quotes it cut short.
 func (d *Decoder) num() (float64, string, error) {
-	lit, over, err := d.number(d.lit[:0], MaxNumberLength)
-	d.lit = lit[:0]
-	if err != nil {
-		return 0, "", err
+	if x, ok := d.shortNumber(); ok {
+		return x, "", nil
 	}
-	if over {
-		return 0, fmt.Sprintf("number %s longer than %d bytes", Truncate(string(lit), 32), MaxNumberLength), nil
+	lit, ok := d.numberInPlace()
+	if !ok {
+		var over bool
+		var err error
+		lit, over, err = d.number(d.lit[:0], MaxNumberLength)
+		d.lit = lit[:0]
+		if err != nil {
+			return 0, "", err
+		}
+		if over {
+			return 0, fmt.Sprintf("number %s longer than %d bytes", Truncate(string(lit), 32), MaxNumberLength), nil
+		}
 	}
 	x, ok := parseFloat(lit)
 	if !ok {

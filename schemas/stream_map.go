@@ -5,7 +5,6 @@ import (
 	"math"
 	"slices"
 	"strings"
-	"unicode/utf8"
 )
 
 // mapValue reads the object at the next byte, '{', as the value of map
@@ -43,7 +42,7 @@ func (d *Decoder) mapValue(f *Field, depth int) (any, string, error) {
 			return nil, "", err
 		}
 		if n++; problem == "" {
-			problem = f.entryName(k, over, n)
+			problem = f.entryName(k, over, d.validUTF8(k), n)
 		}
 		if problem == "" && f.Type == TypeNumberMap {
 			problem, err = d.numberEntry(k, &nums, depth)
@@ -79,9 +78,9 @@ func (d *Decoder) mapValue(f *Field, depth int) (any, string, error) {
 	return strs, "", nil
 }
 
-// entryName says what is wrong with the name k (cut, if over) of entry n
-// of a map, if anything but a duplicate, which the entry's value finds.
-func (f *Field) entryName(k []byte, over bool, n int) string {
+// entryName says what is wrong with the name k (cut, if over; valid if
+// it is valid UTF-8) of entry n of a map, if anything but a duplicate, which the entry's value finds.
+func (f *Field) entryName(k []byte, over, valid bool, n int) string {
 	if f.MaxEntries > 0 && n > f.MaxEntries {
 		return fmt.Sprintf("more than %d entries", f.MaxEntries)
 	}
@@ -93,7 +92,7 @@ func (f *Field) entryName(k []byte, over bool, n int) string {
 	if len(k) == 0 || len(k) > f.keyLimit() {
 		return f.checkKey(string(k))
 	}
-	if !utf8.Valid(k) {
+	if !valid {
 		return fmt.Sprintf("name %q is not valid UTF-8", strings.ToValidUTF8(Truncate(string(k), 32), "\uFFFD"))
 	}
 	return ""
@@ -155,7 +154,7 @@ func (d *Decoder) stringEntry(f *Field, k []byte, m *map[string]string, depth in
 		return "", err
 	case over:
 		return duplicate(k, *m, fmt.Sprintf("%s: longer than %d bytes", Truncate(string(k), 64), f.MaxLength)), nil
-	case !utf8.Valid(b):
+	case !d.validUTF8(b):
 		return duplicate(k, *m, Truncate(string(k), 64)+": invalid UTF-8"), nil
 	}
 	if *m == nil {
@@ -178,9 +177,13 @@ func (d *Decoder) finish(out *Decoded) {
 			d.fillMember(k, d.cfg.Fill[k])
 		}
 	}
+	set := 0
 	for i := range d.s.Fields {
 		if f := &d.s.Fields[i]; f.Required && e.state[i] <= fieldNull {
 			e.add(i+1, f.Name, "required")
+		}
+		if e.state[i] == fieldSet {
+			set++
 		}
 	}
 	if len(e.problems) > 0 {
@@ -200,19 +203,17 @@ func (d *Decoder) finish(out *Decoded) {
 		out.Problems, out.Omitted = e.out, e.omitted
 		return
 	}
-	n := 0
-	for _, s := range e.state {
-		if s == fieldSet {
-			n++
-		}
-	}
-	ev := Event{ID: e.id, Fields: make(map[string]any, n)}
+	ev := Event{ID: e.id, Fields: make(map[string]any, set)}
 	for i, s := range e.state {
 		if s == fieldSet {
 			ev.Fields[d.s.Fields[i].Name] = e.vals[i]
 		}
 	}
-	ev.Key, _ = ev.Fields[d.s.PartitionKey].(string)
+	// The key is the partition key field's value, as Validate takes it
+	// from the map, but without a lookup.
+	if k := d.keyField; k >= 0 && e.state[k] == fieldSet {
+		ev.Key, _ = e.vals[k].(string)
+	}
 	out.Event = ev
 }
 

@@ -126,6 +126,18 @@ func quoteChar(c byte) string {
 // consuming it; ok is false at the end of the input. In NDJSON a '\n' is
 // returned rather than skipped: it ends the value.
 func (d *Decoder) nonSpace() (c byte, ok bool) {
+	// Most values follow their comma or colon at once: that case returns
+	// before the refill check and the loop.
+	if i := d.pos; uint(i) < uint(len(d.buf)) {
+		if c := d.buf[i]; c > ' ' {
+			return c, true
+		}
+	}
+	return d.skipSpace()
+}
+
+// skipSpace is nonSpace past white space or at the end of the buffer.
+func (d *Decoder) skipSpace() (c byte, ok bool) {
 	for d.fill() {
 		for ; d.pos < len(d.buf); d.pos++ {
 			switch c := d.buf[d.pos]; c {
@@ -145,6 +157,16 @@ func (d *Decoder) nonSpace() (c byte, ok bool) {
 // expect skips white space and consumes c, or reports what is there
 // instead with the message encoding/json gives after context.
 func (d *Decoder) expect(c byte, context string) error {
+	if i := d.pos; uint(i) < uint(len(d.buf)) && d.buf[i] == c {
+		d.pos = i + 1
+		return nil
+	}
+	return d.expectSlow(c, context)
+}
+
+// expectSlow is expect past white space, at the end of the buffer, or at
+// a byte that is not c.
+func (d *Decoder) expectSlow(c byte, context string) error {
 	got, ok := d.nonSpace()
 	if !ok {
 		return d.endErr()
@@ -160,8 +182,25 @@ func (d *Decoder) expect(c byte, context string) error {
 // appending at most keep bytes of its value to dst; over says the value
 // was longer. Escapes are decoded as encoding/json decodes them (a lone
 // surrogate becomes U+FFFD); raw bytes are kept as they are, for the
-// caller to check with utf8.Valid where it keeps the value.
+// caller to check with d.validUTF8 where it keeps the value.
 func (d *Decoder) str(dst []byte, keep int) (out []byte, over bool, err error) {
+	// Most strings lie whole in the buffer, without escapes: one scan and
+	// one copy, without the general loop's per-run bookkeeping, which cost
+	// as much as the scan.
+	rest := d.buf[d.pos:]
+	n, nonASCII := stringRun(rest)
+	if n < len(rest) && rest[n] == '"' && n <= keep-len(dst) {
+		d.nonASCII = nonASCII
+		d.pos += n + 1
+		return append(dst, rest[:n]...), false, nil
+	}
+	d.nonASCII = false
+	return d.strSlow(dst, keep)
+}
+
+// strSlow is str for a string with escapes, longer than keep, or not yet
+// all in the buffer.
+func (d *Decoder) strSlow(dst []byte, keep int) (out []byte, over bool, err error) {
 	add := func(b []byte) {
 		if room := keep - len(dst); room < len(b) {
 			over = true
@@ -174,7 +213,8 @@ func (d *Decoder) str(dst []byte, keep int) (out []byte, over bool, err error) {
 			return dst, over, d.endErr()
 		}
 		start := d.pos
-		n, _ := stringRun(d.buf[d.pos:])
+		n, nonASCII := stringRun(d.buf[d.pos:])
+		d.nonASCII = d.nonASCII || nonASCII
 		d.pos += n
 		add(d.buf[start:d.pos])
 		if d.pos == len(d.buf) {
@@ -194,6 +234,13 @@ func (d *Decoder) str(dst []byte, keep int) (out []byte, over bool, err error) {
 		var enc [utf8.UTFMax]byte
 		add(enc[:utf8.EncodeRune(enc[:], r)])
 	}
+}
+
+// validUTF8 reports whether b, the value the last str read, is valid
+// UTF-8. Decoded escapes always are: only raw bytes need checking, and
+// only if one of them is not ASCII, which str saw as it scanned them.
+func (d *Decoder) validUTF8(b []byte) bool {
+	return !d.nonASCII || utf8.Valid(b)
 }
 
 // escape reads one escape sequence at the backslash.
@@ -325,6 +372,111 @@ func (d *Decoder) number(dst []byte, keep int) (out []byte, over bool, err error
 	return dst, d.offset()-start > int64(keep), nil
 }
 
+// numberInPlace consumes a number at the next byte and returns its
+// literal in the buffer, without the copy that number makes, when the
+// buffer holds all of it and the byte after it, and it is well formed and
+// at most MaxNumberLength bytes long. Otherwise it consumes nothing and
+// reports false, for number to read it.
+func (d *Decoder) numberInPlace() ([]byte, bool) {
+	b := d.buf[d.pos:]
+	i := 0
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i >= len(b):
+		return nil, false
+	case b[i] == '0':
+		i++
+	case '1' <= b[i] && b[i] <= '9':
+		i = digitsEnd(b, i+1)
+	default:
+		return nil, false
+	}
+	if i < len(b) && b[i] == '.' {
+		j := digitsEnd(b, i+1)
+		if j == i+1 {
+			return nil, false
+		}
+		i = j
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		j := digitsEnd(b, i)
+		if j == i {
+			return nil, false
+		}
+		i = j
+	}
+	// At the end of the buffer the number may go on in the input.
+	if i >= len(b) || i > MaxNumberLength {
+		return nil, false
+	}
+	d.pos += i
+	return b[:i], true
+}
+
+// shortNumber consumes a number at the next byte and returns its value,
+// when the buffer holds all of it and the byte after it, and it has at
+// most 15 digits and no exponent: the readings most events carry. It
+// computes what parseFloat does, in the same pass as the scan. Otherwise
+// it consumes nothing and reports false.
+func (d *Decoder) shortNumber() (float64, bool) {
+	b := d.buf[d.pos:]
+	i, neg := 0, len(b) > 0 && b[0] == '-'
+	if neg {
+		i = 1
+	}
+	var m uint64
+	digits, frac := 0, 0
+	switch {
+	case i >= len(b):
+		return 0, false
+	case b[i] == '0':
+		i, digits = i+1, 1
+	case '1' <= b[i] && b[i] <= '9':
+		for ; i < len(b) && '0' <= b[i] && b[i] <= '9'; i++ {
+			m, digits = m*10+uint64(b[i]-'0'), digits+1
+		}
+	default:
+		return 0, false
+	}
+	if i < len(b) && b[i] == '.' {
+		for i++; i < len(b) && '0' <= b[i] && b[i] <= '9'; i++ {
+			m, digits, frac = m*10+uint64(b[i]-'0'), digits+1, frac+1
+		}
+		if frac == 0 {
+			return 0, false
+		}
+	}
+	// An exponent, or a number that may go on past the buffer, is left to
+	// the general reading; so are more digits than a float64 holds exactly.
+	if i >= len(b) || b[i] == 'e' || b[i] == 'E' || digits > 15 {
+		return 0, false
+	}
+	x := float64(m)
+	if frac > 0 {
+		x /= pow10[frac]
+	}
+	if neg {
+		x = -x
+	}
+	d.pos += i
+	return x, true
+}
+
+// digitsEnd returns the index of the first byte at or after i in b that
+// is not a decimal digit.
+func digitsEnd(b []byte, i int) int {
+	for i < len(b) && '0' <= b[i] && b[i] <= '9' {
+		i++
+	}
+	return i
+}
+
 // literal reads true, false or null, whichever starts at the next byte.
 func (d *Decoder) literal() error {
 	var word string
@@ -428,6 +580,9 @@ func (d *Decoder) skipScalarOrOpen(stack *[]byte, depth int) (opened bool, err e
 		_, _, err := d.str(nil, 0)
 		return false, err
 	case "number":
+		if _, ok := d.numberInPlace(); ok {
+			return false, nil
+		}
 		_, _, err := d.number(nil, 0)
 		return false, err
 	case "boolean", "null":
