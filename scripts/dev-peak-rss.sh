@@ -44,6 +44,7 @@ wait "$sampler" 2>/dev/null || true
 clickhouse-client --query "DROP DATABASE IF EXISTS $db" 2>/dev/null || true
 
 peak=$(sort -n "$dir/rss.kb" | tail -1)
-acked=$(grep -o '"acked":{[^}]*}' "$dir/loadgen.json" || echo '?')
-echo "sluice dev --memory-limit $limit, ${secs}s of loadgen --rate 0: peak VmRSS $((peak / 1024)) MiB ($peak kB); $acked"
+acked=$(grep -o '"acked_total": *[0-9]*' "$dir/loadgen.json" | grep -o '[0-9]*$' || echo '?')
+rate=$(grep -o '"events_per_second": *[0-9]*' "$dir/loadgen.json" | grep -o '[0-9]*$' || echo '?')
+echo "sluice dev --memory-limit $limit, ${secs}s of loadgen --rate 0: peak VmRSS $((peak / 1024)) MiB ($peak kB); $acked events acknowledged ($rate/s)"
 echo "logs: $dir"
