@@ -132,23 +132,8 @@ func (s *Stream) decodeFast(b []byte, keep bool) (ev Event, ok bool) {
 			if !known || seen[i] {
 				return Event{}, false
 			}
-			f := &s.Fields[i]
-			if !keep && f.Name != s.PartitionKey {
-				if !p.check(f) {
-					return Event{}, false
-				}
-				seen[i], next = true, i+1
-				continue
-			}
-			v, ok := p.value(f)
-			if !ok {
+			if !s.fastField(&p, &s.Fields[i], keep, &ev, &haveKey) {
 				return Event{}, false
-			}
-			if keep {
-				ev.Fields[f.Name] = v
-			}
-			if f.Name == s.PartitionKey {
-				ev.Key, haveKey = v.(string)
 			}
 			seen[i], next = true, i+1
 		}
@@ -162,6 +147,26 @@ func (s *Stream) decodeFast(b []byte, keep bool) (ev Event, ok bool) {
 		}
 	}
 	return ev, haveKey
+}
+
+// fastField reads the value of field f into ev for decodeFast: into
+// ev.Fields with keep, else only checked, unless it is the partition key,
+// which goes into ev.Key.
+func (s *Stream) fastField(p *parser, f *Field, keep bool, ev *Event, haveKey *bool) bool {
+	if !keep && f.Name != s.PartitionKey {
+		return p.check(f)
+	}
+	v, ok := p.value(f)
+	if !ok {
+		return false
+	}
+	if keep {
+		ev.Fields[f.Name] = v
+	}
+	if f.Name == s.PartitionKey {
+		ev.Key, *haveKey = v.(string)
+	}
+	return true
 }
 
 // parser reads JSON from b at i, for decodeFast. Each method skips the
