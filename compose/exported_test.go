@@ -13,13 +13,13 @@ package compose
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -69,7 +69,7 @@ func (e exported) series(name string) (*family, map[string]bool) {
 	for _, suffix := range []string{"_bucket", "_sum", "_count"} {
 		base, ok := strings.CutSuffix(name, suffix)
 		if f := e[base]; ok && f != nil && (f.typ == "histogram" || f.typ == "summary") {
-			labels := maps(f.labels)
+			labels := copyLabels(f.labels)
 			if suffix == "_bucket" {
 				labels["le"] = true
 			}
@@ -77,23 +77,6 @@ func (e exported) series(name string) (*family, map[string]bool) {
 		}
 	}
 	return nil, nil
-}
-
-func maps(m map[string]bool) map[string]bool {
-	out := make(map[string]bool, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }
 
 // pipelineRun is what runPipeline leaves running: the scrapes, and the
@@ -346,5 +329,13 @@ func declaredMetrics(t *testing.T) map[string]bool {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return out
+}
+
+// copyLabels copies a set of label names: never nil, for the caller to add
+// to.
+func copyLabels(m map[string]bool) map[string]bool {
+	out := make(map[string]bool, len(m))
+	maps.Copy(out, m)
 	return out
 }

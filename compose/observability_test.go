@@ -7,6 +7,7 @@ package compose
 
 import (
 	"encoding/json"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -469,7 +470,7 @@ func TestObservability(t *testing.T) {
 			for _, text := range r.Annotations {
 				for _, m := range templateLabelRE.FindAllStringSubmatch(text, -1) {
 					if out != nil && !out[m[1]] {
-						t.Errorf("%s: %s: annotation uses $labels.%s, but the alert's series carry only %v", alertsFile, r.Alert, m[1], sortedKeys(out))
+						t.Errorf("%s: %s: annotation uses $labels.%s, but the alert's series carry only %v", alertsFile, r.Alert, m[1], slices.Sorted(maps.Keys(out)))
 					}
 				}
 			}
@@ -537,9 +538,9 @@ func (c exprChecker) seriesLabels(vs *parser.VectorSelector) map[string]bool {
 		labels = map[string]bool{} // Prometheus's own series of each target
 	default:
 		if _, l := c.exp.series(name); l != nil {
-			labels = maps(l)
+			labels = copyLabels(l)
 		} else if d, ok := c.doc[name]; ok && d.declaredOnly {
-			labels = maps(d.labels)
+			labels = copyLabels(d.labels)
 		} else {
 			c.t.Errorf("%s: metric %s is not exported by sluice", c.where, name)
 			return nil
@@ -550,7 +551,7 @@ func (c exprChecker) seriesLabels(vs *parser.VectorSelector) map[string]bool {
 	}
 	for _, m := range vs.LabelMatchers {
 		if m.Name != "__name__" && !labels[m.Name] {
-			c.t.Errorf("%s: %s has no label %s (it has %v)", c.where, name, m.Name, sortedKeys(labels))
+			c.t.Errorf("%s: %s has no label %s (it has %v)", c.where, name, m.Name, slices.Sorted(maps.Keys(labels)))
 		}
 	}
 	return labels
@@ -584,7 +585,7 @@ func (c exprChecker) labelsOf(n parser.Node) map[string]bool {
 			if !out["le"] {
 				c.t.Errorf("%s: histogram_quantile over series without le", c.where)
 			}
-			out = maps(out)
+			out = copyLabels(out)
 			delete(out, "le")
 		}
 		return out
@@ -609,7 +610,7 @@ func (c exprChecker) aggregateLabels(x *parser.AggregateExpr) map[string]bool {
 		return nil
 	}
 	if x.Without {
-		out := maps(in)
+		out := copyLabels(in)
 		for _, g := range x.Grouping {
 			delete(out, g)
 		}
@@ -618,7 +619,7 @@ func (c exprChecker) aggregateLabels(x *parser.AggregateExpr) map[string]bool {
 	out := map[string]bool{}
 	for _, g := range x.Grouping {
 		if !in[g] {
-			c.t.Errorf("%s: %s by (%s): the series aggregated have no label %s (they have %v)", c.where, x.Op, strings.Join(x.Grouping, ", "), g, sortedKeys(in))
+			c.t.Errorf("%s: %s by (%s): the series aggregated have no label %s (they have %v)", c.where, x.Op, strings.Join(x.Grouping, ", "), g, slices.Sorted(maps.Keys(in)))
 		}
 		out[g] = true
 	}
@@ -633,7 +634,7 @@ func (c exprChecker) binaryLabels(x *parser.BinaryExpr) map[string]bool {
 		for _, side := range []map[string]bool{lhs, rhs} {
 			for _, l := range vm.MatchingLabels {
 				if side != nil && !side[l] {
-					c.t.Errorf("%s: on (%s): one side has no label %s (it has %v)", c.where, strings.Join(vm.MatchingLabels, ", "), l, sortedKeys(side))
+					c.t.Errorf("%s: on (%s): one side has no label %s (it has %v)", c.where, strings.Join(vm.MatchingLabels, ", "), l, slices.Sorted(maps.Keys(side)))
 				}
 			}
 		}
@@ -661,7 +662,7 @@ func (c exprChecker) binaryLabels(x *parser.BinaryExpr) map[string]bool {
 		if vm.Card == parser.CardOneToMany {
 			out = rhs
 		}
-		out = maps(out)
+		out = copyLabels(out)
 		for _, l := range vm.Include {
 			out[l] = true
 		}
@@ -801,7 +802,7 @@ func checkMetricsDoc(t *testing.T, exp exported, doc map[string]docMetric) {
 				}
 			}
 			if !ok {
-				t.Errorf("%s: %s (%s, labels %v, %s) is exported but not documented", metricsDoc, name, f.typ, sortedKeys(f.labels), docRole(f.roles))
+				t.Errorf("%s: %s (%s, labels %v, %s) is exported but not documented", metricsDoc, name, f.typ, slices.Sorted(maps.Keys(f.labels)), docRole(f.roles))
 			}
 			continue
 		}
@@ -811,11 +812,11 @@ func checkMetricsDoc(t *testing.T, exp exported, doc map[string]docMetric) {
 		if d.typ != f.typ {
 			t.Errorf("%s: %s is documented as a %s, exported as a %s", metricsDoc, name, d.typ, f.typ)
 		}
-		if !slices.Equal(sortedKeys(d.labels), sortedKeys(f.labels)) {
-			t.Errorf("%s: %s: documented labels %v, exported %v", metricsDoc, name, sortedKeys(d.labels), sortedKeys(f.labels))
+		if !slices.Equal(slices.Sorted(maps.Keys(d.labels)), slices.Sorted(maps.Keys(f.labels))) {
+			t.Errorf("%s: %s: documented labels %v, exported %v", metricsDoc, name, slices.Sorted(maps.Keys(d.labels)), slices.Sorted(maps.Keys(f.labels)))
 		}
 		if want := docRole(f.roles); d.role != want {
-			t.Errorf("%s: %s: role %q, but it is exported by %v: want %q", metricsDoc, name, d.role, sortedKeys(f.roles), want)
+			t.Errorf("%s: %s: role %q, but it is exported by %v: want %q", metricsDoc, name, d.role, slices.Sorted(maps.Keys(f.roles)), want)
 		}
 	}
 	// Every documented metric exists: scraped, or declared in the source.

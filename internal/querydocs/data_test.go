@@ -2,6 +2,7 @@ package querydocs
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -541,7 +542,7 @@ var answerChecks = map[string]check{
 				set[r.device] = true
 			}
 		}
-		want := sortedKeys(set)
+		want := slices.Sorted(maps.Keys(set))
 		var got []string
 		for _, r := range rows {
 			got = append(got, str(t, r, "device_id"))
@@ -559,7 +560,7 @@ var answerChecks = map[string]check{
 				}
 			}
 		}
-		want := sortedKeys(set)
+		want := slices.Sorted(maps.Keys(set))
 		var got []string
 		for _, r := range rows {
 			got = append(got, str(t, r, "metric"))
@@ -568,15 +569,6 @@ var answerChecks = map[string]check{
 			t.Errorf("metrics %v, want %v", got, want)
 		}
 	},
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }
 
 // Column accessors: a missing column or an unexpected type fails the test,
