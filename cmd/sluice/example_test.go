@@ -7,25 +7,17 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/spf13/cobra"
 )
 
 // firstDiff describes where got and want first differ, line by line.
 func firstDiff(got, want string) string {
-	g, w := strings.Split(got, "\n"), strings.Split(want, "\n")
-	for i := 0; i < max(len(g), len(w)); i++ {
-		var gl, wl string
-		if i < len(g) {
-			gl = g[i]
-		}
-		if i < len(w) {
-			wl = w[i]
-		}
-		if gl != wl {
-			return "line " + strconv.Itoa(i+1) + ":\n  generated: " + gl + "\n  in file:   " + wl
-		}
+	n, gl, wl := testkit.FirstDiff(got, want)
+	if n == 0 {
+		return "(no difference)"
 	}
-	return "(no difference)"
+	return "line " + strconv.Itoa(n) + ":\n  generated: " + gl + "\n  in file:   " + wl
 }
 
 // TestGeneratedFilesUpToDate fails when sluice.example.yaml or the tables

@@ -209,20 +209,11 @@ func TestLTSGolden(t *testing.T) {
 
 // firstDiff shows the first line where two texts differ.
 func firstDiff(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	for i := 0; i < max(len(w), len(g)); i++ {
-		var wl, gl string
-		if i < len(w) {
-			wl = w[i]
-		}
-		if i < len(g) {
-			gl = g[i]
-		}
-		if wl != gl {
-			return fmt.Sprintf("line %d:\n  pinned: %q\n  now:    %q", i+1, wl, gl)
-		}
+	n, wl, gl := testkit.FirstDiff(want, got)
+	if n == 0 {
+		return "(no line differs)"
 	}
-	return "(no line differs)"
+	return fmt.Sprintf("line %d:\n  pinned: %q\n  now:    %q", n, wl, gl)
 }
 
 // grafanaSetup is what the compose stack's Grafana is given.
