@@ -28,6 +28,7 @@ import (
 
 	"github.com/sluicehq/sluice/devstack"
 	"github.com/sluicehq/sluice/internal/procstat"
+	"github.com/sluicehq/sluice/internal/promscrape"
 	"github.com/sluicehq/sluice/loadgen"
 )
 
@@ -336,7 +337,7 @@ func (e *env) snapshot(ctx context.Context) (snapshot, error) {
 	if s.workCPU, err = procstat.CPUTime(e.work.pid()); err != nil {
 		return s, err
 	}
-	fams, err := scrape(ctx, e.client, e.work.url)
+	fams, err := promscrape.Get(ctx, e.client, e.work.url+"/metrics")
 	if err != nil {
 		return s, err
 	}

@@ -2,15 +2,13 @@ package testkit
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"sort"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+	"github.com/sluicehq/sluice/internal/promscrape"
 )
 
 // HTTPGatherer gathers the metric families a process serves at url (its
@@ -21,24 +19,9 @@ func HTTPGatherer(url string) prometheus.Gatherer {
 	return prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		byName, err := promscrape.Get(ctx, http.DefaultClient, url)
 		if err != nil {
-			return nil, fmt.Errorf("scrape %s: %w", url, err)
-		}
-		// Ask for the text format: the parser below reads nothing else.
-		req.Header.Set("Accept", "text/plain; version=0.0.4")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return nil, fmt.Errorf("scrape %s: %w", url, err)
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return nil, fmt.Errorf("scrape %s: %s", url, resp.Status)
-		}
-		parser := expfmt.NewTextParser(model.UTF8Validation)
-		byName, err := parser.TextToMetricFamilies(resp.Body)
-		if err != nil {
-			return nil, fmt.Errorf("scrape %s: parse: %w", url, err)
+			return nil, err
 		}
 		out := make([]*dto.MetricFamily, 0, len(byName))
 		for _, mf := range byName {
