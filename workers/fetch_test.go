@@ -44,7 +44,16 @@ func (f *fakeFetcher) SetOffset(o int64) error {
 	return nil
 }
 
-func (f *fakeFetcher) FetchMessage(ctx context.Context) (kafka.Message, error) {
+// FetchMessages hands out one message at a time.
+func (f *fakeFetcher) FetchMessages(ctx context.Context, _ int) ([]kafka.Message, error) {
+	m, err := f.fetchMessage(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return []kafka.Message{m}, nil
+}
+
+func (f *fakeFetcher) fetchMessage(ctx context.Context) (kafka.Message, error) {
 	f.s.mu.Lock()
 	if f.offset < 0 { // kafka.FirstOffset
 		f.offset = 0

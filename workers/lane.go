@@ -74,7 +74,9 @@ func (l *lane) run() {
 // fake in tests.
 type fetcher interface {
 	SetOffset(offset int64) error
-	FetchMessage(ctx context.Context) (kafka.Message, error)
+	// FetchMessages returns the partition's next messages, at least one
+	// and at most limit, waiting for one to be produced.
+	FetchMessages(ctx context.Context, limit int) ([]kafka.Message, error)
 	Close() error
 }
 
@@ -206,12 +208,6 @@ func (l *lane) send(ms []kafka.Message, msgs chan<- []kafka.Message) error {
 // once: handing them over one at a time cost two channel operations each.
 const maxChunk = 128
 
-// chunkFetcher is a fetcher that can hand out the messages it holds
-// together (a partitionReader: those of one fetch).
-type chunkFetcher interface {
-	FetchMessages(ctx context.Context, limit int) ([]kafka.Message, error)
-}
-
 // fetchSome returns the partition's next messages, one or more. Every
 // idleCheck (one deadline shared by many fetches, so that a busy lane pays
 // nothing per message) it checks that Kafka has not deleted the offset the
@@ -225,18 +221,7 @@ func (l *lane) fetchSome(r fetcher, next *int64) ([]kafka.Message, error) {
 			}
 			l.idle, l.cancelIdle = context.WithTimeout(l.stop, idleCheck)
 		}
-		var (
-			ms  []kafka.Message
-			err error
-		)
-		if cf, ok := r.(chunkFetcher); ok {
-			ms, err = cf.FetchMessages(l.idle, maxChunk)
-		} else {
-			var m kafka.Message
-			if m, err = r.FetchMessage(l.idle); err == nil {
-				ms = []kafka.Message{m}
-			}
-		}
+		ms, err := r.FetchMessages(l.idle, maxChunk)
 		if err == nil || l.stop.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
 			return ms, err
 		}
