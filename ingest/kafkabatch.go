@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -96,8 +95,6 @@ type accumulator struct {
 	// when it has sent the last one after close.
 	wake    chan struct{}
 	stopped chan struct{}
-
-	requests, messages atomic.Int64
 }
 
 func newAccumulator(linger time.Duration, maxMsgs int, maxBytes int64, send func(*produceBatch)) *accumulator {

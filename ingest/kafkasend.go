@@ -105,7 +105,7 @@ func (p *KafkaProducer) produce(ctx context.Context, b *produceBatch, parts []to
 		t.Partitions = append(t.Partitions, rawproduce.RequestPartition{Partition: tp.partition,
 			RecordSet: protocol.RawRecordSet{Reader: bytes.NewReader(buf[from:])}})
 	}
-	p.acc.requests.Add(1)
+	p.requests.Add(1)
 	failed := make(map[topicPartition]error)
 	res, err := p.transport.RoundTrip(ctx, p.client.Addr, req)
 	if err != nil {
@@ -123,7 +123,7 @@ func (p *KafkaProducer) produce(ctx context.Context, b *produceBatch, parts []to
 				continue
 			}
 			acked[tp] = true
-			p.acc.messages.Add(int64(len(b.parts[tp])))
+			p.messages.Add(int64(len(b.parts[tp])))
 		}
 	}
 	for _, tp := range parts {

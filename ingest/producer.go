@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -146,6 +147,9 @@ type KafkaProducer struct {
 	brokers   []string
 	log       *slog.Logger
 	acc       *accumulator
+
+	// requests and messages count what was sent, for Stats.
+	requests, messages atomic.Int64
 }
 
 // NewKafkaProducer returns a producer writing with acks=all and Java-compatible
@@ -243,7 +247,7 @@ type ProducerStats struct {
 
 // Stats returns the producer's counters since it started.
 func (p *KafkaProducer) Stats() ProducerStats {
-	return ProducerStats{Requests: p.acc.requests.Load(), Messages: p.acc.messages.Load()}
+	return ProducerStats{Requests: p.requests.Load(), Messages: p.messages.Load()}
 }
 
 // Close sends what is gathered, waits for it, and releases connections.
