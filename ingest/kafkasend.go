@@ -16,32 +16,41 @@ import (
 	metadataAPI "github.com/segmentio/kafka-go/protocol/metadata"
 	produceAPI "github.com/segmentio/kafka-go/protocol/produce"
 	"github.com/segmentio/kafka-go/protocol/rawproduce"
+	"github.com/sluicehq/sluice/backpressure"
 )
 
 // send writes a sealed batch: one request per partition leader, sent
 // together, and the partitions that failed with a retriable error again,
-// up to MaxAttempts, with a pause that doubles from 100 ms. What still
-// failed is left in b.failed.
-func (p *KafkaProducer) send(b *produceBatch) {
+// up to MaxAttempts. What still failed is left in b.failed.
+func (p *KafkaProducer) send(b *produceBatch) { p.retrySend(b, p.sendOnce) }
+
+// retrySend is send with its requests made by once, which returns the
+// error of each partition it could not write. A partition refused for
+// good stays failed whatever later attempts for others do.
+func (p *KafkaProducer) retrySend(b *produceBatch, once func(*produceBatch, []topicPartition) map[topicPartition]error) {
+	b.failed = make(map[topicPartition]error)
 	pending := b.order
-	pause := 100 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		failed := p.sendOnce(b, pending)
+	policy := backpressure.RetryPolicy{Initial: 100 * time.Millisecond, Max: time.Second, MaxAttempts: uint(p.cfg.MaxAttempts)}
+	_ = backpressure.Retry(context.Background(), p.log, fmt.Sprintf("produce %d messages", b.msgs), policy, func(context.Context) error {
+		failed := once(b, pending)
 		var retry []topicPartition
 		for _, tp := range pending {
-			if err := failed[tp]; err != nil && retriable(err) {
+			switch err := failed[tp]; {
+			case err == nil:
+				delete(b.failed, tp)
+			case retriable(err):
+				b.failed[tp] = err
 				retry = append(retry, tp)
+			default:
+				b.failed[tp] = err
 			}
 		}
-		if len(retry) == 0 || attempt >= p.cfg.MaxAttempts {
-			b.failed = failed
-			return
-		}
-		p.log.Warn("produce failed; retrying", "partitions", len(retry), "attempt", attempt, "retry_in", pause, "err", failed[retry[0]].Error())
-		time.Sleep(pause)
-		pause *= 2
 		pending = retry
-	}
+		if len(retry) > 0 {
+			return fmt.Errorf("%d partitions not written: %w", len(retry), b.failed[retry[0]])
+		}
+		return nil
+	})
 }
 
 // retriable reports whether writing the same messages again may succeed:
