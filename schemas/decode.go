@@ -505,7 +505,7 @@ func (p *parser) check(f *Field) bool {
 		ok := p.object(f, func(string) bool {
 			b, ok := p.strBytes()
 			n++
-			return ok && (f.MaxLength <= 0 || len(b) <= f.MaxLength) // checkMapString
+			return ok && mapStringOK(f, b)
 		})
 		return ok && f.checkMapSize(n) == ""
 	}

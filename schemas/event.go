@@ -309,10 +309,16 @@ func (f *Field) stringEntry(k string, v any) string {
 
 // checkMapString says what is wrong with the string value of entry k.
 func (f *Field) checkMapString(k, s string) string {
-	if f.MaxLength > 0 && len(s) > f.MaxLength {
+	if !mapStringOK(f, s) {
 		return fmt.Sprintf("%s: longer than %d bytes", Truncate(k, 64), f.MaxLength)
 	}
 	return ""
+}
+
+// mapStringOK reports whether checkMapString finds nothing wrong with the
+// value s, without needing s as a string.
+func mapStringOK[T string | []byte](f *Field, s T) bool {
+	return f.MaxLength <= 0 || len(s) <= f.MaxLength
 }
 
 func (f *Field) checkMapSize(n int) string {
