@@ -48,9 +48,13 @@ func TestAddedPartitionsAreConsumed(t *testing.T) {
 	post("after", 80)
 	db.waitRows(t, map[string]uint64{"iot_telemetry": 120}, 60*time.Second)
 
+	// The query gets its own deadline: ctx, started before the sleep and
+	// the wait for rows, may already have run out.
+	qctx, qcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer qcancel()
 	var onNew uint64
 	q := fmt.Sprintf("SELECT count() FROM %s.iot_telemetry WHERE kafka_partition >= 4", db.Name)
-	if err := db.conn.QueryRow(ctx, q).Scan(&onNew); err != nil {
+	if err := db.conn.QueryRow(qctx, q).Scan(&onNew); err != nil {
 		t.Fatal(err)
 	}
 	if onNew == 0 {
