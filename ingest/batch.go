@@ -146,8 +146,19 @@ func (b *Batch) AddWithID(v any, id string) error {
 		b.rejectInvalid(i, ferrs, 0, raw)
 		return nil
 	}
-	b.complete(i, ev, id, raw)
+	b.complete(i, validEvent{ev.ID, ev.Key, func(id string, at time.Time) ([]byte, error) {
+		ev.ID, ev.ReceivedAt = id, at
+		return b.stream.Encode(ev)
+	}}, id, raw)
 	return nil
+}
+
+// validEvent is a valid event to complete: a schemas.Event that Validate
+// returned, or a schemas.Decoded that a Decoder read, which it encodes
+// without building the Event.
+type validEvent struct {
+	id, key string // the producer's event_id ("" if none) and the partition key
+	encode  func(id string, receivedAt time.Time) ([]byte, error)
 }
 
 // rejectInvalid rejects event i, already counted, for its problems and
@@ -174,33 +185,32 @@ func (b *Batch) rejectInvalid(i int, problems []schemas.FieldError, omitted int,
 // complete gives valid event i, already counted, its event_id (the
 // producer's, id, derived or random) and received_at, encodes it and adds
 // it to the batch. raw gives the event's JSON for a dead letter.
-func (b *Batch) complete(i int, ev schemas.Event, id string, raw func() []byte) {
-	if ev.ID == "" {
-		ev.ID = id
+func (b *Batch) complete(i int, ev validEvent, id string, raw func() []byte) {
+	if ev.id != "" {
+		id = ev.id
 	}
-	if ev.ID == "" && b.origin.Identity != nil {
-		ev.ID = DeriveID(b.origin.Identity, indexBytes(i))
+	if id == "" && b.origin.Identity != nil {
+		id = DeriveID(b.origin.Identity, indexBytes(i))
 	}
-	if ev.ID == "" {
+	if id == "" {
 		// v7: time-ordered, so IDs Sluice assigns sort by arrival.
 		u, err := uuid.NewV7()
 		if err != nil {
 			b.rejectValid(i, raw, "event_id: cannot assign one: "+err.Error())
 			return
 		}
-		ev.ID = u.String()
+		id = u.String()
 	}
-	ev.ReceivedAt = b.now
-	val, err := b.stream.Encode(ev)
+	val, err := ev.encode(id, b.now)
 	if err != nil {
 		b.rejectValid(i, raw, "event: "+err.Error())
 		return
 	}
-	if size := len(ev.Key) + len(val); size > b.g.maxEventBytes {
+	if size := len(ev.key) + len(val); size > b.g.maxEventBytes {
 		b.rejectValid(i, raw, fmt.Sprintf("event: %d bytes encoded, over the %d-byte limit", size, b.g.maxEventBytes))
 		return
 	}
-	b.msgs = append(b.msgs, Message{Topic: b.topic, Key: []byte(ev.Key), Value: val, Time: b.now})
+	b.msgs = append(b.msgs, Message{Topic: b.topic, Key: []byte(ev.key), Value: val, Time: b.now})
 }
 
 // rejectValid rejects event i, already counted, for one problem.
@@ -398,7 +408,7 @@ func (b *Batch) addDecoded(v *schemas.Decoded) error {
 		b.rejectInvalid(i, v.Problems, v.Omitted, raw)
 		return nil
 	}
-	b.complete(i, v.Event, "", raw)
+	b.complete(i, validEvent{v.ID, v.Key, v.Encode}, "", raw)
 	return nil
 }
 

@@ -64,52 +64,68 @@ const encodeStack = 1024
 // appendEvent appends the JSON of ev to b. It reports false, leaving the
 // work to encodeGeneric, for anything but what Validate and Decode produce.
 func (s *Stream) appendEvent(b []byte, ev Event) ([]byte, bool) {
-	b = append(b, `{"event_id":`...)
-	b = appendString(b, ev.ID)
+	b = appendHead(b, ev.ID)
 	found := 0
 	for i := range s.Fields {
-		name, typ := s.Fields[i].Name, s.Fields[i].Type
-		v, ok := ev.Fields[name]
+		v, ok := ev.Fields[s.Fields[i].Name]
 		if !ok {
 			continue
 		}
 		found++
-		b = appendName(b, name, s.byName != nil)
-		switch x := v.(type) {
-		case string:
-			b = appendString(b, x)
-		case time.Time:
-			b = appendTime(b, x)
-		case float64:
-			// Numbers and booleans of other fields keep the generic
-			// encoding they always had.
-			if typ != TypeNumber {
-				return nil, false
-			}
-			if b, ok = appendFloat(b, x); !ok {
-				return nil, false
-			}
-		case bool:
-			if typ != TypeBoolean {
-				return nil, false
-			}
-			b = strconv.AppendBool(b, x)
-		case map[string]float64:
-			if b, ok = appendNumberMap(b, x); !ok {
-				return nil, false
-			}
-		case map[string]string:
-			b = appendStringMap(b, x)
-		default:
+		if b, ok = s.appendField(b, i, v); !ok {
 			return nil, false
 		}
 	}
 	if found != len(ev.Fields) {
 		return nil, false
 	}
+	return appendTail(b, ev.ReceivedAt), true
+}
+
+// appendHead opens an event's object with its event_id.
+func appendHead(b []byte, id string) []byte {
+	b = append(b, `{"event_id":`...)
+	return appendString(b, id)
+}
+
+// appendTail closes an event's object with its received_at.
+func appendTail(b []byte, receivedAt time.Time) []byte {
 	b = append(b, `,"received_at":`...)
-	b = appendTime(b, ev.ReceivedAt)
-	return append(b, '}'), true
+	b = appendTime(b, receivedAt)
+	return append(b, '}')
+}
+
+// appendField appends the member of field i with value v. It reports false
+// for a value of a type Validate does not produce for the field.
+func (s *Stream) appendField(b []byte, i int, v any) ([]byte, bool) {
+	name, typ := s.Fields[i].Name, s.Fields[i].Type
+	b = appendName(b, name, s.byName != nil)
+	ok := true
+	switch x := v.(type) {
+	case string:
+		b = appendString(b, x)
+	case time.Time:
+		b = appendTime(b, x)
+	case float64:
+		// Numbers and booleans of other fields keep the generic
+		// encoding they always had.
+		if typ != TypeNumber {
+			return nil, false
+		}
+		b, ok = appendFloat(b, x)
+	case bool:
+		if typ != TypeBoolean {
+			return nil, false
+		}
+		b = strconv.AppendBool(b, x)
+	case map[string]float64:
+		b, ok = appendNumberMap(b, x)
+	case map[string]string:
+		b = appendStringMap(b, x)
+	default:
+		return nil, false
+	}
+	return b, ok
 }
 
 // appendName appends ,"name": for a field. The names of a checked stream

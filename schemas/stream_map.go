@@ -169,7 +169,8 @@ func (d *Decoder) stringEntry(f *Field, k []byte, m *map[string]string, depth in
 }
 
 // finish completes the event just read: fills what the Decoder's Fill
-// gives, checks required fields, and builds the Event or lists problems.
+// gives, checks required fields, and lists problems or points out at the
+// valid event's values.
 func (d *Decoder) finish(out *Decoded) {
 	e := &d.ev
 	for i, k := range d.fillKeys {
@@ -177,13 +178,9 @@ func (d *Decoder) finish(out *Decoded) {
 			d.fillMember(k, d.cfg.Fill[k])
 		}
 	}
-	set := 0
 	for i := range d.s.Fields {
 		if f := &d.s.Fields[i]; f.Required && e.state[i] <= fieldNull {
 			e.add(i+1, f.Name, "required")
-		}
-		if e.state[i] == fieldSet {
-			set++
 		}
 	}
 	if len(e.problems) > 0 {
@@ -203,18 +200,12 @@ func (d *Decoder) finish(out *Decoded) {
 		out.Problems, out.Omitted = e.out, e.omitted
 		return
 	}
-	ev := Event{ID: e.id, Fields: make(map[string]any, set)}
-	for i, s := range e.state {
-		if s == fieldSet {
-			ev.Fields[d.s.Fields[i].Name] = e.vals[i]
-		}
-	}
+	out.ID, out.s, out.d = e.id, d.s, d
 	// The key is the partition key field's value, as Validate takes it
 	// from the map, but without a lookup.
 	if k := d.keyField; k >= 0 && e.state[k] == fieldSet {
-		ev.Key, _ = e.vals[k].(string)
+		out.Key, _ = e.vals[k].(string)
 	}
-	out.Event = ev
 }
 
 // fillMember sets name to value for an event that did not set it, as if

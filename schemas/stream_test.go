@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -40,6 +41,7 @@ func decodeFrom(d *Decoder, cfg DecoderConfig) ([]Decoded, error) {
 		}
 		v.Problems = slices.Clone(v.Problems)
 		v.Raw = slices.Clone(v.Raw)
+		v.Event() // kept past the next Next
 		out = append(out, v)
 	}
 }
@@ -160,8 +162,8 @@ func TestDecoderIoTTelemetry(t *testing.T) {
 			if p := problemsOf(got[0]); !reflect.DeepEqual(p, tt.want) {
 				t.Errorf("problems\n got %q\nwant %q", p, tt.want)
 			}
-			if tt.want == nil && got[0].Event.Key != "d" {
-				t.Errorf("event %+v", got[0].Event)
+			if tt.want == nil && got[0].Event().Key != "d" {
+				t.Errorf("event %+v", got[0].Event())
 			}
 		})
 	}
@@ -240,7 +242,7 @@ func TestDecoderFill(t *testing.T) {
 	}
 	delete(fill, "site")
 	got, _ = decodeAll(t, st, `{"ts":1,"metrics":{"t":1}}`, DecoderConfig{Fill: fill})
-	if len(got) != 1 || got[0].Event.Key != "from-topic" {
+	if len(got) != 1 || got[0].Event().Key != "from-topic" {
 		t.Errorf("filled event %+v", got)
 	}
 }
@@ -385,8 +387,9 @@ func checkDecoderMatchesValidate(t *testing.T, st *Stream, data []byte) {
 	}
 	ev, errs := st.Validate(o)
 	if errs == nil {
-		if len(got.Problems) != 0 || !reflect.DeepEqual(got.Event, ev) {
-			t.Fatalf("%s: %q:\nValidate %#v\nDecoder  %#v %q", st.Name, data, ev, got.Event, got.Problems)
+		checkDecodedEncodes(t, st, data, &got, ev)
+		if len(got.Problems) != 0 || !reflect.DeepEqual(got.Event(), ev) {
+			t.Fatalf("%s: %q:\nValidate %#v\nDecoder  %#v %q", st.Name, data, ev, got.Event(), got.Problems)
 		}
 		return
 	}
@@ -480,4 +483,21 @@ func FuzzDecoder(f *testing.F) {
 			checkBytesDecoder(t, st, data)
 		}
 	})
+}
+
+// checkDecodedEncodes checks that a valid event the Decoder read encodes,
+// before and after it is built into an Event, to what Stream.Encode makes
+// of ev, the same event as Validate gives it.
+func checkDecodedEncodes(t *testing.T, st *Stream, data []byte, got *Decoded, ev Event) {
+	t.Helper()
+	at := time.Date(2026, 12, 1, 10, 0, 0, 123e6, time.UTC)
+	ev.ID, ev.ReceivedAt = "id-1", at
+	want, werr := st.Encode(ev)
+	for _, when := range []string{"unbuilt", "built"} {
+		b, err := got.Encode("id-1", at)
+		if (err != nil) != (werr != nil) || !bytes.Equal(b, want) {
+			t.Fatalf("%s: %q: Decoded.Encode (%s)\n got %s, %v\nwant %s, %v", st.Name, data, when, b, err, want, werr)
+		}
+		got.Event()
+	}
 }

@@ -1,0 +1,65 @@
+package schemas
+
+import (
+	"errors"
+	"time"
+)
+
+// Event returns the valid event: the same Event that Validate returns for
+// the decoded object, with ReceivedAt zero, or the zero Event for a value
+// that is not a valid event. It is built on the first call and kept: a
+// caller that keeps the Decoded past the next Next calls Event before it.
+func (v *Decoded) Event() Event {
+	if v.d == nil {
+		return v.event
+	}
+	e := &v.d.ev
+	set := 0
+	for _, st := range e.state {
+		if st == fieldSet {
+			set++
+		}
+	}
+	ev := Event{ID: v.ID, Key: v.Key, Fields: make(map[string]any, set)}
+	for i, st := range e.state {
+		if st == fieldSet {
+			ev.Fields[v.s.Fields[i].Name] = e.vals[i]
+		}
+	}
+	v.event, v.d = ev, nil
+	return ev
+}
+
+// Encode returns the valid event with event_id id and received_at
+// receivedAt, encoded as Stream.Encode encodes it. Until Event is called
+// it writes the Decoder's values directly, without building the Event.
+func (v *Decoded) Encode(id string, receivedAt time.Time) ([]byte, error) {
+	if v.s == nil {
+		return nil, errors.New("encode: not a valid event")
+	}
+	if v.d != nil {
+		var buf [encodeStack]byte
+		if b, ok := v.d.appendEvent(buf[:0], id, receivedAt); ok {
+			return append([]byte(nil), b...), nil
+		}
+	}
+	ev := v.Event()
+	ev.ID, ev.ReceivedAt = id, receivedAt
+	return v.s.Encode(ev)
+}
+
+// appendEvent appends the JSON of the valid event just read, with id and
+// receivedAt, as Stream.appendEvent appends the Event it would build.
+func (d *Decoder) appendEvent(b []byte, id string, receivedAt time.Time) ([]byte, bool) {
+	b = appendHead(b, id)
+	for i, st := range d.ev.state {
+		if st != fieldSet {
+			continue
+		}
+		var ok bool
+		if b, ok = d.s.appendField(b, i, d.ev.vals[i]); !ok {
+			return nil, false
+		}
+	}
+	return appendTail(b, receivedAt), true
+}
