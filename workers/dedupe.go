@@ -1,6 +1,7 @@
 package workers
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -44,6 +45,59 @@ type dedupeWindow struct {
 	watermark int64
 	// evictedYoung counts ids dropped for room before span elapsed.
 	evictedYoung int64
+	// verdicts are the leading lane's answers, for the lanes behind it.
+	verdicts leadVerdicts
+}
+
+// leadVerdicts records the answers Duplicate gave the leading lane (the
+// store's), by offset, so that a lane behind it gets the same answer
+// without a lookup in the window. The window holds up to millions of ids,
+// and each lookup was a cache miss or two: a tenth of the work role's CPU
+// went to the two lanes' lookups of every event, half of it to the
+// output's, which only repeats the store's answer. Answers by offset hold
+// whatever the window has forgotten since, so an output publishes exactly
+// the events the store kept.
+//
+// It holds the offsets from lo to hi (exclusive) that the leading lane
+// asked about, as a range and the few duplicates in it. An offset in the
+// range that the leading lane skipped holds no valid event (it was
+// dead-lettered, or is no message at all), so no lane asks about it.
+type leadVerdicts struct {
+	lo, hi int64   // the range answered; empty when lo == hi
+	dups   []int64 // the duplicates in it, ascending
+}
+
+// maxVerdictDups bounds leadVerdicts.dups (8 KiB): past it the range
+// starts after its oldest duplicate, and lanes behind that ask the window.
+const maxVerdictDups = 1024
+
+// record adds the leading lane's answer for off. An offset it asks about
+// again (a batch retried) keeps the answer it got first.
+func (v *leadVerdicts) record(off int64, dup bool) {
+	switch {
+	case v.lo == v.hi:
+		v.lo = off
+	case off < v.hi:
+		return
+	}
+	v.hi = off + 1
+	if !dup {
+		return
+	}
+	v.dups = append(v.dups, off)
+	if len(v.dups) > maxVerdictDups {
+		v.lo = v.dups[0] + 1
+		v.dups = append(v.dups[:0], v.dups[1:]...)
+	}
+}
+
+// lookup returns the leading lane's answer for off, if it has one.
+func (v *leadVerdicts) lookup(off int64) (dup, known bool) {
+	if off < v.lo || off >= v.hi {
+		return false, false
+	}
+	_, dup = slices.BinarySearch(v.dups, off)
+	return dup, true
 }
 
 func newDedupeWindow(span time.Duration, limit int) *dedupeWindow {
@@ -55,9 +109,26 @@ func newDedupeWindow(span time.Duration, limit int) *dedupeWindow {
 // store's lane leads (moves the watermark, and so ages ids out): an output
 // that runs ahead while the store is down must not age out ids the store
 // still needs when it catches up.
-func (w *dedupeWindow) Duplicate(k eventkey.Key, off int64, receivedAt time.Time, lead bool) bool {
+//
+// A lane behind the leading one gets the answer the leading lane got for
+// the same offset, without hashing id: see leadVerdicts.
+func (w *dedupeWindow) Duplicate(id string, off int64, receivedAt time.Time, lead bool) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if !lead {
+		if dup, known := w.verdicts.lookup(off); known {
+			return dup
+		}
+	}
+	dup := w.duplicate(idHasher.Sum(id), off, receivedAt, lead)
+	if lead {
+		w.verdicts.record(off, dup)
+	}
+	return dup
+}
+
+// duplicate is Duplicate's answer from the window itself.
+func (w *dedupeWindow) duplicate(k eventkey.Key, off int64, receivedAt time.Time, lead bool) bool {
 	if first, ok := w.first[k]; ok {
 		if first < off {
 			return true

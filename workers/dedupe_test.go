@@ -119,7 +119,7 @@ func TestDedupeWindow(t *testing.T) {
 					w.Remember(k, s.off, at)
 					continue
 				}
-				if got := w.Duplicate(k, s.off, at, true); got != s.want {
+				if got := w.Duplicate(s.id, s.off, at, true); got != s.want {
 					t.Fatalf("step %d: Duplicate(%q at offset %d) = %v, want %v", i, s.id, s.off, got, s.want)
 				}
 			}
@@ -140,9 +140,9 @@ func TestDedupeWindow(t *testing.T) {
 // "forgotten before the dedupe window elapsed".
 func TestDedupeWindowEvictedEarlyCountsOnlyYoungIDs(t *testing.T) {
 	w := newDedupeWindow(time.Minute, 2)
-	w.Duplicate(idHasher.Sum("a"), 0, recv0, true)
-	w.Duplicate(idHasher.Sum("b"), 1, recv0, true)
-	w.Duplicate(idHasher.Sum("c"), 2, recv0.Add(10*time.Minute), true) // a and b are out of span
+	w.Duplicate("a", 0, recv0, true)
+	w.Duplicate("b", 1, recv0, true)
+	w.Duplicate("c", 2, recv0.Add(10*time.Minute), true) // a and b are out of span
 	if n := w.takeEvicted(); n != 0 {
 		t.Errorf("evicted early: %d, want 0", n)
 	}
@@ -151,7 +151,7 @@ func TestDedupeWindowEvictedEarlyCountsOnlyYoungIDs(t *testing.T) {
 func TestDedupeWindowStaysBounded(t *testing.T) {
 	w := newDedupeWindow(time.Hour, 500)
 	for i := range 20_000 {
-		w.Duplicate(idHasher.Sum(fmt.Sprintf("id-%d", i)), int64(i), recv0, true)
+		w.Duplicate(fmt.Sprintf("id-%d", i), int64(i), recv0, true)
 	}
 	if w.Len() != 500 {
 		t.Fatalf("Len = %d, want 500", w.Len())
@@ -162,10 +162,10 @@ func TestDedupeWindowStaysBounded(t *testing.T) {
 	if n := w.takeEvicted(); n != 19_500 {
 		t.Errorf("evicted early: %d, want 19500", n)
 	}
-	if !w.Duplicate(idHasher.Sum("id-19999"), 20_000, recv0, true) {
+	if !w.Duplicate("id-19999", 20_000, recv0, true) {
 		t.Error("the newest id was forgotten")
 	}
-	if w.Duplicate(idHasher.Sum("id-0"), 20_001, recv0, true) {
+	if w.Duplicate("id-0", 20_001, recv0, true) {
 		t.Error("the oldest id was kept")
 	}
 }
@@ -181,7 +181,7 @@ func TestDedupeWindowSharedByLanes(t *testing.T) {
 	for lane := range dups {
 		wg.Go(func() {
 			for off := range int64(n) {
-				if w.Duplicate(idHasher.Sum(fmt.Sprint(off%distinct)), off, recv0.Add(time.Duration(off)*time.Millisecond), lane == 0) {
+				if w.Duplicate(fmt.Sprint(off%distinct), off, recv0.Add(time.Duration(off)*time.Millisecond), lane == 0) {
 					dups[lane] = append(dups[lane], off)
 				}
 			}
@@ -192,5 +192,49 @@ func TestDedupeWindowSharedByLanes(t *testing.T) {
 		if len(d) != n-distinct || d[0] != distinct || d[len(d)-1] != n-1 {
 			t.Errorf("lane %d: %d duplicates from %v; want offsets %d-%d", lane, len(d), d[:min(3, len(d))], distinct, n-1)
 		}
+	}
+}
+
+// A lane behind the store's gets the store's answers, even for ids the
+// window has forgotten since: the output publishes what the store kept.
+func TestDedupeWindowTrailingLaneGetsLeadAnswers(t *testing.T) {
+	const n = 3000
+	w := newDedupeWindow(time.Hour, 50) // far fewer ids than events
+	// Every 100th offset repeats the id of the offset 10 before it.
+	id := func(off int64) string {
+		if off%100 == 99 {
+			off -= 10
+		}
+		return fmt.Sprint(off)
+	}
+	var lead []bool
+	for off := range int64(n) {
+		lead = append(lead, w.Duplicate(id(off), off, recv0, true))
+	}
+	if lead[98] || !lead[99] {
+		t.Fatalf("store's answers: offset 98 %v, offset 99 %v; want false, true", lead[98], lead[99])
+	}
+	// By now the window holds only the last 50 ids: asked itself, it
+	// would take offset 99 for new.
+	for off := int64(0); off < n; off += 3 {
+		if got := w.Duplicate(id(off), off, recv0, false); got != lead[off] {
+			t.Fatalf("trailing lane at offset %d: %v, the store's answer %v", off, got, lead[off])
+		}
+	}
+}
+
+// The store's answers are kept for at most maxVerdictDups duplicates;
+// before them a trailing lane asks the window.
+func TestDedupeWindowLeadAnswersBounded(t *testing.T) {
+	const n = 3000
+	w := newDedupeWindow(time.Hour, 50)
+	for off := range int64(n) {
+		w.Duplicate(fmt.Sprint(off%40), off, recv0, true) // a duplicate from offset 40 on
+	}
+	if got, from := len(w.verdicts.dups), w.verdicts.lo; got != maxVerdictDups || from != n-maxVerdictDups {
+		t.Fatalf("%d duplicates recorded from offset %d; want the newest %d, from %d", got, from, maxVerdictDups, n-maxVerdictDups)
+	}
+	if w.Duplicate("forgotten", 45, recv0, false) {
+		t.Error("offset 45, before the record: the window took an id it never held for a duplicate")
 	}
 }

@@ -104,7 +104,7 @@ func (d *OutputDeliverer) Deliver(ctx context.Context, p *Partition, b *Batch) e
 		if dec.Err != nil || p.wasRejected(m.Offset) {
 			continue // the store's lane dead-letters it
 		}
-		if p.window != nil && p.window.Duplicate(idHasher.Sum(dec.Event.ID), m.Offset, dec.Event.ReceivedAt, false) {
+		if p.window != nil && p.window.Duplicate(dec.Event.ID, m.Offset, dec.Event.ReceivedAt, false) {
 			continue
 		}
 		rows = append(rows, sinks.Row{Offset: m.Offset, Event: dec.Event, Value: m.Value})

@@ -164,7 +164,7 @@ func (d *StoreDeliverer) Deliver(ctx context.Context, p *Partition, b *Batch) er
 		switch {
 		case dec.Err != nil:
 			dead = append(dead, deadLetter(b, m, "invalid event: "+dec.Err.Error()))
-		case p.window.Duplicate(idHasher.Sum(dec.Event.ID), m.Offset, dec.Event.ReceivedAt, true):
+		case p.window.Duplicate(dec.Event.ID, m.Offset, dec.Event.ReceivedAt, true):
 			dups++
 		default:
 			rows = append(rows, sinks.Row{Offset: m.Offset, Event: dec.Event, Value: m.Value})
