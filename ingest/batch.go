@@ -140,26 +140,48 @@ func (b *Batch) AddWithID(v any, id string) error {
 			obj[k] = fill
 		}
 	}
-	raw := func() []byte { return marshalRaw(obj) }
 	ev, ferrs := b.stream.Validate(obj)
 	if len(ferrs) > 0 {
-		b.rejectInvalid(i, ferrs, 0, raw)
+		b.rejectInvalid(i, ferrs, 0, func() []byte { return marshalRaw(obj) })
 		return nil
 	}
-	b.complete(i, validEvent{ev.ID, ev.Key, func(id string, at time.Time) ([]byte, error) {
-		ev.ID, ev.ReceivedAt = id, at
-		return b.stream.Encode(ev)
-	}}, id, raw)
+	b.complete(i, &validatedEvent{b.stream, ev, obj}, id)
 	return nil
 }
 
-// validEvent is a valid event to complete: a schemas.Event that Validate
-// returned, or a schemas.Decoded that a Decoder read, which it encodes
-// without building the Event.
-type validEvent struct {
-	id, key string // the producer's event_id ("" if none) and the partition key
-	encode  func(id string, receivedAt time.Time) ([]byte, error)
+// validEvent is a valid event for complete to stamp and encode.
+type validEvent interface {
+	// ids returns the producer's event_id ("" if none) and the partition key.
+	ids() (id, key string)
+	// encode encodes the event with the event_id and received_at given.
+	encode(id string, receivedAt time.Time) ([]byte, error)
+	// raw returns the event's JSON, for a dead letter.
+	raw() []byte
 }
+
+// decodedEvent is an event a Decoder read: it encodes without building
+// the Event, and as an interface it takes no allocation.
+type decodedEvent struct{ v *schemas.Decoded }
+
+func (e decodedEvent) ids() (string, string) { return e.v.ID, e.v.Key }
+func (e decodedEvent) encode(id string, at time.Time) ([]byte, error) {
+	return e.v.Encode(id, at)
+}
+func (e decodedEvent) raw() []byte { return bytes.Clone(e.v.Raw) }
+
+// validatedEvent is an event Validate returned for obj.
+type validatedEvent struct {
+	st  *schemas.Stream
+	ev  schemas.Event
+	obj map[string]any
+}
+
+func (e *validatedEvent) ids() (string, string) { return e.ev.ID, e.ev.Key }
+func (e *validatedEvent) encode(id string, at time.Time) ([]byte, error) {
+	e.ev.ID, e.ev.ReceivedAt = id, at
+	return e.st.Encode(e.ev)
+}
+func (e *validatedEvent) raw() []byte { return marshalRaw(e.obj) }
 
 // rejectInvalid rejects event i, already counted, for its problems and
 // omitted more that are only counted.
@@ -184,10 +206,11 @@ func (b *Batch) rejectInvalid(i int, problems []schemas.FieldError, omitted int,
 
 // complete gives valid event i, already counted, its event_id (the
 // producer's, id, derived or random) and received_at, encodes it and adds
-// it to the batch. raw gives the event's JSON for a dead letter.
-func (b *Batch) complete(i int, ev validEvent, id string, raw func() []byte) {
-	if ev.id != "" {
-		id = ev.id
+// it to the batch.
+func (b *Batch) complete(i int, ev validEvent, id string) {
+	own, key := ev.ids()
+	if own != "" {
+		id = own
 	}
 	if id == "" && b.origin.Identity != nil {
 		id = DeriveID(b.origin.Identity, indexBytes(i))
@@ -196,21 +219,21 @@ func (b *Batch) complete(i int, ev validEvent, id string, raw func() []byte) {
 		// v7: time-ordered, so IDs Sluice assigns sort by arrival.
 		u, err := uuid.NewV7()
 		if err != nil {
-			b.rejectValid(i, raw, "event_id: cannot assign one: "+err.Error())
+			b.rejectValid(i, ev.raw, "event_id: cannot assign one: "+err.Error())
 			return
 		}
 		id = u.String()
 	}
 	val, err := ev.encode(id, b.now)
 	if err != nil {
-		b.rejectValid(i, raw, "event: "+err.Error())
+		b.rejectValid(i, ev.raw, "event: "+err.Error())
 		return
 	}
-	if size := len(ev.key) + len(val); size > b.g.maxEventBytes {
-		b.rejectValid(i, raw, fmt.Sprintf("event: %d bytes encoded, over the %d-byte limit", size, b.g.maxEventBytes))
+	if size := len(key) + len(val); size > b.g.maxEventBytes {
+		b.rejectValid(i, ev.raw, fmt.Sprintf("event: %d bytes encoded, over the %d-byte limit", size, b.g.maxEventBytes))
 		return
 	}
-	b.msgs = append(b.msgs, Message{Topic: b.topic, Key: []byte(ev.key), Value: val, Time: b.now})
+	b.msgs = append(b.msgs, Message{Topic: b.topic, Key: []byte(key), Value: val, Time: b.now})
 }
 
 // rejectValid rejects event i, already counted, for one problem.
@@ -396,19 +419,19 @@ func (b *Batch) decoderConfig(framing schemas.Framing, maxLine int) schemas.Deco
 
 // addDecoded adds one value a Decoder read.
 func (b *Batch) addDecoded(v *schemas.Decoded) error {
-	raw := func() []byte { return bytes.Clone(v.Raw) }
+	ev := decodedEvent{v}
 	if v.NotObject != "" {
-		return b.Reject(raw(), "not a JSON object (got "+v.NotObject+")")
+		return b.Reject(ev.raw(), "not a JSON object (got "+v.NotObject+")")
 	}
 	i, err := b.count()
 	if err != nil {
 		return err
 	}
 	if len(v.Problems) > 0 {
-		b.rejectInvalid(i, v.Problems, v.Omitted, raw)
+		b.rejectInvalid(i, v.Problems, v.Omitted, ev.raw)
 		return nil
 	}
-	b.complete(i, validEvent{v.ID, v.Key, v.Encode}, "", raw)
+	b.complete(i, ev, "")
 	return nil
 }
 

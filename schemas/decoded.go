@@ -23,7 +23,8 @@ func (v *Decoded) Event() Event {
 	ev := Event{ID: v.ID, Key: v.Key, Fields: make(map[string]any, set)}
 	for i, st := range e.state {
 		if st == fieldSet {
-			ev.Fields[v.s.Fields[i].Name] = e.vals[i]
+			f := &v.s.Fields[i]
+			ev.Fields[f.Name] = e.value(f, i)
 		}
 	}
 	v.event, v.d = ev, nil
@@ -57,7 +58,7 @@ func (d *Decoder) appendEvent(b []byte, id string, receivedAt time.Time) ([]byte
 			continue
 		}
 		var ok bool
-		if b, ok = d.s.appendField(b, i, d.ev.vals[i]); !ok {
+		if b, ok = d.appendSlot(b, i); !ok {
 			return nil, false
 		}
 	}

@@ -282,7 +282,7 @@ const hexDigits = "0123456789abcdef"
 // with SetEscapeHTML(false): quote, backslash and control characters,
 // U+2028 and U+2029 (which JavaScript does not allow raw in strings), and
 // each byte of invalid UTF-8 replaced with \ufffd.
-func appendString(b []byte, s string) []byte {
+func appendString[T string | []byte](b []byte, s T) []byte {
 	b = append(b, '"')
 	// Most strings are ASCII with nothing to escape: tell so eight bytes
 	// at a time rather than one.
@@ -319,7 +319,8 @@ func appendString(b []byte, s string) []byte {
 			start = i
 			continue
 		}
-		r, size := utf8.DecodeRuneInString(s[i:])
+		// At most 4 bytes: converting them to a string stays on the stack.
+		r, size := utf8.DecodeRuneInString(string(s[i:min(i+utf8.UTFMax, len(s))]))
 		switch {
 		case r == utf8.RuneError && size == 1:
 			b = append(b, s[start:i]...)

@@ -5,7 +5,6 @@ import (
 	"math"
 	"slices"
 	"strings"
-	"time"
 	"unicode/utf8"
 )
 
@@ -34,26 +33,30 @@ type rankedProblem struct {
 
 // eventState is the Decoder's scratch for one event, reused for the next.
 type eventState struct {
-	vals     []any   // by field index
-	state    []uint8 // by field index
-	id       string
-	idState  uint8
-	received bool
-	next     int    // the field after the last one read
-	filled   []bool // by index in fillKeys: the event set the name itself
-	problems []rankedProblem
-	omitted  int
-	out      []FieldError
+	slots     []slot              // by field index
+	state     []uint8             // by field index
+	arena     []byte              // the bytes of the slots' strings and map names
+	entries   []mapEntry          // the entries of the slots' maps
+	names     map[string]struct{} // the names of a large map, for seen
+	namesFrom int                 // where the map of names starts in entries
+	id        string
+	idState   uint8
+	received  bool
+	next      int    // the field after the last one read
+	filled    []bool // by index in fillKeys: the event set the name itself
+	problems  []rankedProblem
+	omitted   int
+	out       []FieldError
 }
 
 func (e *eventState) init(s *Stream) {
-	e.vals = make([]any, len(s.Fields))
+	e.slots = make([]slot, len(s.Fields))
 	e.state = make([]uint8, len(s.Fields))
 }
 
 func (e *eventState) reset() {
-	clear(e.vals)
 	clear(e.state)
+	e.arena, e.entries, e.names = e.arena[:0], e.entries[:0], nil
 	clear(e.filled)
 	e.id, e.idState, e.received, e.next = "", fieldAbsent, false, 0
 	e.problems, e.omitted = e.problems[:0], 0
@@ -146,17 +149,17 @@ func (d *Decoder) member(key []byte, over bool, depth int) error {
 			e.add(i+1, f.Name, "duplicate key")
 			return d.skip(depth)
 		}
-		v, problem, err := d.fieldValue(f, depth)
+		null, problem, err := d.fieldValue(f, &e.slots[i], depth)
 		switch {
 		case err != nil:
 			return err
 		case problem != "":
 			e.state[i] = fieldBad
 			e.add(i+1, f.Name, problem)
-		case v == nil:
+		case null:
 			e.state[i] = fieldNull
 		default:
-			e.state[i], e.vals[i] = fieldSet, v
+			e.state[i] = fieldSet
 		}
 		return nil
 	}
@@ -236,25 +239,26 @@ func (d *Decoder) eventID(depth int) error {
 	return nil
 }
 
-// fieldValue reads the value of field f of an event at depth and checks it
-// as normalize does: it returns the normal form, nil for null, or a
-// problem. Only a syntax or read error is an error.
-func (d *Decoder) fieldValue(f *Field, depth int) (any, string, error) {
+// fieldValue reads the value of field f of an event at depth into sl and
+// checks it as normalize does: it reports null, or a problem. Only a
+// syntax or read error is an error.
+func (d *Decoder) fieldValue(f *Field, sl *slot, depth int) (null bool, problem string, err error) {
 	c, ok := d.nonSpace()
 	if !ok {
-		return nil, "", d.endErr()
+		return false, "", d.endErr()
 	}
 	if c == 'n' {
-		return nil, "", d.literal()
+		return true, "", d.literal()
 	}
 	switch f.Type {
 	case TypeString, TypeEnum:
 		if c != '"' {
 			return d.wrongKind("must be a string, got ", c, depth)
 		}
-		return d.stringValue(f)
+		problem, err := d.stringValue(f, sl)
+		return false, problem, err
 	case TypeTimestamp:
-		return d.timeValue(c, depth)
+		return d.timeValue(c, sl, depth)
 	case TypeNumber:
 		if kindAt(c) != "number" {
 			return d.wrongKind("must be a number, got ", c, depth)
@@ -263,12 +267,14 @@ func (d *Decoder) fieldValue(f *Field, depth int) (any, string, error) {
 		if problem == "" && err == nil {
 			problem = f.checkNumber(x)
 		}
-		return x, problem, err
+		sl.x = x
+		return false, problem, err
 	case TypeBoolean:
 		if c != 't' && c != 'f' {
 			return d.wrongKind("must be true or false, got ", c, depth)
 		}
-		return c == 't', "", d.literal()
+		sl.b = c == 't'
+		return false, "", d.literal()
 	case TypeNumberMap, TypeStringMap:
 		if c != '{' {
 			what := "number"
@@ -277,16 +283,17 @@ func (d *Decoder) fieldValue(f *Field, depth int) (any, string, error) {
 			}
 			return d.wrongKind("must be an object of name -> "+what+", got ", c, depth)
 		}
-		return d.mapValue(f, depth+1)
+		problem, err := d.mapValue(f, sl, depth+1)
+		return false, problem, err
 	}
-	_, _, err := d.wrongKind("", c, depth)
-	return nil, "unsupported field type " + string(f.Type), err
+	_, _, err = d.wrongKind("", c, depth)
+	return false, "unsupported field type " + string(f.Type), err
 }
 
 // wrongKind skips a value of the wrong kind, which starts with c, and
 // names its kind after prefix.
-func (d *Decoder) wrongKind(prefix string, c byte, depth int) (any, string, error) {
-	return nil, prefix + kindAt(c), d.skip(depth)
+func (d *Decoder) wrongKind(prefix string, c byte, depth int) (bool, string, error) {
+	return false, prefix + kindAt(c), d.skip(depth)
 }
 
 // probe returns the Decoder's interning probe of field f, one of its
@@ -303,9 +310,10 @@ func (d *Decoder) probe(f *Field) *internProbe {
 	return &internProbe{}
 }
 
-// stringValue reads a string or enum value, keeping no more of it than
-// the field can take.
-func (d *Decoder) stringValue(f *Field) (any, string, error) {
+// stringValue reads a string or enum value into sl, keeping no more of it
+// than the field can take, and returns its problem. Only a syntax or read
+// error is an error.
+func (d *Decoder) stringValue(f *Field, sl *slot) (problem string, err error) {
 	keep := math.MaxInt
 	switch {
 	case f.Type == TypeEnum:
@@ -323,21 +331,21 @@ func (d *Decoder) stringValue(f *Field) (any, string, error) {
 	d.lit = b[:0]
 	switch {
 	case err != nil:
-		return nil, "", err
+		return "", err
 	case over && f.Type == TypeString:
-		return nil, fmt.Sprintf("longer than %d bytes", f.MaxLength), nil
+		return fmt.Sprintf("longer than %d bytes", f.MaxLength), nil
 	case !over && !d.validUTF8(b):
-		return nil, "invalid UTF-8", nil
+		return "invalid UTF-8", nil
+	case !stringOK(f, b):
+		return f.checkString(string(b)), nil
 	}
-	s, v := d.probe(f).value(d.s.intern, b)
-	if problem := f.checkString(s); problem != "" {
-		return nil, problem, nil
-	}
-	return v, "", nil
+	sl.str = d.ev.keep(b)
+	return "", nil
 }
 
-// timeValue reads a timestamp: RFC 3339 or epoch milliseconds.
-func (d *Decoder) timeValue(c byte, depth int) (any, string, error) {
+// timeValue reads a timestamp into sl: RFC 3339 or epoch milliseconds.
+func (d *Decoder) timeValue(c byte, sl *slot, depth int) (bool, string, error) {
+	var problem string
 	switch kindAt(c) {
 	case "string":
 		d.pos++
@@ -345,26 +353,20 @@ func (d *Decoder) timeValue(c byte, depth int) (any, string, error) {
 		b, over, err := d.str(d.lit[:0], 64)
 		d.lit = b[:0]
 		if err != nil || over {
-			return nil, notTime, err
+			return false, notTime, err
 		}
-		return timeOrProblem(parseTimeBytes(b))
+		sl.t, problem = parseTimeBytes(b)
+		return false, problem, nil
 	case "number":
 		x, problem, err := d.num()
 		if problem != "" || err != nil {
-			return nil, problem, err
+			return false, problem, err
 		}
-		return timeOrProblem(parseTimeNumber(x))
+		sl.t, problem = parseTimeNumber(x)
+		return false, problem, nil
 	}
 	_, _, err := d.wrongKind("", c, depth)
-	return nil, notTime, err
-}
-
-// timeOrProblem boxes a parsed time, or gives its problem.
-func timeOrProblem(t time.Time, problem string) (any, string, error) {
-	if problem != "" {
-		return nil, problem, nil
-	}
-	return t, "", nil
+	return false, notTime, err
 }
 
 // num reads a number at the next byte as encoding/json reads one into an

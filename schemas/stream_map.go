@@ -8,26 +8,22 @@ import (
 )
 
 // mapValue reads the object at the next byte, '{', as the value of map
-// field f, at depth. The first bad entry is the field's problem: the
-// entries after it are skipped, not built.
-func (d *Decoder) mapValue(f *Field, depth int) (any, string, error) {
+// field f into sl, at depth. The first bad entry is the field's problem:
+// the entries after it are skipped, not kept.
+func (d *Decoder) mapValue(f *Field, sl *slot, depth int) (string, error) {
 	d.pos++
-	var (
-		nums    map[string]float64
-		strs    map[string]string
-		n       int
-		problem string
-	)
+	from := len(d.ev.entries)
+	n, problem := 0, ""
 	c, ok := d.nonSpace()
 	if !ok {
-		return nil, "", d.endErr()
+		return "", d.endErr()
 	}
 	if c == '}' {
 		d.pos++
 	}
 	for c != '}' {
 		if err := d.expect('"', "looking for beginning of object key string"); err != nil {
-			return nil, "", err
+			return "", err
 		}
 		keep := f.keyLimit() + 1
 		if problem != "" {
@@ -36,46 +32,35 @@ func (d *Decoder) mapValue(f *Field, depth int) (any, string, error) {
 		k, over, err := d.str(d.key[:0], keep)
 		d.key = k[:0]
 		if err != nil {
-			return nil, "", err
+			return "", err
 		}
 		if err := d.expect(':', "after object key"); err != nil {
-			return nil, "", err
+			return "", err
 		}
 		if n++; problem == "" {
 			problem = f.entryName(k, over, d.validUTF8(k), n)
 		}
-		if problem == "" && f.Type == TypeNumberMap {
-			problem, err = d.numberEntry(k, &nums, depth)
-		} else if problem == "" {
-			problem, err = d.stringEntry(f, k, &strs, depth)
+		if problem == "" {
+			problem, err = d.entry(f, from, k, depth)
 		} else {
 			err = d.skip(depth)
 		}
 		if err != nil {
-			return nil, "", err
+			return "", err
 		}
 		if c, ok = d.nonSpace(); !ok {
-			return nil, "", d.endErr()
+			return "", d.endErr()
 		}
 		if c != ',' && c != '}' {
-			return nil, "", d.syntax("after object key:value pair")
+			return "", d.syntax("after object key:value pair")
 		}
 		d.pos++
 	}
 	if problem == "" {
 		problem = f.checkMapSize(n)
 	}
-	switch {
-	case problem != "":
-		return nil, problem, nil
-	case f.Type == TypeNumberMap && nums == nil:
-		return map[string]float64{}, "", nil
-	case f.Type == TypeNumberMap:
-		return nums, "", nil
-	case strs == nil:
-		return map[string]string{}, "", nil
-	}
-	return strs, "", nil
+	sl.ents = span{from, len(d.ev.entries)}
+	return problem, nil
 }
 
 // entryName says what is wrong with the name k (cut, if over; valid if
@@ -98,49 +83,43 @@ func (f *Field) entryName(k []byte, over, valid bool, n int) string {
 	return ""
 }
 
-// duplicate is the problem of entry k when m already holds it. A problem
-// of the value only stands for one that is not a duplicate.
-func duplicate[V any](k []byte, m map[string]V, problem string) string {
-	if _, dup := m[string(k)]; dup {
-		return Truncate(string(k), 64) + ": duplicate key"
-	}
-	return problem
-}
-
-// numberEntry reads the value of entry k of a map(number) into *m.
-func (d *Decoder) numberEntry(k []byte, m *map[string]float64, depth int) (string, error) {
-	c, ok := d.nonSpace()
-	if !ok {
-		return "", d.endErr()
-	}
-	if kindAt(c) != "number" {
-		kind := kindAt(c)
-		return duplicate(k, *m, fmt.Sprintf("%s: must be a number, got %s", Truncate(string(k), 64), kind)), d.skip(depth)
-	}
-	x, problem, err := d.num()
-	if problem != "" || err != nil {
-		return duplicate(k, *m, Truncate(string(k), 64)+": "+problem), err
-	}
-	if *m == nil {
-		*m = make(map[string]float64, 8)
-	}
-	// The insert finds a duplicate: the map does not grow.
-	n := len(*m)
-	(*m)[d.s.intern.str(k)] = x
-	if len(*m) == n {
+// entry reads the value of entry k of map field f, whose entries start at
+// from, and keeps the entry, or returns its problem. A problem of the
+// value only stands for an entry that is not a duplicate.
+func (d *Decoder) entry(f *Field, from int, k []byte, depth int) (string, error) {
+	e := &d.ev
+	dup := e.seen(from, k)
+	problem, en, err := d.entryValue(f, k, depth)
+	switch {
+	case err != nil:
+		return "", err
+	case dup:
 		return Truncate(string(k), 64) + ": duplicate key", nil
+	case problem != "":
+		return problem, nil
 	}
+	e.addEntry(from, k, en)
 	return "", nil
 }
 
-// stringEntry reads the value of entry k of map(string) field f into *m.
-func (d *Decoder) stringEntry(f *Field, k []byte, m *map[string]string, depth int) (string, error) {
+// entryValue reads the value of entry k of map field f.
+func (d *Decoder) entryValue(f *Field, k []byte, depth int) (string, mapEntry, error) {
 	c, ok := d.nonSpace()
 	if !ok {
-		return "", d.endErr()
+		return "", mapEntry{}, d.endErr()
+	}
+	if f.Type == TypeNumberMap {
+		if kindAt(c) != "number" {
+			return fmt.Sprintf("%s: must be a number, got %s", Truncate(string(k), 64), kindAt(c)), mapEntry{}, d.skip(depth)
+		}
+		x, problem, err := d.num()
+		if problem != "" {
+			problem = Truncate(string(k), 64) + ": " + problem
+		}
+		return problem, mapEntry{x: x}, err
 	}
 	if c != '"' {
-		return duplicate(k, *m, fmt.Sprintf("%s: must be a string, got %s", Truncate(string(k), 64), kindAt(c))), d.skip(depth)
+		return fmt.Sprintf("%s: must be a string, got %s", Truncate(string(k), 64), kindAt(c)), mapEntry{}, d.skip(depth)
 	}
 	keep := math.MaxInt
 	if f.MaxLength > 0 {
@@ -151,21 +130,13 @@ func (d *Decoder) stringEntry(f *Field, k []byte, m *map[string]string, depth in
 	d.lit = b[:0]
 	switch {
 	case err != nil:
-		return "", err
+		return "", mapEntry{}, err
 	case over:
-		return duplicate(k, *m, fmt.Sprintf("%s: longer than %d bytes", Truncate(string(k), 64), f.MaxLength)), nil
+		return fmt.Sprintf("%s: longer than %d bytes", Truncate(string(k), 64), f.MaxLength), mapEntry{}, nil
 	case !d.validUTF8(b):
-		return duplicate(k, *m, Truncate(string(k), 64)+": invalid UTF-8"), nil
+		return Truncate(string(k), 64) + ": invalid UTF-8", mapEntry{}, nil
 	}
-	if *m == nil {
-		*m = make(map[string]string, 8)
-	}
-	n := len(*m)
-	(*m)[d.s.intern.str(k)] = d.s.intern.str(b)
-	if len(*m) == n {
-		return Truncate(string(k), 64) + ": duplicate key", nil
-	}
-	return "", nil
+	return "", mapEntry{v: d.ev.keep(b)}, nil
 }
 
 // finish completes the event just read: fills what the Decoder's Fill
@@ -202,9 +173,9 @@ func (d *Decoder) finish(out *Decoded) {
 	}
 	out.ID, out.s, out.d = e.id, d.s, d
 	// The key is the partition key field's value, as Validate takes it
-	// from the map, but without a lookup.
+	// from the map; device and service names repeat, so it is interned.
 	if k := d.keyField; k >= 0 && e.state[k] == fieldSet {
-		out.Key, _ = e.vals[k].(string)
+		out.Key, _ = d.probe(&d.s.Fields[k]).value(d.s.intern, e.bytes(e.slots[k].str))
 	}
 }
 
@@ -230,7 +201,8 @@ func (d *Decoder) fillMember(name, value string) {
 			e.state[i] = fieldBad
 			e.add(i+1, f.Name, problem)
 		} else {
-			e.state[i], e.vals[i] = fieldSet, v
+			e.state[i] = fieldSet
+			e.set(f, i, v)
 		}
 	}
 }

@@ -122,6 +122,11 @@ func TestDecoderIoTTelemetry(t *testing.T) {
 		{"duplicate tag too long", head + `,"tags":{"a":"x","a":"` + strings.Repeat("y", 1025) + `"}}`,
 			[]string{"tags: a: duplicate key"}},
 		{"duplicate tag of the wrong kind", head + `,"tags":{"a":"x","a":1}}`, []string{"tags: a: duplicate key"}},
+		// Past seenLinear names a map's names are kept in a set, one per map.
+		{"duplicate metric past the first names", `{"device_id":"d","ts":1,"metrics":` +
+			strings.TrimSuffix(manyEntries(40, "1"), "}") + `,"k33":2}}`, []string{"metrics: k33: duplicate key"}},
+		{"the same names in two large maps", `{"device_id":"d","ts":1,"metrics":` + manyEntries(40, "1") +
+			`,"tags":` + manyEntries(40, `"v"`) + `}`, nil},
 		{"bad metric before its duplicate", `{"device_id":"d","ts":1,"metrics":{"t":"x","t":1}}`,
 			[]string{"metrics: t: must be a number, got string"}},
 		{"duplicate event_id", `{"event_id":"a","event_id":"a","device_id":"d","ts":1,"metrics":{"t":1}}`,
@@ -164,6 +169,9 @@ func TestDecoderIoTTelemetry(t *testing.T) {
 			}
 			if tt.want == nil && got[0].Event().Key != "d" {
 				t.Errorf("event %+v", got[0].Event())
+			}
+			if tt.want == nil {
+				checkDecoderMatchesValidate(t, st, []byte(tt.in))
 			}
 		})
 	}
