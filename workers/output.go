@@ -147,9 +147,9 @@ func (d *OutputDeliverer) publish(ctx context.Context, p *Partition, b *Batch, r
 	default:
 		done = 0
 	}
-	now := time.Now()
+	now, fresh := time.Now(), d.m.freshness.WithLabelValues(name, st)
 	for _, r := range rows[:done] {
-		d.m.freshness.WithLabelValues(name, st).Observe(now.Sub(r.Event.ReceivedAt).Seconds())
+		fresh.Observe(now.Sub(r.Event.ReceivedAt).Seconds())
 	}
 	d.m.written.WithLabelValues(name, st).Add(float64(done))
 	rows = rows[done:]

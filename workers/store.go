@@ -181,9 +181,9 @@ func (d *StoreDeliverer) Deliver(ctx context.Context, p *Partition, b *Batch) er
 	d.m.written.WithLabelValues(d.cfg.Name, st.Name).Add(float64(len(rows) - w.rejected))
 	d.m.deadLettered.WithLabelValues(st.Name).Add(float64(len(dead) + w.rejected))
 	d.m.windowEvicted.WithLabelValues(st.Name).Add(float64(p.window.takeEvicted()))
-	now := time.Now()
+	now, fresh := time.Now(), d.m.freshness.WithLabelValues(d.cfg.Name, st.Name)
 	for _, r := range rows {
-		d.m.freshness.WithLabelValues(d.cfg.Name, st.Name).Observe(now.Sub(r.Event.ReceivedAt).Seconds())
+		fresh.Observe(now.Sub(r.Event.ReceivedAt).Seconds())
 	}
 	return nil
 }
