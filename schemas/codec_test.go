@@ -570,7 +570,7 @@ func checkDefers(t *testing.T, st *Stream, tests []struct {
 	t.Helper()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fast, ok := st.decodeFast([]byte(tt.in), true)
+			fast, ok := st.decodeFast([]byte(tt.in), fastDst{keep: true})
 			if ok != tt.fast {
 				t.Errorf("decodeFast handled it: %v, want %v", ok, tt.fast)
 			}

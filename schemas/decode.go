@@ -19,7 +19,7 @@ func (s *Stream) Decode(b []byte) (Event, error) {
 	// The workers decode every message they consume. json.Unmarshal builds a
 	// map[string]any that validate then copies into typed maps, at some 60
 	// allocations an event; decodeFast parses straight into the Event.
-	if ev, ok := s.decodeFast(b, true); ok {
+	if ev, ok := s.decodeFast(b, fastDst{keep: true}); ok {
 		return ev, nil
 	}
 	return s.decodeGeneric(b)
@@ -31,7 +31,7 @@ func (s *Stream) Decode(b []byte) (Event, error) {
 // but leaves Fields nil. It checks the fields without building them, which
 // is most of what decoding costs.
 func (s *Stream) DecodeEnvelope(b []byte) (Event, error) {
-	if ev, ok := s.decodeFast(b, false); ok {
+	if ev, ok := s.decodeFast(b, fastDst{}); ok {
 		return ev, nil
 	}
 	ev, err := s.decodeGeneric(b)
@@ -78,10 +78,11 @@ func (s *Stream) decodeGeneric(b []byte) (Event, error) {
 // decodeGeneric would accept too, with the same result, which FuzzDecode
 // checks.
 //
-// Without keep, it checks the fields but builds only the partition key,
-// for DecodeEnvelope. It then also accepts duplicate names inside a map
-// field, as encoding/json does: those it checked all, and json keeps one.
-func (s *Stream) decodeFast(b []byte, keep bool) (ev Event, ok bool) {
+// Where the fields go, dst says. Without keep or a Records, it checks the
+// fields but builds only the partition key, for DecodeEnvelope. It then
+// also accepts duplicate names inside a map field, as encoding/json does:
+// those it checked all, and json keeps one.
+func (s *Stream) decodeFast(b []byte, dst fastDst) (ev Event, ok bool) {
 	if s.byName == nil {
 		return Event{}, false
 	}
@@ -98,7 +99,7 @@ func (s *Stream) decodeFast(b []byte, keep bool) (ev Event, ok bool) {
 	} else {
 		seen = make([]bool, len(s.Fields))
 	}
-	if keep {
+	if dst.keep {
 		ev.Fields = make(map[string]any, len(s.Fields))
 	}
 	var haveID, haveReceived, haveKey bool
@@ -132,7 +133,7 @@ func (s *Stream) decodeFast(b []byte, keep bool) (ev Event, ok bool) {
 			if !known || seen[i] {
 				return Event{}, false
 			}
-			if !s.fastField(&p, &s.Fields[i], keep, &ev, &haveKey) {
+			if !s.fastField(&p, i, dst, &ev, &haveKey) {
 				return Event{}, false
 			}
 			seen[i], next = true, i+1
@@ -149,24 +150,52 @@ func (s *Stream) decodeFast(b []byte, keep bool) (ev Event, ok bool) {
 	return ev, haveKey
 }
 
-// fastField reads the value of field f into ev for decodeFast: into
-// ev.Fields with keep, else only checked, unless it is the partition key,
-// which goes into ev.Key.
-func (s *Stream) fastField(p *parser, f *Field, keep bool, ev *Event, haveKey *bool) bool {
-	if !keep && f.Name != s.PartitionKey {
+// fastDst says where decodeFast puts the fields it reads: into the
+// Event's Fields with keep, into rec of rs with rs, else nowhere.
+type fastDst struct {
+	keep bool
+	rs   *Records
+	rec  Record
+}
+
+// fastField reads the value of field i into ev for decodeFast, or into
+// dst's record, or only checks it, unless it is the partition key, which
+// goes into ev.Key.
+func (s *Stream) fastField(p *parser, i int, dst fastDst, ev *Event, haveKey *bool) bool {
+	f := &s.Fields[i]
+	isKey := f.Name == s.PartitionKey
+	switch {
+	case dst.rs != nil:
+		rv := dst.rec.value(i)
+		if !p.valueInto(f, rv, dst.rs) {
+			return false
+		}
+		if isKey && (f.Type == TypeString || f.Type == TypeEnum) {
+			ev.Key, *haveKey = rv.s, true
+		}
+		return true
+	case !dst.keep && !isKey:
 		return p.check(f)
 	}
 	v, ok := p.value(f)
 	if !ok {
 		return false
 	}
-	if keep {
+	if dst.keep {
 		ev.Fields[f.Name] = v
 	}
-	if f.Name == s.PartitionKey {
+	if isKey {
 		ev.Key, *haveKey = v.(string)
 	}
 	return true
+}
+
+// decodeRecord is decodeFast into a new record of rs; on false, rs may
+// hold part of it.
+func (s *Stream) decodeRecord(b []byte, rs *Records) (Event, Record, bool) {
+	rec := rs.open()
+	ev, ok := s.decodeFast(b, fastDst{rs: rs, rec: rec})
+	return ev, rec, ok
 }
 
 // parser reads JSON from b at i, for decodeFast. Each method skips the
@@ -474,6 +503,53 @@ func (p *parser) value(f *Field) (any, bool) {
 		return m, true
 	}
 	return nil, false
+}
+
+// valueInto reads the value of field f into rv and rs, and checks it as
+// value does.
+func (p *parser) valueInto(f *Field, rv *recValue, rs *Records) bool {
+	ok := false
+	switch f.Type {
+	case TypeString, TypeEnum:
+		var b []byte
+		if b, ok = p.strBytes(); ok {
+			rv.s = p.intern.str(b)
+			ok = stringOK(f, rv.s)
+		}
+	case TypeTimestamp:
+		rv.t, ok = p.time()
+	case TypeNumber:
+		rv.x, ok = p.number()
+		ok = ok && f.checkNumber(rv.x) == ""
+	case TypeBoolean:
+		rv.b, ok = p.boolean()
+	case TypeNumberMap, TypeStringMap:
+		ok = p.mapInto(f, rv, rs)
+	}
+	rv.set = ok
+	return ok
+}
+
+// mapInto reads map field f into rs. Encode writes a map's names sorted:
+// names out of order, duplicates among them, are left to decodeGeneric.
+func (p *parser) mapInto(f *Field, rv *recValue, rs *Records) bool {
+	rv.from = len(rs.names)
+	ok := p.object(f, func(k string) bool {
+		if n := len(rs.names); n > rv.from && rs.names[n-1] >= k {
+			return false
+		}
+		if f.Type == TypeNumberMap {
+			x, ok := p.number()
+			rs.addEntry(k, x, "")
+			return ok
+		}
+		b, ok := p.strBytes()
+		s := p.intern.str(b)
+		rs.addEntry(k, 0, s)
+		return ok && mapStringOK(f, s)
+	})
+	rv.to = len(rs.names)
+	return ok && f.checkMapSize(rv.to-rv.from) == ""
 }
 
 // check reads a value of field f and checks it as value does, without

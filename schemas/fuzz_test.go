@@ -113,7 +113,7 @@ func FuzzDecode(f *testing.F) {
 		`"tags":{"a":"x","a":"yy"},"received_at":"2026-11-24T10:00:01.456Z"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, st := range streams {
-			fast, ok := st.decodeFast(data, true)
+			fast, ok := st.decodeFast(data, fastDst{keep: true})
 			slow, err := st.decodeGeneric(data)
 			if ok && err != nil {
 				t.Fatalf("%s: decodeFast accepted what decodeGeneric rejects (%v): %q", st.Name, err, data)
@@ -133,6 +133,7 @@ func FuzzDecode(f *testing.F) {
 			if fmt.Sprint(envErr) != fmt.Sprint(gotErr) || !reflect.DeepEqual(env, want) {
 				t.Fatalf("%s: DecodeEnvelope = %#v, %v; want %#v, %v", st.Name, env, envErr, want, gotErr)
 			}
+			checkRecordsDecode(t, st, data, got, gotErr)
 		}
 	})
 }
@@ -164,4 +165,62 @@ func FuzzEncodeScalars(f *testing.F) {
 			t.Fatalf("appendFloat(%v) = %s, want %s", x, got, wantF)
 		}
 	})
+}
+
+// checkRecordsDecode checks Records.Decode against Decode, which gave want
+// and wantErr for data: the same verdict and error, the same envelope, and
+// a Record that holds the same fields, after another event in the same
+// Records.
+func checkRecordsDecode(t *testing.T, st *Stream, data []byte, want Event, wantErr error) {
+	t.Helper()
+	rs := NewRecords(st, 2)
+	if _, _, err := rs.Decode(data); fmt.Sprint(err) != fmt.Sprint(wantErr) {
+		t.Fatalf("%s: Records.Decode: %v; Decode: %v", st.Name, err, wantErr)
+	}
+	env, rec, err := rs.Decode(data)
+	if err != nil {
+		return
+	}
+	got := env
+	got.Fields = recordFields(st, rec)
+	if env.Fields != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("%s: Records.Decode = %#v with fields %#v; want %#v", st.Name, env, got.Fields, want)
+	}
+}
+
+// recordFields builds the Fields of an Event from rec.
+func recordFields(st *Stream, rec Record) map[string]any {
+	fields := map[string]any{}
+	for i, f := range st.Fields {
+		var v any
+		ok := false
+		switch f.Type {
+		case TypeString, TypeEnum:
+			v, ok = rec.Str(i)
+		case TypeNumber:
+			v, ok = rec.Num(i)
+		case TypeBoolean:
+			v, ok = rec.Bool(i)
+		case TypeTimestamp:
+			v, ok = rec.Time(i)
+		case TypeNumberMap:
+			names, vals := rec.NumberMap(i)
+			m := map[string]float64{}
+			for j, k := range names {
+				m[k] = vals[j]
+			}
+			v, ok = m, rec.value(i).set
+		case TypeStringMap:
+			names, vals := rec.StringMap(i)
+			m := map[string]string{}
+			for j, k := range names {
+				m[k] = vals[j]
+			}
+			v, ok = m, rec.value(i).set
+		}
+		if ok {
+			fields[f.Name] = v
+		}
+	}
+	return fields
 }

@@ -1,0 +1,198 @@
+package schemas
+
+import (
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Why Records. The store's lane decoded every event into an Event: a map
+// of its fields, each value boxed in an interface, a map for each map
+// field. The ClickHouse sink then looked each value up again by name to
+// build its columns, and sorted each map's names. That was a third of the
+// work role's CPU and most of its heap, since a batch holds its events for
+// the batch linger. Records keeps the values of a batch's events typed, in
+// one slice of slots by field index, with the names and values of map
+// fields in slices shared by the batch, sorted by name as Encode writes
+// them: a column is a loop over slots, and a Nested column's rows are cut
+// from those slices.
+
+// Records holds the fields of decoded events of one stream for a store
+// that writes them column by column. One Records holds one batch; its
+// events live as long as it does. It is not safe for concurrent use.
+type Records struct {
+	st    *Stream
+	vals  []recValue // len(st.Fields) per event
+	names []string   // map names, sorted within each map
+	nums  []float64  // map(number) values, by names
+	strs  []string   // map(string) values, by names
+}
+
+// recValue is one field of one event: set says whether the event has it;
+// then s holds a string or enum, x a number, t a timestamp, b a boolean,
+// and from-to the range of a map's entries in names.
+type recValue struct {
+	set      bool
+	b        bool
+	s        string
+	x        float64
+	t        time.Time
+	from, to int
+}
+
+// Record is one event of a Records. The zero Record holds no event.
+type Record struct {
+	rs *Records
+	at int // the index of its first value in rs.vals
+}
+
+// NewRecords returns a Records for events of st, with room for n.
+func NewRecords(st *Stream, n int) *Records {
+	return &Records{st: st, vals: make([]recValue, 0, n*len(st.Fields))}
+}
+
+// Valid reports whether r holds an event.
+func (r Record) Valid() bool { return r.rs != nil }
+
+func (r Record) value(i int) *recValue { return &r.rs.vals[r.at+i] }
+
+// Str returns string or enum field i (the index in Stream.Fields), and
+// whether the event has it.
+func (r Record) Str(i int) (string, bool) { v := r.value(i); return v.s, v.set }
+
+// Num returns number field i, and whether the event has it.
+func (r Record) Num(i int) (float64, bool) { v := r.value(i); return v.x, v.set }
+
+// Bool returns boolean field i, and whether the event has it.
+func (r Record) Bool(i int) (bool, bool) { v := r.value(i); return v.b, v.set }
+
+// Time returns timestamp field i, and whether the event has it.
+func (r Record) Time(i int) (time.Time, bool) { v := r.value(i); return v.t, v.set }
+
+// NumberMap returns the names, sorted, and values of map(number) field i;
+// both are empty when the event lacks it. They belong to the Records.
+func (r Record) NumberMap(i int) ([]string, []float64) {
+	v := r.value(i)
+	return r.rs.names[v.from:v.to:v.to], r.rs.nums[v.from:v.to:v.to]
+}
+
+// StringMap returns the names, sorted, and values of map(string) field i;
+// both are empty when the event lacks it. They belong to the Records.
+func (r Record) StringMap(i int) ([]string, []string) {
+	v := r.value(i)
+	return r.rs.names[v.from:v.to:v.to], r.rs.strs[v.from:v.to:v.to]
+}
+
+// Decode is Stream.Decode, with the event's fields added to rs rather than
+// built as Go values: it accepts and refuses what Decode does, with the
+// same errors, and returns the Event's envelope (ID, Key, ReceivedAt;
+// Fields nil) and its Record.
+func (rs *Records) Decode(b []byte) (Event, Record, error) {
+	mark := rs.mark()
+	if ev, rec, ok := rs.st.decodeRecord(b, rs); ok {
+		return ev, rec, nil
+	}
+	rs.reset(mark)
+	ev, err := rs.st.decodeGeneric(b)
+	if err != nil {
+		return Event{}, Record{}, err
+	}
+	rec, err := rs.Add(ev)
+	ev.Fields = nil
+	return ev, rec, err
+}
+
+// Add adds the fields of ev, an event of rs's stream with its values as
+// Validate gives them. A value of another Go type than its field's is an
+// error that names the field; fields the stream does not define are
+// ignored.
+func (rs *Records) Add(ev Event) (Record, error) {
+	mark := rs.mark()
+	rec := rs.open()
+	for i := range rs.st.Fields {
+		f := &rs.st.Fields[i]
+		v, ok := ev.Fields[f.Name]
+		if !ok {
+			continue
+		}
+		if !rs.addValue(f, rec.value(i), v) {
+			rs.reset(mark)
+			return Record{}, &FieldTypeError{Field: f.Name, Type: f.Type, Value: v}
+		}
+	}
+	return rec, nil
+}
+
+// FieldTypeError is a field value of another Go type than Validate gives
+// its field.
+type FieldTypeError struct {
+	Field string
+	Type  FieldType
+	Value any
+}
+
+func (e *FieldTypeError) Error() string {
+	return fmt.Sprintf("field %s: %T for a %s", e.Field, e.Value, e.Type)
+}
+
+// addValue sets rv to v, the value of field f, reporting false for a value
+// of another type than Validate gives f.
+func (rs *Records) addValue(f *Field, rv *recValue, v any) bool {
+	ok := false
+	switch f.Type {
+	case TypeString, TypeEnum:
+		rv.s, ok = v.(string)
+	case TypeNumber:
+		rv.x, ok = v.(float64)
+	case TypeBoolean:
+		rv.b, ok = v.(bool)
+	case TypeTimestamp:
+		rv.t, ok = v.(time.Time)
+	case TypeNumberMap:
+		var m map[string]float64
+		if m, ok = v.(map[string]float64); ok {
+			rv.from = len(rs.names)
+			for _, k := range sortedKeys(m) {
+				rs.names, rs.nums = append(rs.names, k), append(rs.nums, m[k])
+			}
+			rs.strs = append(rs.strs, make([]string, len(m))...)
+			rv.to = len(rs.names)
+		}
+	case TypeStringMap:
+		var m map[string]string
+		if m, ok = v.(map[string]string); ok {
+			rv.from = len(rs.names)
+			for _, k := range sortedKeys(m) {
+				rs.names, rs.strs = append(rs.names, k), append(rs.strs, m[k])
+			}
+			rs.nums = append(rs.nums, make([]float64, len(m))...)
+			rv.to = len(rs.names)
+		}
+	}
+	rv.set = ok
+	return ok
+}
+
+// recMark is how far a Records was filled, to go back to.
+type recMark struct{ vals, names int }
+
+func (rs *Records) mark() recMark { return recMark{len(rs.vals), len(rs.names)} }
+
+func (rs *Records) reset(m recMark) {
+	rs.vals = rs.vals[:m.vals]
+	rs.names, rs.nums, rs.strs = rs.names[:m.names], rs.nums[:m.names], rs.strs[:m.names]
+}
+
+// open adds an event with no field set.
+func (rs *Records) open() Record {
+	at := len(rs.vals)
+	rs.vals = slices.Grow(rs.vals, len(rs.st.Fields))[:at+len(rs.st.Fields)]
+	clear(rs.vals[at:])
+	return Record{rs, at}
+}
+
+// addEntry adds a map entry with name k: the value goes in x or s, and the
+// other slice gets a zero so that both stay aligned with names.
+func (rs *Records) addEntry(k string, x float64, s string) {
+	rs.names, rs.nums, rs.strs = append(rs.names, k), append(rs.nums, x), append(rs.strs, s)
+}
