@@ -79,6 +79,20 @@ func BenchmarkDecode(b *testing.B) { benchDecode(b, (*Stream).Decode) }
 // BenchmarkDecodeEnvelope is what an output's lane pays per message.
 func BenchmarkDecodeEnvelope(b *testing.B) { benchDecode(b, (*Stream).DecodeEnvelope) }
 
+// BenchmarkRecordsDecode is what the store's lane pays per message, in
+// batches of 1,000 events a Records.
+func BenchmarkRecordsDecode(b *testing.B) {
+	var rs *Records
+	n := 0
+	benchDecode(b, func(st *Stream, enc []byte) (Event, error) {
+		if n++; n%1000 == 1 || rs.st != st {
+			rs, n = NewRecords(st, 1000), 1
+		}
+		ev, _, err := rs.Decode(enc)
+		return ev, err
+	})
+}
+
 func benchDecode(b *testing.B, decode func(*Stream, []byte) (Event, error)) {
 	for _, bc := range benchEvents {
 		b.Run(bc.name, func(b *testing.B) {

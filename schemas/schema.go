@@ -167,6 +167,16 @@ type Stream struct {
 // Field returns the named field, or nil.
 func (s *Stream) Field(name string) *Field { return s.byName[name] }
 
+// FieldIndex returns the index in Fields of the named field, or -1.
+func (s *Stream) FieldIndex(name string) int {
+	for i := range s.Fields {
+		if s.Fields[i].Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
 var identRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
 
 // check validates a parsed definition and builds its lookup table.

@@ -34,6 +34,11 @@ type Row struct {
 	// building the fields for every output cost the work role a quarter of
 	// its CPU.
 	Event schemas.Event
+	// Record holds the event's fields for a store, typed and column by
+	// column, when the worker decoded them into a schemas.Records; then
+	// Event.Fields is nil. A store takes the fields from Event.Fields when
+	// Record is not valid.
+	Record schemas.Record
 	// Value is the event as it sits in Kafka (JSON): what outputs publish.
 	Value []byte
 }

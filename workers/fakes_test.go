@@ -196,14 +196,14 @@ func (f *fakeStore) Resume(_ context.Context, _ *schemas.Stream, part int32, win
 func (f *fakeStore) seed(t testing.TB, st *schemas.Stream, part int32, specs ...string) {
 	t.Helper()
 	b := makeBatch(t, st, 0, specs...)
-	prepare(b, (*schemas.Stream).Decode)
+	(&StoreDeliverer{}).Prepare(b)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for i, m := range b.Messages {
 		if b.Decoded[i].Err != nil {
 			t.Fatalf("seed: %v", b.Decoded[i].Err)
 		}
-		f.rows[part] = append(f.rows[part], sinks.Row{Offset: m.Offset, Event: b.Decoded[i].Event, Value: m.Value})
+		f.rows[part] = append(f.rows[part], sinks.Row{Offset: m.Offset, Event: b.Decoded[i].Event, Record: b.Decoded[i].Record, Value: m.Value})
 	}
 }
 

@@ -92,7 +92,12 @@ func (d *OutputDeliverer) Open(ctx context.Context, p *Partition) (int64, error)
 // output publishes the message as it is in Kafka. Building the fields the
 // store's columns need, for every output as well, was a quarter of the
 // work role's CPU.
-func (d *OutputDeliverer) Prepare(b *Batch) { prepare(b, (*schemas.Stream).DecodeEnvelope) }
+func (d *OutputDeliverer) Prepare(b *Batch) {
+	prepare(b, func(v []byte) (schemas.Event, schemas.Record, error) {
+		ev, err := b.Stream.DecodeEnvelope(v)
+		return ev, schemas.Record{}, err
+	})
+}
 
 // Deliver publishes the batch's events that the store keeps, or skips the
 // batch once it is older than MaxLag. It returns an error only when ctx ends

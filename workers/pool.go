@@ -36,7 +36,10 @@ type Batch struct {
 
 // Decoded is one message after decoding and validation.
 type Decoded struct {
+	// Event is the event, or for a store its envelope (Fields nil).
 	Event schemas.Event
+	// Record holds a store's event's fields.
+	Record schemas.Record
 	// Err says why the message is not a valid event of its stream; such a
 	// message goes to the dead-letter topic.
 	Err error

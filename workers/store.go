@@ -149,7 +149,13 @@ func (d *StoreDeliverer) perPartition(p *Partition) int {
 }
 
 // Prepare decodes and validates every message.
-func (d *StoreDeliverer) Prepare(b *Batch) { prepare(b, (*schemas.Stream).Decode) }
+//
+// The fields go into one schemas.Records per batch, which the store reads
+// column by column, rather than a map per event.
+func (d *StoreDeliverer) Prepare(b *Batch) {
+	rs := schemas.NewRecords(b.Stream, len(b.Messages))
+	prepare(b, rs.Decode)
+}
 
 // Deliver writes one batch. It returns an error only when ctx ends first.
 func (d *StoreDeliverer) Deliver(ctx context.Context, p *Partition, b *Batch) error {
@@ -167,7 +173,7 @@ func (d *StoreDeliverer) Deliver(ctx context.Context, p *Partition, b *Batch) er
 		case p.window.Duplicate(dec.Event.ID, m.Offset, dec.Event.ReceivedAt, true):
 			dups++
 		default:
-			rows = append(rows, sinks.Row{Offset: m.Offset, Event: dec.Event, Value: m.Value})
+			rows = append(rows, sinks.Row{Offset: m.Offset, Event: dec.Event, Record: dec.Record, Value: m.Value})
 		}
 	}
 	if err := d.deadLetter(ctx, dead); err != nil {
@@ -301,21 +307,21 @@ func (d *StoreDeliverer) retry(ctx context.Context, what string, op func(context
 
 // prepare decodes and validates every message of b with decode. A message
 // that panics the decoder is marked bad on its own.
-func prepare(b *Batch, decode func(*schemas.Stream, []byte) (schemas.Event, error)) {
+func prepare(b *Batch, decode func([]byte) (schemas.Event, schemas.Record, error)) {
 	b.Decoded = make([]Decoded, len(b.Messages))
 	for i, m := range b.Messages {
-		b.Decoded[i] = decodeOne(b.Stream, m.Value, decode)
+		b.Decoded[i] = decodeOne(m.Value, decode)
 	}
 }
 
-func decodeOne(st *schemas.Stream, value []byte, decode func(*schemas.Stream, []byte) (schemas.Event, error)) (d Decoded) {
+func decodeOne(value []byte, decode func([]byte) (schemas.Event, schemas.Record, error)) (d Decoded) {
 	defer func() {
 		if r := recover(); r != nil {
 			d = Decoded{Err: fmt.Errorf("panic while decoding: %v", r)}
 		}
 	}()
-	ev, err := decode(st, value)
-	return Decoded{Event: ev, Err: err}
+	ev, rec, err := decode(value)
+	return Decoded{Event: ev, Record: rec, Err: err}
 }
 
 func deadLetter(b *Batch, m Message, reason string) DeadLetter {

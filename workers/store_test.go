@@ -447,13 +447,14 @@ func TestNewStoreDeliverer(t *testing.T) {
 func TestPrepareIsolatesDecodePanics(t *testing.T) {
 	st := iotStream(t)
 	b := makeBatch(t, st, 0, "a", "b")
-	prepare(b, (*schemas.Stream).Decode)
+	(&StoreDeliverer{}).Prepare(b)
 	for i, dec := range b.Decoded {
-		if want := []string{"a", "b"}[i]; dec.Err != nil || dec.Event.ID != want {
+		if want := []string{"a", "b"}[i]; dec.Err != nil || dec.Event.ID != want || !dec.Record.Valid() {
 			t.Errorf("Decoded[%d] = %+v", i, dec)
 		}
 	}
-	if got := decodeOne(nil, []byte("{}"), (*schemas.Stream).Decode); got.Err == nil || !strings.Contains(got.Err.Error(), "panic") {
+	var noStream *schemas.Records
+	if got := decodeOne([]byte("{}"), noStream.Decode); got.Err == nil || !strings.Contains(got.Err.Error(), "panic") {
 		t.Errorf("decoding with no stream = %+v, want a panic turned into an error", got)
 	}
 }

@@ -28,6 +28,10 @@ func TestEncodeModernTypes(t *testing.T) {
 				rows = append(rows, sinks.Row{Offset: int64(len(rows)), Event: c.event})
 			}
 		}
+		rows, err := withRecords(st, rows)
+		if err != nil {
+			t.Fatal(err)
+		}
 		names, data, err := buildColumns(lay, 0, time.Now().Truncate(time.Second), rows)
 		if err != nil {
 			t.Fatalf("%s: %v", st.Name, err)

@@ -79,6 +79,7 @@ func (s *Sink) Write(ctx context.Context, st *schemas.Stream, partition int32, r
 	if err != nil {
 		return fail(err)
 	}
+	rows = p.rows
 	id := s.newQueryID()
 	err = s.send(ch.Context(ctx, ch.WithQueryID(id)), s.table(st), p.names, p.data)
 	if err != nil {
@@ -130,6 +131,7 @@ func (s *Sink) writeFailed(ctx context.Context, st *schemas.Stream, partition in
 // for, the columns, and the stored_at all its rows get.
 type prepared struct {
 	lay      *tableLayout
+	rows     []sinks.Row // with their Records
 	names    []string
 	data     []any
 	storedAt time.Time
@@ -138,6 +140,10 @@ type prepared struct {
 // prepare checks the rows' order and encodes them for the table as it is.
 // An error of the rows' own is marked permanent.
 func (s *Sink) prepare(ctx context.Context, st *schemas.Stream, partition int32, rows []sinks.Row) (prepared, error) {
+	rows, err := withRecords(st, rows)
+	if err != nil {
+		return prepared{}, sinks.Permanent(err)
+	}
 	for i := 1; i < len(rows); i++ {
 		if rows[i].Offset <= rows[i-1].Offset {
 			// Progress would no longer mark a prefix that is done.
@@ -148,7 +154,7 @@ func (s *Sink) prepare(ctx context.Context, st *schemas.Stream, partition int32,
 	if err != nil {
 		return prepared{}, err
 	}
-	p := prepared{lay: lay}
+	p := prepared{lay: lay, rows: rows}
 	if lay.storedAt {
 		if p.storedAt, err = s.nextStoredAt(ctx, st, lay, partition); err != nil {
 			return prepared{}, err
@@ -337,27 +343,45 @@ func slotColumns(sl slot, partition int32, storedAt time.Time, rows []sinks.Row)
 	return fieldColumns(sl, rows)
 }
 
+// withRecords returns rows with the fields of each in its Record: rows
+// as they are when the worker decoded them into Records, else a copy with
+// Records made from their Event.Fields. A field value of another Go type
+// than Decode gives the field is an invalid row.
+func withRecords(st *schemas.Stream, rows []sinks.Row) ([]sinks.Row, error) {
+	if !slices.ContainsFunc(rows, func(r sinks.Row) bool { return !r.Record.Valid() }) {
+		return rows, nil
+	}
+	out := slices.Clone(rows)
+	rs := schemas.NewRecords(st, len(rows))
+	for i := range out {
+		if out[i].Record.Valid() {
+			continue
+		}
+		rec, err := rs.Add(out[i].Event)
+		if err != nil {
+			return nil, &invalidRowError{out[i].Offset, out[i].Event.ID, err.Error()}
+		}
+		out[i].Record = rec
+	}
+	return out, nil
+}
+
 // fieldColumns returns the column slices of one field of the stream.
 func fieldColumns(sl slot, rows []sinks.Row) ([]any, error) {
-	f := sl.field
+	f, i := sl.field, sl.index
 	switch f.Type {
 	case schemas.TypeTimestamp:
-		times, err := fieldValues(f, rows, time.Unix(0, 0))
-		if err != nil {
-			return nil, err
-		}
-		return timeColumns(sl, times, rows)
+		return timeColumns(sl, fieldValues(rows, i, schemas.Record.Time, time.Unix(0, 0)), rows)
 	case schemas.TypeNumberMap:
-		return mapColumns[float64](sl, rows)
+		return mapColumns(sl, rows, schemas.Record.NumberMap)
 	case schemas.TypeStringMap:
-		return mapColumns[string](sl, rows)
+		return mapColumns(sl, rows, schemas.Record.StringMap)
 	case schemas.TypeNumber:
-		nums, err := fieldValues(f, rows, 0.0)
-		return []any{nums}, err
+		return []any{fieldValues(rows, i, schemas.Record.Num, 0)}, nil
 	case schemas.TypeBoolean:
-		bools, err := fieldValues(f, rows, false)
-		if err != nil || sl.form == formBool {
-			return []any{bools}, err
+		bools := fieldValues(rows, i, schemas.Record.Bool, false)
+		if sl.form == formBool {
+			return []any{bools}, nil
 		}
 		ints := make([]uint8, len(bools))
 		for i, b := range bools {
@@ -367,27 +391,22 @@ func fieldColumns(sl slot, rows []sinks.Row) ([]any, error) {
 		}
 		return []any{ints}, nil
 	}
-	strs, err := fieldValues(f, rows, "")
-	return []any{strs}, err
+	return []any{fieldValues(rows, i, schemas.Record.Str, "")}, nil
 }
 
-// fieldValues returns field f of each row, def where the event lacks it. A
-// value of another Go type than Decode gives the field is an invalid row.
-func fieldValues[T any](f *schemas.Field, rows []sinks.Row, def T) ([]T, error) {
+// fieldValues returns field i of each row's Record, got with get, or def
+// where the event lacks it: the column type's default, which is also what
+// ALTER TABLE ADD COLUMN gives existing rows.
+func fieldValues[T any](rows []sinks.Row, i int, get func(schemas.Record, int) (T, bool), def T) []T {
 	out := make([]T, len(rows))
-	for i, r := range rows {
-		v, ok := r.Event.Fields[f.Name]
+	for j, r := range rows {
+		v, ok := get(r.Record, i)
 		if !ok {
-			out[i] = def
-			continue
+			v = def
 		}
-		t, ok := v.(T)
-		if !ok {
-			return nil, badField(r, f, v)
-		}
-		out[i] = t
+		out[j] = v
 	}
-	return out, nil
+	return out
 }
 
 // timeColumns returns times as the slot holds them: DateTime64(3), or
@@ -415,39 +434,24 @@ func timeColumns(sl slot, times []time.Time, rows []sinks.Row) ([]any, error) {
 }
 
 // mapColumns returns a map field as the slot holds it: one Map column, or
-// the names and values columns of a Nested one. Decode gives the values
-// as map[string]V.
-func mapColumns[V any](sl slot, rows []sinks.Row) ([]any, error) {
-	ms, err := fieldValues[map[string]V](sl.field, rows, nil)
-	if err != nil {
-		return nil, err
+// the names and values columns of a Nested one. Each row's names and
+// values are cut from the Records' arrays, where they are sorted already.
+func mapColumns[V any](sl slot, rows []sinks.Row, get func(schemas.Record, int) ([]string, []V)) ([]any, error) {
+	keys, vals := make([][]string, len(rows)), make([][]V, len(rows))
+	for j, r := range rows {
+		keys[j], vals[j] = get(r.Record, sl.index)
 	}
-	if sl.form == formMap {
-		for i := range ms {
-			if ms[i] == nil {
-				ms[i] = map[string]V{}
-			}
+	if sl.form != formMap {
+		return []any{keys, vals}, nil
+	}
+	ms := make([]map[string]V, len(rows))
+	for j := range rows {
+		ms[j] = make(map[string]V, len(keys[j]))
+		for k, name := range keys[j] {
+			ms[j][name] = vals[j][k]
 		}
-		return []any{ms}, nil
 	}
-	// Every row's names and values are cut from one array each, rather
-	// than two allocations a row.
-	n := 0
-	for _, m := range ms {
-		n += len(m)
-	}
-	allKeys, allVals := make([]string, 0, n), make([]V, 0, n)
-	keys, vals := make([][]string, len(ms)), make([][]V, len(ms))
-	for i, m := range ms {
-		from := len(allKeys)
-		allKeys, allVals = appendSortedEntries(allKeys, allVals, m)
-		keys[i], vals[i] = allKeys[from:len(allKeys):len(allKeys)], allVals[from:len(allVals):len(allVals)]
-	}
-	return []any{keys, vals}, nil
-}
-
-func badField(r sinks.Row, f *schemas.Field, v any) error {
-	return &invalidRowError{r.Offset, r.Event.ID, fmt.Sprintf("field %s: %T for a %s", f.Name, v, f.Type)}
+	return []any{ms}, nil
 }
 
 // DateTime holds Unix seconds as a UInt32, DateTime64 the years 1900 to
@@ -465,18 +469,4 @@ var (
 func splitTime(t time.Time) (time.Time, uint16) {
 	ms := t.UnixMilli()
 	return time.Unix(ms/1000, 0).UTC(), uint16(ms % 1000)
-}
-
-// appendSortedEntries appends a map's keys, sorted so that equal maps give
-// equal rows, and its values in the same order.
-func appendSortedEntries[V any](keys []string, vals []V, m map[string]V) ([]string, []V) {
-	from := len(keys)
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys[from:])
-	for _, k := range keys[from:] {
-		vals = append(vals, m[k])
-	}
-	return keys, vals
 }

@@ -50,6 +50,7 @@ type column struct {
 type slot struct {
 	src   source
 	field *schemas.Field // when src is srcField
+	index int            // the field's index in the stream's Fields
 	name  string         // the field's name, or Sluice's column's
 	form  form
 	cols  []column
@@ -92,7 +93,7 @@ func wantSlots(st *schemas.Stream, fl flavor) []slot {
 	out := []slot{one(srcEventID, ColEventID, formString, "String", "")}
 	for i := range st.Fields {
 		sl := wantField(st, &st.Fields[i], fl)
-		sl.src, sl.field = srcField, &st.Fields[i]
+		sl.src, sl.field, sl.index = srcField, &st.Fields[i], i
 		out = append(out, sl)
 	}
 	recv := timeSlot(ColReceivedAt, fl, true)
@@ -173,7 +174,7 @@ func mapSlot(name string, fl flavor, value string) slot {
 // driver says what is wrong.
 func resolve(want slot, have map[string]string) (slot, bool) {
 	got, ok := resolveForm(want, have)
-	got.src, got.field = want.src, want.field
+	got.src, got.field, got.index = want.src, want.field, want.index
 	return got, ok
 }
 

@@ -83,6 +83,10 @@ type rollup struct {
 	rollupDef
 	// table is the rollup table's name, unquoted.
 	table string
+	// dimIdx, timeIdx and valuesIdx are the indexes in the stream's Fields
+	// of dims, time and values (-1 for none).
+	dimIdx             []int
+	timeIdx, valuesIdx int
 }
 
 // rollupOf returns st's rollup, or nil when it has none: a stream not in
@@ -101,7 +105,14 @@ func rollupOf(st *schemas.Stream) *rollup {
 	if def.values != "" && !hasField(st, def.values, schemas.TypeNumberMap) {
 		return nil
 	}
-	return &rollup{rollupDef: def, table: st.Table + rollupSuffix}
+	r := &rollup{rollupDef: def, table: st.Table + rollupSuffix, timeIdx: st.FieldIndex(def.time), valuesIdx: -1}
+	for _, d := range def.dims {
+		r.dimIdx = append(r.dimIdx, st.FieldIndex(d))
+	}
+	if def.values != "" {
+		r.valuesIdx = st.FieldIndex(def.values)
+	}
+	return r
 }
 
 func hasField(st *schemas.Stream, name string, typ schemas.FieldType) bool {
@@ -232,8 +243,7 @@ func minuteOf(t time.Time) int64 {
 
 // aggregate sums up rows by the rollup's groups, in the order the groups
 // first appear (MergeTree sorts an INSERT's rows by the table's key
-// itself). Write has checked the rows' field types already; a value of
-// another type counts as absent.
+// itself). It reads the rows' Records, which Write has made sure of.
 //
 // It runs for every batch the store writes, so it allocates per group, not
 // per row: the dimensions are read into one scratch slice and copied only
@@ -258,19 +268,20 @@ func (r *rollup) aggregate(rows []sinks.Row) []*rollupRow {
 		g.min, g.max, g.sum = math.Min(g.min, v), math.Max(g.max, v), g.sum+v
 	}
 	for _, row := range rows {
-		for i, d := range r.dims {
-			dims[i], _ = row.Event.Fields[d].(string)
+		rec := row.Record
+		for i, d := range r.dimIdx {
+			dims[i], _ = rec.Str(d)
 		}
 		key := dimsKey(dims)
-		ts, _ := row.Event.Fields[r.time].(time.Time)
+		ts, _ := rec.Time(r.timeIdx)
 		minute := minuteOf(ts)
-		if r.values == "" {
+		if r.valuesIdx < 0 {
 			add(key, "", minute, 0)
 			continue
 		}
-		m, _ := row.Event.Fields[r.values].(map[string]float64)
-		for name, v := range m {
-			add(key, name, minute, v)
+		names, vals := rec.NumberMap(r.valuesIdx)
+		for j, name := range names {
+			add(key, name, minute, vals[j])
 		}
 	}
 	return out

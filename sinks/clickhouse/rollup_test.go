@@ -470,7 +470,11 @@ func TestEncodeModernRollup(t *testing.T) {
 		for _, col := range r.columns() {
 			types[col.name] = col.modern
 		}
-		groups := append(r.aggregate(c.rows), r.marker())
+		rows, err := withRecords(c.st, c.rows)
+		if err != nil {
+			t.Fatal(err)
+		}
+		groups := append(r.aggregate(rows), r.marker())
 		names, data := r.insertColumns(groups, 3, 29, at)
 		if len(names) != len(types) {
 			t.Fatalf("%s: %d columns sent, the table has %d", c.st.Name, len(names), len(types))
