@@ -204,23 +204,21 @@ func recordFields(st *Stream, rec Record) map[string]any {
 		case TypeTimestamp:
 			v, ok = rec.Time(i)
 		case TypeNumberMap:
-			names, vals := rec.NumberMap(i)
-			m := map[string]float64{}
-			for j, k := range names {
-				m[k] = vals[j]
-			}
-			v, ok = m, rec.value(i).set
+			v, ok = mapOf(rec.NumberMap(i)), rec.value(i).set
 		case TypeStringMap:
-			names, vals := rec.StringMap(i)
-			m := map[string]string{}
-			for j, k := range names {
-				m[k] = vals[j]
-			}
-			v, ok = m, rec.value(i).set
+			v, ok = mapOf(rec.StringMap(i)), rec.value(i).set
 		}
 		if ok {
 			fields[f.Name] = v
 		}
 	}
 	return fields
+}
+
+func mapOf[V any](names []string, vals []V) map[string]V {
+	m := map[string]V{}
+	for j, k := range names {
+		m[k] = vals[j]
+	}
+	return m
 }

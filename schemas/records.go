@@ -151,26 +151,26 @@ func (rs *Records) addValue(f *Field, rv *recValue, v any) bool {
 	case TypeNumberMap:
 		var m map[string]float64
 		if m, ok = v.(map[string]float64); ok {
-			rv.from = len(rs.names)
-			for _, k := range sortedKeys(m) {
-				rs.names, rs.nums = append(rs.names, k), append(rs.nums, m[k])
-			}
-			rs.strs = append(rs.strs, make([]string, len(m))...)
-			rv.to = len(rs.names)
+			rv.from, rv.to = addMap(rs, m, func(k string, x float64) { rs.addEntry(k, x, "") })
 		}
 	case TypeStringMap:
 		var m map[string]string
 		if m, ok = v.(map[string]string); ok {
-			rv.from = len(rs.names)
-			for _, k := range sortedKeys(m) {
-				rs.names, rs.strs = append(rs.names, k), append(rs.strs, m[k])
-			}
-			rs.nums = append(rs.nums, make([]float64, len(m))...)
-			rv.to = len(rs.names)
+			rv.from, rv.to = addMap(rs, m, func(k, s string) { rs.addEntry(k, 0, s) })
 		}
 	}
 	rv.set = ok
 	return ok
+}
+
+// addMap adds the entries of m to rs with add, sorted by name, and returns
+// where they are in rs.names.
+func addMap[V any](rs *Records, m map[string]V, add func(k string, v V)) (from, to int) {
+	from = len(rs.names)
+	for _, k := range sortedKeys(m) {
+		add(k, m[k])
+	}
+	return from, len(rs.names)
 }
 
 // recMark is how far a Records was filled, to go back to.

@@ -46,8 +46,10 @@ func (e *eventState) keep(b []byte) span {
 // bytes returns what sp holds of the arena.
 func (e *eventState) bytes(sp span) []byte { return e.arena[sp.from:sp.to:sp.to] }
 
-// set puts v, a value of field f as normalize returns it, into slot i.
-func (e *eventState) set(f *Field, i int, v any) {
+// set puts v, a value of field f as normalize returns it, into slot i. It
+// reports false for a value of a map field, which normalize never gives
+// for the strings a Decoder fills fields with.
+func (e *eventState) set(f *Field, i int, v any) bool {
 	sl := &e.slots[i]
 	switch x := v.(type) {
 	case string:
@@ -61,8 +63,9 @@ func (e *eventState) set(f *Field, i int, v any) {
 	case bool:
 		sl.b = x
 	default:
-		panic("schemas: a " + string(f.Type) + " field filled with a value of another type")
+		return false
 	}
+	return true
 }
 
 // value returns slot i of field f as Validate normalizes it.

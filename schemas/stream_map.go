@@ -197,12 +197,15 @@ func (d *Decoder) fillMember(name, value string) {
 		d.unknown([]byte(name))
 	default:
 		f := &d.s.Fields[i]
-		if v, problem := f.normalize(value); problem != "" {
+		v, problem := f.normalize(value)
+		if problem == "" && !e.set(f, i, v) {
+			problem = "cannot be filled from a string"
+		}
+		if problem != "" {
 			e.state[i] = fieldBad
 			e.add(i+1, f.Name, problem)
 		} else {
 			e.state[i] = fieldSet
-			e.set(f, i, v)
 		}
 	}
 }
