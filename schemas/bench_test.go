@@ -86,6 +86,9 @@ func BenchmarkRecordsDecode(b *testing.B) {
 	n := 0
 	benchDecode(b, func(st *Stream, enc []byte) (Event, error) {
 		if n++; n%1000 == 1 || rs.st != st {
+			if rs != nil {
+				rs.Done()
+			}
 			rs, n = NewRecords(st, 1000), 1
 		}
 		ev, _, err := rs.Decode(enc)

@@ -17,6 +17,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -162,6 +163,14 @@ type Stream struct {
 	byName map[string]*Field
 	index  map[string]int // field name -> index in Fields
 	intern *internTable   // strings the decoders read, shared by copies
+	stats  *streamStats   // what its Records held, shared by copies
+}
+
+// streamStats is what the Records of a stream learn of its events.
+type streamStats struct {
+	// entriesPerEvent is the map entries an event held, in thousandths,
+	// in the last Records that was Done.
+	entriesPerEvent atomic.Int64
 }
 
 // Field returns the named field, or nil.
@@ -196,6 +205,7 @@ func (s *Stream) check() error {
 	s.byName = make(map[string]*Field, len(s.Fields))
 	s.index = make(map[string]int, len(s.Fields))
 	s.intern = newInternTable()
+	s.stats = &streamStats{}
 	for i := range s.Fields {
 		f := &s.Fields[i]
 		if !identRE.MatchString(f.Name) {

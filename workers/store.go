@@ -155,13 +155,14 @@ func (d *StoreDeliverer) perPartition(p *Partition) int {
 func (d *StoreDeliverer) Prepare(b *Batch) {
 	rs := schemas.NewRecords(b.Stream, len(b.Messages))
 	prepare(b, rs.Decode)
+	rs.Done()
 }
 
 // Deliver writes one batch. It returns an error only when ctx ends first.
 func (d *StoreDeliverer) Deliver(ctx context.Context, p *Partition, b *Batch) error {
 	st := b.Stream
 	var (
-		rows []sinks.Row
+		rows = make([]sinks.Row, 0, len(b.Messages))
 		dead []DeadLetter
 		dups int
 	)
