@@ -38,8 +38,8 @@ type partitionReader struct {
 	offset int64
 	// lastChunk is how many messages FetchMessages returned last.
 	lastChunk int
-	conn   *kafka.Conn
-	batch  *kafka.Batch
+	conn      *kafka.Conn
+	batch     *kafka.Batch
 	// err is a failure met after FetchMessages had messages to return:
 	// the next call returns it.
 	err error
