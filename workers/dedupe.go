@@ -39,8 +39,8 @@ type dedupeWindow struct {
 	span, max int64 // span in ms
 
 	mu        sync.Mutex
-	first     map[eventkey.Key]int64 // offset the id was first seen at
-	queue     []windowEntry          // insertion order; queue[head:] is live
+	first     idTable       // offset the id was first seen at
+	queue     []windowEntry // insertion order; queue[head:] is live
 	head      int
 	watermark int64
 	// evictedYoung counts ids dropped for room before span elapsed.
@@ -101,7 +101,7 @@ func (v *leadVerdicts) lookup(off int64) (dup, known bool) {
 }
 
 func newDedupeWindow(span time.Duration, limit int) *dedupeWindow {
-	return &dedupeWindow{span: span.Milliseconds(), max: int64(max(limit, 1)), first: make(map[eventkey.Key]int64)}
+	return &dedupeWindow{span: span.Milliseconds(), max: int64(max(limit, 1))}
 }
 
 // Duplicate reports whether the event with key k at offset off is a
@@ -129,14 +129,14 @@ func (w *dedupeWindow) Duplicate(id string, off int64, receivedAt time.Time, lea
 
 // duplicate is Duplicate's answer from the window itself.
 func (w *dedupeWindow) duplicate(k eventkey.Key, off int64, receivedAt time.Time, lead bool) bool {
-	if first, ok := w.first[k]; ok {
+	if first, ok := w.first.get(k); ok {
 		if first < off {
 			return true
 		}
 		if first > off {
 			// Seen first by a lane ahead of this one, at a later offset:
 			// this is the original.
-			w.first[k] = off
+			w.first.set(k, off)
 		}
 		return false
 	}
@@ -149,12 +149,12 @@ func (w *dedupeWindow) duplicate(k eventkey.Key, off int64, receivedAt time.Time
 func (w *dedupeWindow) Remember(k eventkey.Key, off int64, receivedAt time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if first, ok := w.first[k]; !ok || off < first {
+	if first, ok := w.first.get(k); !ok || off < first {
 		if !ok {
 			w.add(k, off, receivedAt.UnixMilli(), true)
 			return
 		}
-		w.first[k] = off
+		w.first.set(k, off)
 	}
 }
 
@@ -162,7 +162,7 @@ func (w *dedupeWindow) Remember(k eventkey.Key, off int64, receivedAt time.Time)
 func (w *dedupeWindow) Len() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return len(w.first)
+	return w.first.n
 }
 
 // takeEvicted returns and resets the count of ids forgotten early.
@@ -175,7 +175,7 @@ func (w *dedupeWindow) takeEvicted() int64 {
 }
 
 func (w *dedupeWindow) add(k eventkey.Key, off, at int64, lead bool) {
-	w.first[k] = off
+	w.first.set(k, off)
 	w.queue = append(w.queue, windowEntry{k, at})
 	if lead {
 		w.watermark = max(w.watermark, at)
@@ -188,7 +188,7 @@ func (w *dedupeWindow) add(k eventkey.Key, off, at int64, lead bool) {
 	for w.head < len(w.queue) && w.queue[w.head].at < limit {
 		w.popOldest(false)
 	}
-	for int64(len(w.first)) > w.max {
+	for int64(w.first.n) > w.max {
 		w.popOldest(true)
 	}
 }
@@ -197,7 +197,7 @@ func (w *dedupeWindow) popOldest(forRoom bool) {
 	e := w.queue[w.head]
 	w.queue[w.head] = windowEntry{}
 	w.head++
-	delete(w.first, e.key)
+	w.first.delete(e.key)
 	if forRoom {
 		w.evictedYoung++
 	}
