@@ -585,3 +585,22 @@ func checkDefers(t *testing.T, st *Stream, tests []struct {
 		})
 	}
 }
+
+// Envelope reads what Encode writes, whatever the fields hold.
+func TestEnvelopeOfEncoded(t *testing.T) {
+	for _, name := range []string{"iot_telemetry", "app_logs"} {
+		st := builtinStream(t, name)
+		_, _, _, enc := benchInput(t, name, map[string]string{"iot_telemetry": benchTelemetry, "app_logs": benchLog}[name])
+		want, err := st.DecodeEnvelope(enc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := st.Envelope(enc)
+		if !ok || !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: Envelope = %#v, %v; want %#v", name, got, ok, want)
+		}
+		if _, ok := st.Envelope(enc[:len(enc)-1]); ok {
+			t.Errorf("%s: Envelope of a cut event reports ok", name)
+		}
+	}
+}

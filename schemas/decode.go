@@ -39,6 +39,100 @@ func (s *Stream) DecodeEnvelope(b []byte) (Event, error) {
 	return ev, err
 }
 
+// Envelope reads the envelope of an event (ID, Key, ReceivedAt) as Encode
+// wrote it, skipping the fields without checking them: for a reader that
+// knows the event valid already, as an output's lane knows it from the
+// store's. It reports false for anything Encode does not write, and then
+// DecodeEnvelope decides.
+func (s *Stream) Envelope(b []byte) (Event, bool) {
+	var ev Event
+	p := parser{b: b, intern: s.intern}
+	if s.byName == nil || !p.consume('{') {
+		return Event{}, false
+	}
+	var haveID, haveReceived, haveKey bool
+	for first := true; first || p.consume(','); first = false {
+		name, ok := p.name()
+		if !ok || !p.consume(':') {
+			return Event{}, false
+		}
+		switch {
+		case string(name) == FieldEventID:
+			ev.ID, ok = p.str()
+			haveID = true
+		case string(name) == FieldReceivedAt:
+			ev.ReceivedAt, ok = p.time()
+			haveReceived = true
+		case string(name) == s.PartitionKey:
+			var k []byte
+			k, ok = p.strBytes()
+			ev.Key, haveKey = p.intern.str(k), true
+		default:
+			ok = p.skip()
+		}
+		if !ok {
+			return Event{}, false
+		}
+	}
+	ok := p.consume('}') && p.end() && haveID && haveReceived && haveKey
+	return ev, ok
+}
+
+// skip passes over one value, checking no more of it than where it ends:
+// strings to their closing quote, containers to their closing bracket.
+func (p *parser) skip() bool {
+	depth := 0
+	for {
+		p.skipSpace()
+		if p.i >= len(p.b) {
+			return false
+		}
+		switch c := p.b[p.i]; c {
+		case '"':
+			if _, ok := p.strBytes(); !ok {
+				return false
+			}
+		case '{', '[':
+			depth++
+			p.i++
+			continue
+		case '}', ']':
+			if depth == 0 {
+				return false
+			}
+			depth--
+			p.i++
+		case ',', ':':
+			if depth == 0 {
+				return false
+			}
+			p.i++
+			continue
+		default:
+			// A number or a literal: up to the next delimiter.
+			start := p.i
+			for p.i < len(p.b) && !endsScalar(p.b[p.i]) {
+				p.i++
+			}
+			if p.i == start {
+				return false
+			}
+		}
+		if depth == 0 {
+			return true
+		}
+	}
+}
+
+// endsScalar reports whether c ends a number or a literal.
+func endsScalar(c byte) bool {
+	switch c {
+	case ',', ']', '}', ' ', '\t', '\n', '\r':
+		return true
+	}
+	return false
+}
+
 // decodeGeneric is Decode for any input: it decides what is wrong, and says
 // so with Validate's messages.
 func (s *Stream) decodeGeneric(b []byte) (Event, error) {

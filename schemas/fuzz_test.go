@@ -134,6 +134,13 @@ func FuzzDecode(f *testing.F) {
 				t.Fatalf("%s: DecodeEnvelope = %#v, %v; want %#v, %v", st.Name, env, envErr, want, gotErr)
 			}
 			checkRecordsDecode(t, st, data, got, gotErr)
+			// Envelope, of an event Decode accepts: the same envelope,
+			// or false.
+			if gotErr == nil {
+				if e, ok := st.Envelope(data); ok && !reflect.DeepEqual(e, want) {
+					t.Fatalf("%s: Envelope = %#v; want %#v", st.Name, e, want)
+				}
+			}
 		}
 	})
 }

@@ -49,31 +49,35 @@ type dedupeWindow struct {
 	verdicts leadVerdicts
 }
 
-// leadVerdicts records the answers Duplicate gave the leading lane (the
-// store's), by offset, so that a lane behind it gets the same answer
-// without a lookup in the window. The window holds up to millions of ids,
-// and each lookup was a cache miss or two: a tenth of the work role's CPU
-// went to the two lanes' lookups of every event, half of it to the
-// output's, which only repeats the store's answer. Answers by offset hold
-// whatever the window has forgotten since, so an output publishes exactly
-// the events the store kept.
+// leadVerdicts records what the leading lane (the store's) made of each
+// offset, so that a lane behind it skips the same events without deciding
+// again: the duplicates Duplicate found, and the invalid events the store
+// dead-letters. The window holds up to millions of ids, and each lookup
+// was a cache miss or two: a tenth of the work role's CPU went to the two
+// lanes' lookups of every event, half of it to the output's, which only
+// repeats the store's answer; and an output that knows an event valid
+// reads only its envelope (schemas.Stream.Envelope), where validating it
+// again was another tenth. Answers by offset hold whatever the window has
+// forgotten since, so an output publishes exactly the events the store
+// kept.
 //
 // It holds the offsets from lo to hi (exclusive) that the leading lane
-// asked about, as a range and the few duplicates in it. An offset in the
-// range that the leading lane skipped holds no valid event (it was
-// dead-lettered, or is no message at all), so no lane asks about it.
+// went through, as a range and the few it skipped. An offset in the range
+// that the leading lane never saw is no message at all, so no lane asks
+// about it.
 type leadVerdicts struct {
 	lo, hi int64   // the range answered; empty when lo == hi
-	dups   []int64 // the duplicates in it, ascending
+	skips  []int64 // the duplicates and invalid events in it, ascending
 }
 
-// maxVerdictDups bounds leadVerdicts.dups (8 KiB): past it the range
-// starts after its oldest duplicate, and lanes behind that ask the window.
-const maxVerdictDups = 1024
+// maxVerdictSkips bounds leadVerdicts.skips (8 KiB): past it the range
+// starts after its oldest, and lanes behind that decide for themselves.
+const maxVerdictSkips = 1024
 
-// record adds the leading lane's answer for off. An offset it asks about
-// again (a batch retried) keeps the answer it got first.
-func (v *leadVerdicts) record(off int64, dup bool) {
+// record adds the leading lane's answer for off: skip for a duplicate or
+// an invalid event. An offset it went through already (a batch retried)
+// keeps the answer it got first.
+func (v *leadVerdicts) record(off int64, skip bool) {
 	switch {
 	case v.lo == v.hi:
 		v.lo = off
@@ -81,30 +85,46 @@ func (v *leadVerdicts) record(off int64, dup bool) {
 		return
 	}
 	v.hi = off + 1
-	if !dup {
+	if !skip {
 		return
 	}
-	v.dups = append(v.dups, off)
-	if len(v.dups) > maxVerdictDups {
-		v.lo = v.dups[0] + 1
-		v.dups = append(v.dups[:0], v.dups[1:]...)
+	v.skips = append(v.skips, off)
+	if len(v.skips) > maxVerdictSkips {
+		v.lo = v.skips[0] + 1
+		v.skips = append(v.skips[:0], v.skips[1:]...)
 	}
 }
 
 // lookup returns the leading lane's answer for off, if it has one.
-func (v *leadVerdicts) lookup(off int64) (dup, known bool) {
+func (v *leadVerdicts) lookup(off int64) (skip, known bool) {
 	if off < v.lo || off >= v.hi {
 		return false, false
 	}
-	_, dup = slices.BinarySearch(v.dups, off)
-	return dup, true
+	_, skip = slices.BinarySearch(v.skips, off)
+	return skip, true
 }
 
 func newDedupeWindow(span time.Duration, limit int) *dedupeWindow {
 	return &dedupeWindow{span: span.Milliseconds(), max: int64(max(limit, 1))}
 }
 
-// Duplicate reports whether the event with key k at offset off is a
+// Invalid records that the leading lane dead-letters the event at off.
+func (w *dedupeWindow) Invalid(off int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.verdicts.record(off, true)
+}
+
+// LeadVerdict returns whether the leading lane skipped the event at off (a
+// duplicate, or invalid), and known=false when it has not gone through off
+// or no longer remembers.
+func (w *dedupeWindow) LeadVerdict(off int64) (skip, known bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.verdicts.lookup(off)
+}
+
+// Duplicate reports whether the event with id at offset off is a
 // duplicate, and otherwise remembers it as received at receivedAt. Only the
 // store's lane leads (moves the watermark, and so ages ids out): an output
 // that runs ahead while the store is down must not age out ids the store

@@ -223,7 +223,7 @@ func TestDedupeWindowTrailingLaneGetsLeadAnswers(t *testing.T) {
 	}
 }
 
-// The store's answers are kept for at most maxVerdictDups duplicates;
+// The store's answers are kept for at most maxVerdictSkips duplicates;
 // before them a trailing lane asks the window.
 func TestDedupeWindowLeadAnswersBounded(t *testing.T) {
 	const n = 3000
@@ -231,8 +231,8 @@ func TestDedupeWindowLeadAnswersBounded(t *testing.T) {
 	for off := range int64(n) {
 		w.Duplicate(fmt.Sprint(off%40), off, recv0, true) // a duplicate from offset 40 on
 	}
-	if got, from := len(w.verdicts.dups), w.verdicts.lo; got != maxVerdictDups || from != n-maxVerdictDups {
-		t.Fatalf("%d duplicates recorded from offset %d; want the newest %d, from %d", got, from, maxVerdictDups, n-maxVerdictDups)
+	if got, from := len(w.verdicts.skips), w.verdicts.lo; got != maxVerdictSkips || from != n-maxVerdictSkips {
+		t.Fatalf("%d duplicates recorded from offset %d; want the newest %d, from %d", got, from, maxVerdictSkips, n-maxVerdictSkips)
 	}
 	if w.Duplicate("forgotten", 45, recv0, false) {
 		t.Error("offset 45, before the record: the window took an id it never held for a duplicate")

@@ -87,32 +87,19 @@ func (d *OutputDeliverer) Open(ctx context.Context, p *Partition) (int64, error)
 	return start, nil
 }
 
-// Prepare validates every message as the store's lane does, but keeps only
-// what an output needs of it (event_id, partition key, received_at): an
-// output publishes the message as it is in Kafka. Building the fields the
-// store's columns need, for every output as well, was a quarter of the
-// work role's CPU.
-func (d *OutputDeliverer) Prepare(b *Batch) {
-	prepare(b, func(v []byte) (schemas.Event, schemas.Record, error) {
-		ev, err := b.Stream.DecodeEnvelope(v)
-		return ev, schemas.Record{}, err
-	})
-}
+// Prepare does nothing: an output's lane decides in Deliver, where it can
+// tell whether the store's lane has gone through the batch already.
+func (d *OutputDeliverer) Prepare(*Batch) {}
 
 // Deliver publishes the batch's events that the store keeps, or skips the
 // batch once it is older than MaxLag. It returns an error only when ctx ends
 // first.
 func (d *OutputDeliverer) Deliver(ctx context.Context, p *Partition, b *Batch) error {
 	rows := make([]sinks.Row, 0, len(b.Messages))
-	for i, m := range b.Messages {
-		dec := b.Decoded[i]
-		if dec.Err != nil || p.wasRejected(m.Offset) {
-			continue // the store's lane dead-letters it
+	for _, m := range b.Messages {
+		if ev, ok := d.keeps(p, b.Stream, m); ok {
+			rows = append(rows, sinks.Row{Offset: m.Offset, Event: ev, Value: m.Value})
 		}
-		if p.window != nil && p.window.Duplicate(dec.Event.ID, m.Offset, dec.Event.ReceivedAt, false) {
-			continue
-		}
-		rows = append(rows, sinks.Row{Offset: m.Offset, Event: dec.Event, Value: m.Value})
 	}
 	defer p.passed(d, b.Last())
 	name, st := d.Name(), b.Stream.Name
@@ -133,6 +120,35 @@ func (d *OutputDeliverer) Deliver(ctx context.Context, p *Partition, b *Batch) e
 		return err
 	}
 	return nil
+}
+
+// keeps returns the envelope of m, and whether the store keeps it: not
+// invalid, refused or a duplicate. Where the store's lane has gone through
+// m already, its answer stands, and only the envelope is read; otherwise
+// the output validates m as the store's lane does (DecodeEnvelope: the
+// same verdict as Decode, building no fields) and asks the window.
+func (d *OutputDeliverer) keeps(p *Partition, st *schemas.Stream, m Message) (schemas.Event, bool) {
+	if p.wasRejected(m.Offset) {
+		return schemas.Event{}, false
+	}
+	if p.window != nil {
+		if skip, known := p.window.LeadVerdict(m.Offset); known {
+			if skip {
+				return schemas.Event{}, false
+			}
+			if ev, ok := st.Envelope(m.Value); ok {
+				return ev, true
+			}
+		}
+	}
+	ev, err := st.DecodeEnvelope(m.Value)
+	if err != nil {
+		return schemas.Event{}, false // the store's lane dead-letters it
+	}
+	if p.window != nil && p.window.Duplicate(ev.ID, m.Offset, ev.ReceivedAt, false) {
+		return schemas.Event{}, false
+	}
+	return ev, true
 }
 
 // publish publishes rows once and returns those still to publish: all of

@@ -170,6 +170,7 @@ func (d *StoreDeliverer) Deliver(ctx context.Context, p *Partition, b *Batch) er
 		dec := b.Decoded[i]
 		switch {
 		case dec.Err != nil:
+			p.window.Invalid(m.Offset)
 			dead = append(dead, deadLetter(b, m, "invalid event: "+dec.Err.Error()))
 		case p.window.Duplicate(dec.Event.ID, m.Offset, dec.Event.ReceivedAt, true):
 			dups++
