@@ -70,8 +70,25 @@ func (c *readCounter) fromQueryLog(t *testing.T, s *Sink) (uint64, bool) {
 	if n == 0 {
 		return 0, false
 	}
-	if err := s.conn.Exec(ctx, "SYSTEM FLUSH LOGS"); err != nil {
-		t.Fatal(err)
+	// The server logs a query's end after it has answered: SYSTEM FLUSH
+	// LOGS right after may come first, and on a busy machine it did.
+	// Wait until every counted query has ended in the log.
+	c.mu.Lock()
+	want := uint64(len(c.ids))
+	c.mu.Unlock()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if err := s.conn.Exec(ctx, "SYSTEM FLUSH LOGS"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.conn.QueryRow(ctx, "SELECT count() FROM system.query_log WHERE type != 1 AND startsWith(query_id, ?)", c.prefix+"-").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n >= want {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("system.query_log: %d of the %d queries ended after 10 s", n, want)
+		}
 	}
 	var sum uint64
 	q := "SELECT sum(read_rows) FROM system.query_log WHERE type = 2 AND startsWith(query_id, ?)"
