@@ -126,29 +126,36 @@ func (d *OutputDeliverer) Deliver(ctx context.Context, p *Partition, b *Batch) e
 // invalid, refused or a duplicate. Where the store's lane has gone through
 // m already, its answer stands, and only the envelope is read; otherwise
 // the output validates m as the store's lane does (DecodeEnvelope: the
-// same verdict as Decode, building no fields) and asks the window.
+// same verdict as Decode, building no fields) and asks the window. A
+// message that panics the decoder is invalid, as prepare makes it for the
+// store's lane.
 func (d *OutputDeliverer) keeps(p *Partition, st *schemas.Stream, m Message) (schemas.Event, bool) {
 	if p.wasRejected(m.Offset) {
 		return schemas.Event{}, false
 	}
+	var skip, known bool
 	if p.window != nil {
-		if skip, known := p.window.LeadVerdict(m.Offset); known {
-			if skip {
-				return schemas.Event{}, false
-			}
-			if ev, ok := st.Envelope(m.Value); ok {
-				return ev, true
-			}
-		}
+		skip, known = p.window.LeadVerdict(m.Offset)
 	}
-	ev, err := st.DecodeEnvelope(m.Value)
-	if err != nil {
-		return schemas.Event{}, false // the store's lane dead-letters it
-	}
-	if p.window != nil && p.window.Duplicate(ev.ID, m.Offset, ev.ReceivedAt, false) {
+	if skip {
 		return schemas.Event{}, false
 	}
-	return ev, true
+	dec := decodeOne(m.Value, func(v []byte) (schemas.Event, schemas.Record, error) {
+		if known {
+			if ev, ok := st.Envelope(v); ok {
+				return ev, schemas.Record{}, nil
+			}
+		}
+		ev, err := st.DecodeEnvelope(v)
+		return ev, schemas.Record{}, err
+	})
+	switch {
+	case dec.Err != nil:
+		return schemas.Event{}, false // the store's lane dead-letters it
+	case !known && p.window != nil && p.window.Duplicate(dec.Event.ID, m.Offset, dec.Event.ReceivedAt, false):
+		return schemas.Event{}, false
+	}
+	return dec.Event, true
 }
 
 // publish publishes rows once and returns those still to publish: all of

@@ -35,3 +35,14 @@ func TestOutputTakesTheStoresVerdicts(t *testing.T) {
 		}
 	}
 }
+
+// A message that panics the decoder is skipped by the output's lane, as
+// the store's lane dead-letters it, rather than ending the lane.
+func TestOutputIsolatesDecodePanics(t *testing.T) {
+	st := iotStream(t)
+	m := makeBatch(t, st, 0, "a").Messages[0]
+	var d OutputDeliverer
+	if _, kept := d.keeps(&Partition{}, nil, m); kept {
+		t.Error("decoding with no stream: kept, want skipped")
+	}
+}
