@@ -60,7 +60,8 @@ type Config struct {
 	// Keep keeps Dir and the ClickHouse database.
 	Keep bool
 	// ProfileDir, when set, receives a CPU profile of each role in each
-	// phase (<phase>-<role>.pprof), taken over most of the phase; the
+	// phase (<phase>-<role>.pprof) and one of what it allocated
+	// (<phase>-<role>.allocs.pprof), taken over most of the phase; the
 	// roles then run with --pprof.
 	ProfileDir string
 	// Out receives progress lines.
@@ -255,8 +256,9 @@ func (e *env) runPhase(ctx context.Context, cfg Config, ps phaseSpec) (Phase, er
 	return p, nil
 }
 
-// profile starts taking a CPU profile of each role over most of the phase,
-// when cfg.ProfileDir is set, and returns a function that waits for them.
+// profile starts taking a CPU and an allocation profile of each role over
+// most of the phase, when cfg.ProfileDir is set, and returns a function
+// that waits for them.
 func (e *env) profile(ctx context.Context, cfg Config, ps phaseSpec) (wait func() error) {
 	if cfg.ProfileDir == "" {
 		return func() error { return nil }
@@ -266,16 +268,22 @@ func (e *env) profile(ctx context.Context, cfg Config, ps phaseSpec) (wait func(
 	name := strings.NewReplacer("/s", "ps", "/", "-", " ", "-").Replace(ps.name)
 	var g errgroup.Group
 	for _, r := range []*role{e.ingest, e.work} {
-		path := filepath.Join(cfg.ProfileDir, fmt.Sprintf("%s-%s.pprof", name, r.name))
-		g.Go(func() error { return fetchProfile(ctx, client, r.url, secs, path) })
+		for _, kind := range []string{"profile", "allocs"} {
+			file := fmt.Sprintf("%s-%s.pprof", name, r.name)
+			if kind == "allocs" {
+				file = fmt.Sprintf("%s-%s.allocs.pprof", name, r.name)
+			}
+			path := filepath.Join(cfg.ProfileDir, file)
+			g.Go(func() error { return fetchProfile(ctx, client, r.url, kind, secs, path) })
+		}
 	}
 	return g.Wait
 }
 
-// fetchProfile saves a CPU profile of secs seconds from a role's pprof
-// endpoint.
-func fetchProfile(ctx context.Context, client *http.Client, url string, secs int, path string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", url, secs), nil)
+// fetchProfile saves a profile of kind ("profile" for CPU, "allocs" for
+// what was allocated) over secs seconds from a role's pprof endpoint.
+func fetchProfile(ctx context.Context, client *http.Client, url, kind string, secs int, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/%s?seconds=%d", url, kind, secs), nil)
 	if err != nil {
 		return err
 	}

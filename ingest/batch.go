@@ -151,10 +151,11 @@ func (b *Batch) AddWithID(v any, id string) error {
 
 // validEvent is a valid event for complete to stamp and encode.
 type validEvent interface {
-	// ids returns the producer's event_id ("" if none) and the partition key.
-	ids() (id, key string)
-	// encode encodes the event with the event_id and received_at given.
-	encode(id string, receivedAt time.Time) ([]byte, error)
+	// id returns the producer's event_id, "" if none.
+	id() string
+	// encode encodes the event with the event_id and received_at given,
+	// and returns it with its partition key: a message's key and value.
+	encode(id string, receivedAt time.Time) (key, value []byte, err error)
 	// raw returns the event's JSON, for a dead letter.
 	raw() []byte
 }
@@ -163,9 +164,9 @@ type validEvent interface {
 // the Event, and as an interface it takes no allocation.
 type decodedEvent struct{ v *schemas.Decoded }
 
-func (e decodedEvent) ids() (string, string) { return e.v.ID, e.v.Key }
-func (e decodedEvent) encode(id string, at time.Time) ([]byte, error) {
-	return e.v.Encode(id, at)
+func (e decodedEvent) id() string { return e.v.ID }
+func (e decodedEvent) encode(id string, at time.Time) ([]byte, []byte, error) {
+	return e.v.EncodeKeyed(id, at)
 }
 func (e decodedEvent) raw() []byte { return bytes.Clone(e.v.Raw) }
 
@@ -176,10 +177,11 @@ type validatedEvent struct {
 	obj map[string]any
 }
 
-func (e *validatedEvent) ids() (string, string) { return e.ev.ID, e.ev.Key }
-func (e *validatedEvent) encode(id string, at time.Time) ([]byte, error) {
+func (e *validatedEvent) id() string { return e.ev.ID }
+func (e *validatedEvent) encode(id string, at time.Time) ([]byte, []byte, error) {
 	e.ev.ID, e.ev.ReceivedAt = id, at
-	return e.st.Encode(e.ev)
+	val, err := e.st.Encode(e.ev)
+	return []byte(e.ev.Key), val, err
 }
 func (e *validatedEvent) raw() []byte { return marshalRaw(e.obj) }
 
@@ -208,8 +210,7 @@ func (b *Batch) rejectInvalid(i int, problems []schemas.FieldError, omitted int,
 // producer's, id, derived or random) and received_at, encodes it and adds
 // it to the batch.
 func (b *Batch) complete(i int, ev validEvent, id string) {
-	own, key := ev.ids()
-	if own != "" {
+	if own := ev.id(); own != "" {
 		id = own
 	}
 	if id == "" && b.origin.Identity != nil {
@@ -224,7 +225,7 @@ func (b *Batch) complete(i int, ev validEvent, id string) {
 		}
 		id = u.String()
 	}
-	val, err := ev.encode(id, b.now)
+	key, val, err := ev.encode(id, b.now)
 	if err != nil {
 		b.rejectValid(i, ev.raw, "event: "+err.Error())
 		return
@@ -233,7 +234,7 @@ func (b *Batch) complete(i int, ev validEvent, id string) {
 		b.rejectValid(i, ev.raw, fmt.Sprintf("event: %d bytes encoded, over the %d-byte limit", size, b.g.maxEventBytes))
 		return
 	}
-	b.msgs = append(b.msgs, Message{Topic: b.topic, Key: []byte(key), Value: val, Time: b.now})
+	b.msgs = append(b.msgs, Message{Topic: b.topic, Key: key, Value: val, Time: b.now})
 }
 
 // rejectValid rejects event i, already counted, for one problem.

@@ -67,6 +67,39 @@ func TestAppendFloatMatchesEncodingJSON(t *testing.T) {
 	}
 }
 
+// TestAppendShortDecimalMatchesStrconv holds appendFloat's fast path to
+// strconv on random decimals of up to 15 digits, as readings are written,
+// and on random float64s, which it must either write as strconv does or
+// leave to strconv.
+func TestAppendShortDecimalMatchesStrconv(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	check := func(f float64) {
+		want := strconv.AppendFloat(nil, f, 'f', -1, 64)
+		if got, ok := appendShortDecimal(nil, f); ok && string(got) != string(want) {
+			t.Fatalf("appendShortDecimal(%v) = %s, want %s", f, got, want)
+		}
+	}
+	fast := 0
+	for range 200_000 {
+		digits := 1 + r.IntN(15)
+		m := r.Int64N(int64(pow10[digits]))
+		k := r.IntN(min(digits, maxShortFrac) + 1)
+		f := float64(m) / pow10[k]
+		if r.IntN(2) == 0 {
+			f = -f
+		}
+		check(f)
+		if _, ok := appendShortDecimal(nil, f); ok {
+			fast++
+		}
+		check(math.Float64frombits(r.Uint64()))
+		check(r.Float64() * pow10[r.IntN(16)])
+	}
+	if fast < 190_000 {
+		t.Errorf("the fast path took %d of 200,000 short decimals", fast)
+	}
+}
+
 func TestAppendTimeMatchesFormat(t *testing.T) {
 	times := []time.Time{
 		{},

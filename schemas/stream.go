@@ -73,8 +73,6 @@ type DecoderConfig struct {
 type Decoded struct {
 	// ID is the valid event's event_id, "" when the producer sent none.
 	ID string
-	// Key is the valid event's partition key.
-	Key string
 	// Problems lists at most MaxProblems problems of the event, in schema
 	// order (event_id, the stream's fields, received_at, unknown names).
 	Problems []FieldError

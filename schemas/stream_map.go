@@ -172,11 +172,16 @@ func (d *Decoder) finish(out *Decoded) {
 		return
 	}
 	out.ID, out.s, out.d = e.id, d.s, d
-	// The key is the partition key field's value, as Validate takes it
-	// from the map; device and service names repeat, so it is interned.
+}
+
+// partitionKey returns the partition key of the valid event just read, as Validate
+// takes it from the map, in the Decoder's memory.
+func (d *Decoder) partitionKey() []byte {
+	e := &d.ev
 	if k := d.keyField; k >= 0 && e.state[k] == fieldSet {
-		out.Key, _ = d.probe(&d.s.Fields[k]).value(d.s.intern, e.bytes(e.slots[k].str))
+		return e.bytes(e.slots[k].str)
 	}
+	return nil
 }
 
 // fillMember sets name to value for an event that did not set it, as if

@@ -495,16 +495,30 @@ func FuzzDecoder(f *testing.F) {
 
 // checkDecodedEncodes checks that a valid event the Decoder read encodes,
 // before and after it is built into an Event, to what Stream.Encode makes
-// of ev, the same event as Validate gives it.
+// of ev, the same event as Validate gives it, with ev's partition key.
 func checkDecodedEncodes(t *testing.T, st *Stream, data []byte, got *Decoded, ev Event) {
 	t.Helper()
 	at := time.Date(2026, 12, 1, 10, 0, 0, 123e6, time.UTC)
 	ev.ID, ev.ReceivedAt = "id-1", at
 	want, werr := st.Encode(ev)
 	for _, when := range []string{"unbuilt", "built"} {
-		b, err := got.Encode("id-1", at)
+		if k := got.Key(); k != ev.Key {
+			t.Fatalf("%s: %q: Decoded.Key (%s) = %q, want %q", st.Name, data, when, k, ev.Key)
+		}
+		key, b, err := got.EncodeKeyed("id-1", at)
 		if (err != nil) != (werr != nil) || !bytes.Equal(b, want) {
-			t.Fatalf("%s: %q: Decoded.Encode (%s)\n got %s, %v\nwant %s, %v", st.Name, data, when, b, err, want, werr)
+			t.Fatalf("%s: %q: Decoded.EncodeKeyed (%s)\n got %s, %v\nwant %s, %v", st.Name, data, when, b, err, want, werr)
+		}
+		if err == nil && string(key) != ev.Key {
+			t.Fatalf("%s: %q: Decoded.EncodeKeyed (%s): key %q, want %q", st.Name, data, when, key, ev.Key)
+		}
+		// The key follows the value in memory: appending to the value
+		// must not write over it.
+		if err == nil && when == "unbuilt" && cap(b) != len(b) {
+			t.Fatalf("%s: %q: Decoded.EncodeKeyed: the value's capacity %d is past its length %d", st.Name, data, cap(b), len(b))
+		}
+		if b2, _ := got.Encode("id-1", at); !bytes.Equal(b2, b) {
+			t.Fatalf("%s: %q: Decoded.Encode (%s) = %s, EncodeKeyed's value %s", st.Name, data, when, b2, b)
 		}
 		got.Event()
 	}

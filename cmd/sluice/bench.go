@@ -62,6 +62,6 @@ docs/benchmarks.md explains the method and keeps the latest table.`,
 	f.BoolVar(&cfg.Saturation, "saturation", true, "add a phase at loadgen's full speed")
 	f.StringVar(&cfg.Dir, "dir", "", "directory for the broker's data and the roles' logs (default: a temporary one)")
 	f.BoolVar(&cfg.Keep, "keep", false, "keep the directory and the ClickHouse database afterwards")
-	f.StringVar(&cfg.ProfileDir, "profile-dir", "", "save a CPU profile of each role in each phase here (go tool pprof FILE); the roles run with --pprof")
+	f.StringVar(&cfg.ProfileDir, "profile-dir", "", "save a CPU and an allocation profile (.allocs.pprof) of each role in each phase here (go tool pprof FILE); the roles run with --pprof")
 	return cmd
 }
