@@ -50,7 +50,8 @@ func (v *Decoded) Encode(id string, receivedAt time.Time) ([]byte, error) {
 // EncodeKeyed is Encode, and returns the event's partition key too, both
 // in one allocation: a Kafka message's key and value. Until Event is
 // called it takes the key from the Decoder's memory, where interning it
-// or making a string of it was a tenth of the collector's work per event.
+// and then copying it into a message of its own was a twentieth of the
+// collector's CPU at saturation.
 func (v *Decoded) EncodeKeyed(id string, receivedAt time.Time) (key, value []byte, err error) {
 	if v.s == nil {
 		return nil, nil, errors.New("encode: not a valid event")
