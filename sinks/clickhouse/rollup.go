@@ -1,10 +1,10 @@
 package clickhouse
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -246,22 +246,18 @@ func minuteOf(t time.Time) int64 {
 // itself). It reads the rows' Records, which Write has made sure of.
 //
 // It runs for every batch the store writes, so it allocates per group, not
-// per row: the dimensions are read into one scratch slice and copied only
-// for a new group.
+// per row: a row's group is written into one scratch key, and the key, the
+// dimensions and the group are copied only for a new group.
 func (r *rollup) aggregate(rows []sinks.Row) []*rollupRow {
-	type groupKey struct {
-		dims, metric string
-		minute       int64
-	}
-	index := make(map[groupKey]*rollupRow)
+	index := make(map[string]*rollupRow)
 	var out []*rollupRow
 	dims := make([]string, len(r.dims))
-	add := func(key string, metric string, minute int64, v float64) {
-		k := groupKey{key, metric, minute}
-		g := index[k]
+	var key []byte
+	add := func(group []byte, metric string, minute int64, v float64) {
+		g := index[string(group)] // no allocation for the lookup
 		if g == nil {
 			g = &rollupRow{dims: slices.Clone(dims), metric: metric, minute: minute, min: v, max: v}
-			index[k] = g
+			index[string(group)] = g
 			out = append(out, g)
 		}
 		g.count++
@@ -272,34 +268,37 @@ func (r *rollup) aggregate(rows []sinks.Row) []*rollupRow {
 		for i, d := range r.dimIdx {
 			dims[i], _ = rec.Str(d)
 		}
-		key := dimsKey(dims)
 		ts, _ := rec.Time(r.timeIdx)
 		minute := minuteOf(ts)
+		key = appendGroupKey(key[:0], dims, minute)
 		if r.valuesIdx < 0 {
 			add(key, "", minute, 0)
 			continue
 		}
 		names, vals := rec.NumberMap(r.valuesIdx)
+		base := len(key)
 		for j, name := range names {
+			key = appendKeyPart(key[:base], name)
 			add(key, name, minute, vals[j])
 		}
 	}
 	return out
 }
 
-// dimsKey joins dimension values into one map key, each prefixed by its
-// length so that no two lists of values give the same key.
-func dimsKey(dims []string) string {
-	if len(dims) == 1 {
-		return dims[0]
-	}
-	var b strings.Builder
+// appendGroupKey appends the minute and the dimension values to a group's
+// key, each value prefixed by its length so that no two lists of values
+// give the same key; the metric's name goes last (appendKeyPart).
+func appendGroupKey(b []byte, dims []string, minute int64) []byte {
+	b = binary.LittleEndian.AppendUint64(b, uint64(minute))
 	for _, d := range dims {
-		b.WriteString(strconv.Itoa(len(d)))
-		b.WriteByte(':')
-		b.WriteString(d)
+		b = appendKeyPart(b, d)
 	}
-	return b.String()
+	return b
+}
+
+func appendKeyPart(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
 }
 
 // marker is the row that moves the rollup's progress over a range with

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -524,4 +525,38 @@ func TestRollupInsertOfUnknownOutcome(t *testing.T) {
 	}
 	checkLevel(t, s, st)
 	t.Logf("Write: %v", err)
+}
+
+// TestRollupGroups checks, without a server, that aggregate puts rows in
+// one group exactly when they share the dimensions, the metric and the
+// minute, however the values' bytes run together.
+func TestRollupGroups(t *testing.T) {
+	st := builtin(t, "iot_telemetry")
+	at := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	row := func(off int64, device string, ts time.Time, metrics map[string]float64) sinks.Row {
+		return sinks.Row{Offset: off, Event: schemas.Event{ID: fmt.Sprint(off), Key: device, ReceivedAt: at,
+			Fields: map[string]any{"device_id": device, "ts": ts, "metrics": metrics}}}
+	}
+	rows, err := withRecords(st, []sinks.Row{
+		row(0, "ab", at, map[string]float64{"c": 1}),
+		row(1, "a", at, map[string]float64{"bc": 2}),
+		row(2, "ab", at.Add(30*time.Second), map[string]float64{"c": 3, "d": 4}),
+		row(3, "ab", at.Add(time.Minute), map[string]float64{"c": 5}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, g := range rollupOf(st).aggregate(rows) {
+		got = append(got, fmt.Sprintf("%v/%s/%d: %d %g..%g sum %g", g.dims, g.metric, g.minute-at.Unix(), g.count, g.min, g.max, g.sum))
+	}
+	want := []string{
+		"[ab]/c/0: 2 1..3 sum 4",
+		"[a]/bc/0: 1 2..2 sum 2",
+		"[ab]/d/0: 1 4..4 sum 4",
+		"[ab]/c/60: 1 5..5 sum 5",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("groups:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
 }
