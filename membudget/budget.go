@@ -37,6 +37,9 @@ const (
 	// maxFetchBytes is what the lanes fetched before there was a budget;
 	// more buys no throughput here (2 cores) and costs per reader.
 	maxFetchBytes = 2 << 20
+	// maxFetchShareBytes is workers.DefaultFetchShareBytes: a partition's
+	// lanes are seldom more than a thousand messages apart.
+	maxFetchShareBytes = 512 << 10
 	// bytesPerDedupeID is what one remembered event_id costs: measured 104
 	// bytes in a worker's heap profile (the key, its first offset, the
 	// receive-time queue entry, and the map and queue growing by
@@ -106,6 +109,10 @@ type Budget struct {
 	// Readers is how many readers the plan counted.
 	FetchMaxBytes int
 	Readers       int
+	// FetchShareBytes is what each partition keeps of its lanes' latest
+	// fetches for the lanes behind (workers.Config.FetchShareBytes), when
+	// more than one sink reads it; 0 otherwise.
+	FetchShareBytes int
 	// LaneBytes is the workers' byte budget for batches queued or in work
 	// (workers.Config.MaxInFlightBytes, split evenly between the sinks);
 	// BatchMaxBytes caps one batch so that a sink's share holds two.
@@ -167,8 +174,15 @@ func Plan(s Shape) (Budget, error) {
 	b.HTTPParsing = int(min((f.http+sh.http)/(2*s.MaxBodyBytes), 32))
 	// Readers: the fetch response (kafka-go streams it, the embedded
 	// broker builds it whole) and the reader's queue of messages ahead.
+	// Shared fetches come out of the readers' flexible share only, half of
+	// it at most, so that every reader keeps its floor.
 	if b.Readers > 0 {
-		b.FetchMaxBytes = int(min((f.fetch+sh.fetch)/int64(b.Readers)-readerQueueBytes, maxFetchBytes))
+		pool := f.fetch + sh.fetch
+		if parts := sharedPartitions(s); parts > 0 {
+			b.FetchShareBytes = int(min(maxFetchShareBytes, sh.fetch/2/int64(parts)))
+			pool -= int64(parts) * int64(b.FetchShareBytes)
+		}
+		b.FetchMaxBytes = int(min(pool/int64(b.Readers)-readerQueueBytes, maxFetchBytes))
 	}
 	// Admitted events are held twice at worst: the gate's encoded copy,
 	// and kafka-go's produce request or the embedded broker's decoded
@@ -195,6 +209,15 @@ func Plan(s Shape) (Budget, error) {
 	b.override(s.Overrides)
 	b.Queues = b.worstCase(s)
 	return b, nil
+}
+
+// sharedPartitions is how many partitions keep shared fetches: all of
+// them, when more than one sink reads each.
+func sharedPartitions(s Shape) int {
+	if s.NoWork || s.Sinks < 2 {
+		return 0
+	}
+	return s.Streams * s.Partitions
 }
 
 // natsClients is how many slow clients the embedded NATS server's pending
@@ -280,6 +303,7 @@ func (s shares) only(sh Shape) shares {
 func (b Budget) worstCase(s Shape) int64 {
 	return int64(b.HTTPParsing)*2*s.MaxBodyBytes +
 		int64(b.Readers)*(int64(b.FetchMaxBytes)+readerQueueBytes) +
+		int64(sharedPartitions(s))*int64(b.FetchShareBytes) +
 		2*b.AdmissionBytes +
 		4*b.LaneBytes +
 		int64(b.DedupeMaxIDs)*bytesPerDedupeID +
@@ -306,6 +330,7 @@ func (b *Budget) override(o Budget) {
 	pick(&b.HTTPParsing, o.HTTPParsing)
 	pick(&b.ProducerBatchBytes, o.ProducerBatchBytes)
 	pick(&b.FetchMaxBytes, o.FetchMaxBytes)
+	pick(&b.FetchShareBytes, o.FetchShareBytes)
 	pick(&b.LaneBytes, o.LaneBytes)
 	pick(&b.BatchMaxBytes, o.BatchMaxBytes)
 	pick(&b.DedupeMaxIDs, o.DedupeMaxIDs)
@@ -330,7 +355,7 @@ func (b Budget) LogAttrs() []any {
 		"queues_worst_case", FormatSize(b.Queues),
 		"admission_events", b.AdmissionEvents, "admission_bytes", FormatSize(b.AdmissionBytes),
 		"http_parsing_slots", b.HTTPParsing, "producer_batch_bytes", FormatSize(b.ProducerBatchBytes),
-		"fetch_max_bytes", FormatSize(int64(b.FetchMaxBytes)), "readers", b.Readers,
+		"fetch_max_bytes", FormatSize(int64(b.FetchMaxBytes)), "readers", b.Readers, "fetch_share_bytes", FormatSize(int64(b.FetchShareBytes)),
 		"lane_bytes", FormatSize(b.LaneBytes), "batch_max_bytes", FormatSize(int64(b.BatchMaxBytes)),
 		"dedupe_max_ids", b.DedupeMaxIDs, "mqtt_inflight", b.MQTTInflight,
 		"syslog_buffer_bytes", FormatSize(int64(b.SyslogBufferBytes)), "syslog_udp_queue_bytes", FormatSize(int64(b.SyslogUDPQueueBytes)),

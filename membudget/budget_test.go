@@ -27,13 +27,13 @@ func TestPlan(t *testing.T) {
 		}},
 		{name: "512MiB", shape: devShape(512 << 20), want: Budget{
 			GoLimit: 483_183_821, AdmissionEvents: 179_365, AdmissionBytes: 57_397_029, HTTPParsing: 2,
-			ProducerBatchBytes: 1 << 20, FetchMaxBytes: 1_377_150, Readers: 32, LaneBytes: 8_402_725, BatchMaxBytes: 2_100_681,
+			ProducerBatchBytes: 1 << 20, FetchMaxBytes: 1_245_637, Readers: 32, FetchShareBytes: 263_026, LaneBytes: 8_402_725, BatchMaxBytes: 2_100_681,
 			DedupeMaxIDs: 325_451, MQTTInflight: 12, SyslogBufferBytes: 4_201_362, SyslogUDPQueueBytes: 4_201_362,
 			NATSMaxMemory: 6_298_514, NATSMaxPending: 1_574_628,
 		}},
 		{name: "2GiB", shape: devShape(2 << 30), want: Budget{
 			GoLimit: 1_932_735_284, AdmissionEvents: 200_000, AdmissionBytes: 108_735_310, HTTPParsing: 11,
-			ProducerBatchBytes: 1 << 20, FetchMaxBytes: 2 << 20, Readers: 32, LaneBytes: 59_741_006, BatchMaxBytes: 8 << 20,
+			ProducerBatchBytes: 1 << 20, FetchMaxBytes: 2 << 20, Readers: 32, FetchShareBytes: 512 << 10, LaneBytes: 59_741_006, BatchMaxBytes: 8 << 20,
 			DedupeMaxIDs: 3_075_716, MQTTInflight: 60, SyslogBufferBytes: 29_870_503, SyslogUDPQueueBytes: 16 << 20,
 			NATSMaxMemory: 31_967_655, NATSMaxPending: 7_991_913,
 		}},

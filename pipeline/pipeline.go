@@ -141,6 +141,10 @@ type Config struct {
 	FetchMaxBytes     int
 	WorkInFlightBytes int64
 	BatchMaxBytes     int
+	// FetchShareBytes is what each partition keeps of its lanes' fetches
+	// for the lanes behind (workers.Config.FetchShareBytes): zero takes
+	// the default, negative keeps nothing.
+	FetchShareBytes int
 
 	// Memory, when set, is the budget the bounds above were sized from
 	// (--memory-limit): its limit and the memory in use are exported as

@@ -95,6 +95,7 @@ func startWork(ctx context.Context, cfg Config, streams *schemas.Registry, byTop
 		BatchMaxEvents:   cfg.BatchMaxEvents,
 		BatchMaxBytes:    cfg.BatchMaxBytes,
 		FetchMaxBytes:    cfg.FetchMaxBytes,
+		FetchShareBytes:  cfg.FetchShareBytes,
 		MaxInFlightBytes: cfg.WorkInFlightBytes,
 		BatchLinger:      cfg.BatchLinger,
 		SessionTimeout:   cfg.SessionTimeout,

@@ -65,6 +65,12 @@ type Config struct {
 	// least Kafka's message.max.bytes, or a whole record batch may not fit.
 	FetchMaxBytes int
 
+	// FetchShareBytes is how much of what its lanes fetched each partition
+	// keeps for its lanes that are behind (fetchShare; default 512 KiB),
+	// when more than one sink reads it. Negative keeps nothing: each lane
+	// reads everything from Kafka.
+	FetchShareBytes int
+
 	// BatchMaxEvents, BatchMaxBytes and BatchLinger close a batch at this
 	// many events (default 10,000), this many value bytes (default 8 MiB), or
 	// this long after its first message (default DefaultBatchLinger).
@@ -111,6 +117,9 @@ func (c *Config) setDefaults() {
 		c.MaxInFlightBytes = 64 << 20
 	}
 	def(&c.FetchMaxBytes, 2<<20)
+	if c.FetchShareBytes == 0 {
+		c.FetchShareBytes = DefaultFetchShareBytes
+	}
 	def(&c.BatchMaxEvents, 10_000)
 	def(&c.BatchMaxBytes, 8<<20)
 	defDur(&c.BatchLinger, DefaultBatchLinger)
@@ -290,6 +299,9 @@ func (c *Consumer) runGeneration(genCtx context.Context, gen *kafka.Generation, 
 		for _, a := range assigned {
 			p := &Partition{Topic: topic, Stream: c.cfg.Topics[topic], ID: int32(a.ID), Committed: a.Offset, Assigned: nassigned,
 				Outputs: len(c.sinks) - 1}
+			if len(c.sinks) > 1 {
+				p.fetched = newFetchShare(int64(c.cfg.FetchShareBytes))
+			}
 			if wm, ok := c.sinks[0].(windowMaker); ok {
 				p.window = wm.newWindow(p)
 			}
@@ -398,6 +410,7 @@ type consumerMetrics struct {
 	commits        prometheus.Counter
 	fetchErrors    *prometheus.CounterVec
 	openErrors     *prometheus.CounterVec
+	fetched        *prometheus.CounterVec
 }
 
 func newConsumerMetrics(reg prometheus.Registerer) *consumerMetrics {
@@ -433,9 +446,12 @@ func newConsumerMetrics(reg prometheus.Registerer) *consumerMetrics {
 		openErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_worker_open_partition_errors_total", Help: "Failed attempts to open an assigned partition (find where it resumes in the sinks), each retried after a backoff.",
 		}, []string{"stream"}),
+		fetched: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_worker_fetched_messages_total", Help: "Messages a sink's lanes read, from Kafka or (from=\"shared\") from what another sink's lane of the partition had just fetched.",
+		}, []string{"sink", "stream", "from"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.lag, m.gap, m.generations, m.assigned, m.queued, m.delivered, m.deliverSeconds, m.commits, m.fetchErrors, m.openErrors)
+		reg.MustRegister(m.lag, m.gap, m.generations, m.assigned, m.queued, m.delivered, m.deliverSeconds, m.commits, m.fetchErrors, m.openErrors, m.fetched)
 	}
 	return m
 }

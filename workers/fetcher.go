@@ -55,6 +55,26 @@ func (r *partitionReader) SetOffset(offset int64) error {
 	return nil
 }
 
+// SkipTo moves the reader on to offset, after the lane read up to it from
+// elsewhere (another lane's fetches, fetchShare): the fetch in hand is
+// dropped, and the next one asks for offset without a round trip to check
+// it (the lane knows Kafka held what comes before).
+func (r *partitionReader) SkipTo(offset int64) error {
+	if r.batch != nil {
+		err := r.batch.Close()
+		r.batch = nil
+		if err != nil && !errors.Is(err, kafka.RequestTimedOut) {
+			r.closeConn()
+		}
+	}
+	r.offset = offset
+	if r.conn == nil {
+		return nil // connect seeks
+	}
+	_, err := r.conn.Seek(offset, kafka.SeekAbsolute|kafka.SeekDontCheck)
+	return err
+}
+
 // FetchMessage returns the partition's next message, waiting for one to be
 // produced when there is none yet.
 func (r *partitionReader) FetchMessage(ctx context.Context) (kafka.Message, error) {

@@ -103,4 +103,22 @@ func TestPartitionReader(t *testing.T) {
 			t.Fatalf("offsets read in chunks: %v", got)
 		}
 	}
+
+	// SkipTo moves on, within the fetch in hand, past it, and before the
+	// first fetch.
+	r = newReader(0)
+	if ms, err := r.FetchMessages(ctx, 2); err != nil || len(ms) != 2 {
+		t.Fatalf("FetchMessages(2) = %d messages, %v", len(ms), err)
+	}
+	for _, to := range []int{5, 21, 12} {
+		if err := r.SkipTo(int64(to)); err != nil {
+			t.Fatal(err)
+		}
+		expect(r, to, to+2)
+	}
+	r = newReader(0)
+	if err := r.SkipTo(24); err != nil {
+		t.Fatal(err)
+	}
+	expect(r, 24, 26)
 }

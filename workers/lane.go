@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/backpressure"
@@ -35,6 +36,12 @@ type lane struct {
 	// accepted is set, by the fetcher, from an operator's acceptance of a
 	// gap until the next message is read.
 	accepted bool
+	// seekBefore is set, by the fetcher, while the lane reads from the
+	// partition's fetchShare: its reader must move on before it fetches.
+	seekBefore bool
+	// fetchedKafka and fetchedShared count the messages the fetcher read
+	// from Kafka and from the partition's fetchShare.
+	fetchedKafka, fetchedShared prometheus.Counter
 	// budget is the sink's share of the byte budget.
 	budget     *semaphore.Weighted
 	tracker    *Tracker
@@ -134,6 +141,8 @@ func (l *lane) fetch(msgs chan<- []kafka.Message) {
 	}()
 	labels := []string{l.sink.Name(), l.part.Stream.Name, strconv.Itoa(int(l.part.ID))}
 	lag := l.c.metrics.lag.WithLabelValues(labels...)
+	l.fetchedKafka = l.c.metrics.fetched.WithLabelValues(l.sink.Name(), l.part.Stream.Name, "kafka")
+	l.fetchedShared = l.c.metrics.fetched.WithLabelValues(l.sink.Name(), l.part.Stream.Name, "shared")
 	defer l.c.metrics.lag.DeleteLabelValues(labels...)
 	next, wait := l.start, fetchRetry.Initial
 	for {
@@ -141,10 +150,11 @@ func (l *lane) fetch(msgs chan<- []kafka.Message) {
 		err := l.checkLogStart(&next)
 		if err == nil {
 			err = r.SetOffset(next)
+			l.seekBefore = false
 		}
 		for err == nil {
 			var ms []kafka.Message
-			if ms, err = l.fetchSome(r, &next); err != nil {
+			if ms, err = l.fetchShared(r, &next); err != nil {
 				break
 			}
 			wait = fetchRetry.Initial
@@ -207,6 +217,44 @@ func (l *lane) send(ms []kafka.Message, msgs chan<- []kafka.Message) error {
 // maxChunk is the most messages a lane's fetcher hands its batcher at
 // once: handing them over one at a time cost two channel operations each.
 const maxChunk = 128
+
+// skipper is a fetcher that can move on to another offset between
+// fetches; a lane shares fetches with the partition's other lanes only
+// with one.
+type skipper interface {
+	SkipTo(offset int64) error
+}
+
+// fetchShared returns the partition's next messages, one or more: from
+// what another lane of the partition fetched, when the partition's share
+// still holds them, else from the lane's own reader, whose answer it then
+// shares.
+func (l *lane) fetchShared(r fetcher, next *int64) ([]kafka.Message, error) {
+	sk, ok := r.(skipper)
+	share := l.part.fetched
+	if !ok || share == nil {
+		return l.fetchSome(r, next)
+	}
+	if ms := share.take(*next, maxChunk); ms != nil {
+		l.seekBefore = true
+		l.fetchedShared.Add(float64(len(ms)))
+		return ms, nil
+	}
+	if l.seekBefore {
+		// The reader is where the lane was before it read from the share.
+		if err := sk.SkipTo(*next); err != nil {
+			return nil, err
+		}
+		l.seekBefore = false
+	}
+	from := *next
+	ms, err := l.fetchSome(r, next)
+	if err == nil {
+		share.put(from, ms)
+		l.fetchedKafka.Add(float64(len(ms)))
+	}
+	return ms, err
+}
 
 // fetchSome returns the partition's next messages, one or more. Every
 // idleCheck (one deadline shared by many fetches, so that a busy lane pays

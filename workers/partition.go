@@ -28,6 +28,10 @@ type Partition struct {
 	// Outputs is how many outputs have a lane of the partition.
 	Outputs int
 
+	// fetched keeps the lanes' latest fetches for the lanes behind; nil
+	// when only the store reads the partition.
+	fetched *fetchShare
+
 	mu sync.Mutex
 	// rejected holds the offsets the store dead-lettered for their
 	// content, so that an output that is behind does not publish them.

@@ -81,6 +81,10 @@ func applyBudget(cfg *pipeline.Config, b membudget.Budget) {
 	cfg.HTTPMaxParsing = b.HTTPParsing
 	cfg.KafkaBatchBytes = b.ProducerBatchBytes
 	cfg.FetchMaxBytes = b.FetchMaxBytes
+	cfg.FetchShareBytes = b.FetchShareBytes
+	if b.FetchShareBytes == 0 {
+		cfg.FetchShareBytes = -1 // none planned: none kept
+	}
 	cfg.WorkInFlightBytes = b.LaneBytes
 	cfg.BatchMaxBytes = b.BatchMaxBytes
 	cfg.DedupeMaxIDs = b.DedupeMaxIDs

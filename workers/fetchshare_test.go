@@ -1,0 +1,162 @@
+package workers
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/segmentio/kafka-go"
+)
+
+// msgRange is the messages at offsets from..to, less those in holes, each
+// with a value of size bytes.
+func msgRange(from, to int64, size int, holes ...int64) []kafka.Message {
+	var out []kafka.Message
+next:
+	for off := from; off <= to; off++ {
+		for _, h := range holes {
+			if off == h {
+				continue next
+			}
+		}
+		out = append(out, kafka.Message{Offset: off, Value: make([]byte, size)})
+	}
+	return out
+}
+
+func offsets(ms []kafka.Message) string {
+	if ms == nil {
+		return "miss"
+	}
+	s := ""
+	for _, m := range ms {
+		s += fmt.Sprint(m.Offset, " ")
+	}
+	return s
+}
+
+// The share answers a lane as Kafka would have: from the offset asked
+// for, across the holes a fetch jumped over, within what it holds.
+func TestFetchShare(t *testing.T) {
+	s := newFetchShare(10 * (messageOverhead + 100))
+	check := func(next int64, limit int, want string) {
+		t.Helper()
+		if got := offsets(s.take(next, limit)); got != want {
+			t.Errorf("take(%d, %d) = %s, want %s", next, limit, got, want)
+		}
+	}
+	check(0, 10, "miss")
+	s.put(0, msgRange(0, 3, 100))
+	check(0, 2, "0 1 ")
+	check(2, 10, "2 3 ")
+	check(4, 10, "miss")
+	// The next fetch follows on, and starts after a hole: a lane at the
+	// hole jumps over it, as from Kafka.
+	s.put(4, msgRange(6, 7, 100))
+	check(4, 10, "6 7 ")
+	check(5, 1, "6 ")
+	// Two lanes fetched at once: only what is new is added.
+	s.put(6, msgRange(6, 9, 100))
+	check(8, 10, "8 9 ")
+	check(6, 10, "6 7 ")
+	// Past ten messages' worth, the oldest chunks go.
+	s.put(10, msgRange(10, 12, 100))
+	check(0, 10, "miss")
+	check(4, 10, "6 7 ")
+	check(10, 10, "10 11 12 ")
+	// A fetch of nothing newer is not kept; one that does not follow on
+	// starts the window again.
+	s.put(2, msgRange(2, 5, 100))
+	check(4, 10, "6 7 ")
+	s.put(20, msgRange(20, 21, 100))
+	check(10, 10, "miss")
+	check(20, 10, "20 21 ")
+	// A fetch larger than the whole share is not kept.
+	s.put(22, msgRange(22, 40, 100))
+	check(22, 10, "miss")
+	check(20, 10, "20 21 ")
+	// The slice handed out cannot be appended to over the share's.
+	if ms := s.take(20, 1); cap(ms) != 1 {
+		t.Errorf("take hands out capacity %d past its length 1", cap(ms))
+	}
+	var none *fetchShare
+	none.put(0, msgRange(0, 1, 1))
+	if none.take(0, 1) != nil {
+		t.Error("a nil share answered")
+	}
+}
+
+// skippingFetcher is a fakeFetcher that can move on without a new reader,
+// as a partitionReader does, and counts what it hands out.
+type skippingFetcher struct {
+	fakeFetcher
+	handed *atomic.Int64
+}
+
+func (f *skippingFetcher) SkipTo(o int64) error {
+	f.s.mu.Lock()
+	defer f.s.mu.Unlock()
+	f.offset = o
+	return nil
+}
+
+func (f *skippingFetcher) FetchMessages(ctx context.Context, limit int) ([]kafka.Message, error) {
+	ms, err := f.fakeFetcher.FetchMessages(ctx, limit)
+	f.handed.Add(int64(len(ms)))
+	return ms, err
+}
+
+// Two lanes of a partition: the one behind reads what the one ahead
+// fetched from the share, catches up from Kafka when the share no longer
+// holds where it is, and moves its own reader on past what it read from
+// the share; each lane gets every message once, in order.
+func TestLanesShareFetches(t *testing.T) {
+	// A lane waiting at the end rereads once its idle check is up: soon.
+	old := idleCheck
+	idleCheck = 20 * time.Millisecond
+	t.Cleanup(func() { idleCheck = old })
+	script := &fetchScript{high: 300}
+	store, output := &recordingSink{name: "clickhouse"}, &recordingSink{name: "nats"}
+	c, pool := newLaneConsumer(t, script, store, &fakeDLQ{})
+	var storeReads, outputReads atomic.Int64
+	c.newFetcher = func(string, int32) fetcher {
+		// The store's lane starts first: its readers count in storeReads.
+		if len(store.delivered()) < int(script.high) {
+			return &skippingFetcher{fakeFetcher{s: script}, &storeReads}
+		}
+		return &skippingFetcher{fakeFetcher{s: script}, &outputReads}
+	}
+	p := newTestPartition(iotStream(t), 0)
+	// A hundred messages' worth: the share holds the last hundred.
+	p.fetched = newFetchShare(100 * (messageOverhead + int64(len("dev-1"))))
+	startLane(t, c, pool, store, p, 0, false, NewTracker())
+	waitFor(t, "the store's lane to read 300 messages", func() bool { return len(store.delivered()) == 300 })
+
+	startLane(t, c, pool, output, p, 0, true, NewTracker())
+	waitFor(t, "the output's lane to read 300 messages", func() bool { return len(output.delivered()) == 300 })
+	if n := outputReads.Load(); n < 195 || n > 205 {
+		t.Errorf("the output's lane read %d messages from Kafka, want the 200 the share no longer held", n)
+	}
+	script.mu.Lock()
+	script.high = 400
+	script.mu.Unlock()
+	waitFor(t, "both lanes to read 400 messages", func() bool {
+		return len(store.delivered()) == 400 && len(output.delivered()) == 400
+	})
+	for _, s := range []*recordingSink{store, output} {
+		for i, off := range s.delivered() {
+			if off != int64(i) {
+				t.Fatalf("%s: offset %d delivered %d-th", s.name, off, i)
+			}
+		}
+	}
+	kafkaReads := testutil.ToFloat64(c.metrics.fetched.WithLabelValues("nats", testStream, "kafka"))
+	shared := testutil.ToFloat64(c.metrics.fetched.WithLabelValues("nats", testStream, "shared"))
+	if kafkaReads+shared != 400 || kafkaReads != float64(outputReads.Load()) {
+		t.Errorf("the output's lane counted %v messages from Kafka and %v shared, its readers handed out %d; want 400 in all",
+			kafkaReads, shared, outputReads.Load())
+	}
+}
