@@ -6,11 +6,13 @@ import (
 	"math"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 )
 
 var recv0 = time.Date(2026, 11, 24, 10, 0, 1, 456e6, time.UTC)
@@ -635,5 +637,50 @@ func TestEnvelopeOfEncoded(t *testing.T) {
 		if _, ok := st.Envelope(enc[:len(enc)-1]); ok {
 			t.Errorf("%s: Envelope of a cut event reports ok", name)
 		}
+	}
+}
+
+// The strings a worker decodes (Records.Decode, DecodeEnvelope, Envelope)
+// point into the message rather than copy it; a string with escapes is
+// unescaped into a copy of its own.
+func TestWorkerDecodingAliasesInput(t *testing.T) {
+	st, _, _, enc := benchInput(t, "iot_telemetry", benchTelemetry)
+	inside := func(what, s string) {
+		t.Helper()
+		p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+		start := uintptr(unsafe.Pointer(unsafe.SliceData(enc)))
+		if s == "" || p < start || p >= start+uintptr(len(enc)) {
+			t.Errorf("%s %q is a copy, not a view of the message", what, s)
+		}
+	}
+	rs := NewRecords(st, 1)
+	ev, rec, err := rs.Decode(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inside("Records.Decode: event_id", ev.ID)
+	inside("Records.Decode: key", ev.Key)
+	names, vals := rec.StringMap(st.FieldIndex("tags"))
+	inside("Records.Decode: a tag's name", names[0])
+	inside("Records.Decode: a tag's value", vals[0])
+	env, err := st.DecodeEnvelope(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inside("DecodeEnvelope: event_id", env.ID)
+	env, ok := st.Envelope(enc)
+	if !ok {
+		t.Fatal("Envelope refused what Encode wrote")
+	}
+	inside("Envelope: event_id", env.ID)
+	inside("Envelope: key", env.Key)
+
+	escaped := bytes.Replace(enc, []byte(`"plant-a"`), []byte(`"plant\u002da"`), 1)
+	rs = NewRecords(st, 1)
+	if _, rec, err = rs.Decode(escaped); err != nil {
+		t.Fatal(err)
+	}
+	if _, vals := rec.StringMap(st.FieldIndex("tags")); !slices.Contains(vals, "plant-a") {
+		t.Errorf("escaped tag value read as %q", vals)
 	}
 }

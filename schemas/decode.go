@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // Decode parses and re-validates an event as Encode wrote it. Anything that
@@ -29,9 +30,10 @@ func (s *Stream) Decode(b []byte) (Event, error) {
 // and needs only its envelope: it accepts and refuses exactly what Decode
 // does, with the same errors, and returns the same ID, Key and ReceivedAt,
 // but leaves Fields nil. It checks the fields without building them, which
-// is most of what decoding costs.
+// is most of what decoding costs. The ID and Key may point into b: b must
+// not change while they are in use.
 func (s *Stream) DecodeEnvelope(b []byte) (Event, error) {
-	if ev, ok := s.decodeFast(b, fastDst{}); ok {
+	if ev, ok := s.decodeFast(b, fastDst{alias: true}); ok {
 		return ev, nil
 	}
 	ev, err := s.decodeGeneric(b)
@@ -43,10 +45,11 @@ func (s *Stream) DecodeEnvelope(b []byte) (Event, error) {
 // wrote it, skipping the fields without checking them: for a reader that
 // knows the event valid already, as an output's lane knows it from the
 // store's. It reports false for anything Encode does not write, and then
-// DecodeEnvelope decides.
+// DecodeEnvelope decides. The ID and Key may point into b, as with
+// DecodeEnvelope.
 func (s *Stream) Envelope(b []byte) (Event, bool) {
 	var ev Event
-	p := parser{b: b, intern: s.intern}
+	p := parser{b: b, intern: s.intern, alias: true}
 	if s.byName == nil || !p.consume('{') {
 		return Event{}, false
 	}
@@ -66,7 +69,7 @@ func (s *Stream) Envelope(b []byte) (Event, bool) {
 		case string(name) == s.PartitionKey:
 			var k []byte
 			k, ok = p.strBytes()
-			ev.Key, haveKey = p.intern.str(k), true
+			ev.Key, haveKey = p.keep(k), true
 		default:
 			ok = p.skip()
 		}
@@ -180,7 +183,7 @@ func (s *Stream) decodeFast(b []byte, dst fastDst) (ev Event, ok bool) {
 	if s.byName == nil {
 		return Event{}, false
 	}
-	p := parser{b: b, intern: s.intern}
+	p := parser{b: b, intern: s.intern, alias: dst.alias}
 	if !p.consume('{') {
 		return Event{}, false
 	}
@@ -245,11 +248,13 @@ func (s *Stream) decodeFast(b []byte, dst fastDst) (ev Event, ok bool) {
 }
 
 // fastDst says where decodeFast puts the fields it reads: into the
-// Event's Fields with keep, into rec of rs with rs, else nowhere.
+// Event's Fields with keep, into rec of rs with rs, else nowhere; with
+// alias, the strings it reads may point into its input (parser.keep).
 type fastDst struct {
-	keep bool
-	rs   *Records
-	rec  Record
+	keep  bool
+	rs    *Records
+	rec   Record
+	alias bool
 }
 
 // fastField reads the value of field i into ev for decodeFast, or into
@@ -288,7 +293,7 @@ func (s *Stream) fastField(p *parser, i int, dst fastDst, ev *Event, haveKey *bo
 // hold part of it.
 func (s *Stream) decodeRecord(b []byte, rs *Records) (Event, Record, bool) {
 	rec := rs.open()
-	ev, ok := s.decodeFast(b, fastDst{rs: rs, rec: rec})
+	ev, ok := s.decodeFast(b, fastDst{rs: rs, rec: rec, alias: true})
 	return ev, rec, ok
 }
 
@@ -299,6 +304,33 @@ type parser struct {
 	b      []byte
 	i      int
 	intern *internTable // the stream's, for names and short values
+	// alias lets the strings read point into b (keep), for a caller whose
+	// b never changes while they are in use.
+	alias bool
+}
+
+// keep returns b, a string value or name just read, as a string: where
+// aliasing is allowed and b lies in the input (a string without escapes),
+// the input's bytes themselves; else an interned or new copy.
+//
+// Why: a worker decodes every event of every batch it writes, and copying
+// or interning its strings (names, tags, messages, ids) was a sixth of
+// that; the batch keeps the messages it was decoded from anyway.
+func (p *parser) keep(b []byte) string {
+	if p.alias && p.inInput(b) {
+		return unsafe.String(unsafe.SliceData(b), len(b))
+	}
+	return p.intern.str(b)
+}
+
+// inInput reports whether b is a non-empty part of the input.
+func (p *parser) inInput(b []byte) bool {
+	if len(b) == 0 || len(p.b) == 0 {
+		return false
+	}
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(p.b)))
+	at := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	return at >= start && at < start+uintptr(len(p.b))
 }
 
 func (p *parser) skipSpace() {
@@ -353,6 +385,9 @@ func (p *parser) name() ([]byte, bool) {
 // str reads a string.
 func (p *parser) str() (string, bool) {
 	b, ok := p.strBytes()
+	if p.alias && p.inInput(b) {
+		return unsafe.String(unsafe.SliceData(b), len(b)), ok
+	}
 	return string(b), ok
 }
 
@@ -607,7 +642,7 @@ func (p *parser) valueInto(f *Field, rv *recValue, rs *Records) bool {
 	case TypeString, TypeEnum:
 		var b []byte
 		if b, ok = p.strBytes(); ok {
-			rv.s = p.intern.str(b)
+			rv.s = p.keep(b)
 			ok = stringOK(f, rv.s)
 		}
 	case TypeTimestamp:
@@ -638,7 +673,7 @@ func (p *parser) mapInto(f *Field, rv *recValue, rs *Records) bool {
 			return ok
 		}
 		b, ok := p.strBytes()
-		s := p.intern.str(b)
+		s := p.keep(b)
 		rs.addEntry(k, 0, s)
 		return ok && mapStringOK(f, s)
 	})
@@ -695,7 +730,7 @@ func (p *parser) object(f *Field, entry func(name string) bool) bool {
 	}
 	for {
 		b, ok := p.strBytes()
-		k := p.intern.str(b)
+		k := p.keep(b)
 		if !ok || f.checkKey(k) != "" || !p.consume(':') || !entry(k) {
 			return false
 		}

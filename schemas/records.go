@@ -107,6 +107,10 @@ func (r Record) StringMap(i int) ([]string, []string) {
 // built as Go values: it accepts and refuses what Decode does, with the
 // same errors, and returns the Event's envelope (ID, Key, ReceivedAt;
 // Fields nil) and its Record.
+//
+// Strings of the envelope and the Record may point into b rather than be
+// copied: b must not change while they are in use (a worker's batch
+// holds the Kafka messages it decodes, and nothing writes to them).
 func (rs *Records) Decode(b []byte) (Event, Record, error) {
 	mark := rs.mark()
 	if ev, rec, ok := rs.st.decodeRecord(b, rs); ok {
