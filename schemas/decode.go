@@ -646,10 +646,14 @@ func (p *parser) valueInto(f *Field, rv *recValue, rs *Records) bool {
 			ok = stringOK(f, rv.s)
 		}
 	case TypeTimestamp:
-		rv.t, ok = p.time()
+		var t time.Time
+		t, ok = p.time()
+		rv.setTime(t)
 	case TypeNumber:
-		rv.x, ok = p.number()
-		ok = ok && f.checkNumber(rv.x) == ""
+		var x float64
+		x, ok = p.number()
+		ok = ok && f.checkNumber(x) == ""
+		rv.setNum(x)
 	case TypeBoolean:
 		rv.b, ok = p.boolean()
 	case TypeNumberMap, TypeStringMap:
@@ -662,9 +666,9 @@ func (p *parser) valueInto(f *Field, rv *recValue, rs *Records) bool {
 // mapInto reads map field f into rs. Encode writes a map's names sorted:
 // names out of order, duplicates among them, are left to decodeGeneric.
 func (p *parser) mapInto(f *Field, rv *recValue, rs *Records) bool {
-	rv.from = len(rs.names)
+	from := len(rs.names)
 	ok := p.object(f, func(k string) bool {
-		if n := len(rs.names); n > rv.from && rs.names[n-1] >= k {
+		if n := len(rs.names); n > from && rs.names[n-1] >= k {
 			return false
 		}
 		if f.Type == TypeNumberMap {
@@ -677,8 +681,8 @@ func (p *parser) mapInto(f *Field, rv *recValue, rs *Records) bool {
 		rs.addEntry(k, 0, s)
 		return ok && mapStringOK(f, s)
 	})
-	rv.to = len(rs.names)
-	return ok && f.checkMapSize(rv.to-rv.from) == ""
+	rv.setRange(from, len(rs.names))
+	return ok && f.checkMapSize(len(rs.names)-from) == ""
 }
 
 // check reads a value of field f and checks it as value does, without

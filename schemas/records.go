@@ -2,6 +2,7 @@ package schemas
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"time"
 )
@@ -29,16 +30,25 @@ type Records struct {
 }
 
 // recValue is one field of one event: set says whether the event has it;
-// then s holds a string or enum, x a number, t a timestamp, b a boolean,
-// and from-to the range of a map's entries in names.
+// then s holds a string or enum, b a boolean, n a number's bits or a
+// timestamp's Unix seconds (with its nanoseconds in from), and from-to the
+// range of a map's entries in names. It is 40 bytes, where fields of their
+// own for each type took 72: a batch's Records holds one per field per
+// event, and allocating them was a tenth of what a worker allocated.
 type recValue struct {
-	set      bool
-	b        bool
 	s        string
-	x        float64
-	t        time.Time
-	from, to int
+	n        int64
+	from, to int32
+	set, b   bool
 }
+
+func (v *recValue) num() float64        { return math.Float64frombits(uint64(v.n)) }
+func (v *recValue) setNum(x float64)    { v.n = int64(math.Float64bits(x)) }
+func (v *recValue) time() time.Time     { return time.Unix(v.n, int64(v.from)).UTC() }
+func (v *recValue) setTime(t time.Time) { v.n, v.from = t.Unix(), int32(t.Nanosecond()) }
+
+// setRange sets the range of a map's entries in names.
+func (v *recValue) setRange(from, to int) { v.from, v.to = int32(from), int32(to) }
 
 // Record is one event of a Records. The zero Record holds no event.
 type Record struct {
@@ -81,13 +91,19 @@ func (r Record) value(i int) *recValue { return &r.rs.vals[r.at+i] }
 func (r Record) Str(i int) (string, bool) { v := r.value(i); return v.s, v.set }
 
 // Num returns number field i, and whether the event has it.
-func (r Record) Num(i int) (float64, bool) { v := r.value(i); return v.x, v.set }
+func (r Record) Num(i int) (float64, bool) { v := r.value(i); return v.num(), v.set }
 
 // Bool returns boolean field i, and whether the event has it.
 func (r Record) Bool(i int) (bool, bool) { v := r.value(i); return v.b, v.set }
 
 // Time returns timestamp field i, and whether the event has it.
-func (r Record) Time(i int) (time.Time, bool) { v := r.value(i); return v.t, v.set }
+func (r Record) Time(i int) (time.Time, bool) {
+	v := r.value(i)
+	if !v.set {
+		return time.Time{}, false
+	}
+	return v.time(), true
+}
 
 // NumberMap returns the names, sorted, and values of map(number) field i;
 // both are empty when the event lacks it. They belong to the Records.
@@ -167,20 +183,24 @@ func (rs *Records) addValue(f *Field, rv *recValue, v any) bool {
 	case TypeString, TypeEnum:
 		rv.s, ok = v.(string)
 	case TypeNumber:
-		rv.x, ok = v.(float64)
+		var x float64
+		x, ok = v.(float64)
+		rv.setNum(x)
 	case TypeBoolean:
 		rv.b, ok = v.(bool)
 	case TypeTimestamp:
-		rv.t, ok = v.(time.Time)
+		var t time.Time
+		t, ok = v.(time.Time)
+		rv.setTime(t)
 	case TypeNumberMap:
 		var m map[string]float64
 		if m, ok = v.(map[string]float64); ok {
-			rv.from, rv.to = addMap(rs, m, func(k string, x float64) { rs.addEntry(k, x, "") })
+			rv.setRange(addMap(rs, m, func(k string, x float64) { rs.addEntry(k, x, "") }))
 		}
 	case TypeStringMap:
 		var m map[string]string
 		if m, ok = v.(map[string]string); ok {
-			rv.from, rv.to = addMap(rs, m, func(k, s string) { rs.addEntry(k, 0, s) })
+			rv.setRange(addMap(rs, m, func(k, s string) { rs.addEntry(k, 0, s) }))
 		}
 	}
 	rv.set = ok
