@@ -150,6 +150,12 @@ func (w *dedupeWindow) Duplicate(id string, off int64, receivedAt time.Time, lea
 // duplicate is Duplicate's answer from the window itself.
 func (w *dedupeWindow) duplicate(k eventkey.Key, off int64, receivedAt time.Time, lead bool) bool {
 	if first, ok := w.first.get(k); ok {
+		if lead {
+			// An output ahead added it: the store's lane moves the
+			// window on all the same, or ids would leave it only when
+			// it is full.
+			w.advance(receivedAt.UnixMilli())
+		}
 		if first < off {
 			return true
 		}
@@ -198,18 +204,24 @@ func (w *dedupeWindow) add(k eventkey.Key, off, at int64, lead bool) {
 	w.first.set(k, off)
 	w.queue = append(w.queue, windowEntry{k, at})
 	if lead {
-		w.watermark = max(w.watermark, at)
-	}
-	limit := w.watermark - w.span
-	// Entries are in insertion order, which is receive order up to the
-	// skew between collectors; an entry behind a younger one waits for it.
-	// Ids past the span go first, so that only the ones still within it
-	// count as forgotten early.
-	for w.head < len(w.queue) && w.queue[w.head].at < limit {
-		w.popOldest(false)
+		w.advance(at)
 	}
 	for int64(w.first.n) > w.max {
 		w.popOldest(true)
+	}
+}
+
+// advance moves the watermark to at, if that is later, and forgets the ids
+// received more than span before it. Ids past the span go before any is
+// forgotten for room (add), so that only the ones still within it count
+// as forgotten early.
+func (w *dedupeWindow) advance(at int64) {
+	w.watermark = max(w.watermark, at)
+	limit := w.watermark - w.span
+	// Entries are in insertion order, which is receive order up to the
+	// skew between collectors; an entry behind a younger one waits for it.
+	for w.head < len(w.queue) && w.queue[w.head].at < limit {
+		w.popOldest(false)
 	}
 }
 

@@ -414,3 +414,28 @@ func TestOutputAheadDoesNotAgeTheStoresWindow(t *testing.T) {
 		t.Errorf("store holds %v, want a b", got)
 	}
 }
+
+// Behind an output that added the ids already, the store's lane still
+// moves the window on: ids leave it when they are older than the span,
+// not only when it is full.
+func TestStoreBehindTheOutputAgesTheWindow(t *testing.T) {
+	st := iotStream(t)
+	sd := newTestStoreDeliverer(t, newFakeStore(t, nil), &fakeDLQ{}, func(c *StoreConfig) { c.DedupeWindow = 10 * time.Minute })
+	od := newTestOutputDeliverer(t, &fakeOutput{name: "nats"}, &fakeProgress{}, &fakeDLQ{})
+	p := newTestPartition(st, 0)
+	if _, err := sd.Open(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	b := makeBatch(t, st, 0, "a@0s", "b@5m", "c@20m", "d@21m")
+	deliver(t, od, p, b)
+	if n := p.window.Len(); n != 4 {
+		t.Fatalf("%d ids in the window after the output, want 4", n)
+	}
+	deliver(t, sd, p, makeBatch(t, st, 0, "a@0s", "b@5m", "c@20m", "d@21m"))
+	if n := p.window.Len(); n != 2 {
+		t.Errorf("%d ids in the window after the store, want 2 (c and d: a and b are past the 10 minutes)", n)
+	}
+	if n := p.window.takeEvicted(); n != 0 {
+		t.Errorf("%d ids counted as forgotten early, want 0", n)
+	}
+}
