@@ -27,11 +27,14 @@ const (
 func FuzzSubject(f *testing.F) {
 	for _, k := range []string{"", "d-1", "a.b", "*", ">", "a b", "\t", "\x00", "\xff\xfe", "..", "a..b", ".",
 		"\u00a0", "\u2028", "\u0085", "\ufeff", "ü", strings.Repeat("é", 300), strings.Repeat("a", 257),
-		strings.Repeat("a", 199) + "é" + strings.Repeat("b", 100), "\r\n", "a\u200bb"} {
+		strings.Repeat("a", 199) + "é" + strings.Repeat("b", 100), "\r\n", "a\u200bb", "sensor-0042", "a~b!", "\x7f", "é.x"} {
 		f.Add(k)
 	}
 	f.Fuzz(func(t *testing.T, key string) {
 		subj := Subject(fuzzPrefix, fuzzStream, key)
+		if key != "" && keyToken(key) != buildToken(key) {
+			t.Fatalf("keyToken(%q) = %q, built rune by rune %q", key, keyToken(key), buildToken(key))
+		}
 		if !utf8.ValidString(subj) {
 			t.Fatalf("Subject(%q) = %q: not valid UTF-8", key, subj)
 		}
