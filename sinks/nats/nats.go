@@ -146,6 +146,9 @@ func Connect(o Options) (*Publisher, error) {
 	return p, nil
 }
 
+// writeBufferSize is the connection's write buffer.
+const writeBufferSize = 256 << 10
+
 // connectOptions are the options of every connection attempt.
 func (p *Publisher) connectOptions(o Options) []natsgo.Option {
 	opts := []natsgo.Option{
@@ -157,6 +160,9 @@ func (p *Publisher) connectOptions(o Options) []natsgo.Option {
 		// queued batch would still be sent after the reconnect, and the
 		// caller, told the attempt failed, would publish it again.
 		natsgo.ReconnectBufSize(-1),
+		// A batch goes out in writes of this size, then a flush: with
+		// nats.go's 32 KiB, a write system call every hundred events.
+		natsgo.WriteBufferSize(writeBufferSize),
 		natsgo.DisconnectErrHandler(func(_ *natsgo.Conn, err error) {
 			if err != nil { // nil: Close
 				p.log.Warn("disconnected; publishing fails until reconnected", "err", redactErr(err))
