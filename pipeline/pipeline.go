@@ -231,21 +231,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 
-	streams, err := schemas.Load(cfg.SchemasDir)
+	streams, byTopic, ln, err := setUp(ctx, cfg)
 	if err != nil {
 		return err
-	}
-	log.Info("schemas loaded", "streams", streams.Names())
-	if err := checkKafka(ctx, cfg); err != nil {
-		return err
-	}
-	byTopic, err := ensureTopics(ctx, cfg, streams)
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -310,6 +298,29 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	log.Info("stopped")
 	return err
+}
+
+// setUp loads the schemas, checks that Kafka answers, makes sure the
+// stream topics exist (returning the streams by topic) and listens on
+// cfg.HTTPAddr: what Run needs before it starts anything.
+func setUp(ctx context.Context, cfg Config) (*schemas.Registry, map[string]*schemas.Stream, net.Listener, error) {
+	streams, err := schemas.Load(cfg.SchemasDir)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cfg.Logger.Info("schemas loaded", "streams", streams.Names())
+	if err := checkKafka(ctx, cfg); err != nil {
+		return nil, nil, nil, err
+	}
+	byTopic, err := ensureTopics(ctx, cfg, streams)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
+	}
+	return streams, byTopic, ln, nil
 }
 
 // serveHTTP runs the HTTP server as two actors: one serves, one shuts it

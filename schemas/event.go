@@ -117,21 +117,7 @@ func (s *Stream) validate(obj map[string]any, envelope bool) (Event, []FieldErro
 	// Looking for unknown keys costs a map lookup per key; counting the
 	// known ones above makes the common case, none, free.
 	if known < len(obj) {
-		var unknown []string
-		for k := range obj {
-			if k != FieldEventID && k != FieldReceivedAt && s.byName[k] == nil {
-				unknown = append(unknown, k)
-			}
-		}
-		slices.Sort(unknown)
-		for _, k := range unknown {
-			// The name is the producer's: bound what it adds to the answer,
-			// and show an empty one rather than an error starting with ":".
-			if k == "" {
-				k = `""`
-			}
-			bad(Truncate(k, 64), "unknown field")
-		}
+		errs = s.appendUnknown(errs, obj)
 	}
 
 	if len(errs) > 0 {
@@ -139,6 +125,27 @@ func (s *Stream) validate(obj map[string]any, envelope bool) (Event, []FieldErro
 	}
 	ev.Key = ev.Fields[s.PartitionKey].(string)
 	return ev, nil
+}
+
+// appendUnknown appends an error for each key of obj that is not a field
+// of s, sorted by name.
+func (s *Stream) appendUnknown(errs []FieldError, obj map[string]any) []FieldError {
+	var unknown []string
+	for k := range obj {
+		if k != FieldEventID && k != FieldReceivedAt && s.byName[k] == nil {
+			unknown = append(unknown, k)
+		}
+	}
+	slices.Sort(unknown)
+	for _, k := range unknown {
+		// The name is the producer's: bound what it adds to the answer,
+		// and show an empty one rather than an error starting with ":".
+		if k == "" {
+			k = `""`
+		}
+		errs = append(errs, FieldError{Truncate(k, 64), "unknown field"})
+	}
+	return errs
 }
 
 // checkEventID says what is wrong with a producer's event_id, if anything.
