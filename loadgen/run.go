@@ -422,18 +422,7 @@ func (r *runner) attempt(w *worker, b batch, body []byte) (outcome, time.Duratio
 		r.fail(b, "request", fmt.Sprintf("build request: %v", err))
 		return done, 0
 	}
-	if r.cfg.NDJSON {
-		req.Header.Set("Content-Type", "application/x-ndjson")
-	} else {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if r.cfg.Gzip {
-		req.Header.Set("Content-Encoding", "gzip")
-	}
-	if r.cfg.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+r.cfg.Token)
-	}
-	req.Header.Set("User-Agent", "sluice-loadgen")
+	r.setHeaders(req.Header)
 
 	r.st.requests.Add(1)
 	start := time.Now()
@@ -594,6 +583,23 @@ func (r *runner) fail(b batch, cause, body string) {
 func (r *runner) batchName(b batch) string {
 	s := Streams[b.stream]
 	return fmt.Sprintf("%s %s..%d", s, EventID(r.cfg.RunID, s, b.first), b.first+int64(b.n)-1)
+}
+
+// setHeaders sets a request's headers as the configuration says: the body's
+// framing and encoding, the token, and who sends it.
+func (r *runner) setHeaders(h http.Header) {
+	if r.cfg.NDJSON {
+		h.Set("Content-Type", "application/x-ndjson")
+	} else {
+		h.Set("Content-Type", "application/json")
+	}
+	if r.cfg.Gzip {
+		h.Set("Content-Encoding", "gzip")
+	}
+	if r.cfg.Token != "" {
+		h.Set("Authorization", "Bearer "+r.cfg.Token)
+	}
+	h.Set("User-Agent", "sluice-loadgen")
 }
 
 func (r *runner) attemptFailed(cause string) {
