@@ -325,61 +325,87 @@ func (v *verifier) verifyPartition(ctx context.Context, ss *streamState, pm part
 	}
 
 	// ClickHouse: count the rows of each event_id.
-	others := map[key]otherRows{}
 	var dupIDs, unexpectedIDs []string
 	if tableExists {
-		below, above, err := v.ch.countRows(ctx, ss.st.Table, p, pm.hw)
-		if err != nil {
+		if dupIDs, unexpectedIDs, err = v.scanRows(ctx, ss, ps, ks); err != nil {
 			return nil, err
 		}
-		c.RowsAfterWatermark = int64(above)
-		ph := startPhase(v.progress, label+" clickhouse", "rows", int64(below))
-		var n int64
-		err = v.ch.scan(ctx, ss.st.Table, p, math.MinInt64, pm.hw, func(id string, off int64) {
-			if n++; n%4096 == 0 {
-				ph.add(4096)
-			}
-			c.ClickHouseRows++
-			k := v.hash.Sum(id)
-			if rows, ok := ks.addRow(k); ok {
-				if rows >= 2 {
-					c.ExtraRows++
-					if rows == 2 {
-						c.Duplicated++
-						if len(ss.rep.Duplicated)+len(dupIDs) < v.cfg.Examples {
-							dupIDs = append(dupIDs, id)
-						}
-					}
-				}
-				return
-			}
-			o := others[k]
-			if o.rows < math.MaxUint32 {
-				o.rows++
-			}
-			newlyInRange := off >= pm.first && !o.inRange
-			if off >= pm.first {
-				o.inRange = true
-			}
-			others[k] = o
-			if o.rows >= 2 {
+	}
+
+	// Absences: dead-lettered, or missing.
+	if err := v.absences(ctx, ss, ps, ks, bad); err != nil {
+		return nil, err
+	}
+
+	// Offsets of the example rows, now that the scan says which they are.
+	if err := v.rowExamples(ctx, ss, ps, ks, dupIDs, unexpectedIDs); err != nil {
+		return nil, err
+	}
+	v.log.Debug("partition verified", "stream", ss.st.Name, "partition", p, "first", pm.first, "hw", pm.hw,
+		"messages", c.KafkaMessages, "events", c.Events, "rows", c.ClickHouseRows,
+		"missing", c.Missing, "duplicated", c.Duplicated, "unexpected", c.Unexpected)
+	return ps, nil
+}
+
+// scanRows counts the ClickHouse rows of each event_id of the partition up
+// to its high watermark, into ps's counts: rows of the events in ks, and of
+// others (before the first offset Kafka holds, or unexpected). It returns
+// example event_ids of duplicated and unexpected rows.
+func (v *verifier) scanRows(ctx context.Context, ss *streamState, ps *partState, ks *keySet) (dupIDs, unexpectedIDs []string, err error) {
+	pm, c, p := ps.marks, &ps.rep.Counts, ps.rep.Partition
+	label := fmt.Sprintf("%s/%d", ss.st.Name, p)
+	others := map[key]otherRows{}
+	below, above, err := v.ch.countRows(ctx, ss.st.Table, p, pm.hw)
+	if err != nil {
+		return nil, nil, err
+	}
+	c.RowsAfterWatermark = int64(above)
+	ph := startPhase(v.progress, label+" clickhouse", "rows", int64(below))
+	var n int64
+	duplicated := func(id string) {
+		c.Duplicated++
+		if len(ss.rep.Duplicated)+len(dupIDs) < v.cfg.Examples {
+			dupIDs = append(dupIDs, id)
+		}
+	}
+	err = v.ch.scan(ctx, ss.st.Table, p, math.MinInt64, pm.hw, func(id string, off int64) {
+		if n++; n%4096 == 0 {
+			ph.add(4096)
+		}
+		c.ClickHouseRows++
+		k := v.hash.Sum(id)
+		if rows, ok := ks.addRow(k); ok {
+			if rows >= 2 {
 				c.ExtraRows++
-				if o.rows == 2 {
-					c.Duplicated++
-					if len(ss.rep.Duplicated)+len(dupIDs) < v.cfg.Examples {
-						dupIDs = append(dupIDs, id)
-					}
+				if rows == 2 {
+					duplicated(id)
 				}
 			}
-			if newlyInRange && len(ss.rep.Unexpected)+len(unexpectedIDs) < v.cfg.Examples {
-				unexpectedIDs = append(unexpectedIDs, id)
-			}
-		})
-		ph.add(n % 4096)
-		ph.end()
-		if err != nil {
-			return nil, err
+			return
 		}
+		o := others[k]
+		if o.rows < math.MaxUint32 {
+			o.rows++
+		}
+		newlyInRange := off >= pm.first && !o.inRange
+		if off >= pm.first {
+			o.inRange = true
+		}
+		others[k] = o
+		if o.rows >= 2 {
+			c.ExtraRows++
+			if o.rows == 2 {
+				duplicated(id)
+			}
+		}
+		if newlyInRange && len(ss.rep.Unexpected)+len(unexpectedIDs) < v.cfg.Examples {
+			unexpectedIDs = append(unexpectedIDs, id)
+		}
+	})
+	ph.add(n % 4096)
+	ph.end()
+	if err != nil {
+		return nil, nil, err
 	}
 	for _, o := range others {
 		if o.inRange {
@@ -388,12 +414,17 @@ func (v *verifier) verifyPartition(ctx context.Context, ss *streamState, pm part
 			c.RowsBeforeFirstOffset += int64(o.rows)
 		}
 	}
+	return dupIDs, unexpectedIDs, nil
+}
 
-	// Absences: dead-lettered, or missing. The dead-letter topic is read up
-	// to now first: the workers may have given up on an event since the run
-	// started.
+// absences counts the events of ks without a row, and the messages that
+// did not decode (bad), as dead-lettered or missing. The dead-letter topic
+// is read up to now first: the workers may have given up on an event since
+// the run started.
+func (v *verifier) absences(ctx context.Context, ss *streamState, ps *partState, ks *keySet, bad []int64) error {
+	c, p := &ps.rep.Counts, ps.rep.Partition
 	if err := v.dlq.catchUp(ctx); err != nil {
-		return nil, err
+		return err
 	}
 	if v.cfg.Wait > 0 {
 		ps.missing, ps.lost = map[key]int64{}, map[int64]struct{}{}
@@ -428,15 +459,7 @@ func (v *verifier) verifyPartition(ctx context.Context, ss *streamState, pm part
 			ps.lostLowest = lowest(ps.lostLowest, off, v.cfg.Examples)
 		}
 	}
-
-	// Offsets of the example rows, now that the scan says which they are.
-	if err := v.rowExamples(ctx, ss, ps, ks, dupIDs, unexpectedIDs); err != nil {
-		return nil, err
-	}
-	v.log.Debug("partition verified", "stream", ss.st.Name, "partition", p, "first", pm.first, "hw", pm.hw,
-		"messages", c.KafkaMessages, "events", c.Events, "rows", c.ClickHouseRows,
-		"missing", c.Missing, "duplicated", c.Duplicated, "unexpected", c.Unexpected)
-	return ps, nil
+	return nil
 }
 
 // lowest adds off to the sorted list of the n lowest offsets.
