@@ -150,21 +150,19 @@ func (w *dedupeWindow) Duplicate(id string, off int64, receivedAt time.Time, lea
 // duplicate is Duplicate's answer from the window itself.
 func (w *dedupeWindow) duplicate(k eventkey.Key, off int64, receivedAt time.Time, lead bool) bool {
 	if first, ok := w.first.get(k); ok {
-		if lead {
-			// An output ahead added it: the store's lane moves the
-			// window on all the same, or ids would leave it only when
-			// it is full.
-			w.advance(receivedAt.UnixMilli())
-		}
-		if first < off {
-			return true
-		}
 		if first > off {
 			// Seen first by a lane ahead of this one, at a later offset:
 			// this is the original.
 			w.first.set(k, off)
 		}
-		return false
+		if lead {
+			// An output ahead added it: the store's lane moves the
+			// window on all the same, or ids would leave it only when
+			// it is full. After the set above, so that an id the move
+			// forgets leaves the table with its queue entry.
+			w.advance(receivedAt.UnixMilli())
+		}
+		return first < off
 	}
 	w.add(k, off, receivedAt.UnixMilli(), lead)
 	return false

@@ -238,3 +238,19 @@ func TestDedupeWindowLeadAnswersBounded(t *testing.T) {
 		t.Error("offset 45, before the record: the window took an id it never held for a duplicate")
 	}
 }
+
+// An id an output added at a later offset, which the store's lane finds
+// at an earlier one with a receive time more than the span later (clocks
+// of collectors apart): the window moves on past the id and forgets it
+// whole, table and queue alike, rather than keeping it in the table with
+// no queue entry to age it out.
+func TestStoreFindsAnOutputsIdPastTheSpan(t *testing.T) {
+	w := newDedupeWindow(10*time.Minute, 100)
+	w.Duplicate("x", 5, recv0, false)
+	if w.Duplicate("x", 3, recv0.Add(20*time.Minute), true) {
+		t.Fatal("the original at offset 3 was taken for a duplicate")
+	}
+	if n, queued := w.Len(), len(w.queue)-w.head; n != queued {
+		t.Errorf("%d ids in the table, %d in the queue: they must be the same ids", n, queued)
+	}
+}
