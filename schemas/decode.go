@@ -317,20 +317,24 @@ type parser struct {
 // or interning its strings (names, tags, messages, ids) was a sixth of
 // that; the batch keeps the messages it was decoded from anyway.
 func (p *parser) keep(b []byte) string {
-	if p.alias && p.inInput(b) {
-		return unsafe.String(unsafe.SliceData(b), len(b))
+	if s, ok := p.view(b); ok {
+		return s
 	}
 	return p.intern.str(b)
 }
 
-// inInput reports whether b is a non-empty part of the input.
-func (p *parser) inInput(b []byte) bool {
-	if len(b) == 0 || len(p.b) == 0 {
-		return false
+// view returns b as a string of the input's own bytes, where aliasing is
+// allowed and b is a non-empty part of the input.
+func (p *parser) view(b []byte) (string, bool) {
+	if !p.alias || len(b) == 0 || len(p.b) == 0 {
+		return "", false
 	}
 	start := uintptr(unsafe.Pointer(unsafe.SliceData(p.b)))
 	at := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
-	return at >= start && at < start+uintptr(len(p.b))
+	if at < start || at >= start+uintptr(len(p.b)) {
+		return "", false
+	}
+	return unsafe.String(unsafe.SliceData(b), len(b)), true
 }
 
 func (p *parser) skipSpace() {
@@ -385,8 +389,8 @@ func (p *parser) name() ([]byte, bool) {
 // str reads a string.
 func (p *parser) str() (string, bool) {
 	b, ok := p.strBytes()
-	if p.alias && p.inInput(b) {
-		return unsafe.String(unsafe.SliceData(b), len(b)), ok
+	if s, in := p.view(b); in {
+		return s, ok
 	}
 	return string(b), ok
 }
