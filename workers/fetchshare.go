@@ -52,7 +52,7 @@ type sharedChunk struct {
 const messageOverhead = 200
 
 // newFetchShare returns a fetchShare of at most max bytes, or nil (which
-// shares nothing) when max is zero.
+// shares nothing) when max is not positive.
 func newFetchShare(max int64) *fetchShare {
 	if max <= 0 {
 		return nil
@@ -67,7 +67,8 @@ func (s *fetchShare) put(from int64, msgs []kafka.Message) {
 	if s == nil || len(msgs) == 0 {
 		return
 	}
-	if weigh(msgs) > s.max {
+	size := weigh(msgs)
+	if size > s.max {
 		return
 	}
 	s.mu.Lock()
@@ -83,6 +84,7 @@ func (s *fetchShare) put(from int64, msgs []kafka.Message) {
 			for msgs[i].Offset < end {
 				i++
 			}
+			size -= weigh(msgs[:i])
 			from, msgs = end, msgs[i:]
 		}
 		if from != end {
@@ -90,7 +92,6 @@ func (s *fetchShare) put(from int64, msgs []kafka.Message) {
 			s.chunks, s.bytes = s.chunks[:0], 0
 		}
 	}
-	size := weigh(msgs)
 	s.chunks = append(s.chunks, sharedChunk{from: from, msgs: msgs, bytes: size})
 	s.bytes += size
 	for s.bytes > s.max {
