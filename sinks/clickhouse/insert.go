@@ -208,7 +208,11 @@ func (s *Sink) send(ctx context.Context, table string, names []string, data []an
 			_ = batch.Abort()
 		}
 	}()
+	cols := batch.Columns()
 	for i, col := range data {
+		if i < len(cols) {
+			reserve(cols[i], col)
+		}
 		if err := appendColumn(batch.Column(i), col); err != nil {
 			return &conversionError{column: names[i], err: err}
 		}
