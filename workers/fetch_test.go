@@ -45,15 +45,15 @@ func (f *fakeFetcher) SetOffset(o int64) error {
 }
 
 // FetchMessages hands out one message at a time.
-func (f *fakeFetcher) FetchMessages(ctx context.Context, _ int) ([]kafka.Message, error) {
+func (f *fakeFetcher) FetchMessages(ctx context.Context, _ int) ([]Message, error) {
 	m, err := f.fetchMessage(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return []kafka.Message{m}, nil
+	return []Message{m}, nil
 }
 
-func (f *fakeFetcher) fetchMessage(ctx context.Context) (kafka.Message, error) {
+func (f *fakeFetcher) fetchMessage(ctx context.Context) (Message, error) {
 	f.s.mu.Lock()
 	if f.offset < 0 { // kafka.FirstOffset
 		f.offset = 0
@@ -61,7 +61,7 @@ func (f *fakeFetcher) fetchMessage(ctx context.Context) (kafka.Message, error) {
 	if f.s.fail[f.offset] {
 		delete(f.s.fail, f.offset)
 		f.s.mu.Unlock()
-		return kafka.Message{}, errors.New("failed to dial: broker not available")
+		return Message{}, errors.New("failed to dial: broker not available")
 	}
 	for f.s.lost[f.offset] {
 		f.offset++
@@ -69,9 +69,9 @@ func (f *fakeFetcher) fetchMessage(ctx context.Context) (kafka.Message, error) {
 	if f.offset >= f.s.high {
 		f.s.mu.Unlock()
 		<-ctx.Done()
-		return kafka.Message{}, ctx.Err()
+		return Message{}, ctx.Err()
 	}
-	m := kafka.Message{Topic: testTopic, Offset: f.offset, HighWaterMark: f.s.high, Key: []byte("dev-1"), Time: time.Now()}
+	m := Message{Offset: f.offset, HighWaterMark: f.s.high, Key: []byte("dev-1"), Time: time.Now()}
 	if f.s.value != nil {
 		m.Value = f.s.value(f.offset)
 	}
@@ -183,7 +183,7 @@ func TestLaneFetchSurvivesErrors(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	l := &lane{c: c, sink: sink, part: newTestPartition(iotStream(t), 0), start: 0, tracker: NewTracker(), stop: ctx}
-	msgs := make(chan []kafka.Message)
+	msgs := make(chan []Message)
 	go l.fetch(msgs)
 
 	for want := int64(0); want < script.high; {

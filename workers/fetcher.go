@@ -103,7 +103,7 @@ func (r *partitionReader) FetchMessage(ctx context.Context) (kafka.Message, erro
 // FetchMessages returns the partition's next messages: the first as
 // FetchMessage does, then those that follow it in the same fetch, without
 // waiting for the broker, up to limit.
-func (r *partitionReader) FetchMessages(ctx context.Context, limit int) ([]kafka.Message, error) {
+func (r *partitionReader) FetchMessages(ctx context.Context, limit int) ([]Message, error) {
 	if err := r.err; err != nil {
 		r.err = nil
 		return nil, err
@@ -112,12 +112,11 @@ func (r *partitionReader) FetchMessages(ctx context.Context, limit int) ([]kafka
 	if err != nil {
 		return nil, err
 	}
-	// A fetch at a low rate holds a few messages: start small, since a
-	// kafka.Message is some 200 bytes, or as large as the last chunk, which
-	// under load was full: growing the slice to it each time was a tenth
-	// of reading.
-	out := make([]kafka.Message, 1, min(limit, max(16, r.lastChunk)))
-	out[0] = m
+	// A fetch at a low rate holds a few messages: start small, or as
+	// large as the last chunk, which under load was full: growing the
+	// slice to it each time was a tenth of reading.
+	out := make([]Message, 1, min(limit, max(16, r.lastChunk)))
+	out[0] = message(m)
 	for len(out) < limit && r.batch != nil {
 		m, err := r.batch.ReadMessage()
 		if err != nil {
@@ -125,10 +124,15 @@ func (r *partitionReader) FetchMessages(ctx context.Context, limit int) ([]kafka
 			break
 		}
 		r.offset = m.Offset + 1
-		out = append(out, m)
+		out = append(out, message(m))
 	}
 	r.lastChunk = len(out)
 	return out, nil
+}
+
+// message is m as the workers keep it.
+func message(m kafka.Message) Message {
+	return Message{Offset: m.Offset, Key: m.Key, Value: m.Value, Time: m.Time, HighWaterMark: m.HighWaterMark}
 }
 
 // fetch sends one fetch request, connecting first if needed, and leaves

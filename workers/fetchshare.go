@@ -2,8 +2,7 @@ package workers
 
 import (
 	"sync"
-
-	"github.com/segmentio/kafka-go"
+	"unsafe"
 )
 
 // fetchShare keeps the messages the lanes of one partition fetched last,
@@ -23,8 +22,8 @@ import (
 // asked for, that follow each other without a hole: a chunk that does not
 // start where the last one ended (a lane that is far behind, or a seek)
 // replaces them all. It holds at most max bytes (values, keys and
-// kafka.Message structs), dropping the oldest chunks first. Lanes share
-// the kafka.Messages read-only.
+// Message structs), dropping the oldest chunks first. Lanes share the
+// Messages read-only.
 //
 // A fetchShare is safe for concurrent use by the lanes of its partition.
 type fetchShare struct {
@@ -43,13 +42,13 @@ const DefaultFetchShareBytes = 512 << 10
 // from on (the first may come later: Kafka holds nothing in between).
 type sharedChunk struct {
 	from  int64
-	msgs  []kafka.Message
+	msgs  []Message
 	bytes int64
 }
 
-// messageOverhead is what a fetched kafka.Message weighs besides its key
-// and value.
-const messageOverhead = 200
+// messageOverhead is what a fetched Message weighs besides its key and
+// value.
+const messageOverhead = int64(unsafe.Sizeof(Message{}))
 
 // newFetchShare returns a fetchShare of at most max bytes, or nil (which
 // shares nothing) when max is not positive.
@@ -63,7 +62,7 @@ func newFetchShare(max int64) *fetchShare {
 // put offers what a lane fetched from offset from. Only what extends the
 // window is kept: a lane behind it read from Kafka what the window no
 // longer holds, and keeping that would drop what the lanes ahead need.
-func (s *fetchShare) put(from int64, msgs []kafka.Message) {
+func (s *fetchShare) put(from int64, msgs []Message) {
 	if s == nil || len(msgs) == 0 {
 		return
 	}
@@ -102,7 +101,7 @@ func (s *fetchShare) put(from int64, msgs []kafka.Message) {
 }
 
 // weigh is what msgs hold in memory.
-func weigh(msgs []kafka.Message) int64 {
+func weigh(msgs []Message) int64 {
 	var n int64
 	for i := range msgs {
 		n += int64(len(msgs[i].Key)+len(msgs[i].Value)) + messageOverhead
@@ -116,7 +115,7 @@ func (c *sharedChunk) end() int64 { return c.msgs[len(c.msgs)-1].Offset + 1 }
 // take returns the messages from offset next on, at most limit, as a fetch
 // from next would have returned them, or nil when the window does not
 // hold next.
-func (s *fetchShare) take(next int64, limit int) []kafka.Message {
+func (s *fetchShare) take(next int64, limit int) []Message {
 	if s == nil || next < 0 {
 		return nil
 	}

@@ -8,13 +8,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/segmentio/kafka-go"
 )
 
 // msgRange is the messages at offsets from..to, less those in holes, each
 // with a value of size bytes.
-func msgRange(from, to int64, size int, holes ...int64) []kafka.Message {
-	var out []kafka.Message
+func msgRange(from, to int64, size int, holes ...int64) []Message {
+	var out []Message
 next:
 	for off := from; off <= to; off++ {
 		for _, h := range holes {
@@ -22,12 +21,12 @@ next:
 				continue next
 			}
 		}
-		out = append(out, kafka.Message{Offset: off, Value: make([]byte, size)})
+		out = append(out, Message{Offset: off, Value: make([]byte, size)})
 	}
 	return out
 }
 
-func offsets(ms []kafka.Message) string {
+func offsets(ms []Message) string {
 	if ms == nil {
 		return "miss"
 	}
@@ -103,7 +102,7 @@ func (f *skippingFetcher) SkipTo(o int64) error {
 	return nil
 }
 
-func (f *skippingFetcher) FetchMessages(ctx context.Context, limit int) ([]kafka.Message, error) {
+func (f *skippingFetcher) FetchMessages(ctx context.Context, limit int) ([]Message, error) {
 	ms, err := f.fakeFetcher.FetchMessages(ctx, limit)
 	f.handed.Add(int64(len(ms)))
 	return ms, err

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/backpressure"
 	"github.com/sluicehq/sluice/deadletter"
@@ -53,7 +52,7 @@ func (l *lane) run() {
 	cfg := l.c.cfg
 	// Two chunks of up to maxChunk messages: what the lane holds ahead
 	// of its batches (membudget counts 256 messages a reader).
-	msgs := make(chan []kafka.Message, 2)
+	msgs := make(chan []Message, 2)
 	fetched := make(chan struct{})
 	go func() {
 		defer close(fetched)
@@ -83,7 +82,7 @@ type fetcher interface {
 	SetOffset(offset int64) error
 	// FetchMessages returns the partition's next messages, at least one
 	// and at most limit, waiting for one to be produced.
-	FetchMessages(ctx context.Context, limit int) ([]kafka.Message, error)
+	FetchMessages(ctx context.Context, limit int) ([]Message, error)
 	Close() error
 }
 
@@ -132,7 +131,7 @@ var fetchRetry = struct{ Initial, Max time.Duration }{100 * time.Millisecond, 5 
 // lane that ended would leave the partition unread until the next
 // rebalance. The failure is logged and counted, and reading resumes at the
 // next offset on a new reader after a backoff.
-func (l *lane) fetch(msgs chan<- []kafka.Message) {
+func (l *lane) fetch(msgs chan<- []Message) {
 	defer close(msgs)
 	defer func() {
 		if l.cancelIdle != nil {
@@ -153,7 +152,7 @@ func (l *lane) fetch(msgs chan<- []kafka.Message) {
 			l.seekBefore = false
 		}
 		for err == nil {
-			var ms []kafka.Message
+			var ms []Message
 			if ms, err = l.fetchShared(r, &next); err != nil {
 				break
 			}
@@ -184,7 +183,7 @@ var idleCheck = 5 * time.Second
 
 // pass hands ms to the batcher. A jump over offsets before a message is
 // handled as a gap, after the messages before it were handed on.
-func (l *lane) pass(ms []kafka.Message, next *int64, msgs chan<- []kafka.Message) error {
+func (l *lane) pass(ms []Message, next *int64, msgs chan<- []Message) error {
 	start := 0
 	for i, m := range ms {
 		if *next >= 0 && m.Offset > *next {
@@ -202,7 +201,7 @@ func (l *lane) pass(ms []kafka.Message, next *int64, msgs chan<- []kafka.Message
 	return l.send(ms[start:], msgs)
 }
 
-func (l *lane) send(ms []kafka.Message, msgs chan<- []kafka.Message) error {
+func (l *lane) send(ms []Message, msgs chan<- []Message) error {
 	if len(ms) == 0 {
 		return nil
 	}
@@ -229,7 +228,7 @@ type skipper interface {
 // what another lane of the partition fetched, when the partition's share
 // still holds them, else from the lane's own reader, whose answer it then
 // shares.
-func (l *lane) fetchShared(r fetcher, next *int64) ([]kafka.Message, error) {
+func (l *lane) fetchShared(r fetcher, next *int64) ([]Message, error) {
 	sk, ok := r.(skipper)
 	share := l.part.fetched
 	if !ok || share == nil {
@@ -261,7 +260,7 @@ func (l *lane) fetchShared(r fetcher, next *int64) ([]kafka.Message, error) {
 // nothing per message) it checks that Kafka has not deleted the offset the
 // lane waits at: the reader would move on to the log start, and with no
 // message after the deleted range, the jump would never show.
-func (l *lane) fetchSome(r fetcher, next *int64) ([]kafka.Message, error) {
+func (l *lane) fetchSome(r fetcher, next *int64) ([]Message, error) {
 	for {
 		if l.idle == nil || l.idle.Err() != nil {
 			if l.cancelIdle != nil {
@@ -357,7 +356,7 @@ func (l *lane) recordGap(g Gap) error {
 
 // batch cuts msgs into batches by count, bytes and time, and hands each to
 // the pool and, in order, to the deliverer.
-func (l *lane) batch(msgs <-chan []kafka.Message, ordered chan<- *job) {
+func (l *lane) batch(msgs <-chan []Message, ordered chan<- *job) {
 	cfg := l.c.cfg
 	var cur *Batch
 	// lastLen sizes a new batch like the one before, rather than growing
@@ -405,7 +404,7 @@ func (l *lane) batch(msgs <-chan []kafka.Message, ordered chan<- *job) {
 						Messages: make([]Message, 0, min(lastLen+lastLen/4, cfg.BatchMaxEvents))}
 					linger.Reset(cfg.BatchLinger)
 				}
-				cur.Messages = append(cur.Messages, Message{Offset: m.Offset, Key: m.Key, Value: m.Value, Time: m.Time})
+				cur.Messages = append(cur.Messages, m)
 				cur.Bytes += len(m.Value)
 				if len(cur.Messages) >= cfg.BatchMaxEvents || cur.Bytes >= cfg.BatchMaxBytes {
 					if !flush() {

@@ -12,12 +12,17 @@ import (
 	"github.com/sluicehq/sluice/schemas"
 )
 
-// Message is one Kafka record as the workers see it.
+// Message is one Kafka record as the workers see it: 88 bytes besides its
+// key and value, where a kafka.Message is some 200, and a lane holds up to
+// tens of thousands in its batches.
 type Message struct {
 	Offset int64
 	Key    []byte
 	Value  []byte
 	Time   time.Time
+	// HighWaterMark is the partition's high-water mark when the message
+	// was fetched: the offset after the last one Kafka held.
+	HighWaterMark int64
 }
 
 // Batch is a run of consecutive messages of one partition of one stream's
