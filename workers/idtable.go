@@ -102,7 +102,6 @@ func (t *idTable) delete(k eventkey.Key) {
 func (t *idTable) grow() {
 	old := t.slots
 	t.slots, t.n = make([]idSlot, max(minSlots, 2*len(old))), 0
-	adviseHugePages(t.slots)
 	for _, s := range old {
 		if s.off != 0 {
 			i, _ := t.find(s.key)
