@@ -3,8 +3,6 @@ package schemas
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
-	"maps"
 	"math"
 	"math/rand/v2"
 	"reflect"
@@ -685,57 +683,4 @@ func TestWorkerDecodingAliasesInput(t *testing.T) {
 	if _, vals := rec.StringMap(st.FieldIndex("tags")); !slices.Contains(vals, "plant-a") {
 		t.Errorf("escaped tag value read as %q", vals)
 	}
-}
-
-// A released Records gives its memory to the next NewRecords: what is
-// decoded into it reads as into fresh memory, however the batches differ,
-// and a Record of the released Records panics rather than read another
-// batch's events.
-func TestRecordsRelease(t *testing.T) {
-	st, _, ev, _ := benchInput(t, "iot_telemetry", benchTelemetry)
-	batch := func(n, round int) [][]byte {
-		var out [][]byte
-		for i := range n {
-			e := ev
-			e.ID = fmt.Sprintf("r%d-%d", round, i)
-			e.Fields = maps.Clone(ev.Fields)
-			e.Fields["device_id"] = fmt.Sprintf("sensor-%d-%d", round, i)
-			if (i+round)%3 == 0 {
-				delete(e.Fields, "tags")
-			}
-			b, err := st.Encode(e)
-			if err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, b)
-		}
-		return out
-	}
-	var stale Record
-	for round, n := range []int{50, 200, 7} {
-		msgs := batch(n, round)
-		reused, fresh := NewRecords(st, n), &Records{st: st}
-		for _, m := range msgs {
-			_, got, err := reused.Decode(m)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, want, err := fresh.Decode(m)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if g, w := recordFields(st, got), recordFields(st, want); !reflect.DeepEqual(g, w) {
-				t.Fatalf("round %d: decoded into reused memory %v, want %v", round, g, w)
-			}
-			stale = got
-		}
-		reused.Release()
-		reused.Release() // twice does nothing
-	}
-	defer func() {
-		if recover() == nil {
-			t.Error("a Record of a released Records read without panicking")
-		}
-	}()
-	stale.Str(st.FieldIndex("device_id"))
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"sync"
 	"time"
 )
 
@@ -59,55 +58,19 @@ type Record struct {
 
 // NewRecords returns a Records for events of st, with room for n, and for
 // as many map entries as the stream's last Records held per event: their
-// slices grew from nothing in every batch, a tenth of decoding. It reuses
-// the memory of Records released (Release) where it is large enough.
+// slices grew from nothing in every batch, a tenth of decoding.
 func NewRecords(st *Stream, n int) *Records {
 	entries := 8
 	if st.stats != nil {
 		entries += int(st.stats.entriesPerEvent.Load() * int64(n) / 1000)
 	}
-	rs := &Records{st: st}
-	if m, ok := releasedRecords.Get().(*recordsMem); ok {
-		rs.vals, rs.names, rs.nums, rs.strs = m.vals, m.names, m.nums, m.strs
+	return &Records{
+		st:    st,
+		vals:  make([]recValue, 0, n*len(st.Fields)),
+		names: make([]string, 0, entries),
+		nums:  make([]float64, 0, entries),
+		strs:  make([]string, 0, entries),
 	}
-	if cap(rs.vals) < n*len(st.Fields) {
-		rs.vals = make([]recValue, 0, n*len(st.Fields))
-	}
-	if cap(rs.names) < entries {
-		rs.names, rs.nums, rs.strs = make([]string, 0, entries), make([]float64, 0, entries), make([]string, 0, entries)
-	}
-	return rs
-}
-
-// releasedRecords holds the memory of released Records (*recordsMem):
-// allocated afresh for every batch, it was a sixth of all the work role
-// allocated, and the collections of that garbage cost CPU.
-var releasedRecords sync.Pool
-
-// recordsMem is the memory of a released Records, cleared, with no length.
-type recordsMem struct {
-	vals  []recValue
-	names []string
-	nums  []float64
-	strs  []string
-}
-
-// Release gives rs's memory to a later NewRecords, of any stream. rs and
-// its Records must not be used after: one that is panics, rather than
-// reading another batch's events. Release of a nil or released Records
-// does nothing.
-func (rs *Records) Release() {
-	if rs == nil || rs.vals == nil {
-		return
-	}
-	// The strings point into the batch's messages: cleared to their
-	// capacity (reset leaves names past len), the memory waiting in the
-	// pool holds none of them, and open finds the values past len zero.
-	clear(rs.vals[:cap(rs.vals)])
-	clear(rs.names[:cap(rs.names)])
-	clear(rs.strs[:cap(rs.strs)])
-	releasedRecords.Put(&recordsMem{vals: rs.vals[:0], names: rs.names[:0], nums: rs.nums[:0], strs: rs.strs[:0]})
-	rs.vals, rs.names, rs.nums, rs.strs = nil, nil, nil, nil
 }
 
 // Done records, for the next NewRecords of the stream, how many map

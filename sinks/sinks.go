@@ -37,8 +37,7 @@ type Row struct {
 	// Record holds the event's fields for a store, typed and column by
 	// column, when the worker decoded them into a schemas.Records; then
 	// Event.Fields is nil. A store takes the fields from Event.Fields when
-	// Record is not valid. A Record is the store's to read during Write
-	// only: the worker reuses its memory for a later batch.
+	// Record is not valid.
 	Record schemas.Record
 	// Value is the event as it sits in Kafka (JSON): what outputs publish.
 	Value []byte

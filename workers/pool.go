@@ -37,9 +37,6 @@ type Batch struct {
 	Bytes int
 	// Decoded holds what Deliverer.Prepare made of each message, by index.
 	Decoded []Decoded
-	// records holds the Records of Decoded, if Prepare made them: the
-	// Deliverer releases them once it is done with the batch.
-	records *schemas.Records
 }
 
 // Decoded is one message after decoding and validation.

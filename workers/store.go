@@ -156,14 +156,10 @@ func (d *StoreDeliverer) Prepare(b *Batch) {
 	rs := schemas.NewRecords(b.Stream, len(b.Messages))
 	prepare(b, rs.Decode)
 	rs.Done()
-	b.records = rs
 }
 
 // Deliver writes one batch. It returns an error only when ctx ends first.
-// Either way the batch's Records are released: the store holds none of
-// their memory once Write has returned, and the lane delivers a batch once.
 func (d *StoreDeliverer) Deliver(ctx context.Context, p *Partition, b *Batch) error {
-	defer b.records.Release()
 	st := b.Stream
 	var (
 		rows = make([]sinks.Row, 0, len(b.Messages))

@@ -96,10 +96,6 @@ type Sink struct {
 	// after the client lost it; tests replace it to know the name.
 	newQueryID func() string
 
-	// columns holds the memory of the column slices of writes that are
-	// done, for the next ones (scratch.go).
-	columns columnPool
-
 	mu sync.Mutex
 	// unsettled holds, per table and Kafka partition, the query id of an
 	// INSERT whose end could not be confirmed: the next Write or Progress

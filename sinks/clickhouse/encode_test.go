@@ -32,7 +32,7 @@ func TestEncodeModernTypes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		names, data, err := buildColumns(new(columns), lay, 0, time.Now().Truncate(time.Second), rows)
+		names, data, err := buildColumns(lay, 0, time.Now().Truncate(time.Second), rows)
 		if err != nil {
 			t.Fatalf("%s: %v", st.Name, err)
 		}

@@ -48,7 +48,7 @@ func TestReserve(t *testing.T) {
 		}
 		reserve(col, c.data)
 		before := bufferOf(t, col)
-		if err := appendColumn(nil, batchColumn{col}, c.data); err != nil {
+		if err := appendColumn(batchColumn{col}, c.data); err != nil {
 			t.Fatalf("%s: %v", c.typ, err)
 		}
 		if after := bufferOf(t, col); after != before {

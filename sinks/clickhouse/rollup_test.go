@@ -253,7 +253,7 @@ func baseOnly(t *testing.T, s *Sink, st *schemas.Stream, partition int32, rows [
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.send(ctx, s.table(st), p.names, p.data, p.cols); err != nil {
+	if err := s.send(ctx, s.table(st), p.names, p.data); err != nil {
 		t.Fatal(err)
 	}
 	s.stored(st, partition, p.lay)

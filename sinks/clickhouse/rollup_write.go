@@ -236,7 +236,7 @@ func (s *Sink) writeRollup(ctx context.Context, st *schemas.Stream, r *rollup, p
 func (s *Sink) insertRollup(ctx context.Context, r *rollup, partition int32, rows []*rollupRow, offset int64, storedAt time.Time) error {
 	names, data := r.insertColumns(rows, partition, offset, storedAt)
 	id := s.newQueryID()
-	err := s.send(ch.Context(ctx, ch.WithQueryID(id)), TableName(s.db, r.table), names, data, nil)
+	err := s.send(ch.Context(ctx, ch.WithQueryID(id)), TableName(s.db, r.table), names, data)
 	if err != nil {
 		err = fmt.Errorf("insert %d rows marked with offset %d into %s.%s (query id %s): %w", len(rows), offset, s.db, r.table, id, err)
 		return s.rollupFailed(ctx, r, partition, id, err)
