@@ -57,26 +57,27 @@ func reserve(c chcol.Interface, col any) {
 	case []string:
 		reserveStrings(c, len(rows), totalLen(rows))
 	case [][]string:
-		if a, ok := c.(*chcol.Array); ok {
-			n, size := 0, 0
-			for _, r := range rows {
-				n, size = n+len(r), size+totalLen(r)
-			}
-			reserveStrings(a.Base(), n, size)
+		n, size := 0, 0
+		for _, r := range rows {
+			n, size = n+len(r), size+totalLen(r)
 		}
+		reserveStrings(elements(c), n, size)
 	case [][]float64:
-		if a, ok := c.(*chcol.Array); ok {
-			n := 0
-			for _, r := range rows {
-				n += len(r)
-			}
-			if s, ok := a.Base().(*chcol.Float64); ok {
-				if buf := float64Col.in(s); buf != nil {
-					*buf = slices.Grow(*buf, n)
-				}
-			}
+		n := 0
+		for _, r := range rows {
+			n += len(r)
 		}
+		reserveFloat64s(elements(c), n)
 	}
+}
+
+// elements returns the column of an Array column's elements, or nil for
+// another column.
+func elements(c chcol.Interface) chcol.Interface {
+	if a, ok := c.(*chcol.Array); ok {
+		return a.Base()
+	}
+	return nil
 }
 
 // reserveStrings makes room in a String column for n more strings of size
@@ -89,6 +90,17 @@ func reserveStrings(c chcol.Interface, n, size int) {
 	if col := stringCol.in(s); col != nil {
 		col.Buf = slices.Grow(col.Buf, size)
 		col.Pos = slices.Grow(col.Pos, n)
+	}
+}
+
+// reserveFloat64s makes room in a Float64 column for n more values.
+func reserveFloat64s(c chcol.Interface, n int) {
+	f, ok := c.(*chcol.Float64)
+	if !ok {
+		return
+	}
+	if col := float64Col.in(f); col != nil {
+		*col = slices.Grow(*col, n)
 	}
 }
 
