@@ -252,7 +252,13 @@ func (e *env) runPhase(ctx context.Context, cfg Config, ps phaseSpec) (Phase, er
 	if p.Stored > 0 {
 		p.WorkCPUPerEvent = (after.workCPU - before.workCPU) / time.Duration(p.Stored)
 	}
-	fmt.Fprintf(cfg.Out, "bench: phase %s: %d acked, %d stored\n", ps.name, p.Acked, p.Stored)
+	fmt.Fprintf(cfg.Out, "bench: phase %s: %d acked, %d stored", ps.name, p.Acked, p.Stored)
+	if f, d := after.followed-before.followed, after.decided-before.decided; f+d > 0 {
+		// Deciding for itself costs the output a full validation per
+		// event: the share says how much of that the phase paid.
+		fmt.Fprintf(cfg.Out, "; the output followed the store's verdicts for %.0f%% of events", 100*f/(f+d))
+	}
+	fmt.Fprintln(cfg.Out)
 	return p, nil
 }
 
@@ -334,6 +340,9 @@ type snapshot struct {
 	ingestCPU, workCPU time.Duration
 	stored             float64
 	freshness          histogram
+	// followed and decided count the events the output checked by the
+	// store's verdict and by itself.
+	followed, decided float64
 }
 
 func (e *env) snapshot(ctx context.Context) (snapshot, error) {
@@ -352,6 +361,8 @@ func (e *env) snapshot(ctx context.Context) (snapshot, error) {
 	store := map[string]string{"sink": "clickhouse"}
 	s.stored = counterSum(fams, "sluice_sink_rows_total", store)
 	s.freshness = histogramSum(fams, "sluice_sink_event_freshness_seconds", store)
+	s.followed = counterSum(fams, "sluice_output_checked_total", map[string]string{"by": "store"})
+	s.decided = counterSum(fams, "sluice_output_checked_total", map[string]string{"by": "output"})
 	return s, nil
 }
 

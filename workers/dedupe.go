@@ -47,6 +47,9 @@ type dedupeWindow struct {
 	evictedYoung int64
 	// verdicts are the leading lane's answers, for the lanes behind it.
 	verdicts leadVerdicts
+	// moved is closed, and replaced, each time the leading lane has
+	// recorded its answers for a batch: lanes behind wait on it.
+	moved chan struct{}
 }
 
 // leadVerdicts records what the leading lane (the store's) made of each
@@ -105,7 +108,25 @@ func (v *leadVerdicts) lookup(off int64) (skip, known bool) {
 }
 
 func newDedupeWindow(span time.Duration, limit int) *dedupeWindow {
-	return &dedupeWindow{span: span.Milliseconds(), max: int64(max(limit, 1))}
+	return &dedupeWindow{span: span.Milliseconds(), max: int64(max(limit, 1)), moved: make(chan struct{})}
+}
+
+// Decided wakes the lanes waiting for the leading lane's answers: it has
+// recorded them for a batch.
+func (w *dedupeWindow) Decided() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	close(w.moved)
+	w.moved = make(chan struct{})
+}
+
+// DecidedTo returns the offset after the last one the leading lane has
+// answered for (0 before its first), and a channel closed once it has
+// answered for more.
+func (w *dedupeWindow) DecidedTo() (int64, <-chan struct{}) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.verdicts.hi, w.moved
 }
 
 // Invalid records that the leading lane dead-letters the event at off.

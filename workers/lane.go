@@ -42,6 +42,9 @@ type lane struct {
 	// from Kafka and from the partition's fetchShare.
 	fetchedKafka, fetchedShared prometheus.Counter
 	// budget is the sink's share of the byte budget.
+	// leadLate is set, by the deliverer, while an output's lane does not
+	// wait for the store's answers: see awaitLead.
+	leadLate   bool
 	budget     *semaphore.Weighted
 	tracker    *Tracker
 	stop       context.Context
@@ -444,6 +447,9 @@ func (l *lane) deliver(ordered <-chan *job) {
 			}
 			abandoned = l.stop.Err() != nil
 		}
+		if !abandoned && l.output {
+			l.awaitLead(b)
+		}
 		if !abandoned {
 			start := time.Now()
 			if err := l.sink.Deliver(l.deliverCtx, l.part, b); err != nil {
@@ -456,5 +462,52 @@ func (l *lane) deliver(ordered <-chan *job) {
 			}
 		}
 		l.budget.Release(l.weight(b))
+	}
+}
+
+// leadWait bounds how long an output's lane waits for the store's lane to
+// decide a batch: see awaitLead.
+var leadWait = 500 * time.Millisecond
+
+// awaitLead waits, on an output's lane, until the store's lane has decided
+// the events of b (which are duplicates, which invalid), or leadWait has
+// passed.
+//
+// Why: an output that decides for itself validates each event in full and
+// looks its id up in the dedupe window, where following the store's
+// verdicts costs it only reading the envelope; at saturation deciding was
+// a sixth of the work role's CPU. The store's lane decides a batch before
+// it writes it, so the wait is about one INSERT at most.
+//
+// An output is never held back for long by a store that is slow or down:
+// once a wait runs out, the lane decides for itself (as it always may) and
+// waits no more until the store's lane has caught up with it.
+func (l *lane) awaitLead(b *Batch) {
+	w := l.part.window
+	if w == nil {
+		return
+	}
+	to, moved := w.DecidedTo()
+	if l.leadLate {
+		if to < b.First() {
+			return // still behind the output
+		}
+		l.leadLate = false
+	}
+	if to > b.Last() {
+		return
+	}
+	t := time.NewTimer(leadWait)
+	defer t.Stop()
+	for to <= b.Last() {
+		select {
+		case <-moved:
+		case <-t.C:
+			l.leadLate = true
+			return
+		case <-l.stop.Done():
+			return
+		}
+		to, moved = w.DecidedTo()
 	}
 }

@@ -22,6 +22,7 @@ type SinkMetrics struct {
 	duplicates    *prometheus.CounterVec
 	deadLettered  *prometheus.CounterVec
 	windowEvicted *prometheus.CounterVec
+	checked       *prometheus.CounterVec
 }
 
 // NewSinkMetrics returns the sink metrics, registered with reg unless it is
@@ -51,10 +52,12 @@ func NewSinkMetrics(reg prometheus.Registerer) *SinkMetrics {
 		duplicates:    counter("sluice_duplicates_skipped_total", "Events not written because their event_id was delivered within the dedupe window.", byStream),
 		deadLettered:  counter("sluice_dead_letters_total", "Events sent to the dead-letter topic.", byStream),
 		windowEvicted: counter("sluice_dedupe_evicted_early_total", "Event ids forgotten before the dedupe window elapsed, for lack of room; raise the bound if this grows.", byStream),
+		checked: counter("sluice_output_checked_total", "Events an output checked before publishing, by who decided whether the store keeps them: the store's lane (by=store: the output reads only the envelope) or the output itself (by=output: it validates the event in full and looks its id up, as when it runs ahead of the store).",
+			[]string{"sink", "stream", "by"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.written, m.writeSeconds, m.retries, m.errors, m.failing, m.freshness, m.skipped,
-			m.duplicates, m.deadLettered, m.windowEvicted)
+			m.duplicates, m.deadLettered, m.windowEvicted, m.checked)
 	}
 	return m
 }

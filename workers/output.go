@@ -96,13 +96,20 @@ func (d *OutputDeliverer) Prepare(*Batch) {}
 // first.
 func (d *OutputDeliverer) Deliver(ctx context.Context, p *Partition, b *Batch) error {
 	rows := make([]sinks.Row, 0, len(b.Messages))
+	followed := 0
 	for _, m := range b.Messages {
-		if ev, ok := d.keeps(p, b.Stream, m); ok {
+		ev, ok, known := d.keeps(p, b.Stream, m)
+		if ok {
 			rows = append(rows, sinks.Row{Offset: m.Offset, Event: ev, Value: m.Value})
+		}
+		if known {
+			followed++
 		}
 	}
 	defer p.passed(d, b.Last())
 	name, st := d.Name(), b.Stream.Name
+	d.m.checked.WithLabelValues(name, st, "store").Add(float64(followed))
+	d.m.checked.WithLabelValues(name, st, "output").Add(float64(len(b.Messages) - followed))
 	skipped := false
 	err := backpressure.Retry(ctx, d.log, fmt.Sprintf("publish %d events of %s/%d to %s", len(rows), st, p.ID, name), d.transient(), func(ctx context.Context) error {
 		if lag := time.Since(b.Messages[len(b.Messages)-1].Time); lag > d.cfg.MaxLag {
@@ -122,23 +129,24 @@ func (d *OutputDeliverer) Deliver(ctx context.Context, p *Partition, b *Batch) e
 	return nil
 }
 
-// keeps returns the envelope of m, and whether the store keeps it: not
-// invalid, refused or a duplicate. Where the store's lane has gone through
+// keeps returns the envelope of m, whether the store keeps it (not
+// invalid, refused or a duplicate), and whether the store's lane decided
+// that (known) rather than the output. Where the store's lane has gone through
 // m already, its answer stands, and only the envelope is read; otherwise
 // the output validates m as the store's lane does (DecodeEnvelope: the
 // same verdict as Decode, building no fields) and asks the window. A
 // message that panics the decoder is invalid, as prepare makes it for the
 // store's lane.
-func (d *OutputDeliverer) keeps(p *Partition, st *schemas.Stream, m Message) (schemas.Event, bool) {
+func (d *OutputDeliverer) keeps(p *Partition, st *schemas.Stream, m Message) (ev schemas.Event, ok, known bool) {
 	if p.wasRejected(m.Offset) {
-		return schemas.Event{}, false
+		return schemas.Event{}, false, true
 	}
-	var skip, known bool
+	var skip bool
 	if p.window != nil {
 		skip, known = p.window.LeadVerdict(m.Offset)
 	}
 	if skip {
-		return schemas.Event{}, false
+		return schemas.Event{}, false, true
 	}
 	dec := decodeOne(m.Value, func(v []byte) (schemas.Event, schemas.Record, error) {
 		if known {
@@ -151,11 +159,11 @@ func (d *OutputDeliverer) keeps(p *Partition, st *schemas.Stream, m Message) (sc
 	})
 	switch {
 	case dec.Err != nil:
-		return schemas.Event{}, false // the store's lane dead-letters it
+		return schemas.Event{}, false, known // the store's lane dead-letters it
 	case !known && p.window != nil && p.window.Duplicate(dec.Event.ID, m.Offset, dec.Event.ReceivedAt, false):
-		return schemas.Event{}, false
+		return schemas.Event{}, false, false
 	}
-	return dec.Event, true
+	return dec.Event, true, known
 }
 
 // publish publishes rows once and returns those still to publish: all of

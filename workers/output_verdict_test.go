@@ -22,9 +22,12 @@ func TestOutputTakesTheStoresVerdicts(t *testing.T) {
 	var d OutputDeliverer
 	want := []bool{true, false, false, false, true}
 	for i, m := range b.Messages {
-		ev, kept := d.keeps(p, st, m)
+		ev, kept, known := d.keeps(p, st, m)
 		if kept != want[i] {
 			t.Errorf("offset %d: kept %v, want %v", m.Offset, kept, want[i])
+		}
+		if wantKnown := m.Offset <= 2; known != wantKnown {
+			t.Errorf("offset %d: decided by the store %v, want %v", m.Offset, known, wantKnown)
 		}
 		if !kept {
 			continue
@@ -42,7 +45,7 @@ func TestOutputIsolatesDecodePanics(t *testing.T) {
 	st := iotStream(t)
 	m := makeBatch(t, st, 0, "a").Messages[0]
 	var d OutputDeliverer
-	if _, kept := d.keeps(&Partition{}, nil, m); kept {
+	if _, kept, _ := d.keeps(&Partition{}, nil, m); kept {
 		t.Error("decoding with no stream: kept, want skipped")
 	}
 }

@@ -178,6 +178,7 @@ func (d *StoreDeliverer) Deliver(ctx context.Context, p *Partition, b *Batch) er
 			rows = append(rows, sinks.Row{Offset: m.Offset, Event: dec.Event, Record: dec.Record, Value: m.Value})
 		}
 	}
+	p.window.Decided()
 	if err := d.deadLetter(ctx, dead); err != nil {
 		return err
 	}

@@ -1,0 +1,90 @@
+package workers
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// An output's lane waits for the store's lane to decide its batch; a wait
+// that runs out lets it decide for itself, and it waits no more until the
+// store's lane has caught up with it.
+func TestOutputWaitsForTheStoresVerdicts(t *testing.T) {
+	defer func(d time.Duration) { leadWait = d }(leadWait)
+	st := iotStream(t)
+	p := &Partition{Stream: st, window: newDedupeWindow(time.Hour, 100)}
+	l := &lane{part: p, output: true, stop: context.Background()}
+	decide := func(ids ...string) {
+		to, _ := p.window.DecidedTo()
+		for i, id := range ids {
+			p.window.Duplicate(id, to+int64(i), recv0, true)
+		}
+		p.window.Decided()
+	}
+
+	// The store's lane decides the batch while the output's lane waits.
+	leadWait = time.Hour
+	done := awaitInBackground(l, makeBatch(t, st, 0, "a", "b"))
+	decide("a")
+	select {
+	case <-done:
+		t.Fatal("the output's lane went on when the store had decided half its batch")
+	case <-time.After(50 * time.Millisecond):
+	}
+	decide("b")
+	waitDone(t, done, "the store's lane decided the batch")
+
+	// The store's lane decides nothing more: the wait runs out.
+	leadWait = 20 * time.Millisecond
+	l.awaitLead(makeBatch(t, st, 2, "c", "d"))
+	if !l.leadLate {
+		t.Fatal("the wait ran out, but the lane is not marked as deciding for itself")
+	}
+	// Late, the lane does not wait at all, however long the wait may be.
+	leadWait = time.Hour
+	waitDone(t, awaitInBackground(l, makeBatch(t, st, 4, "e")), "the lane decides for itself after a wait ran out")
+
+	// Once the store's lane catches up with the output's, it waits again.
+	decide("c", "d", "e")
+	done = awaitInBackground(l, makeBatch(t, st, 5, "f"))
+	select {
+	case <-done:
+		t.Fatal("the store's lane caught up, but the output's lane did not wait for it again")
+	case <-time.After(50 * time.Millisecond):
+	}
+	decide("f")
+	waitDone(t, done, "the store's lane decided the batch")
+	if l.leadLate {
+		t.Error("the lane follows the store again, but is marked as deciding for itself")
+	}
+}
+
+// A lane that stops ends its wait.
+func TestOutputWaitEndsWithTheLane(t *testing.T) {
+	defer func(d time.Duration) { leadWait = d }(leadWait)
+	leadWait = time.Hour
+	st := iotStream(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &lane{part: &Partition{Stream: st, window: newDedupeWindow(time.Hour, 100)}, output: true, stop: ctx}
+	done := awaitInBackground(l, makeBatch(t, st, 0, "a"))
+	cancel()
+	waitDone(t, done, "the lane stopped")
+}
+
+func awaitInBackground(l *lane, b *Batch) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		l.awaitLead(b)
+	}()
+	return done
+}
+
+func waitDone(t *testing.T, done <-chan struct{}, after string) {
+	t.Helper()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the output's lane still waits after %s", after)
+	}
+}
