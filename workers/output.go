@@ -97,8 +97,12 @@ func (d *OutputDeliverer) Prepare(*Batch) {}
 func (d *OutputDeliverer) Deliver(ctx context.Context, p *Partition, b *Batch) error {
 	rows := make([]sinks.Row, 0, len(b.Messages))
 	followed := 0
+	var envs envelopeChunk
 	for _, m := range b.Messages {
-		ev, ok, known := d.keeps(p, b.Stream, m)
+		if !envs.holds(m.Offset) {
+			envs = p.envelopes.chunk(m.Offset)
+		}
+		ev, ok, known := d.keeps(p, b.Stream, m, envs.at(m.Offset))
 		if ok {
 			rows = append(rows, sinks.Row{Offset: m.Offset, Event: ev, Value: m.Value})
 		}
@@ -131,13 +135,13 @@ func (d *OutputDeliverer) Deliver(ctx context.Context, p *Partition, b *Batch) e
 
 // keeps returns the envelope of m, whether the store keeps it (not
 // invalid, refused or a duplicate), and whether the store's lane decided
-// that (known) rather than the output. Where the store's lane has gone through
-// m already, its answer stands, and only the envelope is read; otherwise
-// the output validates m as the store's lane does (DecodeEnvelope: the
-// same verdict as Decode, building no fields) and asks the window. A
-// message that panics the decoder is invalid, as prepare makes it for the
-// store's lane.
-func (d *OutputDeliverer) keeps(p *Partition, st *schemas.Stream, m Message) (ev schemas.Event, ok, known bool) {
+// that (known) rather than the output. Where the store's lane has gone
+// through m already, its answer stands, and the envelope is env, where the
+// store found it, or read (Envelope); otherwise the output validates m as
+// the store's lane does (DecodeEnvelope: the same verdict as Decode,
+// building no fields) and asks the window. A message that panics the
+// decoder is invalid, as prepare makes it for the store's lane.
+func (d *OutputDeliverer) keeps(p *Partition, st *schemas.Stream, m Message, env envelopeAt) (ev schemas.Event, ok, known bool) {
 	if p.wasRejected(m.Offset) {
 		return schemas.Event{}, false, true
 	}
@@ -147,6 +151,11 @@ func (d *OutputDeliverer) keeps(p *Partition, st *schemas.Stream, m Message) (ev
 	}
 	if skip {
 		return schemas.Event{}, false, true
+	}
+	if known {
+		if ev, ok := env.event(m.Value); ok {
+			return ev, true, true
+		}
 	}
 	dec := decodeOne(m.Value, func(v []byte) (schemas.Event, schemas.Record, error) {
 		if known {

@@ -22,7 +22,7 @@ func TestOutputTakesTheStoresVerdicts(t *testing.T) {
 	var d OutputDeliverer
 	want := []bool{true, false, false, false, true}
 	for i, m := range b.Messages {
-		ev, kept, known := d.keeps(p, st, m)
+		ev, kept, known := d.keeps(p, st, m, envelopeAt{})
 		if kept != want[i] {
 			t.Errorf("offset %d: kept %v, want %v", m.Offset, kept, want[i])
 		}
@@ -45,7 +45,7 @@ func TestOutputIsolatesDecodePanics(t *testing.T) {
 	st := iotStream(t)
 	m := makeBatch(t, st, 0, "a").Messages[0]
 	var d OutputDeliverer
-	if _, kept, _ := d.keeps(&Partition{}, nil, m); kept {
+	if _, kept, _ := d.keeps(&Partition{}, nil, m, envelopeAt{}); kept {
 		t.Error("decoding with no stream: kept, want skipped")
 	}
 }

@@ -28,6 +28,10 @@ type Partition struct {
 	// Outputs is how many outputs have a lane of the partition.
 	Outputs int
 
+	// envelopes keeps where the store's lane found the envelopes of its
+	// last batches, for the outputs' lanes.
+	envelopes leadEnvelopes
+
 	// fetched keeps the lanes' latest fetches for the lanes behind; nil
 	// when only the store reads the partition.
 	fetched *fetchShare

@@ -165,7 +165,12 @@ func (d *StoreDeliverer) Deliver(ctx context.Context, p *Partition, b *Batch) er
 		rows = make([]sinks.Row, 0, len(b.Messages))
 		dead []DeadLetter
 		dups int
+		// envs is, for the outputs, where the kept events' envelopes are.
+		envs []envelopeAt
 	)
+	if p.Outputs > 0 {
+		envs = make([]envelopeAt, b.Last()-b.First()+1)
+	}
 	for i, m := range b.Messages {
 		dec := b.Decoded[i]
 		switch {
@@ -176,7 +181,13 @@ func (d *StoreDeliverer) Deliver(ctx context.Context, p *Partition, b *Batch) er
 			dups++
 		default:
 			rows = append(rows, sinks.Row{Offset: m.Offset, Event: dec.Event, Record: dec.Record, Value: m.Value})
+			if envs != nil {
+				envs[m.Offset-b.First()] = envelopeOf(dec.Event, m.Value)
+			}
 		}
+	}
+	if envs != nil {
+		p.envelopes.put(b.First(), envs)
 	}
 	p.window.Decided()
 	if err := d.deadLetter(ctx, dead); err != nil {
