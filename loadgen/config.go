@@ -9,6 +9,7 @@ package loadgen
 import (
 	"errors"
 	"fmt"
+	"github.com/sluicehq/sluice/internal/defaults"
 	"io"
 	"log/slog"
 	"net"
@@ -208,45 +209,33 @@ func (c Config) Validate() error {
 // withDefaults fills in defaults and checks the result.
 func (c Config) withDefaults() (Config, error) {
 	c = c.protocolDefaults()
-	if c.URL == "" {
-		c.URL = DefaultURL
-	}
-	if c.Concurrency == 0 {
-		c.Concurrency = DefaultConcurrency
-	}
-	if c.BatchSize == 0 {
-		c.BatchSize = DefaultBatchSize
-	}
-	if c.Devices == 0 {
-		c.Devices = DefaultDevices
-	}
-	if c.Services == 0 {
-		c.Services = DefaultServices
-	}
+	defaults.Set(&c.URL, DefaultURL)
+	defaults.Set(&c.Concurrency, DefaultConcurrency)
+	defaults.Set(&c.BatchSize, DefaultBatchSize)
+	defaults.Set(&c.Devices, DefaultDevices)
+	defaults.Set(&c.Services, DefaultServices)
 	if c.RunID == "" {
 		c.RunID = newRunID()
 	}
-	if c.ReportInterval == 0 {
-		c.ReportInterval = DefaultReportInterval
-	}
-	if c.Grace == 0 {
+	defaults.Set(&c.ReportInterval, DefaultReportInterval)
+	switch {
+	case c.Grace == 0:
 		c.Grace = DefaultGrace
-	} else if c.Grace < 0 {
-		c.Grace = 0
+	case c.Grace < 0:
+		c.Grace = 0 // no grace at all
 	}
-	if c.Timeout == 0 {
-		c.Timeout = DefaultTimeout
+	defaults.Set(&c.Timeout, DefaultTimeout)
+	defaults.Set(&c.MinBackoff, DefaultMinBackoff)
+	defaults.Set(&c.MaxBackoff, max(DefaultMaxBackoff, c.MinBackoff))
+	defaults.Set(&c.Logger, slog.Default())
+	if err := c.check(); err != nil {
+		return c, fmt.Errorf("loadgen config: %w", err)
 	}
-	if c.MinBackoff == 0 {
-		c.MinBackoff = DefaultMinBackoff
-	}
-	if c.MaxBackoff == 0 {
-		c.MaxBackoff = max(DefaultMaxBackoff, c.MinBackoff)
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
+	return c, nil
+}
 
+// check says everything that is wrong with c, defaults filled in.
+func (c Config) check() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	errs = append(errs, c.checkProtocol()) // errors.Join drops a nil
@@ -283,8 +272,5 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MinBackoff < 0 || c.MaxBackoff < c.MinBackoff {
 		bad("backoff %s..%s: want 0 <= min <= max", c.MinBackoff, c.MaxBackoff)
 	}
-	if err := errors.Join(errs...); err != nil {
-		return c, fmt.Errorf("loadgen config: %w", err)
-	}
-	return c, nil
+	return errors.Join(errs...)
 }

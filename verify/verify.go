@@ -33,6 +33,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sluicehq/sluice/internal/defaults"
 	"io"
 	"log/slog"
 	"math"
@@ -96,30 +97,18 @@ func (c Config) withDefaults() (Config, error) {
 	if len(c.Streams) == 0 {
 		return c, errors.New("verify: no streams")
 	}
-	if c.TopicPrefix == "" {
-		c.TopicPrefix = kafkatopic.DefaultPrefix
-	}
-	if c.ClickHouse.Database == "" {
-		c.ClickHouse.Database = clickhouse.DefaultDatabase
-	}
-	if c.PollInterval <= 0 {
-		c.PollInterval = DefaultPollInterval
-	}
+	defaults.Set(&c.TopicPrefix, kafkatopic.DefaultPrefix)
+	defaults.Set(&c.ClickHouse.Database, clickhouse.DefaultDatabase)
+	defaults.Positive(&c.PollInterval, DefaultPollInterval)
 	switch {
 	case c.Examples == 0:
 		c.Examples = DefaultExamples
 	case c.Examples < 0:
-		c.Examples = 0
+		c.Examples = 0 // none asked for
 	}
-	if c.Decoders <= 0 {
-		c.Decoders = runtime.GOMAXPROCS(0)
-	}
-	if c.KafkaTimeout <= 0 {
-		c.KafkaTimeout = DefaultKafkaTimeout
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
+	defaults.Positive(&c.Decoders, runtime.GOMAXPROCS(0))
+	defaults.Positive(&c.KafkaTimeout, DefaultKafkaTimeout)
+	defaults.Set(&c.Logger, slog.Default())
 	return c, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sluicehq/sluice/internal/defaults"
 	"log/slog"
 	"sync"
 	"time"
@@ -97,39 +98,21 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
-	def := func(v *int, d int) {
-		if *v <= 0 {
-			*v = d
-		}
-	}
-	defDur := func(v *time.Duration, d time.Duration) {
-		if *v <= 0 {
-			*v = d
-		}
-	}
-	if c.GroupID == "" {
-		c.GroupID = "sluice-workers"
-	}
-	def(&c.Workers, 8)
-	def(&c.QueueDepth, 2*c.Workers)
-	def(&c.MaxInFlight, 2)
-	if c.MaxInFlightBytes <= 0 {
-		c.MaxInFlightBytes = 64 << 20
-	}
-	def(&c.FetchMaxBytes, 2<<20)
-	if c.FetchShareBytes == 0 {
-		c.FetchShareBytes = DefaultFetchShareBytes
-	}
-	def(&c.BatchMaxEvents, 10_000)
-	def(&c.BatchMaxBytes, 8<<20)
-	defDur(&c.BatchLinger, DefaultBatchLinger)
-	defDur(&c.CommitInterval, time.Second)
-	defDur(&c.SessionTimeout, 10*time.Second)
-	defDur(&c.RebalanceTimeout, 30*time.Second)
-	defDur(&c.DrainTimeout, 20*time.Second)
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
+	defaults.Set(&c.GroupID, "sluice-workers")
+	defaults.Positive(&c.Workers, 8)
+	defaults.Positive(&c.QueueDepth, 2*c.Workers)
+	defaults.Positive(&c.MaxInFlight, 2)
+	defaults.Positive(&c.MaxInFlightBytes, 64<<20)
+	defaults.Positive(&c.FetchMaxBytes, 2<<20)
+	defaults.Set(&c.FetchShareBytes, DefaultFetchShareBytes) // negative: none
+	defaults.Positive(&c.BatchMaxEvents, 10_000)
+	defaults.Positive(&c.BatchMaxBytes, 8<<20)
+	defaults.Positive(&c.BatchLinger, DefaultBatchLinger)
+	defaults.Positive(&c.CommitInterval, time.Second)
+	defaults.Positive(&c.SessionTimeout, 10*time.Second)
+	defaults.Positive(&c.RebalanceTimeout, 30*time.Second)
+	defaults.Positive(&c.DrainTimeout, 20*time.Second)
+	defaults.Set(&c.Logger, slog.Default())
 }
 
 // Consumer is a member of the worker consumer group.
