@@ -126,113 +126,158 @@ var errTruncated = errors.New("partition ends before the watermark captured at s
 // broken connection. When the log ends early it returns the offset reached
 // and an error wrapping errTruncated.
 func (k *kafkaReader) read(ctx context.Context, topic string, partition int, from, to int64, fn func([]kafka.Message) error) (int64, error) {
-	next := from
-	var conn *kafka.Conn
-	defer func() {
-		if conn != nil {
-			conn.Close()
-		}
-	}()
-	// Closing the connection is the only way to interrupt a fetch in
-	// progress when ctx ends.
-	var stopClose func() bool
-	defer func() {
-		if stopClose != nil {
-			stopClose()
-		}
-	}()
-	attempts, empty := 0, 0
-	chunk := make([]kafka.Message, 0, chunkSize)
-	for next < to {
+	r := &partitionRead{k: k, ctx: ctx, topic: topic, partition: partition, next: from, to: to, fn: fn,
+		chunk: make([]kafka.Message, 0, chunkSize)}
+	defer r.close()
+	for r.next < to {
 		if err := ctx.Err(); err != nil {
-			return next, err
+			return r.next, err
 		}
-		if conn == nil {
-			c, err := k.dialLeader(ctx, topic, partition)
-			if err != nil {
-				return next, err
-			}
-			conn = c
-			if stopClose != nil {
-				stopClose()
-			}
-			stopClose = context.AfterFunc(ctx, func() { c.Close() })
-		}
-		if _, err := conn.Seek(next, kafka.SeekAbsolute|kafka.SeekDontCheck); err != nil {
-			return next, fmt.Errorf("kafka: seek %s/%d to %d: %w", topic, partition, next, err)
-		}
-		if err := conn.SetReadDeadline(time.Now().Add(k.timeout + fetchMaxWait)); err != nil {
-			return next, fmt.Errorf("kafka: %s/%d: %w", topic, partition, err)
-		}
-		batch := conn.ReadBatchWith(kafka.ReadBatchConfig{MinBytes: 1, MaxBytes: fetchMaxBytes, MaxWait: fetchMaxWait})
-		got := 0
-		for {
-			m, err := batch.ReadMessage()
-			if err != nil {
-				break // Close reports it, io.EOF excepted
-			}
-			if m.Offset >= to {
-				break
-			}
-			if m.Offset < next {
-				continue
-			}
-			chunk = append(chunk, m)
-			next = m.Offset + 1
-			got++
-			if len(chunk) == cap(chunk) {
-				if err := fn(chunk); err != nil {
-					batch.Close()
-					return next, err
-				}
-				chunk = make([]kafka.Message, 0, chunkSize)
-			}
-		}
-		hwNow := batch.HighWaterMark()
-		err := batch.Close()
-		// Compacted offsets move the batch's offset past gaps.
-		if off := batch.Offset(); off > next && off <= to {
-			next = off
-		}
-		if len(chunk) > 0 {
-			if err := fn(chunk); err != nil {
-				return next, err
-			}
-			chunk = make([]kafka.Message, 0, chunkSize)
-		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return next, ctx.Err()
-			}
-			var kerr kafka.Error
-			if errors.As(err, &kerr) && kerr == kafka.OffsetOutOfRange {
-				return next, fmt.Errorf("kafka: %s/%d at offset %d: %w (%v)", topic, partition, next, errTruncated, err)
-			}
-			attempts++
-			if attempts >= maxReadAttempts {
-				return next, fmt.Errorf("kafka: read %s/%d at offset %d: %w", topic, partition, next, err)
-			}
-			conn.Close()
-			conn = nil
-			if err := sleep(ctx, time.Duration(attempts)*200*time.Millisecond); err != nil {
-				return next, err
-			}
-			continue
-		}
-		attempts = 0
-		if got > 0 {
-			empty = 0
-			continue
-		}
-		if hwNow <= next {
-			return next, fmt.Errorf("kafka: %s/%d: %w: log ends at %d, watermark was %d", topic, partition, errTruncated, hwNow, to)
-		}
-		empty++
-		if empty >= maxEmptyFetches {
-			return next, fmt.Errorf("kafka: %s/%d: %w: nothing readable from offset %d to %d", topic, partition, errTruncated, next, to)
+		if err := r.step(); err != nil {
+			return r.next, err
 		}
 	}
-	return next, nil
+	return r.next, nil
+}
+
+// partitionRead is one read of a partition's range [next, to): its
+// connection, how far it got, and the chunk it fills for fn.
+type partitionRead struct {
+	k         *kafkaReader
+	ctx       context.Context
+	topic     string
+	partition int
+	next, to  int64
+	fn        func([]kafka.Message) error
+	conn      *kafka.Conn
+	// stopClose stops closing conn when ctx ends: closing the connection
+	// is the only way to interrupt a fetch in progress.
+	stopClose func() bool
+	chunk     []kafka.Message
+	// attempts counts failed fetches in a row, empty fetches that
+	// returned nothing below the watermark.
+	attempts, empty int
+}
+
+// step fetches once from next on. Its error ends the read.
+func (r *partitionRead) step() error {
+	if err := r.connect(); err != nil {
+		return err
+	}
+	got, hw, fetchErr, err := r.fetch()
+	switch {
+	case err != nil:
+		return err
+	case fetchErr != nil:
+		return r.retry(fetchErr)
+	}
+	r.attempts = 0
+	if got > 0 {
+		r.empty = 0
+		return nil
+	}
+	if hw <= r.next {
+		return fmt.Errorf("kafka: %s/%d: %w: log ends at %d, watermark was %d", r.topic, r.partition, errTruncated, hw, r.to)
+	}
+	r.empty++
+	if r.empty >= maxEmptyFetches {
+		return fmt.Errorf("kafka: %s/%d: %w: nothing readable from offset %d to %d", r.topic, r.partition, errTruncated, r.next, r.to)
+	}
+	return nil
+}
+
+func (r *partitionRead) connect() error {
+	if r.conn != nil {
+		return nil
+	}
+	c, err := r.k.dialLeader(r.ctx, r.topic, r.partition)
+	if err != nil {
+		return err
+	}
+	r.conn = c
+	if r.stopClose != nil {
+		r.stopClose()
+	}
+	r.stopClose = context.AfterFunc(r.ctx, func() { c.Close() })
+	return nil
+}
+
+// fetch reads one batch from next on and hands what it read to fn. It
+// returns how many messages it read, the partition's high watermark, the
+// batch's error (fetchErr, worth retrying) and an error that ends the read
+// (fn's, or a failure to seek).
+func (r *partitionRead) fetch() (got int, hw int64, fetchErr, err error) {
+	if _, err := r.conn.Seek(r.next, kafka.SeekAbsolute|kafka.SeekDontCheck); err != nil {
+		return 0, 0, nil, fmt.Errorf("kafka: seek %s/%d to %d: %w", r.topic, r.partition, r.next, err)
+	}
+	if err := r.conn.SetReadDeadline(time.Now().Add(r.k.timeout + fetchMaxWait)); err != nil {
+		return 0, 0, nil, fmt.Errorf("kafka: %s/%d: %w", r.topic, r.partition, err)
+	}
+	batch := r.conn.ReadBatchWith(kafka.ReadBatchConfig{MinBytes: 1, MaxBytes: fetchMaxBytes, MaxWait: fetchMaxWait})
+	for {
+		m, err := batch.ReadMessage()
+		if err != nil || m.Offset >= r.to {
+			break // Close reports the error, io.EOF excepted
+		}
+		if m.Offset < r.next {
+			continue
+		}
+		r.chunk = append(r.chunk, m)
+		r.next = m.Offset + 1
+		got++
+		if len(r.chunk) == cap(r.chunk) {
+			if err := r.flush(); err != nil {
+				batch.Close()
+				return got, 0, nil, err
+			}
+		}
+	}
+	hw = batch.HighWaterMark()
+	fetchErr = batch.Close()
+	// Compacted offsets move the batch's offset past gaps.
+	if off := batch.Offset(); off > r.next && off <= r.to {
+		r.next = off
+	}
+	return got, hw, fetchErr, r.flush()
+}
+
+// flush hands the chunk to fn, if it holds anything.
+func (r *partitionRead) flush() error {
+	if len(r.chunk) == 0 {
+		return nil
+	}
+	err := r.fn(r.chunk)
+	r.chunk = make([]kafka.Message, 0, chunkSize)
+	return err
+}
+
+// retry handles a failed fetch: a log that no longer holds next ends the
+// read, as does the last of maxReadAttempts; otherwise it drops the
+// connection and waits before the next attempt.
+func (r *partitionRead) retry(err error) error {
+	if r.ctx.Err() != nil {
+		return r.ctx.Err()
+	}
+	var kerr kafka.Error
+	if errors.As(err, &kerr) && kerr == kafka.OffsetOutOfRange {
+		return fmt.Errorf("kafka: %s/%d at offset %d: %w (%v)", r.topic, r.partition, r.next, errTruncated, err)
+	}
+	r.attempts++
+	if r.attempts >= maxReadAttempts {
+		return fmt.Errorf("kafka: read %s/%d at offset %d: %w", r.topic, r.partition, r.next, err)
+	}
+	r.conn.Close()
+	r.conn = nil
+	return sleep(r.ctx, time.Duration(r.attempts)*200*time.Millisecond)
+}
+
+func (r *partitionRead) close() {
+	if r.stopClose != nil {
+		r.stopClose()
+	}
+	if r.conn != nil {
+		r.conn.Close()
+	}
 }
 
 // readAt returns the message at offset off.

@@ -18,18 +18,8 @@ import (
 	"github.com/sluicehq/sluice/workers"
 )
 
-func newDevCmd() *cobra.Command {
-	var (
-		dataDir    string
-		kafkaAddr  string
-		natsAddr   string
-		syncWrites bool
-		p          pipelineFlags
-	)
-	cmd := &cobra.Command{
-		Use:   "dev",
-		Short: "Run the whole pipeline on one machine, with embedded Kafka and NATS",
-		Long: `dev runs everything in one process: an embedded Kafka-protocol broker that
+// devLong is dev's --help.
+const devLong = `dev runs everything in one process: an embedded Kafka-protocol broker that
 keeps its log and committed offsets under --data-dir, an embedded NATS server
 (with JetStream), the collectors and the workers. Only ClickHouse is
 external: point --clickhouse-addr at one (scripts/clickhouse.sh starts one).
@@ -42,7 +32,20 @@ services/<service>/logs with QoS 1; the PUBACK waits for Kafka), syslog on
 
 Stopping it with Ctrl-C or SIGTERM finishes requests in flight, lets the
 workers deliver and commit, and persists the broker; starting it again on the
-same --data-dir carries on where it stopped, losing and duplicating nothing.`,
+same --data-dir carries on where it stopped, losing and duplicating nothing.`
+
+func newDevCmd() *cobra.Command {
+	var (
+		dataDir    string
+		kafkaAddr  string
+		natsAddr   string
+		syncWrites bool
+		p          pipelineFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run the whole pipeline on one machine, with embedded Kafka and NATS",
+		Long:  devLong,
 		Example: `  sluice dev --data-dir ./sluice-data
   curl -X POST localhost:8080/v1/streams/iot_telemetry/events \
     -d '{"device_id":"sensor-1","ts":"2026-11-24T10:00:00Z","metrics":{"temperature":21.5}}'

@@ -11,23 +11,13 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/sluicehq/sluice/loadgen"
 )
 
-// newLoadgenCmd returns `sluice loadgen`, which drives a collector with a
-// simulated fleet of devices and services.
-func newLoadgenCmd() *cobra.Command {
-	cfg := loadgen.Config{Mix: loadgen.DefaultMix}
-	var (
-		ackLog   string
-		jsonOut  bool
-		maxEvent int64
-	)
-	cmd := &cobra.Command{
-		Use:   "loadgen",
-		Short: "Simulate IoT devices and log-producing services sending events to a collector",
-		Long: `loadgen sends realistic iot_telemetry and app_logs events to a Sluice
+// loadgenLong is loadgen's --help.
+const loadgenLong = `loadgen sends realistic iot_telemetry and app_logs events to a Sluice
 collector at a set rate and concurrency, and prints the achieved rate,
 acknowledgement latency and errors every interval. --protocol chooses how:
 
@@ -59,7 +49,24 @@ the same way over a new connection. On Ctrl-C or when
 The exit status is non-zero when any event was rejected by the collector or
 left unacknowledged. With --ack-log every acknowledged event is appended to a
 file as "<stream>\t<event_id>", to compare what was acknowledged with what
-landed in ClickHouse.`,
+landed in ClickHouse.`
+
+// loadgenFlags are loadgen's settings.
+type loadgenFlags struct {
+	cfg       loadgen.Config
+	ackLog    string
+	jsonOut   bool
+	maxEvents int64
+}
+
+// newLoadgenCmd returns `sluice loadgen`, which drives a collector with a
+// simulated fleet of devices and services.
+func newLoadgenCmd() *cobra.Command {
+	l := &loadgenFlags{cfg: loadgen.Config{Mix: loadgen.DefaultMix}}
+	cmd := &cobra.Command{
+		Use:   "loadgen",
+		Short: "Simulate IoT devices and log-producing services sending events to a collector",
+		Long:  loadgenLong,
 		Example: `  sluice loadgen --rate 5000 --duration 1m
   sluice loadgen --rate 0 --concurrency 32 --batch-size 500 --duration 30s --json
   sluice loadgen --events 100000 --run-id eo1 --ack-log acks.tsv
@@ -67,69 +74,75 @@ landed in ClickHouse.`,
   sluice loadgen --protocol syslog --syslog-addr 127.0.0.1:5514 --rate 2000`,
 		Args:        cobra.NoArgs,
 		Annotations: checksSettings(),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cmd.SilenceUsage = true
-			cfg.MaxEvents = maxEvent
-			if settingsOnly(cmd) {
-				// sluice validate: check the settings, send nothing.
-				return asUsage(cfg.Validate())
-			}
-			if ackLog != "" {
-				f, err := os.OpenFile(ackLog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-				if err != nil {
-					return fmt.Errorf("open ack log: %w", err)
-				}
-				defer f.Close()
-				cfg.AckLog = f
-			}
-			cfg.Logger = slog.Default()
-
-			ctx, abort, stop := stopOnSignals(cmd.Context())
-			defer stop()
-			cfg.Abort = abort
-			sum, err := loadgen.Run(ctx, cfg, cmd.ErrOrStderr())
-			if jsonOut && sum.RunID != "" {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				if jerr := enc.Encode(sum); jerr != nil {
-					err = errors.Join(err, fmt.Errorf("write summary: %w", jerr))
-				}
-			}
-			if f, ok := cfg.AckLog.(*os.File); ok {
-				if cerr := f.Close(); cerr != nil && !errors.Is(cerr, os.ErrClosed) {
-					err = errors.Join(err, fmt.Errorf("close ack log: %w", cerr))
-				}
-			}
-			if err != nil {
-				return fmt.Errorf("loadgen: %w", err)
-			}
-			return nil
-		},
+		RunE:        func(cmd *cobra.Command, _ []string) error { return l.run(cmd) },
 	}
-
-	f := cmd.Flags()
-	f.StringVar(&cfg.Protocol, "protocol", loadgen.ProtocolHTTP, "how to send events: http, mqtt or syslog (see above)")
-	f.StringVar(&cfg.URL, "url", loadgen.DefaultURL, "base URL of the Sluice HTTP collector (--protocol http)")
-	f.StringVar(&cfg.MQTTBroker, "mqtt-broker", loadgen.DefaultMQTTBroker, "MQTT broker to publish to, tcp://host:port (--protocol mqtt)")
-	f.StringVar(&cfg.SyslogAddr, "syslog-addr", loadgen.DefaultSyslogAddr, "syslog TCP listener, host:port (--protocol syslog)")
-	f.StringVar(&cfg.Token, "token", "", "bearer token sent in the Authorization header, if the collector requires one")
-	f.Float64Var(&cfg.Rate, "rate", 1000, "new events per second across all clients; 0 = as fast as the collector acknowledges (retries are not counted)")
-	f.IntVar(&cfg.Concurrency, "concurrency", loadgen.DefaultConcurrency, "number of concurrent clients (HTTP clients, MQTT device connections, syslog connections), each with one request in flight")
-	f.IntVar(&cfg.BatchSize, "batch-size", loadgen.DefaultBatchSize, "events per request (HTTP request, MQTT message, syslog write)")
-	f.DurationVar(&cfg.Duration, "duration", 0, "how long to generate events; 0 = until Ctrl-C (or --events)")
-	f.Int64Var(&maxEvent, "events", 0, "stop after generating this many events in total; 0 = no limit")
-	f.IntVar(&cfg.Devices, "devices", loadgen.DefaultDevices, "number of simulated IoT devices (sensor-0001, sensor-0002, ...)")
-	f.IntVar(&cfg.Services, "services", loadgen.DefaultServices, "number of simulated services (checkout, payments, ..., api-21, ...)")
-	f.Float64Var(&cfg.Mix, "mix", loadgen.DefaultMix, "fraction of events sent to iot_telemetry, the rest to app_logs (0..1)")
-	f.StringVar(&cfg.RunID, "run-id", "", "run id used in every event_id <run-id>-<stream>-<seq>; default random")
-	f.DurationVar(&cfg.ReportInterval, "report-interval", loadgen.DefaultReportInterval, "how often to print a progress line to stderr; negative = never")
-	f.StringVar(&ackLog, "ack-log", "", "append every acknowledged event to this file as \"<stream>\\t<event_id>\" lines")
-	f.DurationVar(&cfg.Grace, "grace", loadgen.DefaultGrace, "on shutdown, how long requests in flight may keep retrying before they are abandoned")
-	f.DurationVar(&cfg.Timeout, "timeout", loadgen.DefaultTimeout, "timeout of one attempt (HTTP request, wait for a PUBACK, syslog write); timed-out attempts are retried")
-	f.BoolVar(&cfg.Gzip, "gzip", false, "gzip request bodies")
-	f.BoolVar(&cfg.NDJSON, "ndjson", false, "send NDJSON instead of a JSON array")
-	f.BoolVar(&jsonOut, "json", false, "print the final summary as JSON on stdout")
+	l.register(cmd.Flags())
 	return cmd
+}
+
+func (l *loadgenFlags) register(f *pflag.FlagSet) {
+	f.StringVar(&l.cfg.Protocol, "protocol", loadgen.ProtocolHTTP, "how to send events: http, mqtt or syslog (see above)")
+	f.StringVar(&l.cfg.URL, "url", loadgen.DefaultURL, "base URL of the Sluice HTTP collector (--protocol http)")
+	f.StringVar(&l.cfg.MQTTBroker, "mqtt-broker", loadgen.DefaultMQTTBroker, "MQTT broker to publish to, tcp://host:port (--protocol mqtt)")
+	f.StringVar(&l.cfg.SyslogAddr, "syslog-addr", loadgen.DefaultSyslogAddr, "syslog TCP listener, host:port (--protocol syslog)")
+	f.StringVar(&l.cfg.Token, "token", "", "bearer token sent in the Authorization header, if the collector requires one")
+	f.Float64Var(&l.cfg.Rate, "rate", 1000, "new events per second across all clients; 0 = as fast as the collector acknowledges (retries are not counted)")
+	f.IntVar(&l.cfg.Concurrency, "concurrency", loadgen.DefaultConcurrency, "number of concurrent clients (HTTP clients, MQTT device connections, syslog connections), each with one request in flight")
+	f.IntVar(&l.cfg.BatchSize, "batch-size", loadgen.DefaultBatchSize, "events per request (HTTP request, MQTT message, syslog write)")
+	f.DurationVar(&l.cfg.Duration, "duration", 0, "how long to generate events; 0 = until Ctrl-C (or --events)")
+	f.Int64Var(&l.maxEvents, "events", 0, "stop after generating this many events in total; 0 = no limit")
+	f.IntVar(&l.cfg.Devices, "devices", loadgen.DefaultDevices, "number of simulated IoT devices (sensor-0001, sensor-0002, ...)")
+	f.IntVar(&l.cfg.Services, "services", loadgen.DefaultServices, "number of simulated services (checkout, payments, ..., api-21, ...)")
+	f.Float64Var(&l.cfg.Mix, "mix", loadgen.DefaultMix, "fraction of events sent to iot_telemetry, the rest to app_logs (0..1)")
+	f.StringVar(&l.cfg.RunID, "run-id", "", "run id used in every event_id <run-id>-<stream>-<seq>; default random")
+	f.DurationVar(&l.cfg.ReportInterval, "report-interval", loadgen.DefaultReportInterval, "how often to print a progress line to stderr; negative = never")
+	f.StringVar(&l.ackLog, "ack-log", "", "append every acknowledged event to this file as \"<stream>\\t<event_id>\" lines")
+	f.DurationVar(&l.cfg.Grace, "grace", loadgen.DefaultGrace, "on shutdown, how long requests in flight may keep retrying before they are abandoned")
+	f.DurationVar(&l.cfg.Timeout, "timeout", loadgen.DefaultTimeout, "timeout of one attempt (HTTP request, wait for a PUBACK, syslog write); timed-out attempts are retried")
+	f.BoolVar(&l.cfg.Gzip, "gzip", false, "gzip request bodies")
+	f.BoolVar(&l.cfg.NDJSON, "ndjson", false, "send NDJSON instead of a JSON array")
+	f.BoolVar(&l.jsonOut, "json", false, "print the final summary as JSON on stdout")
+}
+
+// run sends events as the flags say, and prints the summary.
+func (l *loadgenFlags) run(cmd *cobra.Command) error {
+	cmd.SilenceUsage = true
+	cfg := l.cfg
+	cfg.MaxEvents = l.maxEvents
+	if settingsOnly(cmd) {
+		// sluice validate: check the settings, send nothing.
+		return asUsage(cfg.Validate())
+	}
+	if l.ackLog != "" {
+		f, err := os.OpenFile(l.ackLog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			return fmt.Errorf("open ack log: %w", err)
+		}
+		defer f.Close()
+		cfg.AckLog = f
+	}
+	cfg.Logger = slog.Default()
+
+	ctx, abort, stop := stopOnSignals(cmd.Context())
+	defer stop()
+	cfg.Abort = abort
+	sum, err := loadgen.Run(ctx, cfg, cmd.ErrOrStderr())
+	if l.jsonOut && sum.RunID != "" {
+		enc := json.NewEncoder(cmd.OutOrStdout())
+		enc.SetIndent("", "  ")
+		if jerr := enc.Encode(sum); jerr != nil {
+			err = errors.Join(err, fmt.Errorf("write summary: %w", jerr))
+		}
+	}
+	if f, ok := cfg.AckLog.(*os.File); ok {
+		if cerr := f.Close(); cerr != nil && !errors.Is(cerr, os.ErrClosed) {
+			err = errors.Join(err, fmt.Errorf("close ack log: %w", cerr))
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("loadgen: %w", err)
+	}
+	return nil
 }
 
 // stopOnSignals returns a context cancelled on the first SIGINT or SIGTERM (or

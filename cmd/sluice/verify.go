@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/sluicehq/sluice/schemas"
 	"github.com/sluicehq/sluice/sinks/clickhouse"
@@ -28,25 +29,8 @@ const (
 // 15% more CPU.
 const verifyGCPercent = 20
 
-func newVerifyCmd() *cobra.Command {
-	var (
-		brokers    []string
-		topicPfx   string
-		chAddr     string
-		chDatabase string
-		chUser     string
-		chSecurity clickhouseSecurity
-		streams    []string
-		schemasDir string
-		wait       time.Duration
-		jsonOut    bool
-		examples   int
-		kafkaSec   kafkaSecurityFlags
-	)
-	cmd := &cobra.Command{
-		Use:   "verify",
-		Short: "Reconcile Kafka with ClickHouse: report missing and duplicated events",
-		Long: `verify proves exactly-once delivery. For every stream, and every partition of
+// verifyLong is verify's --help.
+const verifyLong = `verify proves exactly-once delivery. For every stream, and every partition of
 its topic, it reads Kafka from the earliest offset to the high watermark
 captured when it starts, decodes each message as the workers do, and checks
 that ClickHouse holds one row, and only one, for each distinct event_id:
@@ -74,7 +58,30 @@ memory is about 50 bytes per event of the largest partition (10 million:
 under 600 MB). Progress goes to stderr once a step takes over a second.
 
 Exit status: 0 when Kafka and ClickHouse agree, 1 when anything is missing,
-duplicated or unexpected, 2 when the check could not be made.`,
+duplicated or unexpected, 2 when the check could not be made.`
+
+// verifyFlags are verify's settings.
+type verifyFlags struct {
+	brokers    []string
+	topicPfx   string
+	chAddr     string
+	chDatabase string
+	chUser     string
+	chSecurity clickhouseSecurity
+	streams    []string
+	schemasDir string
+	wait       time.Duration
+	jsonOut    bool
+	examples   int
+	kafkaSec   kafkaSecurityFlags
+}
+
+func newVerifyCmd() *cobra.Command {
+	var v verifyFlags
+	cmd := &cobra.Command{
+		Use:   "verify",
+		Short: "Reconcile Kafka with ClickHouse: report missing and duplicated events",
+		Long:  verifyLong,
 		Example: `  sluice verify
   sluice verify --stream iot_telemetry --wait 30s
   sluice verify --kafka-brokers kafka:9092 --clickhouse-addr clickhouse:9000 --json > report.json`,
@@ -96,73 +103,75 @@ duplicated or unexpected, 2 when the check could not be made.`,
 			return nil
 		},
 		Annotations: checksSettings(),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			fail := func(err error) error {
-				fmt.Fprintln(cmd.ErrOrStderr(), "sluice verify:", err)
-				return exitError{code: verifyExitError}
-			}
-			if examples == 0 {
-				examples = -1 // the library's zero means its default
-			}
-			// Nearly all the live heap is the partition's event set, which
-			// holds no pointers and costs the collector nothing to mark;
-			// the default GOGC would let the heap grow to twice it.
-			if os.Getenv("GOGC") == "" {
-				debug.SetGCPercent(verifyGCPercent)
-			}
-			sts, err := selectStreams(schemasDir, streams)
-			if err != nil {
-				return fail(err)
-			}
-			sec, err := kafkaSec.security(cmd.Flags(), slog.Default())
-			if err != nil {
-				return fail(err)
-			}
-			defer sec.Close()
-			chOpts := clickhouse.Options{Addr: chAddr, Database: chDatabase, Username: chUser}
-			if err := chSecurity.apply(&chOpts, slog.Default()); err != nil {
-				return fail(err)
-			}
-			if settingsOnly(cmd) {
-				return nil // sluice validate: checked, connect to nothing
-			}
-			rep, err := verify.Run(cmd.Context(), verify.Config{
-				Brokers:     brokers,
-				Kafka:       sec,
-				TopicPrefix: topicPfx,
-				ClickHouse:  chOpts,
-				Streams:     sts,
-				Wait:        wait,
-				Examples:    examples,
-				Logger:      slog.Default(),
-			}, cmd.ErrOrStderr())
-			if err != nil {
-				return fail(explainRefusal(err))
-			}
-			if err := writeVerifyReport(cmd.OutOrStdout(), rep, jsonOut); err != nil {
-				return fail(fmt.Errorf("write report: %w", err))
-			}
-			if !rep.Clean() {
-				return exitError{code: verifyExitDiscrepancies}
-			}
-			return nil
-		},
+		RunE:        func(cmd *cobra.Command, _ []string) error { return v.run(cmd) },
 	}
 	cmd.SetFlagErrorFunc(verifyUsageError)
-	f := cmd.Flags()
-	f.StringSliceVar(&brokers, "kafka-brokers", []string{"127.0.0.1:9092"}, "Kafka bootstrap brokers, host:port,...")
-	f.StringVar(&topicPfx, "topic-prefix", "sluice.", "prefix of stream topics (<prefix><stream>) and of the dead-letter topic (<prefix>dlq)")
-	f.StringVar(&chAddr, "clickhouse-addr", "127.0.0.1:9000", "ClickHouse native-protocol address")
-	f.StringVar(&chDatabase, "clickhouse-database", "sluice", "ClickHouse database holding the stream tables")
-	f.StringVar(&chUser, "clickhouse-user", "default", "ClickHouse user (read access is enough)")
-	chSecurity.register(f)
-	f.StringArrayVar(&streams, "stream", nil, "stream to verify (repeatable; default: every stream)")
-	f.StringVar(&schemasDir, "schemas", "", "directory of stream definitions (*.yaml) replacing the built-in ones, as given to dev and run")
-	f.DurationVar(&wait, "wait", 0, "keep re-checking missing events this long, for a pipeline still delivering (0: check once)")
-	f.BoolVar(&jsonOut, "json", false, "write the report as JSON instead of a table")
-	f.IntVar(&examples, "examples", verify.DefaultExamples, "event_ids to show per stream for each of missing, duplicated and unexpected")
-	kafkaSec.register(f)
+	v.register(cmd.Flags())
 	return cmd
+}
+
+func (v *verifyFlags) register(f *pflag.FlagSet) {
+	f.StringSliceVar(&v.brokers, "kafka-brokers", []string{"127.0.0.1:9092"}, "Kafka bootstrap brokers, host:port,...")
+	f.StringVar(&v.topicPfx, "topic-prefix", "sluice.", "prefix of stream topics (<prefix><stream>) and of the dead-letter topic (<prefix>dlq)")
+	f.StringVar(&v.chAddr, "clickhouse-addr", "127.0.0.1:9000", "ClickHouse native-protocol address")
+	f.StringVar(&v.chDatabase, "clickhouse-database", "sluice", "ClickHouse database holding the stream tables")
+	f.StringVar(&v.chUser, "clickhouse-user", "default", "ClickHouse user (read access is enough)")
+	v.chSecurity.register(f)
+	f.StringArrayVar(&v.streams, "stream", nil, "stream to verify (repeatable; default: every stream)")
+	f.StringVar(&v.schemasDir, "schemas", "", "directory of stream definitions (*.yaml) replacing the built-in ones, as given to dev and run")
+	f.DurationVar(&v.wait, "wait", 0, "keep re-checking missing events this long, for a pipeline still delivering (0: check once)")
+	f.BoolVar(&v.jsonOut, "json", false, "write the report as JSON instead of a table")
+	f.IntVar(&v.examples, "examples", verify.DefaultExamples, "event_ids to show per stream for each of missing, duplicated and unexpected")
+	v.kafkaSec.register(f)
+}
+
+// run checks, and prints the report. Its error is an exitError: 1 for
+// discrepancies, 2 when the check could not be made.
+func (v *verifyFlags) run(cmd *cobra.Command) error {
+	fail := func(err error) error {
+		fmt.Fprintln(cmd.ErrOrStderr(), "sluice verify:", err)
+		return exitError{code: verifyExitError}
+	}
+	examples := v.examples
+	if examples == 0 {
+		examples = -1 // the library's zero means its default
+	}
+	// Nearly all the live heap is the partition's event set, which holds
+	// no pointers and costs the collector nothing to mark; the default
+	// GOGC would let the heap grow to twice it.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(verifyGCPercent)
+	}
+	sts, err := selectStreams(v.schemasDir, v.streams)
+	if err != nil {
+		return fail(err)
+	}
+	sec, err := v.kafkaSec.security(cmd.Flags(), slog.Default())
+	if err != nil {
+		return fail(err)
+	}
+	defer sec.Close()
+	chOpts := clickhouse.Options{Addr: v.chAddr, Database: v.chDatabase, Username: v.chUser}
+	if err := v.chSecurity.apply(&chOpts, slog.Default()); err != nil {
+		return fail(err)
+	}
+	if settingsOnly(cmd) {
+		return nil // sluice validate: checked, connect to nothing
+	}
+	rep, err := verify.Run(cmd.Context(), verify.Config{
+		Brokers: v.brokers, Kafka: sec, TopicPrefix: v.topicPfx, ClickHouse: chOpts,
+		Streams: sts, Wait: v.wait, Examples: examples, Logger: slog.Default(),
+	}, cmd.ErrOrStderr())
+	if err != nil {
+		return fail(explainRefusal(err))
+	}
+	if err := writeVerifyReport(cmd.OutOrStdout(), rep, v.jsonOut); err != nil {
+		return fail(fmt.Errorf("write report: %w", err))
+	}
+	if !rep.Clean() {
+		return exitError{code: verifyExitDiscrepancies}
+	}
+	return nil
 }
 
 // verifyUsageError reports a bad command line or setting, with exit
