@@ -26,11 +26,7 @@ func TestOutputWaitsForTheStoresVerdicts(t *testing.T) {
 	leadWait = time.Hour
 	done := awaitInBackground(l, makeBatch(t, st, 0, "a", "b"))
 	decide("a")
-	select {
-	case <-done:
-		t.Fatal("the output's lane went on when the store had decided half its batch")
-	case <-time.After(50 * time.Millisecond):
-	}
+	stillWaiting(t, done, "the output's lane went on when the store had decided half its batch")
 	decide("b")
 	waitDone(t, done, "the store's lane decided the batch")
 
@@ -47,11 +43,7 @@ func TestOutputWaitsForTheStoresVerdicts(t *testing.T) {
 	// Once the store's lane catches up with the output's, it waits again.
 	decide("c", "d", "e")
 	done = awaitInBackground(l, makeBatch(t, st, 5, "f"))
-	select {
-	case <-done:
-		t.Fatal("the store's lane caught up, but the output's lane did not wait for it again")
-	case <-time.After(50 * time.Millisecond):
-	}
+	stillWaiting(t, done, "the store's lane caught up, but the output's lane did not wait for it again")
 	decide("f")
 	waitDone(t, done, "the store's lane decided the batch")
 	if l.leadLate {
@@ -78,6 +70,17 @@ func awaitInBackground(l *lane, b *Batch) <-chan struct{} {
 		l.awaitLead(b)
 	}()
 	return done
+}
+
+// stillWaiting fails with msg when the lane's wait has ended (done)
+// within a moment.
+func stillWaiting(t *testing.T, done <-chan struct{}, msg string) {
+	t.Helper()
+	select {
+	case <-done:
+		t.Fatal(msg)
+	case <-time.After(50 * time.Millisecond):
+	}
 }
 
 func waitDone(t *testing.T, done <-chan struct{}, after string) {
