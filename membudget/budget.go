@@ -58,6 +58,15 @@ const (
 	// (event_id, received_at and the field names around them).
 	maxEventsPerBatch = 100_000
 	envelopeBytes     = 128
+	// bytesPerHTTPConn is what one HTTP connection holds at worst: one
+	// sending its header block (up to httpapi.MaxHeaderBytes, 64 KiB)
+	// held 100 to 115 KiB of heap and stack each, measured with 800 such
+	// connections; a kept-alive one between requests holds 8.5 KiB.
+	bytesPerHTTPConn = 112 << 10
+	// minHTTPConns and maxHTTPConns bound the HTTP connections: the
+	// floor, and httpapi.DefaultMaxConnections, what the server served
+	// before there was a budget.
+	minHTTPConns, maxHTTPConns = 64, 4096
 )
 
 // Shape is what the plan needs to know about the process besides the
@@ -103,6 +112,10 @@ type Budget struct {
 	AdmissionEvents, AdmissionBytes int64
 	// HTTPParsing is how many request bodies are read and parsed at once.
 	HTTPParsing int
+	// HTTPConnections is how many connections the HTTP server serves at
+	// once; past it the server closes an idle kept-alive connection to
+	// make room, or the new one waits to be accepted.
+	HTTPConnections int
 	// ProducerBatchBytes is the Kafka producer's batch size in bytes.
 	ProducerBatchBytes int64
 	// FetchMaxBytes is one lane reader's fetch size (kafka-go MaxBytes);
@@ -172,6 +185,7 @@ func Plan(s Shape) (Budget, error) {
 	// HTTP: a body as read plus the events it encodes into (the
 	// collector's own estimate, CollectorConfig.MaxParsing).
 	b.HTTPParsing = int(min((f.http+sh.http)/(2*s.MaxBodyBytes), 32))
+	b.HTTPConnections = int(clamp((f.conns+sh.conns)/bytesPerHTTPConn, minHTTPConns, maxHTTPConns))
 	// Readers: the fetch response (kafka-go streams it, the embedded
 	// broker builds it whole) and the reader's queue of messages ahead.
 	// Shared fetches come out of the readers' flexible share only, half of
@@ -226,15 +240,15 @@ const natsClients = 4
 
 // shares are memory for each kind of bound.
 type shares struct {
-	http, fetch, admission, lanes, dedupe, mqtt, syslog, nats int64
+	http, conns, fetch, admission, lanes, dedupe, mqtt, syslog, nats int64
 }
 
 func (s shares) total() int64 {
-	return s.http + s.fetch + s.admission + s.lanes + s.dedupe + s.mqtt + s.syslog + s.nats
+	return s.http + s.conns + s.fetch + s.admission + s.lanes + s.dedupe + s.mqtt + s.syslog + s.nats
 }
 
 // floors are the least memory each bound needs to work at all: two HTTP
-// slots (one slow upload must not lock everyone out), a whole record batch
+// slots (one slow upload must not lock everyone out), 64 HTTP connections, a whole record batch
 // per reader, one largest body admitted (see below), two 1 MiB batches per
 // sink, 100,000 dedupe ids, 8 MQTT messages of the largest size, two 1 MiB
 // syslog batches and as much UDP queue, and in dev 4 MiB of JetStream
@@ -251,6 +265,7 @@ func floors(s Shape, readers int, queues int64) shares {
 	heaviest := s.MaxBodyBytes + min(s.MaxBodyBytes/40, maxEventsPerBatch)*(bytesPerEventOverhead+envelopeBytes)
 	f := shares{
 		http:      2 * 2 * s.MaxBodyBytes,
+		conns:     minHTTPConns * bytesPerHTTPConn,
 		fetch:     int64(readers) * (minFetchBytes + readerQueueBytes),
 		admission: 2 * heaviest,
 		lanes:     4 * int64(s.Sinks) * (2 << 20),
@@ -274,7 +289,7 @@ func floors(s Shape, readers int, queues int64) shares {
 // others buy throughput, and past them producers are told to retry. In dev
 // the embedded NATS server's share comes out of the dedupe window's.
 func flexShares(q int64, sh Shape) shares {
-	w := shares{http: 15, fetch: 10, admission: 10, lanes: 20, dedupe: 35, mqtt: 5, syslog: 5}
+	w := shares{http: 12, conns: 3, fetch: 10, admission: 10, lanes: 20, dedupe: 35, mqtt: 5, syslog: 5}
 	if sh.Dev {
 		w.nats, w.dedupe = 5, 30
 	}
@@ -282,7 +297,7 @@ func flexShares(q int64, sh Shape) shares {
 	total := w.total()
 	part := func(weight int64) int64 { return q * weight / total }
 	return shares{
-		http: part(w.http), fetch: part(w.fetch), admission: part(w.admission), lanes: part(w.lanes),
+		http: part(w.http), conns: part(w.conns), fetch: part(w.fetch), admission: part(w.admission), lanes: part(w.lanes),
 		dedupe: part(w.dedupe), mqtt: part(w.mqtt), syslog: part(w.syslog), nats: part(w.nats),
 	}
 }
@@ -290,7 +305,7 @@ func flexShares(q int64, sh Shape) shares {
 // only zeroes the shares of a role the process does not run.
 func (s shares) only(sh Shape) shares {
 	if sh.NoIngest {
-		s.http, s.admission, s.mqtt, s.syslog = 0, 0, 0, 0
+		s.http, s.conns, s.admission, s.mqtt, s.syslog = 0, 0, 0, 0, 0
 	}
 	if sh.NoWork {
 		s.fetch, s.lanes, s.dedupe = 0, 0, 0
@@ -302,6 +317,7 @@ func (s shares) only(sh Shape) shares {
 // divided them by; overrides can take it over the planned queues.
 func (b Budget) worstCase(s Shape) int64 {
 	return int64(b.HTTPParsing)*2*s.MaxBodyBytes +
+		int64(b.HTTPConnections)*bytesPerHTTPConn +
 		int64(b.Readers)*(int64(b.FetchMaxBytes)+readerQueueBytes) +
 		int64(sharedPartitions(s))*int64(b.FetchShareBytes) +
 		2*b.AdmissionBytes +
@@ -328,6 +344,7 @@ func (b *Budget) override(o Budget) {
 	pick(&b.AdmissionEvents, o.AdmissionEvents)
 	pick(&b.AdmissionBytes, o.AdmissionBytes)
 	pick(&b.HTTPParsing, o.HTTPParsing)
+	pick(&b.HTTPConnections, o.HTTPConnections)
 	pick(&b.ProducerBatchBytes, o.ProducerBatchBytes)
 	pick(&b.FetchMaxBytes, o.FetchMaxBytes)
 	pick(&b.FetchShareBytes, o.FetchShareBytes)
@@ -354,7 +371,7 @@ func (b Budget) LogAttrs() []any {
 		"limit", FormatSize(b.Limit), "go_limit", FormatSize(b.GoLimit), "base", FormatSize(b.Base), "gc_floor", FormatSize(b.GCFloor()),
 		"queues_worst_case", FormatSize(b.Queues),
 		"admission_events", b.AdmissionEvents, "admission_bytes", FormatSize(b.AdmissionBytes),
-		"http_parsing_slots", b.HTTPParsing, "producer_batch_bytes", FormatSize(b.ProducerBatchBytes),
+		"http_parsing_slots", b.HTTPParsing, "http_connections", b.HTTPConnections, "producer_batch_bytes", FormatSize(b.ProducerBatchBytes),
 		"fetch_max_bytes", FormatSize(int64(b.FetchMaxBytes)), "readers", b.Readers, "fetch_share_bytes", FormatSize(int64(b.FetchShareBytes)),
 		"lane_bytes", FormatSize(b.LaneBytes), "batch_max_bytes", FormatSize(int64(b.BatchMaxBytes)),
 		"dedupe_max_ids", b.DedupeMaxIDs, "mqtt_inflight", b.MQTTInflight,

@@ -20,22 +20,22 @@ func TestPlan(t *testing.T) {
 		want  Budget // Limit, Base and Queues are checked by rule
 	}{
 		{name: "256MiB", shape: devShape(256 << 20), want: Budget{
-			GoLimit: 224 << 20, AdmissionEvents: 100_000, AdmissionBytes: 8 << 20, HTTPParsing: 2,
+			GoLimit: 224 << 20, AdmissionEvents: 100_000, AdmissionBytes: 8 << 20, HTTPParsing: 2, HTTPConnections: 64,
 			ProducerBatchBytes: 1_004_096, FetchMaxBytes: 1_114_124, Readers: 32, LaneBytes: 4 << 20, BatchMaxBytes: 1 << 20,
 			DedupeMaxIDs: 100_000, MQTTInflight: 8, SyslogBufferBytes: 2 << 20, SyslogUDPQueueBytes: 2 << 20,
 			NATSMaxMemory: 4 << 20, NATSMaxPending: 1 << 20,
 		}},
 		{name: "512MiB", shape: devShape(512 << 20), want: Budget{
-			GoLimit: 483_183_821, AdmissionEvents: 179_365, AdmissionBytes: 57_397_029, HTTPParsing: 2,
-			ProducerBatchBytes: 1 << 20, FetchMaxBytes: 1_245_637, Readers: 32, FetchShareBytes: 263_026, LaneBytes: 8_402_725, BatchMaxBytes: 2_100_681,
-			DedupeMaxIDs: 325_451, MQTTInflight: 12, SyslogBufferBytes: 4_201_362, SyslogUDPQueueBytes: 4_201_362,
-			NATSMaxMemory: 6_298_514, NATSMaxPending: 1_574_628,
+			GoLimit: 483_183_821, AdmissionEvents: 178_218, AdmissionBytes: 57_030_027, HTTPParsing: 2, HTTPConnections: 84,
+			ProducerBatchBytes: 1 << 20, FetchMaxBytes: 1_234_168, Readers: 32, FetchShareBytes: 240_088, LaneBytes: 8_035_723, BatchMaxBytes: 2_008_930,
+			DedupeMaxIDs: 305_790, MQTTInflight: 11, SyslogBufferBytes: 4_017_861, SyslogUDPQueueBytes: 4_017_861,
+			NATSMaxMemory: 6_115_013, NATSMaxPending: 1_528_753,
 		}},
 		{name: "2GiB", shape: devShape(2 << 30), want: Budget{
-			GoLimit: 1_932_735_284, AdmissionEvents: 200_000, AdmissionBytes: 108_735_310, HTTPParsing: 11,
-			ProducerBatchBytes: 1 << 20, FetchMaxBytes: 2 << 20, Readers: 32, FetchShareBytes: 512 << 10, LaneBytes: 59_741_006, BatchMaxBytes: 8 << 20,
-			DedupeMaxIDs: 3_075_716, MQTTInflight: 60, SyslogBufferBytes: 29_870_503, SyslogUDPQueueBytes: 16 << 20,
-			NATSMaxMemory: 31_967_655, NATSMaxPending: 7_991_913,
+			GoLimit: 1_932_735_284, AdmissionEvents: 200_000, AdmissionBytes: 108_368_308, HTTPParsing: 9, HTTPConnections: 352,
+			ProducerBatchBytes: 1 << 20, FetchMaxBytes: 2 << 20, Readers: 32, FetchShareBytes: 512 << 10, LaneBytes: 59_374_004, BatchMaxBytes: 8 << 20,
+			DedupeMaxIDs: 3_056_055, MQTTInflight: 60, SyslogBufferBytes: 29_687_002, SyslogUDPQueueBytes: 16 << 20,
+			NATSMaxMemory: 31_784_154, NATSMaxPending: 7_946_038,
 		}},
 	}
 	for _, tt := range tests {
@@ -71,7 +71,7 @@ func checkRules(t *testing.T, s Shape, b Budget) {
 	if !s.NoWork && b.FetchMaxBytes < minFetchBytes {
 		t.Errorf("fetch %d cannot hold a whole record batch (%d)", b.FetchMaxBytes, minFetchBytes)
 	}
-	if !s.NoIngest && (b.HTTPParsing < 2 || b.AdmissionBytes < s.MaxBodyBytes) {
+	if !s.NoIngest && (b.HTTPParsing < 2 || b.HTTPConnections < minHTTPConns || b.AdmissionBytes < s.MaxBodyBytes) {
 		t.Errorf("a collector's bound is below its floor: %+v", b)
 	}
 	if !s.NoWork && b.DedupeMaxIDs < 100_000 {
@@ -102,13 +102,13 @@ func TestPlanVariants(t *testing.T) {
 	}
 
 	over := devShape(512 << 20)
-	over.Overrides = Budget{DedupeMaxIDs: 4_000_000, MQTTInflight: 1000, HTTPParsing: 8}
+	over.Overrides = Budget{DedupeMaxIDs: 4_000_000, MQTTInflight: 1000, HTTPParsing: 8, HTTPConnections: 4096}
 	got, err := Plan(over)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := plain
-	want.DedupeMaxIDs, want.MQTTInflight, want.HTTPParsing, want.Queues = 4_000_000, 1000, 8, got.Queues
+	want.DedupeMaxIDs, want.MQTTInflight, want.HTTPParsing, want.HTTPConnections, want.Queues = 4_000_000, 1000, 8, 4096, got.Queues
 	if got != want {
 		t.Errorf("overrides:\n got %#v\nwant %#v", got, want)
 	}

@@ -155,7 +155,7 @@ func (p *pipelineFlags) register(cmd *cobra.Command, dev bool) {
 	f.StringVar(&p.schemasDir, "schemas", "", "directory of stream definitions (*.yaml) replacing the built-in ones")
 	registerTokenFlags(f, &p.tokens, &p.tokenFile)
 	f.Int64Var(&p.maxBody, "max-body-bytes", 8<<20, "largest request body accepted, after decompression")
-	f.IntVar(&p.maxConns, "http-max-connections", httpapi.DefaultMaxConnections, "most connections the HTTP server serves at once; beyond it new connections wait to be accepted")
+	f.IntVar(&p.maxConns, "http-max-connections", 0, "most connections the HTTP server serves at once; beyond it the connection idle the longest is closed to make room, or with none idle new connections wait to be accepted. 0 sizes it from --memory-limit (112 KiB each, what one sending its headers holds; 84 at 512MiB)")
 	f.Int64Var(&p.minBodyRate, "http-min-body-rate", httpapi.DefaultMinBodyRate, fmt.Sprintf("slowest average rate, in bytes/s, at which a request body may arrive once its first %s have passed; a slower (or silent) upload is answered 408 and closed. The server's read timeout is sized from it and --max-body-bytes", httpapi.DefaultBodyGrace))
 	f.IntVar(&p.partitions, "partitions", 8, "partitions of each stream topic when Sluice creates it")
 	f.IntVar(&p.workers, "workers", 8, "worker goroutines delivering batches")
@@ -175,8 +175,8 @@ func (p *pipelineFlags) register(cmd *cobra.Command, dev bool) {
 // other sinks (NATS). It checks every setting, so that a bad one fails
 // before anything starts.
 func (p *pipelineFlags) config(outputs int, role pipeline.Role) (pipeline.Config, error) {
-	if p.maxConns <= 0 || p.minBodyRate <= 0 {
-		return pipeline.Config{}, fmt.Errorf("--http-max-connections and --http-min-body-rate must be positive")
+	if p.maxConns < 0 || p.minBodyRate <= 0 {
+		return pipeline.Config{}, fmt.Errorf("--http-max-connections must not be negative, and --http-min-body-rate must be positive")
 	}
 	if err := p.checkPositive(); err != nil {
 		return pipeline.Config{}, err
@@ -198,24 +198,23 @@ func (p *pipelineFlags) config(outputs int, role pipeline.Role) (pipeline.Config
 		return pipeline.Config{}, err
 	}
 	cfg := pipeline.Config{
-		Sources:            sources,
-		KafkaLinger:        p.kafkaLinger,
-		HTTPAddr:           p.httpAddr,
-		Tokens:             tokens,
-		MaxBodyBytes:       p.maxBody,
-		HTTPMaxConnections: p.maxConns,
-		HTTPMinBodyRate:    p.minBodyRate,
-		Partitions:         p.partitions,
-		Workers:            p.workers,
-		BatchMaxEvents:     p.batchMax,
-		BatchLinger:        p.batchLinger,
-		SessionTimeout:     p.sessionTimeout,
-		RebalanceTimeout:   p.rebalance,
-		DedupeWindow:       p.dedupeWindow,
-		DedupeMaxIDs:       p.dedupeMaxIDs,
-		NATSMaxLag:         p.natsMaxLag,
-		SchemasDir:         p.schemasDir,
-		Pprof:              p.pprof,
+		Sources:          sources,
+		KafkaLinger:      p.kafkaLinger,
+		HTTPAddr:         p.httpAddr,
+		Tokens:           tokens,
+		MaxBodyBytes:     p.maxBody,
+		HTTPMinBodyRate:  p.minBodyRate,
+		Partitions:       p.partitions,
+		Workers:          p.workers,
+		BatchMaxEvents:   p.batchMax,
+		BatchLinger:      p.batchLinger,
+		SessionTimeout:   p.sessionTimeout,
+		RebalanceTimeout: p.rebalance,
+		DedupeWindow:     p.dedupeWindow,
+		DedupeMaxIDs:     p.dedupeMaxIDs,
+		NATSMaxLag:       p.natsMaxLag,
+		SchemasDir:       p.schemasDir,
+		Pprof:            p.pprof,
 		ClickHouse: clickhouse.Options{
 			Addr:     p.chAddr,
 			Database: p.chDatabase,

@@ -16,7 +16,7 @@ import (
 )
 
 // memoryLimitHelp is --memory-limit's help; the split is in docs/memory.md.
-const memoryLimitHelp = "ceiling on the process's memory (256MiB, 1GiB, or bytes): Sluice sets the Go runtime's limit below it and sizes its queues and buffers from it (in-flight events and bytes, HTTP parsing slots, Kafka batches and fetches, the dedupe window, MQTT and syslog in flight, and in dev the embedded NATS server); past them producers get 429/503, MQTT acks slow down and syslog reads pause. Bounds given by their own flags win"
+const memoryLimitHelp = "ceiling on the process's memory (256MiB, 1GiB, or bytes): Sluice sets the Go runtime's limit below it and sizes its queues and buffers from it (in-flight events and bytes, HTTP connections and parsing slots, Kafka batches and fetches, the dedupe window, MQTT and syslog in flight, and in dev the embedded NATS server); past them producers get 429/503, MQTT acks slow down and syslog reads pause. Bounds given by their own flags win"
 
 // budgeted is implemented by the collectors' flags whose in-flight bounds
 // --memory-limit sizes; explicit reports whether a flag was set by the
@@ -44,6 +44,9 @@ func (p *pipelineFlags) memoryBudget(outputs int, role pipeline.Role) (membudget
 	}
 	if explicit("dedupe-max-ids") {
 		shape.Overrides.DedupeMaxIDs = p.dedupeMaxIDs
+	}
+	if explicit("http-max-connections") {
+		shape.Overrides.HTTPConnections = p.maxConns
 	}
 	if explicit("mqtt-max-inflight") {
 		shape.Overrides.MQTTInflight = flagInt(p.flags, "mqtt-max-inflight", 0)
@@ -79,6 +82,7 @@ func applyBudget(cfg *pipeline.Config, b membudget.Budget) {
 	cfg.MaxInFlightEvents = b.AdmissionEvents
 	cfg.MaxInFlightBytes = b.AdmissionBytes
 	cfg.HTTPMaxParsing = b.HTTPParsing
+	cfg.HTTPMaxConnections = b.HTTPConnections
 	cfg.KafkaBatchBytes = b.ProducerBatchBytes
 	cfg.FetchMaxBytes = b.FetchMaxBytes
 	cfg.FetchShareBytes = b.FetchShareBytes

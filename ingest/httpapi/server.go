@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/net/netutil"
 )
 
 // Defaults for ServerConfig.
@@ -42,8 +41,9 @@ type ServerConfig struct {
 	MinBodyRate  int64
 	BodyGrace    time.Duration
 	// MaxConnections bounds the connections served at once
-	// (DefaultMaxConnections). Beyond it the server stops accepting:
-	// further connections wait in the kernel's backlog.
+	// (DefaultMaxConnections; sluice sizes it from --memory-limit). Beyond
+	// it the server closes the connection idle the longest to make room;
+	// with none idle, further connections wait in the kernel's backlog.
 	MaxConnections int
 	// Registerer receives the server's metrics; nil means a private
 	// registry.
@@ -64,9 +64,9 @@ type ServerConfig struct {
 // the collector accepts, a write timeout, and an idle timeout. The
 // collector enforces the body's minimum rate itself, per request.
 type Server struct {
-	srv      *http.Server
-	maxConns int
-	tls      bool
+	srv   *http.Server
+	limit *connLimit
+	tls   bool
 }
 
 // NewServer builds a Server and registers its metrics.
@@ -93,10 +93,14 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	})
 	limit := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: "sluice", Subsystem: "http", Name: "max_connections",
-		Help: "Most connections the HTTP server serves at once (--http-max-connections); beyond it, new ones wait to be accepted.",
+		Help: "Most connections the HTTP server serves at once (--http-max-connections); beyond it, an idle kept-alive connection is closed to make room, or new ones wait to be accepted.",
 	})
 	limit.Set(float64(cfg.MaxConnections))
-	for _, col := range []prometheus.Collector{open, limit} {
+	evicted := prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "sluice", Subsystem: "http", Name: "idle_connections_closed_total",
+		Help: "Kept-alive connections closed while idle to make room for a new one, at --http-max-connections.",
+	})
+	for _, col := range []prometheus.Collector{open, limit, evicted} {
 		if err := reg.Register(col); err != nil {
 			return nil, fmt.Errorf("http server: register metrics: %w", err)
 		}
@@ -106,6 +110,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	// rate is not kept; this bounds every other handler.
 	slowestBody := cfg.BodyGrace + time.Duration(float64(cfg.MaxBodyBytes)/float64(cfg.MinBodyRate)*float64(time.Second))
 	readTimeout := ReadHeaderTimeout + slowestBody
+	conns := newConnLimit(cfg.MaxConnections, evicted)
 	srv := &http.Server{
 		Handler:           cfg.Handler,
 		ReadHeaderTimeout: ReadHeaderTimeout,
@@ -113,7 +118,8 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		WriteTimeout:      readTimeout + answerTime,
 		IdleTimeout:       IdleTimeout,
 		MaxHeaderBytes:    MaxHeaderBytes,
-		ConnState: func(_ net.Conn, st http.ConnState) {
+		ConnState: func(c net.Conn, st http.ConnState) {
+			conns.track(c, st)
 			switch st {
 			case http.StateNew:
 				open.Inc()
@@ -134,7 +140,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		srv.TLSConfig.NextProtos = []string{"http/1.1"}
 		srv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
 	}
-	return &Server{srv: srv, maxConns: cfg.MaxConnections, tls: cfg.TLS != nil}, nil
+	return &Server{srv: srv, limit: conns, tls: cfg.TLS != nil}, nil
 }
 
 // serverErrorLog takes the http.Server's own messages, which it writes to a
@@ -151,12 +157,13 @@ func (w serverErrorLog) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// Serve serves on ln, at most MaxConnections connections at once, until
+// Serve serves on ln, at most MaxConnections connections at once (see
+// connLimit), until
 // Shutdown; it then returns http.ErrServerClosed. With TLS configured it
 // serves HTTPS only: a plain HTTP request is answered 400. The TLS
 // handshake is bounded by the header timeout.
 func (s *Server) Serve(ln net.Listener) error {
-	ln = netutil.LimitListener(ln, s.maxConns)
+	ln = s.limit.wrap(ln)
 	if s.tls {
 		return s.srv.ServeTLS(ln, "", "")
 	}

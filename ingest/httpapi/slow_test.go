@@ -178,3 +178,40 @@ func TestConnectionCap(t *testing.T) {
 		t.Errorf("sluice_http_max_connections = %v, want 2", got)
 	}
 }
+
+// At the connection cap with kept-alive connections idle, a new client is
+// served at once: the server closes the connection idle the longest, and
+// its client connects again for its next request.
+func TestConnectionCapClosesIdle(t *testing.T) {
+	s := startSlowStack(t, time.Minute, 2)
+	const event = `{"device_id":"d","ts":1795514400000,"metrics":{"x":1}}`
+	clients := make([]*http.Client, 3)
+	for i := range clients {
+		// A transport each: a connection each, kept alive.
+		clients[i] = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{}}
+		t.Cleanup(clients[i].CloseIdleConnections)
+	}
+	for _, c := range clients[:2] {
+		if code, err := s.post(c, event); err != nil || code != http.StatusAccepted {
+			t.Fatalf("post: %d, %v", code, err)
+		}
+	}
+	testkit.Eventually(t, 10*time.Second, "two connections open", func() bool {
+		return testkit.Metric(t, s.reg, "sluice_http_connections_open", nil) == 2
+	})
+	start := time.Now()
+	if code, err := s.post(clients[2], event); err != nil || code != http.StatusAccepted {
+		t.Fatalf("post on a third connection: %d, %v", code, err)
+	}
+	// Well within the idle timeout (2 minutes) it would otherwise wait.
+	if waited := time.Since(start); waited > 10*time.Second {
+		t.Errorf("the third client waited %v", waited)
+	}
+	if got := testkit.Metric(t, s.reg, "sluice_http_idle_connections_closed_total", nil); got != 1 {
+		t.Errorf("sluice_http_idle_connections_closed_total = %v, want 1", got)
+	}
+	// The client whose connection was closed posts again on a new one.
+	if code, err := s.post(clients[0], event); err != nil || code != http.StatusAccepted {
+		t.Errorf("post again from the first client: %d, %v", code, err)
+	}
+}
