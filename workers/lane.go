@@ -41,10 +41,10 @@ type lane struct {
 	// fetchedKafka and fetchedShared count the messages the fetcher read
 	// from Kafka and from the partition's fetchShare.
 	fetchedKafka, fetchedShared prometheus.Counter
-	// budget is the sink's share of the byte budget.
 	// leadLate is set, by the deliverer, while an output's lane does not
 	// wait for the store's answers: see awaitLead.
-	leadLate   bool
+	leadLate bool
+	// budget is the sink's share of the byte budget.
 	budget     *semaphore.Weighted
 	tracker    *Tracker
 	stop       context.Context
