@@ -133,8 +133,15 @@ type Budget struct {
 	BatchMaxBytes int
 	// DedupeMaxIDs bounds the event_ids the dedupe window remembers.
 	DedupeMaxIDs int
-	// MQTTInflight bounds the MQTT messages held unacknowledged.
+	// MQTTInflight bounds the MQTT messages held unacknowledged, each
+	// counted at the largest packet: the subscriber's Receive Maximum,
+	// where the broker may send that many of any size.
 	MQTTInflight int
+	// MQTTInflightBytes bounds the payload bytes the embedded broker's
+	// publishes hold while they are handled, each weighed by its own
+	// size: the same memory as MQTTInflight, for many more small
+	// messages.
+	MQTTInflightBytes int64
 	// SyslogBufferBytes and SyslogUDPQueueBytes bound the syslog TCP
 	// batches and the UDP datagrams held at once.
 	SyslogBufferBytes, SyslogUDPQueueBytes int
@@ -211,6 +218,7 @@ func Plan(s Shape) (Budget, error) {
 	b.BatchMaxBytes = int(clamp(b.LaneBytes/int64(s.Sinks)/2, 1<<20, 8<<20))
 	b.DedupeMaxIDs = int(min((f.dedupe+sh.dedupe)/bytesPerDedupeID, 4_000_000))
 	b.MQTTInflight = int(min((f.mqtt+sh.mqtt)/int64(s.MQTTMaxPacketBytes), 1000))
+	b.MQTTInflightBytes = f.mqtt + sh.mqtt
 	// Syslog: the TCP batches and the UDP queue alike.
 	b.SyslogBufferBytes = int(min((f.syslog+sh.syslog)/2, 64<<20))
 	b.SyslogUDPQueueBytes = int(min((f.syslog+sh.syslog)/2, 16<<20))
@@ -352,6 +360,7 @@ func (b *Budget) override(o Budget) {
 	pick(&b.BatchMaxBytes, o.BatchMaxBytes)
 	pick(&b.DedupeMaxIDs, o.DedupeMaxIDs)
 	pick(&b.MQTTInflight, o.MQTTInflight)
+	pick(&b.MQTTInflightBytes, o.MQTTInflightBytes)
 	pick(&b.SyslogBufferBytes, o.SyslogBufferBytes)
 	pick(&b.SyslogUDPQueueBytes, o.SyslogUDPQueueBytes)
 	pick(&b.NATSMaxMemory, o.NATSMaxMemory)
@@ -374,7 +383,7 @@ func (b Budget) LogAttrs() []any {
 		"http_parsing_slots", b.HTTPParsing, "http_connections", b.HTTPConnections, "producer_batch_bytes", FormatSize(b.ProducerBatchBytes),
 		"fetch_max_bytes", FormatSize(int64(b.FetchMaxBytes)), "readers", b.Readers, "fetch_share_bytes", FormatSize(int64(b.FetchShareBytes)),
 		"lane_bytes", FormatSize(b.LaneBytes), "batch_max_bytes", FormatSize(int64(b.BatchMaxBytes)),
-		"dedupe_max_ids", b.DedupeMaxIDs, "mqtt_inflight", b.MQTTInflight,
+		"dedupe_max_ids", b.DedupeMaxIDs, "mqtt_inflight", b.MQTTInflight, "mqtt_inflight_bytes", FormatSize(b.MQTTInflightBytes),
 		"syslog_buffer_bytes", FormatSize(int64(b.SyslogBufferBytes)), "syslog_udp_queue_bytes", FormatSize(int64(b.SyslogUDPQueueBytes)),
 		"nats_max_memory", FormatSize(b.NATSMaxMemory), "nats_max_pending", FormatSize(b.NATSMaxPending),
 	}

@@ -42,6 +42,12 @@ type mqttFlags struct {
 	tlsKey        string
 	deriveIDs     bool
 
+	// maxInflightBytes bounds the embedded broker's publishes in flight by
+	// bytes, from --memory-limit; inflightGiven says --mqtt-max-inflight
+	// was given, which then bounds them by count alone.
+	maxInflightBytes int64
+	inflightGiven    bool
+
 	// The embedded broker's bounds on its clients (dev only).
 	maxPacketBytes int
 	maxConns       int
@@ -67,7 +73,7 @@ func (m *mqttFlags) register(f *pflag.FlagSet, dev bool) {
 	setDocDefault(f, "mqtt-client-id", "sluice-<hostname>")
 	f.DurationVar(&m.sessionExpiry, "mqtt-session-expiry", mqtt.DefaultSessionExpiry, "how long the broker keeps the session, and queues messages for it, while the subscriber is away (non-zero)")
 	f.StringVar(&m.shareGroup, "mqtt-share-group", mqtt.DefaultShareGroup, "subscribe as $share/GROUP/FILTER so that several collectors split the messages (empty: a plain subscription)")
-	f.IntVar(&m.maxInflight, "mqtt-max-inflight", mqtt.DefaultMaxInflight, "most MQTT messages held unacknowledged (waiting for Kafka); the subscriber's MQTT 5 Receive Maximum, so the broker sends no more. Unless given, sized from --memory-limit (messages of --mqtt-max-packet-bytes)")
+	f.IntVar(&m.maxInflight, "mqtt-max-inflight", mqtt.DefaultMaxInflight, "most MQTT messages held unacknowledged (waiting for Kafka); the subscriber's MQTT 5 Receive Maximum, so the broker sends no more. Unless given, sized from --memory-limit: the subscriber's as messages of --mqtt-max-packet-bytes, the embedded broker's by each publish's size (up to 1000 at once)")
 	f.StringVar(&m.username, "mqtt-username", "", "user name for the MQTT broker")
 	registerSecret(f, "mqtt-password", "MQTT broker password")
 	m.flags = f
@@ -79,10 +85,26 @@ func (m *mqttFlags) register(f *pflag.FlagSet, dev bool) {
 
 // useBudget takes the messages in flight from --memory-limit unless
 // --mqtt-max-inflight was given.
+//
+// The subscriber's bound is a count (MQTT's Receive Maximum: the broker may
+// send that many messages of any size), counted at the largest packet. The
+// embedded broker weighs each publish by its size instead, within the same
+// memory, and counts up to mqtt.DefaultMaxInflight.
 func (m *mqttFlags) useBudget(b membudget.Budget, explicit func(string) bool) {
-	if !explicit("mqtt-max-inflight") {
+	m.inflightGiven = explicit("mqtt-max-inflight")
+	if !m.inflightGiven {
 		m.maxInflight = b.MQTTInflight
+		m.maxInflightBytes = b.MQTTInflightBytes
 	}
+}
+
+// embeddedInflight is the embedded broker's bounds on publishes in flight:
+// see useBudget.
+func (m *mqttFlags) embeddedInflight() (int, int64) {
+	if m.inflightGiven || m.maxInflightBytes <= 0 {
+		return m.maxInflight, 0
+	}
+	return mqtt.DefaultMaxInflight, m.maxInflightBytes
 }
 
 func (m *mqttFlags) sources(dev bool) ([]pipeline.SourceFactory, error) {
@@ -111,8 +133,9 @@ func (m *mqttFlags) sources(dev bool) ([]pipeline.SourceFactory, error) {
 			if err != nil {
 				return nil, err
 			}
+			count, bytes := m.embeddedInflight()
 			return mqtt.NewEmbedded(mqtt.EmbeddedConfig{
-				Addr: m.addr, Handler: h, MaxInflight: m.maxInflight, Logger: log, Registerer: reg,
+				Addr: m.addr, Handler: h, MaxInflight: count, MaxInflightBytes: bytes, Logger: log, Registerer: reg,
 				MaxPacketBytes: m.maxPacketBytes, MaxConnections: m.maxConns,
 				ConnectTimeout: m.connectTimeout, MaxKeepalive: m.maxKeepalive,
 			})

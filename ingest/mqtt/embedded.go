@@ -48,6 +48,11 @@ const (
 	DefaultMaxWritesPending = 1024
 )
 
+// inflightOverhead is what a publish being handled holds besides its
+// payload: mochi's packet and the events it decodes into, before they are
+// encoded for Kafka (which the ingest admission weighs).
+const inflightOverhead = 1 << 10
+
 // maxKeepalive is the largest keep alive MQTT can express, in seconds.
 const maxKeepalive = math.MaxUint16
 
@@ -63,6 +68,13 @@ type EmbeddedConfig struct {
 	// devices; zero means DefaultMaxInflight. A device whose publish waits
 	// for a slot is not read from meanwhile.
 	MaxInflight int
+	// MaxInflightBytes bounds the payload bytes of the publishes being
+	// handled at once, each weighed by its payload and inflightOverhead;
+	// zero means no bound by bytes. A publish heavier than the whole bound
+	// is handled alone. Sized from the memory budget, it lets many small
+	// publishes be handled at once where MaxInflight, counted at the
+	// largest packet, would allow a dozen.
+	MaxInflightBytes int64
 	// MaxPacketBytes bounds one MQTT packet; zero means
 	// DefaultMaxPacketBytes. A client that announces a bigger one in a
 	// fixed header is disconnected there, before the broker allocates
@@ -148,6 +160,9 @@ func NewEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	}
 	e := &Embedded{cfg: cfg, log: cfg.Logger.With("component", "mqtt-embedded"), ready: make(chan struct{})}
 	e.hook = &publishHook{handler: cfg.Handler, sem: semaphore.NewWeighted(int64(cfg.MaxInflight)), log: e.log}
+	if cfg.MaxInflightBytes > 0 {
+		e.hook.bytes, e.hook.maxBytes = semaphore.NewWeighted(cfg.MaxInflightBytes), cfg.MaxInflightBytes
+	}
 	if err := e.registerMetrics(cfg.Registerer); err != nil {
 		return nil, err
 	}
@@ -265,7 +280,7 @@ func (e *Embedded) Run(ctx context.Context) error {
 	}
 	e.srv.Store(srv)
 	close(e.ready)
-	e.log.Info("embedded MQTT broker listening", "addr", addr, "max_inflight", e.cfg.MaxInflight,
+	e.log.Info("embedded MQTT broker listening", "addr", addr, "max_inflight", e.cfg.MaxInflight, "max_inflight_bytes", e.cfg.MaxInflightBytes,
 		"max_packet_bytes", e.cfg.MaxPacketBytes, "max_connections", e.cfg.MaxConnections,
 		"connect_timeout", e.cfg.ConnectTimeout, "max_keepalive", e.cfg.MaxKeepalive)
 
@@ -314,9 +329,13 @@ type publishHook struct {
 	mochi.HookBase
 	handler *Handler
 	sem     *semaphore.Weighted
-	ctx     context.Context // set by Run before the broker serves
-	log     *slog.Logger
-	unacked prometheus.Counter
+	// bytes, when set, weighs the publishes being handled by their size,
+	// up to maxBytes.
+	bytes    *semaphore.Weighted
+	maxBytes int64
+	ctx      context.Context // set by Run before the broker serves
+	log      *slog.Logger
+	unacked  prometheus.Counter
 
 	// mu guards closed and the Add of active, so that wait does not race
 	// with a publish that arrives as the broker closes.
@@ -368,6 +387,13 @@ func (h *publishHook) handle(pk packets.Packet) error {
 		return fmt.Errorf("wait for an inflight slot: %w", err)
 	}
 	defer h.sem.Release(1)
+	if h.bytes != nil {
+		w := min(int64(len(pk.Payload))+inflightOverhead, h.maxBytes)
+		if err := h.bytes.Acquire(h.ctx, w); err != nil {
+			return fmt.Errorf("wait for in-flight bytes: %w", err)
+		}
+		defer h.bytes.Release(w)
+	}
 	return h.handler.Handle(h.ctx, pk.TopicName, pk.Payload)
 }
 

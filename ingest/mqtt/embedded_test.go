@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os/exec"
 	"strings"
@@ -12,8 +13,10 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/sluicehq/sluice/ingest/mqtt"
 	"github.com/sluicehq/sluice/internal/testkit"
 	"github.com/sluicehq/sluice/internal/testkit/mqttkit"
 )
@@ -209,5 +212,51 @@ func TestEmbeddedUnroutedTopicsReachSubscribers(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("subscriber got nothing")
+	}
+}
+
+// The embedded broker weighs the publishes it handles by their size: with
+// bytes for two in flight, a third device's publish waits, unread, until
+// one is done, though the count would allow a hundred.
+func TestEmbeddedInflightBytes(t *testing.T) {
+	k := testkit.StartKafka(t)
+	const payload = `{"ts":"2026-11-24T10:00:00Z","metrics":{"t":1}}`
+	reg := prometheus.NewRegistry()
+	e, _ := mqttkit.StartEmbeddedMQTT(t, k, 100, func(ec *mqtt.EmbeddedConfig, hc *mqtt.HandlerConfig) {
+		ec.MaxInflightBytes = 2*(int64(len(payload))+1<<10) + 100 // two publishes, not three
+		hc.Registerer = reg
+	})
+	devs := make([]*paho.Client, 3)
+	for i := range devs {
+		devs[i] = device(t, e.Addr(), fmt.Sprintf("dev-%d", i), nil)
+	}
+	// A first publish so that metadata and connections are in place.
+	if err := publish(t.Context(), devs[0], "devices/d0/telemetry", payload); err != nil {
+		t.Fatal(err)
+	}
+
+	release := make(chan struct{})
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	k.Cluster.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		k.Cluster.KeepControl()
+		<-release
+		return nil, nil, false
+	})
+	acked := make(chan error, len(devs))
+	for i, c := range devs {
+		go func() { acked <- publish(context.Background(), c, fmt.Sprintf("devices/d%d/telemetry", i), payload) }()
+	}
+	inflight := func() float64 { return testkit.Metric(t, reg, "sluice_mqtt_inflight_messages", nil) }
+	testkit.Eventually(t, 10*time.Second, "two publishes handled", func() bool { return inflight() == 2 })
+	time.Sleep(300 * time.Millisecond)
+	if n := inflight(); n != 2 {
+		t.Fatalf("%v publishes handled at once, want 2 (the bytes for two)", n)
+	}
+	once.Do(func() { close(release) })
+	for range devs {
+		if err := <-acked; err != nil {
+			t.Errorf("publish once Kafka answered: %v", err)
+		}
 	}
 }

@@ -12,18 +12,29 @@ import (
 
 // StartEmbeddedMQTT runs Sluice's embedded MQTT broker on a free loopback
 // port, with the default routes, in front of a gate writing to k; it
-// returns once the broker listens. maxInflight 0 takes the default.
-func StartEmbeddedMQTT(t testing.TB, k *testkit.Kafka, maxInflight int) (*mqtt.Embedded, *testkit.Running) {
+// returns once the broker listens. maxInflight 0 takes the default; opts
+// change the broker's or its handler's configuration.
+// EmbeddedOption changes the configuration of the broker, or of its
+// handler, that StartEmbeddedMQTT starts.
+type EmbeddedOption func(*mqtt.EmbeddedConfig, *mqtt.HandlerConfig)
+
+func StartEmbeddedMQTT(t testing.TB, k *testkit.Kafka, maxInflight int, opts ...EmbeddedOption) (*mqtt.Embedded, *testkit.Running) {
 	t.Helper()
 	routes, err := mqtt.ParseRoutes(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := mqtt.NewHandler(mqtt.HandlerConfig{Gate: testkit.NewGate(t, k, nil), Routes: routes, DeriveIDs: true, Logger: testkit.FileLogger(t, "handler.log")})
+	hcfg := mqtt.HandlerConfig{Gate: testkit.NewGate(t, k, nil), Routes: routes, DeriveIDs: true, Logger: testkit.FileLogger(t, "handler.log")}
+	ecfg := mqtt.EmbeddedConfig{Addr: "127.0.0.1:0", MaxInflight: maxInflight, Logger: testkit.FileLogger(t, "broker.log")}
+	for _, o := range opts {
+		o(&ecfg, &hcfg)
+	}
+	h, err := mqtt.NewHandler(hcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := mqtt.NewEmbedded(mqtt.EmbeddedConfig{Addr: "127.0.0.1:0", Handler: h, MaxInflight: maxInflight, Logger: testkit.FileLogger(t, "broker.log")})
+	ecfg.Handler = h
+	e, err := mqtt.NewEmbedded(ecfg)
 	if err != nil {
 		t.Fatal(err)
 	}
