@@ -9,7 +9,6 @@ package loadgen
 import (
 	"errors"
 	"fmt"
-	"github.com/sluicehq/sluice/internal/defaults"
 	"io"
 	"log/slog"
 	"net"
@@ -17,6 +16,8 @@ import (
 	"net/url"
 	"regexp"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/defaults"
 )
 
 // Config describes one load-generation run. The zero value of a field means

@@ -33,7 +33,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/sluicehq/sluice/internal/defaults"
 	"io"
 	"log/slog"
 	"math"
@@ -45,6 +44,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/eventkey"
+	"github.com/sluicehq/sluice/internal/defaults"
 	"github.com/sluicehq/sluice/kafkaconn"
 	"github.com/sluicehq/sluice/kafkatopic"
 	"github.com/sluicehq/sluice/schemas"

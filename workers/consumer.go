@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/sluicehq/sluice/internal/defaults"
 	"log/slog"
 	"sync"
 	"time"
@@ -20,6 +19,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/sluicehq/sluice/backpressure"
+	"github.com/sluicehq/sluice/internal/defaults"
 	"github.com/sluicehq/sluice/kafkaconn"
 	"github.com/sluicehq/sluice/schemas"
 )
