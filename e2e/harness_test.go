@@ -172,18 +172,25 @@ func startStack(t *testing.T, db *testDB, tweak func(*pipeline.Config)) *stack {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &stack{KafkaAddr: k.Addr(), NATSURL: n.URL(), HTTPURL: "http://" + httpAddr, cancel: cancel, done: make(chan error, 1), kafka: k, nats: n}
 	go func() { s.done <- pipeline.Run(ctx, cfg) }()
-	t.Cleanup(s.stop)
+	t.Cleanup(func() { s.stop(t) })
 	waitReady(t, s.HTTPURL, s.done)
 	return s
 }
 
-func (s *stack) stop() {
+// stop ends the pipeline and waits for Run to return; a Run that does
+// not within a minute fails the test with the pipeline's goroutines.
+func (s *stack) stop(t *testing.T) {
 	if s.cancel == nil {
 		return
 	}
 	s.cancel()
 	s.cancel = nil
-	<-s.done
+	select {
+	case <-s.done:
+	case <-time.After(time.Minute):
+		t.Errorf("pipeline.Run did not return within a minute of its context ending; Sluice's goroutines:\n%s",
+			testkit.Goroutines("github.com/sluicehq/sluice/"))
+	}
 	s.nats.Close()
 	s.kafka.Close()
 }
