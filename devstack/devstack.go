@@ -4,6 +4,7 @@
 package devstack
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -19,6 +20,7 @@ import (
 type Kafka struct {
 	cluster *kfake.Cluster
 	addr    string
+	log     *slog.Logger
 }
 
 // KafkaOption changes how StartKafka runs the broker.
@@ -81,14 +83,50 @@ func StartKafka(addr, dataDir string, syncWrites bool, log *slog.Logger, options
 	if err != nil {
 		return nil, fmt.Errorf("start embedded kafka on %s: %w", addr, err)
 	}
-	return &Kafka{cluster: c, addr: c.ListenAddrs()[0]}, nil
+	return &Kafka{cluster: c, addr: c.ListenAddrs()[0], log: log}, nil
 }
 
 // Addr returns the broker's address.
 func (k *Kafka) Addr() string { return k.addr }
 
-// Close persists the broker's state and stops it.
-func (k *Kafka) Close() { k.cluster.Close() }
+// CloseWait bounds how long Close waits for the broker to stop.
+const CloseWait = 30 * time.Second
+
+// ErrCloseTimeout is what CloseWithin returns when the broker has not
+// stopped in time.
+var ErrCloseTimeout = errors.New("the embedded kafka did not stop in time")
+
+// Close persists the broker's state and stops it, waiting at most
+// CloseWait; it logs an error if the broker has not stopped by then.
+func (k *Kafka) Close() {
+	if err := k.CloseWithin(CloseWait); err != nil {
+		k.log.Error("embedded kafka: giving up waiting for it to stop; the last writes may be missing from its data directory", "waited", CloseWait, "err", err)
+	}
+}
+
+// CloseWithin is Close waiting at most d, without logging: it returns
+// ErrCloseTimeout when the broker has not stopped by then (it goes on
+// stopping in the background).
+//
+// Why a bound: the broker stops by saving its state from its own request
+// loop, and a `sluice dev` or a test that waits on it for ever when that
+// loop is stuck never ends; one that gives up loses at most what the save
+// would have written.
+func (k *Kafka) CloseWithin(d time.Duration) error {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		k.cluster.Close()
+	}()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("%w (waited %s)", ErrCloseTimeout, d)
+	}
+}
 
 type kfakeLogger struct{ log *slog.Logger }
 

@@ -28,6 +28,9 @@ func TestBenchCommand(t *testing.T) {
 		"--rate", "2000", "--duration", "3s", "--saturation=false", "--drain", "60s")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	// A role outliving a killed bench must not hold the pipes, and Wait,
+	// open.
+	cmd.WaitDelay = 10 * time.Second
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("sluice bench: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
 	}

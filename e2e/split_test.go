@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -58,7 +59,7 @@ func newSplitStackKafka(t *testing.T, db *testDB, partitions int, opts ...devsta
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(k.Close)
+	t.Cleanup(func() { closeKafka(k) })
 	n, err := devstack.StartNATS("127.0.0.1:-1", dir)
 	if err != nil {
 		t.Fatal(err)
@@ -172,8 +173,14 @@ func (s *splitStack) landExactlyOnce(t *testing.T, load *loadRun) {
 // reports Kafka and ClickHouse in agreement.
 func (s *splitStack) verify(t *testing.T) {
 	t.Helper()
-	out, err := exec.Command(sluiceBin(t), "verify", "--kafka-brokers", s.kafkaAddr,
-		"--clickhouse-addr", s.chAddr, "--clickhouse-database", s.db.Name, "--wait", "30s").CombinedOutput()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, sluiceBin(t), "verify", "--kafka-brokers", s.kafkaAddr,
+		"--clickhouse-addr", s.chAddr, "--clickhouse-database", s.db.Name, "--wait", "30s")
+	// A verify that hangs prints its goroutines (SIGQUIT) into the error.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
+	cmd.WaitDelay = 10 * time.Second
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Errorf("sluice verify: %v\n%s", err, out)
 		return

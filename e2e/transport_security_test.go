@@ -297,7 +297,7 @@ func startEmbeddedKafka(t *testing.T) *devstack.Kafka {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(k.Close)
+	t.Cleanup(func() { closeKafka(k) })
 	return k
 }
 

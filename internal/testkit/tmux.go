@@ -1,6 +1,7 @@
 package testkit
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -46,22 +47,37 @@ func StartTmux(t testing.TB, width, height int, argv ...string) *Tmux {
 	// The shell records the exit status: tmux forgets it with the session.
 	script := fmt.Sprintf("%s 2>%s; echo $? >%s", strings.Join(quoted, " "), shellQuote(m.Log), shellQuote(m.rcPath))
 	m.run("-f", "/dev/null", "new-session", "-d", "-x", strconv.Itoa(width), "-y", strconv.Itoa(height), "sh", "-c", script)
-	t.Cleanup(func() { _ = m.cmd("kill-server").Run() })
+	t.Cleanup(func() {
+		c, cancel := m.cmd("kill-server")
+		defer cancel()
+		_ = c.Run()
+	})
 	return m
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
-func (m *Tmux) cmd(args ...string) *exec.Cmd {
-	c := exec.Command(m.bin, append([]string{"-L", m.socket}, args...)...)
+// tmuxTimeout bounds one tmux command: a tmux server that stops answering
+// fails the test rather than hang it.
+const tmuxTimeout = 30 * time.Second
+
+// cmd is a tmux command on the private server; call cancel once it ran.
+func (m *Tmux) cmd(args ...string) (c *exec.Cmd, cancel context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), tmuxTimeout)
+	c = exec.CommandContext(ctx, m.bin, append([]string{"-L", m.socket}, args...)...)
 	// A tmux started from inside another would talk to that one.
 	c.Env = append(os.Environ(), "TMUX=")
-	return c
+	// The server it may start must not keep the output pipe, and Wait
+	// with it, open.
+	c.WaitDelay = 5 * time.Second
+	return c, cancel
 }
 
 func (m *Tmux) run(args ...string) string {
 	m.t.Helper()
-	out, err := m.cmd(args...).CombinedOutput()
+	c, cancel := m.cmd(args...)
+	defer cancel()
+	out, err := c.CombinedOutput()
 	if err != nil {
 		m.t.Fatalf("tmux %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
@@ -71,7 +87,9 @@ func (m *Tmux) run(args ...string) string {
 // Screen returns what the terminal shows now, as text; empty once the
 // program has exited.
 func (m *Tmux) Screen() string {
-	out, err := m.cmd("capture-pane", "-p").Output()
+	c, cancel := m.cmd("capture-pane", "-p")
+	defer cancel()
+	out, err := c.Output()
 	if err != nil {
 		return ""
 	}
