@@ -466,20 +466,27 @@ func (l *lane) deliver(ordered <-chan *job) {
 }
 
 // leadWait bounds how long an output's lane waits for the store's lane to
-// decide a batch: see awaitLead.
-var leadWait = 500 * time.Millisecond
+// decide anything more: see awaitLead. The store decides a batch just
+// before its INSERT, so the bound must outlast an INSERT: at saturation on
+// a busy machine, half a second often did not.
+var leadWait = 2 * time.Second
 
 // awaitLead waits, on an output's lane, until the store's lane has decided
-// the events of b (which are duplicates, which invalid), or leadWait has
-// passed.
+// the events of b (which are duplicates, which invalid), as long as the
+// store's lane keeps deciding: a wait runs out when it has decided nothing
+// for leadWait.
 //
 // Why: an output that decides for itself validates each event in full and
 // looks its id up in the dedupe window, where following the store's
 // verdicts costs it only reading the envelope; at saturation deciding was
 // a sixth of the work role's CPU. The store's lane decides a batch before
-// it writes it, so the wait is about one INSERT at most.
+// it writes it, so while it keeps up the wait is about one INSERT. While
+// it is slower than the input (at saturation), the output keeps its pace
+// rather than run ahead and spend the CPU the store lacks: an earlier bound
+// on the whole wait let the output go its own way as soon as the store
+// fell half a second behind, and it never came back.
 //
-// An output is never held back for long by a store that is slow or down:
+// An output is never held back for long by a store that is down or stuck:
 // once a wait runs out, the lane decides for itself (as it always may) and
 // waits no more until the store's lane has caught up with it.
 func (l *lane) awaitLead(b *Batch) {
@@ -502,6 +509,7 @@ func (l *lane) awaitLead(b *Batch) {
 	for to <= b.Last() {
 		select {
 		case <-moved:
+			t.Reset(leadWait)
 		case <-t.C:
 			l.leadLate = true
 			return

@@ -6,9 +6,10 @@ import (
 	"time"
 )
 
-// An output's lane waits for the store's lane to decide its batch; a wait
-// that runs out lets it decide for itself, and it waits no more until the
-// store's lane has caught up with it.
+// An output's lane waits for the store's lane to decide its batch, as long
+// as the store's lane keeps deciding; a wait that runs out lets it decide
+// for itself, and it waits no more until the store's lane has caught up
+// with it.
 func TestOutputWaitsForTheStoresVerdicts(t *testing.T) {
 	defer func(d time.Duration) { leadWait = d }(leadWait)
 	st := iotStream(t)
@@ -30,19 +31,36 @@ func TestOutputWaitsForTheStoresVerdicts(t *testing.T) {
 	decide("b")
 	waitDone(t, done, "the store's lane decided the batch")
 
+	// The store's lane decides slowly, but keeps deciding: the output's
+	// lane keeps its pace however long the wait is in all.
+	leadWait = time.Second
+	ids := []string{"s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8"}
+	b := makeBatch(t, st, 2, ids...)
+	start := time.Now()
+	done = awaitInBackground(l, b)
+	for _, id := range ids {
+		stillWaiting(t, done, "the output's lane went on before the store had decided its batch")
+		time.Sleep(150 * time.Millisecond)
+		decide(id)
+	}
+	waitDone(t, done, "the store's lane decided the batch")
+	if l.leadLate {
+		t.Fatalf("the store's lane decided a batch in %s, each event within 200ms, yet the output's lane went its own way", time.Since(start).Round(time.Millisecond))
+	}
+
 	// The store's lane decides nothing more: the wait runs out.
 	leadWait = 20 * time.Millisecond
-	l.awaitLead(makeBatch(t, st, 2, "c", "d"))
+	l.awaitLead(makeBatch(t, st, 10, "c", "d"))
 	if !l.leadLate {
 		t.Fatal("the wait ran out, but the lane is not marked as deciding for itself")
 	}
 	// Late, the lane does not wait at all, however long the wait may be.
 	leadWait = time.Hour
-	waitDone(t, awaitInBackground(l, makeBatch(t, st, 4, "e")), "the lane decides for itself after a wait ran out")
+	waitDone(t, awaitInBackground(l, makeBatch(t, st, 12, "e")), "the lane decides for itself after a wait ran out")
 
 	// Once the store's lane catches up with the output's, it waits again.
 	decide("c", "d", "e")
-	done = awaitInBackground(l, makeBatch(t, st, 5, "f"))
+	done = awaitInBackground(l, makeBatch(t, st, 13, "f"))
 	stillWaiting(t, done, "the store's lane caught up, but the output's lane did not wait for it again")
 	decide("f")
 	waitDone(t, done, "the store's lane decided the batch")
