@@ -142,6 +142,11 @@ type Budget struct {
 	// size: the same memory as MQTTInflight, for many more small
 	// messages.
 	MQTTInflightBytes int64
+	// MQTTReadBytes bounds the bytes of the larger packets the embedded
+	// broker's connections are reading at once (mqtt.EmbeddedConfig's
+	// MaxReadBytes); 0 without the embedded broker. In dev the MQTT share
+	// is split between it and what is in flight.
+	MQTTReadBytes int64
 	// SyslogBufferBytes and SyslogUDPQueueBytes bound the syslog TCP
 	// batches and the UDP datagrams held at once.
 	SyslogBufferBytes, SyslogUDPQueueBytes int
@@ -217,8 +222,14 @@ func Plan(s Shape) (Budget, error) {
 	b.LaneBytes = (f.lanes + sh.lanes) / 4
 	b.BatchMaxBytes = int(clamp(b.LaneBytes/int64(s.Sinks)/2, 1<<20, 8<<20))
 	b.DedupeMaxIDs = int(min((f.dedupe+sh.dedupe)/bytesPerDedupeID, 4_000_000))
-	b.MQTTInflight = int(min((f.mqtt+sh.mqtt)/int64(s.MQTTMaxPacketBytes), 1000))
 	b.MQTTInflightBytes = f.mqtt + sh.mqtt
+	if s.Dev && !s.NoIngest {
+		// The embedded broker's packets being read, apart from those in
+		// flight: a packet is read whole before it is handled.
+		b.MQTTReadBytes = b.MQTTInflightBytes / 2
+		b.MQTTInflightBytes -= b.MQTTReadBytes
+	}
+	b.MQTTInflight = int(min(b.MQTTInflightBytes/int64(s.MQTTMaxPacketBytes), 1000))
 	// Syslog: the TCP batches and the UDP queue alike.
 	b.SyslogBufferBytes = int(min((f.syslog+sh.syslog)/2, 64<<20))
 	b.SyslogUDPQueueBytes = int(min((f.syslog+sh.syslog)/2, 16<<20))
@@ -258,7 +269,8 @@ func (s shares) total() int64 {
 // floors are the least memory each bound needs to work at all: two HTTP
 // slots (one slow upload must not lock everyone out), 64 HTTP connections, a whole record batch
 // per reader, one largest body admitted (see below), two 1 MiB batches per
-// sink, 100,000 dedupe ids, 8 MQTT messages of the largest size, two 1 MiB
+// sink, 100,000 dedupe ids, 8 MQTT messages of the largest size (in dev
+// half of them for the embedded broker's packets being read), two 1 MiB
 // syslog batches and as much UDP queue, and in dev 4 MiB of JetStream
 // memory and 1 MiB per NATS client.
 //
@@ -331,7 +343,7 @@ func (b Budget) worstCase(s Shape) int64 {
 		2*b.AdmissionBytes +
 		4*b.LaneBytes +
 		int64(b.DedupeMaxIDs)*bytesPerDedupeID +
-		int64(b.MQTTInflight)*int64(s.MQTTMaxPacketBytes) +
+		int64(b.MQTTInflight)*int64(s.MQTTMaxPacketBytes) + b.MQTTReadBytes +
 		int64(b.SyslogBufferBytes+b.SyslogUDPQueueBytes) +
 		b.NATSMaxMemory + natsClients*b.NATSMaxPending
 }
@@ -384,6 +396,7 @@ func (b Budget) LogAttrs() []any {
 		"fetch_max_bytes", FormatSize(int64(b.FetchMaxBytes)), "readers", b.Readers, "fetch_share_bytes", FormatSize(int64(b.FetchShareBytes)),
 		"lane_bytes", FormatSize(b.LaneBytes), "batch_max_bytes", FormatSize(int64(b.BatchMaxBytes)),
 		"dedupe_max_ids", b.DedupeMaxIDs, "mqtt_inflight", b.MQTTInflight, "mqtt_inflight_bytes", FormatSize(b.MQTTInflightBytes),
+		"mqtt_read_bytes", FormatSize(b.MQTTReadBytes),
 		"syslog_buffer_bytes", FormatSize(int64(b.SyslogBufferBytes)), "syslog_udp_queue_bytes", FormatSize(int64(b.SyslogUDPQueueBytes)),
 		"nats_max_memory", FormatSize(b.NATSMaxMemory), "nats_max_pending", FormatSize(b.NATSMaxPending),
 	}

@@ -22,19 +22,19 @@ func TestPlan(t *testing.T) {
 		{name: "256MiB", shape: devShape(256 << 20), want: Budget{
 			GoLimit: 224 << 20, AdmissionEvents: 100_000, AdmissionBytes: 8 << 20, HTTPParsing: 2, HTTPConnections: 64,
 			ProducerBatchBytes: 1_004_096, FetchMaxBytes: 1_114_124, Readers: 32, LaneBytes: 4 << 20, BatchMaxBytes: 1 << 20,
-			DedupeMaxIDs: 100_000, MQTTInflight: 8, MQTTInflightBytes: 8 << 20, SyslogBufferBytes: 2 << 20, SyslogUDPQueueBytes: 2 << 20,
+			DedupeMaxIDs: 100_000, MQTTInflight: 4, MQTTInflightBytes: 4 << 20, MQTTReadBytes: 4 << 20, SyslogBufferBytes: 2 << 20, SyslogUDPQueueBytes: 2 << 20,
 			NATSMaxMemory: 4 << 20, NATSMaxPending: 1 << 20,
 		}},
 		{name: "512MiB", shape: devShape(512 << 20), want: Budget{
 			GoLimit: 483_183_821, AdmissionEvents: 178_218, AdmissionBytes: 57_030_027, HTTPParsing: 2, HTTPConnections: 84,
 			ProducerBatchBytes: 1 << 20, FetchMaxBytes: 1_234_168, Readers: 32, FetchShareBytes: 240_088, LaneBytes: 8_035_723, BatchMaxBytes: 2_008_930,
-			DedupeMaxIDs: 305_790, MQTTInflight: 11, MQTTInflightBytes: 12_230_027, SyslogBufferBytes: 4_017_861, SyslogUDPQueueBytes: 4_017_861,
+			DedupeMaxIDs: 305_790, MQTTInflight: 5, MQTTInflightBytes: 6_115_014, MQTTReadBytes: 6_115_013, SyslogBufferBytes: 4_017_861, SyslogUDPQueueBytes: 4_017_861,
 			NATSMaxMemory: 6_115_013, NATSMaxPending: 1_528_753,
 		}},
 		{name: "2GiB", shape: devShape(2 << 30), want: Budget{
 			GoLimit: 1_932_735_284, AdmissionEvents: 200_000, AdmissionBytes: 108_368_308, HTTPParsing: 9, HTTPConnections: 352,
 			ProducerBatchBytes: 1 << 20, FetchMaxBytes: 2 << 20, Readers: 32, FetchShareBytes: 512 << 10, LaneBytes: 59_374_004, BatchMaxBytes: 8 << 20,
-			DedupeMaxIDs: 3_056_055, MQTTInflight: 60, MQTTInflightBytes: 63_568_308, SyslogBufferBytes: 29_687_002, SyslogUDPQueueBytes: 16 << 20,
+			DedupeMaxIDs: 3_056_055, MQTTInflight: 30, MQTTInflightBytes: 31_784_154, MQTTReadBytes: 31_784_154, SyslogBufferBytes: 29_687_002, SyslogUDPQueueBytes: 16 << 20,
 			NATSMaxMemory: 31_784_154, NATSMaxPending: 7_946_038,
 		}},
 	}
@@ -76,6 +76,11 @@ func checkRules(t *testing.T, s Shape, b Budget) {
 	}
 	if !s.NoIngest && b.MQTTInflightBytes < int64(b.MQTTInflight)*int64(s.MQTTMaxPacketBytes) {
 		t.Errorf("MQTT in-flight bytes %d hold fewer than the count's %d packets", b.MQTTInflightBytes, b.MQTTInflight)
+	}
+	// The embedded broker's read budget holds two of the largest packets,
+	// each counted twice (mqtt.EmbeddedConfig.MaxReadBytes).
+	if embedded := s.Dev && !s.NoIngest; embedded != (b.MQTTReadBytes >= 4*int64(s.MQTTMaxPacketBytes)) {
+		t.Errorf("MQTT read budget %d in dev %v (an ingest process: %v), packets of %d", b.MQTTReadBytes, s.Dev, !s.NoIngest, s.MQTTMaxPacketBytes)
 	}
 	if !s.NoWork && b.DedupeMaxIDs < 100_000 {
 		t.Errorf("the dedupe window is below its floor: %+v", b)

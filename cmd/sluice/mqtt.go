@@ -46,7 +46,10 @@ type mqttFlags struct {
 	// bytes, from --memory-limit; inflightGiven says --mqtt-max-inflight
 	// was given, which then bounds them by count alone.
 	maxInflightBytes int64
-	inflightGiven    bool
+	// maxReadBytes bounds the embedded broker's large packets being read
+	// (mqtt.EmbeddedConfig.MaxReadBytes), from --memory-limit.
+	maxReadBytes  int64
+	inflightGiven bool
 
 	// The embedded broker's bounds on its clients (dev only).
 	maxPacketBytes int
@@ -92,6 +95,7 @@ func (m *mqttFlags) register(f *pflag.FlagSet, dev bool) {
 // memory, and counts up to mqtt.DefaultMaxInflight.
 func (m *mqttFlags) useBudget(b membudget.Budget, explicit func(string) bool) {
 	m.inflightGiven = explicit("mqtt-max-inflight")
+	m.maxReadBytes = b.MQTTReadBytes
 	if !m.inflightGiven {
 		m.maxInflight = b.MQTTInflight
 		m.maxInflightBytes = b.MQTTInflightBytes
@@ -135,7 +139,7 @@ func (m *mqttFlags) sources(dev bool) ([]pipeline.SourceFactory, error) {
 			}
 			count, bytes := m.embeddedInflight()
 			return mqtt.NewEmbedded(mqtt.EmbeddedConfig{
-				Addr: m.addr, Handler: h, MaxInflight: count, MaxInflightBytes: bytes, Logger: log, Registerer: reg,
+				Addr: m.addr, Handler: h, MaxInflight: count, MaxInflightBytes: bytes, MaxReadBytes: m.maxReadBytes, Logger: log, Registerer: reg,
 				MaxPacketBytes: m.maxPacketBytes, MaxConnections: m.maxConns,
 				ConnectTimeout: m.connectTimeout, MaxKeepalive: m.maxKeepalive,
 			})

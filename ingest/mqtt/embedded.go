@@ -80,9 +80,15 @@ type EmbeddedConfig struct {
 	// fixed header is disconnected there, before the broker allocates
 	// anything for it (a remaining length can announce 256 MiB); MQTT 5
 	// clients are told the bound in CONNACK. Mochi holds a packet twice
-	// while it decodes it, so the packets being read take at most
-	// 2 * MaxConnections * MaxPacketBytes.
+	// while it decodes it; MaxReadBytes bounds what the larger packets
+	// being read take together.
 	MaxPacketBytes int
+	// MaxReadBytes bounds the bytes of the packets larger than 4 KiB that
+	// connections are reading at once, each counted twice (mochi copies a
+	// packet to decode it); zero means DefaultMaxReadBytes, and at least
+	// two of the largest packets. A connection whose next packet does not
+	// fit waits before mochi allocates it, until its read deadline.
+	MaxReadBytes int64
 	// MaxConnections bounds the open TCP connections, whether or not they
 	// sent CONNECT yet; zero means DefaultMaxConnections. More are
 	// accepted and closed at once, and counted.
@@ -186,6 +192,10 @@ func (cfg *EmbeddedConfig) setBounds() error {
 	if cfg.MaxKeepalive <= 0 {
 		cfg.MaxKeepalive = DefaultMaxKeepalive
 	}
+	if cfg.MaxReadBytes <= 0 {
+		cfg.MaxReadBytes = DefaultMaxReadBytes
+	}
+	cfg.MaxReadBytes = max(cfg.MaxReadBytes, 4*int64(cfg.MaxPacketBytes))
 	// Remaining length is at most 268,435,455: a larger bound is none.
 	if cfg.MaxPacketBytes > 256<<20 {
 		return fmt.Errorf("mqtt embedded broker: maximum packet size %d bytes is over MQTT's 256 MiB", cfg.MaxPacketBytes)
@@ -231,8 +241,16 @@ func (e *Embedded) registerMetrics(reg prometheus.Registerer) error {
 			Namespace: "sluice", Subsystem: "mqtt_embedded", Name: "accept_errors_total",
 			Help: "Failed accepts of the embedded broker's listener (out of file descriptors, say); it retries after up to a second.",
 		}),
+		readWaits: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "sluice", Subsystem: "mqtt_embedded", Name: "read_budget_waits_total",
+			Help: "Packets over 4 KiB whose connection waited for the read budget (the bytes of large packets being read at once) before the broker allocated them.",
+		}),
+		readHeld: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "sluice", Subsystem: "mqtt_embedded", Name: "read_budget_bytes",
+			Help: "Bytes of the read budget held by connections reading packets over 4 KiB, each packet counted twice (the broker copies it to decode it).",
+		}),
 	}
-	for _, c := range []prometheus.Collector{clients, e.hook.unacked, e.conns.open, e.conns.closed, e.conns.acceptErrors} {
+	for _, c := range []prometheus.Collector{clients, e.hook.unacked, e.conns.open, e.conns.closed, e.conns.acceptErrors, e.conns.readWaits, e.conns.readHeld} {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("mqtt embedded broker: register metrics: %w", err)
 		}
@@ -314,6 +332,7 @@ func (e *Embedded) newServer() (*mochi.Server, *boundedListener, error) {
 		addr: e.cfg.Addr, maxConns: e.cfg.MaxConnections, connectTimeout: e.cfg.ConnectTimeout,
 		log: e.log, metrics: e.conns, sampler: newLogSampler(10 * time.Second),
 		quit: make(chan struct{}), served: make(chan struct{}), conns: map[*boundedConn]struct{}{},
+		budget: newReadBudget(e.cfg.MaxReadBytes, e.cfg.MaxPacketBytes, e.conns.readWaits, e.conns.readHeld),
 	}
 	if err := srv.AddListener(l); err != nil {
 		return nil, nil, fmt.Errorf("mqtt embedded broker: listen on %s: %w", e.cfg.Addr, err)
@@ -460,6 +479,8 @@ type connMetrics struct {
 	open         prometheus.Gauge
 	closed       *prometheus.CounterVec // reason
 	acceptErrors prometheus.Counter
+	readWaits    prometheus.Counter // see readBudget
+	readHeld     prometheus.Gauge
 }
 
 // boundedConn is an accepted connection. connected is set once mochi has
@@ -472,16 +493,48 @@ type boundedConn struct {
 	firstRead sync.Once
 	reading   chan struct{}
 	done      chan struct{}
+	// reads takes the read budget for large packets; nil without one.
+	reads *budgetedReads
 }
 
-func newBoundedConn(c net.Conn) *boundedConn {
-	return &boundedConn{Conn: c, reading: make(chan struct{}), done: make(chan struct{})}
+func newBoundedConn(c net.Conn, budget *readBudget) *boundedConn {
+	bc := &boundedConn{Conn: c, reading: make(chan struct{}), done: make(chan struct{})}
+	if budget != nil {
+		bc.reads = newBudgetedReads(budget)
+	}
+	return bc
 }
 
 // Read reads from the connection, marking the first read.
 func (c *boundedConn) Read(b []byte) (int, error) {
 	c.firstRead.Do(func() { close(c.reading) })
-	return c.Conn.Read(b)
+	if c.reads == nil {
+		return c.Conn.Read(b)
+	}
+	return c.reads.read(c.Conn, b)
+}
+
+// SetDeadline and SetReadDeadline also bound a wait for the read budget.
+func (c *boundedConn) SetDeadline(t time.Time) error {
+	if c.reads != nil {
+		c.reads.setDeadline(t)
+	}
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *boundedConn) SetReadDeadline(t time.Time) error {
+	if c.reads != nil {
+		c.reads.setDeadline(t)
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+// Close closes the connection and ends a wait for the read budget.
+func (c *boundedConn) Close() error {
+	if c.reads != nil {
+		c.reads.cancel()
+	}
+	return c.Conn.Close()
 }
 
 // boundedListener is the broker's TCP listener, in place of mochi's
@@ -501,6 +554,8 @@ type boundedListener struct {
 	log            *slog.Logger
 	metrics        *connMetrics
 	sampler        *logSampler
+	// budget bounds the large packets being read; nil for none.
+	budget *readBudget
 
 	ln        net.Listener
 	quit      chan struct{} // closed by Close
@@ -560,7 +615,7 @@ func (l *boundedListener) Serve(establish listeners.EstablishFn) {
 			continue
 		}
 		backoff = minBackoff
-		c := newBoundedConn(conn)
+		c := newBoundedConn(conn, l.budget)
 		if ok, full := l.track(c); !ok {
 			_ = conn.Close()
 			if full {
@@ -569,7 +624,7 @@ func (l *boundedListener) Serve(establish listeners.EstablishFn) {
 			continue
 		}
 		// Mochi replaces this deadline once it has read CONNECT.
-		_ = conn.SetDeadline(time.Now().Add(l.connectTimeout))
+		_ = c.SetDeadline(time.Now().Add(l.connectTimeout))
 		go l.serveConn(establish, c)
 	}
 }
@@ -607,6 +662,9 @@ func (l *boundedListener) serveConn(establish listeners.EstablishFn, c *boundedC
 	err := establish(l.ID(), c)
 	close(c.done)
 	_ = c.Close()
+	if c.reads != nil {
+		c.reads.done() // mochi's read goroutine has returned
+	}
 	l.mu.Lock()
 	if l.conns != nil {
 		delete(l.conns, c)

@@ -524,3 +524,62 @@ func TestEmbeddedHostileOutOfFileDescriptors(t *testing.T) {
 	restore()
 	r.deviceFlows(t)
 }
+
+// TestEmbeddedHostileStalledLargePublishes: eight clients announce a 200
+// KiB publish each and stall after a few bytes of it. With 1 MiB of read
+// budget, two of them get their packet allocated (twice its size each)
+// and the other six wait before the broker allocates anything for
+// theirs; a normal device flows meanwhile. Once the stalled clients go
+// away the budget is whole again, and a large publish gets through.
+func TestEmbeddedHostileStalledLargePublishes(t *testing.T) {
+	const maxPacket, size = 256 << 10, 200 << 10
+	r := startHostile(t, mqtt.EmbeddedConfig{MaxPacketBytes: maxPacket, MaxReadBytes: 1 << 20})
+	r.deviceFlows(t)
+	topic := "devices/large/telemetry"
+	header := append([]byte{0x30}, remainingLength(2+len(topic)+size)...) // PUBLISH, QoS 0
+	before := allocated()
+	var stalled []net.Conn
+	for i := range 8 {
+		c := r.connectRaw(t, fmt.Sprintf("stalled-%d", i), 60)
+		if _, err := c.Write(append(header, 0, byte(len(topic)))); err != nil {
+			t.Fatal(err)
+		}
+		stalled = append(stalled, c)
+	}
+	testkit.Eventually(t, 5*time.Second, "six connections waiting for the read budget", func() bool {
+		return r.metric(t, "read_budget_waits_total", "") >= 6
+	})
+	r.deviceFlows(t)
+	if held := r.metric(t, "read_budget_bytes", ""); held != 2*2*(2+float64(len(topic))+size) {
+		t.Errorf("read budget held: %v bytes, want two packets counted twice", held)
+	}
+	allocd := allocated() - before
+	t.Logf("%d KiB allocated while eight 200 KiB packets were announced", allocd>>10)
+	if allocd > 3<<20 {
+		t.Errorf("%d KiB allocated: more than the two packets the budget allows (eight would be 3.2 MiB)", allocd>>10)
+	}
+
+	for _, c := range stalled {
+		_ = c.Close()
+	}
+	testkit.Eventually(t, 10*time.Second, "the read budget given back", func() bool {
+		return r.metric(t, "read_budget_bytes", "") == 0
+	})
+	c := r.connectRaw(t, "large", 60)
+	body := `{"ts":"2026-11-30T10:00:00Z","metrics":{"x":1},"pad":"` + strings.Repeat("b", size-200) + `"}`
+	var pk bytes.Buffer
+	pk.WriteByte(0x32) // PUBLISH, QoS 1
+	pk.Write(remainingLength(2 + len(topic) + 2 + len(body)))
+	_ = binary.Write(&pk, binary.BigEndian, uint16(len(topic)))
+	pk.WriteString(topic)
+	pk.Write([]byte{0, 1})
+	pk.WriteString(body)
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write(pk.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	ack := make([]byte, 4)
+	if _, err := io.ReadFull(c, ack); err != nil || ack[0] != 0x40 {
+		t.Fatalf("PUBACK %x to a 200 KiB publish: %v", ack, err)
+	}
+}
