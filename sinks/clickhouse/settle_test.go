@@ -178,6 +178,14 @@ func TestUnsettledInsertBlocksProgress(t *testing.T) {
 	ids := fixedQueryIDs(s)
 
 	go func() {
+		// Cut 300 ms into the INSERT on the server (its rows sent, two
+		// seconds of it left). 300 ms from the start of Write cut the
+		// queries before the INSERT instead when the machine was busy.
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if running, err := base.running(ctx, ids(0)); err == nil && running {
+				break
+			}
+		}
 		time.Sleep(300 * time.Millisecond)
 		p.cut()
 	}()
