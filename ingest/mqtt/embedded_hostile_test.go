@@ -168,22 +168,6 @@ func (r *hostileRig) connectRaw(t *testing.T, id string, keepalive uint16) net.C
 	return c
 }
 
-// remainingLength encodes n as MQTT's variable byte integer.
-func remainingLength(n int) []byte {
-	var out []byte
-	for {
-		b := byte(n % 128)
-		n /= 128
-		if n > 0 {
-			b |= 0x80
-		}
-		out = append(out, b)
-		if n == 0 {
-			return out
-		}
-	}
-}
-
 // allocated is what the process allocated so far, freed or not.
 func allocated() uint64 {
 	var m runtime.MemStats
@@ -323,7 +307,7 @@ func TestEmbeddedHostileBigPublish(t *testing.T) {
 		var pk bytes.Buffer
 		pk.WriteByte(0x32) // PUBLISH, QoS 1
 		topic := "devices/big/telemetry"
-		pk.Write(remainingLength(2 + len(topic) + 2 + len(big)))
+		pk.Write(testkit.MQTTRemainingLength(2 + len(topic) + 2 + len(big)))
 		_ = binary.Write(&pk, binary.BigEndian, uint16(len(topic)))
 		pk.WriteString(topic)
 		pk.Write([]byte{0, 1})
@@ -536,7 +520,7 @@ func TestEmbeddedHostileStalledLargePublishes(t *testing.T) {
 	r := startHostile(t, mqtt.EmbeddedConfig{MaxPacketBytes: maxPacket, MaxReadBytes: 1 << 20})
 	r.deviceFlows(t)
 	topic := "devices/large/telemetry"
-	header := append([]byte{0x30}, remainingLength(2+len(topic)+size)...) // PUBLISH, QoS 0
+	header := append([]byte{0x30}, testkit.MQTTRemainingLength(2+len(topic)+size)...) // PUBLISH, QoS 0
 	before := allocated()
 	var stalled []net.Conn
 	for i := range 8 {
@@ -569,7 +553,7 @@ func TestEmbeddedHostileStalledLargePublishes(t *testing.T) {
 	body := `{"ts":"2026-11-30T10:00:00Z","metrics":{"x":1},"pad":"` + strings.Repeat("b", size-200) + `"}`
 	var pk bytes.Buffer
 	pk.WriteByte(0x32) // PUBLISH, QoS 1
-	pk.Write(remainingLength(2 + len(topic) + 2 + len(body)))
+	pk.Write(testkit.MQTTRemainingLength(2 + len(topic) + 2 + len(body)))
 	_ = binary.Write(&pk, binary.BigEndian, uint16(len(topic)))
 	pk.WriteString(topic)
 	pk.Write([]byte{0, 1})

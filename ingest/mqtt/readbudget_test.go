@@ -9,24 +9,14 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/internal/testkit"
 )
 
 // fixedHeader is the fixed header of an MQTT packet of the given type
 // byte with n bytes after it.
 func fixedHeader(typ byte, n int) []byte {
-	out := []byte{typ}
-	for {
-		b := byte(n % 128)
-		n /= 128
-		if n > 0 {
-			b |= 0x80
-		}
-		out = append(out, b)
-		if n == 0 {
-			break
-		}
-	}
-	return out
+	return append([]byte{typ}, testkit.MQTTRemainingLength(n)...)
 }
 
 // stream is the packets' bytes: small and large ones mixed, payloads
