@@ -43,13 +43,12 @@ type mqttFlags struct {
 	deriveIDs     bool
 
 	// maxInflightBytes bounds the embedded broker's publishes in flight by
-	// bytes, from --memory-limit; inflightGiven says --mqtt-max-inflight
-	// was given, which then bounds them by count alone.
+	// bytes, from --memory-limit; it stays 0 when --mqtt-max-inflight was
+	// given, which then bounds them by count alone.
 	maxInflightBytes int64
 	// maxReadBytes bounds the embedded broker's large packets being read
 	// (mqtt.EmbeddedConfig.MaxReadBytes), from --memory-limit.
-	maxReadBytes  int64
-	inflightGiven bool
+	maxReadBytes int64
 
 	// The embedded broker's bounds on its clients (dev only).
 	maxPacketBytes int
@@ -94,9 +93,8 @@ func (m *mqttFlags) register(f *pflag.FlagSet, dev bool) {
 // embedded broker weighs each publish by its size instead, within the same
 // memory, and counts up to mqtt.DefaultMaxInflight.
 func (m *mqttFlags) useBudget(b membudget.Budget, explicit func(string) bool) {
-	m.inflightGiven = explicit("mqtt-max-inflight")
 	m.maxReadBytes = b.MQTTReadBytes
-	if !m.inflightGiven {
+	if !explicit("mqtt-max-inflight") {
 		m.maxInflight = b.MQTTInflight
 		m.maxInflightBytes = b.MQTTInflightBytes
 	}
@@ -105,7 +103,7 @@ func (m *mqttFlags) useBudget(b membudget.Budget, explicit func(string) bool) {
 // embeddedInflight is the embedded broker's bounds on publishes in flight:
 // see useBudget.
 func (m *mqttFlags) embeddedInflight() (int, int64) {
-	if m.inflightGiven || m.maxInflightBytes <= 0 {
+	if m.maxInflightBytes <= 0 {
 		return m.maxInflight, 0
 	}
 	return mqtt.DefaultMaxInflight, m.maxInflightBytes

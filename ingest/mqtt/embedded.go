@@ -18,6 +18,8 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/semaphore"
+
+	"github.com/sluicehq/sluice/internal/defaults"
 )
 
 // DefaultMaxInflight bounds the publishes an embedded broker hands to the
@@ -177,24 +179,13 @@ func NewEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 
 // setBounds gives the zero bounds their defaults and checks the rest.
 func (cfg *EmbeddedConfig) setBounds() error {
-	def := func(v *int, d int) {
-		if *v <= 0 {
-			*v = d
-		}
-	}
-	def(&cfg.MaxInflight, DefaultMaxInflight)
-	def(&cfg.MaxPacketBytes, DefaultMaxPacketBytes)
-	def(&cfg.MaxConnections, DefaultMaxConnections)
-	def(&cfg.MaxWritesPending, DefaultMaxWritesPending)
-	if cfg.ConnectTimeout <= 0 {
-		cfg.ConnectTimeout = DefaultConnectTimeout
-	}
-	if cfg.MaxKeepalive <= 0 {
-		cfg.MaxKeepalive = DefaultMaxKeepalive
-	}
-	if cfg.MaxReadBytes <= 0 {
-		cfg.MaxReadBytes = DefaultMaxReadBytes
-	}
+	defaults.Positive(&cfg.MaxInflight, DefaultMaxInflight)
+	defaults.Positive(&cfg.MaxPacketBytes, DefaultMaxPacketBytes)
+	defaults.Positive(&cfg.MaxConnections, DefaultMaxConnections)
+	defaults.Positive(&cfg.MaxWritesPending, DefaultMaxWritesPending)
+	defaults.Positive(&cfg.ConnectTimeout, DefaultConnectTimeout)
+	defaults.Positive(&cfg.MaxKeepalive, DefaultMaxKeepalive)
+	defaults.Positive(&cfg.MaxReadBytes, DefaultMaxReadBytes)
 	cfg.MaxReadBytes = max(cfg.MaxReadBytes, 4*int64(cfg.MaxPacketBytes))
 	// Remaining length is at most 268,435,455: a larger bound is none.
 	if cfg.MaxPacketBytes > 256<<20 {
@@ -617,7 +608,7 @@ func (l *boundedListener) Serve(establish listeners.EstablishFn) {
 		backoff = minBackoff
 		c := newBoundedConn(conn, l.budget)
 		if ok, full := l.track(c); !ok {
-			_ = conn.Close()
+			_ = c.Close()
 			if full {
 				l.closed("max_connections", nil, "remote", conn.RemoteAddr().String(), "max_connections", l.maxConns)
 			}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/sluicehq/sluice/ingest/mqtt"
 	"github.com/sluicehq/sluice/internal/testkit"
+	"github.com/sluicehq/sluice/internal/testkit/mqttkit"
 )
 
 // hostileRig is an embedded broker with the bounds a test chose, in front
@@ -34,31 +35,16 @@ type hostileRig struct {
 	n   int // events a normal device sent so far
 }
 
-// startHostile runs the embedded broker like mqttkit.StartEmbeddedMQTT,
-// with cfg's bounds (Addr, Handler, Logger and Registerer are set here).
+// startHostile runs the embedded broker with mqttkit.StartEmbeddedMQTT,
+// with cfg's bounds (Addr, Handler, Logger and Registerer are set there and
+// here).
 func startHostile(t *testing.T, cfg mqtt.EmbeddedConfig) *hostileRig {
 	t.Helper()
 	r := &hostileRig{k: testkit.StartKafka(t), reg: prometheus.NewRegistry()}
-	routes, err := mqtt.ParseRoutes(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := mqtt.NewHandler(mqtt.HandlerConfig{Gate: testkit.NewGate(t, r.k, nil), Routes: routes, DeriveIDs: true, Logger: testkit.FileLogger(t, "handler.log")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Addr, cfg.Handler, cfg.Logger, cfg.Registerer = "127.0.0.1:0", h, testkit.FileLogger(t, "broker.log"), r.reg
-	if r.e, err = mqtt.NewEmbedded(cfg); err != nil {
-		t.Fatal(err)
-	}
-	r.run = testkit.RunSource(t, r.e)
-	select {
-	case <-r.e.Ready():
-	case err := <-r.run.Done():
-		t.Fatalf("embedded broker stopped: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("embedded broker not listening after 10s")
-	}
+	r.e, r.run = mqttkit.StartEmbeddedMQTT(t, r.k, cfg.MaxInflight, func(ec *mqtt.EmbeddedConfig, _ *mqtt.HandlerConfig) {
+		cfg.Addr, cfg.Logger, cfg.Registerer = ec.Addr, ec.Logger, r.reg
+		*ec = cfg
+	})
 	return r
 }
 

@@ -10,14 +10,14 @@ import (
 	"github.com/sluicehq/sluice/internal/testkit"
 )
 
-// StartEmbeddedMQTT runs Sluice's embedded MQTT broker on a free loopback
-// port, with the default routes, in front of a gate writing to k; it
-// returns once the broker listens. maxInflight 0 takes the default; opts
-// change the broker's or its handler's configuration.
 // EmbeddedOption changes the configuration of the broker, or of its
 // handler, that StartEmbeddedMQTT starts.
 type EmbeddedOption func(*mqtt.EmbeddedConfig, *mqtt.HandlerConfig)
 
+// StartEmbeddedMQTT runs Sluice's embedded MQTT broker on a free loopback
+// port, with the default routes, in front of a gate writing to k; it
+// returns once the broker listens. maxInflight 0 takes the default; opts
+// change the broker's or its handler's configuration.
 func StartEmbeddedMQTT(t testing.TB, k *testkit.Kafka, maxInflight int, opts ...EmbeddedOption) (*mqtt.Embedded, *testkit.Running) {
 	t.Helper()
 	routes, err := mqtt.ParseRoutes(nil)
