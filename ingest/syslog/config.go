@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/internal/defaults"
 )
 
 // Defaults for Config.
@@ -80,30 +82,18 @@ func (c *Config) setDefaults() error {
 	if c.TCPAddr == "" && c.UDPAddr == "" {
 		return fmt.Errorf("syslog: neither a TCP nor a UDP address")
 	}
-	def := func(v *int, d int) {
-		if *v <= 0 {
-			*v = d
-		}
-	}
-	defDur := func(v *time.Duration, d time.Duration) {
-		if *v <= 0 {
-			*v = d
-		}
-	}
-	def(&c.MaxMessageBytes, DefaultMaxMessageBytes)
-	def(&c.MaxConnections, DefaultMaxConnections)
-	def(&c.MaxBatchLines, DefaultMaxBatchLines)
-	def(&c.MaxBatchBytes, DefaultMaxBatchBytes)
-	def(&c.MaxBufferBytes, DefaultMaxBufferBytes)
-	def(&c.UDPQueueLines, DefaultUDPQueueLines)
-	def(&c.UDPQueueBytes, DefaultUDPQueueBytes)
-	defDur(&c.ReadTimeout, DefaultReadTimeout)
-	defDur(&c.IdleTimeout, DefaultIdleTimeout)
-	defDur(&c.BatchLinger, DefaultBatchLinger)
-	defDur(&c.ShutdownGrace, DefaultShutdownGrace)
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
+	defaults.Positive(&c.MaxMessageBytes, DefaultMaxMessageBytes)
+	defaults.Positive(&c.MaxConnections, DefaultMaxConnections)
+	defaults.Positive(&c.MaxBatchLines, DefaultMaxBatchLines)
+	defaults.Positive(&c.MaxBatchBytes, DefaultMaxBatchBytes)
+	defaults.Positive(&c.MaxBufferBytes, DefaultMaxBufferBytes)
+	defaults.Positive(&c.UDPQueueLines, DefaultUDPQueueLines)
+	defaults.Positive(&c.UDPQueueBytes, DefaultUDPQueueBytes)
+	defaults.Positive(&c.ReadTimeout, DefaultReadTimeout)
+	defaults.Positive(&c.IdleTimeout, DefaultIdleTimeout)
+	defaults.Positive(&c.BatchLinger, DefaultBatchLinger)
+	defaults.Positive(&c.ShutdownGrace, DefaultShutdownGrace)
+	defaults.Set(&c.Logger, slog.Default())
 	if c.Registerer == nil {
 		c.Registerer = prometheus.NewRegistry()
 	}
