@@ -82,6 +82,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.ProfileDir != "" {
+		// Found missing only when the first phase ends, the directory would
+		// cost a whole run's profiles.
+		if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
+			return nil, fmt.Errorf("bench: profile directory: %w", err)
+		}
+	}
 	env, err := startEnv(ctx, &cfg)
 	if err != nil {
 		return nil, err

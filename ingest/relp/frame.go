@@ -45,6 +45,14 @@ var (
 // first byte gives io.EOF; one that ends inside a frame gives
 // io.ErrUnexpectedEOF.
 func ReadFrame(br *bufio.Reader, maxData int) (Frame, error) {
+	return readFrame(br, maxData, nil)
+}
+
+// readFrame is ReadFrame that, when reserve is not nil, calls it with
+// DATALEN once the header is read and before the data is allocated: the
+// server takes the frame's memory from its budgets there, and may wait.
+// An error from reserve is returned as it is.
+func readFrame(br *bufio.Reader, maxData int, reserve func(n int) error) (Frame, error) {
 	var f Frame
 	txnr, sep, err := readNumber(br, "TXNR")
 	if err != nil {
@@ -62,13 +70,16 @@ func ReadFrame(br *bufio.Reader, maxData int) (Frame, error) {
 		return f, err
 	}
 	if n == 0 && sep == '\n' {
-		return f, nil
+		return f, reserveData(reserve, 0)
 	}
 	if sep != ' ' {
 		return f, invalid("DATALEN ends with %q, not a space", sep)
 	}
 	if n > maxData {
 		return f, fmt.Errorf("%w: DATALEN %d over the %d-byte limit", ErrFrameTooLarge, n, maxData)
+	}
+	if err := reserveData(reserve, n); err != nil {
+		return f, err
 	}
 	if n > 0 {
 		f.Data = make([]byte, n)
@@ -84,6 +95,13 @@ func ReadFrame(br *bufio.Reader, maxData int) (Frame, error) {
 		return f, invalid("no LF after DATALEN %d bytes of data (got %q): DATALEN does not match the data", n, c)
 	}
 	return f, nil
+}
+
+func reserveData(reserve func(int) error, n int) error {
+	if reserve == nil {
+		return nil
+	}
+	return reserve(n)
 }
 
 // readNumber reads 1 to 9 digits and the byte after them.

@@ -19,7 +19,7 @@ type metrics struct {
 	latency        prometheus.Histogram
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, buffer *buffer) (*metrics, error) {
 	m := &metrics{
 		conns: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "sluice", Subsystem: "relp", Name: "connections",
@@ -51,7 +51,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.conns, m.refused, m.received, m.answered, m.parseFailures, m.protocolErrors, m.latency} {
+	held := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "sluice", Subsystem: "relp", Name: "buffer_bytes",
+		Help: "Bytes of RELP frames read and not yet answered, frames being read included, over all connections (at most --relp-max-buffer-bytes).",
+	}, func() float64 { return float64(buffer.inUse()) })
+	waiting := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "sluice", Subsystem: "relp", Name: "buffer_waiting",
+		Help: "RELP connections whose reading is paused because --relp-max-buffer-bytes are held.",
+	}, func() float64 { return float64(buffer.waiting()) })
+	for _, c := range []prometheus.Collector{m.conns, m.refused, m.received, m.answered, m.parseFailures, m.protocolErrors, m.latency, held, waiting} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("relp: register metrics: %w", err)
 		}

@@ -24,6 +24,7 @@ import (
 const (
 	DefaultMaxConnections  = 100
 	DefaultMaxPendingBytes = 512 << 10
+	DefaultMaxBufferBytes  = 16 << 20
 	DefaultMaxBatch        = 512
 	DefaultLinger          = time.Millisecond
 	DefaultFrameTimeout    = 30 * time.Second
@@ -57,10 +58,19 @@ type Config struct {
 	// as soon as they are accepted.
 	MaxConnections int
 	// MaxPendingBytes bounds the frame data one connection holds read but
-	// not yet answered; reading pauses beyond it. With MaxConnections and
-	// MaxFrameBytes it bounds the server's memory: about MaxConnections x
-	// (MaxPendingBytes + MaxFrameBytes).
+	// not yet answered; reading pauses beyond it. A larger frame takes all
+	// of it.
 	MaxPendingBytes int
+	// MaxBufferBytes bounds the frame data all connections together hold
+	// read but not yet answered, frames being read included: a connection
+	// whose next frame does not fit pauses reading (its sender's window
+	// fills and it waits) until others are answered. With it the server's
+	// memory is MaxBufferBytes plus, per connection, its read buffer and
+	// goroutines, however many senders there are or however slowly they
+	// send. Half of it is for frames of up to 4 KiB, half for larger ones
+	// (a larger frame than that half takes all of it), so that senders of
+	// large frames never hold back those of ordinary lines.
+	MaxBufferBytes int
 	// MaxBatch is the most frames committed to Kafka together. omrelp
 	// sends up to its window (128 by default) before it waits.
 	MaxBatch int
@@ -99,6 +109,8 @@ type Server struct {
 	m        *metrics
 	maxBatch int
 	slots    chan struct{} // one per open connection
+	// buffer is Config.MaxBufferBytes, taken by every session's pending.
+	buffer *buffer
 }
 
 // New validates cfg, registers the metrics and listens on cfg.Addr, so that
@@ -111,7 +123,8 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Gate.Registry().Stream(cfg.Stream) == nil {
 		return nil, fmt.Errorf("relp: unknown stream %q", cfg.Stream)
 	}
-	m, err := newMetrics(cfg.Registerer)
+	buffer := newBuffer(cfg.MaxBufferBytes)
+	m, err := newMetrics(cfg.Registerer, buffer)
 	if err != nil {
 		return nil, err
 	}
@@ -124,8 +137,9 @@ func New(cfg Config) (*Server, error) {
 	maxBatch := min(cfg.MaxBatch, cfg.Gate.MaxEvents(), int(min(cfg.Gate.AdmissionCapacity(), 1<<30)))
 	return &Server{
 		cfg: cfg, ln: ln, m: m, maxBatch: max(maxBatch, 1),
-		log:   cfg.Logger.With("component", "relp"),
-		slots: make(chan struct{}, cfg.MaxConnections),
+		log:    cfg.Logger.With("component", "relp"),
+		slots:  make(chan struct{}, cfg.MaxConnections),
+		buffer: buffer,
 	}, nil
 }
 
@@ -141,6 +155,9 @@ func setDefaults(cfg *Config) {
 	}
 	if cfg.MaxPendingBytes <= 0 {
 		cfg.MaxPendingBytes = DefaultMaxPendingBytes
+	}
+	if cfg.MaxBufferBytes <= 0 {
+		cfg.MaxBufferBytes = DefaultMaxBufferBytes
 	}
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = DefaultMaxBatch
@@ -181,7 +198,8 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 // commits in flight finish for up to ShutdownGrace, answers them, tells
 // each sender "serverclose" and returns once every connection is closed.
 func (s *Server) Run(ctx context.Context) error {
-	s.log.Info("relp listening", "addr", s.ln.Addr().String(), "max_connections", s.cfg.MaxConnections, "max_frame_bytes", s.cfg.MaxFrameBytes)
+	s.log.Info("relp listening", "addr", s.ln.Addr().String(), "max_connections", s.cfg.MaxConnections,
+		"max_frame_bytes", s.cfg.MaxFrameBytes, "max_buffer_bytes", s.cfg.MaxBufferBytes)
 	// Sessions end with ctx, and Run ends it too on its way out, so that
 	// an accept failure returns without waiting for the caller's shutdown.
 	// Commits in flight then get ShutdownGrace to finish.

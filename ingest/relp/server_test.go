@@ -515,3 +515,100 @@ func TestStopsReadingWhileKafkaHolds(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestBufferBoundsAllConnections: while Kafka does not acknowledge, all
+// connections together read no more than MaxBufferBytes ahead, though
+// each alone may hold more; the others wait, their reads paused, and once
+// Kafka acknowledges every frame of every connection is answered in order.
+func TestBufferBoundsAllConnections(t *testing.T) {
+	k := testkit.StartKafka(t)
+	held := &heldProducer{release: make(chan struct{}), calls: make(chan struct{}, 1)}
+	g := testkit.NewGate(t, k, nil, func(cfg *ingest.GateConfig) {
+		held.Producer = cfg.Producer
+		cfg.Producer = held
+		cfg.ProduceTimeout = time.Minute
+	})
+	const buffer = 16 << 10
+	s := startServer(t, g, func(cfg *relp.Config) { cfg.MaxBufferBytes = buffer })
+	const conns, n = 8, 300
+	clients := make([]*testkit.RELPClient, conns)
+	firsts := make([]int, conns)
+	flushed := make(chan error, conns)
+	for i := range clients {
+		// All open first: an open is a frame, which waits for the buffer
+		// like any other once it is full.
+		clients[i] = testkit.OpenRELP(t, s.addr())
+		firsts[i] = clients[i].Txnr() + 1
+	}
+	for i, c := range clients {
+		for j := range n {
+			if err := c.Queue("syslog", []byte(line(i*n+j))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		go func() { flushed <- c.Flush() }() // may block in write: the point
+	}
+	<-held.calls
+	time.Sleep(time.Second)
+	// Frames of ~75 bytes and 64 of overhead, in the half of the buffer
+	// for small frames: about 60 fit, and each connection may have one
+	// more read into its channel.
+	if got := s.metric(t, "sluice_relp_frames_received_total"); got > 60+conns {
+		t.Errorf("%v frames read while Kafka held its acknowledgement; the buffer holds about 60", got)
+	}
+	if got := s.metric(t, "sluice_relp_buffer_bytes"); got > buffer/2 || got < buffer/4 {
+		t.Errorf("buffer holds %v bytes, want at most %d and most of it", got, buffer/2)
+	}
+	if got := s.metric(t, "sluice_relp_buffer_waiting"); got < 1 {
+		t.Errorf("%v connections waiting for the buffer, want some", got)
+	}
+	close(held.release)
+	for i, c := range clients {
+		expectAnswers(t, c, firsts[i], n)
+	}
+	for range conns {
+		if err := <-flushed; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := s.metric(t, "sluice_relp_buffer_bytes"); got != 0 {
+		t.Errorf("buffer holds %v bytes after every frame was answered, want 0", got)
+	}
+}
+
+// TestStalledLargeFramesHoldOnlyTheBuffer: senders that announce large
+// frames and stall get memory for as many as MaxBufferBytes holds; the
+// rest wait without it, and are not closed for the wait. A stalled frame
+// is closed after the frame timeout and gives its share back, and a
+// normal sender gets through afterwards.
+func TestStalledLargeFramesHoldOnlyTheBuffer(t *testing.T) {
+	k := testkit.StartKafka(t)
+	const timeout = 2 * time.Second
+	s := startServer(t, testkit.NewGate(t, k, nil), func(cfg *relp.Config) {
+		cfg.MaxBufferBytes = 512 << 10 // 256 KiB for large frames
+		cfg.FrameTimeout = timeout
+	})
+	const stalled = 6
+	for range stalled {
+		c := testkit.OpenRELP(t, s.addr())
+		if _, err := c.Conn.Write([]byte("2 syslog 100000 <13>1 - - large")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testkit.Eventually(t, 5*time.Second, "4 of 6 stalled large frames waiting for the buffer",
+		func() bool { return s.metric(t, "sluice_relp_buffer_waiting") == stalled-2 })
+	// The frame's data and its overhead, twice: two frames fit 256 KiB.
+	if got, want := s.metric(t, "sluice_relp_buffer_bytes"), float64(2*(100000+64)); got != want {
+		t.Errorf("buffer holds %v bytes, want %v", got, want)
+	}
+	// Each stalled frame is closed a frame timeout after it got its
+	// share, and the waiting ones get theirs in turn.
+	testkit.Eventually(t, 4*timeout+5*time.Second, "every stalled frame closed and its share given back",
+		func() bool { return s.metric(t, "sluice_relp_buffer_bytes") == 0 })
+	if got := s.metric(t, "sluice_relp_connection_errors_total"); got != stalled {
+		t.Errorf("%v connection errors, want %d (stalled)", got, stalled)
+	}
+	c := testkit.OpenRELP(t, s.addr())
+	first := sendLines(t, c, []string{line(1)})
+	expectAnswers(t, c, first, 1)
+}

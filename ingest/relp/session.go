@@ -9,8 +9,10 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/sluicehq/sluice/backpressure"
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/ingest/syslog"
 )
@@ -27,6 +29,10 @@ const (
 // frameOverhead is what a frame costs against MaxPendingBytes beyond its
 // data, so that frames without data are bounded too.
 const frameOverhead = 64
+
+// readBufSize is each connection's read buffer. Larger frames are read
+// past it, straight into their own memory, which the budgets count.
+const readBufSize = 32 << 10
 
 var (
 	okAnswer = []byte("200 OK")
@@ -51,8 +57,9 @@ type received struct {
 // session is one RELP connection. Its serve method owns it and one reader
 // goroutine: the reader parses frames and hands them over on frames; serve
 // groups them, commits each group to Kafka and answers it. The reader
-// stops when serve closes done, closes the budget and expires the read
-// deadline, which it does on its way out.
+// stops when serve closes done, cancels stop (ending a wait for the
+// pending budget) and expires the read deadline, which it does on its way
+// out.
 type session struct {
 	s      *Server
 	conn   net.Conn
@@ -61,8 +68,11 @@ type session struct {
 	peer   string
 	frames chan received
 	done   chan struct{}
-	budget *budget
-	rd     readDeadline
+	// stop ends the reader's wait for the pending budget when done closes.
+	stop    context.Context
+	cancel  context.CancelFunc
+	pending *pending
+	rd      readDeadline
 
 	readErr error // why the reader stopped; read after frames is closed
 	open    bool
@@ -71,14 +81,17 @@ type session struct {
 
 func newSession(s *Server, conn net.Conn) *session {
 	peer := conn.RemoteAddr().String()
+	stop, cancel := context.WithCancel(context.Background())
 	return &session{
 		s: s, conn: conn, peer: peer,
-		br:     bufio.NewReaderSize(conn, 64<<10),
-		log:    s.log.With("peer", peer),
-		frames: make(chan received, s.maxBatch),
-		done:   make(chan struct{}),
-		budget: newBudget(s.cfg.MaxPendingBytes),
-		rd:     readDeadline{conn: conn},
+		br:      bufio.NewReaderSize(conn, readBufSize),
+		log:     s.log.With("peer", peer),
+		frames:  make(chan received, s.maxBatch),
+		done:    make(chan struct{}),
+		stop:    stop,
+		cancel:  cancel,
+		pending: newPending(int64(s.cfg.MaxPendingBytes), s.buffer),
+		rd:      readDeadline{conn: conn},
 	}
 }
 
@@ -93,10 +106,12 @@ func (c *session) serve(ctx, commitCtx context.Context) {
 	})
 	err := c.process(ctx, commitCtx)
 	close(c.done)
-	c.budget.close()
+	c.cancel()
 	c.rd.stop()
 	_ = c.conn.Close()
 	reader.Wait()
+	// Frames read and never answered: the sender resends them.
+	c.pending.giveAll()
 	c.logEnd(ctx, err)
 }
 
@@ -200,7 +215,7 @@ func (c *session) handle(ctx context.Context, group []received) (closed bool, er
 	}
 	now := time.Now()
 	for _, r := range group {
-		c.budget.release(len(r.f.Data) + frameOverhead)
+		c.pending.give(int64(len(r.f.Data) + frameOverhead))
 	}
 	for _, r := range syslogs {
 		c.s.m.latency.Observe(now.Sub(r.at).Seconds())
@@ -297,7 +312,7 @@ func (c *session) readLoop() error {
 			return err
 		}
 		c.rd.set(time.Now().Add(c.s.cfg.FrameTimeout))
-		f, err := ReadFrame(c.br, c.s.cfg.MaxFrameBytes)
+		f, err := readFrame(c.br, c.s.cfg.MaxFrameBytes, c.reserve)
 		if err != nil {
 			return err
 		}
@@ -309,9 +324,6 @@ func (c *session) readLoop() error {
 		}
 		if f.Cmd == cmdSyslog {
 			c.s.m.received.Inc()
-		}
-		if !c.budget.acquire(len(f.Data) + frameOverhead) {
-			return errSessionDone
 		}
 		select {
 		case c.frames <- received{f: f, at: time.Now()}:
@@ -374,47 +386,119 @@ func (d *readDeadline) stop() {
 	_ = d.conn.SetReadDeadline(time.Unix(1, 0))
 }
 
-// budget bounds the bytes a session holds read but not answered. A frame
-// is always let in when nothing is held, so one frame up to the maximum
-// size passes whatever the limit.
-type budget struct {
-	mu     sync.Mutex
-	cond   *sync.Cond
-	used   int
-	limit  int
-	closed bool
-}
-
-func newBudget(limit int) *budget {
-	b := &budget{limit: limit}
-	b.cond = sync.NewCond(&b.mu)
-	return b
-}
-
-// acquire waits until n fits; false means the budget was closed.
-func (b *budget) acquire(n int) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for !b.closed && b.used > 0 && b.used+n > b.limit {
-		b.cond.Wait()
+// reserve takes a frame's bytes (its data and frameOverhead) from the
+// pending budgets before the frame's data is read, waiting, with reading
+// paused, while they are spent. The frame's time to arrive starts again
+// once they are taken: the wait was the server's, not the sender's.
+func (c *session) reserve(n int) error {
+	if err := c.pending.take(c.stop, int64(n+frameOverhead)); err != nil {
+		return errSessionDone
 	}
-	if b.closed {
-		return false
+	c.rd.set(time.Now().Add(c.s.cfg.FrameTimeout))
+	return nil
+}
+
+// pending bounds the frame bytes a session holds read and not yet
+// answered, twice: by the session's own MaxPendingBytes, so that one
+// sender cannot take all, and by the server's buffer, shared by every
+// session, so that all of them together stay within what --memory-limit
+// gave the collector. The reader takes a frame's bytes before it
+// allocates them (reserve); the processor gives them back once the frame
+// is answered, and the session gives back what is left when it ends. A
+// frame larger than a bound takes all of it, so that it passes once
+// nothing else is held.
+type pending struct {
+	session *backpressure.Admission
+	server  *buffer
+	// held is what was taken from each, for giveAll.
+	heldSession, heldSmall, heldLarge atomic.Int64
+}
+
+func newPending(limit int64, server *buffer) *pending {
+	return &pending{session: backpressure.NewAdmission(backpressure.AdmissionConfig{Capacity: limit, MaxWait: waitRound}), server: server}
+}
+
+// take waits until n fits both bounds, or ctx ends.
+func (p *pending) take(ctx context.Context, n int64) error {
+	ns := min(n, p.session.Capacity())
+	if err := waitFor(ctx, p.session, ns); err != nil {
+		return err
 	}
-	b.used += n
-	return true
+	a, held := p.server.of(n, p)
+	nv := min(n, a.Capacity())
+	if err := waitFor(ctx, a, nv); err != nil {
+		p.session.Release(ns)
+		return err
+	}
+	p.heldSession.Add(ns)
+	held.Add(nv)
+	return nil
 }
 
-func (b *budget) release(n int) {
-	b.mu.Lock()
-	b.used -= n
-	b.mu.Unlock()
-	b.cond.Broadcast()
+// give gives back what take(n) took.
+func (p *pending) give(n int64) {
+	a, held := p.server.of(n, p)
+	nv := min(n, a.Capacity())
+	a.Release(nv)
+	held.Add(-nv)
+	ns := min(n, p.session.Capacity())
+	p.session.Release(ns)
+	p.heldSession.Add(-ns)
 }
 
-func (b *budget) close() {
-	b.mu.Lock()
-	b.closed = true
-	b.mu.Unlock()
-	b.cond.Broadcast()
+// giveAll gives back what the session still holds; called once its reader
+// and processor have stopped.
+func (p *pending) giveAll() {
+	p.server.small.Release(p.heldSmall.Swap(0))
+	p.server.large.Release(p.heldLarge.Swap(0))
+	p.session.Release(p.heldSession.Swap(0))
+}
+
+// smallFrameBytes is the largest frame, overhead included, that the
+// buffer's small part holds; larger ones take the large part.
+const smallFrameBytes = 4 << 10
+
+// buffer is the server's bound on the frame bytes held by all sessions
+// (Config.MaxBufferBytes), in two halves. Why two: a waiter for a
+// weighted semaphore holds back every later one, and a large frame waits
+// longest, so that senders announcing large frames and stalling (each
+// holds its share until the frame timeout) would hold back every sender
+// of ordinary lines too. With large frames apart, they only hold back
+// each other; the small part is more than every connection's frame being
+// read can hold at once, so stalls take only a part of it.
+type buffer struct {
+	small, large *backpressure.Admission
+}
+
+func newBuffer(bytes int) *buffer {
+	half := int64(max(bytes/2, smallFrameBytes))
+	cfg := backpressure.AdmissionConfig{Capacity: half, MaxWait: waitRound}
+	return &buffer{small: backpressure.NewAdmission(cfg), large: backpressure.NewAdmission(cfg)}
+}
+
+// of is the part a frame of n bytes takes, and p's count of it.
+func (b *buffer) of(n int64, p *pending) (*backpressure.Admission, *atomic.Int64) {
+	if n <= smallFrameBytes {
+		return b.small, &p.heldSmall
+	}
+	return b.large, &p.heldLarge
+}
+
+func (b *buffer) inUse() int64   { return b.small.InFlight() + b.large.InFlight() }
+func (b *buffer) waiting() int64 { return b.small.Waiting() + b.large.Waiting() }
+
+// waitRound is how long one Acquire of a pending bound waits before
+// waitFor asks again; asking again puts the waiter at the back of the
+// queue, which once a minute costs nothing.
+const waitRound = time.Minute
+
+// waitFor acquires n of a for as long as ctx lasts: a sender waits for
+// room, its reads paused, however long Kafka takes to free it.
+func waitFor(ctx context.Context, a *backpressure.Admission, n int64) error {
+	for {
+		err := a.Acquire(ctx, n)
+		if !errors.Is(err, backpressure.ErrBusy) {
+			return err
+		}
+	}
 }
