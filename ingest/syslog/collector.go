@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sluicehq/sluice/backpressure"
 	"github.com/sluicehq/sluice/ingest"
 )
 
@@ -37,6 +38,8 @@ type Collector struct {
 	// releasing readers that wait for one.
 	slots    chan struct{}
 	stopping chan struct{}
+	// long is Config.MaxLongMessageBytes, taken by the TCP readers.
+	long *backpressure.Admission
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{} // open TCP connections, closed on shutdown
@@ -55,11 +58,12 @@ func New(gate *ingest.Gate, cfg Config) (*Collector, error) {
 		cfg.MaxBatchLines = limit
 	}
 	cfg.MaxBatchLines = min(cfg.MaxBatchLines, gate.MaxEvents())
-	m, err := newMetrics(cfg.Registerer)
+	long := backpressure.NewAdmission(backpressure.AdmissionConfig{Capacity: int64(cfg.MaxLongMessageBytes), MaxWait: cfg.ReadTimeout})
+	m, err := newMetrics(cfg.Registerer, long)
 	if err != nil {
 		return nil, err
 	}
-	c := &Collector{gate: gate, cfg: cfg, log: cfg.Logger.With("component", "syslog"), metrics: m,
+	c := &Collector{gate: gate, cfg: cfg, log: cfg.Logger.With("component", "syslog"), metrics: m, long: long,
 		slots:    make(chan struct{}, max(2, cfg.MaxBufferBytes/cfg.MaxBatchBytes)),
 		stopping: make(chan struct{}),
 		conns:    make(map[net.Conn]struct{})}

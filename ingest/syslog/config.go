@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sluicehq/sluice/backpressure"
 	"github.com/sluicehq/sluice/internal/defaults"
 )
 
@@ -19,6 +20,7 @@ const (
 	DefaultMaxBatchLines   = 1000
 	DefaultMaxBatchBytes   = 1 << 20
 	DefaultMaxBufferBytes  = 64 << 20
+	DefaultMaxLongMessages = 8 << 20
 	DefaultBatchLinger     = 2 * time.Millisecond
 	DefaultUDPQueueLines   = 10_000
 	DefaultUDPQueueBytes   = 16 << 20
@@ -64,6 +66,15 @@ type Config struct {
 	// the number of busy connections.
 	MaxBufferBytes int
 	BatchLinger    time.Duration
+	// MaxLongMessageBytes bounds the memory of the messages longer than a
+	// connection's 16 KiB read buffer that TCP connections are reading at
+	// once: such a message takes its length (a line of unknown length,
+	// MaxMessageBytes) before it is allocated, and gives it back once it
+	// is in a batch. A connection that finds it spent waits, its reads
+	// paused, for up to ReadTimeout, and is then closed. Without it a
+	// thousand connections announcing 64 KiB messages and stalling would
+	// hold 64 MiB.
+	MaxLongMessageBytes int
 	// UDPQueueLines and UDPQueueBytes bound the datagrams received and not
 	// yet committed; beyond either, datagrams are dropped and counted.
 	UDPQueueLines int
@@ -87,6 +98,7 @@ func (c *Config) setDefaults() error {
 	defaults.Positive(&c.MaxBatchLines, DefaultMaxBatchLines)
 	defaults.Positive(&c.MaxBatchBytes, DefaultMaxBatchBytes)
 	defaults.Positive(&c.MaxBufferBytes, DefaultMaxBufferBytes)
+	defaults.Positive(&c.MaxLongMessageBytes, DefaultMaxLongMessages)
 	defaults.Positive(&c.UDPQueueLines, DefaultUDPQueueLines)
 	defaults.Positive(&c.UDPQueueBytes, DefaultUDPQueueBytes)
 	defaults.Positive(&c.ReadTimeout, DefaultReadTimeout)
@@ -111,9 +123,11 @@ type metrics struct {
 	bytes        *prometheus.CounterVec // transport
 	dropped      *prometheus.CounterVec // transport, reason
 	udpQueueSize prometheus.Gauge
+	longHeld     prometheus.GaugeFunc
+	longWaiting  prometheus.GaugeFunc
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, long *backpressure.Admission) (*metrics, error) {
 	opts := func(name, help string) prometheus.CounterOpts {
 		return prometheus.CounterOpts{Namespace: "sluice", Subsystem: "syslog", Name: name, Help: help}
 	}
@@ -123,7 +137,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		conns: prometheus.NewCounterVec(opts("connections_total",
 			"Syslog TCP connections, by result: accepted, or refused because --syslog-max-connections were open."), []string{"result"}),
 		connErrors: prometheus.NewCounterVec(opts("connection_errors_total",
-			"Syslog TCP connections closed by Sluice, by reason: read_timeout, idle_timeout, frame_too_large, read_error."), []string{"reason"}),
+			"Syslog TCP connections closed by Sluice, by reason: read_timeout, idle_timeout, frame_too_large, long_message_memory, truncated_frame, read_error."), []string{"reason"}),
 		lines: prometheus.NewCounterVec(opts("lines_total",
 			"Syslog messages received, by transport (tcp, udp)."), []string{"transport"}),
 		parseFailed: prometheus.NewCounterVec(opts("parse_failures_total",
@@ -135,8 +149,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			[]string{"transport", "reason"}),
 		udpQueueSize: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "sluice", Subsystem: "syslog",
 			Name: "udp_queue_lines", Help: "UDP datagrams received and waiting to be committed."}),
+		longHeld: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "sluice", Subsystem: "syslog",
+			Name: "long_message_bytes", Help: "Bytes taken by TCP messages longer than the 16 KiB read buffer being read (at most --syslog-max-long-message-bytes)."},
+			func() float64 { return float64(long.InFlight()) }),
+		longWaiting: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "sluice", Subsystem: "syslog",
+			Name: "long_message_waiting", Help: "TCP connections whose reading is paused until --syslog-max-long-message-bytes has room for their next message."},
+			func() float64 { return float64(long.Waiting()) }),
 	}
-	for _, c := range []prometheus.Collector{m.connsOpen, m.conns, m.connErrors, m.lines, m.parseFailed, m.bytes, m.dropped, m.udpQueueSize} {
+	for _, c := range []prometheus.Collector{m.connsOpen, m.conns, m.connErrors, m.lines, m.parseFailed, m.bytes, m.dropped, m.udpQueueSize, m.longHeld, m.longWaiting} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("syslog: register metrics: %w", err)
 		}

@@ -3,9 +3,12 @@ package syslog
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/sluicehq/sluice/backpressure"
 )
 
 // errFrameTooLarge ends a connection whose octet count passes the maximum:
@@ -24,6 +27,13 @@ type frameReader struct {
 	br  *bufio.Reader
 	max int
 	buf []byte // long lines and octet frames larger than br's buffer
+
+	// long, when set, is taken for buf before buf is allocated, and given
+	// back at the next frame (see Config.MaxLongMessageBytes); ctx ends a
+	// wait for it. held is what this reader took.
+	long *backpressure.Admission
+	ctx  context.Context
+	held int64
 }
 
 func newFrameReader(r io.Reader, bufSize, max int) *frameReader {
@@ -42,10 +52,8 @@ type frame struct {
 // next returns the next non-empty frame. At the end of the stream it
 // returns io.EOF; a last line without LF is returned first.
 func (f *frameReader) next() (frame, error) {
-	if cap(f.buf) > f.br.Size() {
-		// A long frame's buffer is not kept for the connection's life.
-		f.buf = nil
-	}
+	// A long frame's buffer is not kept for the connection's life.
+	f.dropLong()
 	for {
 		c, err := f.br.Peek(1)
 		if err != nil {
@@ -107,8 +115,11 @@ func (f *frameReader) counted() (frame, error) {
 		_, _ = f.br.Discard(n)
 		return frame{msg: msg, size: n}, nil
 	}
-	f.buf = grow(f.buf, n)
-	if _, err := io.ReadFull(f.br, f.buf[:n]); err != nil {
+	if err := f.takeLong(n); err != nil {
+		return frame{}, err
+	}
+	f.buf = make([]byte, n)
+	if _, err := io.ReadFull(f.br, f.buf); err != nil {
 		return frame{}, noEOF(err)
 	}
 	return frame{msg: f.buf[:n], size: n}, nil
@@ -128,8 +139,12 @@ func (f *frameReader) line() (frame, error) {
 	if !errors.Is(err, bufio.ErrBufferFull) {
 		return frame{}, err
 	}
-	// Longer than the buffer: gather it in f.buf up to max, then skip.
-	f.buf = append(f.buf[:0], chunk...)
+	// Longer than the buffer: gather it in f.buf up to max (and the CR LF
+	// that may end it), then skip.
+	if err := f.takeLong(f.max + 2); err != nil {
+		return frame{}, err
+	}
+	f.buf = append(make([]byte, 0, f.max+2), chunk...)
 	size := len(chunk)
 	for {
 		chunk, err = f.br.ReadSlice('\n')
@@ -166,9 +181,28 @@ func noEOF(err error) error {
 	return err
 }
 
-func grow(b []byte, n int) []byte {
-	if cap(b) >= n {
-		return b[:n]
+// takeLong takes n bytes of the long-message budget for buf, waiting
+// while other connections hold it: at most the read timeout (the
+// Admission's MaxWait), then the connection is closed with
+// backpressure.ErrBusy.
+func (f *frameReader) takeLong(n int) error {
+	if f.long == nil {
+		return nil
 	}
-	return make([]byte, n)
+	w := min(int64(n), f.long.Capacity())
+	if err := f.long.Acquire(f.ctx, w); err != nil {
+		return fmt.Errorf("memory for a message of %d bytes: %w", n, err)
+	}
+	f.held = w
+	return nil
+}
+
+// dropLong lets go of a long frame's buffer and gives its budget back.
+// The reader's owner calls it once more when the connection ends.
+func (f *frameReader) dropLong() {
+	f.buf = nil
+	if f.held > 0 {
+		f.long.Release(f.held)
+		f.held = 0
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sluicehq/sluice/backpressure"
 	"github.com/sluicehq/sluice/ingest"
 )
 
@@ -58,6 +59,8 @@ func (c *Collector) serveTCP(ctx, commitCtx context.Context, wg *sync.WaitGroup)
 			t := &tcpConn{c: c, conn: conn, peer: conn.RemoteAddr().String(), tm: tm}
 			t.dr = &deadlineReader{conn: conn, timeout: c.cfg.ReadTimeout}
 			t.fr = newFrameReader(t.dr, readBufSize, c.cfg.MaxMessageBytes)
+			t.fr.long, t.fr.ctx = c.long, ctx
+			defer t.fr.dropLong()
 			t.serve(commitCtx)
 		})
 	}
@@ -246,6 +249,12 @@ func (t *tcpConn) end(err error) {
 	case errors.Is(err, errFrameTooLarge):
 		reason = "frame_too_large"
 		t.c.log.Error("syslog connection closed", "peer", t.peer, "err", err)
+	case errors.Is(err, backpressure.ErrBusy):
+		reason = "long_message_memory"
+		t.c.log.Warn("syslog connection closed: no memory for its long message within the read timeout (other connections held --syslog-max-long-message-bytes)",
+			"peer", t.peer, "err", err, "read_timeout", t.c.cfg.ReadTimeout)
+	case errors.Is(err, context.Canceled):
+		return // shutting down while it waited for memory
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		reason = "truncated_frame"
 		t.c.log.Warn("syslog connection closed in the middle of a frame", "peer", t.peer)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -238,5 +239,53 @@ func assertClosedByServer(t *testing.T, conn net.Conn, d time.Duration) {
 	}
 	if ne, ok := err.(net.Error); ok && ne.Timeout() {
 		t.Fatalf("connection still open after %s", d)
+	}
+}
+
+// TestTCPStalledLongMessagesHoldOnlyTheBudget: senders that announce
+// messages longer than the read buffer and stall get memory for as many as
+// MaxLongMessageBytes holds; the others wait without it, while ordinary
+// lines keep flowing. Every stalled sender is closed within about two read
+// timeouts, the budget is given back, and a long message is taken
+// afterwards.
+func TestTCPStalledLongMessagesHoldOnlyTheBudget(t *testing.T) {
+	const timeout = 2 * time.Second
+	r := startRig(t, Config{MaxLongMessageBytes: 128 << 10, ReadTimeout: timeout})
+	const stalled, size = 6, 60000
+	for range stalled {
+		c := r.dial(t)
+		if _, err := fmt.Fprintf(c, "%d <14>1 - h app - - - a long one", size); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testkit.Eventually(t, 5*time.Second, "4 of 6 stalled long messages waiting for memory", func() bool {
+		return value(r.c.metrics.longWaiting) == stalled-2
+	})
+	if got := value(r.c.metrics.longHeld); got != 2*size {
+		t.Errorf("long messages hold %v bytes, want %d (two)", got, 2*size)
+	}
+	good := r.dial(t)
+	for i := range 5 {
+		if _, err := fmt.Fprintf(good, "<14>1 - h app - - - line %d\n", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if evs := r.logs(t, 5); len(evs) != 5 {
+		t.Fatalf("%d events while long messages stalled, want 5", len(evs))
+	}
+	testkit.Eventually(t, 3*timeout+5*time.Second, "every stalled sender closed and the memory given back", func() bool {
+		return value(r.c.metrics.longHeld) == 0 && value(r.c.metrics.longWaiting) == 0 &&
+			counter(r.c.metrics.connErrors, "read_timeout")+counter(r.c.metrics.connErrors, "long_message_memory") == stalled
+	})
+	long := "<14>1 - h app - - - " + strings.Repeat("x", size-20)
+	if _, err := fmt.Fprintf(good, "%d %s", len(long), long); err != nil {
+		t.Fatal(err)
+	}
+	var lens []int
+	for _, ev := range r.logs(t, 6) {
+		lens = append(lens, len(ev["message"].(string)))
+	}
+	if !slices.Contains(lens, size-20) {
+		t.Fatalf("no message of %d bytes after the stalls; messages of %v bytes", size-20, lens)
 	}
 }
