@@ -67,6 +67,31 @@ const (
 	// floor, and httpapi.DefaultMaxConnections, what the server served
 	// before there was a budget.
 	minHTTPConns, maxHTTPConns = 64, 4096
+	// bytesPerSyslogConn is what one syslog TCP connection holds besides
+	// its batches and a long message (their own bounds): its 16 KiB read
+	// buffer and two goroutines (measured: 15 KiB resident each for 1,000
+	// connections in the middle of a frame, before their buffers filled).
+	bytesPerSyslogConn = 32 << 10
+	// bytesPerRELPConn is one RELP connection's besides its frames (the
+	// RELP buffer): its 32 KiB read buffer, its channel of 512 frames read
+	// ahead (36 KiB), the answers' buffer and two goroutines.
+	bytesPerRELPConn = 96 << 10
+	// bytesPerMQTTConn is one connection of the embedded MQTT broker's
+	// besides its packets (in the MQTT bounds): mochi's buffers and two
+	// goroutines (measured: 29 KiB resident each for 1,000 connections).
+	bytesPerMQTTConn = 32 << 10
+	// The floors and ceilings of those connections: the ceilings are the
+	// collectors' defaults before there was a budget.
+	minSyslogConns, maxSyslogConns = 64, 1024
+	minRELPConns, maxRELPConns     = 16, 100
+	minMQTTConns, maxMQTTConns     = 64, 1024
+	// maxSyslogLongBytes is syslog.DefaultMaxLongMessages; maxRELPBuffer
+	// relp.DefaultMaxBufferBytes.
+	maxSyslogLongBytes = 8 << 20
+	maxRELPBuffer      = 16 << 20
+	// minRELPBuffer holds, in each half, two ordinary frames' worth of
+	// lines and a frame of the largest size (128 KiB).
+	minRELPBuffer = 512 << 10
 )
 
 // Shape is what the plan needs to know about the process besides the
@@ -148,8 +173,17 @@ type Budget struct {
 	// is split between it and what is in flight.
 	MQTTReadBytes int64
 	// SyslogBufferBytes and SyslogUDPQueueBytes bound the syslog TCP
-	// batches and the UDP datagrams held at once.
-	SyslogBufferBytes, SyslogUDPQueueBytes int
+	// batches and the UDP datagrams held at once; SyslogLongMessageBytes
+	// the TCP messages longer than a read buffer being read at once.
+	SyslogBufferBytes, SyslogUDPQueueBytes, SyslogLongMessageBytes int
+	// SyslogConnections, RELPConnections and MQTTConnections bound the
+	// open connections of the syslog TCP listener, the RELP collector and
+	// the embedded MQTT broker (0 without one), each counted at what it
+	// holds besides the bounds above.
+	SyslogConnections, RELPConnections, MQTTConnections int
+	// RELPBufferBytes bounds the RELP frames read and not yet answered,
+	// over all connections.
+	RELPBufferBytes int
 	// NATSMaxMemory bounds JetStream's memory storage and NATSMaxPending
 	// what the server buffers for one slow client (dev only; 0 otherwise).
 	NATSMaxMemory, NATSMaxPending int64
@@ -230,9 +264,10 @@ func Plan(s Shape) (Budget, error) {
 		b.MQTTInflightBytes -= b.MQTTReadBytes
 	}
 	b.MQTTInflight = int(min(b.MQTTInflightBytes/int64(s.MQTTMaxPacketBytes), 1000))
-	// Syslog: the TCP batches and the UDP queue alike.
-	b.SyslogBufferBytes = int(min((f.syslog+sh.syslog)/2, 64<<20))
-	b.SyslogUDPQueueBytes = int(min((f.syslog+sh.syslog)/2, 16<<20))
+	if !s.NoIngest {
+		b.planSyslog(f.syslog+sh.syslog, f.relp+sh.relp)
+		b.planSockets(s, f.sockets+sh.sockets)
+	}
 	if s.Dev {
 		// JetStream's memory store, and what the server buffers for each
 		// of a few slow clients (Sluice's publisher, subscribers).
@@ -242,6 +277,37 @@ func Plan(s Shape) (Budget, error) {
 	b.override(s.Overrides)
 	b.Queues = b.worstCase(s)
 	return b, nil
+}
+
+// planSyslog splits the syslog share, a fifth for long messages and the
+// rest for the TCP batches and the UDP queue alike, and sizes the RELP
+// buffer from its share.
+func (b *Budget) planSyslog(syslog, relp int64) {
+	b.SyslogLongMessageBytes = int(clamp(syslog/5, 512<<10, maxSyslogLongBytes))
+	syslog -= int64(b.SyslogLongMessageBytes)
+	b.SyslogBufferBytes = int(min(syslog/2, 64<<20))
+	b.SyslogUDPQueueBytes = int(min(syslog/2, 16<<20))
+	b.RELPBufferBytes = int(clamp(relp, minRELPBuffer, maxRELPBuffer))
+}
+
+// planSockets divides mem between the connections of the syslog, RELP
+// and embedded MQTT collectors, in proportion to what each holds at its
+// ceiling, and each gets at least its floor.
+func (b *Budget) planSockets(s Shape, mem int64) {
+	syslogMax, relpMax := int64(maxSyslogConns*bytesPerSyslogConn), int64(maxRELPConns*bytesPerRELPConn)
+	var mqttMax int64
+	if s.Dev {
+		mqttMax = maxMQTTConns * bytesPerMQTTConn
+	}
+	total := syslogMax + relpMax + mqttMax
+	conns := func(ceiling, cost, lo, hi int64) int {
+		return int(clamp(mem*ceiling/total/cost, lo, hi))
+	}
+	b.SyslogConnections = conns(syslogMax, bytesPerSyslogConn, minSyslogConns, maxSyslogConns)
+	b.RELPConnections = conns(relpMax, bytesPerRELPConn, minRELPConns, maxRELPConns)
+	if s.Dev {
+		b.MQTTConnections = conns(mqttMax, bytesPerMQTTConn, minMQTTConns, maxMQTTConns)
+	}
 }
 
 // sharedPartitions is how many partitions keep shared fetches: all of
@@ -260,10 +326,12 @@ const natsClients = 4
 // shares are memory for each kind of bound.
 type shares struct {
 	http, conns, fetch, admission, lanes, dedupe, mqtt, syslog, nats int64
+	// sockets is the other collectors' connections; relp the RELP buffer.
+	sockets, relp int64
 }
 
 func (s shares) total() int64 {
-	return s.http + s.conns + s.fetch + s.admission + s.lanes + s.dedupe + s.mqtt + s.syslog + s.nats
+	return s.http + s.conns + s.fetch + s.admission + s.lanes + s.dedupe + s.mqtt + s.syslog + s.nats + s.sockets + s.relp
 }
 
 // floors are the least memory each bound needs to work at all: two HTTP
@@ -271,7 +339,9 @@ func (s shares) total() int64 {
 // per reader, one largest body admitted (see below), two 1 MiB batches per
 // sink, 100,000 dedupe ids, 8 MQTT messages of the largest size (in dev
 // half of them for the embedded broker's packets being read), two 1 MiB
-// syslog batches and as much UDP queue, and in dev 4 MiB of JetStream
+// syslog batches, as much UDP queue and 1 MiB of long messages, the
+// connection floors of the syslog, RELP and (in dev) embedded MQTT
+// collectors, 512 KiB of RELP frames, and in dev 4 MiB of JetStream
 // memory and 1 MiB per NATS client.
 //
 // The admission's floor is what the heaviest valid largest body weighs:
@@ -291,10 +361,13 @@ func floors(s Shape, readers int, queues int64) shares {
 		lanes:     4 * int64(s.Sinks) * (2 << 20),
 		dedupe:    100_000 * bytesPerDedupeID,
 		mqtt:      8 * int64(s.MQTTMaxPacketBytes),
-		syslog:    4 << 20,
+		syslog:    5 << 20,
+		sockets:   minSyslogConns*bytesPerSyslogConn + minRELPConns*bytesPerRELPConn,
+		relp:      minRELPBuffer,
 	}
 	if s.Dev {
 		f.nats = 2 * (4 << 20)
+		f.sockets += minMQTTConns * bytesPerMQTTConn
 	}
 	f = f.only(s)
 	if f.total() > queues && !s.NoIngest {
@@ -309,7 +382,7 @@ func floors(s Shape, readers int, queues int64) shares {
 // others buy throughput, and past them producers are told to retry. In dev
 // the embedded NATS server's share comes out of the dedupe window's.
 func flexShares(q int64, sh Shape) shares {
-	w := shares{http: 12, conns: 3, fetch: 10, admission: 10, lanes: 20, dedupe: 35, mqtt: 5, syslog: 5}
+	w := shares{http: 12, conns: 3, fetch: 10, admission: 10, lanes: 20, dedupe: 35, mqtt: 5, syslog: 5, sockets: 3, relp: 2}
 	if sh.Dev {
 		w.nats, w.dedupe = 5, 30
 	}
@@ -319,13 +392,14 @@ func flexShares(q int64, sh Shape) shares {
 	return shares{
 		http: part(w.http), conns: part(w.conns), fetch: part(w.fetch), admission: part(w.admission), lanes: part(w.lanes),
 		dedupe: part(w.dedupe), mqtt: part(w.mqtt), syslog: part(w.syslog), nats: part(w.nats),
+		sockets: part(w.sockets), relp: part(w.relp),
 	}
 }
 
 // only zeroes the shares of a role the process does not run.
 func (s shares) only(sh Shape) shares {
 	if sh.NoIngest {
-		s.http, s.conns, s.admission, s.mqtt, s.syslog = 0, 0, 0, 0, 0
+		s.http, s.conns, s.admission, s.mqtt, s.syslog, s.sockets, s.relp = 0, 0, 0, 0, 0, 0, 0
 	}
 	if sh.NoWork {
 		s.fetch, s.lanes, s.dedupe = 0, 0, 0
@@ -344,7 +418,9 @@ func (b Budget) worstCase(s Shape) int64 {
 		4*b.LaneBytes +
 		int64(b.DedupeMaxIDs)*bytesPerDedupeID +
 		int64(b.MQTTInflight)*int64(s.MQTTMaxPacketBytes) + b.MQTTReadBytes +
-		int64(b.SyslogBufferBytes+b.SyslogUDPQueueBytes) +
+		int64(b.SyslogBufferBytes+b.SyslogUDPQueueBytes+b.SyslogLongMessageBytes) +
+		int64(b.SyslogConnections)*bytesPerSyslogConn + int64(b.RELPConnections)*bytesPerRELPConn +
+		int64(b.MQTTConnections)*bytesPerMQTTConn + int64(b.RELPBufferBytes) +
 		b.NATSMaxMemory + natsClients*b.NATSMaxPending
 }
 
@@ -375,6 +451,11 @@ func (b *Budget) override(o Budget) {
 	pick(&b.MQTTInflightBytes, o.MQTTInflightBytes)
 	pick(&b.SyslogBufferBytes, o.SyslogBufferBytes)
 	pick(&b.SyslogUDPQueueBytes, o.SyslogUDPQueueBytes)
+	pick(&b.SyslogLongMessageBytes, o.SyslogLongMessageBytes)
+	pick(&b.SyslogConnections, o.SyslogConnections)
+	pick(&b.RELPConnections, o.RELPConnections)
+	pick(&b.MQTTConnections, o.MQTTConnections)
+	pick(&b.RELPBufferBytes, o.RELPBufferBytes)
 	pick(&b.NATSMaxMemory, o.NATSMaxMemory)
 	pick(&b.NATSMaxPending, o.NATSMaxPending)
 }
@@ -398,6 +479,8 @@ func (b Budget) LogAttrs() []any {
 		"dedupe_max_ids", b.DedupeMaxIDs, "mqtt_inflight", b.MQTTInflight, "mqtt_inflight_bytes", FormatSize(b.MQTTInflightBytes),
 		"mqtt_read_bytes", FormatSize(b.MQTTReadBytes),
 		"syslog_buffer_bytes", FormatSize(int64(b.SyslogBufferBytes)), "syslog_udp_queue_bytes", FormatSize(int64(b.SyslogUDPQueueBytes)),
+		"syslog_long_message_bytes", FormatSize(int64(b.SyslogLongMessageBytes)), "syslog_connections", b.SyslogConnections,
+		"relp_connections", b.RELPConnections, "relp_buffer_bytes", FormatSize(int64(b.RELPBufferBytes)), "mqtt_connections", b.MQTTConnections,
 		"nats_max_memory", FormatSize(b.NATSMaxMemory), "nats_max_pending", FormatSize(b.NATSMaxPending),
 	}
 }

@@ -23,19 +23,22 @@ func TestPlan(t *testing.T) {
 			GoLimit: 224 << 20, AdmissionEvents: 100_000, AdmissionBytes: 8 << 20, HTTPParsing: 2, HTTPConnections: 64,
 			ProducerBatchBytes: 1_004_096, FetchMaxBytes: 1_114_124, Readers: 32, LaneBytes: 4 << 20, BatchMaxBytes: 1 << 20,
 			DedupeMaxIDs: 100_000, MQTTInflight: 4, MQTTInflightBytes: 4 << 20, MQTTReadBytes: 4 << 20, SyslogBufferBytes: 2 << 20, SyslogUDPQueueBytes: 2 << 20,
+			SyslogLongMessageBytes: 1 << 20, SyslogConnections: 76, RELPConnections: 16, MQTTConnections: 76, RELPBufferBytes: 512 << 10,
 			NATSMaxMemory: 4 << 20, NATSMaxPending: 1 << 20,
 		}},
 		{name: "512MiB", shape: devShape(512 << 20), want: Budget{
-			GoLimit: 483_183_821, AdmissionEvents: 178_218, AdmissionBytes: 57_030_027, HTTPParsing: 2, HTTPConnections: 84,
-			ProducerBatchBytes: 1 << 20, FetchMaxBytes: 1_234_168, Readers: 32, FetchShareBytes: 240_088, LaneBytes: 8_035_723, BatchMaxBytes: 2_008_930,
-			DedupeMaxIDs: 305_790, MQTTInflight: 5, MQTTInflightBytes: 6_115_014, MQTTReadBytes: 6_115_013, SyslogBufferBytes: 4_017_861, SyslogUDPQueueBytes: 4_017_861,
-			NATSMaxMemory: 6_115_013, NATSMaxPending: 1_528_753,
+			GoLimit: 483_183_821, AdmissionEvents: 176_554, AdmissionBytes: 56_497_577, HTTPParsing: 2, HTTPConnections: 81,
+			ProducerBatchBytes: 1 << 20, FetchMaxBytes: 1_217_529, Readers: 32, FetchShareBytes: 206_810, LaneBytes: 7_503_273, BatchMaxBytes: 1_875_818,
+			DedupeMaxIDs: 277_266, MQTTInflight: 5, MQTTInflightBytes: 5_848_789, MQTTReadBytes: 5_848_788, SyslogBufferBytes: 3_420_740, SyslogUDPQueueBytes: 3_420_740,
+			SyslogLongMessageBytes: 1_710_369, SyslogConnections: 103, RELPConnections: 16, MQTTConnections: 103, RELPBufferBytes: 1_847_875,
+			NATSMaxMemory: 5_848_788, NATSMaxPending: 1_462_197,
 		}},
 		{name: "2GiB", shape: devShape(2 << 30), want: Budget{
-			GoLimit: 1_932_735_284, AdmissionEvents: 200_000, AdmissionBytes: 108_368_308, HTTPParsing: 9, HTTPConnections: 352,
-			ProducerBatchBytes: 1 << 20, FetchMaxBytes: 2 << 20, Readers: 32, FetchShareBytes: 512 << 10, LaneBytes: 59_374_004, BatchMaxBytes: 8 << 20,
-			DedupeMaxIDs: 3_056_055, MQTTInflight: 30, MQTTInflightBytes: 31_784_154, MQTTReadBytes: 31_784_154, SyslogBufferBytes: 29_687_002, SyslogUDPQueueBytes: 16 << 20,
-			NATSMaxMemory: 31_784_154, NATSMaxPending: 7_946_038,
+			GoLimit: 1_932_735_284, AdmissionEvents: 200_000, AdmissionBytes: 105_391_178, HTTPParsing: 9, HTTPConnections: 337,
+			ProducerBatchBytes: 1 << 20, FetchMaxBytes: 2 << 20, Readers: 32, FetchShareBytes: 512 << 10, LaneBytes: 56_396_874, BatchMaxBytes: 8 << 20,
+			DedupeMaxIDs: 2_896_566, MQTTInflight: 28, MQTTInflightBytes: 30_295_589, MQTTReadBytes: 30_295_589, SyslogBufferBytes: 24_528_421, SyslogUDPQueueBytes: 16 << 20,
+			SyslogLongMessageBytes: 8 << 20, SyslogConnections: 493, RELPConnections: 48, MQTTConnections: 493, RELPBufferBytes: 16 << 20,
+			NATSMaxMemory: 30_295_589, NATSMaxPending: 7_573_897,
 		}},
 	}
 	for _, tt := range tests {
@@ -73,6 +76,10 @@ func checkRules(t *testing.T, s Shape, b Budget) {
 	}
 	if !s.NoIngest && (b.HTTPParsing < 2 || b.HTTPConnections < minHTTPConns || b.AdmissionBytes < s.MaxBodyBytes) {
 		t.Errorf("a collector's bound is below its floor: %+v", b)
+	}
+	if !s.NoIngest && (b.SyslogConnections < minSyslogConns || b.RELPConnections < minRELPConns || (s.Dev && b.MQTTConnections < minMQTTConns) ||
+		b.SyslogLongMessageBytes < 512<<10 || b.RELPBufferBytes < minRELPBuffer) {
+		t.Errorf("a connection bound is below its floor: %+v", b)
 	}
 	if !s.NoIngest && b.MQTTInflightBytes < int64(b.MQTTInflight)*int64(s.MQTTMaxPacketBytes) {
 		t.Errorf("MQTT in-flight bytes %d hold fewer than the count's %d packets", b.MQTTInflightBytes, b.MQTTInflight)
@@ -193,6 +200,10 @@ func TestPlanOneRole(t *testing.T) {
 	}
 	if ingest.AdmissionBytes <= both.AdmissionBytes || ingest.HTTPParsing < both.HTTPParsing || ingest.Readers != 0 {
 		t.Errorf("ingest only: admission %d, parsing %d, readers %d; both roles: %d, %d", ingest.AdmissionBytes, ingest.HTTPParsing, ingest.Readers, both.AdmissionBytes, both.HTTPParsing)
+	}
+	if work.SyslogBufferBytes+work.SyslogUDPQueueBytes+work.SyslogLongMessageBytes+work.RELPBufferBytes != 0 ||
+		work.SyslogConnections+work.RELPConnections+work.MQTTConnections != 0 {
+		t.Errorf("work only: collectors' bounds planned: %+v", work)
 	}
 	if _, err := Plan(run(true, true)); err == nil {
 		t.Error("Plan of a process with no role: no error")

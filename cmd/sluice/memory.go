@@ -16,7 +16,7 @@ import (
 )
 
 // memoryLimitHelp is --memory-limit's help; the split is in docs/memory.md.
-const memoryLimitHelp = "ceiling on the process's memory (256MiB, 1GiB, or bytes): Sluice sets the Go runtime's limit below it and sizes its queues and buffers from it (in-flight events and bytes, HTTP connections and parsing slots, Kafka batches and fetches, the dedupe window, MQTT and syslog in flight, and in dev the embedded NATS server); past them producers get 429/503, MQTT acks slow down and syslog reads pause. Bounds given by their own flags win"
+const memoryLimitHelp = "ceiling on the process's memory (256MiB, 1GiB, or bytes): Sluice sets the Go runtime's limit below it and sizes its queues and buffers from it (in-flight events and bytes, HTTP, syslog, RELP and MQTT connections, HTTP parsing slots, Kafka batches and fetches, the dedupe window, MQTT, syslog and RELP in flight, and in dev the embedded NATS server); past them producers get 429/503, MQTT acks slow down, syslog and RELP reads pause and new connections are closed. Bounds given by their own flags win"
 
 // budgeted is implemented by the collectors' flags whose in-flight bounds
 // --memory-limit sizes; explicit reports whether a flag was set by the
@@ -50,6 +50,17 @@ func (p *pipelineFlags) memoryBudget(outputs int, role pipeline.Role) (membudget
 	}
 	if explicit("mqtt-max-inflight") {
 		shape.Overrides.MQTTInflight = flagInt(p.flags, "mqtt-max-inflight", 0)
+	}
+	for flag, bound := range map[string]*int{
+		"syslog-max-connections":        &shape.Overrides.SyslogConnections,
+		"relp-max-connections":          &shape.Overrides.RELPConnections,
+		"mqtt-max-connections":          &shape.Overrides.MQTTConnections,
+		"syslog-max-long-message-bytes": &shape.Overrides.SyslogLongMessageBytes,
+		"relp-max-buffer-bytes":         &shape.Overrides.RELPBufferBytes,
+	} {
+		if explicit(flag) {
+			*bound = flagInt(p.flags, flag, 0)
+		}
 	}
 	b, err := membudget.Plan(shape)
 	if err != nil {

@@ -84,10 +84,41 @@ func TestMemoryBudgetApplied(t *testing.T) {
 	if b.DedupeMaxIDs != want.DedupeMaxIDs || mqttInflight(t, p) != want.MQTTInflight {
 		t.Errorf("planned %d ids, %d MQTT in flight; want %d, %d", b.DedupeMaxIDs, mqttInflight(t, p), want.DedupeMaxIDs, want.MQTTInflight)
 	}
-	p, b = build("--memory-limit", "256MiB", "--dedupe-max-ids", "5000000", "--mqtt-max-inflight", "500")
+	if got, want := connBounds(t, p), [5]int{want.SyslogConnections, want.RELPConnections, want.MQTTConnections, want.SyslogLongMessageBytes, want.RELPBufferBytes}; got != want {
+		t.Errorf("syslog, RELP, MQTT connections, long syslog and RELP bytes: %v, want the plan's %v", got, want)
+	}
+	p, b = build("--memory-limit", "256MiB", "--dedupe-max-ids", "5000000", "--mqtt-max-inflight", "500",
+		"--syslog-max-connections", "2000", "--relp-max-connections", "50", "--mqtt-max-connections", "300",
+		"--syslog-max-long-message-bytes", "3000000", "--relp-max-buffer-bytes", "4000000")
 	if b.DedupeMaxIDs != 5_000_000 || mqttInflight(t, p) != 500 {
 		t.Errorf("explicit flags: %d ids, %d MQTT in flight; want 5000000, 500", b.DedupeMaxIDs, mqttInflight(t, p))
 	}
+	if got, want := connBounds(t, p), [5]int{2000, 50, 300, 3_000_000, 4_000_000}; got != want {
+		t.Errorf("explicit flags: syslog, RELP, MQTT connections, long syslog and RELP bytes: %v, want %v", got, want)
+	}
+	// The plan counts what the flags gave: 2,000 syslog connections alone
+	// take it over its ceiling at 256MiB.
+	if b.SyslogConnections != 2000 || b.Fits() == nil {
+		t.Errorf("explicit flags: the plan counts %d syslog connections and fits (%v); want 2000, not fitting", b.SyslogConnections, b.Fits())
+	}
+}
+
+// connBounds are the bounds the syslog, RELP and MQTT flags hold once the
+// budget was applied.
+func connBounds(t *testing.T, p *pipelineFlags) [5]int {
+	t.Helper()
+	var got [5]int
+	for _, c := range p.collectors {
+		switch f := c.(type) {
+		case *syslogFlags:
+			got[0], got[3] = f.maxConns, f.longBytes
+		case *relpFlags:
+			got[1], got[4] = f.maxConns, f.bufferBytes
+		case *mqttFlags:
+			got[2] = f.maxConns
+		}
+	}
+	return got
 }
 
 func mqttInflight(t *testing.T, p *pipelineFlags) int {

@@ -63,8 +63,8 @@ func (m *mqttFlags) register(f *pflag.FlagSet, dev bool) {
 		f.StringVar(&m.addr, "mqtt-addr", "127.0.0.1:1883", "address of the embedded MQTT broker that devices publish to (empty: none); a device's PUBACK waits until its events are in Kafka")
 		f.IntVar(&m.maxPacketBytes, "mqtt-max-packet-bytes", mqtt.DefaultMaxPacketBytes,
 			"largest MQTT packet the embedded broker takes (a publish: its topic and payload and a few bytes); a device announcing a bigger one is disconnected before the broker allocates it. MQTT 5 devices are told in CONNACK. Below about 1 MB it refuses events the rest of the pipeline takes")
-		f.IntVar(&m.maxConns, "mqtt-max-connections", mqtt.DefaultMaxConnections,
-			"most TCP connections the embedded broker holds open, CONNECT sent or not; more are closed as soon as they are accepted")
+		f.IntVar(&m.maxConns, "mqtt-max-connections", 0,
+			"most TCP connections the embedded broker holds open, CONNECT sent or not; more are closed as soon as they are accepted. 0 sizes it from --memory-limit (32 KiB each besides their packets; 103 at 512MiB, at most 1024)")
 		f.DurationVar(&m.connectTimeout, "mqtt-connect-timeout", mqtt.DefaultConnectTimeout,
 			"a connection to the embedded broker that has not sent a whole CONNECT this long after it opened is closed")
 		f.DurationVar(&m.maxKeepalive, "mqtt-max-keepalive", mqtt.DefaultMaxKeepalive,
@@ -86,7 +86,8 @@ func (m *mqttFlags) register(f *pflag.FlagSet, dev bool) {
 }
 
 // useBudget takes the messages in flight from --memory-limit unless
-// --mqtt-max-inflight was given.
+// --mqtt-max-inflight was given, and the embedded broker's read budget and
+// connections (unless --mqtt-max-connections was given).
 //
 // The subscriber's bound is a count (MQTT's Receive Maximum: the broker may
 // send that many messages of any size), counted at the largest packet. The
@@ -94,6 +95,9 @@ func (m *mqttFlags) register(f *pflag.FlagSet, dev bool) {
 // memory, and counts up to mqtt.DefaultMaxInflight.
 func (m *mqttFlags) useBudget(b membudget.Budget, explicit func(string) bool) {
 	m.maxReadBytes = b.MQTTReadBytes
+	if !explicit("mqtt-max-connections") {
+		m.maxConns = b.MQTTConnections
+	}
 	if !explicit("mqtt-max-inflight") {
 		m.maxInflight = b.MQTTInflight
 		m.maxInflightBytes = b.MQTTInflightBytes
@@ -124,7 +128,7 @@ func (m *mqttFlags) sources(dev bool) ([]pipeline.SourceFactory, error) {
 	if m.maxInflight <= 0 {
 		return nil, errors.New("--mqtt-max-inflight must be positive")
 	}
-	if embedded && (m.maxPacketBytes <= 0 || m.maxConns <= 0 || m.connectTimeout <= 0 || m.maxKeepalive <= 0) {
+	if embedded && (m.maxPacketBytes <= 0 || m.maxConns < 0 || m.connectTimeout <= 0 || m.maxKeepalive <= 0) {
 		return nil, errors.New("--mqtt-max-packet-bytes, --mqtt-max-connections, --mqtt-connect-timeout and --mqtt-max-keepalive must be positive")
 	}
 	hs := &sharedHandler{cfg: mqtt.HandlerConfig{Routes: routes, DeriveIDs: m.deriveIDs}}

@@ -12,6 +12,7 @@ import (
 	"github.com/sluicehq/sluice/ingest"
 	"github.com/sluicehq/sluice/ingest/relp"
 	"github.com/sluicehq/sluice/ingest/syslog"
+	"github.com/sluicehq/sluice/membudget"
 	"github.com/sluicehq/sluice/pipeline"
 )
 
@@ -29,6 +30,20 @@ type relpFlags struct {
 	frameTimeout time.Duration
 	idleTimeout  time.Duration
 	flags        *pflag.FlagSet
+	// bufferBytes is --relp-max-buffer-bytes, or from --memory-limit
+	// (zero: the collector's default).
+	bufferBytes int
+}
+
+// useBudget takes the frames held at once from --memory-limit, and the
+// connections unless --relp-max-connections was given.
+func (r *relpFlags) useBudget(b membudget.Budget, explicit func(string) bool) {
+	if !explicit("relp-max-buffer-bytes") {
+		r.bufferBytes = b.RELPBufferBytes
+	}
+	if !explicit("relp-max-connections") {
+		r.maxConns = b.RELPConnections
+	}
 }
 
 func (r *relpFlags) register(f *pflag.FlagSet, dev bool) {
@@ -39,7 +54,8 @@ func (r *relpFlags) register(f *pflag.FlagSet, dev bool) {
 	}
 	f.StringVar(&r.addr, "relp-addr", def, "address of the RELP collector (rsyslog's omrelp); empty turns it off")
 	f.IntVar(&r.maxFrame, "relp-max-frame-bytes", relp.DefaultMaxFrameBytes, "largest RELP frame (DATALEN) taken; a bigger one closes its connection")
-	f.IntVar(&r.maxConns, "relp-max-connections", relp.DefaultMaxConnections, "most RELP connections open at once; more are closed when accepted")
+	f.IntVar(&r.maxConns, "relp-max-connections", 0, "most RELP connections open at once; more are closed when accepted. 0 sizes it from --memory-limit (96 KiB each besides their frames; 16 at 512MiB, at most 100)")
+	f.IntVar(&r.bufferBytes, "relp-max-buffer-bytes", 0, "most bytes of RELP frames read and not yet answered over all connections, frames being read included; a connection whose next frame does not fit is not read (its sender waits) until others are answered. Frames over 4 KiB have half of it. 0 sizes it from --memory-limit (1.8MiB at 512MiB in dev, at most 16MiB)")
 	f.DurationVar(&r.frameTimeout, "relp-frame-timeout", relp.DefaultFrameTimeout, "a RELP connection that starts a frame and does not finish it within this time is closed")
 	f.DurationVar(&r.idleTimeout, "relp-idle-timeout", relp.DefaultIdleTimeout, "a RELP connection that sends nothing between frames for this long is told serverclose and closed (omrelp reconnects when it has more to send)")
 }
@@ -48,8 +64,8 @@ func (r *relpFlags) sources(bool) ([]pipeline.SourceFactory, error) {
 	if r.addr == "" {
 		return nil, nil
 	}
-	if r.maxFrame <= 0 || r.maxConns <= 0 || r.frameTimeout <= 0 || r.idleTimeout <= 0 {
-		return nil, fmt.Errorf("--relp-max-frame-bytes, --relp-max-connections, --relp-frame-timeout and --relp-idle-timeout must be positive")
+	if r.maxFrame <= 0 || r.maxConns < 0 || r.bufferBytes < 0 || r.frameTimeout <= 0 || r.idleTimeout <= 0 {
+		return nil, fmt.Errorf("--relp-max-frame-bytes, --relp-frame-timeout and --relp-idle-timeout must be positive, --relp-max-connections and --relp-max-buffer-bytes not negative")
 	}
 	derive, err := r.deriveIDs()
 	if err != nil {
@@ -61,6 +77,7 @@ func (r *relpFlags) sources(bool) ([]pipeline.SourceFactory, error) {
 		RandomIDs:      !derive,
 		MaxFrameBytes:  r.maxFrame,
 		MaxConnections: r.maxConns,
+		MaxBufferBytes: r.bufferBytes,
 		FrameTimeout:   r.frameTimeout,
 		IdleTimeout:    r.idleTimeout,
 	}

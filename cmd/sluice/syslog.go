@@ -27,15 +27,22 @@ type syslogFlags struct {
 	maxConns         int
 	readTimeout      time.Duration
 	idleTimeout      time.Duration
-	// bufferBytes and udpQueueBytes come from --memory-limit (zero: the
-	// collector's defaults).
-	bufferBytes, udpQueueBytes int
+	// bufferBytes and udpQueueBytes come from --memory-limit, longBytes
+	// too unless given (zero: the collector's defaults).
+	bufferBytes, udpQueueBytes, longBytes int
 }
 
-// useBudget takes the TCP batches and UDP queue held at once from
-// --memory-limit.
-func (s *syslogFlags) useBudget(b membudget.Budget, _ func(string) bool) {
+// useBudget takes the TCP batches, long messages and UDP queue held at
+// once from --memory-limit, and the connections unless
+// --syslog-max-connections was given.
+func (s *syslogFlags) useBudget(b membudget.Budget, explicit func(string) bool) {
 	s.bufferBytes, s.udpQueueBytes = b.SyslogBufferBytes, b.SyslogUDPQueueBytes
+	if !explicit("syslog-max-long-message-bytes") {
+		s.longBytes = b.SyslogLongMessageBytes
+	}
+	if !explicit("syslog-max-connections") {
+		s.maxConns = b.SyslogConnections
+	}
 }
 
 func (s *syslogFlags) register(f *pflag.FlagSet, dev bool) {
@@ -51,8 +58,10 @@ func (s *syslogFlags) register(f *pflag.FlagSet, dev bool) {
 		"give each syslog and RELP message an event_id derived from its raw line, so a resent line counts once (two byte-identical lines within the dedupe window count once too); false assigns random ids")
 	f.IntVar(&s.maxMessage, "syslog-max-message-bytes", syslog.DefaultMaxMessageBytes,
 		"largest syslog message: a longer line is cut to it and dead-lettered; a longer octet count closes the TCP connection")
-	f.IntVar(&s.maxConns, "syslog-max-connections", syslog.DefaultMaxConnections,
-		"most syslog TCP connections open at once; more are closed as soon as they are accepted")
+	f.IntVar(&s.maxConns, "syslog-max-connections", 0,
+		"most syslog TCP connections open at once; more are closed as soon as they are accepted. 0 sizes it from --memory-limit (32 KiB each besides their batches; 103 at 512MiB in dev, at most 1024)")
+	f.IntVar(&s.longBytes, "syslog-max-long-message-bytes", 0,
+		"most bytes of TCP messages longer than a connection's 16 KiB read buffer being read at once, over all connections: such a message takes its length before it is allocated, and its connection waits, unread, for up to --syslog-read-timeout while others hold it. 0 sizes it from --memory-limit (1.6MiB at 512MiB in dev, at most 8MiB)")
 	f.DurationVar(&s.readTimeout, "syslog-read-timeout", syslog.DefaultReadTimeout,
 		"a syslog TCP connection that stops in the middle of a message for this long is closed")
 	f.DurationVar(&s.idleTimeout, "syslog-idle-timeout", syslog.DefaultIdleTimeout,
@@ -63,8 +72,8 @@ func (s *syslogFlags) sources(bool) ([]pipeline.SourceFactory, error) {
 	if s.tcpAddr == "" && s.udpAddr == "" {
 		return nil, nil
 	}
-	if s.maxMessage <= 0 || s.maxConns <= 0 || s.readTimeout <= 0 || s.idleTimeout <= 0 {
-		return nil, fmt.Errorf("--syslog-max-message-bytes, --syslog-max-connections, --syslog-read-timeout and --syslog-idle-timeout must be positive")
+	if s.maxMessage <= 0 || s.maxConns < 0 || s.longBytes < 0 || s.readTimeout <= 0 || s.idleTimeout <= 0 {
+		return nil, fmt.Errorf("--syslog-max-message-bytes, --syslog-read-timeout and --syslog-idle-timeout must be positive, --syslog-max-connections and --syslog-max-long-message-bytes not negative")
 	}
 	cfg := syslog.Config{
 		TCPAddr:         s.tcpAddr,
@@ -76,6 +85,8 @@ func (s *syslogFlags) sources(bool) ([]pipeline.SourceFactory, error) {
 		IdleTimeout:     s.idleTimeout,
 		MaxBufferBytes:  s.bufferBytes,
 		UDPQueueBytes:   s.udpQueueBytes,
+
+		MaxLongMessageBytes: s.longBytes,
 	}
 	return []pipeline.SourceFactory{func(gate *ingest.Gate, reg prometheus.Registerer, log *slog.Logger) (ingest.Source, error) {
 		c := cfg
