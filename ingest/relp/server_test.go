@@ -154,6 +154,18 @@ func TestAnswersInOrderAfterKafka(t *testing.T) {
 	}
 }
 
+// heldGate is a gate on k whose producer holds every Produce until
+// released.
+func heldGate(t *testing.T, k *testkit.Kafka) (*heldProducer, *ingest.Gate) {
+	held := &heldProducer{release: make(chan struct{}), calls: make(chan struct{}, 1)}
+	g := testkit.NewGate(t, k, nil, func(cfg *ingest.GateConfig) {
+		held.Producer = cfg.Producer
+		cfg.Producer = held
+		cfg.ProduceTimeout = time.Minute
+	})
+	return held, g
+}
+
 // heldProducer holds every Produce until released, as a Kafka that does
 // not acknowledge would.
 type heldProducer struct {
@@ -180,12 +192,7 @@ func (p *heldProducer) Produce(ctx context.Context, msgs []ingest.Message) error
 // answered, in order.
 func TestNoAnswerUntilKafkaAcks(t *testing.T) {
 	k := testkit.StartKafka(t)
-	held := &heldProducer{release: make(chan struct{}), calls: make(chan struct{}, 1)}
-	g := testkit.NewGate(t, k, nil, func(cfg *ingest.GateConfig) {
-		held.Producer = cfg.Producer
-		cfg.Producer = held
-		cfg.ProduceTimeout = time.Minute
-	})
+	held, g := heldGate(t, k)
 	s := startServer(t, g, nil)
 	c := testkit.OpenRELP(t, s.addr())
 	lines := []string{line(1), line(2), "unparseable", line(3)}
@@ -482,12 +489,7 @@ func TestEventIDs(t *testing.T) {
 // all are answered in order.
 func TestStopsReadingWhileKafkaHolds(t *testing.T) {
 	k := testkit.StartKafka(t)
-	held := &heldProducer{release: make(chan struct{}), calls: make(chan struct{}, 1)}
-	g := testkit.NewGate(t, k, nil, func(cfg *ingest.GateConfig) {
-		held.Producer = cfg.Producer
-		cfg.Producer = held
-		cfg.ProduceTimeout = time.Minute
-	})
+	held, g := heldGate(t, k)
 	s := startServer(t, g, func(cfg *relp.Config) { cfg.MaxPendingBytes = 4 << 10 })
 	c := testkit.OpenRELP(t, s.addr())
 	const n = 1000
@@ -522,12 +524,7 @@ func TestStopsReadingWhileKafkaHolds(t *testing.T) {
 // Kafka acknowledges every frame of every connection is answered in order.
 func TestBufferBoundsAllConnections(t *testing.T) {
 	k := testkit.StartKafka(t)
-	held := &heldProducer{release: make(chan struct{}), calls: make(chan struct{}, 1)}
-	g := testkit.NewGate(t, k, nil, func(cfg *ingest.GateConfig) {
-		held.Producer = cfg.Producer
-		cfg.Producer = held
-		cfg.ProduceTimeout = time.Minute
-	})
+	held, g := heldGate(t, k)
 	const buffer = 16 << 10
 	s := startServer(t, g, func(cfg *relp.Config) { cfg.MaxBufferBytes = buffer })
 	const conns, n = 8, 300
