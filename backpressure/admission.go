@@ -19,6 +19,12 @@ import (
 // limit. The caller should shed the work (HTTP 429 with Retry-After).
 var ErrBusy = errors.New("too many events in flight")
 
+// NoWaitLimit is AdmissionConfig.MaxWait for an admission whose callers
+// wait for capacity as long as their context lasts: a reader that pauses
+// while others hold the memory it needs, rather than a request told to
+// come back later.
+const NoWaitLimit time.Duration = -1
+
 // ErrTooLarge means a single request asks for more than the whole capacity,
 // so no amount of waiting would admit it. The caller should ask for smaller
 // requests (HTTP 413).
@@ -37,7 +43,8 @@ type AdmissionConfig struct {
 	Capacity int64
 	// MaxWait bounds how long Acquire waits for capacity. It is short on
 	// purpose: a client told to come back later is cheaper than a request
-	// parked in memory while the backlog grows.
+	// parked in memory while the backlog grows. NoWaitLimit waits for as
+	// long as Acquire's context lasts.
 	MaxWait time.Duration
 	// RetryAfter is what callers should tell refused clients.
 	RetryAfter time.Duration
@@ -66,7 +73,7 @@ func NewAdmission(cfg AdmissionConfig) *Admission {
 	if cfg.Capacity <= 0 {
 		cfg.Capacity = DefaultAdmissionCapacity
 	}
-	if cfg.MaxWait <= 0 {
+	if cfg.MaxWait == 0 {
 		cfg.MaxWait = DefaultAdmissionMaxWait
 	}
 	if cfg.RetryAfter <= 0 {
@@ -96,7 +103,10 @@ func (a *Admission) Acquire(ctx context.Context, n int64) error {
 	}
 	a.waiting.Add(1)
 	defer a.waiting.Add(-1)
-	wctx, cancel := context.WithTimeout(ctx, a.maxWait)
+	wctx, cancel := ctx, context.CancelFunc(func() {})
+	if a.maxWait > 0 {
+		wctx, cancel = context.WithTimeout(ctx, a.maxWait)
+	}
 	defer cancel()
 	if err := a.sem.Acquire(wctx, n); err != nil {
 		if ctx.Err() != nil {

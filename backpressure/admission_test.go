@@ -208,3 +208,34 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestAdmissionNoWaitLimit: with NoWaitLimit a caller waits past the
+// default wait for capacity to be released, and stops waiting when its
+// context ends.
+func TestAdmissionNoWaitLimit(t *testing.T) {
+	a := NewAdmission(AdmissionConfig{Capacity: 10, MaxWait: NoWaitLimit})
+	if err := a.Acquire(context.Background(), 10); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() { got <- a.Acquire(context.Background(), 5) }()
+	select {
+	case err := <-got:
+		t.Fatalf("Acquire returned %v while the capacity was held", err)
+	case <-time.After(3 * DefaultAdmissionMaxWait):
+	}
+	a.Release(10)
+	if err := <-got; err != nil {
+		t.Fatalf("Acquire after the release: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { got <- a.Acquire(ctx, 10) }()
+	time.Sleep(3 * DefaultAdmissionMaxWait)
+	cancel()
+	if err := <-got; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Acquire whose context ended: %v, want context.Canceled", err)
+	}
+	if a.InFlight() != 5 || a.Waiting() != 0 {
+		t.Fatalf("in flight %d, waiting %d; want 5, 0", a.InFlight(), a.Waiting())
+	}
+}

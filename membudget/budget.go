@@ -85,7 +85,7 @@ const (
 	minSyslogConns, maxSyslogConns = 64, 1024
 	minRELPConns, maxRELPConns     = 16, 100
 	minMQTTConns, maxMQTTConns     = 64, 1024
-	// maxSyslogLongBytes is syslog.DefaultMaxLongMessages; maxRELPBuffer
+	// maxSyslogLongBytes is syslog.DefaultMaxLongMessageBytes; maxRELPBuffer
 	// relp.DefaultMaxBufferBytes.
 	maxSyslogLongBytes = 8 << 20
 	maxRELPBuffer      = 16 << 20
@@ -301,7 +301,9 @@ func (b *Budget) planSockets(s Shape, mem int64) {
 	}
 	total := syslogMax + relpMax + mqttMax
 	conns := func(ceiling, cost, lo, hi int64) int {
-		return int(clamp(mem*ceiling/total/cost, lo, hi))
+		// In float64: mem*ceiling overflows an int64 at ceilings of some
+		// TiB.
+		return int(clamp(int64(float64(mem)*float64(ceiling)/float64(total)/float64(cost)), lo, hi))
 	}
 	b.SyslogConnections = conns(syslogMax, bytesPerSyslogConn, minSyslogConns, maxSyslogConns)
 	b.RELPConnections = conns(relpMax, bytesPerRELPConn, minRELPConns, maxRELPConns)

@@ -87,6 +87,12 @@ func TestMemoryBudgetApplied(t *testing.T) {
 	if got, want := connBounds(t, p), [5]int{want.SyslogConnections, want.RELPConnections, want.MQTTConnections, want.SyslogLongMessageBytes, want.RELPBufferBytes}; got != want {
 		t.Errorf("syslog, RELP, MQTT connections, long syslog and RELP bytes: %v, want the plan's %v", got, want)
 	}
+	// 0 given explicitly means the plan's size too, as the help says.
+	p, _ = build("--memory-limit", "256MiB", "--syslog-max-connections", "0", "--relp-max-connections", "0", "--mqtt-max-connections", "0",
+		"--syslog-max-long-message-bytes", "0", "--relp-max-buffer-bytes", "0")
+	if got, want := connBounds(t, p), [5]int{want.SyslogConnections, want.RELPConnections, want.MQTTConnections, want.SyslogLongMessageBytes, want.RELPBufferBytes}; got != want {
+		t.Errorf("flags given as 0: %v, want the plan's %v", got, want)
+	}
 	p, b = build("--memory-limit", "256MiB", "--dedupe-max-ids", "5000000", "--mqtt-max-inflight", "500",
 		"--syslog-max-connections", "2000", "--relp-max-connections", "50", "--mqtt-max-connections", "300",
 		"--syslog-max-long-message-bytes", "3000000", "--relp-max-buffer-bytes", "4000000")

@@ -95,9 +95,9 @@ func (m *mqttFlags) register(f *pflag.FlagSet, dev bool) {
 // memory, and counts up to mqtt.DefaultMaxInflight.
 func (m *mqttFlags) useBudget(b membudget.Budget, explicit func(string) bool) {
 	m.maxReadBytes = b.MQTTReadBytes
-	if !explicit("mqtt-max-connections") {
-		m.maxConns = b.MQTTConnections
-	}
+	// The plan counts --mqtt-max-connections when it was given (and
+	// not 0).
+	m.maxConns = b.MQTTConnections
 	if !explicit("mqtt-max-inflight") {
 		m.maxInflight = b.MQTTInflight
 		m.maxInflightBytes = b.MQTTInflightBytes
@@ -129,7 +129,7 @@ func (m *mqttFlags) sources(dev bool) ([]pipeline.SourceFactory, error) {
 		return nil, errors.New("--mqtt-max-inflight must be positive")
 	}
 	if embedded && (m.maxPacketBytes <= 0 || m.maxConns < 0 || m.connectTimeout <= 0 || m.maxKeepalive <= 0) {
-		return nil, errors.New("--mqtt-max-packet-bytes, --mqtt-max-connections, --mqtt-connect-timeout and --mqtt-max-keepalive must be positive")
+		return nil, errors.New("--mqtt-max-packet-bytes, --mqtt-connect-timeout and --mqtt-max-keepalive must be positive, --mqtt-max-connections not negative")
 	}
 	hs := &sharedHandler{cfg: mqtt.HandlerConfig{Routes: routes, DeriveIDs: m.deriveIDs}}
 	var out []pipeline.SourceFactory

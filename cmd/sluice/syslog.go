@@ -33,16 +33,14 @@ type syslogFlags struct {
 }
 
 // useBudget takes the TCP batches, long messages and UDP queue held at
-// once from --memory-limit, and the connections unless
-// --syslog-max-connections was given.
-func (s *syslogFlags) useBudget(b membudget.Budget, explicit func(string) bool) {
+// once, and the connections, from the plan, which counts
+// --syslog-max-connections and --syslog-max-long-message-bytes when they
+// were given (memoryBudget).
+func (s *syslogFlags) useBudget(b membudget.Budget, _ func(string) bool) {
+	// The plan holds the flags' values when they were given, and its own
+	// when they were not or were 0.
 	s.bufferBytes, s.udpQueueBytes = b.SyslogBufferBytes, b.SyslogUDPQueueBytes
-	if !explicit("syslog-max-long-message-bytes") {
-		s.longBytes = b.SyslogLongMessageBytes
-	}
-	if !explicit("syslog-max-connections") {
-		s.maxConns = b.SyslogConnections
-	}
+	s.longBytes, s.maxConns = b.SyslogLongMessageBytes, b.SyslogConnections
 }
 
 func (s *syslogFlags) register(f *pflag.FlagSet, dev bool) {

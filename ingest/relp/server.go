@@ -69,7 +69,8 @@ type Config struct {
 	// goroutines, however many senders there are or however slowly they
 	// send. Half of it is for frames of up to 4 KiB, half for larger ones
 	// (a larger frame than that half takes all of it), so that senders of
-	// large frames never hold back those of ordinary lines.
+	// large frames never hold back those of ordinary lines; each half is
+	// at least 4 KiB.
 	MaxBufferBytes int
 	// MaxBatch is the most frames committed to Kafka together. omrelp
 	// sends up to its window (128 by default) before it waits.

@@ -415,18 +415,18 @@ type pending struct {
 }
 
 func newPending(limit int64, server *buffer) *pending {
-	return &pending{session: backpressure.NewAdmission(backpressure.AdmissionConfig{Capacity: limit, MaxWait: waitRound}), server: server}
+	return &pending{session: backpressure.NewAdmission(backpressure.AdmissionConfig{Capacity: limit, MaxWait: backpressure.NoWaitLimit}), server: server}
 }
 
 // take waits until n fits both bounds, or ctx ends.
 func (p *pending) take(ctx context.Context, n int64) error {
 	ns := min(n, p.session.Capacity())
-	if err := waitFor(ctx, p.session, ns); err != nil {
+	if err := p.session.Acquire(ctx, ns); err != nil {
 		return err
 	}
 	a, held := p.server.of(n, p)
 	nv := min(n, a.Capacity())
-	if err := waitFor(ctx, a, nv); err != nil {
+	if err := a.Acquire(ctx, nv); err != nil {
 		p.session.Release(ns)
 		return err
 	}
@@ -472,7 +472,7 @@ type buffer struct {
 
 func newBuffer(bytes int) *buffer {
 	half := int64(max(bytes/2, smallFrameBytes))
-	cfg := backpressure.AdmissionConfig{Capacity: half, MaxWait: waitRound}
+	cfg := backpressure.AdmissionConfig{Capacity: half, MaxWait: backpressure.NoWaitLimit}
 	return &buffer{small: backpressure.NewAdmission(cfg), large: backpressure.NewAdmission(cfg)}
 }
 
@@ -486,19 +486,3 @@ func (b *buffer) of(n int64, p *pending) (*backpressure.Admission, *atomic.Int64
 
 func (b *buffer) inUse() int64   { return b.small.InFlight() + b.large.InFlight() }
 func (b *buffer) waiting() int64 { return b.small.Waiting() + b.large.Waiting() }
-
-// waitRound is how long one Acquire of a pending bound waits before
-// waitFor asks again; asking again puts the waiter at the back of the
-// queue, which once a minute costs nothing.
-const waitRound = time.Minute
-
-// waitFor acquires n of a for as long as ctx lasts: a sender waits for
-// room, its reads paused, however long Kafka takes to free it.
-func waitFor(ctx context.Context, a *backpressure.Admission, n int64) error {
-	for {
-		err := a.Acquire(ctx, n)
-		if !errors.Is(err, backpressure.ErrBusy) {
-			return err
-		}
-	}
-}

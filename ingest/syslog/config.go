@@ -13,18 +13,18 @@ import (
 
 // Defaults for Config.
 const (
-	DefaultMaxMessageBytes = 64 << 10
-	DefaultMaxConnections  = 1024
-	DefaultReadTimeout     = 60 * time.Second
-	DefaultIdleTimeout     = 10 * time.Minute
-	DefaultMaxBatchLines   = 1000
-	DefaultMaxBatchBytes   = 1 << 20
-	DefaultMaxBufferBytes  = 64 << 20
-	DefaultMaxLongMessages = 8 << 20
-	DefaultBatchLinger     = 2 * time.Millisecond
-	DefaultUDPQueueLines   = 10_000
-	DefaultUDPQueueBytes   = 16 << 20
-	DefaultShutdownGrace   = 5 * time.Second
+	DefaultMaxMessageBytes     = 64 << 10
+	DefaultMaxConnections      = 1024
+	DefaultReadTimeout         = 60 * time.Second
+	DefaultIdleTimeout         = 10 * time.Minute
+	DefaultMaxBatchLines       = 1000
+	DefaultMaxBatchBytes       = 1 << 20
+	DefaultMaxBufferBytes      = 64 << 20
+	DefaultMaxLongMessageBytes = 8 << 20
+	DefaultBatchLinger         = 2 * time.Millisecond
+	DefaultUDPQueueLines       = 10_000
+	DefaultUDPQueueBytes       = 16 << 20
+	DefaultShutdownGrace       = 5 * time.Second
 )
 
 // Config configures a Collector. At least one of TCPAddr and UDPAddr must
@@ -98,7 +98,7 @@ func (c *Config) setDefaults() error {
 	defaults.Positive(&c.MaxBatchLines, DefaultMaxBatchLines)
 	defaults.Positive(&c.MaxBatchBytes, DefaultMaxBatchBytes)
 	defaults.Positive(&c.MaxBufferBytes, DefaultMaxBufferBytes)
-	defaults.Positive(&c.MaxLongMessageBytes, DefaultMaxLongMessages)
+	defaults.Positive(&c.MaxLongMessageBytes, DefaultMaxLongMessageBytes)
 	defaults.Positive(&c.UDPQueueLines, DefaultUDPQueueLines)
 	defaults.Positive(&c.UDPQueueBytes, DefaultUDPQueueBytes)
 	defaults.Positive(&c.ReadTimeout, DefaultReadTimeout)

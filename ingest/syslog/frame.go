@@ -197,8 +197,9 @@ func (f *frameReader) takeLong(n int) error {
 	return nil
 }
 
-// dropLong lets go of a long frame's buffer and gives its budget back.
-// The reader's owner calls it once more when the connection ends.
+// dropLong lets go of a long frame's buffer and gives its budget back,
+// which ends the frame returned last. The reader's owner calls it once the
+// frame is in a batch, and when the connection ends; next calls it too.
 func (f *frameReader) dropLong() {
 	f.buf = nil
 	if f.held > 0 {

@@ -152,7 +152,11 @@ func (t *tcpConn) serve(ctx context.Context) {
 			t.end(err)
 			return
 		}
-		if err := t.handle(fr); err != nil {
+		err = t.handle(fr)
+		// The batch holds its own copy: a long message's memory goes back
+		// now, not when the sender, maybe idle for minutes, sends more.
+		t.fr.dropLong()
+		if err != nil {
 			if !errors.Is(err, errShutdown) {
 				t.c.log.Error("syslog batch", "peer", t.peer, "err", err)
 			}

@@ -249,7 +249,10 @@ func assertClosedByServer(t *testing.T, conn net.Conn, d time.Duration) {
 // timeouts, the budget is given back, and a long message is taken
 // afterwards.
 func TestTCPStalledLongMessagesHoldOnlyTheBudget(t *testing.T) {
-	const timeout = 2 * time.Second
+	// Long enough that the two stalled messages holding the budget, and
+	// the four waiting, surely still do when they are looked at on a slow
+	// machine.
+	const timeout = 5 * time.Second
 	r := startRig(t, Config{MaxLongMessageBytes: 128 << 10, ReadTimeout: timeout})
 	const stalled, size = 6, 60000
 	for range stalled {
@@ -258,7 +261,7 @@ func TestTCPStalledLongMessagesHoldOnlyTheBudget(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	testkit.Eventually(t, 5*time.Second, "4 of 6 stalled long messages waiting for memory", func() bool {
+	testkit.Eventually(t, timeout, "4 of 6 stalled long messages waiting for memory", func() bool {
 		return value(r.c.metrics.longWaiting) == stalled-2
 	})
 	if got := value(r.c.metrics.longHeld); got != 2*size {
@@ -288,4 +291,30 @@ func TestTCPStalledLongMessagesHoldOnlyTheBudget(t *testing.T) {
 	if !slices.Contains(lens, size-20) {
 		t.Fatalf("no message of %d bytes after the stalls; messages of %v bytes", size-20, lens)
 	}
+}
+
+// TestTCPLongMessageGivesItsMemoryBack: a long message's memory goes back
+// once the message is in a batch, not when its sender sends more: a
+// sender that sent one long message and went quiet holds none, and
+// another's long message is taken at once.
+func TestTCPLongMessageGivesItsMemoryBack(t *testing.T) {
+	const size = 60000 // one fits the budget, two do not
+	r := startRig(t, Config{MaxLongMessageBytes: 100000})
+	long := func(who string) string {
+		m := "<14>1 - h app - - - " + who + " " + strings.Repeat("x", size)
+		return fmt.Sprintf("%d %s", len(m), m)
+	}
+	quiet := r.dial(t)
+	if _, err := io.WriteString(quiet, long("quiet")); err != nil {
+		t.Fatal(err)
+	}
+	r.logs(t, 1)
+	other := r.dial(t)
+	if _, err := io.WriteString(other, long("other")); err != nil {
+		t.Fatal(err)
+	}
+	r.logs(t, 2)
+	testkit.Eventually(t, 5*time.Second, "no memory held for long messages while their senders are quiet", func() bool {
+		return value(r.c.metrics.longHeld) == 0
+	})
 }
