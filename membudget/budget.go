@@ -53,6 +53,11 @@ const (
 	// the byte budgets: its queue of 256 fetched messages, at 1 KiB
 	// (events are a few hundred bytes; larger ones make it more).
 	readerQueueBytes = 256 << 10
+	// readerBufferBytes is workers.fetchReadBuffer, a reader connection's
+	// read buffer under kafka-go's.
+	readerBufferBytes = 64 << 10
+	// perReaderBytes is what a reader holds besides its fetch.
+	perReaderBytes = readerQueueBytes + readerBufferBytes
 	// maxEventsPerBatch is ingest.DefaultMaxEvents, the most events one
 	// request may hold; envelopeBytes is about what Sluice adds to each
 	// (event_id, received_at and the field names around them).
@@ -233,7 +238,8 @@ func Plan(s Shape) (Budget, error) {
 	b.HTTPParsing = int(min((f.http+sh.http)/(2*s.MaxBodyBytes), 32))
 	b.HTTPConnections = int(clamp((f.conns+sh.conns)/bytesPerHTTPConn, minHTTPConns, maxHTTPConns))
 	// Readers: the fetch response (kafka-go streams it, the embedded
-	// broker builds it whole) and the reader's queue of messages ahead.
+	// broker builds it whole), the reader's queue of messages ahead and
+	// its connection's read buffer.
 	// Shared fetches come out of the readers' flexible share only, half of
 	// it at most, so that every reader keeps its floor.
 	if b.Readers > 0 {
@@ -242,7 +248,7 @@ func Plan(s Shape) (Budget, error) {
 			b.FetchShareBytes = int(min(maxFetchShareBytes, sh.fetch/2/int64(parts)))
 			pool -= int64(parts) * int64(b.FetchShareBytes)
 		}
-		b.FetchMaxBytes = int(min(pool/int64(b.Readers)-readerQueueBytes, maxFetchBytes))
+		b.FetchMaxBytes = int(min(pool/int64(b.Readers)-perReaderBytes, maxFetchBytes))
 	}
 	// Admitted events are held twice at worst: the gate's encoded copy,
 	// and kafka-go's produce request or the embedded broker's decoded
@@ -358,7 +364,7 @@ func floors(s Shape, readers int, queues int64) shares {
 	f := shares{
 		http:      2 * 2 * s.MaxBodyBytes,
 		conns:     minHTTPConns * bytesPerHTTPConn,
-		fetch:     int64(readers) * (minFetchBytes + readerQueueBytes),
+		fetch:     int64(readers) * (minFetchBytes + perReaderBytes),
 		admission: 2 * heaviest,
 		lanes:     4 * int64(s.Sinks) * (2 << 20),
 		dedupe:    100_000 * bytesPerDedupeID,
@@ -414,7 +420,7 @@ func (s shares) only(sh Shape) shares {
 func (b Budget) worstCase(s Shape) int64 {
 	return int64(b.HTTPParsing)*2*s.MaxBodyBytes +
 		int64(b.HTTPConnections)*bytesPerHTTPConn +
-		int64(b.Readers)*(int64(b.FetchMaxBytes)+readerQueueBytes) +
+		int64(b.Readers)*(int64(b.FetchMaxBytes)+perReaderBytes) +
 		int64(sharedPartitions(s))*int64(b.FetchShareBytes) +
 		2*b.AdmissionBytes +
 		4*b.LaneBytes +

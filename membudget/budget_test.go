@@ -27,18 +27,18 @@ func TestPlan(t *testing.T) {
 			NATSMaxMemory: 4 << 20, NATSMaxPending: 1 << 20,
 		}},
 		{name: "512MiB", shape: devShape(512 << 20), want: Budget{
-			GoLimit: 483_183_821, AdmissionEvents: 176_554, AdmissionBytes: 56_497_577, HTTPParsing: 2, HTTPConnections: 81,
-			ProducerBatchBytes: 1 << 20, FetchMaxBytes: 1_217_529, Readers: 32, FetchShareBytes: 206_810, LaneBytes: 7_503_273, BatchMaxBytes: 1_875_818,
-			DedupeMaxIDs: 277_266, MQTTInflight: 5, MQTTInflightBytes: 5_848_789, MQTTReadBytes: 5_848_788, SyslogBufferBytes: 3_420_740, SyslogUDPQueueBytes: 3_420_740,
-			SyslogLongMessageBytes: 1_710_369, SyslogConnections: 103, RELPConnections: 16, MQTTConnections: 103, RELPBufferBytes: 1_847_875,
-			NATSMaxMemory: 5_848_788, NATSMaxPending: 1_462_197,
+			GoLimit: 483_183_821, AdmissionEvents: 176_242, AdmissionBytes: 56_397_713, HTTPParsing: 2, HTTPConnections: 80,
+			ProducerBatchBytes: 1 << 20, FetchMaxBytes: 1_214_408, Readers: 32, FetchShareBytes: 200_569, LaneBytes: 7_403_409, BatchMaxBytes: 1_850_852,
+			DedupeMaxIDs: 271_916, MQTTInflight: 5, MQTTInflightBytes: 5_798_857, MQTTReadBytes: 5_798_856, SyslogBufferBytes: 3_380_794, SyslogUDPQueueBytes: 3_380_794,
+			SyslogLongMessageBytes: 1_690_397, SyslogConnections: 102, RELPConnections: 16, MQTTConnections: 102, RELPBufferBytes: 1_807_930,
+			NATSMaxMemory: 5_798_856, NATSMaxPending: 1_449_714,
 		}},
 		{name: "2GiB", shape: devShape(2 << 30), want: Budget{
-			GoLimit: 1_932_735_284, AdmissionEvents: 200_000, AdmissionBytes: 105_391_178, HTTPParsing: 9, HTTPConnections: 337,
-			ProducerBatchBytes: 1 << 20, FetchMaxBytes: 2 << 20, Readers: 32, FetchShareBytes: 512 << 10, LaneBytes: 56_396_874, BatchMaxBytes: 8 << 20,
-			DedupeMaxIDs: 2_896_566, MQTTInflight: 28, MQTTInflightBytes: 30_295_589, MQTTReadBytes: 30_295_589, SyslogBufferBytes: 24_528_421, SyslogUDPQueueBytes: 16 << 20,
-			SyslogLongMessageBytes: 8 << 20, SyslogConnections: 493, RELPConnections: 48, MQTTConnections: 493, RELPBufferBytes: 16 << 20,
-			NATSMaxMemory: 30_295_589, NATSMaxPending: 7_573_897,
+			GoLimit: 1_932_735_284, AdmissionEvents: 200_000, AdmissionBytes: 105_291_314, HTTPParsing: 9, HTTPConnections: 336,
+			ProducerBatchBytes: 1 << 20, FetchMaxBytes: 2 << 20, Readers: 32, FetchShareBytes: 512 << 10, LaneBytes: 56_297_010, BatchMaxBytes: 8 << 20,
+			DedupeMaxIDs: 2_891_216, MQTTInflight: 28, MQTTInflightBytes: 30_245_657, MQTTReadBytes: 30_245_657, SyslogBufferBytes: 24_478_489, SyslogUDPQueueBytes: 16 << 20,
+			SyslogLongMessageBytes: 8 << 20, SyslogConnections: 492, RELPConnections: 48, MQTTConnections: 492, RELPBufferBytes: 16 << 20,
+			NATSMaxMemory: 30_245_657, NATSMaxPending: 7_561_414,
 		}},
 	}
 	for _, tt := range tests {

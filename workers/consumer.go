@@ -122,8 +122,9 @@ type Consumer struct {
 	log     *slog.Logger
 	gaps    *gaps
 	metrics *consumerMetrics
-	// dialer connects the group and the lanes' readers, with cfg.Kafka.
-	dialer *kafka.Dialer
+	// dialer connects the group, readerDialer the lanes' readers (with a
+	// larger read buffer, see bufferedReads), with cfg.Kafka.
+	dialer, readerDialer *kafka.Dialer
 	// budgets hold MaxInFlightBytes, split evenly between the sinks, by
 	// sink index; a batch takes its bytes from its sink's. Apart, so that
 	// the batches of a sink that is down cannot take the room of the others.
@@ -155,6 +156,7 @@ func NewConsumer(cfg Config, store Deliverer, outputs ...Deliverer) (*Consumer, 
 	c := &Consumer{cfg: cfg, sinks: append([]Deliverer{store}, outputs...), log: cfg.Logger.With("component", "workers"),
 		gaps: newGaps(metrics), metrics: metrics}
 	c.dialer = cfg.Kafka.Dialer("sluice-workers", 10*time.Second)
+	c.readerDialer = bufferedReads(c.dialer, fetchReadBuffer)
 	c.logStart = kafkaLogStart(cfg.Kafka.Client(cfg.Brokers, 10*time.Second))
 	c.budgetSize = max(1, cfg.MaxInFlightBytes/int64(len(c.sinks)))
 	for range c.sinks {

@@ -95,7 +95,7 @@ func (l *lane) newReader() fetcher {
 		return l.c.newFetcher(l.part.Topic, l.part.ID)
 	}
 	return &partitionReader{
-		dialer:    l.c.dialer,
+		dialer:    l.c.readerDialer,
 		brokers:   l.c.cfg.Brokers,
 		topic:     l.part.Topic,
 		partition: int(l.part.ID),

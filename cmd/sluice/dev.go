@@ -155,7 +155,7 @@ func (p *pipelineFlags) register(cmd *cobra.Command, dev bool) {
 	f.StringVar(&p.schemasDir, "schemas", "", "directory of stream definitions (*.yaml) replacing the built-in ones")
 	registerTokenFlags(f, &p.tokens, &p.tokenFile)
 	f.Int64Var(&p.maxBody, "max-body-bytes", 8<<20, "largest request body accepted, after decompression")
-	f.IntVar(&p.maxConns, "http-max-connections", 0, "most connections the HTTP server serves at once; beyond it the connection idle the longest is closed to make room, or with none idle new connections wait to be accepted. 0 sizes it from --memory-limit (112 KiB each, what one sending its headers holds; 81 at 512MiB)")
+	f.IntVar(&p.maxConns, "http-max-connections", 0, "most connections the HTTP server serves at once; beyond it the connection idle the longest is closed to make room, or with none idle new connections wait to be accepted. 0 sizes it from --memory-limit (112 KiB each, what one sending its headers holds; 80 at 512MiB)")
 	f.Int64Var(&p.minBodyRate, "http-min-body-rate", httpapi.DefaultMinBodyRate, fmt.Sprintf("slowest average rate, in bytes/s, at which a request body may arrive once its first %s have passed; a slower (or silent) upload is answered 408 and closed. The server's read timeout is sized from it and --max-body-bytes", httpapi.DefaultBodyGrace))
 	f.IntVar(&p.partitions, "partitions", 8, "partitions of each stream topic when Sluice creates it")
 	f.IntVar(&p.workers, "workers", 8, "worker goroutines delivering batches")

@@ -64,7 +64,7 @@ func (m *mqttFlags) register(f *pflag.FlagSet, dev bool) {
 		f.IntVar(&m.maxPacketBytes, "mqtt-max-packet-bytes", mqtt.DefaultMaxPacketBytes,
 			"largest MQTT packet the embedded broker takes (a publish: its topic and payload and a few bytes); a device announcing a bigger one is disconnected before the broker allocates it. MQTT 5 devices are told in CONNACK. Below about 1 MB it refuses events the rest of the pipeline takes")
 		f.IntVar(&m.maxConns, "mqtt-max-connections", 0,
-			"most TCP connections the embedded broker holds open, CONNECT sent or not; more are closed as soon as they are accepted. 0 sizes it from --memory-limit (32 KiB each besides their packets; 103 at 512MiB, at most 1024)")
+			"most TCP connections the embedded broker holds open, CONNECT sent or not; more are closed as soon as they are accepted. 0 sizes it from --memory-limit (32 KiB each besides their packets; 102 at 512MiB, at most 1024)")
 		f.DurationVar(&m.connectTimeout, "mqtt-connect-timeout", mqtt.DefaultConnectTimeout,
 			"a connection to the embedded broker that has not sent a whole CONNECT this long after it opened is closed")
 		f.DurationVar(&m.maxKeepalive, "mqtt-max-keepalive", mqtt.DefaultMaxKeepalive,

@@ -52,7 +52,7 @@ func (r *relpFlags) register(f *pflag.FlagSet, dev bool) {
 	f.StringVar(&r.addr, "relp-addr", def, "address of the RELP collector (rsyslog's omrelp); empty turns it off")
 	f.IntVar(&r.maxFrame, "relp-max-frame-bytes", relp.DefaultMaxFrameBytes, "largest RELP frame (DATALEN) taken; a bigger one closes its connection")
 	f.IntVar(&r.maxConns, "relp-max-connections", 0, "most RELP connections open at once; more are closed when accepted. 0 sizes it from --memory-limit (96 KiB each besides their frames; 16 at 512MiB, at most 100)")
-	f.IntVar(&r.bufferBytes, "relp-max-buffer-bytes", 0, "most bytes of RELP frames read and not yet answered over all connections, frames being read included; a connection whose next frame does not fit is not read (its sender waits) until others are answered. Frames over 4 KiB have half of it (at least 8KiB in all). 0 sizes it from --memory-limit (1.8MiB at 512MiB in dev, at most 16MiB)")
+	f.IntVar(&r.bufferBytes, "relp-max-buffer-bytes", 0, "most bytes of RELP frames read and not yet answered over all connections, frames being read included; a connection whose next frame does not fit is not read (its sender waits) until others are answered. Frames over 4 KiB have half of it (at least 8KiB in all). 0 sizes it from --memory-limit (1.7MiB at 512MiB in dev, at most 16MiB)")
 	f.DurationVar(&r.frameTimeout, "relp-frame-timeout", relp.DefaultFrameTimeout, "a RELP connection that starts a frame and does not finish it within this time is closed")
 	f.DurationVar(&r.idleTimeout, "relp-idle-timeout", relp.DefaultIdleTimeout, "a RELP connection that sends nothing between frames for this long is told serverclose and closed (omrelp reconnects when it has more to send)")
 }

@@ -57,7 +57,7 @@ func (s *syslogFlags) register(f *pflag.FlagSet, dev bool) {
 	f.IntVar(&s.maxMessage, "syslog-max-message-bytes", syslog.DefaultMaxMessageBytes,
 		"largest syslog message: a longer line is cut to it and dead-lettered; a longer octet count closes the TCP connection")
 	f.IntVar(&s.maxConns, "syslog-max-connections", 0,
-		"most syslog TCP connections open at once; more are closed as soon as they are accepted. 0 sizes it from --memory-limit (32 KiB each besides their batches; 103 at 512MiB in dev, at most 1024)")
+		"most syslog TCP connections open at once; more are closed as soon as they are accepted. 0 sizes it from --memory-limit (32 KiB each besides their batches; 102 at 512MiB in dev, at most 1024)")
 	f.IntVar(&s.longBytes, "syslog-max-long-message-bytes", 0,
 		"most bytes of TCP messages longer than a connection's 16 KiB read buffer being read at once, over all connections: such a message takes its length before it is allocated, and its connection waits, unread, for up to --syslog-read-timeout while others hold it. 0 sizes it from --memory-limit (1.6MiB at 512MiB in dev, at most 8MiB)")
 	f.DurationVar(&s.readTimeout, "syslog-read-timeout", syslog.DefaultReadTimeout,
