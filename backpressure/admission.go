@@ -63,9 +63,10 @@ type Admission struct {
 	retryAfter time.Duration
 
 	sem *semaphore.Weighted
-	// held mirrors what sem has handed out (it does not say), and waiting
-	// counts callers blocked in Acquire; both are for metrics and tests.
-	held, waiting atomic.Int64
+	// held mirrors what sem has handed out (it does not say), waiting
+	// counts callers blocked in Acquire, and waited those that ever were;
+	// they are for metrics and tests.
+	held, waiting, waited atomic.Int64
 }
 
 // NewAdmission returns an Admission with the given limits.
@@ -97,10 +98,10 @@ func (a *Admission) Acquire(ctx context.Context, n int64) error {
 	if n > a.capacity {
 		return fmt.Errorf("%w: %d units asked, capacity %d", ErrTooLarge, n, a.capacity)
 	}
-	if a.sem.TryAcquire(n) {
-		a.held.Add(n)
+	if a.TryAcquire(n) {
 		return nil
 	}
+	a.waited.Add(1)
 	a.waiting.Add(1)
 	defer a.waiting.Add(-1)
 	wctx, cancel := ctx, context.CancelFunc(func() {})
@@ -118,7 +119,22 @@ func (a *Admission) Acquire(ctx context.Context, n int64) error {
 	return nil
 }
 
-// Release returns n units taken by a successful Acquire. Releasing more
+// TryAcquire takes n units if they are free and nobody waits for units,
+// without waiting; it reports whether it took them. A caller that must
+// build something to wait with (a context with its deadline) tries this
+// first, so that it builds nothing when the units are there.
+func (a *Admission) TryAcquire(n int64) bool {
+	if n <= 0 {
+		return true
+	}
+	if !a.sem.TryAcquire(n) {
+		return false
+	}
+	a.held.Add(n)
+	return true
+}
+
+// Release returns n units taken by a successful Acquire or TryAcquire. Releasing more
 // than is held is a bug in the caller, and panics.
 func (a *Admission) Release(n int64) {
 	if n <= 0 {
@@ -129,6 +145,10 @@ func (a *Admission) Release(n int64) {
 	}
 	a.sem.Release(n)
 }
+
+// Waited counts the Acquire calls that found no units free and waited,
+// since the start.
+func (a *Admission) Waited() int64 { return a.waited.Load() }
 
 // InFlight reports the units currently held.
 func (a *Admission) InFlight() int64 { return a.held.Load() }

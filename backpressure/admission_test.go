@@ -235,7 +235,11 @@ func TestAdmissionNoWaitLimit(t *testing.T) {
 	if err := <-got; !errors.Is(err, context.Canceled) {
 		t.Fatalf("Acquire whose context ended: %v, want context.Canceled", err)
 	}
-	if a.InFlight() != 5 || a.Waiting() != 0 {
-		t.Fatalf("in flight %d, waiting %d; want 5, 0", a.InFlight(), a.Waiting())
+	if a.InFlight() != 5 || a.Waiting() != 0 || a.Waited() != 2 {
+		t.Fatalf("in flight %d, waiting %d, waited %d; want 5, 0, 2", a.InFlight(), a.Waiting(), a.Waited())
+	}
+	// TryAcquire takes what is free at once, and never waits.
+	if a.TryAcquire(6) || !a.TryAcquire(5) || a.InFlight() != 10 || a.Waited() != 2 {
+		t.Fatalf("TryAcquire: in flight %d, waited %d; want 6 refused, 5 taken, 10 in flight, still 2 waited", a.InFlight(), a.Waited())
 	}
 }

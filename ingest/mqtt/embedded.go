@@ -146,6 +146,8 @@ type Embedded struct {
 	srv     atomic.Pointer[mochi.Server] // set once serving; read by the connected-clients gauge
 	conns   *connMetrics
 	runOnce atomic.Bool
+	// readBudget bounds the large packets being read (MaxReadBytes).
+	readBudget *readBudget
 }
 
 // NewEmbedded checks cfg and registers the broker's metrics. It does not
@@ -171,6 +173,7 @@ func NewEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	if cfg.MaxInflightBytes > 0 {
 		e.hook.bytes, e.hook.maxBytes = semaphore.NewWeighted(cfg.MaxInflightBytes), cfg.MaxInflightBytes
 	}
+	e.readBudget = newReadBudget(cfg.MaxReadBytes, cfg.MaxPacketBytes)
 	if err := e.registerMetrics(cfg.Registerer); err != nil {
 		return nil, err
 	}
@@ -232,16 +235,17 @@ func (e *Embedded) registerMetrics(reg prometheus.Registerer) error {
 			Namespace: "sluice", Subsystem: "mqtt_embedded", Name: "accept_errors_total",
 			Help: "Failed accepts of the embedded broker's listener (out of file descriptors, say); it retries after up to a second.",
 		}),
-		readWaits: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "sluice", Subsystem: "mqtt_embedded", Name: "read_budget_waits_total",
-			Help: "Packets over 4 KiB whose connection waited for the read budget (the bytes of large packets being read at once) before the broker allocated them.",
-		}),
-		readHeld: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: "sluice", Subsystem: "mqtt_embedded", Name: "read_budget_bytes",
-			Help: "Bytes of the read budget held by connections reading packets over 4 KiB, each packet counted twice (the broker copies it to decode it).",
-		}),
 	}
-	for _, c := range []prometheus.Collector{clients, e.hook.unacked, e.conns.open, e.conns.closed, e.conns.acceptErrors, e.conns.readWaits, e.conns.readHeld} {
+	budget := e.readBudget.bytes
+	readWaits := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: "sluice", Subsystem: "mqtt_embedded", Name: "read_budget_waits_total",
+		Help: "Packets over 4 KiB whose connection waited for the read budget (the bytes of large packets being read at once) before the broker allocated them.",
+	}, func() float64 { return float64(budget.Waited()) })
+	readHeld := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "sluice", Subsystem: "mqtt_embedded", Name: "read_budget_bytes",
+		Help: "Bytes of the read budget held by connections reading packets over 4 KiB, each packet counted twice (the broker copies it to decode it).",
+	}, func() float64 { return float64(budget.InFlight()) })
+	for _, c := range []prometheus.Collector{clients, e.hook.unacked, e.conns.open, e.conns.closed, e.conns.acceptErrors, readWaits, readHeld} {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("mqtt embedded broker: register metrics: %w", err)
 		}
@@ -323,7 +327,7 @@ func (e *Embedded) newServer() (*mochi.Server, *boundedListener, error) {
 		addr: e.cfg.Addr, maxConns: e.cfg.MaxConnections, connectTimeout: e.cfg.ConnectTimeout,
 		log: e.log, metrics: e.conns, sampler: newLogSampler(10 * time.Second),
 		quit: make(chan struct{}), served: make(chan struct{}), conns: map[*boundedConn]struct{}{},
-		budget: newReadBudget(e.cfg.MaxReadBytes, e.cfg.MaxPacketBytes, e.conns.readWaits, e.conns.readHeld),
+		budget: e.readBudget,
 	}
 	if err := srv.AddListener(l); err != nil {
 		return nil, nil, fmt.Errorf("mqtt embedded broker: listen on %s: %w", e.cfg.Addr, err)
@@ -470,8 +474,6 @@ type connMetrics struct {
 	open         prometheus.Gauge
 	closed       *prometheus.CounterVec // reason
 	acceptErrors prometheus.Counter
-	readWaits    prometheus.Counter // see readBudget
-	readHeld     prometheus.Gauge
 }
 
 // boundedConn is an accepted connection. connected is set once mochi has

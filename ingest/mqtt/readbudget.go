@@ -8,8 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/semaphore"
+	"github.com/sluicehq/sluice/backpressure"
 )
 
 // smallPacketBytes is the largest packet (its remaining length) read
@@ -40,15 +39,17 @@ const DefaultMaxReadBytes = 32 << 20
 //
 // Safe for concurrent use.
 type readBudget struct {
-	sem       *semaphore.Weighted
-	capacity  int64
+	// bytes holds the budget; it counts what is held and who waited, for
+	// the metrics.
+	bytes     *backpressure.Admission
 	maxPacket int64
-	waits     prometheus.Counter
-	held      prometheus.Gauge
 }
 
-func newReadBudget(capacity int64, maxPacket int, waits prometheus.Counter, held prometheus.Gauge) *readBudget {
-	return &readBudget{sem: semaphore.NewWeighted(capacity), capacity: capacity, maxPacket: int64(maxPacket), waits: waits, held: held}
+func newReadBudget(capacity int64, maxPacket int) *readBudget {
+	return &readBudget{
+		bytes:     backpressure.NewAdmission(backpressure.AdmissionConfig{Capacity: capacity, MaxWait: backpressure.NoWaitLimit}),
+		maxPacket: int64(maxPacket),
+	}
 }
 
 // budgetedReads is the part of a boundedConn that takes the read budget.
@@ -134,16 +135,15 @@ func (r *budgetedReads) account(p []byte) (int, error) {
 // take waits for w bytes of the budget (at most all of it), until the
 // connection's read deadline or its close.
 func (r *budgetedReads) take(w int64) error {
-	w = min(w, r.budget.capacity)
-	if !r.budget.sem.TryAcquire(w) {
-		r.budget.waits.Inc()
+	w = min(w, r.budget.bytes.Capacity())
+	if !r.budget.bytes.TryAcquire(w) {
 		ctx := r.stop
 		if d := r.readDeadline(); !d.IsZero() {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithDeadline(ctx, d)
 			defer cancel()
 		}
-		if err := r.budget.sem.Acquire(ctx, w); err != nil {
+		if err := r.budget.bytes.Acquire(ctx, w); err != nil {
 			if r.stop.Err() != nil {
 				return net.ErrClosed
 			}
@@ -152,13 +152,11 @@ func (r *budgetedReads) take(w int64) error {
 		}
 	}
 	r.held = w
-	r.budget.held.Add(float64(w))
 	return nil
 }
 
 func (r *budgetedReads) release() {
-	r.budget.sem.Release(r.held)
-	r.budget.held.Sub(float64(r.held))
+	r.budget.bytes.Release(r.held)
 	r.held = 0
 }
 

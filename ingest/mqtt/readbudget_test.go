@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/sluicehq/sluice/internal/testkit"
 )
 
@@ -51,7 +49,7 @@ func TestBudgetedReadsFollowPackets(t *testing.T) {
 			}
 			client.Close()
 		}()
-		b := newReadBudget(1<<30, 4<<20, prometheus.NewCounter(prometheus.CounterOpts{Name: "w"}), prometheus.NewGauge(prometheus.GaugeOpts{Name: "h"}))
+		b := newReadBudget(1<<30, 4<<20)
 		r := newBudgetedReads(b)
 		var got []byte
 		buf := make([]byte, 1+rng.IntN(9000))
@@ -76,7 +74,7 @@ func TestBudgetedReadsFollowPackets(t *testing.T) {
 		if !bytes.Equal(got, want) {
 			t.Fatalf("seed %d: %d bytes read, want %d, or out of order", seed, len(got), len(want))
 		}
-		if !b.sem.TryAcquire(1 << 30) {
+		if !b.bytes.TryAcquire(1 << 30) {
 			t.Fatalf("seed %d: the budget was not all given back", seed)
 		}
 	}
@@ -97,7 +95,7 @@ func lastPacket(got []byte, sizes []int) int {
 // A connection waits for the budget another holds, and stops waiting at
 // its read deadline, with the error the socket's read would have given.
 func TestBudgetedReadsWaitUntilTheDeadline(t *testing.T) {
-	b := newReadBudget(1<<20, 1<<20, prometheus.NewCounter(prometheus.CounterOpts{Name: "w"}), prometheus.NewGauge(prometheus.GaugeOpts{Name: "h"}))
+	b := newReadBudget(1<<20, 1<<20)
 	first, second := newBudgetedReads(b), newBudgetedReads(b)
 	big := fixedHeader(0x30, 400<<10)
 	if _, err := first.account(big); err != nil || first.held != 800<<10 {
