@@ -408,10 +408,12 @@ func (c *session) reserve(n int) error {
 // frame larger than a bound takes all of it, so that it passes once
 // nothing else is held.
 type pending struct {
+	// session is the session's own: what it holds is all this session's.
 	session *backpressure.Admission
 	server  *buffer
-	// held is what was taken from each, for giveAll.
-	heldSession, heldSmall, heldLarge atomic.Int64
+	// heldSmall and heldLarge are what this session took from each half
+	// of the server's, for giveAll.
+	heldSmall, heldLarge atomic.Int64
 }
 
 func newPending(limit int64, server *buffer) *pending {
@@ -424,26 +426,23 @@ func (p *pending) take(ctx context.Context, n int64) error {
 	if err := p.session.Acquire(ctx, ns); err != nil {
 		return err
 	}
-	a, held := p.server.of(n, p)
+	a, held := p.part(n)
 	nv := min(n, a.Capacity())
 	if err := a.Acquire(ctx, nv); err != nil {
 		p.session.Release(ns)
 		return err
 	}
-	p.heldSession.Add(ns)
 	held.Add(nv)
 	return nil
 }
 
 // give gives back what take(n) took.
 func (p *pending) give(n int64) {
-	a, held := p.server.of(n, p)
+	a, held := p.part(n)
 	nv := min(n, a.Capacity())
 	a.Release(nv)
 	held.Add(-nv)
-	ns := min(n, p.session.Capacity())
-	p.session.Release(ns)
-	p.heldSession.Add(-ns)
+	p.session.Release(min(n, p.session.Capacity()))
 }
 
 // giveAll gives back what the session still holds; called once its reader
@@ -451,7 +450,16 @@ func (p *pending) give(n int64) {
 func (p *pending) giveAll() {
 	p.server.small.Release(p.heldSmall.Swap(0))
 	p.server.large.Release(p.heldLarge.Swap(0))
-	p.session.Release(p.heldSession.Swap(0))
+	p.session.Release(p.session.InFlight())
+}
+
+// part is the half of the server's buffer a frame of n bytes takes, and
+// this session's count of what it holds there.
+func (p *pending) part(n int64) (*backpressure.Admission, *atomic.Int64) {
+	if n <= smallFrameBytes {
+		return p.server.small, &p.heldSmall
+	}
+	return p.server.large, &p.heldLarge
 }
 
 // smallFrameBytes is the largest frame, overhead included, that the
@@ -474,14 +482,6 @@ func newBuffer(bytes int) *buffer {
 	half := int64(max(bytes/2, smallFrameBytes))
 	cfg := backpressure.AdmissionConfig{Capacity: half, MaxWait: backpressure.NoWaitLimit}
 	return &buffer{small: backpressure.NewAdmission(cfg), large: backpressure.NewAdmission(cfg)}
-}
-
-// of is the part a frame of n bytes takes, and p's count of it.
-func (b *buffer) of(n int64, p *pending) (*backpressure.Admission, *atomic.Int64) {
-	if n <= smallFrameBytes {
-		return b.small, &p.heldSmall
-	}
-	return b.large, &p.heldLarge
 }
 
 func (b *buffer) inUse() int64   { return b.small.InFlight() + b.large.InFlight() }
