@@ -42,16 +42,11 @@ func (p *pipelineFlags) memoryBudget(outputs int, role pipeline.Role) (membudget
 		Partitions: p.partitions, Sinks: 1 + outputs, MQTTMaxPacketBytes: flagInt(p.flags, "mqtt-max-packet-bytes", mqtt.DefaultMaxPacketBytes),
 		Dev: p.dev, NoIngest: role == pipeline.RoleWork, NoWork: role == pipeline.RoleIngest,
 	}
-	if explicit("dedupe-max-ids") {
-		shape.Overrides.DedupeMaxIDs = p.dedupeMaxIDs
-	}
-	if explicit("http-max-connections") {
-		shape.Overrides.HTTPConnections = p.maxConns
-	}
-	if explicit("mqtt-max-inflight") {
-		shape.Overrides.MQTTInflight = flagInt(p.flags, "mqtt-max-inflight", 0)
-	}
+	// The bounds given by their flags: the plan counts them as given.
 	for flag, bound := range map[string]*int{
+		"dedupe-max-ids":                &shape.Overrides.DedupeMaxIDs,
+		"http-max-connections":          &shape.Overrides.HTTPConnections,
+		"mqtt-max-inflight":             &shape.Overrides.MQTTInflight,
 		"syslog-max-connections":        &shape.Overrides.SyslogConnections,
 		"relp-max-connections":          &shape.Overrides.RELPConnections,
 		"mqtt-max-connections":          &shape.Overrides.MQTTConnections,

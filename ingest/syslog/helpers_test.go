@@ -2,6 +2,7 @@ package syslog
 
 import (
 	"encoding/json"
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -47,6 +48,17 @@ func (r *rig) dial(t testing.TB) net.Conn {
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	return conn
+}
+
+// sendNumbered writes n newline-delimited RFC 5424 lines, "line 0" to
+// "line n-1", on conn.
+func sendNumbered(t testing.TB, conn net.Conn, n int) {
+	t.Helper()
+	for i := range n {
+		if _, err := fmt.Fprintf(conn, "<14>1 - h app - - - line %d\n", i); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // logs returns the app_logs events in Kafka, once at least n are there.

@@ -216,11 +216,7 @@ func TestTCPManyIdleConnections(t *testing.T) {
 		return value(r.c.metrics.connsOpen) == 2000
 	})
 	good := r.dial(t)
-	for i := range 100 {
-		if _, err := fmt.Fprintf(good, "<14>1 - h app - - - line %d\n", i); err != nil {
-			t.Fatal(err)
-		}
-	}
+	sendNumbered(t, good, 100)
 	if evs := r.logs(t, 100); len(evs) != 100 {
 		t.Fatalf("%d events", len(evs))
 	}
@@ -268,11 +264,7 @@ func TestTCPStalledLongMessagesHoldOnlyTheBudget(t *testing.T) {
 		t.Errorf("long messages hold %v bytes, want %d (two)", got, 2*size)
 	}
 	good := r.dial(t)
-	for i := range 5 {
-		if _, err := fmt.Fprintf(good, "<14>1 - h app - - - line %d\n", i); err != nil {
-			t.Fatal(err)
-		}
-	}
+	sendNumbered(t, good, 5)
 	if evs := r.logs(t, 5); len(evs) != 5 {
 		t.Fatalf("%d events while long messages stalled, want 5", len(evs))
 	}
