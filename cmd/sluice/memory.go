@@ -12,6 +12,7 @@ import (
 	"github.com/sluicehq/sluice/ingest/mqtt"
 	"github.com/sluicehq/sluice/membudget"
 	"github.com/sluicehq/sluice/pipeline"
+	"github.com/sluicehq/sluice/procs"
 	"github.com/sluicehq/sluice/schemas"
 )
 
@@ -111,5 +112,13 @@ func setMemoryLimit(ctx context.Context, b membudget.Budget, log *slog.Logger) {
 	log.Info("memory budget", b.LogAttrs()...)
 	if err := b.Fits(); err != nil {
 		log.Warn("memory budget does not fit its ceiling", "err", err)
+	}
+}
+
+// tuneProcs sizes GOMAXPROCS to the CPU the process uses until ctx ends
+// (package procs), unless --adaptive-procs is off.
+func (p *pipelineFlags) tuneProcs(ctx context.Context, log *slog.Logger) {
+	if p.adaptiveProcs {
+		go procs.Run(ctx, procs.Options{Logger: log})
 	}
 }

@@ -87,6 +87,7 @@ func newRunCmd() *cobra.Command {
 				return nil // sluice validate: checked, start nothing
 			}
 			setMemoryLimit(cmd.Context(), *cfg.Memory, slog.Default())
+			p.tuneProcs(cmd.Context(), slog.Default())
 			cfg.Role = r
 			cfg.KafkaBrokers = brokers
 			cfg.NATSURL = natsURL
