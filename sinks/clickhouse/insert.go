@@ -212,6 +212,9 @@ func (s *Sink) send(ctx context.Context, table string, names []string, data []an
 	for i, col := range data {
 		if i < len(cols) {
 			reserve(cols[i], col)
+			if appendArrays(cols[i], col) {
+				continue
+			}
 		}
 		if err := appendColumn(batch.Column(i), col); err != nil {
 			return &conversionError{column: names[i], err: err}
