@@ -69,7 +69,8 @@ type Options struct {
 // Run blocks; start it on a goroutine of its own.
 func Run(ctx context.Context, o Options) {
 	o.setDefaults()
-	if _, set := os.LookupEnv("GOMAXPROCS"); set || o.Max <= 1 {
+	// Empty is unset, as the runtime reads it.
+	if os.Getenv("GOMAXPROCS") != "" || o.Max <= 1 {
 		return
 	}
 	last, err := o.cpuTime()
