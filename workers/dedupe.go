@@ -154,6 +154,18 @@ func (w *dedupeWindow) LeadVerdict(off int64) (skip, known bool) {
 // A lane behind the leading one gets the answer the leading lane got for
 // the same offset, without hashing id: see leadVerdicts.
 func (w *dedupeWindow) Duplicate(id string, off int64, receivedAt time.Time, lead bool) bool {
+	return w.decide(func() eventkey.Key { return idHasher.Sum(id) }, off, receivedAt, lead)
+}
+
+// DuplicateKey is Duplicate for an id whose key the caller has: the
+// store's lane hashes each id as it decodes the event (Decoded.Key).
+func (w *dedupeWindow) DuplicateKey(k eventkey.Key, off int64, receivedAt time.Time, lead bool) bool {
+	return w.decide(func() eventkey.Key { return k }, off, receivedAt, lead)
+}
+
+// decide is Duplicate's answer, with the id's key made by key only when
+// the leading lane's verdicts do not hold it.
+func (w *dedupeWindow) decide(key func() eventkey.Key, off int64, receivedAt time.Time, lead bool) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if !lead {
@@ -161,7 +173,7 @@ func (w *dedupeWindow) Duplicate(id string, off int64, receivedAt time.Time, lea
 			return dup
 		}
 	}
-	dup := w.duplicate(idHasher.Sum(id), off, receivedAt, lead)
+	dup := w.duplicate(key(), off, receivedAt, lead)
 	if lead {
 		w.verdicts.record(off, dup)
 	}

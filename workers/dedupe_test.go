@@ -254,3 +254,24 @@ func TestStoreFindsAnOutputsIdPastTheSpan(t *testing.T) {
 		t.Errorf("%d ids in the table, %d in the queue: they must be the same ids", n, queued)
 	}
 }
+
+// TestKeyOf checks that a store's lane asks the window about the id's own
+// key whether or not prepare hashed it: a batch whose Decoded lack their
+// keys must not have all its events share the zero key (and the second
+// taken for a duplicate of the first).
+func TestKeyOf(t *testing.T) {
+	a, b := Decoded{}, Decoded{}
+	a.Event.ID, b.Event.ID = "a", "b"
+	if keyOf(a) != idHasher.Sum("a") || keyOf(a) == keyOf(b) {
+		t.Error("keyOf does not hash the id of a Decoded that has no key")
+	}
+	a.Key = idHasher.Sum("other")
+	if keyOf(a) != a.Key {
+		t.Error("keyOf hashed again an id prepare had hashed")
+	}
+	w := newDedupeWindow(time.Minute, 10)
+	at := time.Now()
+	if w.DuplicateKey(keyOf(b), 1, at, true) || !w.Duplicate("b", 2, at, true) {
+		t.Error("Duplicate and DuplicateKey disagree on the key of an id")
+	}
+}

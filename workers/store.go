@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/backpressure"
+	"github.com/sluicehq/sluice/eventkey"
 	"github.com/sluicehq/sluice/schemas"
 	"github.com/sluicehq/sluice/sinks"
 )
@@ -177,7 +178,7 @@ func (d *StoreDeliverer) Deliver(ctx context.Context, p *Partition, b *Batch) er
 		case dec.Err != nil:
 			p.window.Invalid(m.Offset)
 			dead = append(dead, deadLetter(b, m, "invalid event: "+dec.Err.Error()))
-		case p.window.Duplicate(dec.Event.ID, m.Offset, dec.Event.ReceivedAt, true):
+		case p.window.DuplicateKey(keyOf(dec), m.Offset, dec.Event.ReceivedAt, true):
 			dups++
 		default:
 			rows = append(rows, sinks.Row{Offset: m.Offset, Event: dec.Event, Record: dec.Record, Value: m.Value})
@@ -324,8 +325,21 @@ func (d *StoreDeliverer) retry(ctx context.Context, what string, op func(context
 func prepare(b *Batch, decode func([]byte) (schemas.Event, schemas.Record, error)) {
 	b.Decoded = make([]Decoded, len(b.Messages))
 	for i, m := range b.Messages {
-		b.Decoded[i] = decodeOne(m.Value, decode)
+		d := &b.Decoded[i]
+		*d = decodeOne(m.Value, decode)
+		if d.Err == nil {
+			d.Key = idHasher.Sum(d.Event.ID)
+		}
 	}
+}
+
+// keyOf returns d's dedupe key, hashing its id if prepare did not: a batch
+// prepared otherwise must not have all its events share the zero key.
+func keyOf(d Decoded) eventkey.Key {
+	if d.Key == (eventkey.Key{}) {
+		return idHasher.Sum(d.Event.ID)
+	}
+	return d.Key
 }
 
 func decodeOne(value []byte, decode func([]byte) (schemas.Event, schemas.Record, error)) (d Decoded) {
