@@ -13,6 +13,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/backlog"
+	"github.com/sluicehq/sluice/internal/eventually"
 	"github.com/sluicehq/sluice/internal/testkit"
 )
 
@@ -45,13 +46,13 @@ func TestWatcherAlarmExpiryAndRecovery(t *testing.T) {
 	}
 	stop := runWatcher(t, w)
 
-	waitFor(t, 10*time.Second, "the alarm", func() bool { _, _, ok := w.Shed("iot_telemetry"); return ok })
+	eventually.True(t, 10*time.Second, "the alarm", func() bool { _, _, ok := w.Shed("iot_telemetry"); return ok })
 	if d := time.Since(before); d < retention/2 {
 		t.Errorf("alarm %s after the messages were written, before half the retention", d)
 	}
 	checkAlarm(t, w, reg, &logged, iot)
 
-	waitFor(t, 15*time.Second, "every partition's loss", func() bool {
+	eventually.True(t, 15*time.Second, "every partition's loss", func() bool {
 		return strings.Count(fmt.Sprint(w.Check()), "expired from Kafka unread") == testkit.Partitions
 	})
 	msg := w.Check().Error()
@@ -73,7 +74,7 @@ func TestWatcherAlarmExpiryAndRecovery(t *testing.T) {
 	for p, end := range ends {
 		k.CommitOffset(t, group, iot, p, end)
 	}
-	waitFor(t, 5*time.Second, "the alarm to clear", func() bool { _, _, ok := w.Shed("iot_telemetry"); return !ok && w.Check() == nil })
+	eventually.True(t, 5*time.Second, "the alarm to clear", func() bool { _, _, ok := w.Shed("iot_telemetry"); return !ok && w.Check() == nil })
 	if n := testkit.Metric(t, reg, "sluice_retention_alarm", nil); n != 0 {
 		t.Errorf("%v partitions still in alarm", n)
 	}
@@ -94,7 +95,7 @@ func checkAlarm(t *testing.T, w *backlog.Watcher, reg *prometheus.Registry, logg
 	if _, _, ok := w.Shed("app_logs"); ok {
 		t.Error("app_logs is shed, though its retention is seven days")
 	}
-	waitFor(t, 2*time.Second, "every partition in alarm", func() bool {
+	eventually.True(t, 2*time.Second, "every partition in alarm", func() bool {
 		return testkit.Metric(t, reg, "sluice_retention_alarm", map[string]string{"stream": "iot_telemetry"}) == testkit.Partitions
 	})
 	msg := fmt.Sprint(w.Check())
@@ -142,12 +143,12 @@ func TestWatcherCommittedOffset(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := runWatcher(t, w)
-	waitFor(t, 5*time.Second, "the alarm on the old message", func() bool { _, _, ok := w.Shed("app_logs"); return ok })
+	eventually.True(t, 5*time.Second, "the alarm on the old message", func() bool { _, _, ok := w.Shed("app_logs"); return ok })
 	if age := testkit.Metric(t, reg, "sluice_kafka_backlog_age_seconds", map[string]string{"partition": "0"}); age < 40*60 || age > 41*60 {
 		t.Errorf("age %vs, want the 40 minutes of the message at the committed offset", age)
 	}
 	k.CommitOffset(t, group, topic, 0, 3)
-	waitFor(t, 5*time.Second, "the age of the young message", func() bool {
+	eventually.True(t, 5*time.Second, "the age of the young message", func() bool {
 		return testkit.Metric(t, reg, "sluice_kafka_backlog_age_seconds", map[string]string{"partition": "0"}) < 60
 	})
 	if err := w.Check(); err != nil {
@@ -230,17 +231,6 @@ func produceAt(t *testing.T, k *testkit.Kafka, topic string, p int, at time.Time
 	return res.BaseOffset + int64(n)
 }
 
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within %s", what, limit)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // A watcher that cannot reach Kafka sheds nothing (it fails open, since a
 // refusal must rest on a reading) and counts its failed rounds; once its
 // readings are stale (about 10 s here) Check says so, with the error.
@@ -255,7 +245,7 @@ func TestWatcherWithoutKafkaShedsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := runWatcher(t, w)
-	waitFor(t, 5*time.Second, "a failed round", func() bool {
+	eventually.True(t, 5*time.Second, "a failed round", func() bool {
 		return testkit.Metric(t, reg, "sluice_kafka_backlog_read_errors_total", nil) > 0
 	})
 	if _, _, ok := w.Shed("app_logs"); ok {
@@ -264,7 +254,7 @@ func TestWatcherWithoutKafkaShedsNothing(t *testing.T) {
 	if err := w.Check(); err != nil {
 		t.Errorf("Check = %v before the readings are stale", err)
 	}
-	waitFor(t, 15*time.Second, "stale readings", func() bool { return w.Check() != nil })
+	eventually.True(t, 15*time.Second, "stale readings", func() bool { return w.Check() != nil })
 	if msg := w.Check().Error(); !strings.Contains(msg, "kafka backlog unknown, not read in the 10") || !strings.Contains(msg, "127.0.0.1:1") {
 		t.Errorf("Check = %q, want how long ago the last reading was and why none since", msg)
 	}

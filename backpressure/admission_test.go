@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/eventually"
 )
 
 func TestAdmissionAcquire(t *testing.T) {
@@ -86,10 +88,10 @@ func TestAdmissionFIFO(t *testing.T) {
 	waiting := func(n int64) func() bool {
 		return func() bool { return a.Waiting() == n }
 	}
-	waitFor(t, waiting(1))
+	eventually.True(t, 5*time.Second, "one waiter", waiting(1))
 	// Counted as waiting is not yet queued: with 5 units free, a probe of
 	// 1 fails only once the big waiter is in the semaphore's queue.
-	waitFor(t, func() bool {
+	eventually.True(t, 5*time.Second, "the big waiter in the semaphore's queue", func() bool {
 		if a.sem.TryAcquire(1) {
 			a.sem.Release(1)
 			return false
@@ -100,7 +102,7 @@ func TestAdmissionFIFO(t *testing.T) {
 	// 5 units are free, but the big waiter came first.
 	smallErr := make(chan error, 1)
 	go func() { smallErr <- a.Acquire(context.Background(), 3) }()
-	waitFor(t, waiting(2))
+	eventually.True(t, 5*time.Second, "two waiters", waiting(2))
 	select {
 	case err := <-smallErr:
 		t.Fatalf("small waiter overtook the big one: %v", err)
@@ -135,7 +137,7 @@ func TestAdmissionBytes(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- a.Acquire(ctx, 32<<20) }()
-	waitFor(t, func() bool { return a.Waiting() == 1 })
+	eventually.True(t, 5*time.Second, "one waiter", func() bool { return a.Waiting() == 1 })
 	cancel()
 	if err := <-errc; !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled wait = %v, want context.Canceled", err)
@@ -195,17 +197,6 @@ func TestAdmissionConcurrent(t *testing.T) {
 	}
 	if got := a.InFlight(); got != 0 {
 		t.Errorf("InFlight after all released = %d", got)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached")
-		}
-		time.Sleep(time.Millisecond)
 	}
 }
 

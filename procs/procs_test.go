@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/eventually"
 )
 
 func TestGovernor(t *testing.T) {
@@ -87,9 +89,9 @@ func TestRunFollowsTheLoad(t *testing.T) {
 		defer close(done)
 		Run(ctx, Options{Max: 4, Interval: interval, LowerAfter: 2, cpuTime: cpu.read, setProcs: func(n int) { procs.Store(int64(n)) }})
 	}()
-	waitFor(t, "lowered to 1 while idle", func() bool { return procs.Load() == 1 })
+	eventually.True(t, 10*time.Second, "lowered to 1 while idle", func() bool { return procs.Load() == 1 })
 	cpu.use(1.8)
-	waitFor(t, "raised to 4 when busy", func() bool { return procs.Load() == 4 })
+	eventually.True(t, 10*time.Second, "raised to 4 when busy", func() bool { return procs.Load() == 4 })
 	cancel()
 	<-done
 }
@@ -128,21 +130,10 @@ func TestRunOnTheRuntime(t *testing.T) {
 		defer close(done)
 		Run(ctx, Options{Interval: 50 * time.Millisecond, LowerAfter: 2})
 	}()
-	waitFor(t, "GOMAXPROCS lowered to 1", func() bool { return runtime.GOMAXPROCS(0) == 1 })
+	eventually.True(t, 10*time.Second, "GOMAXPROCS lowered to 1", func() bool { return runtime.GOMAXPROCS(0) == 1 })
 	cancel()
 	<-done
 	if got := runtime.GOMAXPROCS(0); got != def {
 		t.Errorf("after Run, GOMAXPROCS is %d; want the runtime's default %d back", got, def)
-	}
-}
-
-func waitFor(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not %s within 10s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -480,15 +480,3 @@ func deliver(t testing.TB, d Deliverer, p *Partition, b *Batch) {
 		t.Fatalf("%s: Deliver(%d-%d) = %v", d.Name(), b.First(), b.Last(), err)
 	}
 }
-
-// waitFor polls cond until it holds, failing the test after 5 s.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}

@@ -14,6 +14,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/deadletter"
+	"github.com/sluicehq/sluice/internal/eventually"
 	"github.com/sluicehq/sluice/schemas"
 )
 
@@ -232,7 +233,7 @@ func TestLaneDeliversInOrder(t *testing.T) {
 	}
 	tr := NewTracker()
 	stop := startLane(t, c, pool, sd, p, start, false, tr)
-	waitFor(t, "the lane to reach the end of the partition", func() bool { n, _ := tr.Next(0); return n == script.high })
+	eventually.True(t, 5*time.Second, "the lane to reach the end of the partition", func() bool { n, _ := tr.Next(0); return n == script.high })
 	stop()
 
 	// e0..e89, then e0..e12 again: producer retries, within the window.
@@ -285,7 +286,7 @@ func TestLaneGap(t *testing.T) {
 			gauge := c.metrics.gap.WithLabelValues(testStream, "0")
 
 			if !tt.output {
-				waitFor(t, "the gap to be reported", func() bool { return len(c.Gaps()) == 1 })
+				eventually.True(t, 5*time.Second, "the gap to be reported", func() bool { return len(c.Gaps()) == 1 })
 				if g := c.Gaps()[0]; g != wantGap {
 					t.Errorf("Gaps = %+v, want %+v", g, wantGap)
 				}
@@ -296,7 +297,7 @@ func TestLaneGap(t *testing.T) {
 				if n := testutil.ToFloat64(gauge); n != 10 {
 					t.Errorf("gap gauge = %v, want 10", n)
 				}
-				waitFor(t, "offsets before the gap to be done", func() bool { n, _ := tr.Next(0); return n == 10 })
+				eventually.True(t, 5*time.Second, "offsets before the gap to be done", func() bool { n, _ := tr.Next(0); return n == 10 })
 				time.Sleep(20 * time.Millisecond) // ten lingers: anything read past the gap would be delivered
 				if got := sink.delivered(); len(got) != 10 || got[len(got)-1] != 9 {
 					t.Fatalf("delivered %v while stopped at the gap, want 0-9", got)
@@ -308,7 +309,7 @@ func TestLaneGap(t *testing.T) {
 					stop()
 					// The lane's fetcher is not waited for by run: it lets go
 					// of the gap shortly after.
-					waitFor(t, "the gap to go with the partition", func() bool { return len(c.Gaps()) == 0 })
+					eventually.True(t, 5*time.Second, "the gap to go with the partition", func() bool { return len(c.Gaps()) == 0 })
 					if _, err := c.AcceptGap(testStream, 0); !errors.Is(err, ErrNoGap) {
 						t.Errorf("AcceptGap after revocation = %v, want ErrNoGap", err)
 					}
@@ -326,7 +327,7 @@ func TestLaneGap(t *testing.T) {
 				}
 			}
 
-			waitFor(t, "the lane to read past the gap", func() bool { n, _ := tr.Next(0); return n == 30 })
+			eventually.True(t, 5*time.Second, "the lane to read past the gap", func() bool { n, _ := tr.Next(0); return n == 30 })
 			var want []int64
 			for off := int64(0); off < 30; off++ {
 				if !lost[off] {
@@ -371,7 +372,7 @@ func TestLaneFirstOffsetIsNoGap(t *testing.T) {
 	c, pool := newLaneConsumer(t, script, sink, dlq)
 	tr := NewTracker()
 	startLane(t, c, pool, sink, newTestPartition(iotStream(t), kafka.FirstOffset), kafka.FirstOffset, false, tr)
-	waitFor(t, "the lane to reach the end", func() bool { n, _ := tr.Next(0); return n == 8 })
+	eventually.True(t, 5*time.Second, "the lane to reach the end", func() bool { n, _ := tr.Next(0); return n == 8 })
 	if gs, ls := c.Gaps(), dlq.list(); len(gs) != 0 || len(ls) != 0 {
 		t.Errorf("gaps %v, dead letters %v; want none", gs, describeLetters(ls))
 	}

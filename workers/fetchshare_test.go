@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/sluicehq/sluice/internal/eventually"
 )
 
 // msgRange is the messages at offsets from..to, less those in holes, each
@@ -132,17 +134,17 @@ func TestLanesShareFetches(t *testing.T) {
 	// A hundred messages' worth: the share holds the last hundred.
 	p.fetched = newFetchShare(100 * (messageOverhead + int64(len("dev-1"))))
 	startLane(t, c, pool, store, p, 0, false, NewTracker())
-	waitFor(t, "the store's lane to read 300 messages", func() bool { return len(store.delivered()) == 300 })
+	eventually.True(t, 5*time.Second, "the store's lane to read 300 messages", func() bool { return len(store.delivered()) == 300 })
 
 	startLane(t, c, pool, output, p, 0, true, NewTracker())
-	waitFor(t, "the output's lane to read 300 messages", func() bool { return len(output.delivered()) == 300 })
+	eventually.True(t, 5*time.Second, "the output's lane to read 300 messages", func() bool { return len(output.delivered()) == 300 })
 	if n := outputReads.Load(); n < 195 || n > 205 {
 		t.Errorf("the output's lane read %d messages from Kafka, want the 200 the share no longer held", n)
 	}
 	script.mu.Lock()
 	script.high = 400
 	script.mu.Unlock()
-	waitFor(t, "both lanes to read 400 messages", func() bool {
+	eventually.True(t, 5*time.Second, "both lanes to read 400 messages", func() bool {
 		return len(store.delivered()) == 400 && len(output.delivered()) == 400
 	})
 	for _, s := range []*recordingSink{store, output} {

@@ -135,15 +135,3 @@ func noMore(t *testing.T, sub *natsgo.Subscription) {
 		t.Fatalf("unexpected extra message %s %s", m.Subject, m.Data)
 	}
 }
-
-// waitFor polls cond until it holds, for at most 10 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}

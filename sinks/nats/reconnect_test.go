@@ -8,6 +8,8 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/sluicehq/sluice/internal/eventually"
 )
 
 // TestPublishWhileServerDown: a publish while the server is down fails at
@@ -42,7 +44,7 @@ func testPublishWhileServerDown(t *testing.T, jetStream bool) {
 	receive(t, sub, first)
 
 	srv.stop()
-	waitFor(t, "the publisher to notice the server is gone", func() bool { return testutil.ToFloat64(pub.m.connected) == 0 })
+	eventually.True(t, 10*time.Second, "the publisher to notice the server is gone", func() bool { return testutil.ToFloat64(pub.m.connected) == 0 })
 	batch := rows(20, 50)
 	start := time.Now()
 	err := pub.Publish(ctx, st, 0, batch)
@@ -54,7 +56,7 @@ func testPublishWhileServerDown(t *testing.T, jetStream bool) {
 	}
 
 	srv.start()
-	waitFor(t, "the publisher to reconnect", func() bool { return testutil.ToFloat64(pub.m.connected) == 1 })
+	eventually.True(t, 10*time.Second, "the publisher to reconnect", func() bool { return testutil.ToFloat64(pub.m.connected) == 1 })
 	select {
 	case <-subReady:
 	case <-time.After(10 * time.Second):
