@@ -134,8 +134,8 @@ func (a *Admission) TryAcquire(n int64) bool {
 	return true
 }
 
-// Release returns n units taken by a successful Acquire or TryAcquire. Releasing more
-// than is held is a bug in the caller, and panics.
+// Release returns n units taken by a successful Acquire or TryAcquire.
+// Releasing more than is held is a bug in the caller, and panics.
 func (a *Admission) Release(n int64) {
 	if n <= 0 {
 		return
