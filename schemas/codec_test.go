@@ -536,6 +536,9 @@ func TestDecodeFastDefers(t *testing.T) {
 		fast     bool // whether decodeFast handles it
 	}{
 		{"Encode's output", pre + `"metrics":{"t":1}}`, true},
+		{"Encode's order", `{"event_id":"e","device_id":"d","ts":1795946400123,"metrics":{"t":1},"received_at":"2026-11-24T10:00:01.456Z"}`, true},
+		{"Encode's order with every field", `{"event_id":"e","device_id":"d","ts":1,"metrics":{"t":1},"tags":{"a":"b"},"received_at":1}`, true},
+		{"a name the expected one begins", `{"event_id":"e","device_id":"d","ts":1,"metricsx":{"t":1},"metrics":{"t":1},"received_at":1}`, false},
 		{"white space everywhere", " \t\n{ \"event_id\" : \"e\" , \"received_at\":1795946400124,\r\n\"ts\":\"1795946400123\"," +
 			"\"device_id\":\"d\",\"metrics\" : { \"t\" : -1.5e+3 , \"u\":0 } }\n", true},
 		{"escapes", pre + `"metrics":{"a\"\\\/\b\f\n\r\t\u00e9\u2028":1}}`, true},
@@ -616,6 +619,14 @@ func checkDefers(t *testing.T, st *Stream, tests []struct {
 			got, gotErr := st.Decode([]byte(tt.in))
 			if !reflect.DeepEqual(got, slow) || (gotErr == nil) != (err == nil) {
 				t.Errorf("Decode = %#v, %v\nwant %#v, %v", got, gotErr, slow, err)
+			}
+			// Envelope, for events known valid, may leave one to
+			// DecodeEnvelope, but what it reads must agree with it.
+			if env, ok := st.Envelope([]byte(tt.in)); ok && err == nil {
+				want, err := st.DecodeEnvelope([]byte(tt.in))
+				if err != nil || env.ID != want.ID || env.Key != want.Key || !env.ReceivedAt.Equal(want.ReceivedAt) {
+					t.Errorf("Envelope = %#v\nDecodeEnvelope = %#v, %v", env, want, err)
+				}
 			}
 		})
 	}

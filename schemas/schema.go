@@ -164,6 +164,10 @@ type Stream struct {
 	index  map[string]int // field name -> index in Fields
 	intern *internTable   // strings the decoders read, shared by copies
 	stats  *streamStats   // what its Records held, shared by copies
+	// quoted holds each field's name in quotes, as Encode writes it: the
+	// decoders compare what comes next with the name Encode would write
+	// there before they scan a name (knownName).
+	quoted []string
 }
 
 // streamStats is what the Records of a stream learn of its events.
@@ -222,6 +226,7 @@ func (s *Stream) check() error {
 		}
 		s.byName[f.Name] = f
 		s.index[f.Name] = i
+		s.quoted = append(s.quoted, `"`+f.Name+`"`)
 	}
 	for _, f := range s.Fields {
 		// Generated column names (ts_ms, tags.name) must not collide.
