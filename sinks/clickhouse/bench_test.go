@@ -128,3 +128,20 @@ func onDisk(b *testing.B, s *Sink, st *schemas.Stream) uint64 {
 	}
 	return n
 }
+
+// BenchmarkAggregate sums up a 10,000-event demo-like iot_telemetry batch
+// (1,000 devices, four to five metrics each) into its rollup groups, as
+// Write does after every INSERT.
+func BenchmarkAggregate(b *testing.B) {
+	st := builtin(b, "iot_telemetry")
+	rows, err := withRecords(st, demoBatch(rand.New(rand.NewPCG(1, 2)), 0, 10_000, time.Now().UTC()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := rollupOf(st)
+	b.ReportAllocs()
+	for b.Loop() {
+		r.aggregate(rows)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(rows)), "ns/event")
+}
