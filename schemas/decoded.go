@@ -2,6 +2,7 @@ package schemas
 
 import (
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -20,6 +21,7 @@ func (v *Decoded) Event() Event {
 			set++
 		}
 	}
+	v.ID = strings.Clone(v.ID)
 	ev := Event{ID: v.ID, Key: string(v.d.partitionKey()), Fields: make(map[string]any, set)}
 	for i, st := range e.state {
 		if st == fieldSet {

@@ -72,6 +72,9 @@ type DecoderConfig struct {
 // that an Event holds, which was a fifth of its CPU.
 type Decoded struct {
 	// ID is the valid event's event_id, "" when the producer sent none.
+	// Like the values Encode writes, it lives in the Decoder's memory
+	// until the next Next: a caller that keeps it calls Event, which
+	// copies it, or clones it.
 	ID string
 	// Problems lists at most MaxProblems problems of the event, in schema
 	// order (event_id, the stream's fields, received_at, unknown names).

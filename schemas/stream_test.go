@@ -523,3 +523,29 @@ func checkDecodedEncodes(t *testing.T, st *Stream, data []byte, got *Decoded, ev
 		got.Event()
 	}
 }
+
+// A Decoded's ID lives in the Decoder's memory until the next Next; Event
+// gives the event, and the Decoded, an ID of their own.
+func TestDecodedIDKeptThroughEvent(t *testing.T) {
+	st := builtinStream(t, "iot_telemetry")
+	// The first event grows the Decoder's memory to the size of the
+	// others, which then reuse it.
+	const src = `[{"event_id":"warm-up-id","device_id":"c","ts":1,"metrics":{"t":1}},` +
+		`{"event_id":"first-id","device_id":"d","ts":1,"metrics":{"t":1}},` +
+		`{"event_id":"later-id","device_id":"e","ts":1,"metrics":{"t":1}}]`
+	d := st.NewDecoder(strings.NewReader(src), DecoderConfig{})
+	var warm, first, second Decoded
+	if err := d.Next(&warm); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Next(&first); err != nil || first.ID != "first-id" {
+		t.Fatalf("Next = %v, ID %q", err, first.ID)
+	}
+	ev := first.Event()
+	if err := d.Next(&second); err != nil || second.ID != "later-id" {
+		t.Fatalf("Next = %v, ID %q", err, second.ID)
+	}
+	if ev.ID != "first-id" || first.ID != "first-id" {
+		t.Errorf("after the next Next: Event's ID %q, the Decoded's %q; want first-id", ev.ID, first.ID)
+	}
+}
