@@ -233,6 +233,9 @@ type rollupRow struct {
 	count    uint64
 	min, max float64
 	sum      float64
+	// next links the rows of one aggregate key (dimensions and minute),
+	// for aggregate only.
+	next *rollupRow
 }
 
 // minuteOf is the start of t's minute in Unix seconds, as the repair's
@@ -246,22 +249,53 @@ func minuteOf(t time.Time) int64 {
 // itself). It reads the rows' Records, which Write has made sure of.
 //
 // It runs for every batch the store writes, so it allocates per group, not
-// per row: a row's group is written into one scratch key, and the key, the
-// dimensions and the group are copied only for a new group.
+// per row. An event's dimensions and minute are written into one scratch
+// key and looked up once; the event's metrics are then found among the
+// rows already made for that key, a short list (a device reports a few
+// metrics), by comparing names. Looking each
+// metric up in the map with a key of its own took twice as long
+// (BenchmarkAggregate). A key with more than maxLinearMetrics rows goes to
+// a map for the rest, so that a device with thousands of metrics costs no
+// more than a map would.
 func (r *rollup) aggregate(rows []sinks.Row) []*rollupRow {
-	index := make(map[string]*rollupRow)
-	var out []*rollupRow
-	dims := make([]string, len(r.dims))
-	var key []byte
-	add := func(group []byte, metric string, minute int64, v float64) {
-		g := index[string(group)] // no allocation for the lookup
+	var (
+		heads    = make(map[string]*rollupRow) // the first row of each key
+		overflow map[metricKey]*rollupRow
+		out      []*rollupRow
+		dims     = make([]string, len(r.dims))
+		key      []byte
+	)
+	// add adds v to the row of metric among those of head's key (head nil
+	// for a key not seen yet) and returns the key's first row.
+	add := func(head *rollupRow, metric string, minute int64, v float64) *rollupRow {
+		g, n := head, 0
+		for ; g != nil && g.metric != metric; g = g.next {
+			n++
+		}
+		if g == nil && n >= maxLinearMetrics {
+			g = overflow[metricKey{head, metric}]
+		}
 		if g == nil {
-			g = &rollupRow{dims: slices.Clone(dims), metric: metric, minute: minute, min: v, max: v}
-			index[string(group)] = g
+			g = &rollupRow{metric: metric, minute: minute, min: v, max: v}
+			switch {
+			case head == nil:
+				g.dims, head = slices.Clone(dims), g
+			default:
+				g.dims = head.dims // the same key, the same dimensions
+				if n < maxLinearMetrics {
+					g.next, head.next = head.next, g
+				} else {
+					if overflow == nil {
+						overflow = make(map[metricKey]*rollupRow)
+					}
+					overflow[metricKey{head, metric}] = g
+				}
+			}
 			out = append(out, g)
 		}
 		g.count++
 		g.min, g.max, g.sum = math.Min(g.min, v), math.Max(g.max, v), g.sum+v
+		return head
 	}
 	for _, row := range rows {
 		rec := row.Record
@@ -271,23 +305,38 @@ func (r *rollup) aggregate(rows []sinks.Row) []*rollupRow {
 		ts, _ := rec.Time(r.timeIdx)
 		minute := minuteOf(ts)
 		key = appendGroupKey(key[:0], dims, minute)
+		head := heads[string(key)] // no allocation for the lookup
 		if r.valuesIdx < 0 {
-			add(key, "", minute, 0)
+			if h := add(head, "", minute, 0); h != head {
+				heads[string(key)] = h
+			}
 			continue
 		}
 		names, vals := rec.NumberMap(r.valuesIdx)
-		base := len(key)
 		for j, name := range names {
-			key = appendKeyPart(key[:base], name)
-			add(key, name, minute, vals[j])
+			if h := add(head, name, minute, vals[j]); h != head {
+				head = h
+				heads[string(key)] = h
+			}
 		}
 	}
 	return out
 }
 
+// maxLinearMetrics is how many rows of one key aggregate compares names
+// with one by one before it looks the rest up in a map.
+const maxLinearMetrics = 16
+
+// metricKey is a row of aggregate past maxLinearMetrics: the first row of
+// its key, and its metric.
+type metricKey struct {
+	head   *rollupRow
+	metric string
+}
+
 // appendGroupKey appends the minute and the dimension values to a group's
 // key, each value prefixed by its length so that no two lists of values
-// give the same key; the metric's name goes last (appendKeyPart).
+// give the same key.
 func appendGroupKey(b []byte, dims []string, minute int64) []byte {
 	b = binary.LittleEndian.AppendUint64(b, uint64(minute))
 	for _, d := range dims {

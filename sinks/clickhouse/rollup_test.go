@@ -560,3 +560,33 @@ func TestRollupGroups(t *testing.T) {
 		t.Errorf("groups:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestRollupGroupsManyMetrics checks aggregate's groups when a device
+// reports more metrics than it compares one by one: each metric is one
+// group, whichever way aggregate found it.
+func TestRollupGroupsManyMetrics(t *testing.T) {
+	st := builtin(t, "iot_telemetry")
+	at := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	metrics := map[string]float64{}
+	for i := range 3 * maxLinearMetrics {
+		metrics[fmt.Sprintf("m%03d", i)] = float64(i)
+	}
+	var in []sinks.Row
+	for off := range int64(3) {
+		in = append(in, sinks.Row{Offset: off, Event: schemas.Event{ID: fmt.Sprint(off), Key: "d", ReceivedAt: at,
+			Fields: map[string]any{"device_id": "d", "ts": at, "metrics": metrics}}})
+	}
+	rows, err := withRecords(st, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups := rollupOf(st).aggregate(rows)
+	if len(groups) != len(metrics) {
+		t.Fatalf("%d groups, want one per metric (%d)", len(groups), len(metrics))
+	}
+	for _, g := range groups {
+		if want := metrics[g.metric]; g.count != 3 || g.sum != 3*want || g.dims[0] != "d" {
+			t.Errorf("group %v/%s: count %d, sum %g; want 3, %g", g.dims, g.metric, g.count, g.sum, 3*want)
+		}
+	}
+}
