@@ -226,10 +226,7 @@ func (s *Stream) decodeFast(b []byte, dst fastDst) (ev Event, ok bool) {
 			}
 			ev.ReceivedAt, haveReceived = t, true
 		default:
-			i, known := next, next < len(s.Fields) && s.Fields[next].Name == string(name)
-			if !known {
-				i, known = s.index[string(name)]
-			}
+			i, known := s.fieldNamed(name, next)
 			if !known || seen[i] {
 				return Event{}, false
 			}
@@ -429,13 +426,22 @@ func (s *Stream) nextName(first bool, next int) string {
 // after is the index of the field that Encode writes after the named
 // one, which nextName guessed to be the field of index next.
 func (s *Stream) after(name []byte, next int) int {
-	if next < len(s.Fields) && s.Fields[next].Name == string(name) {
-		return next + 1
-	}
-	if i, known := s.index[string(name)]; known {
+	if i, known := s.fieldNamed(name, next); known {
 		return i + 1
 	}
 	return next
+}
+
+// fieldNamed returns the index of the field named name, trying first the
+// field of index next, the one after the field last read: Encode writes
+// fields in schema order, producers mostly do, and a comparison is cheaper
+// than a map lookup.
+func (s *Stream) fieldNamed(name []byte, next int) (int, bool) {
+	if next < len(s.Fields) && s.Fields[next].Name == string(name) {
+		return next, true
+	}
+	i, ok := s.index[string(name)]
+	return i, ok
 }
 
 const (

@@ -166,7 +166,7 @@ type Stream struct {
 	stats  *streamStats   // what its Records held, shared by copies
 	// quoted holds each field's name in quotes, as Encode writes it: the
 	// decoders compare what comes next with the name Encode would write
-	// there before they scan a name (knownName).
+	// there before they scan a name (parser.nameAs).
 	quoted []string
 }
 

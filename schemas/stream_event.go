@@ -167,15 +167,8 @@ func (d *Decoder) member(key []byte, over bool, depth int) error {
 }
 
 // fieldIndex looks up the field named key, trying first the one after the
-// field last read: producers mostly send fields in schema order, and a
-// comparison is cheaper than a map lookup.
-func (d *Decoder) fieldIndex(key []byte) (int, bool) {
-	if n := d.ev.next; n < len(d.s.Fields) && d.s.Fields[n].Name == string(key) {
-		return n, true
-	}
-	i, ok := d.s.index[string(key)]
-	return i, ok
-}
+// field last read.
+func (d *Decoder) fieldIndex(key []byte) (int, bool) { return d.s.fieldNamed(key, d.ev.next) }
 
 // unknown reports a name that is not the stream's. The name is the
 // producer's: what it adds to the answer is bounded, and made valid UTF-8
