@@ -252,8 +252,8 @@ func minuteOf(t time.Time) int64 {
 // per row. An event's dimensions and minute are written into one scratch
 // key and looked up once; the event's metrics are then found among the
 // rows already made for that key, a short list (a device reports a few
-// metrics), by comparing names. Looking each
-// metric up in the map with a key of its own took twice as long
+// metrics), by comparing names. Looking each metric up in the map with a
+// key of its own took twice as long
 // (BenchmarkAggregate). A key with more than maxLinearMetrics rows goes to
 // a map for the rest, so that a device with thousands of metrics costs no
 // more than a map would.
@@ -266,7 +266,8 @@ func (r *rollup) aggregate(rows []sinks.Row) []*rollupRow {
 		key      []byte
 	)
 	// add adds v to the row of metric among those of head's key (head nil
-	// for a key not seen yet) and returns the key's first row.
+	// for a key not seen yet, which it files under key) and returns the
+	// key's first row.
 	add := func(head *rollupRow, metric string, minute int64, v float64) *rollupRow {
 		g, n := head, 0
 		for ; g != nil && g.metric != metric; g = g.next {
@@ -277,19 +278,19 @@ func (r *rollup) aggregate(rows []sinks.Row) []*rollupRow {
 		}
 		if g == nil {
 			g = &rollupRow{metric: metric, minute: minute, min: v, max: v}
+			// The rows of one key share its dimensions.
 			switch {
 			case head == nil:
 				g.dims, head = slices.Clone(dims), g
+				heads[string(key)] = g
+			case n < maxLinearMetrics:
+				g.dims, g.next, head.next = head.dims, head.next, g
 			default:
-				g.dims = head.dims // the same key, the same dimensions
-				if n < maxLinearMetrics {
-					g.next, head.next = head.next, g
-				} else {
-					if overflow == nil {
-						overflow = make(map[metricKey]*rollupRow)
-					}
-					overflow[metricKey{head, metric}] = g
+				g.dims = head.dims
+				if overflow == nil {
+					overflow = make(map[metricKey]*rollupRow)
 				}
+				overflow[metricKey{head, metric}] = g
 			}
 			out = append(out, g)
 		}
@@ -307,17 +308,12 @@ func (r *rollup) aggregate(rows []sinks.Row) []*rollupRow {
 		key = appendGroupKey(key[:0], dims, minute)
 		head := heads[string(key)] // no allocation for the lookup
 		if r.valuesIdx < 0 {
-			if h := add(head, "", minute, 0); h != head {
-				heads[string(key)] = h
-			}
+			add(head, "", minute, 0)
 			continue
 		}
 		names, vals := rec.NumberMap(r.valuesIdx)
 		for j, name := range names {
-			if h := add(head, name, minute, vals[j]); h != head {
-				head = h
-				heads[string(key)] = h
-			}
+			head = add(head, name, minute, vals[j])
 		}
 	}
 	return out
