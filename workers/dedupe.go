@@ -39,9 +39,8 @@ type dedupeWindow struct {
 	span, max int64 // span in ms
 
 	mu        sync.Mutex
-	first     idTable       // offset the id was first seen at
-	queue     []windowEntry // insertion order; queue[head:] is live
-	head      int
+	first     idTable // offset the id was first seen at
+	queue     idQueue // the same ids, in insertion order
 	watermark int64
 	// evictedYoung counts ids dropped for room before span elapsed.
 	evictedYoung int64
@@ -107,8 +106,18 @@ func (v *leadVerdicts) lookup(off int64) (skip, known bool) {
 	return skip, true
 }
 
+// newDedupeWindow returns a window of span that remembers up to limit ids.
+// Its table and queue are made for limit ids (and the one add holds
+// beyond it until it evicts), so that they never grow: the memory plan
+// counts them whole anyway, and the kernel maps their pages only as the
+// window fills them.
 func newDedupeWindow(span time.Duration, limit int) *dedupeWindow {
-	return &dedupeWindow{span: span.Milliseconds(), max: int64(max(limit, 1)), moved: make(chan struct{})}
+	limit = max(limit, 1)
+	return &dedupeWindow{
+		span: span.Milliseconds(), max: int64(limit),
+		first: newIDTable(limit + 1), queue: newIDQueue(limit + 1),
+		moved: make(chan struct{}),
+	}
 }
 
 // Decided wakes the lanes waiting for the leading lane's answers: it has
@@ -233,7 +242,7 @@ func (w *dedupeWindow) takeEvicted() int64 {
 
 func (w *dedupeWindow) add(k eventkey.Key, off, at int64, lead bool) {
 	w.first.set(k, off)
-	w.queue = append(w.queue, windowEntry{k, at})
+	w.queue.push(windowEntry{k, at})
 	if lead {
 		w.advance(at)
 	}
@@ -251,23 +260,15 @@ func (w *dedupeWindow) advance(at int64) {
 	limit := w.watermark - w.span
 	// Entries are in insertion order, which is receive order up to the
 	// skew between collectors; an entry behind a younger one waits for it.
-	for w.head < len(w.queue) && w.queue[w.head].at < limit {
+	for w.queue.Len() > 0 && w.queue.oldest().at < limit {
 		w.popOldest(false)
 	}
 }
 
 func (w *dedupeWindow) popOldest(forRoom bool) {
-	e := w.queue[w.head]
-	w.queue[w.head] = windowEntry{}
-	w.head++
+	e := w.queue.pop()
 	w.first.delete(e.key)
 	if forRoom {
 		w.evictedYoung++
-	}
-	// Reclaim the dead front of the queue once it is half the slice.
-	if w.head > 1024 && w.head*2 > len(w.queue) {
-		n := copy(w.queue, w.queue[w.head:])
-		w.queue = w.queue[:n]
-		w.head = 0
 	}
 }
