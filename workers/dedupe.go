@@ -107,15 +107,13 @@ func (v *leadVerdicts) lookup(off int64) (skip, known bool) {
 }
 
 // newDedupeWindow returns a window of span that remembers up to limit ids.
-// Its table and queue are made for limit ids (and the one add holds
-// beyond it until it evicts), so that they never grow: the memory plan
-// counts them whole anyway, and the kernel maps their pages only as the
-// window fills them.
+// Its queue grows to limit ids, and the one that add holds beyond it
+// until it evicts.
 func newDedupeWindow(span time.Duration, limit int) *dedupeWindow {
 	limit = max(limit, 1)
 	return &dedupeWindow{
 		span: span.Milliseconds(), max: int64(limit),
-		first: newIDTable(limit + 1), queue: newIDQueue(limit + 1),
+		queue: newIDQueue(limit + 1),
 		moved: make(chan struct{}),
 	}
 }

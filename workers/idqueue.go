@@ -3,22 +3,27 @@ package workers
 // idQueue is a dedupe window's ids in the order they were added, oldest
 // first: a ring of entries that reuses its slots.
 //
-// Why: it was a slice appended to at the back and cut at the front, whose
-// dead front was copied away once it was half the slice. Filling a window
-// of a million ids that way grew the slice by doubling and moved it each
-// time, with the table beside it (idTable), some 10 MB allocated and
-// copied per partition, and at saturation a twentieth of the work role's
-// CPU went to it. A window made with its full size (newIDQueue) never
-// grows or moves: 24 bytes an id, as the memory plan counts, of which
-// the kernel maps only what the window has filled.
+// Why: it was a slice appended to at the back and cut at the front. Its
+// dead front was copied away once it was half the slice, so the slice
+// grew to twice the ids it held, and a full window moved half its entries
+// for every half it added: at saturation a twentieth of the work role's
+// CPU went to growing and moving it. The ring grows by doubling while the
+// window fills, up to limit entries, and then never moves.
+//
+// It grows rather than being made whole at the start because the
+// collector counts a whole window as live heap from the first event: made
+// whole, the work role's windows doubled the heap the collector let it
+// reach at 20,000 events/s, and its resident memory with it.
 type idQueue struct {
-	ring []windowEntry // ring[head] is the oldest of n entries, wrapping
-	head int
-	n    int
+	ring  []windowEntry // ring[head] is the oldest of n entries, wrapping
+	head  int
+	n     int
+	limit int // the most entries the ring grows to
 }
 
-// newIDQueue returns a queue that holds size entries without growing.
-func newIDQueue(size int) idQueue { return idQueue{ring: make([]windowEntry, size)} }
+// newIDQueue returns an empty queue whose ring grows to limit entries at
+// most.
+func newIDQueue(limit int) idQueue { return idQueue{limit: limit} }
 
 // Len returns how many entries the queue holds.
 func (q *idQueue) Len() int { return q.n }
@@ -51,9 +56,14 @@ func (q *idQueue) pop() windowEntry {
 	return e
 }
 
-// grow doubles the ring, unwrapping it.
+// grow doubles the ring, unwrapping it; past limit only by what is
+// needed, which the window never asks for.
 func (q *idQueue) grow() {
-	ring := make([]windowEntry, max(64, 2*len(q.ring)))
+	size := max(64, 2*len(q.ring))
+	if q.limit > len(q.ring) {
+		size = min(size, q.limit)
+	}
+	ring := make([]windowEntry, size)
 	k := copy(ring, q.ring[q.head:])
 	copy(ring[k:], q.ring[:q.head])
 	q.ring, q.head = ring, 0

@@ -31,18 +31,6 @@ type idSlot struct {
 // minSlots is the size of a new table.
 const minSlots = 1024
 
-// newIDTable returns a table that holds n ids without growing: the
-// smallest power of two of slots, at least minSlots, that n fill to two
-// thirds at most. Growing rehashes every id into a table twice the size,
-// a cache miss or two each; a dedupe window knows its most from the start.
-func newIDTable(n int) idTable {
-	size := minSlots
-	for 2*size < 3*n {
-		size *= 2
-	}
-	return idTable{slots: make([]idSlot, size)}
-}
-
 // home is k's first slot. Keys are seeded hashes: their bits are uniform,
 // and nobody outside the process can choose them.
 func (t *idTable) home(k eventkey.Key) int { return int(k[0] & uint64(len(t.slots)-1)) }
