@@ -695,3 +695,43 @@ func TestWorkerDecodingAliasesInput(t *testing.T) {
 		t.Errorf("escaped tag value read as %q", vals)
 	}
 }
+
+// A released Records comes back empty: events decoded into it after reuse
+// read none of the fields, map entries or strings of the batch before,
+// and releasing drops its references to that batch's messages.
+func TestRecordsReleaseForgetsTheBatch(t *testing.T) {
+	st, _, _, full := benchInput(t, "iot_telemetry", benchTelemetry)
+	_, _, _, bare := benchInput(t, "iot_telemetry",
+		`{"event_id":"e-2","device_id":"d-2","ts":"2026-11-24T10:00:00Z","metrics":{"x":1}}`)
+	rs := NewRecords(st, 4)
+	for range 3 {
+		if _, _, err := rs.Decode(full); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rs.Release()
+	for i, v := range rs.vals[:cap(rs.vals)] {
+		if v != (recValue{}) {
+			t.Fatalf("released slot %d holds %+v", i, v)
+		}
+	}
+	for i, s := range rs.strs[:cap(rs.strs)] {
+		if s != "" || rs.names[:cap(rs.names)][i] != "" {
+			t.Fatalf("released map entry %d still holds a string", i)
+		}
+	}
+	rs.reuse(st, 4*len(st.Fields), 8)
+	_, rec, err := rs.Decode(bare)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names, _ := rec.StringMap(st.FieldIndex("tags")); len(names) != 0 {
+		t.Errorf("tags of the reused Records: %q, want none", names)
+	}
+	if names, vals := rec.NumberMap(st.FieldIndex("metrics")); !slices.Equal(names, []string{"x"}) || !slices.Equal(vals, []float64{1}) {
+		t.Errorf("metrics of the reused Records: %q %v, want [x] [1]", names, vals)
+	}
+	if id, _ := rec.Str(st.FieldIndex("device_id")); id != "d-2" {
+		t.Errorf("device_id of the reused Records: %q", id)
+	}
+}

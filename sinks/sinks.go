@@ -37,7 +37,9 @@ type Row struct {
 	// Record holds the event's fields for a store, typed and column by
 	// column, when the worker decoded them into a schemas.Records; then
 	// Event.Fields is nil. A store takes the fields from Event.Fields when
-	// Record is not valid.
+	// Record is not valid. A Record is valid only until the Write it came
+	// with returns: the worker then reuses its memory for a later batch,
+	// so a store copies what it keeps.
 	Record schemas.Record
 	// Value is the event as it sits in Kafka (JSON): what outputs publish.
 	Value []byte

@@ -96,6 +96,9 @@ type fakeStore struct {
 	failProgress int
 	// failResume fails the next n Resume calls.
 	failResume int
+	// onWrite, when set, sees the rows of each write that stores them,
+	// while their Records are valid.
+	onWrite func(rows []sinks.Row)
 }
 
 type resumeCall struct {
@@ -138,7 +141,14 @@ func (f *fakeStore) Write(_ context.Context, _ *schemas.Stream, part int32, rows
 		f.t.Errorf("write of offsets %d-%d to partition %d, which holds up to %d: written twice or out of order",
 			rows[0].Offset, rows[len(rows)-1].Offset, part, held[len(held)-1].Offset)
 	}
-	f.rows[part] = append(f.rows[part], rows...)
+	if f.onWrite != nil {
+		f.onWrite(rows)
+	}
+	for _, r := range rows {
+		// A Record is valid only during Write (sinks.Row): keep none.
+		r.Record = schemas.Record{}
+		f.rows[part] = append(f.rows[part], r)
+	}
 	f.ops.add("store %d-%d", rows[0].Offset, rows[len(rows)-1].Offset)
 	if f.storeThenFail > 0 {
 		f.storeThenFail--

@@ -38,6 +38,9 @@ type Batch struct {
 	Bytes int
 	// Decoded holds what Deliverer.Prepare made of each message, by index.
 	Decoded []Decoded
+	// records holds the store's Decoded Records, released once the batch
+	// is stored (StoreDeliverer).
+	records *schemas.Records
 }
 
 // Decoded is one message after decoding and validation.

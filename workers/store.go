@@ -157,6 +157,17 @@ func (d *StoreDeliverer) Prepare(b *Batch) {
 	rs := schemas.NewRecords(b.Stream, len(b.Messages))
 	prepare(b, rs.Decode)
 	rs.Done()
+	b.records = rs
+}
+
+// release gives b's Records back for later batches, once b is stored and
+// nothing reads its Decoded any more. A batch abandoned half way keeps
+// them: a write the driver may still be reading must not see them reused.
+func release(b *Batch) {
+	if b.records != nil {
+		b.records.Release()
+		b.records, b.Decoded = nil, nil
+	}
 }
 
 // Deliver writes one batch. It returns an error only when ctx ends first.
@@ -206,6 +217,7 @@ func (d *StoreDeliverer) Deliver(ctx context.Context, p *Partition, b *Batch) er
 	for _, r := range rows {
 		fresh.Observe(now.Sub(r.Event.ReceivedAt).Seconds())
 	}
+	release(b)
 	return nil
 }
 

@@ -2,6 +2,7 @@ package workers
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/segmentio/kafka-go"
 	"github.com/sluicehq/sluice/schemas"
+	"github.com/sluicehq/sluice/sinks"
 )
 
 // TestStoreDeliverer runs a partition through the store's delivery: the
@@ -413,7 +415,54 @@ func TestStoreDelivererAbandonsWhenContextEnds(t *testing.T) {
 			if got := dlq.list(); len(got) != 0 {
 				t.Errorf("dead letters %v", describeLetters(got))
 			}
+			if b.records == nil || b.Decoded == nil {
+				t.Error("an abandoned batch gave its Records back, which a write still running may read")
+			}
 		})
+	}
+}
+
+// A stored batch gives its Records back for later batches, and the
+// batches that reuse them are stored with their own fields.
+func TestStoreDelivererReleasesRecords(t *testing.T) {
+	st := iotStream(t)
+	store := newFakeStore(t, nil)
+	d := newTestStoreDeliverer(t, store, &fakeDLQ{})
+	p := newTestPartition(st, 0)
+	if _, err := d.Open(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	var written []string
+	store.onWrite = func(rows []sinks.Row) {
+		for _, r := range rows {
+			id, _ := r.Record.Str(st.FieldIndex("device_id"))
+			written = append(written, r.Event.ID+"/"+id)
+		}
+	}
+	var want []string
+	for i := range 5 {
+		// Each event's device_id is its own, so that a Record read from
+		// another batch's slots shows.
+		b := &Batch{Topic: testTopic, Stream: st}
+		for j, id := range []string{fmt.Sprintf("a%d", i), fmt.Sprintf("b%d", i)} {
+			v, err := st.Encode(schemas.Event{ID: id, Key: id, ReceivedAt: recv0, Fields: map[string]any{
+				"device_id": id, "ts": recv0, "metrics": map[string]float64{id: float64(i)}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.Messages = append(b.Messages, Message{Offset: int64(2*i + j), Value: v})
+		}
+		d.Prepare(b)
+		if err := d.Deliver(context.Background(), p, b); err != nil {
+			t.Fatal(err)
+		}
+		if b.records != nil || b.Decoded != nil {
+			t.Fatalf("batch %d kept its Records once stored", i)
+		}
+		want = append(want, fmt.Sprintf("a%d/a%d", i, i), fmt.Sprintf("b%d/b%d", i, i))
+	}
+	if !slices.Equal(written, want) {
+		t.Errorf("the store saw %v, want %v", written, want)
 	}
 }
 
