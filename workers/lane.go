@@ -404,7 +404,7 @@ func (l *lane) batch(msgs <-chan []Message, ordered chan<- *job) {
 			for _, m := range ms {
 				if cur == nil {
 					cur = &Batch{Topic: l.part.Topic, Stream: l.part.Stream, Partition: l.part.ID,
-						Messages: make([]Message, 0, min(lastLen+lastLen/4, cfg.BatchMaxEvents))}
+						Messages: messagePool.get(min(lastLen+lastLen/4, cfg.BatchMaxEvents))}
 					linger.Reset(cfg.BatchLinger)
 				}
 				cur.Messages = append(cur.Messages, m)
@@ -439,7 +439,7 @@ func (l *lane) weight(b *Batch) int64 {
 func (l *lane) deliver(ordered <-chan *job) {
 	abandoned := false
 	for j := range ordered {
-		b := j.batch
+		b, delivered := j.batch, false
 		if !abandoned {
 			select {
 			case <-j.prepared:
@@ -459,10 +459,25 @@ func (l *lane) deliver(ordered <-chan *job) {
 				l.tracker.Done(b.Partition, b.First(), b.Last())
 				l.c.metrics.delivered.WithLabelValues(l.sink.Name(), b.Stream.Name).Add(float64(len(b.Messages)))
 				l.c.metrics.deliverSeconds.WithLabelValues(l.sink.Name(), b.Stream.Name).Observe(time.Since(start).Seconds())
+				delivered = true
 			}
 		}
 		l.budget.Release(l.weight(b))
+		if delivered {
+			recycleMessages(b)
+		}
 	}
+}
+
+// messagePool recycles the Messages of delivered batches.
+var messagePool slicePool[Message]
+
+// recycleMessages gives b's Messages back once b is delivered: prepared
+// (so that no worker of the pool reads them) and no longer the
+// deliverer's. A batch abandoned half way keeps them.
+func recycleMessages(b *Batch) {
+	messagePool.put(b.Messages)
+	b.Messages = nil
 }
 
 // leadWait bounds how long an output's lane waits for the store's lane to

@@ -166,6 +166,7 @@ func (d *StoreDeliverer) Prepare(b *Batch) {
 func release(b *Batch) {
 	if b.records != nil {
 		b.records.Release()
+		decodedPool.put(b.Decoded)
 		b.records, b.Decoded = nil, nil
 	}
 }
@@ -174,7 +175,7 @@ func release(b *Batch) {
 func (d *StoreDeliverer) Deliver(ctx context.Context, p *Partition, b *Batch) error {
 	st := b.Stream
 	var (
-		rows = make([]sinks.Row, 0, len(b.Messages))
+		rows = rowPool.get(len(b.Messages))
 		dead []DeadLetter
 		dups int
 		// envs is, for the outputs, where the kept events' envelopes are.
@@ -218,8 +219,16 @@ func (d *StoreDeliverer) Deliver(ctx context.Context, p *Partition, b *Batch) er
 		fresh.Observe(now.Sub(r.Event.ReceivedAt).Seconds())
 	}
 	release(b)
+	rowPool.put(rows)
 	return nil
 }
+
+// rowPool recycles the store's rows of stored batches: Write keeps none
+// (sinks.Row).
+var rowPool slicePool[sinks.Row]
+
+// decodedPool recycles the Decoded of stored batches.
+var decodedPool slicePool[Decoded]
 
 // storeWrite is one batch's rows on their way into the store.
 type storeWrite struct {
@@ -335,7 +344,7 @@ func (d *StoreDeliverer) retry(ctx context.Context, what string, op func(context
 // prepare decodes and validates every message of b with decode. A message
 // that panics the decoder is marked bad on its own.
 func prepare(b *Batch, decode func([]byte) (schemas.Event, schemas.Record, error)) {
-	b.Decoded = make([]Decoded, len(b.Messages))
+	b.Decoded = decodedPool.get(len(b.Messages))[:len(b.Messages)]
 	for i, m := range b.Messages {
 		d := &b.Decoded[i]
 		*d = decodeOne(m.Value, decode)
