@@ -95,7 +95,7 @@ func (d *OutputDeliverer) Prepare(*Batch) {}
 // batch once it is older than MaxLag. It returns an error only when ctx ends
 // first.
 func (d *OutputDeliverer) Deliver(ctx context.Context, p *Partition, b *Batch) error {
-	rows := make([]sinks.Row, 0, len(b.Messages))
+	rows := rowPool.get(len(b.Messages))
 	followed := 0
 	var envs envelopeChunk
 	for _, m := range b.Messages {
@@ -111,6 +111,9 @@ func (d *OutputDeliverer) Deliver(ctx context.Context, p *Partition, b *Batch) e
 		}
 	}
 	defer p.passed(d, b.Last())
+	// The rows go back to the pool once published: the output keeps none
+	// (it publishes each row's Value, which is not recycled).
+	kept := rows
 	name, st := d.Name(), b.Stream.Name
 	d.m.checked.WithLabelValues(name, st, "store").Add(float64(followed))
 	d.m.checked.WithLabelValues(name, st, "output").Add(float64(len(b.Messages) - followed))
@@ -130,6 +133,7 @@ func (d *OutputDeliverer) Deliver(ctx context.Context, p *Partition, b *Batch) e
 	if err != nil || skipped {
 		return err
 	}
+	rowPool.put(kept)
 	return nil
 }
 

@@ -223,8 +223,8 @@ func (d *StoreDeliverer) Deliver(ctx context.Context, p *Partition, b *Batch) er
 	return nil
 }
 
-// rowPool recycles the store's rows of stored batches: Write keeps none
-// (sinks.Row).
+// rowPool recycles the rows of delivered batches: a store's Write keeps
+// none (sinks.Row), an output publishes their Values.
 var rowPool slicePool[sinks.Row]
 
 // decodedPool recycles the Decoded of stored batches.
