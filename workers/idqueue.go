@@ -56,8 +56,9 @@ func (q *idQueue) pop() windowEntry {
 	return e
 }
 
-// grow doubles the ring, unwrapping it; past limit only by what is
-// needed, which the window never asks for.
+// grow doubles the ring, unwrapping it, but not past limit once it is
+// below it; a ring at limit or beyond doubles, which the window never
+// asks for (it holds at most limit entries).
 func (q *idQueue) grow() {
 	size := max(64, 2*len(q.ring))
 	if q.limit > len(q.ring) {
