@@ -25,6 +25,14 @@ import (
 // Message structs), dropping the oldest chunks first. Lanes share the
 // Messages read-only.
 //
+// It also keeps lanes from asking Kafka for the same offset at once. Lanes
+// that have caught up wait at the end of the log together, each in a fetch
+// of its own that the broker answers with the same messages: that was why
+// seven reads in ten still went to Kafka with two lanes a partition. A
+// lane about to fetch from the offset another lane's fetch is already
+// asking for waits for that fetch instead, and takes its answer from the
+// window (begin and end).
+//
 // A fetchShare is safe for concurrent use by the lanes of its partition.
 type fetchShare struct {
 	max int64
@@ -32,6 +40,9 @@ type fetchShare struct {
 	mu     sync.Mutex
 	chunks []sharedChunk
 	bytes  int64
+	// inflight is the fetches from Kafka running now, by the offset each
+	// asked for, each with a channel closed when it has ended.
+	inflight map[int64]chan struct{}
 }
 
 // DefaultFetchShareBytes is Config.FetchShareBytes's default: about a
@@ -97,6 +108,41 @@ func (s *fetchShare) put(from int64, msgs []Message) {
 		s.bytes -= s.chunks[0].bytes
 		s.chunks[0] = sharedChunk{}
 		s.chunks = s.chunks[1:]
+	}
+}
+
+// begin records a lane's fetch from Kafka at offset from, unless another
+// lane's is asking for the same offset: then it returns that fetch's
+// channel, closed once it has ended, and the lane waits for it and looks in
+// the window again. Otherwise it returns nil, and the lane calls end(from)
+// once its fetch has returned and its answer has been put.
+func (s *fetchShare) begin(from int64) (wait <-chan struct{}) {
+	if s == nil || from < 0 {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ch, ok := s.inflight[from]; ok {
+		return ch
+	}
+	if s.inflight == nil {
+		s.inflight = make(map[int64]chan struct{})
+	}
+	s.inflight[from] = make(chan struct{})
+	return nil
+}
+
+// end records that the fetch begun at from has ended, with its answer, if
+// any, in the window: lanes waiting for it look there again.
+func (s *fetchShare) end(from int64) {
+	if s == nil || from < 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ch, ok := s.inflight[from]; ok {
+		close(ch)
+		delete(s.inflight, from)
 	}
 }
 

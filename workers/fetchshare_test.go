@@ -161,3 +161,87 @@ func TestLanesShareFetches(t *testing.T) {
 			kafkaReads, shared, outputReads.Load())
 	}
 }
+
+// pollingFetcher is a skippingFetcher that answers as a broker's fetch
+// does: every message it holds from the reader's offset on, up to limit,
+// and when it holds none yet, the first ones produced while it waits.
+type pollingFetcher struct {
+	skippingFetcher
+}
+
+func (f *pollingFetcher) FetchMessages(ctx context.Context, limit int) ([]Message, error) {
+	for {
+		f.s.mu.Lock()
+		avail := f.s.high - max(f.offset, 0)
+		f.s.mu.Unlock()
+		if avail > 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+	var out []Message
+	for len(out) < limit {
+		f.s.mu.Lock()
+		more := f.offset < f.s.high
+		f.s.mu.Unlock()
+		if !more {
+			break
+		}
+		m, err := f.fetchMessage(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	f.handed.Add(int64(len(out)))
+	return out, nil
+}
+
+// Two lanes that wait together at the end of the partition do not both
+// fetch what is produced next: one fetches it, the other waits for that
+// fetch and takes the messages from the share.
+func TestLanesAtTheEndFetchOnce(t *testing.T) {
+	script := &fetchScript{high: 10}
+	store, output := &recordingSink{name: "clickhouse"}, &recordingSink{name: "nats"}
+	c, pool := newLaneConsumer(t, script, store, &fakeDLQ{})
+	var reads atomic.Int64
+	c.newFetcher = func(string, int32) fetcher {
+		return &pollingFetcher{skippingFetcher{fakeFetcher{s: script}, &reads}}
+	}
+	p := newTestPartition(iotStream(t), 0)
+	p.fetched = newFetchShare(DefaultFetchShareBytes)
+	startLane(t, c, pool, store, p, 0, false, NewTracker())
+	startLane(t, c, pool, output, p, 0, true, NewTracker())
+	eventually.True(t, 5*time.Second, "both lanes to read the first 10 messages", func() bool {
+		return len(store.delivered()) == 10 && len(output.delivered()) == 10
+	})
+	const rounds, each = 20, 100
+	before := reads.Load()
+	for i := range rounds {
+		// Both lanes wait at the end before each round is produced.
+		time.Sleep(5 * time.Millisecond)
+		script.mu.Lock()
+		script.high += each
+		script.mu.Unlock()
+		want := 10 + (i+1)*each
+		eventually.True(t, 5*time.Second, "both lanes to read the round", func() bool {
+			return len(store.delivered()) == want && len(output.delivered()) == want
+		})
+	}
+	// Each round is fetched once; a lane that had not yet asked when the
+	// other's fetch returned may fetch a round's tail again.
+	if n := reads.Load() - before; n > rounds*each*5/4 {
+		t.Errorf("the lanes read %d messages from Kafka for %d produced, want each read once", n, rounds*each)
+	}
+	for _, s := range []*recordingSink{store, output} {
+		for i, off := range s.delivered() {
+			if off != int64(i) {
+				t.Fatalf("%s: offset %d delivered %d-th", s.name, off, i)
+			}
+		}
+	}
+}

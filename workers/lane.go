@@ -230,18 +230,32 @@ type skipper interface {
 // fetchShared returns the partition's next messages, one or more: from
 // what another lane of the partition fetched, when the partition's share
 // still holds them, else from the lane's own reader, whose answer it then
-// shares.
+// shares. When another lane is fetching from the same offset already, it
+// waits for that fetch rather than send the same request.
 func (l *lane) fetchShared(r fetcher, next *int64) ([]Message, error) {
 	sk, ok := r.(skipper)
 	share := l.part.fetched
 	if !ok || share == nil {
 		return l.fetchSome(r, next)
 	}
-	if ms := share.take(*next, maxChunk); ms != nil {
-		l.seekBefore = true
-		l.fetchedShared.Add(float64(len(ms)))
-		return ms, nil
+	for {
+		if ms := share.take(*next, maxChunk); ms != nil {
+			l.seekBefore = true
+			l.fetchedShared.Add(float64(len(ms)))
+			return ms, nil
+		}
+		wait := share.begin(*next)
+		if wait == nil {
+			break
+		}
+		select {
+		case <-wait:
+		case <-l.stop.Done():
+			return nil, l.stop.Err()
+		}
 	}
+	from := *next
+	defer share.end(from)
 	if l.seekBefore {
 		// The reader is where the lane was before it read from the share.
 		if err := sk.SkipTo(*next); err != nil {
@@ -249,7 +263,6 @@ func (l *lane) fetchShared(r fetcher, next *int64) ([]Message, error) {
 		}
 		l.seekBefore = false
 	}
-	from := *next
 	ms, err := l.fetchSome(r, next)
 	if err == nil {
 		share.put(from, ms)
