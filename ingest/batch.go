@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -57,6 +58,12 @@ type Batch struct {
 	next int // index of the next event
 	msgs []Message
 	dead []Message // dead letters, produced with msgs
+	// enc holds the keys and values of msgs[sealed:] back to back, each
+	// message's value and then its key, as they were encoded; seal moves
+	// them out. Encoding into one buffer rather than a new allocation an
+	// event was a twentieth of the collector's CPU.
+	enc    []byte
+	sealed int
 	resp Response
 	// counted is set once the rejected events are in the metrics.
 	counted bool
@@ -153,9 +160,11 @@ func (b *Batch) AddWithID(v any, id string) error {
 type validEvent interface {
 	// id returns the producer's event_id, "" if none.
 	id() string
-	// encode encodes the event with the event_id and received_at given,
-	// and returns it with its partition key: a message's key and value.
-	encode(id string, receivedAt time.Time) (key, value []byte, err error)
+	// appendTo appends the event, encoded with the event_id and
+	// received_at given, and then its partition key to b (a message's
+	// value and key), and returns b and the length of the value; on an
+	// error, b as it was.
+	appendTo(b []byte, id string, receivedAt time.Time) ([]byte, int, error)
 	// raw returns the event's JSON, for a dead letter.
 	raw() []byte
 }
@@ -165,8 +174,8 @@ type validEvent interface {
 type decodedEvent struct{ v *schemas.Decoded }
 
 func (e decodedEvent) id() string { return e.v.ID }
-func (e decodedEvent) encode(id string, at time.Time) ([]byte, []byte, error) {
-	return e.v.EncodeKeyed(id, at)
+func (e decodedEvent) appendTo(b []byte, id string, at time.Time) ([]byte, int, error) {
+	return e.v.AppendKeyed(b, id, at)
 }
 func (e decodedEvent) raw() []byte { return bytes.Clone(e.v.Raw) }
 
@@ -178,10 +187,14 @@ type validatedEvent struct {
 }
 
 func (e *validatedEvent) id() string { return e.ev.ID }
-func (e *validatedEvent) encode(id string, at time.Time) ([]byte, []byte, error) {
+func (e *validatedEvent) appendTo(b []byte, id string, at time.Time) ([]byte, int, error) {
 	e.ev.ID, e.ev.ReceivedAt = id, at
-	val, err := e.st.Encode(e.ev)
-	return []byte(e.ev.Key), val, err
+	out, err := e.st.AppendEncoded(b, e.ev)
+	if err != nil {
+		return b, 0, err
+	}
+	n := len(out) - len(b)
+	return append(out, e.ev.Key...), n, nil
 }
 func (e *validatedEvent) raw() []byte { return marshalRaw(e.obj) }
 
@@ -225,15 +238,21 @@ func (b *Batch) complete(i int, ev validEvent, id string) {
 		}
 		id = u.String()
 	}
-	key, val, err := ev.encode(id, b.now)
+	if b.enc == nil {
+		b.enc = getEncoded()
+	}
+	start := len(b.enc)
+	enc, n, err := ev.appendTo(b.enc, id, b.now)
 	if err != nil {
 		b.rejectValid(i, ev.raw, "event: "+err.Error())
 		return
 	}
-	if size := len(key) + len(val); size > b.g.maxEventBytes {
+	if size := len(enc) - start; size > b.g.maxEventBytes {
 		b.rejectValid(i, ev.raw, fmt.Sprintf("event: %d bytes encoded, over the %d-byte limit", size, b.g.maxEventBytes))
 		return
 	}
+	b.enc = enc
+	val, key := enc[start:start+n:start+n], enc[start+n:len(enc):len(enc)]
 	b.msgs = append(b.msgs, Message{Topic: b.topic, Key: key, Value: val, Time: b.now})
 }
 
@@ -451,4 +470,56 @@ func jsonProblem(se *schemas.SyntaxError) string {
 		return "invalid JSON: unexpected end of input"
 	}
 	return fmt.Sprintf("invalid JSON near byte %d: %s", se.Offset, se.Msg)
+}
+
+// seal moves the keys and values of the messages added since the last
+// seal out of b.enc into one allocation of exactly their size, and gives
+// b.enc back for another batch to encode into. The messages then hold no
+// more memory than the gate's byte admission weighs (a buffer grown by
+// doubling could hold twice that), and the next batch starts with a
+// buffer of the right size. Messages that b.enc outgrew still point into
+// the smaller buffer it was: the bytes are the same, in the same order.
+func (b *Batch) seal() {
+	if b.enc == nil {
+		return
+	}
+	buf := append([]byte(nil), b.enc...)
+	off := 0
+	for i := b.sealed; i < len(b.msgs); i++ {
+		m := &b.msgs[i]
+		nv, nk := len(m.Value), len(m.Key)
+		m.Value = buf[off : off+nv : off+nv]
+		m.Key = buf[off+nv : off+nv+nk : off+nv+nk]
+		off += nv + nk
+	}
+	b.sealed = len(b.msgs)
+	putEncoded(b.enc)
+	b.enc = nil
+}
+
+// encodedPool holds the buffers batches encode their events into, for
+// the next batches.
+var encodedPool sync.Pool
+
+const (
+	// initialEncoded is a new encoding buffer's capacity: an HTTP body
+	// of a hundred events of a few hundred bytes.
+	initialEncoded = 32 << 10
+	// maxPooledEncoded is the largest encoding buffer kept for reuse, so
+	// that one large body does not leave its buffer held for good.
+	maxPooledEncoded = 1 << 20
+)
+
+func getEncoded() []byte {
+	if p, ok := encodedPool.Get().(*[]byte); ok {
+		return (*p)[:0]
+	}
+	return make([]byte, 0, initialEncoded)
+}
+
+func putEncoded(b []byte) {
+	if cap(b) > maxPooledEncoded {
+		return
+	}
+	encodedPool.Put(&b)
 }

@@ -340,6 +340,7 @@ func CommitAll(ctx context.Context, bs ...*Batch) error {
 		if b.g != g {
 			return errors.New("ingest: CommitAll of batches from different gates")
 		}
+		b.seal()
 		if !b.counted {
 			// Once, however often a refused batch is committed again.
 			b.counted = true

@@ -2,7 +2,9 @@ package ingest_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -91,5 +93,58 @@ func TestGateAdmitsByBytes(t *testing.T) {
 	}
 	if len(fp.Produced()) != 2 {
 		t.Errorf("%d messages produced, want the two that fit", len(fp.Produced()))
+	}
+}
+
+// A batch encodes its events into one buffer that the next batch reuses:
+// the messages it committed keep their own bytes, whatever the batches
+// after it encode, and a buffer the events outgrew loses none of them.
+func TestGateBatchesKeepTheirEncodedEvents(t *testing.T) {
+	fp := &testkit.FakeProducer{}
+	g := newTestGate(t, fp, nil)
+	const n = 400 // some 60 KB encoded: more than a new buffer holds
+	commit := func(prefix string) {
+		t.Helper()
+		b, err := g.Begin("iot_telemetry", ingest.Origin{Source: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body strings.Builder
+		body.WriteString("[")
+		for i := range n {
+			if i > 0 {
+				body.WriteString(",")
+			}
+			fmt.Fprintf(&body, `{"device_id":"%s-%d","ts":"2026-11-24T10:00:00Z","metrics":{"t":%d},"tags":{"site":"%s"}}`, prefix, i, i, strings.Repeat("s", i%50))
+		}
+		body.WriteString("]")
+		if err := b.ReadJSON(strings.NewReader(body.String())); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Commit(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commit("a")
+	commit("b")
+	commit("c")
+	msgs := fp.Produced()
+	if len(msgs) != 3*n {
+		t.Fatalf("%d messages produced, want %d", len(msgs), 3*n)
+	}
+	for i, m := range msgs {
+		want := fmt.Sprintf("%s-%d", string("abc"[i/n]), i%n)
+		var v struct {
+			DeviceID string `json:"device_id"`
+		}
+		if err := json.Unmarshal(m.Value, &v); err != nil {
+			t.Fatalf("message %d: value %q: %v", i, m.Value, err)
+		}
+		if string(m.Key) != want || v.DeviceID != want {
+			t.Fatalf("message %d: key %q, device_id %q, want %q for both", i, m.Key, v.DeviceID, want)
+		}
+		if cap(m.Key) != len(m.Key) || cap(m.Value) != len(m.Value) {
+			t.Fatalf("message %d: key or value can be appended to in place, over its neighbour", i)
+		}
 	}
 }

@@ -37,6 +37,19 @@ func (s *Stream) Encode(ev Event) ([]byte, error) {
 	return s.encodeGeneric(ev)
 }
 
+// AppendEncoded appends ev, encoded as Encode encodes it, to b. On an
+// error b is returned as it was.
+func (s *Stream) AppendEncoded(b []byte, ev Event) ([]byte, error) {
+	if out, ok := s.appendEvent(b, ev); ok {
+		return out, nil
+	}
+	v, err := s.encodeGeneric(ev)
+	if err != nil {
+		return b, err
+	}
+	return append(b, v...), nil
+}
+
 // encodeGeneric is the reflective encoder, for the events appendEvent does
 // not handle: values of types Validate never produces, fields the stream
 // does not define, or numbers that JSON cannot represent (for which it
