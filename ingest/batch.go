@@ -64,7 +64,7 @@ type Batch struct {
 	// event was a twentieth of the collector's CPU.
 	enc    []byte
 	sealed int
-	resp Response
+	resp   Response
 	// counted is set once the rejected events are in the metrics.
 	counted bool
 }
