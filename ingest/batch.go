@@ -58,13 +58,16 @@ type Batch struct {
 	next int // index of the next event
 	msgs []Message
 	dead []Message // dead letters, produced with msgs
-	// enc holds the keys and values of msgs[sealed:] back to back, each
-	// message's value and then its key, as they were encoded; seal moves
-	// them out. Encoding into one buffer rather than a new allocation an
-	// event was a twentieth of the collector's CPU.
-	enc    []byte
-	sealed int
-	resp   Response
+	// enc holds the keys and values of the inEnc messages from
+	// msgs[sealed] on, back to back, each message's value and then its
+	// key, as they were encoded; seal moves them out. Once it is full
+	// (encFull), the batch's other events are encoded apart. Encoding
+	// into one buffer rather than allocating for each event (a twentieth
+	// of the collector's CPU samples) makes one allocation per request.
+	enc           []byte
+	sealed, inEnc int
+	encFull       bool
+	resp          Response
 	// counted is set once the rejected events are in the metrics.
 	counted bool
 }
@@ -238,22 +241,59 @@ func (b *Batch) complete(i int, ev validEvent, id string) {
 		}
 		id = u.String()
 	}
-	if b.enc == nil {
-		b.enc = getEncoded()
-	}
-	start := len(b.enc)
-	enc, n, err := ev.appendTo(b.enc, id, b.now)
+	key, val, err := b.encode(ev, id)
 	if err != nil {
 		b.rejectValid(i, ev.raw, "event: "+err.Error())
 		return
 	}
-	if size := len(enc) - start; size > b.g.maxEventBytes {
-		b.rejectValid(i, ev.raw, fmt.Sprintf("event: %d bytes encoded, over the %d-byte limit", size, b.g.maxEventBytes))
-		return
-	}
-	b.enc = enc
-	val, key := enc[start:start+n:start+n], enc[start+n:len(enc):len(enc)]
 	b.msgs = append(b.msgs, Message{Topic: b.topic, Key: key, Value: val, Time: b.now})
+}
+
+// encode encodes ev with event_id id and returns its key and value: in
+// b.enc while it has room, else in an allocation of their own.
+func (b *Batch) encode(ev validEvent, id string) (key, val []byte, err error) {
+	if !b.encFull {
+		if b.enc == nil {
+			b.enc = getEncoded()
+		}
+		start := len(b.enc)
+		enc, n, err := ev.appendTo(b.enc, id, b.now)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := b.checkSize(len(enc) - start); err != nil {
+			return nil, nil, err
+		}
+		if cap(enc) == cap(b.enc) {
+			b.enc = enc
+			b.inEnc++
+			return enc[start+n : len(enc) : len(enc)], enc[start : start+n : start+n], nil
+		}
+		// b.enc is full: this event and the batch's others go apart, so
+		// that no buffer grows past encodedCap (and seal copies no more).
+		b.encFull = true
+		out := append([]byte(nil), enc[start:]...)
+		return out[n:len(out):len(out)], out[:n:n], nil
+	}
+	var stack [1024]byte
+	enc, n, err := ev.appendTo(stack[:0], id, b.now)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := b.checkSize(len(enc)); err != nil {
+		return nil, nil, err
+	}
+	out := append([]byte(nil), enc...)
+	return out[n:len(out):len(out)], out[:n:n], nil
+}
+
+// checkSize refuses an event of size bytes encoded (key and value) over
+// the gate's limit.
+func (b *Batch) checkSize(size int) error {
+	if size > b.g.maxEventBytes {
+		return fmt.Errorf("%d bytes encoded, over the %d-byte limit", size, b.g.maxEventBytes)
+	}
+	return nil
 }
 
 // rejectValid rejects event i, already counted, for one problem.
@@ -273,6 +313,10 @@ func (b *Batch) rejectValid(i int, raw func() []byte, problem string) {
 func (b *Batch) malformed(problem string) {
 	b.resp.Rejected += len(b.msgs) + 1
 	b.msgs = nil
+	b.sealed, b.inEnc, b.encFull = 0, 0, false
+	if b.enc != nil {
+		b.enc = b.enc[:0]
+	}
 	b.dead = nil
 	b.report(b.next, problem)
 	b.next++
@@ -472,27 +516,24 @@ func jsonProblem(se *schemas.SyntaxError) string {
 	return fmt.Sprintf("invalid JSON near byte %d: %s", se.Offset, se.Msg)
 }
 
-// seal moves the keys and values of the messages added since the last
-// seal out of b.enc into one allocation of exactly their size, and gives
-// b.enc back for another batch to encode into. The messages then hold no
-// more memory than the gate's byte admission weighs (a buffer grown by
-// doubling could hold twice that), and the next batch starts with a
-// buffer of the right size. Messages that b.enc outgrew still point into
-// the smaller buffer it was: the bytes are the same, in the same order.
+// seal moves the keys and values in b.enc into one allocation of exactly
+// their size, and gives b.enc back for another batch to encode into. The
+// messages then hold no more memory than the gate's byte admission weighs,
+// and a batch being read holds at most encodedCap besides them.
 func (b *Batch) seal() {
 	if b.enc == nil {
 		return
 	}
 	buf := append([]byte(nil), b.enc...)
 	off := 0
-	for i := b.sealed; i < len(b.msgs); i++ {
+	for i := b.sealed; i < b.sealed+b.inEnc; i++ {
 		m := &b.msgs[i]
 		nv, nk := len(m.Value), len(m.Key)
 		m.Value = buf[off : off+nv : off+nv]
 		m.Key = buf[off+nv : off+nv+nk : off+nv+nk]
 		off += nv + nk
 	}
-	b.sealed = len(b.msgs)
+	b.sealed, b.inEnc, b.encFull = len(b.msgs), 0, false
 	putEncoded(b.enc)
 	b.enc = nil
 }
@@ -501,25 +542,17 @@ func (b *Batch) seal() {
 // the next batches.
 var encodedPool sync.Pool
 
-const (
-	// initialEncoded is a new encoding buffer's capacity: an HTTP body
-	// of a hundred events of a few hundred bytes.
-	initialEncoded = 32 << 10
-	// maxPooledEncoded is the largest encoding buffer kept for reuse, so
-	// that one large body does not leave its buffer held for good.
-	maxPooledEncoded = 1 << 20
-)
+// encodedCap is an encoding buffer's capacity: an HTTP body of a hundred
+// events of a few hundred bytes.
+const encodedCap = 64 << 10
 
 func getEncoded() []byte {
 	if p, ok := encodedPool.Get().(*[]byte); ok {
 		return (*p)[:0]
 	}
-	return make([]byte, 0, initialEncoded)
+	return make([]byte, 0, encodedCap)
 }
 
 func putEncoded(b []byte) {
-	if cap(b) > maxPooledEncoded {
-		return
-	}
 	encodedPool.Put(&b)
 }

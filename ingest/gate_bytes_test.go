@@ -98,11 +98,12 @@ func TestGateAdmitsByBytes(t *testing.T) {
 
 // A batch encodes its events into one buffer that the next batch reuses:
 // the messages it committed keep their own bytes, whatever the batches
-// after it encode, and a buffer the events outgrew loses none of them.
+// after it encode, and the events that no longer fit in the buffer are
+// kept as well.
 func TestGateBatchesKeepTheirEncodedEvents(t *testing.T) {
 	fp := &testkit.FakeProducer{}
 	g := newTestGate(t, fp, nil)
-	const n = 400 // some 60 KB encoded: more than a new buffer holds
+	const n = 1000 // some 150 KB encoded: more than the buffer holds
 	commit := func(prefix string) {
 		t.Helper()
 		b, err := g.Begin("iot_telemetry", ingest.Origin{Source: "test"})

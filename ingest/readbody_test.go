@@ -213,3 +213,34 @@ func TestReadBodyMatchesOracle(t *testing.T) {
 		}
 	}
 }
+
+// A batch's encoding buffer never grows: the events past it are encoded
+// apart, so that a large body holds no more than its events and one
+// buffer, and seal copies no more than the buffer.
+func TestBatchEncodingBufferStaysBounded(t *testing.T) {
+	g := bodyGate(t)
+	b, err := g.Begin("iot_telemetry", Origin{Source: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.ReadJSONBytes(benchBody(2000)); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.msgs) != 2000 || cap(b.enc) != encodedCap || !b.encFull || b.inEnc == 0 || b.inEnc >= 2000 {
+		t.Fatalf("%d messages, %d of them in a buffer of %d bytes (full: %v): want 2000, some in a buffer of %d",
+			len(b.msgs), b.inEnc, cap(b.enc), b.encFull, encodedCap)
+	}
+	want := make([]string, len(b.msgs))
+	for i, m := range b.msgs {
+		want[i] = string(m.Key) + " " + string(m.Value)
+	}
+	b.seal()
+	if b.enc != nil || b.inEnc != 0 {
+		t.Fatal("seal kept the buffer")
+	}
+	for i, m := range b.msgs {
+		if got := string(m.Key) + " " + string(m.Value); got != want[i] {
+			t.Fatalf("message %d after seal: %q, want %q", i, got, want[i])
+		}
+	}
+}
