@@ -58,7 +58,7 @@ func (v *Decoded) EncodeKeyed(id string, receivedAt time.Time) (key, value []byt
 		return nil, nil, err
 	}
 	out := append([]byte(nil), b...)
-	return out[n:], out[:n:n], nil
+	return out[n:len(out):len(out)], out[:n:n], nil
 }
 
 // AppendKeyed appends the valid event, encoded as Encode encodes it, and
