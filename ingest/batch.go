@@ -192,12 +192,7 @@ type validatedEvent struct {
 func (e *validatedEvent) id() string { return e.ev.ID }
 func (e *validatedEvent) appendTo(b []byte, id string, at time.Time) ([]byte, int, error) {
 	e.ev.ID, e.ev.ReceivedAt = id, at
-	out, err := e.st.AppendEncoded(b, e.ev)
-	if err != nil {
-		return b, 0, err
-	}
-	n := len(out) - len(b)
-	return append(out, e.ev.Key...), n, nil
+	return e.st.AppendKeyed(b, e.ev)
 }
 func (e *validatedEvent) raw() []byte { return marshalRaw(e.obj) }
 

@@ -82,12 +82,7 @@ func (v *Decoded) AppendKeyed(b []byte, id string, receivedAt time.Time) ([]byte
 	}
 	ev := v.Event()
 	ev.ID, ev.ReceivedAt = id, receivedAt
-	out, err := v.s.AppendEncoded(b, ev)
-	if err != nil {
-		return b, 0, err
-	}
-	n := len(out) - start
-	return append(out, ev.Key...), n, nil
+	return v.s.AppendKeyed(b, ev)
 }
 
 // appendEvent appends the JSON of the valid event just read, with id and

@@ -37,17 +37,21 @@ func (s *Stream) Encode(ev Event) ([]byte, error) {
 	return s.encodeGeneric(ev)
 }
 
-// AppendEncoded appends ev, encoded as Encode encodes it, to b. On an
-// error b is returned as it was.
-func (s *Stream) AppendEncoded(b []byte, ev Event) ([]byte, error) {
-	if out, ok := s.appendEvent(b, ev); ok {
-		return out, nil
+// AppendKeyed appends ev, encoded as Encode encodes it, and then its
+// partition key to b (a Kafka message's value and key), and returns the
+// extended buffer and the length of the encoded event. On an error b is
+// returned as it was.
+func (s *Stream) AppendKeyed(b []byte, ev Event) ([]byte, int, error) {
+	start := len(b)
+	out, ok := s.appendEvent(b, ev)
+	if !ok {
+		v, err := s.encodeGeneric(ev)
+		if err != nil {
+			return b, 0, err
+		}
+		out = append(b, v...)
 	}
-	v, err := s.encodeGeneric(ev)
-	if err != nil {
-		return b, err
-	}
-	return append(b, v...), nil
+	return append(out, ev.Key...), len(out) - start, nil
 }
 
 // encodeGeneric is the reflective encoder, for the events appendEvent does
