@@ -61,10 +61,11 @@ type Batch struct {
 	// enc holds the keys and values of the inEnc messages from
 	// msgs[sealed] on, back to back, each message's value and then its
 	// key, as they were encoded; seal moves them out. Once it is full
-	// (encFull), the batch's other events are encoded apart. Encoding
-	// into one buffer rather than allocating for each event (a twentieth
-	// of the collector's CPU samples) makes one allocation per request.
-	enc           []byte
+	// (encFull), the batch's other events are encoded apart, each in
+	// scratch and then copied out. Encoding into one buffer rather than
+	// allocating for each event (a twentieth of the collector's CPU
+	// samples) makes one allocation per request.
+	enc, scratch  []byte
 	sealed, inEnc int
 	encFull       bool
 	resp          Response
@@ -245,41 +246,47 @@ func (b *Batch) complete(i int, ev validEvent, id string) {
 }
 
 // encode encodes ev with event_id id and returns its key and value: in
-// b.enc while it has room, else in an allocation of their own.
+// b.enc while it has room, else in an allocation of their own, encoded in
+// b.scratch first (a buffer on the stack would escape through the
+// interface call, an allocation of its own for each event).
 func (b *Batch) encode(ev validEvent, id string) (key, val []byte, err error) {
-	if !b.encFull {
-		if b.enc == nil {
-			b.enc = getEncoded()
-		}
-		start := len(b.enc)
-		enc, n, err := ev.appendTo(b.enc, id, b.now)
-		if err != nil {
-			return nil, nil, err
-		}
-		if err := b.checkSize(len(enc) - start); err != nil {
-			return nil, nil, err
-		}
-		if cap(enc) == cap(b.enc) {
-			b.enc = enc
-			b.inEnc++
-			return enc[start+n : len(enc) : len(enc)], enc[start : start+n : start+n], nil
-		}
-		// b.enc is full: this event and the batch's others go apart, so
-		// that no buffer grows past encodedCap (and seal copies no more).
-		b.encFull = true
-		out := append([]byte(nil), enc[start:]...)
-		return out[n:len(out):len(out)], out[:n:n], nil
+	if b.enc == nil && !b.encFull {
+		b.enc = getEncoded()
 	}
-	var stack [1024]byte
-	enc, n, err := ev.appendTo(stack[:0], id, b.now)
+	dst := b.enc
+	if b.encFull {
+		dst = b.scratch[:0]
+	}
+	start := len(dst)
+	enc, n, err := ev.appendTo(dst, id, b.now)
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := b.checkSize(len(enc)); err != nil {
+	if err := b.checkSize(len(enc) - start); err != nil {
 		return nil, nil, err
 	}
-	out := append([]byte(nil), enc...)
-	return out[n:len(out):len(out)], out[:n:n], nil
+	switch {
+	case b.encFull:
+		b.scratch = enc
+	case cap(enc) == cap(b.enc):
+		b.enc = enc
+		b.inEnc++
+		key, val = splitKeyed(enc[start:], n)
+		return key, val, nil
+	default:
+		// b.enc is full: this event and the batch's others go apart, so
+		// that no buffer grows past encodedCap (and seal copies no more).
+		b.encFull = true
+	}
+	key, val = splitKeyed(bytes.Clone(enc[start:]), n)
+	return key, val, nil
+}
+
+// splitKeyed splits an event that AppendKeyed appended, its value of n
+// bytes and then its key, into the key and the value, neither of which
+// can be appended to over the other or what follows.
+func splitKeyed(b []byte, n int) (key, val []byte) {
+	return b[n:len(b):len(b)], b[:n:n]
 }
 
 // checkSize refuses an event of size bytes encoded (key and value) over
