@@ -112,7 +112,8 @@ func (d *OutputDeliverer) Deliver(ctx context.Context, p *Partition, b *Batch) e
 	}
 	defer p.passed(d, b.Last())
 	// The rows go back to the pool once published: the output keeps none
-	// (it publishes each row's Value, which is not recycled).
+	// (it publishes each row's Value, which is not recycled). kept is the
+	// whole slice, as publish leaves in rows only what is still to go.
 	kept := rows
 	name, st := d.Name(), b.Stream.Name
 	d.m.checked.WithLabelValues(name, st, "store").Add(float64(followed))
