@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/eventkey"
 )
 
 // BenchmarkDedupeWindow is the store's lane asking a full window (1.5
@@ -26,5 +28,38 @@ func BenchmarkDedupeWindow(b *testing.B) {
 	for b.Loop() {
 		w.Duplicate(names[i%len(names)], int64(i), at, true)
 		i++
+	}
+}
+
+// BenchmarkDedupeWindowBatch is BenchmarkDedupeWindow a batch of 256 new
+// ids at a time, as the store's lane decides them: one by one, or after
+// Warm has read their slots ahead. It reports ns a decision.
+func BenchmarkDedupeWindowBatch(b *testing.B) {
+	for _, warmed := range []bool{false, true} {
+		b.Run(map[bool]string{false: "one-by-one", true: "warmed"}[warmed], func(b *testing.B) {
+			const ids, batch = 1_500_000, 256
+			w := newDedupeWindow(time.Hour, ids)
+			at := time.Unix(1_700_000_000, 0)
+			keys := make([]eventkey.Key, 3*ids)
+			for i := range keys {
+				keys[i] = idHasher.Sum("bench-iot_telemetry-" + strconv.Itoa(i))
+			}
+			for i := range ids {
+				w.DuplicateKey(keys[i], int64(i), at, true)
+			}
+			scratch := make([]eventkey.Key, 0, 2*batch)
+			i := ids
+			for b.Loop() {
+				ks := keys[i%(len(keys)-batch):][:batch]
+				if warmed {
+					scratch = w.Warm(append(scratch[:0], ks...))
+				}
+				for j, k := range ks {
+					w.DuplicateKey(k, int64(i+j), at, true)
+				}
+				i += batch
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/decision")
+		})
 	}
 }

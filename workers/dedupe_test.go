@@ -2,9 +2,12 @@ package workers
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/eventkey"
 )
 
 func TestDedupeWindow(t *testing.T) {
@@ -167,6 +170,37 @@ func TestDedupeWindowStaysBounded(t *testing.T) {
 	}
 	if w.Duplicate("id-0", 20_001, recv0, true) {
 		t.Error("the oldest id was kept")
+	}
+}
+
+// Warm reads ahead the slots of a batch's keys and of the oldest ids the
+// batch will evict, and changes nothing the window decides.
+func TestDedupeWindowWarm(t *testing.T) {
+	key := func(i int) eventkey.Key { return idHasher.Sum(fmt.Sprint(i)) }
+	w := newDedupeWindow(time.Hour, 4)
+	for i := range 3 {
+		w.DuplicateKey(key(i), int64(i), recv0, true)
+	}
+	// Three ids and two more make one too many: the oldest, 0, goes.
+	got := w.Warm([]eventkey.Key{key(10), key(11)})
+	if want := []eventkey.Key{key(10), key(11), key(0)}; !slices.Equal(got, want) {
+		t.Errorf("Warm returned %d keys, want the batch's and the oldest id's (%d)", len(got), len(want))
+	}
+	if w.Len() != 3 {
+		t.Errorf("Len = %d after Warm, want 3", w.Len())
+	}
+	// A batch larger than the window evicts no more than the window holds.
+	if got := w.Warm(make([]eventkey.Key, 9)); len(got) != 9+3 {
+		t.Errorf("Warm of 9 keys returned %d, want 12", len(got))
+	}
+	// A batch that fits evicts none.
+	if got := w.Warm([]eventkey.Key{key(10)}); len(got) != 1 {
+		t.Errorf("Warm of 1 key returned %d, want 1", len(got))
+	}
+	for i, want := range []bool{false, false, true, true} {
+		if dup := w.DuplicateKey(key([]int{10, 11, 1, 2}[i]), int64(20+i), recv0, true); dup != want {
+			t.Errorf("decision %d: duplicate = %v, want %v", i, dup, want)
+		}
 	}
 }
 

@@ -1,5 +1,7 @@
 package workers
 
+import "github.com/sluicehq/sluice/eventkey"
+
 // idQueue is a dedupe window's ids in the order they were added, oldest
 // first: a ring of entries that reuses its slots.
 //
@@ -39,6 +41,19 @@ func (q *idQueue) push(e windowEntry) {
 	}
 	q.ring[i] = e
 	q.n++
+}
+
+// keys appends the keys of the n oldest entries (all of them when there are
+// fewer) to dst.
+func (q *idQueue) keys(dst []eventkey.Key, n int) []eventkey.Key {
+	for i := range min(n, q.n) {
+		j := q.head + i
+		if j >= len(q.ring) {
+			j -= len(q.ring)
+		}
+		dst = append(dst, q.ring[j].key)
+	}
+	return dst
 }
 
 // oldest returns the entry at the front. The queue must not be empty.

@@ -184,6 +184,7 @@ func (d *StoreDeliverer) Deliver(ctx context.Context, p *Partition, b *Batch) er
 	if p.Outputs > 0 {
 		envs = make([]envelopeAt, b.Last()-b.First()+1)
 	}
+	warm(p.window, b.Decoded)
 	for i, m := range b.Messages {
 		dec := b.Decoded[i]
 		switch {
@@ -222,6 +223,21 @@ func (d *StoreDeliverer) Deliver(ctx context.Context, p *Partition, b *Batch) er
 	rowPool.put(rows)
 	return nil
 }
+
+// warm has the window read ahead what deciding on the valid events of ds
+// will read (dedupeWindow.Warm).
+func warm(w *dedupeWindow, ds []Decoded) {
+	keys := keyPool.get(2 * len(ds))
+	for _, d := range ds {
+		if d.Err == nil {
+			keys = append(keys, keyOf(d))
+		}
+	}
+	keyPool.put(w.Warm(keys))
+}
+
+// keyPool recycles warm's keys.
+var keyPool slicePool[eventkey.Key]
 
 // rowPool recycles the rows of delivered batches: a store's Write keeps
 // none (sinks.Row), an output publishes their Values.
