@@ -840,3 +840,27 @@ func (p *proxy) closeAll() {
 	}
 	p.conn = nil
 }
+
+// The pool keeps every connection it opened for the next query: INSERTs
+// from more lanes at once than the driver's default of 5 idle connections
+// closed the extra ones after each round and opened them again.
+func TestPoolKeepsItsConnections(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	for round := range 2 {
+		var wg sync.WaitGroup
+		for range maxConns {
+			wg.Go(func() {
+				// Each holds its connection long enough for all to be
+				// open at once.
+				if err := s.conn.Exec(ctx, "SELECT sleep(0.3)"); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		if st := s.conn.Stats(); st.Idle != maxConns {
+			t.Fatalf("round %d: %d connections idle after %d queries at once, want %d (open %d)", round, st.Idle, maxConns, maxConns, st.Open)
+		}
+	}
+}
