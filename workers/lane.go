@@ -11,6 +11,7 @@ import (
 
 	"github.com/sluicehq/sluice/backpressure"
 	"github.com/sluicehq/sluice/deadletter"
+	"github.com/sluicehq/sluice/internal/slicepool"
 	"golang.org/x/sync/semaphore"
 )
 
@@ -417,7 +418,7 @@ func (l *lane) batch(msgs <-chan []Message, ordered chan<- *job) {
 			for _, m := range ms {
 				if cur == nil {
 					cur = &Batch{Topic: l.part.Topic, Stream: l.part.Stream, Partition: l.part.ID,
-						Messages: messagePool.get(min(lastLen+lastLen/4, cfg.BatchMaxEvents))}
+						Messages: messagePool.Get(min(lastLen+lastLen/4, cfg.BatchMaxEvents))}
 					linger.Reset(cfg.BatchLinger)
 				}
 				cur.Messages = append(cur.Messages, m)
@@ -483,13 +484,13 @@ func (l *lane) deliver(ordered <-chan *job) {
 }
 
 // messagePool recycles the Messages of delivered batches.
-var messagePool slicePool[Message]
+var messagePool slicepool.Pool[Message]
 
 // recycleMessages gives b's Messages back once b is delivered: prepared
 // (so that no worker of the pool reads them) and no longer the
 // deliverer's. A batch abandoned half way keeps them.
 func recycleMessages(b *Batch) {
-	messagePool.put(b.Messages)
+	messagePool.Put(b.Messages)
 	b.Messages = nil
 }
 

@@ -95,7 +95,7 @@ func (d *OutputDeliverer) Prepare(*Batch) {}
 // batch once it is older than MaxLag. It returns an error only when ctx ends
 // first.
 func (d *OutputDeliverer) Deliver(ctx context.Context, p *Partition, b *Batch) error {
-	rows := rowPool.get(len(b.Messages))
+	rows := rowPool.Get(len(b.Messages))
 	followed := 0
 	var envs envelopeChunk
 	for _, m := range b.Messages {
@@ -134,7 +134,7 @@ func (d *OutputDeliverer) Deliver(ctx context.Context, p *Partition, b *Batch) e
 	if err != nil || skipped {
 		return err
 	}
-	rowPool.put(kept)
+	rowPool.Put(kept)
 	return nil
 }
 

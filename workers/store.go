@@ -10,6 +10,7 @@ import (
 
 	"github.com/sluicehq/sluice/backpressure"
 	"github.com/sluicehq/sluice/eventkey"
+	"github.com/sluicehq/sluice/internal/slicepool"
 	"github.com/sluicehq/sluice/schemas"
 	"github.com/sluicehq/sluice/sinks"
 )
@@ -166,7 +167,7 @@ func (d *StoreDeliverer) Prepare(b *Batch) {
 func release(b *Batch) {
 	if b.records != nil {
 		b.records.Release()
-		decodedPool.put(b.Decoded)
+		decodedPool.Put(b.Decoded)
 		b.records, b.Decoded = nil, nil
 	}
 }
@@ -175,7 +176,7 @@ func release(b *Batch) {
 func (d *StoreDeliverer) Deliver(ctx context.Context, p *Partition, b *Batch) error {
 	st := b.Stream
 	var (
-		rows = rowPool.get(len(b.Messages))
+		rows = rowPool.Get(len(b.Messages))
 		dead []DeadLetter
 		dups int
 		// envs is, for the outputs, where the kept events' envelopes are.
@@ -220,31 +221,31 @@ func (d *StoreDeliverer) Deliver(ctx context.Context, p *Partition, b *Batch) er
 		fresh.Observe(now.Sub(r.Event.ReceivedAt).Seconds())
 	}
 	release(b)
-	rowPool.put(rows)
+	rowPool.Put(rows)
 	return nil
 }
 
 // warm has the window read ahead what deciding on the valid events of ds
 // will read (dedupeWindow.Warm).
 func warm(w *dedupeWindow, ds []Decoded) {
-	keys := keyPool.get(2 * len(ds))
+	keys := keyPool.Get(2 * len(ds))
 	for _, d := range ds {
 		if d.Err == nil {
 			keys = append(keys, keyOf(d))
 		}
 	}
-	keyPool.put(w.Warm(keys))
+	keyPool.Put(w.Warm(keys))
 }
 
 // keyPool recycles warm's keys.
-var keyPool slicePool[eventkey.Key]
+var keyPool slicepool.Pool[eventkey.Key]
 
 // rowPool recycles the rows of delivered batches: a store's Write keeps
 // none (sinks.Row), an output publishes their Values.
-var rowPool slicePool[sinks.Row]
+var rowPool slicepool.Pool[sinks.Row]
 
 // decodedPool recycles the Decoded of stored batches.
-var decodedPool slicePool[Decoded]
+var decodedPool slicepool.Pool[Decoded]
 
 // storeWrite is one batch's rows on their way into the store.
 type storeWrite struct {
@@ -360,7 +361,7 @@ func (d *StoreDeliverer) retry(ctx context.Context, what string, op func(context
 // prepare decodes and validates every message of b with decode. A message
 // that panics the decoder is marked bad on its own.
 func prepare(b *Batch, decode func([]byte) (schemas.Event, schemas.Record, error)) {
-	b.Decoded = decodedPool.get(len(b.Messages))[:len(b.Messages)]
+	b.Decoded = decodedPool.Get(len(b.Messages))[:len(b.Messages)]
 	for i, m := range b.Messages {
 		d := &b.Decoded[i]
 		*d = decodeOne(m.Value, decode)

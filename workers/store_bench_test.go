@@ -57,7 +57,7 @@ func BenchmarkStoreBatch(b *testing.B) {
 	}
 	off := int64(0)
 	for b.Loop() {
-		batch := &Batch{Topic: testTopic, Stream: st, Messages: messagePool.get(n)}
+		batch := &Batch{Topic: testTopic, Stream: st, Messages: messagePool.Get(n)}
 		for range n {
 			batch.Messages = append(batch.Messages, Message{Offset: off, Value: values[off%int64(len(values))]})
 			off++

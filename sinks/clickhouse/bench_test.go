@@ -53,7 +53,8 @@ func demoBatch(rng *rand.Rand, first int64, n int, start time.Time) []sinks.Row 
 var benchLayouts = []string{"kafka_partition", PartitionMonth, PartitionDay}
 
 // BenchmarkInsert inserts batches of 20,000 demo-like iot_telemetry
-// events, a typical worker batch, round-robin over eight Kafka partitions,
+// events, a typical worker batch, decoded into Records as the workers
+// pass them, round-robin over eight Kafka partitions,
 // into each layout: rows/s is the figure to compare.
 func BenchmarkInsert(b *testing.B) {
 	const batchSize, partitions = 20000, 8
@@ -63,7 +64,11 @@ func BenchmarkInsert(b *testing.B) {
 			st := builtin(b, "iot_telemetry")
 			createLayout(b, s, st, layout)
 			rng := rand.New(rand.NewPCG(1, 2))
-			batch := demoBatch(rng, 0, batchSize, time.Now())
+			// With their Records, as the workers pass them.
+			batch, err := withRecords(st, demoBatch(rng, 0, batchSize, time.Now()))
+			if err != nil {
+				b.Fatal(err)
+			}
 			ctx := context.Background()
 			next := make([]int64, partitions)
 			var rows, i int64

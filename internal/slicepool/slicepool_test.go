@@ -1,13 +1,13 @@
-package workers
+package slicepool
 
 import "testing"
 
 // A recycled slice comes back empty and zeroed however it was used, and
 // one too small for the next batch is not handed out.
-func TestSlicePoolZeroes(t *testing.T) {
-	var sp slicePool[Message]
+func TestPoolZeroes(t *testing.T) {
+	var sp Pool[message]
 	for round := range 50 {
-		s := sp.get(8)
+		s := sp.Get(8)
 		if len(s) != 0 || cap(s) < 8 {
 			t.Fatalf("round %d: got len %d cap %d, want len 0 and room for 8", round, len(s), cap(s))
 		}
@@ -17,16 +17,22 @@ func TestSlicePoolZeroes(t *testing.T) {
 			}
 		}
 		for i := range 8 + round%5 { // past the room asked for, as append grows
-			s = append(s, Message{Offset: int64(i + 1), Value: []byte("v")})
+			s = append(s, message{Offset: int64(i + 1), Value: []byte("v")})
 		}
-		sp.put(s)
+		sp.Put(s)
 	}
-	if s := sp.get(1 << 20); cap(s) < 1<<20 {
+	if s := sp.Get(1 << 20); cap(s) < 1<<20 {
 		t.Errorf("asked for room for %d, got %d", 1<<20, cap(s))
 	} else {
-		sp.put(append(s, Message{}))
+		sp.Put(append(s, message{}))
 	}
-	if s := sp.get(10); cap(s) > 4*64 {
+	if s := sp.Get(10); cap(s) > 4*64 {
 		t.Errorf("asked for room for 10, got a recycled slice of %d", cap(s))
 	}
+}
+
+// message is a slice element with pointers, as the workers' are.
+type message struct {
+	Offset     int64
+	Key, Value []byte
 }
