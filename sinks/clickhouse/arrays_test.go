@@ -27,7 +27,7 @@ func TestAppendArrays(t *testing.T) {
 		{"Array(Float64)", values[:700], values[700:]},
 	}
 	for _, c := range cases {
-		direct, driver := newColumn(t, c.typ), newColumn(t, c.typ)
+		direct, driver := driverColumn(t, c.typ), driverColumn(t, c.typ)
 		for _, part := range []any{c.first, c.rest} {
 			if !appendArrays(direct, part) {
 				t.Fatalf("%s: appendArrays cannot reach the driver's buffers", c.typ)
@@ -57,14 +57,14 @@ func TestAppendArraysLeavesOtherColumns(t *testing.T) {
 		{"Array(Array(String))", [][]string{{"a"}}},
 		{"Array(Int32)", [][]float64{{1}}},
 	} {
-		col := newColumn(t, c.typ)
+		col := driverColumn(t, c.typ)
 		if appendArrays(col, c.data) || col.Rows() != 0 {
 			t.Errorf("%s: appendArrays took %T, which is not its to append", c.typ, c.data)
 		}
 	}
 }
 
-func newColumn(t testing.TB, typ string) chcol.Interface {
+func driverColumn(t testing.TB, typ string) chcol.Interface {
 	t.Helper()
 	col, err := chcol.Type(typ).Column("x", nil)
 	if err != nil {
@@ -95,7 +95,7 @@ func BenchmarkAppendArrays(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			// One column, emptied each time: what is measured is the
 			// appending, not the allocating.
-			c := newColumn(b, "Array(String)")
+			c := driverColumn(b, "Array(String)")
 			for b.Loop() {
 				c.Reset()
 				if err := bc.add(c); err != nil {

@@ -85,6 +85,7 @@ func (s *Sink) Write(ctx context.Context, st *schemas.Stream, partition int32, r
 	if err != nil {
 		return s.writeFailed(ctx, st, partition, p, r, id, rows, err)
 	}
+	recycleColumns(p.data)
 	s.stored(st, partition, p.lay)
 	if r == nil || p.lay != lay {
 		// The table was migrated since the check: the next Progress
@@ -211,7 +212,7 @@ func (s *Sink) send(ctx context.Context, table string, names []string, data []an
 	cols := batch.Columns()
 	for i, col := range data {
 		if i < len(cols) {
-			reserve(cols[i], col)
+			reserve(cols[i], col, columnKey{table, names[i]})
 			if appendArrays(cols[i], col) {
 				continue
 			}
@@ -220,7 +221,11 @@ func (s *Sink) send(ctx context.Context, table string, names []string, data []an
 			return &conversionError{column: names[i], err: err}
 		}
 	}
-	return batch.Send()
+	if err := batch.Send(); err != nil {
+		return err
+	}
+	recycleDriverColumns(table, names, cols)
+	return nil
 }
 
 // appendColumn appends a column's values to the batch. The driver appends
@@ -314,7 +319,7 @@ func slotColumns(sl slot, partition int32, storedAt time.Time, rows []sinks.Row)
 	n := len(rows)
 	switch sl.src {
 	case srcEventID:
-		ids := make([]string, n)
+		ids := newColumn[string](n)
 		for i, r := range rows {
 			if r.Event.ID == "" {
 				return nil, &invalidRowError{r.Offset, r.Event.ID, "no event_id"}
@@ -323,25 +328,25 @@ func slotColumns(sl slot, partition int32, storedAt time.Time, rows []sinks.Row)
 		}
 		return []any{ids}, nil
 	case srcReceivedAt:
-		times := make([]time.Time, n)
+		times := newColumn[time.Time](n)
 		for i, r := range rows {
 			times[i] = r.Event.ReceivedAt
 		}
 		return timeColumns(sl, times, rows)
 	case srcKafkaPartition:
-		parts := make([]int32, n)
+		parts := newColumn[int32](n)
 		for i := range parts {
 			parts[i] = partition
 		}
 		return []any{parts}, nil
 	case srcKafkaOffset:
-		offsets := make([]int64, n)
+		offsets := newColumn[int64](n)
 		for i, r := range rows {
 			offsets[i] = r.Offset
 		}
 		return []any{offsets}, nil
 	case srcStoredAt:
-		at := make([]time.Time, n)
+		at := newColumn[time.Time](n)
 		for i := range at {
 			at[i] = storedAt
 		}
@@ -390,12 +395,13 @@ func fieldColumns(sl slot, rows []sinks.Row) ([]any, error) {
 		if sl.form == formBool {
 			return []any{bools}, nil
 		}
-		ints := make([]uint8, len(bools))
+		ints := newColumn[uint8](len(bools))
 		for i, b := range bools {
 			if b {
 				ints[i] = 1
 			}
 		}
+		recycleColumn(bools)
 		return []any{ints}, nil
 	}
 	return []any{fieldValues(rows, i, schemas.Record.Str, "")}, nil
@@ -405,7 +411,7 @@ func fieldColumns(sl slot, rows []sinks.Row) ([]any, error) {
 // where the event lacks it: the column type's default, which is also what
 // ALTER TABLE ADD COLUMN gives existing rows.
 func fieldValues[T any](rows []sinks.Row, i int, get func(schemas.Record, int) (T, bool), def T) []T {
-	out := make([]T, len(rows))
+	out := newColumn[T](len(rows))
 	for j, r := range rows {
 		v, ok := get(r.Record, i)
 		if !ok {
@@ -433,10 +439,11 @@ func timeColumns(sl slot, times []time.Time, rows []sinks.Row) ([]any, error) {
 	if sl.form == formTime64 {
 		return []any{times}, nil
 	}
-	secs, ms := make([]time.Time, len(times)), make([]uint16, len(times))
+	secs, ms := newColumn[time.Time](len(times)), newColumn[uint16](len(times))
 	for i, t := range times {
 		secs[i], ms[i] = splitTime(t)
 	}
+	recycleColumn(times)
 	return []any{secs, ms}, nil
 }
 
@@ -444,7 +451,7 @@ func timeColumns(sl slot, times []time.Time, rows []sinks.Row) ([]any, error) {
 // the names and values columns of a Nested one. Each row's names and
 // values are cut from the Records' arrays, where they are sorted already.
 func mapColumns[V any](sl slot, rows []sinks.Row, get func(schemas.Record, int) ([]string, []V)) ([]any, error) {
-	keys, vals := make([][]string, len(rows)), make([][]V, len(rows))
+	keys, vals := newColumn[[]string](len(rows)), newColumn[[]V](len(rows))
 	for j, r := range rows {
 		keys[j], vals[j] = get(r.Record, sl.index)
 	}
@@ -458,6 +465,8 @@ func mapColumns[V any](sl slot, rows []sinks.Row, get func(schemas.Record, int) 
 			ms[j][name] = vals[j][k]
 		}
 	}
+	recycleColumn(keys)
+	recycleColumn(vals)
 	return []any{ms}, nil
 }
 

@@ -48,20 +48,22 @@ func (f field[S, F]) in(s *S) *F {
 	return (*F)(unsafe.Add(unsafe.Pointer(s), f.offset))
 }
 
-// reserve makes room in c, the batch's column, for the values of col (as
-// slotColumns builds them) before appendColumn appends them. Columns of
-// other types (LowCardinality, Map, the numbers appended in one go) are
-// left as they are.
-func reserve(c chcol.Interface, col any) {
+// reserve makes room in c, the batch's column named by key, for the values
+// of col (as slotColumns builds them) before appendColumn appends them. A
+// String column's room is the buffers of the same column of an INSERT sent
+// before, when there are some (recycleDriverColumns). Columns of other
+// types (LowCardinality, Map, the numbers appended in one go) are left as
+// they are.
+func reserve(c chcol.Interface, col any, key columnKey) {
 	switch rows := col.(type) {
 	case []string:
-		reserveStrings(c, len(rows), totalLen(rows))
+		reserveStrings(c, len(rows), totalLen(rows), key)
 	case [][]string:
 		n, size := 0, 0
 		for _, r := range rows {
 			n, size = n+len(r), size+totalLen(r)
 		}
-		reserveStrings(elements(c), n, size)
+		reserveStrings(elements(c), n, size, key)
 	case [][]float64:
 		n := 0
 		for _, r := range rows {
@@ -82,12 +84,19 @@ func elements(c chcol.Interface) chcol.Interface {
 
 // reserveStrings makes room in a String column for n more strings of size
 // bytes in all.
-func reserveStrings(c chcol.Interface, n, size int) {
+func reserveStrings(c chcol.Interface, n, size int, key columnKey) {
 	s, ok := c.(*chcol.String)
 	if !ok {
 		return
 	}
 	if col := stringCol.in(s); col != nil {
+		if cap(col.Buf) == 0 {
+			// A new batch's column: take the buffers of one sent
+			// before.
+			b := buffersOf(key)
+			col.Buf, col.Pos = b.bytes.Get(size), b.positions.Get(n)
+			return
+		}
 		col.Buf = slices.Grow(col.Buf, size)
 		col.Pos = slices.Grow(col.Pos, n)
 	}

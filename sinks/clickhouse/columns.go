@@ -1,0 +1,149 @@
+package clickhouse
+
+import (
+	"sync"
+	"time"
+
+	"github.com/ClickHouse/ch-go/proto"
+	chcol "github.com/ClickHouse/clickhouse-go/v2/lib/column"
+
+	"github.com/sluicehq/sluice/internal/slicepool"
+)
+
+// The columns of an INSERT live as long as the INSERT: the slices
+// buildColumns makes from the rows (a string header, a time or a number a
+// row each), and the buffers the driver copies the strings into (their
+// bytes, and 16 bytes a string for where each is). Allocated anew for
+// each INSERT, they were two fifths of the bytes the work role allocated
+// at saturation, and every byte allocated brings the next garbage
+// collection nearer. So an INSERT that was sent gives them back, and the
+// next takes them: newColumn, recycleColumns, recycleDriverColumns.
+//
+// The pools of our columns are by element type: their slices all have a
+// batch's length. The driver's buffers are kept by table and column
+// (driverBuffers), as their sizes differ from column to column (an
+// event_id, a Nested map's names, four or five a row) by more than the
+// four times a pool tolerates (slicepool.Pool.Get). Memory stays bounded
+// by the INSERTs in flight, as for the workers' batches.
+var (
+	stringCols  slicepool.Pool[string]
+	timeCols    slicepool.Pool[time.Time]
+	float64Cols slicepool.Pool[float64]
+	int64Cols   slicepool.Pool[int64]
+	int32Cols   slicepool.Pool[int32]
+	uint16Cols  slicepool.Pool[uint16]
+	uint8Cols   slicepool.Pool[uint8]
+	boolCols    slicepool.Pool[bool]
+	stringRows  slicepool.Pool[[]string]
+	float64Rows slicepool.Pool[[]float64]
+
+	// driverBuffers holds a *stringBuffers for each columnKey.
+	driverBuffers sync.Map
+)
+
+// columnKey names a column of a table.
+type columnKey struct{ table, column string }
+
+// stringBuffers are the buffers of a driver's String column: its bytes
+// and where each string is in them.
+type stringBuffers struct {
+	bytes     slicepool.Pool[byte]
+	positions slicepool.Pool[proto.Position]
+}
+
+// buffersOf returns the pools of column k's driver buffers.
+func buffersOf(k columnKey) *stringBuffers {
+	if b, ok := driverBuffers.Load(k); ok {
+		return b.(*stringBuffers)
+	}
+	b, _ := driverBuffers.LoadOrStore(k, new(stringBuffers))
+	return b.(*stringBuffers)
+}
+
+// newColumn returns a column of n zero values, recycled from an INSERT
+// sent before when its type has a pool.
+func newColumn[T any](n int) []T {
+	var s any
+	switch any(*new(T)).(type) {
+	case string:
+		s = stringCols.Get(n)
+	case time.Time:
+		s = timeCols.Get(n)
+	case float64:
+		s = float64Cols.Get(n)
+	case int64:
+		s = int64Cols.Get(n)
+	case int32:
+		s = int32Cols.Get(n)
+	case uint16:
+		s = uint16Cols.Get(n)
+	case uint8:
+		s = uint8Cols.Get(n)
+	case bool:
+		s = boolCols.Get(n)
+	case []string:
+		s = stringRows.Get(n)
+	case []float64:
+		s = float64Rows.Get(n)
+	default:
+		return make([]T, n)
+	}
+	return s.([]T)[:n]
+}
+
+// recycleColumns gives the columns of an INSERT back to their pools, once
+// it was sent: the driver has copied them, and nothing reads them again.
+func recycleColumns(data []any) {
+	for _, c := range data {
+		recycleColumn(c)
+	}
+}
+
+// recycleColumn gives one column back to its pool; one of a type without
+// a pool is left to the collector.
+func recycleColumn(c any) {
+	switch c := c.(type) {
+	case []string:
+		stringCols.Put(c)
+	case []time.Time:
+		timeCols.Put(c)
+	case []float64:
+		float64Cols.Put(c)
+	case []int64:
+		int64Cols.Put(c)
+	case []int32:
+		int32Cols.Put(c)
+	case []uint16:
+		uint16Cols.Put(c)
+	case []uint8:
+		uint8Cols.Put(c)
+	case []bool:
+		boolCols.Put(c)
+	case [][]string:
+		stringRows.Put(c)
+	case [][]float64:
+		float64Rows.Put(c)
+	}
+}
+
+// recycleDriverColumns takes the buffers of the driver's String columns,
+// and of the strings of its Array(String) columns, from a batch into
+// table that was sent, for reserveStrings to give the next batch. names
+// are the columns' names. The batch must not be used again.
+func recycleDriverColumns(table string, names []string, cols []chcol.Interface) {
+	for i, c := range cols {
+		if e := elements(c); e != nil {
+			c = e
+		}
+		s, ok := c.(*chcol.String)
+		if !ok || i >= len(names) {
+			continue
+		}
+		if col := stringCol.in(s); col != nil {
+			b := buffersOf(columnKey{table, names[i]})
+			b.bytes.Put(col.Buf)
+			b.positions.Put(col.Pos)
+			col.Buf, col.Pos = nil, nil
+		}
+	}
+}
