@@ -42,6 +42,18 @@ func TestWriteRecyclesColumns(t *testing.T) {
 	} else {
 		ids.bytes.Put(buf)
 	}
+	offsets := buffersOf(columnKey{s.table(st), ColKafkaOffset})
+	if col := offsets.int64s.Get(len(first) / 2); cap(col) != len(first) {
+		t.Errorf("the kafka_offset column's buffer did not go back to its pool: got room for %d, want %d", cap(col), len(first))
+	} else {
+		offsets.int64s.Put(col)
+	}
+	received := buffersOf(columnKey{s.table(st), ColReceivedAt})
+	if col := received.dateTimes.Get(len(first) / 2); cap(col) != len(first) {
+		t.Errorf("the received_at column's buffer did not go back to its pool: got room for %d, want %d", cap(col), len(first))
+	} else {
+		received.dateTimes.Put(col)
+	}
 	if col := stringCols.Get(len(first) / 2); cap(col) != len(first) {
 		t.Errorf("no column of %d strings went back to the pool: got room for %d", len(first), cap(col))
 	} else {

@@ -3,10 +3,13 @@ package clickhouse
 import (
 	"reflect"
 	"slices"
+	"time"
 	"unsafe"
 
 	"github.com/ClickHouse/ch-go/proto"
 	chcol "github.com/ClickHouse/clickhouse-go/v2/lib/column"
+
+	"github.com/sluicehq/sluice/internal/slicepool"
 )
 
 // The driver gathers a column's values in a buffer that starts empty for
@@ -21,8 +24,12 @@ import (
 // the field turns reserve into a no-op, never into a wrong write, and fails
 // TestReserve so that the loss is seen.
 var (
-	stringCol  = fieldAt[chcol.String, proto.ColStr]("col")
-	float64Col = fieldAt[chcol.Float64, proto.ColFloat64]("col")
+	stringCol   = fieldAt[chcol.String, proto.ColStr]("col")
+	float64Col  = fieldAt[chcol.Float64, proto.ColFloat64]("col")
+	int64Col    = fieldAt[chcol.Int64, proto.ColInt64]("col")
+	int32Col    = fieldAt[chcol.Int32, proto.ColInt32]("col")
+	uint16Col   = fieldAt[chcol.UInt16, proto.ColUInt16]("col")
+	dateTimeCol = fieldAt[chcol.DateTime, proto.ColDateTime]("col")
 )
 
 // field is where a struct of type S holds a field of type F, if it does.
@@ -49,27 +56,53 @@ func (f field[S, F]) in(s *S) *F {
 }
 
 // reserve makes room in c, the batch's column named by key, for the values
-// of col (as slotColumns builds them) before appendColumn appends them. A
-// String column's room is the buffers of the same column of an INSERT sent
-// before, when there are some (recycleDriverColumns). Columns of other
-// types (LowCardinality, Map, the numbers appended in one go) are left as
-// they are.
+// of col (as slotColumns builds them) before appendColumn appends them: the
+// buffers of the same column of an INSERT sent before, when there are some
+// (recycleDriverColumns), or new ones of the size needed. Columns of other
+// types (LowCardinality, Map, DateTime64) are left as they are.
 func reserve(c chcol.Interface, col any, key columnKey) {
+	b := buffersOf(key)
 	switch rows := col.(type) {
 	case []string:
-		reserveStrings(c, len(rows), totalLen(rows), key)
+		reserveStrings(c, len(rows), totalLen(rows), b)
 	case [][]string:
 		n, size := 0, 0
 		for _, r := range rows {
 			n, size = n+len(r), size+totalLen(r)
 		}
-		reserveStrings(elements(c), n, size, key)
+		reserveOffsets(c, len(rows), b)
+		reserveStrings(elements(c), n, size, b)
 	case [][]float64:
 		n := 0
 		for _, r := range rows {
 			n += len(r)
 		}
-		reserveFloat64s(elements(c), n)
+		reserveOffsets(c, len(rows), b)
+		if f, ok := elements(c).(*chcol.Float64); ok {
+			take(float64Col.in(f), n, &b.float64s)
+		}
+	case []float64:
+		if f, ok := c.(*chcol.Float64); ok {
+			take(float64Col.in(f), len(rows), &b.float64s)
+		}
+	case []int64:
+		if i, ok := c.(*chcol.Int64); ok {
+			take(int64Col.in(i), len(rows), &b.int64s)
+		}
+	case []int32:
+		if i, ok := c.(*chcol.Int32); ok {
+			take(int32Col.in(i), len(rows), &b.int32s)
+		}
+	case []uint16:
+		if i, ok := c.(*chcol.UInt16); ok {
+			take(uint16Col.in(i), len(rows), &b.uint16s)
+		}
+	case []time.Time:
+		if d, ok := c.(*chcol.DateTime); ok {
+			if col := dateTimeCol.in(d); col != nil {
+				take(&col.Data, len(rows), &b.dateTimes)
+			}
+		}
 	}
 }
 
@@ -84,33 +117,39 @@ func elements(c chcol.Interface) chcol.Interface {
 
 // reserveStrings makes room in a String column for n more strings of size
 // bytes in all.
-func reserveStrings(c chcol.Interface, n, size int, key columnKey) {
+func reserveStrings(c chcol.Interface, n, size int, b *columnBuffers) {
 	s, ok := c.(*chcol.String)
 	if !ok {
 		return
 	}
 	if col := stringCol.in(s); col != nil {
-		if cap(col.Buf) == 0 {
-			// A new batch's column: take the buffers of one sent
-			// before.
-			b := buffersOf(key)
-			col.Buf, col.Pos = b.bytes.Get(size), b.positions.Get(n)
-			return
-		}
-		col.Buf = slices.Grow(col.Buf, size)
-		col.Pos = slices.Grow(col.Pos, n)
+		take(&col.Buf, size, &b.bytes)
+		take(&col.Pos, n, &b.positions)
 	}
 }
 
-// reserveFloat64s makes room in a Float64 column for n more values.
-func reserveFloat64s(c chcol.Interface, n int) {
-	f, ok := c.(*chcol.Float64)
-	if !ok {
+// reserveOffsets makes room in an Array column for the end offsets of n
+// more rows.
+func reserveOffsets(c chcol.Interface, n int, b *columnBuffers) {
+	if a, ok := c.(*chcol.Array); ok {
+		if offsets := arrayOffsets.in(a); offsets != nil {
+			take(offsets, n, &b.offsets)
+		}
+	}
+}
+
+// take makes room in *s for n more values: a slice from pool when *s has
+// none yet (a new batch's column), else *s grown. A nil s (the driver's
+// column without the field) is left alone.
+func take[C ~[]E, E any](s *C, n int, pool *slicepool.Pool[E]) {
+	if s == nil {
 		return
 	}
-	if col := float64Col.in(f); col != nil {
-		*col = slices.Grow(*col, n)
+	if cap(*s) == 0 {
+		*s = pool.Get(n)
+		return
 	}
+	*s = slices.Grow(*s, n)
 }
 
 func totalLen(ss []string) int {
