@@ -77,7 +77,12 @@ func (r *partitionReader) SkipTo(offset int64) error {
 
 // FetchMessage returns the partition's next message, waiting for one to be
 // produced when there is none yet.
+//
+// A connection kafka-go finds out of step (io.ErrNoProgress: the answer it
+// read is not to the request it sent) is replaced at once, and the fetch
+// asked again at the same offset, once a call: see outOfStep.
 func (r *partitionReader) FetchMessage(ctx context.Context) (kafka.Message, error) {
+	retried := false
 	for {
 		if r.batch != nil {
 			m, err := r.batch.ReadMessage()
@@ -86,7 +91,10 @@ func (r *partitionReader) FetchMessage(ctx context.Context) (kafka.Message, erro
 				return m, nil
 			}
 			if err := r.endBatch(err); err != nil {
-				return kafka.Message{}, err
+				if !outOfStep(err) || retried {
+					return kafka.Message{}, err
+				}
+				retried = true
 			}
 			continue
 		}
@@ -149,6 +157,18 @@ func (r *partitionReader) fetch(ctx context.Context) error {
 	r.batch = r.conn.ReadBatchWith(kafka.ReadBatchConfig{MinBytes: r.minBytes, MaxBytes: r.maxBytes, MaxWait: r.maxWait})
 	return nil
 }
+
+// outOfStep reports whether err is kafka-go finding a fetch's connection
+// out of step: the answer it read carries the id of another request, so
+// bytes of an earlier answer were left unread (segmentio/kafka-go#1188:
+// a batch taken as empty leaves its bytes on the wire). kafka-go closes
+// the connection. Nothing was read from the batch, so the offset to read
+// from is still right, and a new connection reads on from it; kafka-go's
+// own Reader does the same, without reporting an error.
+//
+// Reported as a failure, it paused the lane for 100 ms and logged an
+// error, some ten times in a minute at saturation.
+func outOfStep(err error) bool { return errors.Is(err, io.ErrNoProgress) }
 
 // endBatch closes the batch that ReadMessage ended with err. The end of the
 // batch is no error; any other closes the connection. An offset Kafka no

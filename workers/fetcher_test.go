@@ -2,8 +2,11 @@ package workers
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -121,4 +124,86 @@ func TestPartitionReader(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect(r, 24, 26)
+}
+
+// A connection that kafka-go finds out of step (an answer with another
+// request's id ahead of the one it waits for: bytes an earlier answer left
+// on the wire) is replaced, and the fetch asked again at the same offset,
+// without the caller seeing an error.
+func TestPartitionReaderReplacesAConnectionOutOfStep(t *testing.T) {
+	k := testkit.StartKafka(t)
+	topic := testkit.StreamTopic(testStream)
+	w := &kafka.Writer{Addr: kafka.TCP(k.Brokers...), Topic: topic, BatchTimeout: time.Millisecond,
+		Balancer: kafka.BalancerFunc(func(kafka.Message, ...int) int { return 1 })}
+	defer w.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	produce := func(from, to int) {
+		t.Helper()
+		for i := from; i < to; i++ {
+			if err := w.WriteMessages(ctx, kafka.Message{Value: fmt.Appendf(nil, "m%d", i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var dials atomic.Int32
+	stale := &staleAnswer{}
+	d := &kafka.Dialer{Timeout: 5 * time.Second, DialFunc: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		dials.Add(1)
+		return &staleConn{Conn: conn, stale: stale}, nil
+	}}
+	r := &partitionReader{dialer: d, brokers: k.Brokers, topic: topic, partition: 1,
+		minBytes: 1, maxBytes: 1 << 20, maxWait: 50 * time.Millisecond}
+	t.Cleanup(func() { _ = r.Close() })
+	produce(0, 3)
+	for i := range 3 {
+		if m, err := r.FetchMessage(ctx); err != nil || m.Offset != int64(i) {
+			t.Fatalf("message %d: offset %d, %v", i, m.Offset, err)
+		}
+	}
+	before := dials.Load()
+	stale.arm()
+	produce(3, 5)
+	for i := 3; i < 5; i++ {
+		m, err := r.FetchMessage(ctx)
+		if err != nil {
+			t.Fatalf("message %d after an answer out of step: %v", i, err)
+		}
+		if m.Offset != int64(i) || string(m.Value) != fmt.Sprintf("m%d", i) {
+			t.Fatalf("message %d: got offset %d value %q", i, m.Offset, m.Value)
+		}
+	}
+	if stale.armed.Load() {
+		t.Fatal("the stale answer was never read: the test did not put the connection out of step")
+	}
+	if dials.Load() == before {
+		t.Error("the reader read on without a new connection")
+	}
+}
+
+// staleAnswer is an answer left on the wire: once armed, the next read of
+// any staleConn returns it, ahead of what the broker sent.
+type staleAnswer struct{ armed atomic.Bool }
+
+func (s *staleAnswer) arm() { s.armed.Store(true) }
+
+// staleConn is a connection that returns a staleAnswer when one is armed.
+type staleConn struct {
+	net.Conn
+	stale *staleAnswer
+}
+
+func (c *staleConn) Read(p []byte) (int, error) {
+	if len(p) >= 8 && c.stale.armed.CompareAndSwap(true, false) {
+		// An answer of four bytes: its size, and a correlation id no
+		// request of this connection has.
+		binary.BigEndian.PutUint32(p[0:4], 4)
+		binary.BigEndian.PutUint32(p[4:8], 0x7fffffff)
+		return 8, nil
+	}
+	return c.Conn.Read(p)
 }
