@@ -22,21 +22,9 @@ import (
 func TestPartitionReader(t *testing.T) {
 	k := testkit.StartKafka(t)
 	topic := testkit.StreamTopic(testStream)
-	w := &kafka.Writer{Addr: kafka.TCP(k.Brokers...), Topic: topic, BatchTimeout: time.Millisecond,
-		Balancer: kafka.BalancerFunc(func(kafka.Message, ...int) int { return 2 })}
-	defer w.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	produce := func(from, to int) {
-		t.Helper()
-		var msgs []kafka.Message
-		for i := from; i < to; i++ {
-			msgs = append(msgs, kafka.Message{Value: fmt.Appendf(nil, "m%d", i)})
-		}
-		if err := w.WriteMessages(ctx, msgs...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	produce := producer(ctx, t, k, 2)
 	produce(0, 10)
 	produce(10, 20)
 
@@ -126,6 +114,24 @@ func TestPartitionReader(t *testing.T) {
 	expect(r, 24, 26)
 }
 
+// producer returns a function that writes the messages "m<from>" to
+// "m<to-1>" to partition of the test stream's topic, in one request.
+func producer(ctx context.Context, t *testing.T, k *testkit.Kafka, partition int) func(from, to int) {
+	w := &kafka.Writer{Addr: kafka.TCP(k.Brokers...), Topic: testkit.StreamTopic(testStream), BatchTimeout: time.Millisecond,
+		Balancer: kafka.BalancerFunc(func(kafka.Message, ...int) int { return partition })}
+	t.Cleanup(func() { _ = w.Close() })
+	return func(from, to int) {
+		t.Helper()
+		var msgs []kafka.Message
+		for i := from; i < to; i++ {
+			msgs = append(msgs, kafka.Message{Value: fmt.Appendf(nil, "m%d", i)})
+		}
+		if err := w.WriteMessages(ctx, msgs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // A connection that kafka-go finds out of step (an answer with another
 // request's id ahead of the one it waits for: bytes an earlier answer left
 // on the wire) is replaced, and the fetch asked again at the same offset,
@@ -133,19 +139,9 @@ func TestPartitionReader(t *testing.T) {
 func TestPartitionReaderReplacesAConnectionOutOfStep(t *testing.T) {
 	k := testkit.StartKafka(t)
 	topic := testkit.StreamTopic(testStream)
-	w := &kafka.Writer{Addr: kafka.TCP(k.Brokers...), Topic: topic, BatchTimeout: time.Millisecond,
-		Balancer: kafka.BalancerFunc(func(kafka.Message, ...int) int { return 1 })}
-	defer w.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	produce := func(from, to int) {
-		t.Helper()
-		for i := from; i < to; i++ {
-			if err := w.WriteMessages(ctx, kafka.Message{Value: fmt.Appendf(nil, "m%d", i)}); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	produce := producer(ctx, t, k, 1)
 	var dials atomic.Int32
 	stale := &staleAnswer{}
 	d := &kafka.Dialer{Timeout: 5 * time.Second, DialFunc: func(ctx context.Context, network, addr string) (net.Conn, error) {
