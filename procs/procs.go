@@ -20,8 +20,9 @@ import (
 	"math"
 	"os"
 	"runtime"
-	"syscall"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/procstat"
 )
 
 // Defaults for Options.
@@ -117,7 +118,7 @@ func (o *Options) setDefaults() {
 		o.Logger = slog.Default()
 	}
 	if o.cpuTime == nil {
-		o.cpuTime = processCPUTime
+		o.cpuTime = procstat.SelfCPUTime
 	}
 	if o.setProcs == nil {
 		o.setProcs = func(n int) { runtime.GOMAXPROCS(n) }
@@ -153,13 +154,4 @@ func (g *governor) observe(used float64) (int, bool) {
 		g.low, g.lowTo = 0, 0
 		return g.p, false
 	}
-}
-
-// processCPUTime is the user and system CPU time of the whole process.
-func processCPUTime() (time.Duration, error) {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0, err
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
 }

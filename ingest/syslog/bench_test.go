@@ -8,11 +8,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/internal/procstat"
 )
 
 // BenchmarkTCP streams octet-counted RFC 5424 lines over
@@ -56,7 +57,7 @@ func BenchmarkTCP(b *testing.B) {
 	var wg sync.WaitGroup
 	b.ResetTimer()
 	start := time.Now()
-	cpu0 := cpuTime()
+	cpu0, _ := procstat.SelfCPUTime()
 	for c := range conns {
 		conn, err := net.Dial("tcp", r.c.TCPAddr().String())
 		if err != nil {
@@ -90,7 +91,8 @@ func BenchmarkTCP(b *testing.B) {
 	// CPU per line (whole process: collector, gate, kafka-go, the embedded
 	// broker and the senders) does not depend on what else the machine
 	// runs, unlike lines/s: 2 cores / this = the CPU-bound ceiling.
-	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(total), "cpu-µs/line")
+	cpu1, _ := procstat.SelfCPUTime()
+	b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(total), "cpu-µs/line")
 	if commits := histogramCount(b, r.reg, "sluice_ingest_produce_duration_seconds"); commits > 0 {
 		b.ReportMetric(float64(total)/commits, "lines/commit")
 		b.ReportMetric(histogramSum(b, r.reg, "sluice_ingest_produce_duration_seconds")/commits*1000, "ms/commit")
@@ -150,15 +152,6 @@ func histogramSum(t testing.TB, reg prometheus.Gatherer, name string) float64 {
 		}
 	}
 	return n
-}
-
-// cpuTime is the process's user and system CPU time so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkToEvent is the mapping alone, per format.

@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/procstat"
 	"github.com/sluicehq/sluice/schemas"
 	"github.com/sluicehq/sluice/sinks"
 )
@@ -74,7 +74,9 @@ func BenchmarkInsert(b *testing.B) {
 			ctx := context.Background()
 			next := make([]int64, partitions)
 			var rows, i int64
-			start, cpu := time.Now(), cpuTime()
+			start := time.Now()
+			// The client's CPU, which the server's does not blur.
+			cpu, _ := procstat.SelfCPUTime()
 			for b.Loop() {
 				p := int32(i % partitions)
 				for j := range batch {
@@ -88,19 +90,10 @@ func BenchmarkInsert(b *testing.B) {
 				i++
 			}
 			b.ReportMetric(float64(rows)/time.Since(start).Seconds(), "rows/s")
-			b.ReportMetric(float64(cpuTime()-cpu)/float64(rows), "cpu-ns/row")
+			cpuEnd, _ := procstat.SelfCPUTime()
+			b.ReportMetric(float64(cpuEnd-cpu)/float64(rows), "cpu-ns/row")
 		})
 	}
-}
-
-// cpuTime is the CPU time the process has used, user and system, in ns:
-// the client's share of an INSERT, which the server's does not blur.
-func cpuTime() int64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return ru.Utime.Nano() + ru.Stime.Nano()
 }
 
 // BenchmarkDiskSize writes one million demo-like events in batches of
