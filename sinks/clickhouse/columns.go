@@ -136,14 +136,15 @@ func recycleColumn(c any) {
 }
 
 // recycleDriverColumns takes the buffers of the driver's columns from a
-// batch into table that was sent, for reserve to give the next batch.
-// names are the columns' names. The batch must not be used again.
-func recycleDriverColumns(table string, names []string, cols []chcol.Interface) {
+// batch that was sent, for reserve to give the next batch: cols[i]'s go
+// to bufs[i] (none where bufs[i] is nil). The batch must not be used
+// again.
+func recycleDriverColumns(cols []chcol.Interface, bufs []*columnBuffers) {
 	for i, c := range cols {
-		if i >= len(names) {
-			break
+		b := bufs[i]
+		if b == nil {
+			continue
 		}
-		b := buffersOf(columnKey{table, names[i]})
 		if a, ok := c.(*chcol.Array); ok {
 			if offsets := arrayOffsets.in(a); offsets != nil {
 				give(offsets, &b.offsets)

@@ -210,9 +210,13 @@ func (s *Sink) send(ctx context.Context, table string, names []string, data []an
 		}
 	}()
 	cols := batch.Columns()
+	// Each column's buffers, for reserve to take and, once sent,
+	// recycleDriverColumns to give back.
+	bufs := make([]*columnBuffers, len(cols))
 	for i, col := range data {
 		if i < len(cols) {
-			reserve(cols[i], col, columnKey{table, names[i]})
+			bufs[i] = buffersOf(columnKey{table, names[i]})
+			reserve(cols[i], col, bufs[i])
 			if appendArrays(cols[i], col) {
 				continue
 			}
@@ -224,7 +228,7 @@ func (s *Sink) send(ctx context.Context, table string, names []string, data []an
 	if err := batch.Send(); err != nil {
 		return err
 	}
-	recycleDriverColumns(table, names, cols)
+	recycleDriverColumns(cols, bufs)
 	return nil
 }
 

@@ -55,13 +55,12 @@ func (f field[S, F]) in(s *S) *F {
 	return (*F)(unsafe.Add(unsafe.Pointer(s), f.offset))
 }
 
-// reserve makes room in c, the batch's column named by key, for the values
-// of col (as slotColumns builds them) before appendColumn appends them: the
-// buffers of the same column of an INSERT sent before, when there are some
+// reserve makes room in c, the batch's column, for the values of col (as
+// slotColumns builds them) before appendColumn appends them: buffers from
+// b, the column's own, that an INSERT sent before gave back
 // (recycleDriverColumns), or new ones of the size needed. Columns of other
 // types (LowCardinality, Map, DateTime64) are left as they are.
-func reserve(c chcol.Interface, col any, key columnKey) {
-	b := buffersOf(key)
+func reserve(c chcol.Interface, col any, b *columnBuffers) {
 	switch rows := col.(type) {
 	case []string:
 		reserveStrings(c, len(rows), totalLen(rows), b)

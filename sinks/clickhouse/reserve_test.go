@@ -46,7 +46,7 @@ func TestReserve(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		reserve(col, c.data, columnKey{})
+		reserve(col, c.data, new(columnBuffers))
 		before := bufferOf(t, col)
 		if err := appendColumn(batchColumn{col}, c.data); err != nil {
 			t.Fatalf("%s: %v", c.typ, err)
