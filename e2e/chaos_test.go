@@ -265,9 +265,7 @@ func TestPoisonEventsGoToDLQ(t *testing.T) {
 	s.startIngest()
 	s.startWorker()
 	ctx := context.Background()
-	if err := db.conn.Exec(ctx, "ALTER TABLE "+db.Name+".iot_telemetry ADD COLUMN guard UInt8 MATERIALIZED throwIf(device_id = 'poison-device')"); err != nil {
-		t.Fatal(err)
-	}
+	db.alter(t, "ALTER TABLE "+db.Name+".iot_telemetry ADD COLUMN guard UInt8 MATERIALIZED throwIf(device_id = 'poison-device')")
 
 	if code, body := postEvents(t, s.ingestURL, "iot_telemetry", telemetry("dev-1", seqIDs("before", 100)...)); code != http.StatusAccepted {
 		t.Fatalf("post: %d %v", code, body)

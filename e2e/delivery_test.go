@@ -91,10 +91,7 @@ func TestKillDuringPoisonBisect(t *testing.T) {
 	s.startIngest()
 	poison := func(id string) bool { return strings.HasSuffix(id, "37") }
 	first := s.startWorker() // creates the tables
-	if err := db.conn.Exec(context.Background(), "ALTER TABLE "+db.Name+
-		".iot_telemetry ADD COLUMN guard UInt8 MATERIALIZED throwIf(event_id LIKE '%37')"); err != nil {
-		t.Fatal(err)
-	}
+	db.alter(t, "ALTER TABLE "+db.Name+".iot_telemetry ADD COLUMN guard UInt8 MATERIALIZED throwIf(event_id LIKE '%37')")
 	// A backlog first, so that the worker's first batches are large.
 	first.signal(syscall.SIGTERM)
 	if err := first.wait(t, 60*time.Second); err != nil {

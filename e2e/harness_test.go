@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -82,6 +83,34 @@ func newTestDBAt(t *testing.T, addr string) *testDB {
 
 func (db *testDB) options() clickhouse.Options {
 	return clickhouse.Options{Addr: db.Addr, Database: db.Name, Username: "default"}
+}
+
+// alter runs an ALTER TABLE statement of a test. A pooled connection may
+// have been dropped (a ClickHouse restarted, or one that closed it): such
+// an error is retried on a fresh one. If the first attempt took effect
+// before the connection dropped, the retry is refused as already done
+// (code 15, the column exists; code 10 or 16, it does not), which counts
+// as success.
+func (db *testDB) alter(t *testing.T, q string) {
+	t.Helper()
+	var err error
+	for attempt := range 5 {
+		err = db.conn.Exec(context.Background(), q)
+		if err == nil {
+			return
+		}
+		var ex *ch.Exception
+		if errors.As(err, &ex) {
+			if attempt > 0 && (ex.Code == 15 || ex.Code == 10 || ex.Code == 16) {
+				t.Logf("%s: %v, after a dropped connection: the first attempt took effect", q, err)
+				return
+			}
+			break // the server answered: retrying would not change its mind
+		}
+		t.Logf("%s: %v; retrying on another connection", q, err)
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Fatalf("%s: %v", q, err)
 }
 
 // counts returns count() and uniqExact(event_id) of a table.

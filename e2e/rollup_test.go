@@ -121,9 +121,7 @@ func refuseRollups(t *testing.T, db *testDB, refuse bool) {
 		if refuse {
 			q = fmt.Sprintf("ALTER TABLE %s.%s ADD COLUMN refuse UInt8 MATERIALIZED throwIf(count >= 0)", db.Name, table)
 		}
-		if err := db.conn.Exec(context.Background(), q); err != nil {
-			t.Fatal(err)
-		}
+		db.alter(t, q)
 	}
 }
 
