@@ -116,6 +116,7 @@ func newDedupeWindow(span time.Duration, limit int) *dedupeWindow {
 	return &dedupeWindow{
 		span: span.Milliseconds(), max: int64(limit),
 		queue: newIDQueue(limit + 1),
+		first: idTable{maxSlots: slotsFor(limit)},
 		moved: make(chan struct{}),
 	}
 }

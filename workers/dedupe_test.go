@@ -162,6 +162,9 @@ func TestDedupeWindowStaysBounded(t *testing.T) {
 	if size := len(w.queue.ring); size != 501 {
 		t.Fatalf("queue ring has %d slots, want 501: it grew past the window's size", size)
 	}
+	if size := len(w.first.slots); size != slotsFor(500) {
+		t.Fatalf("id table has %d slots, want %d: it grew past the window's size", size, slotsFor(500))
+	}
 	if n := w.takeEvicted(); n != 19_500 {
 		t.Errorf("evicted early: %d, want 19500", n)
 	}

@@ -2,6 +2,7 @@ package workers
 
 import (
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/sluicehq/sluice/eventkey"
@@ -45,5 +46,30 @@ func TestIDTableMatchesMap(t *testing.T) {
 	}
 	if 3*tab.n > 2*len(tab.slots) {
 		t.Errorf("%d ids in %d slots: more than two thirds full", tab.n, len(tab.slots))
+	}
+}
+
+// A table grows four times at a step up to the size it has full, and no
+// further while it holds no more than it is meant to.
+func TestIDTableGrowsFourfoldUpToItsFullSize(t *testing.T) {
+	const ids = 5000
+	tab := idTable{maxSlots: slotsFor(ids)}
+	if tab.maxSlots != 8192 {
+		t.Fatalf("slotsFor(%d) = %d, want 8192 (at most two thirds full with %d ids)", ids, tab.maxSlots, ids+2)
+	}
+	var sizes []int
+	for i := range ids + 1 { // a window adds one before it drops its oldest
+		tab.set(eventkey.Key{uint64(i) * 0x9e3779b97f4a7c15, uint64(i)}, int64(i))
+		if n := len(tab.slots); len(sizes) == 0 || sizes[len(sizes)-1] != n {
+			sizes = append(sizes, n)
+		}
+	}
+	if want := []int{1024, 4096, 8192}; !slices.Equal(sizes, want) {
+		t.Errorf("sizes %v, want %v", sizes, want)
+	}
+	for i := range ids + 1 {
+		if off, ok := tab.get(eventkey.Key{uint64(i) * 0x9e3779b97f4a7c15, uint64(i)}); !ok || off != int64(i) {
+			t.Fatalf("id %d: %d, %v after growing", i, off, ok)
+		}
 	}
 }
