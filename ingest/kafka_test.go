@@ -2,6 +2,7 @@ package ingest_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -80,5 +81,45 @@ func TestKafkaProducerCloseFlushes(t *testing.T) {
 	}
 	if err := p.Produce(context.Background(), []ingest.Message{{Topic: "sluice.app_logs", Value: []byte("{}")}}); err == nil {
 		t.Error("Produce after Close succeeded")
+	}
+}
+
+// A partition whose leader moves is written to its new leader within the
+// producer's retries. The Transport sends a request to the leader its own
+// metadata names and refuses one whose partitions it finds led by two
+// brokers, so the leaders the producer groups partitions by must follow
+// the move too: a request with every partition, one of them moved, fails
+// ("mismatching leaders") until they do.
+func TestKafkaProducerFollowsAMovedLeader(t *testing.T) {
+	k := testkit.StartKafka(t, testkit.KafkaBrokers(2))
+	p, err := ingest.NewKafkaProducer(ingest.KafkaConfig{Brokers: k.Brokers, MetadataTTL: 200 * time.Millisecond, Logger: testkit.QuietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	const topic = "sluice.app_logs"
+	produce := func(round int) {
+		t.Helper()
+		msgs := make([]ingest.Message, 64)
+		for i := range msgs {
+			msgs[i] = ingest.Message{Topic: topic, Key: fmt.Appendf(nil, "k%d", i), Value: fmt.Appendf(nil, `{"round":%d}`, round)}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := p.Produce(ctx, msgs); err != nil {
+			t.Fatalf("Produce(round %d) = %v", round, err)
+		}
+	}
+	produce(1)
+	from := k.Cluster.LeaderFor(topic, 0)
+	if err := k.Cluster.MoveTopicPartition(topic, 0, 1-from); err != nil {
+		t.Fatal(err)
+	}
+	// The Transport learns of the move within its MetadataTTL, and the
+	// producer must too.
+	time.Sleep(500 * time.Millisecond)
+	produce(2)
+	if got := k.ReadTopic(t, topic); len(got) != 128 {
+		t.Fatalf("topic holds %d messages, want 128", len(got))
 	}
 }

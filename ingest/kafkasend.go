@@ -92,6 +92,10 @@ func (p *KafkaProducer) sendOnce(b *produceBatch, pending []topicPartition) map[
 		})
 	}
 	wg.Wait()
+	if len(failed) > 0 {
+		// A leader may have moved: ask the Transport again next time.
+		p.leaders.forget()
+	}
 	return failed
 }
 
@@ -195,6 +199,10 @@ func (p *KafkaProducer) byLeader(ctx context.Context, parts []topicPartition) ([
 // Transport answers from its cache of the cluster's metadata, refreshed
 // every MetadataTTL.
 func (p *KafkaProducer) metadata(ctx context.Context, topics []string) (map[string][]int32, error) {
+	now := time.Now()
+	if md := p.leaders.get(topics, now); md != nil {
+		return md, nil
+	}
 	res, err := p.transport.RoundTrip(ctx, p.client.Addr, &metadataAPI.Request{TopicNames: topics})
 	if err != nil {
 		return nil, fmt.Errorf("topic metadata: %w", err)
@@ -217,6 +225,7 @@ func (p *KafkaProducer) metadata(ctx context.Context, topics []string) (map[stri
 			return nil, fmt.Errorf("topic %s: %w", t, kafka.UnknownTopicOrPartition)
 		}
 	}
+	p.leaders.put(md, now)
 	return md, nil
 }
 

@@ -1,12 +1,14 @@
 package ingest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"testing"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kfake"
 )
 
 // A partition the broker refuses for good stays failed when a retry of
@@ -38,5 +40,34 @@ func TestRetrySendKeepsEveryFailure(t *testing.T) {
 	}
 	if !errors.Is(batch.failed[a], kafka.MessageSizeTooLarge) || batch.failed[b] != nil || !errors.Is(batch.failed[c], kafka.RequestTimedOut) {
 		t.Errorf("failed = %v; want %v refused, %v written, %v timed out", batch.failed, a, b, c)
+	}
+}
+
+// BenchmarkProducerPartitions is what a Produce call of 100 messages costs
+// before it gathers them: their partitions, from the leaders it keeps.
+func BenchmarkProducerPartitions(b *testing.B) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(0), kfake.SeedTopics(16, "bench"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	p, err := NewKafkaProducer(KafkaConfig{Brokers: c.ListenAddrs(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	ctx := context.Background()
+	if err := p.Ping(ctx, "bench"); err != nil {
+		b.Fatal(err)
+	}
+	msgs := make([]Message, 100)
+	for i := range msgs {
+		msgs[i] = Message{Topic: "bench", Key: fmt.Appendf(nil, "device-%d", i)}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := p.partitions(ctx, msgs); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -147,6 +147,9 @@ type KafkaProducer struct {
 	brokers   []string
 	log       *slog.Logger
 	acc       *accumulator
+	// leaders spares asking the Transport for the same metadata twice
+	// for every Produce.
+	leaders leaderCache
 
 	// requests and messages count what was sent, for Stats.
 	requests, messages atomic.Int64
@@ -169,6 +172,7 @@ func NewKafkaProducer(cfg KafkaConfig) (*KafkaProducer, error) {
 		sec:       cfg.Kafka,
 		brokers:   cfg.Brokers,
 		log:       cfg.Logger.With("component", "kafka-producer"),
+		leaders:   leaderCache{ttl: min(maxLeaderAge, cfg.MetadataTTL)},
 	}
 	p.acc = newAccumulator(cfg.BatchTimeout, cfg.BatchSize, cfg.BatchBytes, p.send)
 	return p, nil

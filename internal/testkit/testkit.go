@@ -81,6 +81,13 @@ func KafkaTLS(ca *CA) KafkaOption {
 	}
 }
 
+// KafkaBrokers makes the cluster n brokers, the partitions' leaders
+// spread over them.
+func KafkaBrokers(n int) KafkaOption {
+	// Ports, not NumBrokers: StartKafka's Ports(0) fixes the number.
+	return func(testing.TB) []kfake.Opt { return []kfake.Opt{kfake.Ports(make([]int, n)...)} }
+}
+
 // StartKafka runs an embedded Kafka-protocol broker, closed when t ends.
 func StartKafka(t testing.TB, opts ...KafkaOption) *Kafka {
 	t.Helper()
