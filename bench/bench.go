@@ -265,6 +265,11 @@ func (e *env) runPhase(ctx context.Context, cfg Config, ps phaseSpec) (Phase, er
 		// event: the share says how much of that the phase paid.
 		fmt.Fprintf(cfg.Out, "; the output followed the store's verdicts for %.0f%% of events", 100*f/(f+d))
 	}
+	if k, sh := after.fromKafka-before.fromKafka, after.shared-before.shared; k+sh > 0 {
+		// Each message the output reads from Kafka again is a second
+		// fetch and parse of it.
+		fmt.Fprintf(cfg.Out, " and read %.0f%% of them from Kafka again", 100*k/(k+sh))
+	}
 	fmt.Fprintln(cfg.Out)
 	return p, nil
 }
@@ -350,6 +355,9 @@ type snapshot struct {
 	// followed and decided count the events the output checked by the
 	// store's verdict and by itself.
 	followed, decided float64
+	// fromKafka and shared count the messages the output's lanes read
+	// from Kafka and from what the store's lane had fetched.
+	fromKafka, shared float64
 }
 
 func (e *env) snapshot(ctx context.Context) (snapshot, error) {
@@ -370,6 +378,8 @@ func (e *env) snapshot(ctx context.Context) (snapshot, error) {
 	s.freshness = histogramSum(fams, "sluice_sink_event_freshness_seconds", store)
 	s.followed = counterSum(fams, "sluice_output_checked_total", map[string]string{"by": "store"})
 	s.decided = counterSum(fams, "sluice_output_checked_total", map[string]string{"by": "output"})
+	s.fromKafka = counterSum(fams, "sluice_worker_fetched_messages_total", map[string]string{"sink": "nats", "from": "kafka"})
+	s.shared = counterSum(fams, "sluice_worker_fetched_messages_total", map[string]string{"sink": "nats", "from": "shared"})
 	return s, nil
 }
 

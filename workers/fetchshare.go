@@ -1,6 +1,7 @@
 package workers
 
 import (
+	"slices"
 	"sync"
 	"unsafe"
 )
@@ -43,6 +44,11 @@ type fetchShare struct {
 	// inflight is the fetches from Kafka running now, by the offset each
 	// asked for, each with a channel closed when it has ended.
 	inflight map[int64]chan struct{}
+	// held is the first offsets of the batches the store's lane holds
+	// (being cut, or in flight), oldest first, and reached the offset
+	// after the last message it has read: see hold.
+	held    []int64
+	reached int64
 }
 
 // DefaultFetchShareBytes is Config.FetchShareBytes's default: about a
@@ -55,6 +61,9 @@ type sharedChunk struct {
 	from  int64
 	msgs  []Message
 	bytes int64
+	// lead is set when the store's lane put the chunk or took messages
+	// from it: its batches then point to the same keys and values.
+	lead bool
 }
 
 // messageOverhead is what a fetched Message weighs besides its key and
@@ -73,7 +82,10 @@ func newFetchShare(max int64) *fetchShare {
 // put offers what a lane fetched from offset from. Only what extends the
 // window is kept: a lane behind it read from Kafka what the window no
 // longer holds, and keeping that would drop what the lanes ahead need.
-func (s *fetchShare) put(from int64, msgs []Message) {
+func (s *fetchShare) put(from int64, msgs []Message) { s.putBy(from, msgs, false) }
+
+// putBy is put, by the store's lane when lead is set.
+func (s *fetchShare) putBy(from int64, msgs []Message, lead bool) {
 	if s == nil || len(msgs) == 0 {
 		return
 	}
@@ -98,17 +110,118 @@ func (s *fetchShare) put(from int64, msgs []Message) {
 			from, msgs = end, msgs[i:]
 		}
 		if from != end {
+			if s.keepsAny() {
+				// What the store's lane holds stays: a lane that read
+				// elsewhere reads on its own.
+				return
+			}
 			clear(s.chunks)
 			s.chunks, s.bytes = s.chunks[:0], 0
 		}
 	}
-	s.chunks = append(s.chunks, sharedChunk{from: from, msgs: msgs, bytes: size})
+	s.chunks = append(s.chunks, sharedChunk{from: from, msgs: msgs, bytes: size, lead: lead})
 	s.bytes += size
-	for s.bytes > s.max {
-		s.bytes -= s.chunks[0].bytes
-		s.chunks[0] = sharedChunk{}
-		s.chunks = s.chunks[1:]
+	s.evict()
+}
+
+// evict drops chunks while what the window costs is more than max:
+// first the oldest, then, if that is not enough (an output's lane ahead
+// of the store's), the newest, and the chunks the store's lane holds
+// messages of (see hold) last, oldest first.
+//
+// A chunk the store's lane holds messages of costs its Message structs
+// only: the lane's batches keep its keys and values in memory anyway.
+func (s *fetchShare) evict() {
+	cost := int64(0)
+	for i := range s.chunks {
+		cost += s.cost(&s.chunks[i])
 	}
+	for len(s.chunks) > 0 && cost > s.max && !s.keeps(&s.chunks[0]) {
+		cost -= s.chunks[0].bytes
+		s.dropOldest()
+	}
+	for n := len(s.chunks); n > 0 && cost > s.max && !s.keeps(&s.chunks[n-1]); n-- {
+		cost -= s.chunks[n-1].bytes
+		s.bytes -= s.chunks[n-1].bytes
+		s.chunks[n-1] = sharedChunk{}
+		s.chunks = s.chunks[:n-1]
+	}
+	for len(s.chunks) > 0 && cost > s.max {
+		cost -= s.cost(&s.chunks[0])
+		s.dropOldest()
+	}
+}
+
+// keeps reports whether the store's lane holds messages of c in a batch,
+// with c's own keys and values.
+func (s *fetchShare) keeps(c *sharedChunk) bool {
+	return c.lead && len(s.held) > 0 && c.end() > s.held[0] && c.from < s.reached
+}
+
+// cost is what c adds to memory: its Message structs while the store's
+// lane holds its messages, all of it otherwise.
+func (s *fetchShare) cost(c *sharedChunk) int64 {
+	if s.keeps(c) {
+		return int64(len(c.msgs)) * messageOverhead
+	}
+	return c.bytes
+}
+
+// keepsAny reports whether any chunk holds messages of a batch the
+// store's lane holds.
+func (s *fetchShare) keepsAny() bool {
+	return slices.ContainsFunc(s.chunks, func(c sharedChunk) bool { return s.keeps(&c) })
+}
+
+func (s *fetchShare) dropOldest() {
+	s.bytes -= s.chunks[0].bytes
+	s.chunks[0] = sharedChunk{}
+	s.chunks = s.chunks[1:]
+}
+
+// hold records that the store's lane holds, from offset first on, a batch
+// it is cutting or has in flight, until release(first): while it does,
+// the chunks it read that hold the batch's messages cost the window only
+// their Message structs (88 B a message), so that it keeps more of them.
+//
+// Why: the output's lane follows the store's, waiting for its verdicts on
+// each batch before it publishes (awaitLead), so it reads what the store's
+// lane read about one batch before. At saturation a batch is larger than
+// the window, and the output's lane read Kafka again for four messages in
+// five. The store's lane keeps those messages' keys and values in memory
+// until its INSERT returns anyway: keeping the chunks that point to them
+// costs the window their Message structs only.
+func (s *fetchShare) hold(first int64) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.held = append(s.held, first)
+}
+
+// reach records that the store's lane has read up to offset next.
+func (s *fetchShare) reach(next int64) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reached = next
+}
+
+// release ends a hold of the store's lane (the oldest, as batches end in
+// order) and drops what the window no longer needs to keep.
+func (s *fetchShare) release(first int64) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if i := slices.Index(s.held, first); i >= 0 {
+		s.held = slices.Delete(s.held, i, i+1)
+	}
+	s.evict()
 }
 
 // begin records a lane's fetch from Kafka at offset from, unless another
@@ -161,7 +274,10 @@ func (c *sharedChunk) end() int64 { return c.msgs[len(c.msgs)-1].Offset + 1 }
 // take returns the messages from offset next on, at most limit, as a fetch
 // from next would have returned them, or nil when the window does not
 // hold next.
-func (s *fetchShare) take(next int64, limit int) []Message {
+func (s *fetchShare) take(next int64, limit int) []Message { return s.takeBy(next, limit, false) }
+
+// takeBy is take, by the store's lane when lead is set.
+func (s *fetchShare) takeBy(next int64, limit int, lead bool) []Message {
 	if s == nil || next < 0 {
 		return nil
 	}
@@ -176,6 +292,7 @@ func (s *fetchShare) take(next int64, limit int) []Message {
 		for j < len(c.msgs) && c.msgs[j].Offset < next {
 			j++
 		}
+		c.lead = c.lead || lead
 		return c.msgs[j:min(len(c.msgs), j+limit):min(len(c.msgs), j+limit)]
 	}
 	return nil

@@ -245,3 +245,113 @@ func TestLanesAtTheEndFetchOnce(t *testing.T) {
 		}
 	}
 }
+
+// gatedSink is a recordingSink whose deliveries wait until gate is closed.
+type gatedSink struct {
+	recordingSink
+	gate chan struct{}
+}
+
+func (s *gatedSink) Deliver(ctx context.Context, p *Partition, b *Batch) error {
+	select {
+	case <-s.gate:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return s.recordingSink.Deliver(ctx, p, b)
+}
+
+// The share keeps, beyond its size, the messages of the batches the
+// store's lane holds (being cut, or in flight): an output's lane that
+// follows the store's a few batches behind takes them from the share
+// instead of reading Kafka again. Once the store's lane is done with them,
+// the share is back within its size.
+func TestShareKeepsWhatTheStoresLaneHolds(t *testing.T) {
+	script := &fetchScript{high: 12}
+	store := &gatedSink{recordingSink: recordingSink{name: "clickhouse"}, gate: make(chan struct{})}
+	output := &recordingSink{name: "nats"}
+	c, pool := newLaneConsumer(t, script, store, &fakeDLQ{})
+	var lanes, storeReads, outputReads atomic.Int64
+	c.newFetcher = func(string, int32) fetcher {
+		if lanes.Add(1) == 1 {
+			return &skippingFetcher{fakeFetcher{s: script}, &storeReads}
+		}
+		return &skippingFetcher{fakeFetcher{s: script}, &outputReads}
+	}
+	p := newTestPartition(iotStream(t), 0)
+	// Room for the 12 messages' Message structs, not for the messages
+	// whole: only what the store's lane holds costs the share so little.
+	p.fetched = newFetchShare(12*messageOverhead + 40)
+	held := func() int {
+		p.fetched.mu.Lock()
+		defer p.fetched.mu.Unlock()
+		return len(p.fetched.held)
+	}
+	startLane(t, c, pool, store, p, 0, false, NewTracker())
+	// Batches of 4: one in Deliver, one queued, one cut and waiting.
+	eventually.True(t, 5*time.Second, "the store's lane to hold three batches", func() bool {
+		return storeReads.Load() == 12 && held() == 3
+	})
+	startLane(t, c, pool, output, p, 0, true, NewTracker())
+	eventually.True(t, 5*time.Second, "the output's lane to deliver 12 messages", func() bool { return len(output.delivered()) == 12 })
+	if n := outputReads.Load(); n != 0 {
+		t.Errorf("the output's lane read %d messages from Kafka, want none: the store's lane held them all", n)
+	}
+	close(store.gate)
+	eventually.True(t, 5*time.Second, "the store's lane to deliver 12 messages and hold none", func() bool {
+		return len(store.delivered()) == 12 && held() == 0
+	})
+	p.fetched.mu.Lock()
+	defer p.fetched.mu.Unlock()
+	if p.fetched.bytes > p.fetched.max {
+		t.Errorf("the share holds %d bytes once the store's lane holds nothing, want at most %d", p.fetched.bytes, p.fetched.max)
+	}
+}
+
+// The chunks the store's lane holds messages of cost the share their
+// Message structs only, so that it keeps more of them, but no more than
+// its size in Message structs: a store's lane that held a batch forever
+// (a bug) cannot make it grow without bound.
+func TestShareHoldIsBounded(t *testing.T) {
+	s := newFetchShare(4 * (messageOverhead + 100))
+	s.hold(0)
+	for from := int64(0); from < 400; from += 4 {
+		s.reach(from + 4)
+		s.putBy(from, msgRange(from, from+3, 100), true)
+	}
+	msgs := 0
+	for _, c := range s.chunks {
+		msgs += len(c.msgs)
+	}
+	if msgs <= 4 || int64(msgs)*messageOverhead > s.max {
+		t.Errorf("the share keeps %d held messages, want more than the 4 it keeps otherwise and at most %d", msgs, s.max/messageOverhead)
+	}
+	if got := offsets(s.take(0, 1)); got != "miss" {
+		t.Errorf("take(0) = %s past the bound, want a miss", got)
+	}
+	s.release(0)
+	if s.bytes > s.max {
+		t.Errorf("the share holds %d bytes after the release, want at most %d", s.bytes, s.max)
+	}
+}
+
+// What an output's lane fetched beyond where the store's lane has read
+// (the output ahead, ClickHouse slow) is kept within the share's size
+// only, whatever the store's lane holds: those messages are in memory for
+// nobody else.
+func TestShareKeepsOnlyWhatTheStoreHasRead(t *testing.T) {
+	size := messageOverhead + 100
+	s := newFetchShare(4 * size)
+	s.hold(0)
+	s.reach(4)
+	s.putBy(0, msgRange(0, 3, 100), true)
+	for from := int64(4); from < 40; from += 4 {
+		s.put(from, msgRange(from, from+3, 100))
+	}
+	if got := offsets(s.take(0, 4)); got != "0 1 2 3 " {
+		t.Errorf("take(0) = %s, want what the store's lane holds", got)
+	}
+	if s.bytes > 8*size {
+		t.Errorf("the share holds %d bytes, want at most %d: the held chunk and its size", s.bytes, 8*size)
+	}
+}

@@ -240,9 +240,10 @@ func (l *lane) fetchShared(r fetcher, next *int64) ([]Message, error) {
 		return l.fetchSome(r, next)
 	}
 	for {
-		if ms := share.take(*next, maxChunk); ms != nil {
+		if ms := share.takeBy(*next, maxChunk, !l.output); ms != nil {
 			l.seekBefore = true
 			l.fetchedShared.Add(float64(len(ms)))
+			l.reach(ms)
 			return ms, nil
 		}
 		wait := share.begin(*next)
@@ -266,10 +267,19 @@ func (l *lane) fetchShared(r fetcher, next *int64) ([]Message, error) {
 	}
 	ms, err := l.fetchSome(r, next)
 	if err == nil {
-		share.put(from, ms)
+		l.reach(ms)
+		share.putBy(from, ms, !l.output)
 		l.fetchedKafka.Add(float64(len(ms)))
 	}
 	return ms, err
+}
+
+// reach tells the partition's fetch share, on the store's lane, how far
+// the lane has read: see fetchShare.hold.
+func (l *lane) reach(ms []Message) {
+	if !l.output && len(ms) > 0 {
+		l.part.fetched.reach(ms[len(ms)-1].Offset + 1)
+	}
 }
 
 // fetchSome returns the partition's next messages, one or more. Every
@@ -382,6 +392,11 @@ func (l *lane) batch(msgs <-chan []Message, ordered chan<- *job) {
 	linger := time.NewTimer(time.Hour)
 	linger.Stop()
 	defer linger.Stop()
+	defer func() {
+		if cur != nil {
+			l.unhold(cur)
+		}
+	}()
 
 	flush := func() bool {
 		if cur == nil {
@@ -392,6 +407,7 @@ func (l *lane) batch(msgs <-chan []Message, ordered chan<- *job) {
 		lastLen = len(b.Messages)
 		linger.Stop()
 		if err := l.budget.Acquire(l.stop, l.weight(b)); err != nil {
+			l.unhold(b)
 			return false
 		}
 		j := &job{batch: b, prepare: l.sink.Prepare, stop: l.stop, prepared: make(chan struct{})}
@@ -399,6 +415,7 @@ func (l *lane) batch(msgs <-chan []Message, ordered chan<- *job) {
 		case ordered <- j:
 		case <-l.stop.Done():
 			l.budget.Release(l.weight(b))
+			l.unhold(b)
 			return false
 		}
 		if err := l.pool.submit(j); err != nil {
@@ -420,6 +437,9 @@ func (l *lane) batch(msgs <-chan []Message, ordered chan<- *job) {
 					cur = &Batch{Topic: l.part.Topic, Stream: l.part.Stream, Partition: l.part.ID,
 						Messages: messagePool.Get(min(lastLen+lastLen/4, cfg.BatchMaxEvents))}
 					linger.Reset(cfg.BatchLinger)
+					if !l.output {
+						l.part.fetched.hold(m.Offset)
+					}
 				}
 				cur.Messages = append(cur.Messages, m)
 				cur.Bytes += len(m.Value)
@@ -477,9 +497,19 @@ func (l *lane) deliver(ordered <-chan *job) {
 			}
 		}
 		l.budget.Release(l.weight(b))
+		l.unhold(b)
 		if delivered {
 			recycleMessages(b)
 		}
+	}
+}
+
+// unhold ends, on the store's lane, the fetch share's hold on b's messages
+// (fetchShare.hold), taken when b was begun: b is delivered, abandoned or
+// dropped, and the lane no longer keeps its messages.
+func (l *lane) unhold(b *Batch) {
+	if !l.output && len(b.Messages) > 0 {
+		l.part.fetched.release(b.First())
 	}
 }
 
