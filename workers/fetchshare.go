@@ -79,13 +79,11 @@ func newFetchShare(max int64) *fetchShare {
 	return &fetchShare{max: max}
 }
 
-// put offers what a lane fetched from offset from. Only what extends the
-// window is kept: a lane behind it read from Kafka what the window no
-// longer holds, and keeping that would drop what the lanes ahead need.
-func (s *fetchShare) put(from int64, msgs []Message) { s.putBy(from, msgs, false) }
-
-// putBy is put, by the store's lane when lead is set.
-func (s *fetchShare) putBy(from int64, msgs []Message, lead bool) {
+// put offers what a lane fetched from offset from; lead says the lane is
+// the store's. Only what extends the window is kept: a lane behind it read
+// from Kafka what the window no longer holds, and keeping that would drop
+// what the lanes ahead need.
+func (s *fetchShare) put(from int64, msgs []Message, lead bool) {
 	if s == nil || len(msgs) == 0 {
 		return
 	}
@@ -142,9 +140,7 @@ func (s *fetchShare) evict() {
 	}
 	for n := len(s.chunks); n > 0 && cost > s.max && !s.keeps(&s.chunks[n-1]); n-- {
 		cost -= s.chunks[n-1].bytes
-		s.bytes -= s.chunks[n-1].bytes
-		s.chunks[n-1] = sharedChunk{}
-		s.chunks = s.chunks[:n-1]
+		s.dropNewest()
 	}
 	for len(s.chunks) > 0 && cost > s.max {
 		cost -= s.cost(&s.chunks[0])
@@ -177,6 +173,13 @@ func (s *fetchShare) dropOldest() {
 	s.bytes -= s.chunks[0].bytes
 	s.chunks[0] = sharedChunk{}
 	s.chunks = s.chunks[1:]
+}
+
+func (s *fetchShare) dropNewest() {
+	n := len(s.chunks) - 1
+	s.bytes -= s.chunks[n].bytes
+	s.chunks[n] = sharedChunk{}
+	s.chunks = s.chunks[:n]
 }
 
 // hold records that the store's lane holds, from offset first on, a batch
@@ -273,11 +276,8 @@ func (c *sharedChunk) end() int64 { return c.msgs[len(c.msgs)-1].Offset + 1 }
 
 // take returns the messages from offset next on, at most limit, as a fetch
 // from next would have returned them, or nil when the window does not
-// hold next.
-func (s *fetchShare) take(next int64, limit int) []Message { return s.takeBy(next, limit, false) }
-
-// takeBy is take, by the store's lane when lead is set.
-func (s *fetchShare) takeBy(next int64, limit int, lead bool) []Message {
+// hold next; lead says the lane taking them is the store's.
+func (s *fetchShare) take(next int64, limit int, lead bool) []Message {
 	if s == nil || next < 0 {
 		return nil
 	}

@@ -45,47 +45,47 @@ func TestFetchShare(t *testing.T) {
 	s := newFetchShare(10 * (messageOverhead + 100))
 	check := func(next int64, limit int, want string) {
 		t.Helper()
-		if got := offsets(s.take(next, limit)); got != want {
+		if got := offsets(s.take(next, limit, false)); got != want {
 			t.Errorf("take(%d, %d) = %s, want %s", next, limit, got, want)
 		}
 	}
 	check(0, 10, "miss")
-	s.put(0, msgRange(0, 3, 100))
+	s.put(0, msgRange(0, 3, 100), false)
 	check(0, 2, "0 1 ")
 	check(2, 10, "2 3 ")
 	check(4, 10, "miss")
 	// The next fetch follows on, and starts after a hole: a lane at the
 	// hole jumps over it, as from Kafka.
-	s.put(4, msgRange(6, 7, 100))
+	s.put(4, msgRange(6, 7, 100), false)
 	check(4, 10, "6 7 ")
 	check(5, 1, "6 ")
 	// Two lanes fetched at once: only what is new is added.
-	s.put(6, msgRange(6, 9, 100))
+	s.put(6, msgRange(6, 9, 100), false)
 	check(8, 10, "8 9 ")
 	check(6, 10, "6 7 ")
 	// Past ten messages' worth, the oldest chunks go.
-	s.put(10, msgRange(10, 12, 100))
+	s.put(10, msgRange(10, 12, 100), false)
 	check(0, 10, "miss")
 	check(4, 10, "6 7 ")
 	check(10, 10, "10 11 12 ")
 	// A fetch of nothing newer is not kept; one that does not follow on
 	// starts the window again.
-	s.put(2, msgRange(2, 5, 100))
+	s.put(2, msgRange(2, 5, 100), false)
 	check(4, 10, "6 7 ")
-	s.put(20, msgRange(20, 21, 100))
+	s.put(20, msgRange(20, 21, 100), false)
 	check(10, 10, "miss")
 	check(20, 10, "20 21 ")
 	// A fetch larger than the whole share is not kept.
-	s.put(22, msgRange(22, 40, 100))
+	s.put(22, msgRange(22, 40, 100), false)
 	check(22, 10, "miss")
 	check(20, 10, "20 21 ")
 	// The slice handed out cannot be appended to over the share's.
-	if ms := s.take(20, 1); cap(ms) != 1 {
+	if ms := s.take(20, 1, false); cap(ms) != 1 {
 		t.Errorf("take hands out capacity %d past its length 1", cap(ms))
 	}
 	var none *fetchShare
-	none.put(0, msgRange(0, 1, 1))
-	if none.take(0, 1) != nil {
+	none.put(0, msgRange(0, 1, 1), false)
+	if none.take(0, 1, false) != nil {
 		t.Error("a nil share answered")
 	}
 }
@@ -317,7 +317,7 @@ func TestShareHoldIsBounded(t *testing.T) {
 	s.hold(0)
 	for from := int64(0); from < 400; from += 4 {
 		s.reach(from + 4)
-		s.putBy(from, msgRange(from, from+3, 100), true)
+		s.put(from, msgRange(from, from+3, 100), true)
 	}
 	msgs := 0
 	for _, c := range s.chunks {
@@ -326,7 +326,7 @@ func TestShareHoldIsBounded(t *testing.T) {
 	if msgs <= 4 || int64(msgs)*messageOverhead > s.max {
 		t.Errorf("the share keeps %d held messages, want more than the 4 it keeps otherwise and at most %d", msgs, s.max/messageOverhead)
 	}
-	if got := offsets(s.take(0, 1)); got != "miss" {
+	if got := offsets(s.take(0, 1, false)); got != "miss" {
 		t.Errorf("take(0) = %s past the bound, want a miss", got)
 	}
 	s.release(0)
@@ -344,11 +344,11 @@ func TestShareKeepsOnlyWhatTheStoreHasRead(t *testing.T) {
 	s := newFetchShare(4 * size)
 	s.hold(0)
 	s.reach(4)
-	s.putBy(0, msgRange(0, 3, 100), true)
+	s.put(0, msgRange(0, 3, 100), true)
 	for from := int64(4); from < 40; from += 4 {
-		s.put(from, msgRange(from, from+3, 100))
+		s.put(from, msgRange(from, from+3, 100), false)
 	}
-	if got := offsets(s.take(0, 4)); got != "0 1 2 3 " {
+	if got := offsets(s.take(0, 4, false)); got != "0 1 2 3 " {
 		t.Errorf("take(0) = %s, want what the store's lane holds", got)
 	}
 	if s.bytes > 8*size {

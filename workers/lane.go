@@ -240,7 +240,7 @@ func (l *lane) fetchShared(r fetcher, next *int64) ([]Message, error) {
 		return l.fetchSome(r, next)
 	}
 	for {
-		if ms := share.takeBy(*next, maxChunk, !l.output); ms != nil {
+		if ms := share.take(*next, maxChunk, !l.output); ms != nil {
 			l.seekBefore = true
 			l.fetchedShared.Add(float64(len(ms)))
 			l.reach(ms)
@@ -268,7 +268,7 @@ func (l *lane) fetchShared(r fetcher, next *int64) ([]Message, error) {
 	ms, err := l.fetchSome(r, next)
 	if err == nil {
 		l.reach(ms)
-		share.putBy(from, ms, !l.output)
+		share.put(from, ms, !l.output)
 		l.fetchedKafka.Add(float64(len(ms)))
 	}
 	return ms, err
