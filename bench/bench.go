@@ -18,9 +18,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -122,6 +124,10 @@ type env struct {
 	work    *role
 	client  *http.Client
 	started time.Time
+	// clickhouse is the local ClickHouse server's pid, or 0 when it is
+	// elsewhere or cannot be inspected: its CPU is reported beside the
+	// roles', since on a small machine it competes with them.
+	clickhouse int
 }
 
 // startEnv starts the broker, NATS and both roles, and waits until both
@@ -165,12 +171,31 @@ func startEnv(ctx context.Context, cfg *Config) (e *env, err error) {
 	}
 	fmt.Fprintf(cfg.Out, "bench: ingest (pid %d) at %s, work (pid %d) at %s, logs in %s\n",
 		e.ingest.pid(), e.ingest.url, e.work.pid(), e.work.url, e.dir)
+	e.clickhouse = localServer(cfg.ClickHouseAddr)
 	for _, r := range []*role{e.ingest, e.work} {
 		if err := r.waitReady(ctx, e.client, time.Minute); err != nil {
 			return e, err
 		}
 	}
 	return e, nil
+}
+
+// localServer returns the pid of the server listening at addr when addr
+// is on this machine, else 0.
+func localServer(addr string) int {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return 0
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		return 0
+	}
+	pid, _ := procstat.ListenerPID(n)
+	return pid
 }
 
 // close stops the roles, the broker and NATS, and removes what the
@@ -259,19 +284,33 @@ func (e *env) runPhase(ctx context.Context, cfg Config, ps phaseSpec) (Phase, er
 	if p.Stored > 0 {
 		p.WorkCPUPerEvent = (after.workCPU - before.workCPU) / time.Duration(p.Stored)
 	}
-	fmt.Fprintf(cfg.Out, "bench: phase %s: %d acked, %d stored", ps.name, p.Acked, p.Stored)
+	describe(cfg.Out, p, before, after)
+	return p, nil
+}
+
+// describe prints what a phase's table row does not hold: how the work
+// role's lanes read Kafka, and what the processes beside the roles used.
+func describe(out io.Writer, p Phase, before, after snapshot) {
+	fmt.Fprintf(out, "bench: phase %s: %d acked, %d stored", p.Name, p.Acked, p.Stored)
 	if f, d := after.followed-before.followed, after.decided-before.decided; f+d > 0 {
 		// Deciding for itself costs the output a full validation per
 		// event: the share says how much of that the phase paid.
-		fmt.Fprintf(cfg.Out, "; the output followed the store's verdicts for %.0f%% of events", 100*f/(f+d))
+		fmt.Fprintf(out, "; the output followed the store's verdicts for %.0f%% of events", 100*f/(f+d))
 	}
-	if k, sh := after.fromKafka-before.fromKafka, after.shared-before.shared; k+sh > 0 {
-		// Each message the output reads from Kafka again is a second
-		// fetch and parse of it.
-		fmt.Fprintf(cfg.Out, " and read %.0f%% of them from Kafka again", 100*k/(k+sh))
+	if k, m := after.kafkaReads-before.kafkaReads, after.storeReads-before.storeReads; m > 0 {
+		// Each lane reads every message, from Kafka or from what another
+		// lane of its partition fetched: 1 is each message fetched and
+		// parsed once, 2 every lane reading Kafka on its own.
+		fmt.Fprintf(out, "; the lanes read each message from Kafka %.2f times", k/m)
 	}
-	fmt.Fprintln(cfg.Out)
-	return p, nil
+	fmt.Fprintln(out)
+	secs := after.at.Sub(before.at).Seconds()
+	fmt.Fprintf(out, "bench: phase %s: beside the roles, the broker, NATS and loadgen used %.2f cores",
+		p.Name, (after.benchCPU-before.benchCPU).Seconds()/secs)
+	if after.clickhouseCPU > 0 {
+		fmt.Fprintf(out, ", ClickHouse %.2f", (after.clickhouseCPU-before.clickhouseCPU).Seconds()/secs)
+	}
+	fmt.Fprintln(out)
 }
 
 // profile starts taking a CPU and an allocation profile of each role over
@@ -349,19 +388,23 @@ func (e *env) drain(ctx context.Context, before snapshot, want float64, limit ti
 
 // snapshot is the counters a phase is measured by, at one moment.
 type snapshot struct {
+	at                 time.Time
 	ingestCPU, workCPU time.Duration
 	stored             float64
 	freshness          histogram
 	// followed and decided count the events the output checked by the
 	// store's verdict and by itself.
 	followed, decided float64
-	// fromKafka and shared count the messages the output's lanes read
-	// from Kafka and from what the store's lane had fetched.
-	fromKafka, shared float64
+	// kafkaReads counts the messages all lanes read from Kafka, and
+	// storeReads those the store's lanes read (every message, once).
+	kafkaReads, storeReads float64
+	// benchCPU is this process's CPU time (the broker, NATS, loadgen),
+	// clickhouseCPU the local ClickHouse server's (0 when unknown).
+	benchCPU, clickhouseCPU time.Duration
 }
 
 func (e *env) snapshot(ctx context.Context) (snapshot, error) {
-	var s snapshot
+	s := snapshot{at: time.Now()}
 	var err error
 	if s.ingestCPU, err = procstat.CPUTime(e.ingest.pid()); err != nil {
 		return s, err
@@ -378,8 +421,15 @@ func (e *env) snapshot(ctx context.Context) (snapshot, error) {
 	s.freshness = histogramSum(fams, "sluice_sink_event_freshness_seconds", store)
 	s.followed = counterSum(fams, "sluice_output_checked_total", map[string]string{"by": "store"})
 	s.decided = counterSum(fams, "sluice_output_checked_total", map[string]string{"by": "output"})
-	s.fromKafka = counterSum(fams, "sluice_worker_fetched_messages_total", map[string]string{"sink": "nats", "from": "kafka"})
-	s.shared = counterSum(fams, "sluice_worker_fetched_messages_total", map[string]string{"sink": "nats", "from": "shared"})
+	s.kafkaReads = counterSum(fams, "sluice_worker_fetched_messages_total", map[string]string{"from": "kafka"})
+	s.storeReads = counterSum(fams, "sluice_worker_fetched_messages_total", store)
+	if s.benchCPU, err = procstat.SelfCPUTime(); err != nil {
+		return s, err
+	}
+	if e.clickhouse != 0 {
+		// A server that went away costs the line its figure, not the run.
+		s.clickhouseCPU, _ = procstat.CPUTime(e.clickhouse)
+	}
 	return s, nil
 }
 

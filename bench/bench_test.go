@@ -71,3 +71,31 @@ func TestPeakSampler(t *testing.T) {
 		t.Errorf("peak = %d", peak)
 	}
 }
+
+// The phase's line says how often the lanes read a message from Kafka
+// (both lanes of a partition reading everything on their own is 2) and
+// what the processes beside the roles used over the phase; a ClickHouse
+// that could not be inspected is left out.
+func TestDescribe(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	before := snapshot{at: t0, kafkaReads: 100, storeReads: 100, benchCPU: time.Second, clickhouseCPU: 2 * time.Second}
+	after := snapshot{at: t0.Add(10 * time.Second), kafkaReads: 1600, storeReads: 1100,
+		benchCPU: 4 * time.Second, clickhouseCPU: 7 * time.Second, followed: 900, decided: 100}
+	var out strings.Builder
+	describe(&out, Phase{Name: "20000/s", Acked: 1000, Stored: 1000}, before, after)
+	for _, want := range []string{
+		"verdicts for 90% of events",
+		"read each message from Kafka 1.50 times",
+		"NATS and loadgen used 0.30 cores, ClickHouse 0.50\n",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("line %q lacks %q", out.String(), want)
+		}
+	}
+	out.Reset()
+	before.clickhouseCPU, after.clickhouseCPU = 0, 0
+	describe(&out, Phase{Name: "saturation"}, before, after)
+	if strings.Contains(out.String(), "ClickHouse") {
+		t.Errorf("line %q names ClickHouse, whose CPU is unknown", out.String())
+	}
+}

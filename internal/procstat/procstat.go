@@ -74,3 +74,51 @@ func StatusBytes(pid int, field string) (int64, error) {
 	}
 	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
 }
+
+// ListenerPID returns the process listening on TCP port port of this
+// machine, found through /proc/net/tcp (and tcp6) and the processes' open
+// sockets: `sluice bench` counts the CPU of a local ClickHouse server with
+// it. It fails when no process this one may inspect listens there.
+func ListenerPID(port int) (int, error) {
+	inodes := map[string]bool{}
+	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(table)
+		if err != nil {
+			continue // no IPv6, say
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			// sl local_address rem_address st ... uid timeout inode
+			f := strings.Fields(line)
+			if len(f) < 10 || f[3] != tcpListen {
+				continue
+			}
+			_, hexPort, ok := strings.Cut(f[1], ":")
+			if p, err := strconv.ParseUint(hexPort, 16, 16); ok && err == nil && int(p) == port {
+				inodes["socket:["+f[9]+"]"] = true
+			}
+		}
+	}
+	if len(inodes) == 0 {
+		return 0, fmt.Errorf("no listener on port %d", port)
+	}
+	procs, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, fmt.Errorf("listener on port %d: %w", port, err)
+	}
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil {
+			continue
+		}
+		fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid)) // another user's: unreadable
+		for _, fd := range fds {
+			if link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); err == nil && inodes[link] {
+				return pid, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("port %d: the listening process is not one this process may inspect", port)
+}
+
+// tcpListen is TCP_LISTEN as /proc/net/tcp writes a socket's state.
+const tcpListen = "0A"

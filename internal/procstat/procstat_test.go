@@ -1,6 +1,7 @@
 package procstat
 
 import (
+	"net"
 	"os"
 	"testing"
 	"time"
@@ -22,5 +23,22 @@ func TestFigures(t *testing.T) {
 	}
 	if _, err := StatusBytes(os.Getpid(), "VmNothing"); err == nil {
 		t.Error("StatusBytes of a field /proc lacks: no error")
+	}
+}
+
+// ListenerPID finds this process by a port it listens on, and fails for
+// a port it has stopped listening on.
+func TestListenerPID(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	if pid, err := ListenerPID(port); err != nil || pid != os.Getpid() {
+		t.Errorf("ListenerPID(%d) = %d, %v; want %d", port, pid, err, os.Getpid())
+	}
+	l.Close()
+	if pid, err := ListenerPID(port); err == nil {
+		t.Errorf("ListenerPID(%d) after close = %d, want an error", port, pid)
 	}
 }
