@@ -29,6 +29,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sluicehq/sluice/devstack"
+	"github.com/sluicehq/sluice/internal/hostaddr"
 	"github.com/sluicehq/sluice/internal/procstat"
 	"github.com/sluicehq/sluice/internal/promscrape"
 	"github.com/sluicehq/sluice/loadgen"
@@ -187,7 +188,7 @@ func localServer(addr string) int {
 	if err != nil {
 		return 0
 	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+	if !hostaddr.Local(host) {
 		return 0
 	}
 	n, err := strconv.Atoi(port)

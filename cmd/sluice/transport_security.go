@@ -4,13 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/url"
 	"os"
 	"strings"
 
 	"github.com/spf13/pflag"
 
+	"github.com/sluicehq/sluice/internal/hostaddr"
 	"github.com/sluicehq/sluice/internal/tlsfiles"
 	"github.com/sluicehq/sluice/pipeline"
 	"github.com/sluicehq/sluice/sinks"
@@ -54,20 +54,10 @@ func (c *clickhouseSecurity) apply(o *clickhouse.Options, log *slog.Logger) erro
 			return err
 		}
 	}
-	if pw != "" && o.TLS == nil && !loopback(o.Addr) {
+	if pw != "" && o.TLS == nil && !hostaddr.Local(o.Addr) {
 		log.Warn("the ClickHouse password goes over the network in clear: give --clickhouse-tls and the server's TLS port", "addr", o.Addr)
 	}
 	return nil
-}
-
-// loopback reports whether addr (host:port) is on this machine.
-func loopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		host = addr
-	}
-	ip := net.ParseIP(host)
-	return host == "localhost" || (ip != nil && ip.IsLoopback())
 }
 
 // httpsFlags serve the collector's --http-addr over HTTPS.

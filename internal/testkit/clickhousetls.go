@@ -10,6 +10,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/sluicehq/sluice/internal/hostaddr"
 )
 
 // ClickHouseTLS is a ClickHouse whose native protocol is also served over
@@ -37,7 +39,7 @@ func StartClickHouseTLS(t testing.TB) ClickHouseTLS {
 	script := scriptPath(t, "clickhouse.sh")
 	// The shared server only when the tests' ClickHouse is on this machine:
 	// its plain port is where the tests create their databases.
-	if host, port, err := net.SplitHostPort(ClickHouseAddr()); err == nil && (host == "localhost" || net.ParseIP(host).IsLoopback()) {
+	if host, port, err := net.SplitHostPort(ClickHouseAddr()); err == nil && hostaddr.Local(host) {
 		shared := exec.Command(script, "tls-env")
 		shared.Env = append(withoutClickHouseEnv(), "CLICKHOUSE_TCP_PORT="+port)
 		if out, err := shared.Output(); err == nil {

@@ -30,13 +30,14 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
-	"net"
 	"regexp"
 	"sync"
 	"time"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/sluicehq/sluice/internal/hostaddr"
 )
 
 // Defaults for Options' zero values.
@@ -243,11 +244,7 @@ const maxConns = 10
 // compressing was a twentieth of the work role's CPU (and more of the
 // server's, to decompress), so blocks go uncompressed.
 func compression(addr string) *ch.Compression {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		host = addr
-	}
-	if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
+	if hostaddr.Local(addr) {
 		return nil
 	}
 	return &ch.Compression{Method: ch.CompressionLZ4}
