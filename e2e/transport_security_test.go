@@ -134,18 +134,7 @@ func TestNATSTLSWithPassword(t *testing.T) {
 	if err := os.WriteFile(pwFile, []byte(password+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var received atomic.Int64
-	nc, err := natsgo.Connect(srv.URL(), natsgo.UserInfo("sluice", password), natsgo.RootCAs(ca.Path("ca.pem")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	if _, err := nc.Subscribe("sluice.>", func(*natsgo.Msg) { received.Add(1) }); err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	received := countPublished(t, srv.URL(), natsgo.UserInfo("sluice", password), natsgo.RootCAs(ca.Path("ca.pem")))
 
 	db := newTestDB(t)
 	k := startEmbeddedKafka(t)
@@ -154,7 +143,7 @@ func TestNATSTLSWithPassword(t *testing.T) {
 		"--nats-url", srv.URL(), "--nats-user", "sluice", "--nats-password-file", pwFile, "--nats-tls-ca", ca.Path("ca.pem"),
 		"--clickhouse-addr", db.Addr, "--clickhouse-database", db.Name, "--partitions", "2", "--batch-linger", "100ms")
 	waitReady(t, "http://"+addr, p.exited())
-	postAndAwaitNATS(t, p, addr, "n", 40, &received)
+	postAndAwaitNATS(t, p, addr, "n", 40, received)
 	assertNotInLog(t, p.log, password)
 
 	t.Run("wrong password", func(t *testing.T) {
@@ -337,18 +326,7 @@ func waitReadyWith(t *testing.T, client *http.Client, url string, exited <-chan 
 // mode with a credentials file (--nats-creds): every event posted arrives.
 func TestNATSCreds(t *testing.T) {
 	srv := testkit.StartOperatorNATS(t)
-	var received atomic.Int64
-	nc, err := natsgo.Connect(srv.URL(), natsgo.UserCredentials(srv.Creds))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	if _, err := nc.Subscribe("sluice.>", func(*natsgo.Msg) { received.Add(1) }); err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	received := countPublished(t, srv.URL(), natsgo.UserCredentials(srv.Creds))
 	db := newTestDB(t)
 	k := startEmbeddedKafka(t)
 	addr := freeAddr(t)
@@ -356,9 +334,30 @@ func TestNATSCreds(t *testing.T) {
 		"--nats-url", srv.URL(), "--nats-creds", srv.Creds,
 		"--clickhouse-addr", db.Addr, "--clickhouse-database", db.Name, "--partitions", "2", "--batch-linger", "100ms")
 	waitReady(t, "http://"+addr, p.exited())
-	postAndAwaitNATS(t, p, addr, "c", 20, &received)
+	postAndAwaitNATS(t, p, addr, "c", 20, received)
 	seed := credsSeed(t, srv.Creds)
 	assertNotInLog(t, p.log, seed)
+}
+
+// countPublished subscribes to every subject Sluice publishes on, with
+// opts (the credentials under test), and returns the count of messages
+// received, which goes up as they arrive. The subscription is in place
+// when it returns.
+func countPublished(t *testing.T, url string, opts ...natsgo.Option) *atomic.Int64 {
+	t.Helper()
+	nc, err := natsgo.Connect(url, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	received := new(atomic.Int64)
+	if _, err := nc.Subscribe("sluice.>", func(*natsgo.Msg) { received.Add(1) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return received
 }
 
 // postAndAwaitNATS posts events to the sluice run p at addr one request
